@@ -1,0 +1,43 @@
+# ippbx developer commands. `make run` serves the demo PBX; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEBS := sip-tester:sipp wrk:wrk
+
+.PHONY: run test lint debs venv clean bench
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ippbx needs Python >= 3.11"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
+	  { echo "python3 -m venv failed: install Debian's python3-venv"; exit 1; }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+# Debian packages the tests use (sipp from sip-tester, wrk); installed only when missing.
+debs:
+	@missing=""; for pair in $(DEBS); do pkg=$${pair%%:*}; cmd=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/ippbx serve --config examples/demo.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+test: $(STAMP) debs lint
+	$(BIN)/pytest
+
+bench: $(STAMP) debs
+	@echo "see bench/README in BENCHMARKS.md for the scripts"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

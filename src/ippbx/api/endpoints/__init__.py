@@ -1,0 +1,1 @@
+"""One module per group of API endpoints; each decodes, calls pbx, and encodes."""

@@ -1,0 +1,280 @@
+"""Load and validate the TOML configuration into typed models.
+
+A bad file is reported as one line naming the key and the problem (`ConfigError`), which
+the command line turns into exit code 2. String values may reference the environment as
+`${NAME}` so secrets need not live in the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ippbx.pbx.patterns import PatternError, compile_pattern
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line for the operator."""
+
+
+_Number = Annotated[str, Field(pattern=r"^[0-9A-Za-z*#+_.-]{1,32}$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    """Split "host:port" (IPv6 in brackets); raise ValueError when malformed."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host, port_text = value, ""
+    port = int(port_text) if port_text else default_port
+    if not host or not 0 <= port <= 65535:
+        raise ValueError(f"bad listen address {value!r}")
+    return host, port
+
+
+class PbxSection(_Model):
+    sn: str = "ippbx00000001"
+    name: str = "ippbx"
+    timezone: str = "UTC"
+    firmware: str = "0.1.0"
+
+
+class SipSection(_Model):
+    listen: str = "0.0.0.0:5060"
+    domain: str = "ippbx.local"
+    user_agent: str = "ippbx"
+    min_expires: int = Field(60, ge=1)
+    max_expires: int = Field(3600, ge=1)
+    default_expires: int = Field(600, ge=1)
+    ban_failures: int = Field(10, ge=1)
+    ban_seconds: int = Field(300, ge=0)
+    no_answer_seconds: int = Field(60, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, v: str) -> str:
+        _host_port(v, 5060)
+        return v
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return _host_port(self.listen, 5060)
+
+
+class ApiSection(_Model):
+    listen: str = "127.0.0.1:9011"
+    username: str = "api"
+    password: str = Field(min_length=1)
+    allowed_ips: list[str] = []
+    token_ttl: int = Field(1800, ge=1)
+    lockout_failures: int = Field(5, ge=1)
+    lockout_seconds: int = Field(600, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, v: str) -> str:
+        _host_port(v, 9011)
+        return v
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _check_ips(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)
+        return v
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return _host_port(self.listen, 9011)
+
+
+class StoreSection(_Model):
+    path: str = "ippbx.sqlite3"
+
+
+class Extension(_Model):
+    number: _Number
+    password: str = Field(min_length=1)
+    name: str = ""
+    callerid: str = ""
+    max_contacts: int = Field(1, ge=1, le=100)
+
+
+class Trunk(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    type: Literal["peer", "register"] = "peer"
+    host: str = Field(min_length=1)
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str = ""
+    password: str = ""
+    from_user: str = ""
+    callerid: str = ""
+    max_channels: int = Field(0, ge=0)
+    expires: int = Field(3600, ge=60)
+
+    @model_validator(mode="after")
+    def _register_needs_credentials(self) -> Trunk:
+        if self.type == "register" and not (self.username and self.password):
+            raise ValueError("a register trunk needs username and password")
+        return self
+
+
+class OutboundRoute(_Model):
+    name: str = Field(min_length=1)
+    prefix: str = ""
+    match: str
+    prepend: str = ""
+    trunks: list[str] = Field(min_length=1)
+    extensions: list[str] = []
+
+    @field_validator("match")
+    @classmethod
+    def _check_match(cls, v: str) -> str:
+        try:
+            compile_pattern(v)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
+class InboundRoute(_Model):
+    name: str = Field(min_length=1)
+    trunk: str
+    did: str = ""
+    callerid: str = ""
+    destination: str
+
+    @field_validator("destination")
+    @classmethod
+    def _check_destination(cls, v: str) -> str:
+        if v != "hangup" and not re.fullmatch(r"extension:[0-9A-Za-z*#+_.-]+", v):
+            raise ValueError('destination must be "extension:NUMBER" or "hangup"')
+        return v
+
+
+class Config(_Model):
+    pbx: PbxSection = PbxSection()
+    sip: SipSection = SipSection()
+    api: ApiSection
+    store: StoreSection = StoreSection()
+    extensions: list[Extension] = []
+    trunks: list[Trunk] = []
+    outbound_routes: list[OutboundRoute] = []
+    inbound_routes: list[InboundRoute] = []
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        _unique(self.extensions, "number", "extensions", "extension number")
+        _unique(self.trunks, "name", "trunks", "trunk name")
+        _unique(self.outbound_routes, "name", "outbound_routes", "route name")
+        _unique(self.inbound_routes, "name", "inbound_routes", "route name")
+        trunks = {t.name for t in self.trunks}
+        exts = {e.number for e in self.extensions}
+        for i, route in enumerate(self.outbound_routes):
+            for j, name in enumerate(route.trunks):
+                if name not in trunks:
+                    raise ValueError(f"outbound_routes[{i}].trunks[{j}]: no trunk named {name!r}")
+            for j, ext in enumerate(route.extensions):
+                if ext not in exts:
+                    raise ValueError(f"outbound_routes[{i}].extensions[{j}]: no extension {ext!r}")
+        for i, route in enumerate(self.inbound_routes):
+            if route.trunk not in trunks:
+                raise ValueError(f"inbound_routes[{i}].trunk: no trunk named {route.trunk!r}")
+            if route.destination.startswith("extension:"):
+                ext = route.destination.partition(":")[2]
+                if ext not in exts:
+                    raise ValueError(f"inbound_routes[{i}].destination: no extension {ext!r}")
+        return self
+
+    def extension(self, number: str) -> Extension | None:
+        for ext in self.extensions:
+            if ext.number == number:
+                return ext
+        return None
+
+    def trunk(self, name: str) -> Trunk | None:
+        for trunk in self.trunks:
+            if trunk.name == name:
+                return trunk
+        return None
+
+
+def _unique(items: list[BaseModel], attr: str, section: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        value = getattr(item, attr)
+        if value in seen:
+            raise ValueError(f"{section}[{i}].{attr}: duplicate {what} {value!r}")
+        seen.add(value)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: object, where: str) -> object:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _format_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if msg.startswith(("outbound_routes[", "inbound_routes[", "extensions[", "trunks[")):
+        return msg
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse TOML text into a Config; raise ConfigError with a one-line message."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    data = _expand_env(raw, "")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_error(exc)}") from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the config file at `path`, or the embedded demo config when `path` is None."""
+    if path is None:
+        text = resources.files("ippbx").joinpath("demo.toml").read_text(encoding="utf-8")
+        return parse_config(text, "demo.toml")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(path))

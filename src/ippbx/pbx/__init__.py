@@ -1,0 +1,1 @@
+"""The telephony domain: registrar, dial plan, trunks, B2BUA, live-call registry, CDR."""

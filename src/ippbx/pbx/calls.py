@@ -1,0 +1,244 @@
+"""The live-call registry: every call in progress, its two legs, and O(1) lookups by any id.
+
+A call has a `callid` (its caller leg's id) and up to two legs at a time: the caller's
+(an extension or an inbound trunk) and the callee's (an extension or an outbound trunk).
+A callee leg that fails may be replaced by another (trunk failover); the call leaves the
+registry when its caller leg has ended and no callee leg is live. Every change is
+published as a domain event (`ippbx.pbx.events`) to the subscribers, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ippbx.pbx import events
+from ippbx.pbx.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+class LegStatus(StrEnum):
+    """A leg's state as the API shows it (`Progress`, `Talking`, `Wait`), plus `Ended`."""
+
+    PROGRESS = "Progress"
+    TALKING = "Talking"
+    WAIT = "Wait"
+    ENDED = "Ended"
+
+
+class LegKind(StrEnum):
+    EXTENSION = "extension"
+    TRUNK = "trunk"
+
+
+class CallType(StrEnum):
+    INTERNAL = "Internal"
+    OUTBOUND = "Outbound"
+    INBOUND = "Inbound"
+
+
+@dataclass(slots=True, eq=False)
+class Leg:
+    """One SIP dialog of a call: who is on it, the numbers it carries, its state."""
+
+    kind: LegKind
+    from_number: str
+    to_number: str
+    extension: str | None = None
+    trunk: str | None = None
+    id: str = field(default_factory=new_id)
+    status: LegStatus = LegStatus.PROGRESS
+    created: float = field(default_factory=time.time)
+    answered: float | None = None
+    ended: float | None = None
+    end_cause: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status is not LegStatus.ENDED
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """A call: the caller leg, the current callee leg (if any), what was dialled."""
+
+    caller: Leg
+    dialled: str
+    callee: Leg | None = None
+    created: float = field(default_factory=time.time)
+    answered: float | None = None
+
+    @property
+    def callid(self) -> str:
+        return self.caller.id
+
+    @property
+    def type(self) -> CallType:
+        if self.caller.kind is LegKind.TRUNK:
+            return CallType.INBOUND
+        if self.callee is not None and self.callee.kind is LegKind.TRUNK:
+            return CallType.OUTBOUND
+        return CallType.INTERNAL
+
+    @property
+    def outbound_leg(self) -> Leg | None:
+        callee = self.callee
+        return callee if callee is not None and callee.kind is LegKind.TRUNK else None
+
+    @property
+    def inbound_leg(self) -> Leg | None:
+        return self.caller if self.caller.kind is LegKind.TRUNK else None
+
+    def legs(self) -> list[Leg]:
+        return [self.caller] if self.callee is None else [self.caller, self.callee]
+
+
+Subscriber = Callable[[events.DomainEvent], None]
+
+
+class UnknownCall(KeyError):
+    """No live call or leg with that id."""
+
+
+class CallRegistry:
+    """In-memory index of live calls by callid, leg id, outboundid, inboundid and extension."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, Call] = {}
+        self._by_leg: dict[str, Call] = {}
+        self._outbound: dict[str, Call] = {}
+        self._inbound: dict[str, Call] = {}
+        self._by_ext: dict[str, dict[str, Call]] = {}
+        self._subscribers: list[Subscriber] = []
+
+    # -- events -------------------------------------------------------------------------
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call `fn` with every domain event; returns a function that unsubscribes."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def _publish(self, event: events.DomainEvent) -> None:
+        for fn in list(self._subscribers):
+            try:
+                fn(event)
+            except Exception:  # a broken subscriber must not break call handling
+                log.exception("call event subscriber failed on %s", type(event).__name__)
+
+    # -- changes ------------------------------------------------------------------------
+    def start_call(self, caller: Leg, dialled: str) -> Call:
+        call = Call(caller=caller, dialled=dialled, created=caller.created)
+        self._calls[call.callid] = call
+        self._index_leg(call, caller)
+        if caller.kind is LegKind.TRUNK:
+            self._inbound[caller.id] = call
+        self._publish(events.CallCreated(call))
+        return call
+
+    def add_callee(self, call: Call, leg: Leg) -> None:
+        """Make `leg` the call's callee leg (a previous callee leg must have ended)."""
+        if call.callid not in self._calls:
+            raise UnknownCall(call.callid)
+        if call.callee is not None and call.callee.live:
+            raise ValueError(f"call {call.callid} already has a live callee leg")
+        call.callee = leg
+        self._index_leg(call, leg)
+        if leg.kind is LegKind.TRUNK:
+            self._outbound[leg.id] = call
+        self._publish(events.LegAdded(call, leg))
+
+    def set_status(self, leg_id: str, status: LegStatus, now: float | None = None) -> None:
+        call, leg = self.leg(leg_id)
+        if status is LegStatus.ENDED:
+            raise ValueError("use end_leg() to end a leg")
+        old = leg.status
+        if old is status:
+            return
+        leg.status = status
+        if status is LegStatus.TALKING and leg.answered is None:
+            leg.answered = time.time() if now is None else now
+            if call.answered is None and leg is call.callee:
+                call.answered = leg.answered
+        self._publish(events.LegStatusChanged(call, leg, old))
+
+    def end_leg(self, leg_id: str, cause: int = 200, now: float | None = None) -> None:
+        """End one leg; the call leaves the registry once no leg of it is live."""
+        call, leg = self.leg(leg_id)
+        leg.status = LegStatus.ENDED
+        leg.ended = time.time() if now is None else now
+        leg.end_cause = cause
+        self._unindex_leg(call, leg)
+        self._publish(events.LegEnded(call, leg, cause))
+        if not any(other.live for other in call.legs()):
+            del self._calls[call.callid]
+            self._publish(events.CallEnded(call))
+
+    def _index_leg(self, call: Call, leg: Leg) -> None:
+        self._by_leg[leg.id] = call
+        if leg.extension is not None:
+            self._by_ext.setdefault(leg.extension, {})[leg.id] = call
+
+    def _unindex_leg(self, call: Call, leg: Leg) -> None:
+        self._by_leg.pop(leg.id, None)
+        self._outbound.pop(leg.id, None)
+        self._inbound.pop(leg.id, None)
+        if leg.extension is not None:
+            legs = self._by_ext.get(leg.extension)
+            if legs is not None:
+                legs.pop(leg.id, None)
+                if not legs:
+                    del self._by_ext[leg.extension]
+
+    # -- lookups ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def get(self, callid: str) -> Call | None:
+        return self._calls.get(callid)
+
+    def leg(self, leg_id: str) -> tuple[Call, Leg]:
+        call = self._by_leg.get(leg_id)
+        if call is None:
+            raise UnknownCall(leg_id)
+        for leg in call.legs():
+            if leg.id == leg_id:
+                return call, leg
+        raise UnknownCall(leg_id)  # pragma: no cover - index and call disagree
+
+    def find(self, any_id: str) -> Call | None:
+        """The call a callid or any live leg id belongs to."""
+        return self._calls.get(any_id) or self._by_leg.get(any_id)
+
+    def by_outboundid(self, outboundid: str) -> Call | None:
+        return self._outbound.get(outboundid)
+
+    def by_inboundid(self, inboundid: str) -> Call | None:
+        return self._inbound.get(inboundid)
+
+    def by_extension(self, number: str) -> list[Call]:
+        """Live calls with a leg on extension `number` (a call appears once)."""
+        legs = self._by_ext.get(number)
+        if not legs:
+            return []
+        return list({id(c): c for c in legs.values()}.values())
+
+    def busy_extensions(self) -> int:
+        return len(self._by_ext)
+
+    def outbound(self, ids: Iterable[str] | None = None) -> list[Call]:
+        """Live outbound calls: all of them in creation order, or those listed, in order."""
+        if ids is None:
+            return list(self._outbound.values())
+        return [c for i in ids if (c := self._outbound.get(i)) is not None]
+
+    def inbound(self, ids: Iterable[str] | None = None) -> list[Call]:
+        """Live inbound calls: all of them in creation order, or those listed, in order."""
+        if ids is None:
+            return list(self._inbound.values())
+        return [c for i in ids if (c := self._inbound.get(i)) is not None]

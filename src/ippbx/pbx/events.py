@@ -1,0 +1,46 @@
+"""Domain events the live-call registry publishes; reports, CDR and status views consume them.
+
+Events are small immutable records. They carry the call and leg objects as they were at
+the moment of the change; subscribers must not mutate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ippbx.pbx.calls import Call, Leg
+
+
+@dataclass(frozen=True, slots=True)
+class CallCreated:
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class LegAdded:
+    call: Call
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
+class LegStatusChanged:
+    call: Call
+    leg: Leg
+    old: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    call: Call
+    leg: Leg
+    cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    call: Call
+
+
+DomainEvent = CallCreated | LegAdded | LegStatusChanged | LegEnded | CallEnded

@@ -1,0 +1,1 @@
+"""Persistence: SQLite for what must survive a restart."""
