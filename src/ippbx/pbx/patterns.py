@@ -41,7 +41,8 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
             body = text[i + 1 : end]
             if not body:
                 raise PatternError(f"empty '[]' in pattern {pattern!r}")
-            if not re.fullmatch(r"[0-9A-Za-z*#+\-]+", body) or body.startswith("-") or body.endswith("-"):
+            bad_edges = body.startswith("-") or body.endswith("-")
+            if not re.fullmatch(r"[0-9A-Za-z*#+\-]+", body) or bad_edges:
                 raise PatternError(f"bad character set [{body}] in pattern {pattern!r}")
             try:
                 re.compile(f"[{body}]")

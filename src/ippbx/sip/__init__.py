@@ -1,1 +1,1 @@
-"""SIP protocol: sans-IO message parsing, transactions, dialogs, digest; sockets only in transport."""
+"""SIP: sans-IO parsing, transactions, dialogs and digest; sockets only in transport."""

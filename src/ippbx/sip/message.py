@@ -299,7 +299,8 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
         if ":" not in uri:
             raise _bad(f"bad Request-URI {uri!r}")
         if version.upper() != "SIP/2.0":
-            raise _bad(f"unsupported version {version!r}", 505 if version.upper().startswith("SIP/") else 400)
+            status = 505 if version.upper().startswith("SIP/") else 400
+            raise _bad(f"unsupported version {version!r}", status)
         msg = Request(method, uri)
     headers = msg.headers
     canon = _CANON
