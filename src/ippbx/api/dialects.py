@@ -1,0 +1,159 @@
+"""The dialect router: `/api/v0.0.1/…` is OpenVox (JSON or XML), `/api/v1.1.0/…` is Yeastar
+(JSON only). Both serve the same endpoints; a dialect decides the formats it takes, the
+errno it shows for a few failures, and small payload differences (`callee` object/array).
+
+`dispatch` runs one request through the same steps for every endpoint, each of which can
+end it with an errno (always inside a `Success`/`Failed` envelope, never an HTTP error):
+
+1. API version      unknown → 10003
+2. `?type=`         OpenVox json|xml (else 10002); Yeastar json (xml or other → 20000);
+                    absent or empty: sniff the body (leading `<` is XML)
+3. endpoint         unknown → 10003; method other than POST → 20001
+4. body             over 64 KiB → 10002 (both dialects); XML sniffed on Yeastar → 20000
+5. token            endpoints other than login: `?token=`, `?access_token=` or
+                    `Authorization: Bearer`; missing 20005, unknown 20004, expired 20006
+6. decode           blank body where required → 20007; not parsable or not an object →
+                    10002 (OpenVox) / 20000 (Yeastar)
+7. handler          its own errnos (10004, 20002, 20003 shown as 30003 on OpenVox, …)
+
+Anything unexpected is logged and answered with 30001. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ippbx.api import codec
+from ippbx.api.codec import CodecError, Format
+from ippbx.api.endpoints import auth, calls, system
+from ippbx.api.errors import ApiError, Errno
+from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one API version speaks."""
+
+    name: str
+    version: str
+    formats: frozenset[Format]
+    malformed: Errno
+    errno_map: Mapping[Errno, Errno] = field(default_factory=dict)
+    callee_as_list: bool = False
+
+    def errno(self, errno: Errno) -> int:
+        return int(self.errno_map.get(errno, errno))
+
+    def format_for(self, type_param: str | None) -> Format | None:
+        """The format `?type=` asks for; None when absent (sniff); ApiError if refused."""
+        if type_param is None or not type_param.strip():
+            return None
+        wanted = type_param.strip().lower()
+        for fmt in Format:
+            if fmt.value == wanted and fmt in self.formats:
+                return fmt
+        raise ApiError(self.malformed if Format.XML in self.formats else Errno.ONLY_JSON)
+
+
+OPENVOX = Dialect(
+    name="openvox",
+    version="v0.0.1",
+    formats=frozenset({Format.JSON, Format.XML}),
+    malformed=Errno.BAD_PACKET,
+    errno_map={Errno.BAD_CREDENTIALS: Errno.OPENVOX_LOGIN_FAILED},
+)
+YEASTAR = Dialect(
+    name="yeastar",
+    version="v1.1.0",
+    formats=frozenset({Format.JSON}),
+    malformed=Errno.ONLY_JSON,
+    callee_as_list=True,
+)
+DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
+
+ENDPOINTS: dict[str, Endpoint] = {
+    e.path: e for module in (auth, calls, system) for e in module.ENDPOINTS
+}
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """`/api/v0.0.1/outbound/query/` → (`v0.0.1`, `outbound/query`)."""
+    version, _, name = path.removeprefix(API_PREFIX).partition("/")
+    return version, name.rstrip("/")
+
+
+def token_from(query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
+    """The session token: `?token=`, else `?access_token=`, else `Authorization: Bearer`."""
+    for key in ("token", "access_token"):
+        value = query.get(key)
+        if value:
+            return value.strip()
+    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The envelope to send and its format."""
+
+    payload: dict[str, Any]
+    fmt: Format
+
+
+async def dispatch(
+    ctx: ApiContext,
+    *,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    client_ip: str,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> Answer:
+    """Run one API request (a path under `/api/`) and return its envelope."""
+    version, name = split_path(path)
+    dialect = DIALECTS.get(version, OPENVOX)
+    fmt = Format.JSON
+    try:
+        if version not in DIALECTS:
+            raise ApiError(Errno.UNKNOWN_REQUEST, f"no API version {version!r}")
+        asked = dialect.format_for(query.get("type"))
+        fmt = asked or Format.JSON
+        endpoint = ENDPOINTS.get(name)
+        if endpoint is None:
+            raise ApiError(Errno.UNKNOWN_REQUEST, f"no endpoint {name!r}")
+        if method not in endpoint.methods:
+            raise ApiError(Errno.ONLY_POST)
+        body = await read_body()
+        if asked is None and codec.looks_like_xml(body):
+            if Format.XML not in dialect.formats:
+                raise ApiError(Errno.ONLY_JSON)
+            fmt = Format.XML
+        token = token_from(query, headers)
+        session = ctx.sessions.check(token) if endpoint.auth else None
+        try:
+            data = codec.decode(body, fmt)
+        except CodecError as exc:
+            raise ApiError(dialect.malformed, str(exc)) from None
+        if data is None and endpoint.body_required:
+            raise ApiError(Errno.EMPTY_BODY)
+        request = ApiRequest(ctx, dialect, fmt, data, client_ip, token, session)
+        payload = await endpoint.handler(request)
+        return Answer(codec.success(payload), fmt)
+    except ApiError as exc:
+        log.debug("api %s %s from %s: %s", method, path, client_ip, exc)
+        return Answer(codec.failure(dialect.errno(exc.errno)), fmt)
+    except ClientGone:
+        raise
+    except Exception:
+        log.exception("api %s %s from %s failed", method, path, client_ip)
+        return Answer(codec.failure(Errno.INTERNAL), fmt)

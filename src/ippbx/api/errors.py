@@ -1,0 +1,40 @@
+"""API error numbers (`errno`) and the exception that carries one to the envelope.
+
+The numbers are Yeastar's v1 table (OpenVox publishes none). A dialect may show a
+different number for the same failure (OpenVox answers bad credentials with 30003 and a
+malformed body with 10002 where Yeastar says 20000); `ippbx.api.dialects` does that
+mapping, so the rest of the API raises one neutral code. README.md lists the choices.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Errno(IntEnum):
+    """The errno values ippbx answers with (emitted as strings, e.g. `"20004"`)."""
+
+    BAD_PACKET = 10002  # body not parsable / not an object / over the size limit / bad type
+    UNKNOWN_REQUEST = 10003  # no such endpoint (or no such API version)
+    MISSING_PARAM = 10004  # a required parameter is missing, empty or of the wrong shape
+    CALL_NOT_FOUND = 10007
+    ONLY_JSON = 20000  # Yeastar dialect: body is XML, or JSON that does not parse
+    ONLY_POST = 20001  # method other than POST on an API endpoint
+    IP_LOCKED = 20002  # too many failed logins, or the address is not in allowed_ips
+    BAD_CREDENTIALS = 20003  # OpenVox dialect shows 30003
+    NO_SUCH_TOKEN = 20004  # unknown, logged out, or expired long ago and forgotten
+    TOKEN_MISSING = 20005  # no token / empty token
+    TOKEN_EXPIRED = 20006  # expired, still remembered
+    EMPTY_BODY = 20007  # a body is required and none was sent
+    BAD_PORT = 20008  # `port` at login/heartbeat is not 0..65535
+    INTERNAL = 30001  # an unexpected failure inside ippbx (logged, never a 500)
+    OPENVOX_LOGIN_FAILED = 30003  # what OpenVox's own example answers to bad credentials
+
+
+class ApiError(Exception):
+    """Raised anywhere below an endpoint to answer `{"status":"Failed","errno":…}`."""
+
+    def __init__(self, errno: Errno, detail: str = "") -> None:
+        super().__init__(f"{int(errno)} {errno.name}" + (f": {detail}" if detail else ""))
+        self.errno = errno
+        self.detail = detail

@@ -1,0 +1,91 @@
+"""What an endpoint handler receives (`ApiRequest`), what it can reach (`ApiContext`), and
+how an endpoint is declared (`Endpoint`).
+
+Handlers are `async def handler(req: ApiRequest) -> Mapping[str, Any]`: they read fields
+with `req.text()` / `req.require()`, call into `pbx` or the session manager, and return
+the success payload (without `status`), or raise `ApiError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ippbx.api.codec import Format
+from ippbx.api.errors import ApiError, Errno
+from ippbx.api.sessions import Session, SessionManager
+from ippbx.config import Config
+from ippbx.pbx.calls import CallRegistry
+
+if TYPE_CHECKING:
+    from ippbx.api.dialects import Dialect
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its request was read; nothing can be answered."""
+
+
+@dataclass(slots=True)
+class ApiContext:
+    """Everything the endpoints may use; built once by the app."""
+
+    config: Config
+    registry: CallRegistry
+    sessions: SessionManager
+    wall_clock: Callable[[], float] = time.time
+    boot_time: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class ApiRequest:
+    """One decoded API request."""
+
+    ctx: ApiContext
+    dialect: Dialect
+    fmt: Format
+    body: dict[str, Any] | None
+    client_ip: str
+    token: str | None
+    session: Session | None = None
+
+    def text(self, *names: str) -> str | None:
+        """The first of `names` present in the body, as text; None when absent or null.
+
+        Numbers arrive as their source text already (see `codec.decode_json`). A list, an
+        object or a boolean where text is expected is refused with 10004.
+        """
+        if not self.body:
+            return None
+        for name in names:
+            if name not in self.body:
+                continue
+            value = self.body[name]
+            if value is None:
+                return None
+            if isinstance(value, str):
+                return value
+            raise ApiError(Errno.MISSING_PARAM, f"{name} must be a string or a number")
+        return None
+
+    def require(self, name: str) -> str:
+        """A field that must be present and non-empty (10004 otherwise)."""
+        value = self.text(name)
+        if value is None or value == "":
+            raise ApiError(Errno.MISSING_PARAM, f"{name} is required")
+        return value
+
+
+Handler = Callable[[ApiRequest], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One API endpoint, served under every dialect's prefix."""
+
+    path: str
+    handler: Handler
+    auth: bool = True
+    body_required: bool = False
+    methods: frozenset[str] = frozenset({"POST"})

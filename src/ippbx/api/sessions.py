@@ -1,0 +1,250 @@
+"""API sessions: login, tokens with a sliding lifetime, heartbeat, logout and login lockout.
+
+Pure logic with an injectable clock; nothing here knows HTTP. A login checks, in order:
+the source address against `allowed_ips` (refused with 20002), the address's lockout
+(20002), the presence of username and password (10004), then the credentials (20003;
+the OpenVox dialect shows that as 30003). The password is the lowercase MD5 hex of the
+configured API password, compared in constant time. `lockout_failures` consecutive
+failures from one address lock it for `lockout_seconds`; a success resets its count, and
+an address's count is dropped after `lockout_seconds` without a failure.
+
+A token is 32 lowercase hex characters from `secrets`. It stays valid while it is used at
+least every `token_ttl` seconds (any request, a heartbeat, or a delivered report via
+`touch`). An expired token is remembered for `forget_after` seconds (answering 20006),
+then forgotten (20004, like a token that never existed or was logged out). Tokens are
+never logged: `Session.__repr__` hides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ippbx.api.errors import ApiError, Errno
+from ippbx.config import ApiSection
+
+Clock = Callable[[], float]
+
+FORGET_AFTER = 6 * 3600.0
+"""Seconds an expired token is still recognised (and answered with 20006)."""
+
+_PURGE_EVERY = 60.0
+
+
+@dataclass(slots=True)
+class Session:
+    """One logged-in API client and where its reports go."""
+
+    token: str = field(repr=False)
+    dialect: str
+    source_ip: str
+    port: str = ""
+    url: str = ""
+    urltag: str = "0"
+    version: str = ""
+    ipaddr: str = ""
+    created: float = 0.0
+    last_seen: float = 0.0
+
+    @property
+    def report_ip(self) -> str:
+        """Address reports go to: what a heartbeat's `ipaddr` set, else the login source."""
+        return self.ipaddr or self.source_ip
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+def md5_hex(text: str) -> str:
+    """Lowercase MD5 hex of `text` (what a client sends as the login password)."""
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def check_port(port: str | None) -> str | None:
+    """Validate a report port (0..65535); raise ApiError(BAD_PORT) otherwise."""
+    if port is None or port == "":
+        return port
+    text = port.strip()
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise ApiError(Errno.BAD_PORT, "port must be 0..65535")
+    return str(int(text))
+
+
+class SessionManager:
+    """All API sessions and the per-address login failure counts."""
+
+    def __init__(
+        self,
+        config: ApiSection,
+        clock: Clock = time.monotonic,
+        forget_after: float = FORGET_AFTER,
+    ) -> None:
+        self._username = config.username.encode("utf-8")
+        self._password_md5 = md5_hex(config.password).encode("ascii")
+        self._ttl = float(config.token_ttl)
+        self._max_failures = config.lockout_failures
+        self._lockout = float(config.lockout_seconds)
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+        self._clock = clock
+        self._forget_after = forget_after
+        self._sessions: dict[str, Session] = {}
+        self._failures: dict[str, _Failures] = {}
+        self._next_purge = clock() + _PURGE_EVERY
+
+    # -- login / logout ---------------------------------------------------------------------
+    def login(
+        self,
+        username: str | None,
+        password: str | None,
+        source_ip: str,
+        dialect: str,
+        *,
+        port: str | None = None,
+        url: str | None = None,
+        urltag: str | None = None,
+        version: str | None = None,
+    ) -> Session:
+        """Check credentials and open a session; raise ApiError on refusal."""
+        now = self._clock()
+        self._maybe_purge(now)
+        if not self.ip_allowed(source_ip):
+            raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")
+        failures = self._failures.get(source_ip)
+        if failures is not None and failures.locked_until:
+            if now < failures.locked_until:
+                raise ApiError(Errno.IP_LOCKED, "address locked out")
+            del self._failures[source_ip]
+        if not username or not password:
+            raise ApiError(Errno.MISSING_PARAM, "username and password are required")
+        port = check_port(port)
+        user_ok = hmac.compare_digest(username.encode("utf-8"), self._username)
+        pass_ok = hmac.compare_digest(password.encode("utf-8"), self._password_md5)
+        if not (user_ok and pass_ok):
+            self._record_failure(source_ip, now)
+            raise ApiError(Errno.BAD_CREDENTIALS)
+        self._failures.pop(source_ip, None)
+        token = secrets.token_hex(16)
+        session = Session(
+            token=token,
+            dialect=dialect,
+            source_ip=source_ip,
+            port=port or "",
+            url=url or "",
+            urltag=urltag or "0",
+            version=version or "",
+            created=now,
+            last_seen=now,
+        )
+        self._sessions[token] = session
+        return session
+
+    def logout(self, token: str | None) -> None:
+        """End the session of a valid token (raises like `check` otherwise)."""
+        session = self.check(token)
+        del self._sessions[session.token]
+
+    def ip_allowed(self, source_ip: str) -> bool:
+        if not self._allowed:
+            return True
+        try:
+            addr = ipaddress.ip_address(source_ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self._allowed)
+
+    def locked(self, source_ip: str) -> bool:
+        failures = self._failures.get(source_ip)
+        return failures is not None and self._clock() < failures.locked_until
+
+    def _record_failure(self, source_ip: str, now: float) -> None:
+        failures = self._failures.get(source_ip)
+        if failures is None or now - failures.last >= self._lockout:
+            failures = self._failures[source_ip] = _Failures()
+        failures.count += 1
+        failures.last = now
+        if failures.count >= self._max_failures:
+            failures.locked_until = now + self._lockout
+
+    # -- tokens -----------------------------------------------------------------------------
+    def check(self, token: str | None) -> Session:
+        """The live session of `token`, its lifetime renewed; raise ApiError otherwise."""
+        if not token:
+            raise ApiError(Errno.TOKEN_MISSING)
+        now = self._clock()
+        self._maybe_purge(now)
+        session = self._sessions.get(token)
+        if session is None:
+            raise ApiError(Errno.NO_SUCH_TOKEN)
+        if now - session.last_seen >= self._ttl:
+            raise ApiError(Errno.TOKEN_EXPIRED)
+        session.last_seen = now
+        return session
+
+    def touch(self, token: str) -> bool:
+        """Renew a live session (e.g. after a delivered report); False if it is not live."""
+        session = self._sessions.get(token)
+        now = self._clock()
+        if session is None or now - session.last_seen >= self._ttl:
+            return False
+        session.last_seen = now
+        return True
+
+    def heartbeat(
+        self,
+        token: str | None,
+        *,
+        ipaddr: str | None = None,
+        port: str | None = None,
+        url: str | None = None,
+        urltag: str | None = None,
+    ) -> Session:
+        """Renew a session and update its report destination (absent fields are kept)."""
+        session = self.check(token)
+        port = check_port(port)
+        if ipaddr:
+            session.ipaddr = ipaddr
+        if port:
+            session.port = port
+        if url is not None:
+            session.url = url
+        if urltag:
+            session.urltag = urltag
+        return session
+
+    def live(self) -> list[Session]:
+        """Sessions whose token is currently valid (the report destinations)."""
+        now = self._clock()
+        return [s for s in self._sessions.values() if now - s.last_seen < self._ttl]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def _maybe_purge(self, now: float) -> None:
+        if now >= self._next_purge:
+            self.purge(now)
+
+    def purge(self, now: float | None = None) -> None:
+        """Forget long-expired tokens and stale failure counts."""
+        now = self._clock() if now is None else now
+        self._next_purge = now + _PURGE_EVERY
+        gone = self._ttl + self._forget_after
+        for token in [t for t, s in self._sessions.items() if now - s.last_seen >= gone]:
+            del self._sessions[token]
+        for ip in [
+            ip
+            for ip, f in self._failures.items()
+            if now >= f.locked_until and now - f.last >= self._lockout
+        ]:
+            del self._failures[ip]

@@ -1,0 +1,110 @@
+"""The composition root: build every part of ippbx from a Config and run them in one loop.
+
+`App.components` is the start order (each has `async start()` / `async stop()`); they are
+stopped in reverse order, and only those that started. The SIP side is added to that
+list later. `run()` owns the event loop (uvloop) and the SIGINT/SIGTERM handling: the
+first signal stops the app cleanly, a second one gets the default behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import uvloop
+
+from ippbx.api.request import ApiContext
+from ippbx.api.server import ApiServer, build_app
+from ippbx.api.sessions import SessionManager
+from ippbx.config import Config
+from ippbx.pbx.calls import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """Something the app starts and stops."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class App:
+    """One ippbx process: the call registry, API sessions and the API server."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.boot_time = wall_clock()
+        self.registry = CallRegistry()
+        self.sessions = SessionManager(config.api, clock=clock)
+        self.api_context = ApiContext(
+            config=config,
+            registry=self.registry,
+            sessions=self.sessions,
+            wall_clock=wall_clock,
+            boot_time=self.boot_time,
+        )
+        host, port = config.api.listen_address
+        self.api = ApiServer(build_app(self.api_context), host, port)
+        self.components: list[Component] = [self.api]
+        self._started: list[Component] = []
+
+    async def start(self) -> None:
+        """Start the components in order; if one fails, stop those already started."""
+        for component in self.components:
+            try:
+                await component.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self._started.append(component)
+        log.info("ippbx %r (sn %s) started", self.config.pbx.name, self.config.pbx.sn)
+
+    async def stop(self) -> None:
+        """Stop the started components in reverse order (errors are logged, not raised)."""
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(component).__name__)
+
+    async def serve(self) -> None:
+        """Start, wait for SIGINT or SIGTERM, stop."""
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        signals = (signal.SIGINT, signal.SIGTERM)
+
+        def on_signal(signum: int) -> None:
+            log.info("%s received, stopping", signal.Signals(signum).name)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            stopping.set()
+
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await self.start()
+            await stopping.wait()
+        finally:
+            await self.stop()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        log.info("ippbx stopped")
+
+    def run(self) -> int:
+        """Run until a signal, in a fresh uvloop event loop; returns the exit code."""
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self.serve())
+        return 0
