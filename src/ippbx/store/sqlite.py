@@ -1,0 +1,76 @@
+"""SQLite persistence for what must survive a restart (registrations for now; CDRs next).
+
+One connection in WAL mode, used from the event loop thread; writes are small and
+committed at once so a crash loses nothing that was acknowledged to a phone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registrations (
+    extension  TEXT NOT NULL,
+    contact    TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    host       TEXT NOT NULL,
+    port       INTEGER NOT NULL,
+    transport  TEXT NOT NULL,
+    call_id    TEXT NOT NULL,
+    cseq       INTEGER NOT NULL,
+    user_agent TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (extension, contact)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRow:
+    extension: str
+    contact: str
+    expires_at: float
+    host: str
+    port: int
+    transport: str
+    call_id: str
+    cseq: int
+    user_agent: str
+
+
+class Store:
+    """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- registrations ------------------------------------------------------------------
+    def save_registration(self, row: RegistrationRow) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO registrations VALUES (?,?,?,?,?,?,?,?,?)",
+            (row.extension, row.contact, row.expires_at, row.host, row.port, row.transport,
+             row.call_id, row.cseq, row.user_agent),
+        )
+
+    def delete_registration(self, extension: str, contact: str | None = None) -> None:
+        if contact is None:
+            self._db.execute("DELETE FROM registrations WHERE extension=?", (extension,))
+        else:
+            self._db.execute(
+                "DELETE FROM registrations WHERE extension=? AND contact=?", (extension, contact)
+            )
+
+    def load_registrations(self, now: float) -> list[RegistrationRow]:
+        """Live registrations; expired ones are deleted on the way."""
+        self._db.execute("DELETE FROM registrations WHERE expires_at <= ?", (now,))
+        rows = self._db.execute("SELECT * FROM registrations ORDER BY rowid").fetchall()
+        return [RegistrationRow(*r) for r in rows]

@@ -1,0 +1,94 @@
+import re
+
+import pytest
+
+from ippbx.pbx import events
+from ippbx.pbx.calls import CallRegistry, CallType, Leg, LegKind, LegStatus, UnknownCall
+from ippbx.pbx.ids import IdGenerator
+
+
+def ext_leg(number: str, dialled: str) -> Leg:
+    return Leg(LegKind.EXTENSION, number, dialled, extension=number)
+
+
+def trunk_leg(frm: str, to: str, trunk: str = "carrier") -> Leg:
+    return Leg(LegKind.TRUNK, frm, to, trunk=trunk)
+
+
+def test_ids_have_epoch_seq_form_and_keep_trailing_zeros() -> None:
+    gen = IdGenerator(clock=lambda: 1589938378.9, start=1129)
+    assert gen.next() == "1589938378.1129"
+    assert gen.next() == "1589938378.1130"
+    assert re.fullmatch(r"\d+\.\d+", Leg(LegKind.EXTENSION, "1", "2").id)
+
+
+def test_outbound_call_lifecycle_and_indexes() -> None:
+    reg = CallRegistry()
+    seen: list[str] = []
+    reg.subscribe(lambda e: seen.append(type(e).__name__))
+    call = reg.start_call(ext_leg("1001", "95551234"), "95551234")
+    out = trunk_leg("66666", "5551234")
+    reg.add_callee(call, out)
+    assert call.type is CallType.OUTBOUND
+    assert reg.by_outboundid(out.id) is call
+    assert reg.outbound() == [call] and reg.inbound() == []
+    assert reg.by_extension("1001") == [call]
+    assert reg.find(out.id) is call and reg.find(call.callid) is call
+    reg.set_status(out.id, LegStatus.TALKING, now=10.0)
+    assert out.answered == 10.0 and call.answered == 10.0
+    reg.end_leg(out.id, 200)
+    assert len(reg) == 1  # the caller leg is still live
+    assert reg.by_outboundid(out.id) is None
+    reg.end_leg(call.caller.id, 200)
+    assert len(reg) == 0 and reg.by_extension("1001") == [] and reg.busy_extensions() == 0
+    assert seen == ["CallCreated", "LegAdded", "LegStatusChanged", "LegEnded", "LegEnded",
+                    "CallEnded"]
+
+
+def test_query_by_ids_keeps_request_order_and_drops_unknown() -> None:
+    reg = CallRegistry()
+    legs = []
+    for i in range(3):
+        call = reg.start_call(ext_leg(f"100{i}", "9"), "9")
+        leg = trunk_leg("x", str(i))
+        reg.add_callee(call, leg)
+        legs.append(leg)
+    got = reg.outbound([legs[2].id, "nope", legs[0].id])
+    assert [c.outbound_leg.id for c in got if c.outbound_leg] == [legs[2].id, legs[0].id]
+
+
+def test_inbound_call_indexed_by_trunk_leg() -> None:
+    reg = CallRegistry()
+    inbound = trunk_leg("0300", "5550100")
+    call = reg.start_call(inbound, "5550100")
+    reg.add_callee(call, ext_leg("1001", "1001"))
+    assert call.type is CallType.INBOUND
+    assert reg.by_inboundid(inbound.id) is call and reg.inbound() == [call]
+
+
+def test_failover_replaces_an_ended_callee_leg_only() -> None:
+    reg = CallRegistry()
+    call = reg.start_call(ext_leg("1001", "9"), "9")
+    first = trunk_leg("a", "b", "t1")
+    reg.add_callee(call, first)
+    with pytest.raises(ValueError):
+        reg.add_callee(call, trunk_leg("a", "b", "t2"))
+    reg.end_leg(first.id, 503)
+    second = trunk_leg("a", "b", "t2")
+    reg.add_callee(call, second)
+    assert reg.outbound() == [call] and reg.by_outboundid(second.id) is call
+
+
+def test_unknown_leg_raises_and_bad_subscriber_is_isolated() -> None:
+    reg = CallRegistry()
+
+    def broken(event: events.DomainEvent) -> None:
+        raise RuntimeError("boom")
+
+    reg.subscribe(broken)
+    call = reg.start_call(ext_leg("1001", "1002"), "1002")
+    assert len(reg) == 1
+    with pytest.raises(UnknownCall):
+        reg.end_leg("1.1")
+    reg.end_leg(call.caller.id)
+    assert len(reg) == 0
