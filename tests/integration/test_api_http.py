@@ -83,7 +83,9 @@ async def test_options_preflight_on_any_path(api: ApiHarness, path: str) -> None
     assert response.headers["access-control-allow-headers"] == "Content-Type"
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/apix/v0.0.1/login", "/v0.0.1/login", "/favicon.ico"])
+@pytest.mark.parametrize(
+    "path", ["/", "/api", "/apix/v0.0.1/login", "/v0.0.1/login", "/favicon.ico"]
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_outside_api_is_http_404(api: ApiHarness, path: str, method: str) -> None:
     response = await api.client.request(method, path)

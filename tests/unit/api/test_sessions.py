@@ -50,7 +50,9 @@ def test_login_gives_a_32_hex_token_and_stores_the_destination(clock: FakeClock)
      ("nobody", GOOD, Errno.BAD_CREDENTIALS), ("api", "", Errno.MISSING_PARAM),
      (None, GOOD, Errno.MISSING_PARAM), ("api", "é", Errno.BAD_CREDENTIALS)],
 )
-def test_login_refusals(clock: FakeClock, username: str | None, password: str, errno: Errno) -> None:
+def test_login_refusals(
+    clock: FakeClock, username: str | None, password: str, errno: Errno
+) -> None:
     sessions = manager(clock)
     assert errno_of(sessions.login, username, password, "10.0.0.1", "openvox") == errno
 
