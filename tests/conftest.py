@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +35,16 @@ class FakeClock:
         self.now += seconds
 
 
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 right now (for configs of subprocesses)."""
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[..., int]:
+    """`free_port(kind=SOCK_STREAM)`: a port free on 127.0.0.1 now (for subprocess configs)."""
+    return _free_port
 
 
 @pytest.fixture
