@@ -1,0 +1,606 @@
+"""SIP over UDP and TCP: the only module of ippbx that touches SIP sockets.
+
+Theory of operation
+-------------------
+`SipTransport` binds one listen address for both UDP and TCP (same port) and turns what
+arrives into parsed `Request`/`Response` objects handed to `on_message(message, peer)`;
+`send(message, dest)` serializes and writes, never blocking the event loop. Everything
+above (transactions, dialogs, the UA) is sans-IO and talks to the network only through
+these two calls plus `response_destination`.
+
+* UDP: one datagram is one message (`parse_message`). Requests get `received=`/`rport=`
+  filled in their top Via (RFC 3261 §18.2.1, RFC 3581) before delivery, so a response
+  built by copying the Via routes itself back (`response_destination`, §18.2.2).
+* TCP: every connection frames its byte stream with `StreamParser`. Connections are
+  kept in one table keyed by the remote (host, port): an outgoing connection by the
+  destination we were asked to send to (and by its resolved address), an incoming one by
+  the socket's peer address, which is exactly the `Peer` its messages are reported with —
+  so answering a `Peer` reuses the connection the request came on. Outgoing connections
+  open lazily on the first `send` and queue until connected.
+* Malformed input never raises into the loop: a request that does not parse is answered
+  with 400 (or the error's `.status`, e.g. 505, 513) when Via/From/To/Call-ID/CSeq can
+  still be read, else dropped; a malformed response is dropped; on TCP the offending
+  connection is closed (others are not affected). All of it is logged at debug level.
+* Limits: a TCP connection with no complete message for `idle_timeout` seconds (which
+  also catches a header block that never ends) is closed; at most `max_connections` are
+  open; a peer whose unsent data exceeds `max_write_buffer` is dropped and closed.
+
+Works on the stock asyncio loop and on uvloop (whichever the application installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from ippbx.sip.errors import SipParseError
+from ippbx.sip.headers import Via, split_list
+from ippbx.sip.message import (
+    MAX_MESSAGE,
+    Request,
+    Response,
+    StreamParser,
+    parse_message,
+)
+
+__all__ = ["Peer", "SipTransport", "fix_via", "error_response", "via_destination"]
+
+log = logging.getLogger(__name__)
+
+# UDP socket buffers. Under load the kernel drops datagrams that arrive while the receive
+# buffer is full and counts them in `RcvbufErrors` of the `Udp:` line of /proc/net/snmp
+# (`nstat -az UdpRcvbufErrors`); the benchmarks report that counter. Linux caps
+# SO_RCVBUF/SO_SNDBUF at net.core.rmem_max / wmem_max (often only 208 KiB) unless the
+# process may use SO_RCVBUFFORCE (CAP_NET_ADMIN), so raise those sysctls for a benchmark
+# host: `sysctl -w net.core.rmem_max=8388608 net.core.wmem_max=8388608`.
+UDP_BUFFER_SIZE = 4 * 1024 * 1024
+# RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (or over 1300 bytes when
+# the MTU is unknown) MUST be sent over a congestion-controlled transport such as TCP.
+# We still send such requests over UDP when asked to (loopback and LANs carry them fine);
+# choosing TCP for them is the caller's decision (the UA knows whether the peer can).
+UDP_SIZE_HINT = 1300
+IDLE_TIMEOUT = 32.0  # seconds without a complete message before a TCP connection closes
+MAX_CONNECTIONS = 10_000
+MAX_WRITE_BUFFER = 4 * 1024 * 1024  # unsent bytes per TCP peer before we give up on it
+CONNECT_TIMEOUT = 10.0
+DEFAULT_PORT = 5060
+
+OnMessage = Callable[[Request | Response, "Peer"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A remote transport address: where a message came from or is to be sent."""
+
+    host: str
+    port: int
+    transport: str = "udp"  # "udp" | "tcp"
+
+
+# -- pure helpers (no sockets; unit-tested directly) ----------------------------------------
+
+
+def fix_via(request: Request, source: Peer) -> None:
+    """Add `received`/`rport` to the top Via as RFC 3261 §18.2.1 and RFC 3581 require.
+
+    `received=<source ip>` when the sent-by host is not the source address, or whenever
+    the client asked for `rport`; an empty `rport` gets the source port. Raises
+    SipParseError when the request has no usable Via.
+    """
+    via = request.top_via
+    if _stamp_via(via, source):
+        request.remove_first("Via")
+        request.add("Via", str(via), first=True)
+
+
+def _stamp_via(via: Via, source: Peer) -> bool:
+    """Apply `fix_via`'s rules to one Via; True if it changed."""
+    params = via.params
+    changed = False
+    wants_rport = "rport" in params and not params["rport"]
+    if wants_rport:
+        params["rport"] = str(source.port)
+        changed = True
+    if (wants_rport or via.host != source.host) and params.get("received") != source.host:
+        params["received"] = source.host
+        changed = True
+    return changed
+
+
+def via_destination(via: Via, source: Peer) -> Peer:
+    """Where a response goes by its top Via (RFC 3261 §18.2.2, RFC 3581 §4), ignoring
+    any open connection (see `SipTransport.response_destination` for that)."""
+    received = via.params.get("received")
+    if source.transport == "tcp":
+        return Peer(received or via.host, via.port or DEFAULT_PORT, "tcp")
+    maddr = via.params.get("maddr")
+    if maddr:
+        return Peer(maddr, via.port or DEFAULT_PORT, "udp")
+    rport = via.params.get("rport")
+    if rport and rport.isdigit():
+        return Peer(received or source.host, int(rport), "udp")
+    return Peer(received or via.host, via.port or DEFAULT_PORT, "udp")
+
+
+_ERROR_HEADERS = {
+    "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+    "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
+}
+
+
+def error_response(data: bytes, status: int, source: Peer) -> Response | None:
+    """A `status` response to bytes that failed to parse as a request, or None.
+
+    None when the bytes are a response, an ACK (never answered), or lack a readable
+    Via/From/To/Call-ID/CSeq. The top Via gets `received`/`rport` like any request's.
+    """
+    end = data.find(b"\r\n\r\n", 0, MAX_MESSAGE)
+    if end == -1:
+        end = data.find(b"\n\n", 0, MAX_MESSAGE)
+    head = data[: end if end != -1 else MAX_MESSAGE].decode("utf-8", "replace")
+    lines = head.replace("\r\n", "\n").split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return None
+    start = lines[0].strip()
+    if start.upper().startswith("SIP/") or start.split(" ", 1)[0].upper() == "ACK":
+        return None
+    vias: list[str] = []
+    single: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line or line[0] in " \t":
+            continue
+        name, colon, value = line.partition(":")
+        key = _ERROR_HEADERS.get(name.strip().lower()) if colon else None
+        if key is None or not value.strip():
+            continue
+        if key == "Via":
+            vias.extend(split_list(value))
+        else:
+            single.setdefault(key, value.strip())
+    if not vias or len(single) < 4:
+        return None
+    try:
+        top = Via.parse(vias[0])
+    except SipParseError:
+        return None
+    _stamp_via(top, source)
+    headers = [("Via", str(top))] + [("Via", v) for v in vias[1:]]
+    to = single["To"]
+    if ";tag=" not in to.replace(" ", "").lower():
+        to = f"{to};tag={secrets.token_hex(6)}"
+    headers += [("From", single["From"]), ("To", to), ("Call-ID", single["Call-ID"]),
+                ("CSeq", single["CSeq"])]
+    return Response(status, None, headers)
+
+
+def _is_numeric_host(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+        try:
+            if force is None:
+                raise PermissionError
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+            except OSError as exc:  # pragma: no cover - the kernel clamps rather than fails
+                log.debug("cannot set UDP buffer size %d: %s", size, exc)
+
+
+# -- the transport --------------------------------------------------------------------------
+
+
+class SipTransport:
+    """UDP endpoint + TCP server on one address; see the module docstring."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_message: OnMessage,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        max_write_buffer: int = MAX_WRITE_BUFFER,
+        udp_buffer_size: int = UDP_BUFFER_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.on_message = on_message
+        self.local_host = host
+        self.local_port = port
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_write_buffer = max_write_buffer
+        self.udp_buffer_size = udp_buffer_size
+        self.connect_timeout = connect_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: dict[tuple[str, int], _Connection] = {}
+        self._all: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind UDP, then TCP on the same port (port 0: retry until both are free)."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._closing = False
+        infos = await loop.getaddrinfo(self.host or None, None, type=socket.SOCK_DGRAM,
+                                       flags=socket.AI_PASSIVE)
+        family, address = infos[0][0], infos[0][4][0]
+        attempts = 20 if self.port == 0 else 1
+        for attempt in range(attempts):
+            udp_sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                _set_buffers(udp_sock, self.udp_buffer_size)
+                udp_sock.bind((address, self.port))
+                udp_sock.setblocking(False)
+                port = udp_sock.getsockname()[1]
+                tcp_sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    tcp_sock.bind((address, port))
+                    tcp_sock.setblocking(False)
+                except OSError:
+                    tcp_sock.close()
+                    raise
+            except OSError as exc:
+                udp_sock.close()
+                if exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
+                    continue
+                raise
+            break
+        try:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), sock=udp_sock)
+            self._server = await loop.create_server(
+                lambda: _Connection(self, None), sock=tcp_sock, backlog=1024)
+        except BaseException:
+            tcp_sock.close()
+            if self._udp is not None:
+                self._udp.close()
+                self._udp = None
+            else:
+                udp_sock.close()
+            raise
+        self.local_host, self.local_port = address, port
+        log.debug("SIP transport listening on %s:%d (UDP+TCP)", address, port)
+
+    async def stop(self) -> None:
+        """Close the sockets and every connection; cancel pending connects and lookups."""
+        self._closing = True
+        server, self._server = self._server, None
+        udp, self._udp = self._udp, None
+        if server is not None:
+            server.close()
+        if udp is not None:
+            udp.close()
+        for conn in list(self._all):
+            conn.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5)
+            except TimeoutError:  # pragma: no cover
+                log.debug("TCP server did not close in time")
+        await asyncio.sleep(0)  # let connection_lost callbacks run
+        self._conns.clear()
+        self._all.clear()
+
+    # -- sending ----------------------------------------------------------------------------
+    def send(self, message: Request | Response, dest: Peer) -> None:
+        """Send `message` to `dest`; never blocks, never raises (failures are logged)."""
+        try:
+            data = message.to_bytes()
+            if dest.transport.lower() == "tcp":
+                self._send_tcp(data, dest)
+            else:
+                self._send_udp(data, dest)
+        except Exception:
+            log.exception("cannot send %r to %s", message, dest)
+
+    def response_destination(self, response: Response, source: Peer) -> Peer:
+        """Where to send `response` to a request that came from `source`.
+
+        Over TCP the connection the request came on while it is open (RFC 3261 §18.2.2),
+        else a new one to `received` and the sent-by port; over UDP the top Via's
+        `received`/`rport` (RFC 3581), `maddr`, or sent-by.
+        """
+        if source.transport == "tcp":
+            conn = self._conns.get((source.host, source.port))
+            if conn is not None and not conn.closed:
+                return source
+        return via_destination(response.top_via, source)
+
+    def _send_udp(self, data: bytes, dest: Peer) -> None:
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            log.debug("UDP transport closed; dropping message to %s", dest)
+            return
+        # Larger than UDP_SIZE_HINT: still sent over UDP, see the note at UDP_SIZE_HINT.
+        if not _is_numeric_host(dest.host):
+            self._spawn(self._resolve_and_send(data, dest))
+            return
+        if udp.get_write_buffer_size() > self.max_write_buffer:
+            log.debug("UDP send buffer full; dropping message to %s", dest)
+            return
+        try:
+            udp.sendto(data, (dest.host, dest.port))
+        except (OSError, ValueError) as exc:
+            log.debug("UDP send to %s failed: %s", dest, exc)
+
+    async def _resolve_and_send(self, data: bytes, dest: Peer) -> None:
+        assert self._loop is not None
+        try:
+            infos = await self._loop.getaddrinfo(dest.host, dest.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.debug("cannot resolve %s: %s", dest.host, exc)
+            return
+        udp = self._udp
+        sockname = udp.get_extra_info("sockname") if udp is not None else None
+        want = socket.AF_INET6 if sockname is not None and len(sockname) == 4 else socket.AF_INET
+        for family, _, _, _, addr in infos:
+            if family == want:
+                self._send_udp(data, Peer(addr[0], addr[1], "udp"))
+                return
+        log.debug("no address of family %s for %s", want, dest.host)
+
+    def _send_tcp(self, data: bytes, dest: Peer) -> None:
+        key = (dest.host, dest.port)
+        conn = self._conns.get(key)
+        if conn is None or conn.closed:
+            if self._closing or self._loop is None:
+                log.debug("transport stopped; dropping message to %s", dest)
+                return
+            if len(self._all) >= self.max_connections:
+                log.debug("too many TCP connections; dropping message to %s", dest)
+                return
+            conn = _Connection(self, key)
+            self._all.add(conn)
+            self._bind_key(conn, key)
+            self._spawn(self._connect(conn, dest))
+        conn.write(data)
+
+    async def _connect(self, conn: _Connection, dest: Peer) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: conn, dest.host, dest.port),
+                self.connect_timeout,
+            )
+        except (TimeoutError, OSError) as exc:
+            log.debug("TCP connect to %s:%d failed: %s", dest.host, dest.port, exc)
+            conn.connect_failed()
+        except asyncio.CancelledError:
+            conn.connect_failed()
+            raise
+
+    def _spawn(self, coro: object) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- receiving --------------------------------------------------------------------------
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        peer = Peer(addr[0], addr[1], "udp")
+        if not data.strip(b"\r\n"):
+            return  # CRLF keep-alive (RFC 5626 §3.5.1 style) or empty datagram
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._reject(data, peer, exc)
+            return
+        except Exception as exc:  # a parser bug must not kill the endpoint
+            log.debug("parser failed on datagram from %s", peer, exc_info=True)
+            self._reject(data, peer, exc)
+            return
+        self._deliver(message, peer)
+
+    def _reject(self, data: bytes, peer: Peer, exc: Exception) -> None:
+        status = getattr(exc, "status", None) or 400
+        response = error_response(data, status, peer)
+        if response is None:
+            log.debug("dropping malformed message from %s: %s", peer, exc)
+            return
+        log.debug("answering malformed request from %s with %d: %s", peer, status, exc)
+        self.send(response, self.response_destination(response, peer))
+
+    def _deliver(self, message: Request | Response, peer: Peer) -> None:
+        if isinstance(message, Request):
+            try:
+                fix_via(message, peer)
+            except SipParseError as exc:
+                log.debug("dropping request with a bad Via from %s: %s", peer, exc)
+                return
+        try:
+            self.on_message(message, peer)
+        except Exception:
+            log.exception("on_message failed for %r from %s", message, peer)
+
+    # -- connection table -------------------------------------------------------------------
+    def _bind_key(self, conn: _Connection, key: tuple[str, int]) -> None:
+        current = self._conns.get(key)
+        if current is None or current.closed:
+            self._conns[key] = conn
+            conn.keys.append(key)
+
+    def _accepted(self, conn: _Connection) -> bool:
+        """Register a connection that has just come up; False if over the limit."""
+        if conn not in self._all:
+            if self._closing or len(self._all) >= self.max_connections:
+                return False
+            self._all.add(conn)
+        assert conn.peer is not None
+        self._bind_key(conn, (conn.peer.host, conn.peer.port))
+        return True
+
+    def _forget(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+        for key in conn.keys:
+            if self._conns.get(key) is conn:
+                del self._conns[key]
+        conn.keys.clear()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self._owner._datagram(data, addr)
+        except Exception:  # pragma: no cover - _datagram already guards itself
+            log.exception("error handling a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP socket error: %s", exc)  # e.g. ICMP port unreachable
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection, incoming (`key` None) or outgoing to `key`."""
+
+    def __init__(self, owner: SipTransport, key: tuple[str, int] | None) -> None:
+        self.owner = owner
+        self.outgoing = key is not None
+        self.keys: list[tuple[str, int]] = []
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.parser = StreamParser()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.closed = False
+        self.last_activity = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peername = transport.get_extra_info("peername")
+        if self.closed or not peername:
+            transport.abort()
+            return
+        self.peer = Peer(peername[0], peername[1], "tcp")
+        if not self.owner._accepted(self):
+            log.debug("refusing TCP connection from %s: limit or shutting down", self.peer)
+            self.closed = True
+            transport.abort()
+            return
+        loop = self.owner._loop or asyncio.get_running_loop()
+        self.last_activity = loop.time()
+        self.timer = loop.call_later(self.owner.idle_timeout, self._check_idle)
+        pending, self.pending, self.pending_size = self.pending, [], 0
+        for data in pending:
+            self.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            messages = self.parser.feed(data)
+        except Exception as exc:
+            log.debug("closing TCP connection from %s: %s", self.peer, exc)
+            self.abort()
+            return
+        if not messages:
+            if data == b"\r\n\r\n" and not self.parser.buffered:  # RFC 5626 ping → pong
+                self._touch()
+                self.write(b"\r\n")
+            return
+        self._touch()
+        assert self.peer is not None
+        for message in messages:
+            if self.closed:
+                break
+            self.owner._deliver(message, self.peer)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.pending.clear()
+        self.owner._forget(self)
+
+    # our side
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        transport = self.transport
+        if transport is None:  # still connecting
+            if self.pending_size + len(data) > self.owner.max_write_buffer:
+                log.debug("TCP connect queue full; dropping message to %s", self.keys)
+                return
+            self.pending.append(data)
+            self.pending_size += len(data)
+            return
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.owner.max_write_buffer:
+            log.debug("TCP peer %s does not read; closing", self.peer)
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.owner._forget(self)
+            self.transport.abort()  # connection_lost follows (soon)
+        else:
+            self.connect_failed()
+
+    def connect_failed(self) -> None:
+        if self.transport is not None and not self.closed:
+            return  # connected after all; connection_lost will clean up
+        self.closed = True
+        self.pending.clear()
+        self.owner._forget(self)
+
+    def _touch(self) -> None:
+        loop = self.owner._loop
+        if loop is not None:
+            self.last_activity = loop.time()
+
+    def _check_idle(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        loop = self.owner._loop
+        assert loop is not None
+        idle = loop.time() - self.last_activity
+        timeout = self.owner.idle_timeout
+        if idle >= timeout:
+            log.debug("closing TCP connection %s: no complete message for %.1f s",
+                      self.peer, idle)
+            self.abort()
+        else:
+            self.timer = loop.call_later(timeout - idle, self._check_idle)
