@@ -1,5 +1,21 @@
-"""The SIP layer's error types."""
+"""The SIP layer's error types.
+
+Everything the parser and the header/URI helpers reject raises `SipParseError` (or a
+subclass: `headers.HeaderError`, `uri.UriError`). `status` is the response a request that
+failed this way deserves: 400 unless said otherwise (505 for an unknown SIP version, 513
+for an oversized message, 501 for an unknown method whose CSeq does not match, 416 for a
+Request-URI scheme we do not serve).
+"""
+
+from __future__ import annotations
 
 
 class SipParseError(ValueError):
     """Bytes that are not a well-formed SIP message (or a header value that is malformed)."""
+
+    status: int = 400
+
+    def __init__(self, message: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status

@@ -3,7 +3,13 @@
 Messages keep header values as raw strings (cheap to parse and to relay); the helpers here
 turn one value into a small object when a layer needs it: Via, name-addr (From/To/
 Contact/Route), CSeq, and the digest credentials of the auth headers. Each helper raises
-`HeaderError`, a subclass of `SipParseError`.
+`HeaderError`, a subclass of `SipParseError` (status 400), and nothing else.
+
+The grammar followed is RFC 3261 §25 with the relaxations RFC 4475 asks for: LWS around
+`/`, `;`, `=` and `:`, a display name glued to `<` (`caller<sip:…>`), quoted strings with
+quoted-pairs, and unknown parameters of any token name. Strict where it costs nothing:
+empty parameters (`;;`), spaces inside `<…>`, non-token characters in an unquoted display
+name, and an addr-spec that needed angle brackets (it has `?` or `,`) are rejected.
 """
 
 from __future__ import annotations
@@ -11,11 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
-from ippbx.sip.uri import SipUri, UriError, split_host_port
+from ippbx.sip.uri import SipUri, is_scheme, split_host_port
 
 
 class HeaderError(SipParseError):
     """A header value that does not follow its grammar."""
+
+
+TOKEN_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+# Characters an unquoted display name may not hold (RFC 3261 separators other than
+# whitespace); non-ASCII is tolerated there since phones send UTF-8 names unquoted.
+_DISPLAY_FORBIDDEN = frozenset('()<>@,;:\\"/[]?={}\x00\r\n')
+# An unquoted auth-param value is a token in the RFCs; be lenient (some servers send
+# base64 or URIs bare) but never accept whitespace or quotes there.
+_BARE_VALUE_FORBIDDEN = frozenset(' \t\r\n"')
 
 
 def split_list(value: str) -> list[str]:
@@ -49,18 +66,69 @@ def split_list(value: str) -> list[str]:
     return [item for item in items if item]
 
 
+def _quoted_end(text: str, start: int) -> int:
+    """Index just past the quoted string opening at `text[start]`; HeaderError if open."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= n or text[i + 1] in "\r\n":
+                break
+            i += 2
+            continue
+        if ch == '"':
+            return i + 1
+        i += 1
+    raise HeaderError(f"unterminated quoted string in {text!r}")
+
+
+def unquote(text: str) -> str:
+    """The content of a quoted-string (`"a \\"b\\""` → `a "b"`); other text is returned as is."""
+    if len(text) < 2 or text[0] != '"':
+        return text
+    if _quoted_end(text, 0) != len(text):
+        raise HeaderError(f"junk after quoted string in {text!r}")
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        ch = inner[i]
+        if ch == "\\" and i + 1 < len(inner):
+            out.append(inner[i + 1])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def quote(text: str) -> str:
+    """`text` as a quoted-string, with `"` and `\\` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ";a=b;c" into {"a": "b", "c": None}; names lower-cased, quotes kept."""
+    """Parse ";a=b;c" (leading `;` already removed) into {"a": "b", "c": None}.
+
+    Names are lower-cased and must be tokens; values keep their quotes. LWS around `;`
+    and `=` is allowed; an empty parameter (`a;;b`) raises HeaderError.
+    """
     params: dict[str, str | None] = {}
     for part in _split_outside_quotes(text, ";"):
-        part = part.strip()
-        if not part:
-            continue
         name, eq, value = part.partition("=")
         name = name.strip().lower()
-        if not name:
-            raise HeaderError(f"empty parameter name in {text!r}")
-        params[name] = value.strip() if eq else None
+        if not name or not TOKEN_CHARS.issuperset(name):
+            raise HeaderError(f"bad parameter name {name!r} in {text!r}")
+        if eq:
+            value = value.strip()
+            if not value:
+                raise HeaderError(f"empty value for parameter {name!r} in {text!r}")
+            params[name] = value
+        else:
+            params[name] = None
     return params
 
 
@@ -72,22 +140,18 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
     if '"' not in text:
         return text.split(sep)
     parts: list[str] = []
-    quoted = False
     start = 0
     i = 0
-    while i < len(text):
+    n = len(text)
+    while i < n:
         ch = text[i]
-        if ch == "\\" and quoted:
-            i += 2
-            continue
         if ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
+            i = _quoted_end(text, i)
+            continue
+        if ch == sep:
             parts.append(text[start:i])
             start = i + 1
         i += 1
-    if quoted:
-        raise HeaderError(f"unterminated quoted string in {text!r}")
     parts.append(text[start:])
     return parts
 
@@ -103,25 +167,30 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        sent_protocol, _, rest = value.strip().partition(" ")
-        proto = [p.strip() for p in sent_protocol.split("/")]
-        if len(proto) != 3 or proto[0].upper() != "SIP" or not proto[2]:
-            # RFC 4475 allows LWS around the slashes: "SIP / 2.0 / UDP"
-            joined = value.replace(" / ", "/").replace(" /", "/").replace("/ ", "/")
-            if joined != value:
-                return cls.parse(joined)
+        """Parse one Via value; LWS around the `/` of the sent-protocol is allowed."""
+        parts = value.split("/", 2)
+        if len(parts) != 3:
             raise HeaderError(f"bad Via sent-protocol in {value!r}")
-        rest = rest.strip()
+        if parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
+            raise HeaderError(f"bad Via sent-protocol in {value!r}")
+        rest = parts[2].lstrip()
+        end = 0
+        n = len(rest)
+        while end < n and rest[end] not in " \t\r\n":
+            end += 1
+        transport = rest[:end]
+        if not transport or not TOKEN_CHARS.issuperset(transport):
+            raise HeaderError(f"bad Via transport in {value!r}")
+        rest = rest[end:]
+        if rest[:1] not in (" ", "\t", "\r", "\n"):
+            raise HeaderError(f"Via without sent-by: {value!r}")
         sent_by, sep, param_text = rest.partition(";")
         sent_by = sent_by.strip()
         if not sent_by:
             raise HeaderError(f"Via without sent-by: {value!r}")
-        try:
-            host, port = split_host_port(sent_by)
-        except UriError as exc:
-            raise HeaderError(str(exc)) from None
+        host, port = split_host_port(sent_by)
         params = parse_params(param_text) if sep else {}
-        return cls(proto[2].upper(), host, port, params)
+        return cls(transport.upper(), host, port, params)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -138,9 +207,22 @@ class Via:
         return branch is not None and branch.startswith("z9hG4bK")
 
 
+def _check_uri_text(uri: str, value: str) -> None:
+    colon = uri.find(":")
+    if colon <= 0 or not is_scheme(uri[:colon]):
+        raise HeaderError(f"bad URI in address {value!r}")
+    for ch in uri:
+        if ch in " \t\r\n<>\"":
+            raise HeaderError(f"bad character in URI of {value!r}")
+
+
 @dataclass(slots=True)
 class NameAddr:
-    """A name-addr or addr-spec with header parameters (From, To, Contact, Route…)."""
+    """A name-addr or addr-spec with header parameters (From, To, Contact, Route…).
+
+    `display` is the display name as it arrived (quotes and escapes kept, so it prints
+    back unchanged); `display_name` is its text.
+    """
 
     uri: str
     display: str | None = None
@@ -148,29 +230,45 @@ class NameAddr:
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
+        """Parse a name-addr (`"Bob" <sip:b@h>;tag=1`) or addr-spec (`sip:b@h;tag=1`)."""
         value = value.strip()
-        lt = value.find("<")
+        if value == "*":
+            return cls("*")
+        display: str | None
+        if value.startswith('"'):
+            end = _quoted_end(value, 0)
+            display = value[:end]
+            lt = end
+            while lt < len(value) and value[lt] in " \t\r\n":
+                lt += 1
+            if lt >= len(value) or value[lt] != "<":
+                raise HeaderError(f"quoted display name without <URI> in {value!r}")
+        else:
+            lt = value.find("<")
+            semi = value.find(";")
+            if lt != -1 and (semi == -1 or lt < semi):
+                display = value[:lt].strip() or None
+                if display is not None and not _DISPLAY_FORBIDDEN.isdisjoint(display):
+                    raise HeaderError(f"unquoted display name with separators in {value!r}")
+            else:
+                lt = -1
+                display = None
         if lt != -1:
             gt = value.find(">", lt)
             if gt == -1:
                 raise HeaderError(f"unclosed '<' in {value!r}")
-            display = value[:lt].strip() or None
-            uri = value[lt + 1 : gt].strip()
-            param_text = value[gt + 1 :].strip()
-            if param_text and not param_text.startswith(";"):
+            uri = value[lt + 1 : gt]
+            param_text = value[gt + 1 :].lstrip()
+            if param_text and param_text[0] != ";":
                 raise HeaderError(f"junk after '>' in {value!r}")
         else:
-            if value == "*":
-                return cls("*")
             # addr-spec: parameters after the URI belong to the header, not the URI
-            uri, _, param_text = value.partition(";")
-            uri = uri.strip()
-            param_text = ";" + param_text if param_text else ""
-            display = None
-            if " " in uri:
-                raise HeaderError(f"bad address {value!r}")
-        if not uri or ":" not in uri:
-            raise HeaderError(f"bad URI in address {value!r}")
+            semi = value.find(";")
+            uri, param_text = (value, "") if semi == -1 else (value[:semi], value[semi:])
+            uri = uri.rstrip()
+            if "?" in uri or "," in uri:
+                raise HeaderError(f"URI with '?' or ',' must be in <> in {value!r}")
+        _check_uri_text(uri, value)
         params = parse_params(param_text[1:]) if param_text else {}
         return cls(uri, display, params)
 
@@ -181,41 +279,58 @@ class NameAddr:
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
     @property
+    def display_name(self) -> str | None:
+        """The display name's text: unquoted, quoted-pairs resolved."""
+        if self.display is None:
+            return None
+        return unquote(self.display) if self.display.startswith('"') else self.display
+
+    @property
     def tag(self) -> str | None:
         return self.params.get("tag")
 
     def sip_uri(self) -> SipUri:
-        try:
-            return SipUri.parse(self.uri)
-        except UriError as exc:
-            raise HeaderError(str(exc)) from None
+        """The URI parsed as a SIP URI (UriError, a SipParseError, for other schemes)."""
+        return SipUri.parse(self.uri)
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
-    """Parse "CSeq: 4711 INVITE" into (4711, "INVITE")."""
+    """Parse "CSeq: 4711 INVITE" into (4711, "INVITE"); the number must be < 2**31."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2:
         raise HeaderError(f"bad CSeq {value!r}")
-    number = int(parts[0])
+    number_text, method = parts
+    if not (number_text.isascii() and number_text.isdigit()) or len(number_text) > 10:
+        raise HeaderError(f"bad CSeq number in {value!r}")
+    number = int(number_text)
     if number >= 2**31:
         raise HeaderError(f"CSeq number out of range in {value!r}")
-    return number, parts[1]
+    if not TOKEN_CHARS.issuperset(method):
+        raise HeaderError(f"bad CSeq method in {value!r}")
+    return number, method
 
 
 def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
-    """Parse an auth header (`Digest realm="x", nonce="y"…`) into (scheme, params unquoted)."""
-    scheme, _, rest = value.strip().partition(" ")
-    if not scheme:
-        raise HeaderError("empty auth header")
+    """Parse an auth header (`Digest realm="x", nonce="y"…`) into (scheme, params unquoted).
+
+    Parameter names are lower-cased; quoted values are unquoted (quoted-pairs resolved).
+    LWS around `=` and `,` and an empty item (`a=1,,b=2`) are tolerated.
+    """
+    parts = value.strip().split(None, 1)
+    if not parts or not TOKEN_CHARS.issuperset(parts[0]):
+        raise HeaderError(f"bad auth header {value!r}")
+    scheme = parts[0]
+    rest = parts[1] if len(parts) == 2 else ""
     params: dict[str, str] = {}
     for item in split_list(rest):
         name, eq, raw = item.partition("=")
-        if not eq:
+        name = name.strip().lower()
+        if not eq or not name or not TOKEN_CHARS.issuperset(name):
             raise HeaderError(f"bad auth parameter {item!r}")
         raw = raw.strip()
         if raw.startswith('"'):
-            if len(raw) < 2 or not raw.endswith('"'):
-                raise HeaderError(f"bad quoted auth parameter {item!r}")
-            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[name.strip().lower()] = raw
+            raw = unquote(raw)
+        elif not raw or not _BARE_VALUE_FORBIDDEN.isdisjoint(raw):
+            raise HeaderError(f"bad auth parameter value {item!r}")
+        params[name] = raw
     return scheme, params

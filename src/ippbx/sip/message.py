@@ -4,15 +4,25 @@
 Content-Length. Header values stay raw strings and are parsed on demand (see
 `headers.py`); header names are matched case-insensitively and compact forms (`v`, `f`,
 `i`…) are expanded. The body passes through untouched. Anything malformed raises
-`SipParseError` (`status` says which response a request deserves: 400 or 505).
+`SipParseError` (`status` says which response a request deserves: 400, 505, 513, 501).
+
+What `parse_message` checks (cheaply, once per message): the start line (exactly three
+SP-separated parts, a token method, a Request-URI with a scheme and, for sip/sips, no
+`?headers`, version SIP/2.0 else 505; a three-digit status code), header names, folded
+lines, the mandatory headers and their multiplicity, Content-Length, and CSeq (parsed:
+number < 2**31, method equal to the request's). Structured headers (Via, From, To,
+Contact) stay raw text until a property (`vias`, `from_`, `to`, `contacts`) parses them;
+those properties raise `SipParseError` (a `HeaderError`, status 400) and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ippbx.sip.errors import SipParseError
-from ippbx.sip.headers import NameAddr, Via, parse_cseq, split_list
+from ippbx.sip.headers import HeaderError, NameAddr, Via, parse_cseq, split_list
+from ippbx.sip.uri import SipUri, UriError, is_scheme
 
 __all__ = [
     "SipParseError",
@@ -22,7 +32,9 @@ __all__ = [
     "parse_message",
     "StreamParser",
     "make_response",
+    "canonical_name",
     "REASONS",
+    "KNOWN_METHODS",
 ]
 
 MAX_MESSAGE = 65535
@@ -40,6 +52,7 @@ _KNOWN = [
     "Authentication-Info", "RSeq", "RAck", "Path", "Subscription-State", "Identity",
 ]
 _CANON: dict[str, str] = {name.lower(): name for name in _KNOWN}
+_CANON.update({name: name for name in _KNOWN})  # exact spellings hit on the first lookup
 _CANON.update({
     "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
     "c": "Content-Type", "e": "Content-Encoding", "k": "Supported", "s": "Subject",
@@ -57,6 +70,15 @@ _LIST_HEADERS = frozenset({
 })
 # Headers a message may carry at most once.
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Content-Length", "Max-Forwards")
+_SINGLE_SET = frozenset(_SINGLE)
+_REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+# Methods this stack knows; a request with another method whose CSeq method differs is
+# answered 501 rather than 400 (RFC 4475 §3.1.2.18).
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+    "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
 
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
@@ -164,10 +186,15 @@ class Message:
                 return
 
     # -- parsed views (cached until the headers change) ---------------------------------
-    def _cached(self, key: str, make: object) -> object:
+    def _cached(self, key: str, make: Callable[[], Any]) -> Any:
         value = self._cache.get(key)
         if value is None:
-            value = make()  # type: ignore[operator]
+            try:
+                value = make()
+            except SipParseError:
+                raise
+            except Exception as exc:  # peer-controlled text: never let another type out
+                raise HeaderError(f"malformed {key} header: {exc}") from exc
             self._cache[key] = value
         return value
 
@@ -177,26 +204,35 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return self._cached("cseq", lambda: parse_cseq(self.get("CSeq") or ""))  # type: ignore[return-value]
+        """(number, method) of the CSeq header; SipParseError if missing or malformed."""
+        return self._cached("cseq", lambda: parse_cseq(self.get("CSeq") or ""))  # type: ignore[no-any-return]
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))  # type: ignore[return-value]
+        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))  # type: ignore[no-any-return]
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))  # type: ignore[return-value]
+        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))  # type: ignore[no-any-return]
 
     @property
     def vias(self) -> list[Via]:
-        return self._cached("vias", lambda: [Via.parse(v) for v in self.get_all("Via")])  # type: ignore[return-value]
+        """Every Via entry, top first (several per header line are split)."""
+        return self._cached("vias", lambda: [Via.parse(v) for v in self.get_all("Via")])  # type: ignore[no-any-return]
 
     @property
     def top_via(self) -> Via:
         vias = self.vias
         if not vias:
-            raise SipParseError("message has no Via")
+            raise HeaderError("message has no Via")
         return vias[0]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Every Contact entry (`*` is a NameAddr whose uri is "*")."""
+        return self._cached(  # type: ignore[no-any-return]
+            "contacts", lambda: [NameAddr.parse(v) for v in self.get_all("Contact")]
+        )
 
     # -- serialization ------------------------------------------------------------------
     def start_line(self) -> str:
@@ -240,6 +276,16 @@ class Request(Message):
     def copy(self) -> Request:
         return Request(self.method, self.uri, list(self.headers), self.body)
 
+    def sip_uri(self) -> SipUri:
+        """The Request-URI parsed; SipParseError with status 416 for a non-SIP scheme."""
+        try:
+            return SipUri.parse(self.uri)
+        except UriError as exc:
+            scheme = self.uri.partition(":")[0].lower()
+            if scheme not in ("sip", "sips"):
+                raise SipParseError(str(exc), 416) from None
+            raise
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.call_id}>"
 
@@ -271,89 +317,126 @@ class Response(Message):
 
 
 def _bad(message: str, status: int = 400) -> SipParseError:
-    err = SipParseError(message)
-    err.status = status  # type: ignore[attr-defined]
-    return err
+    return SipParseError(message, status)
+
+
+def _check_request_uri(uri: str) -> None:
+    colon = uri.find(":")
+    if colon <= 0 or not is_scheme(uri[:colon]):
+        raise _bad(f"bad Request-URI {uri[:80]!r}")
+    if not uri.isprintable():
+        raise _bad(f"control character in Request-URI {uri[:80]!r}")
+    if uri[:colon].lower() in ("sip", "sips"):
+        # `?headers` are not allowed in a Request-URI (RFC 3261 §19.1.5, RFC 4475 §3.1.2.11);
+        # the user part may hold `?`, so only look after it.
+        at = uri.rfind("@")
+        if "?" in uri[(at if at != -1 else colon) + 1 :]:
+            raise _bad(f"headers in Request-URI {uri[:80]!r}")
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _parse_start(start: str) -> Request | Response:
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if len(parts) < 2 or parts[0].upper() != "SIP/2.0":
+            raise _bad(f"bad status line {start[:80]!r}")
+        code = parts[1]
+        if len(code) != 3 or not _is_digits(code) or code[0] not in "123456":
+            raise _bad(f"bad status code in {start[:80]!r}")
+        return Response(int(code), parts[2] if len(parts) == 3 else "")
+    parts = start.split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise _bad(f"bad request line {start[:80]!r}")
+    method, uri, version = parts
+    if not _TOKEN.issuperset(method):
+        raise _bad(f"bad method {method[:40]!r}")
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        status = 505 if version.upper().startswith("SIP/") else 400
+        raise _bad(f"unsupported version {version[:20]!r}", status)
+    _check_request_uri(uri)
+    return Request(method, uri)
 
 
 def _parse_head(head: str) -> tuple[Request | Response, int | None]:
     """Parse the start line and headers; return the message and its Content-Length."""
+    if "\r" in head:
+        head = head.replace("\r\n", "\n")
+        if "\r" in head:
+            raise _bad("bare CR in the header block")
     lines = head.split("\n")
-    start = lines[0].rstrip("\r")
-    msg: Request | Response
-    if start.startswith("SIP/"):
-        parts = start.split(" ", 2)
-        if len(parts) < 2 or parts[0].upper() != "SIP/2.0":
-            raise _bad(f"bad status line {start!r}")
-        code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
-            raise _bad(f"bad status code in {start!r}")
-        msg = Response(int(code), parts[2] if len(parts) == 3 else "")
-    else:
-        parts = start.split(" ")
-        if len(parts) != 3 or not parts[0] or not parts[1]:
-            raise _bad(f"bad request line {start!r}")
-        method, uri, version = parts
-        if not _TOKEN.issuperset(method):
-            raise _bad(f"bad method {method!r}")
-        if ":" not in uri:
-            raise _bad(f"bad Request-URI {uri!r}")
-        if version.upper() != "SIP/2.0":
-            status = 505 if version.upper().startswith("SIP/") else 400
-            raise _bad(f"unsupported version {version!r}", status)
-        msg = Request(method, uri)
+    msg = _parse_start(lines[0])
     headers = msg.headers
     canon = _CANON
-    for raw in lines[1:]:
-        line = raw[:-1] if raw.endswith("\r") else raw
+    for line in lines[1:]:
         if not line:
             raise _bad("empty line inside the header block")
         if line[0] in " \t":  # folded continuation of the previous header
             if not headers:
                 raise _bad("continuation line before any header")
             name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}")
+            more = line.strip()
+            headers[-1] = (name, f"{value} {more}" if value and more else value or more)
             continue
         colon = line.find(":")
         if colon <= 0:
             raise _bad(f"header line without a name: {line[:40]!r}")
-        raw_name = line[:colon].rstrip(" \t")
-        name = canon.get(raw_name.lower()) or canonical_name(raw_name)
+        raw_name = line[:colon]
+        name = canon.get(raw_name) or canon.get(raw_name.lower()) \
+            or canonical_name(raw_name.rstrip(" \t"))
         headers.append((name, line[colon + 1 :].strip()))
     content_length: int | None = None
+    cseq_value = call_id = None
     seen: dict[str, int] = {}
+    has_via = False
     for name, value in headers:
-        if name in _SINGLE:
-            seen[name] = seen.get(name, 0) + 1
-        if name == "Content-Length":
-            if not value.isdigit() or len(value) > 9:
-                raise _bad(f"bad Content-Length {value!r}")
-            content_length = int(value)
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if name not in seen and not (name == "Via" and any(n == "Via" for n, _ in headers)):
-            raise _bad(f"missing {name} header")
-    for name, count in seen.items():
-        if count > 1:
-            raise _bad(f"more than one {name} header")
-    number, cseq_method = msg.cseq
-    if isinstance(msg, Request) and cseq_method != msg.method:
-        raise _bad(f"CSeq method {cseq_method} does not match {msg.method}")
-    if not msg.call_id:
+        if name in _SINGLE_SET:
+            if name in seen:
+                raise _bad(f"more than one {name} header")
+            seen[name] = 1
+            if name == "Content-Length":
+                if not _is_digits(value) or len(value) > 9:
+                    raise _bad(f"bad Content-Length {value[:20]!r}")
+                content_length = int(value)
+            elif name == "CSeq":
+                cseq_value = value
+            elif name == "Call-ID":
+                call_id = value
+        elif name == "Via":
+            has_via = True
+    if not has_via or cseq_value is None or call_id is None \
+            or "From" not in seen or "To" not in seen:
+        missing = [n for n in _REQUIRED if n not in seen and not (n == "Via" and has_via)]
+        raise _bad(f"missing {', '.join(missing)} header")
+    if not call_id:
         raise _bad("empty Call-ID")
+    cseq = parse_cseq(cseq_value)
+    msg._cache["cseq"] = cseq
+    if isinstance(msg, Request) and cseq[1] != msg.method:
+        status = 400 if msg.method in KNOWN_METHODS else 501
+        raise _bad(f"CSeq method {cseq[1]} does not match {msg.method}", status)
     return msg, content_length
 
 
-def _find_head_end(data: bytes, start: int = 0) -> tuple[int, int]:
+def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     """Index of the blank line ending the header block and its length, or (-1, 0)."""
     crlf = data.find(b"\r\n\r\n", start)
-    lf = data.find(b"\n\n", start)
-    if lf != -1 and (crlf == -1 or lf < crlf):
+    lf = data.find(b"\n\n", start, crlf if crlf != -1 else len(data))
+    if lf != -1:
+        if lf > start and data[lf - 1] == 13:  # "\r\n\n": CRLF line, then a bare LF
+            return lf - 1, 3
         return lf, 2
     return (crlf, 4) if crlf != -1 else (-1, 0)
 
 
 def parse_message(data: bytes) -> Request | Response:
-    """Parse one datagram into a Request or Response; raise SipParseError if malformed."""
+    """Parse one datagram into a Request or Response; raise SipParseError if malformed.
+
+    Bytes past Content-Length are ignored (RFC 3261 §18.3); a body shorter than
+    Content-Length is an error (400). Without Content-Length the body is the rest.
+    """
     if len(data) > MAX_MESSAGE:
         raise _bad("message too large", 513)
     offset = 0
@@ -368,46 +451,76 @@ def parse_message(data: bytes) -> Request | Response:
     if length is not None:
         if length > len(body):
             raise _bad("body shorter than Content-Length")
-        body = body[:length]
+        if length < len(body):
+            body = body[:length]
     msg.body = body
     return msg
 
 
 class StreamParser:
-    """Frames SIP messages out of a TCP byte stream (Content-Length is mandatory)."""
+    """Frames SIP messages out of a TCP byte stream (Content-Length is mandatory).
+
+    `feed` returns every message completed by the new bytes. CRLF keep-alives between
+    messages are skipped. After a SipParseError the stream cannot be re-synchronised:
+    every later `feed` raises again, and the caller should close the connection.
+    """
 
     def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
         self._max = max_message
+        self._scanned = 0  # bytes of _buf already searched for the end of the headers
+        # a parsed head whose body has not fully arrived: (message, body start, body end)
+        self._pending: tuple[Request | Response, int, int] | None = None
+        self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[Request | Response]:
         """Add bytes; return the complete messages now available. Raises SipParseError."""
+        if self._error is not None:
+            raise self._error
         self._buf += data
+        try:
+            return self._frame()
+        except SipParseError as exc:
+            self._error = exc
+            raise
+
+    def _frame(self) -> list[Request | Response]:
         out: list[Request | Response] = []
+        buf = self._buf
         while True:
-            buf = self._buf
-            start = 0
-            while buf.startswith(b"\r\n", start):  # keep-alive CRLFs between messages
-                start += 2
-            if start:
-                del buf[:start]
-            if not buf:
-                return out
-            end, sep = _find_head_end(bytes(buf[: self._max + 4]))
-            if end == -1:
-                if len(buf) > self._max:
+            if self._pending is None:
+                start = 0
+                while buf.startswith(b"\r\n", start):  # keep-alive CRLFs between messages
+                    start += 2
+                if start:
+                    del buf[:start]
+                    self._scanned = 0
+                if not buf:
+                    return out
+                # resume the search a little before where the last one stopped
+                end, sep = _find_head_end(buf, max(0, self._scanned - 3))
+                if end == -1:
+                    self._scanned = len(buf)
+                    if len(buf) > self._max:
+                        raise _bad("header block too large", 513)
+                    return out
+                if end > self._max:
                     raise _bad("header block too large", 513)
-                return out
-            msg, length = _parse_head(bytes(buf[:end]).decode("utf-8", "surrogateescape"))
-            if length is None:
-                raise _bad("Content-Length is required on a stream transport")
-            total = end + sep + length
-            if total > self._max:
-                raise _bad("message too large", 513)
+                head = bytes(buf[:end]).decode("utf-8", "surrogateescape")
+                msg, length = _parse_head(head)
+                if length is None:
+                    raise _bad("Content-Length is required on a stream transport")
+                total = end + sep + length
+                if total > self._max:
+                    raise _bad("message too large", 513)
+                self._pending = (msg, end + sep, total)
+            msg, body_start, total = self._pending
             if len(buf) < total:
                 return out
-            msg.body = bytes(buf[end + sep : total])
+            msg.body = bytes(buf[body_start:total])
             del buf[:total]
+            self._pending = None
+            self._scanned = 0
             out.append(msg)
 
     @property
@@ -424,13 +537,31 @@ def make_response(
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
 ) -> Response:
-    """Build a response to `request` per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied)."""
-    copied = [(n, v) for n, v in request.headers if n in ("Via", "From", "Call-ID", "CSeq")]
+    """Build a response to `request` per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied).
+
+    `to_tag` is added to To unless the status is 100 or To already has a tag. A 100
+    also copies Timestamp (§8.2.6.1).
+    """
+    vias = [(n, v) for n, v in request.headers if n == "Via"]
     to = request.get("To") or ""
-    if to_tag is not None and status > 100 and ";tag=" not in to.replace(" ", "").lower():
+    if to_tag is not None and status > 100 and not _has_tag(to):
         to = f"{to};tag={to_tag}"
-    copied.insert(2, ("To", to))
+    copied = vias + [
+        ("From", request.get("From") or ""),
+        ("To", to),
+        ("Call-ID", request.get("Call-ID") or ""),
+        ("CSeq", request.get("CSeq") or ""),
+    ]
+    if status == 100 and request.has("Timestamp"):
+        copied.append(("Timestamp", request.get("Timestamp") or ""))
     resp = Response(status, reason, copied, body)
     for n, v in headers:
         resp.add(n, v)
     return resp
+
+
+def _has_tag(to: str) -> bool:
+    try:
+        return NameAddr.parse(to).tag is not None
+    except SipParseError:
+        return ";tag=" in to.replace(" ", "").replace("\t", "").lower()

@@ -2,16 +2,70 @@
 
 Parameter names are case-insensitive and stored lower-case; their values keep their case
 except `transport`, `user`, `method`, `maddr`, `ttl` whose values are also compared
-case-insensitively by `param()`. Other schemes (tel:, urn:) are kept as opaque text.
+case-insensitively by `param()` (so `;transport=UDP`, as sipp's built-in UAS sends it,
+reads as `udp`). Other schemes (tel:, urn:) are kept as opaque text by the callers.
+
+The user part is split off at the *last* `@` before anything else, because the user part
+may itself contain `;`, `?`, `/` and `,` (RFC 4475 §3.1.1.2 and §3.1.1.9); parameters and
+headers are only looked for in the host part that follows. Percent escapes stay as they
+arrived (`user`); `unescaped_user` and `unescape()` decode them when a comparison needs it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ippbx.sip.errors import SipParseError
 
-class UriError(ValueError):
+
+class UriError(SipParseError):
     """A URI that is not a well-formed SIP URI."""
+
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_UNRESERVED = _ALNUM + "-_.!~*'()"
+_USER_CHARS = frozenset(_UNRESERVED + "%&=+$,;?/")
+_PASSWORD_CHARS = frozenset(_UNRESERVED + "%&=+$,")
+_PARAM_CHARS = frozenset(_UNRESERVED + "%[]/:&+$")
+_HEADER_CHARS = frozenset(_UNRESERVED + "%[]/?:+$=&")
+_HOST_CHARS = frozenset(_ALNUM + "-._")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SCHEME_CHARS = frozenset(_ALNUM + "+-.")
+
+
+def _check(part: str, allowed: frozenset[str], what: str, text: str) -> None:
+    if not allowed.issuperset(part):
+        raise UriError(f"bad character in URI {what}: {text!r}")
+    i = part.find("%")
+    while i != -1:
+        if part[i + 1 : i + 2] not in _HEX or part[i + 2 : i + 3] not in _HEX:
+            raise UriError(f"bad % escape in URI {what}: {text!r}")
+        i = part.find("%", i + 3)
+
+
+def unescape(text: str) -> str:
+    """Decode %HH escapes (RFC 3261 `escaped`) as UTF-8; malformed escapes stay as they are."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "%" and text[i + 1 : i + 2] in _HEX and text[i + 2 : i + 3] in _HEX:
+            out.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+def is_scheme(text: str) -> bool:
+    """True if `text` is a URI scheme name (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ))."""
+    return bool(text) and text[0].isascii() and text[0].isalpha() \
+        and _SCHEME_CHARS.issuperset(text)
 
 
 @dataclass(slots=True)
@@ -28,29 +82,41 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        """Parse a sip: or sips: URI; raise UriError (a SipParseError) if malformed."""
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
         if not sep or scheme not in ("sip", "sips"):
             raise UriError(f"not a SIP URI: {text!r}")
-        rest, _, headers = rest.partition("?")
-        userinfo = None
-        if "@" in rest:
-            userinfo, _, rest = rest.rpartition("@")
-        hostport, *param_parts = rest.split(";")
         user = password = None
-        if userinfo is not None:
+        at = rest.rfind("@")
+        if at != -1:
+            userinfo, rest = rest[:at], rest[at + 1 :]
             user, colon, pw = userinfo.partition(":")
-            password = pw if colon else None
             if not user:
                 raise UriError(f"empty user in URI {text!r}")
+            _check(user, _USER_CHARS, "user", text)
+            if colon:
+                _check(pw, _PASSWORD_CHARS, "password", text)
+                password = pw
+        rest, qmark, headers = rest.partition("?")
+        if qmark:
+            if not headers:
+                raise UriError(f"empty headers in URI {text!r}")
+            _check(headers, _HEADER_CHARS, "headers", text)
+        hostport, *param_parts = rest.split(";")
         host, port = split_host_port(hostport)
         params: dict[str, str | None] = {}
         for part in param_parts:
-            if not part:
-                continue
             name, eq, value = part.partition("=")
-            params[name.strip().lower()] = value.strip() if eq else None
+            if not name:
+                raise UriError(f"empty parameter in URI {text!r}")
+            _check(name, _PARAM_CHARS, "parameter", text)
+            if eq:
+                if not value:
+                    raise UriError(f"empty parameter value in URI {text!r}")
+                _check(value, _PARAM_CHARS, "parameter", text)
+            params[name.lower()] = value if eq else None
         return cls(host, user, password, port, scheme, params, headers)
 
     def __str__(self) -> str:
@@ -71,14 +137,19 @@ class SipUri:
 
     def param(self, name: str) -> str | None:
         """A parameter's value (lower-cased for the case-insensitive ones)."""
-        value = self.params.get(name)
-        if value is not None and name in ("transport", "user", "method", "maddr", "ttl"):
+        value = self.params.get(name.lower())
+        if value is not None and name.lower() in ("transport", "user", "method", "maddr", "ttl"):
             return value.lower()
         return value
 
     @property
     def transport(self) -> str:
         return (self.param("transport") or ("tls" if self.scheme == "sips" else "udp")).lower()
+
+    @property
+    def unescaped_user(self) -> str | None:
+        """The user part with %HH escapes decoded (`sip:%75ser@h` → `user`)."""
+        return None if self.user is None else unescape(self.user)
 
     def with_params(self, **changes: str | None) -> SipUri:
         params = dict(self.params)
@@ -97,16 +168,25 @@ def split_host_port(text: str) -> tuple[str, int | None]:
         end = text.find("]")
         if end == -1:
             raise UriError(f"unclosed IPv6 reference in {text!r}")
-        host, rest = text[1:end], text[end + 1 :]
+        host, rest = text[1:end], text[end + 1 :].strip()
         if rest and not rest.startswith(":"):
             raise UriError(f"junk after IPv6 reference in {text!r}")
-        port_text = rest[1:] if rest else ""
+        if not host or ":" not in host or not _IPV6_CHARS.issuperset(host):
+            raise UriError(f"bad IPv6 reference in {text!r}")
+        port_text = rest[1:].strip() if rest else ""
+        if rest and not port_text:
+            raise UriError(f"empty port in {text!r}")
     else:
-        host, _, port_text = text.partition(":")
-    if not host or any(c in host for c in " \t<>\"@"):
-        raise UriError(f"bad host in {text!r}")
+        host, colon, port_text = text.partition(":")
+        host = host.rstrip()
+        port_text = port_text.strip()
+        if not host or not _HOST_CHARS.issuperset(host):
+            raise UriError(f"bad host in {text!r}")
+        if colon and not port_text:
+            raise UriError(f"empty port in {text!r}")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 \
+            or not 0 < int(port_text) <= 65535:
         raise UriError(f"bad port in {text!r}")
     return host, int(port_text)
