@@ -213,6 +213,7 @@ MALFORMED: list[tuple[str, str, str, bytes | None, str]] = [
     ("put", "PUT", f"{OV}/login", LOGIN, "20001"),
     ("delete", "DELETE", f"{OV}/logout", None, "20001"),
     ("patch", "PATCH", f"{YS}/login", LOGIN, "20001"),
+    ("get-unknown-endpoint", "GET", f"{OV}/nope", None, "20001"),
     ("odd-type", "POST", f"{OV}/login?type=yaml", LOGIN, "10002"),
     ("odd-type-nul", "POST", f"{OV}/login?type=%00", LOGIN, "10002"),
     ("odd-type-ys", "POST", f"{YS}/login?type=csv", LOGIN, "20000"),
@@ -250,3 +251,19 @@ async def test_garbage_body_after_valid_token_is_10002(api: ApiHarness) -> None:
     for body in (b"{", b"[]", b"<xml>"):
         response = await api.post(f"{OV}/outbound/query?token={token}", content=body)
         assert envelope(response)["errno"] == "10002"
+
+
+class _BrokenRegistry:
+    def outbound(self, ids: object = None) -> list[object]:
+        raise RuntimeError("boom")
+
+
+async def test_unexpected_failure_is_30001_not_a_500(
+    api: ApiHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await api.login()
+    api.ctx.registry = _BrokenRegistry()  # type: ignore[assignment]
+    for fmt, expected in (("json", "30001"), ("xml", "30001")):
+        response = await api.post(f"{OV}/outbound/query?token={token}&type={fmt}")
+        assert envelope(response) == {"status": "Failed", "errno": expected}
+    assert "RuntimeError: boom" in caplog.text  # logged with its traceback, server-side

@@ -8,7 +8,8 @@ end it with an errno (always inside a `Success`/`Failed` envelope, never an HTTP
 1. API version      unknown → 10003
 2. `?type=`         OpenVox json|xml (else 10002); Yeastar json (xml or other → 20000);
                     absent or empty: sniff the body (leading `<` is XML)
-3. endpoint         unknown → 10003; method other than POST → 20001
+3. method/endpoint  a method the endpoint does not take (all but POST, and any method
+                    on an unknown endpoint) → 20001; unknown endpoint → 10003
 4. body             over 64 KiB → 10002 (both dialects); XML sniffed on Yeastar → 20000
 5. token            endpoints other than login: `?token=`, `?access_token=` or
                     `Authorization: Bearer`; missing 20005, unknown 20004, expired 20006
@@ -35,6 +36,7 @@ from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+_DEFAULT_METHODS = frozenset({"POST"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +131,10 @@ async def dispatch(
         asked = dialect.format_for(query.get("type"))
         fmt = asked or Format.JSON
         endpoint = ENDPOINTS.get(name)
+        if method not in (endpoint.methods if endpoint else _DEFAULT_METHODS):
+            raise ApiError(Errno.ONLY_POST)
         if endpoint is None:
             raise ApiError(Errno.UNKNOWN_REQUEST, f"no endpoint {name!r}")
-        if method not in endpoint.methods:
-            raise ApiError(Errno.ONLY_POST)
         body = await read_body()
         if asked is None and codec.looks_like_xml(body):
             if Format.XML not in dialect.formats:
