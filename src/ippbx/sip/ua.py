@@ -1,0 +1,795 @@
+"""The SIP user agent core: the asyncio glue between the transport and the PBX.
+
+`UserAgent` owns a `TransactionLayer` (sans-IO, RFC 3261 §17), a `DialogStore` (§12) and
+one timer (`loop.call_at` at the earliest deadline of the transaction layer and of the
+2xx retransmissions). It knows SIP, not PBX policy.
+
+Client side::
+
+    response = await ua.request(req, dest)            # any method; 408 on Timer B/F
+    call = ua.invite(req, dest, on_provisional=cb)    # INVITE: a ClientInvite
+    final = await call.final(); call.cancel()         # CANCEL per §9.1
+    ua.ack(call.dialog)                               # ACK for the 2xx (re-sent on retransmits)
+    await ua.request_in_dialog(dialog, "BYE")
+
+The UA completes outgoing requests: a top Via with a fresh branch (only if the request
+has no Via yet), Max-Forwards: 70 and User-Agent when absent. The request object is
+changed in place.
+
+Server side: `ua.on_request(server_request)` (a plain function or a coroutine function)
+is called once per new request; retransmissions, CANCELs (answered 200 here, the INVITE's
+`ServerRequest.cancelled` is set) and ACKs for 2xx (`await server_request.acked()`) are
+handled here. A request with a To tag that matches no dialog is answered 481 (except
+REGISTER, whose refreshes often keep the tag); an in-dialog request with an old CSeq 500.
+A handler that raises, or returns without answering and then fails, gets a 500 sent for it.
+
+The transport is either a `SipTransport` instance whose owner routes `on_message` to
+`ua.receive` (the owner starts and stops it), or a factory `f(on_message) -> transport`
+(then the UA starts and stops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from itertools import count
+from typing import Any, Protocol
+
+from ippbx.sip.dialog import Dialog, DialogError, DialogStore, Retransmit2xx
+from ippbx.sip.errors import SipParseError
+from ippbx.sip.headers import NameAddr
+from ippbx.sip.message import Request, Response, make_response
+from ippbx.sip.transaction import (
+    AckReceived,
+    Cancelled,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    StrayResponse,
+    Terminated,
+    Timeout,
+    TransactionError,
+    TransactionLayer,
+    TransportError,
+    TxKey,
+    make_cancel,
+)
+from ippbx.sip.transport import Peer
+from ippbx.sip.uri import SipUri, UriError
+
+__all__ = ["UserAgent", "ServerRequest", "ClientInvite", "Peer", "RequestHandler"]
+
+log = logging.getLogger(__name__)
+
+RequestHandler = Callable[["ServerRequest"], "None | Awaitable[None]"]
+ProvisionalHandler = Callable[[Response], "None | Awaitable[None]"]
+
+
+class Transport(Protocol):
+    """What the UA needs of `ippbx.sip.transport.SipTransport`."""
+
+    local_host: str
+    local_port: int
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, message: Request | Response, dest: Peer) -> None: ...
+
+    def response_destination(self, response: Response, source: Peer) -> Peer: ...
+
+
+TransportFactory = Callable[[Callable[[Request | Response, Peer], None]], Transport]
+
+
+def _synthesize(request: Request, status: int, reason: str | None = None) -> Response:
+    """A response we make up locally for `request` (timeouts, transport failures)."""
+    return make_response(request, status, reason)
+
+
+class _ClientCall:
+    """A client transaction the UA waits on (or, without a future, fires and forgets)."""
+
+    __slots__ = ("ua", "request", "dest", "key", "future", "on_provisional")
+
+    def __init__(
+        self, ua: UserAgent, request: Request, dest: Peer,
+        on_provisional: ProvisionalHandler | None, want_future: bool = True,
+    ) -> None:
+        self.ua = ua
+        self.request = request
+        self.dest = dest
+        self.key: TxKey | None = None
+        self.future: asyncio.Future[Response] | None = (
+            ua._loop_now().create_future() if want_future else None
+        )
+        self.on_provisional = on_provisional
+
+    async def final(self) -> Response:
+        """The final response (408 on timeout, 503 on transport failure)."""
+        assert self.future is not None
+        return await asyncio.shield(self.future)
+
+    @property
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def _provisional(self, response: Response) -> None:
+        if self.on_provisional is not None:
+            self.ua._call_user(self.on_provisional, response, "on_provisional")
+
+    def _final(self, response: Response) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(response)
+
+
+class ClientInvite(_ClientCall):
+    """An INVITE we sent: `await final()`, `cancel()`, `.dialog` once a 2xx came."""
+
+    __slots__ = ("dialog", "provisional", "_cancel_requested", "_cancel_sent", "_in_dialog")
+
+    def __init__(
+        self, ua: UserAgent, request: Request, dest: Peer,
+        on_provisional: ProvisionalHandler | None, dialog: Dialog | None = None,
+    ) -> None:
+        super().__init__(ua, request, dest, on_provisional)
+        self.dialog: Dialog | None = dialog
+        self.provisional: Response | None = None  # the last 1xx received
+        self._cancel_requested = False
+        self._cancel_sent = False
+        self._in_dialog = dialog is not None  # a re-INVITE
+
+    def cancel(self) -> None:
+        """CANCEL the INVITE (§9.1): now if a provisional came, else as soon as one does.
+
+        No effect once a final response arrived. If a 2xx still crosses the CANCEL,
+        `final()` returns it and the caller must ACK and BYE.
+        """
+        if self._cancel_requested or self.done:
+            return
+        self._cancel_requested = True
+        if self.provisional is not None:
+            self._send_cancel()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def _send_cancel(self) -> None:
+        if self._cancel_sent:
+            return
+        self._cancel_sent = True
+        self.ua._start_client(_ClientCall(self.ua, make_cancel(self.request), self.dest, None,
+                                          want_future=False))
+
+    def _provisional(self, response: Response) -> None:
+        self.provisional = response
+        if self._cancel_requested and not self.done:
+            self._send_cancel()
+        super()._provisional(response)
+
+
+class ServerRequest:
+    """A request for the TU to answer with `respond` (exactly one final response)."""
+
+    __slots__ = (
+        "ua", "key", "request", "source", "dialog", "_to_tag", "_final_status",
+        "_cancelled", "_cancel_event", "_ack", "_ack_state", "_ack_future", "_ack_key",
+    )
+
+    def __init__(
+        self, ua: UserAgent, key: TxKey, request: Request, source: Peer, dialog: Dialog | None
+    ) -> None:
+        self.ua = ua
+        self.key = key
+        self.request = request
+        self.source = source
+        self.dialog = dialog
+        self._to_tag: str | None = None
+        self._final_status = 0
+        self._cancelled = False
+        self._cancel_event: asyncio.Event | None = None
+        self._ack: Request | None = None
+        self._ack_state = 0  # 0 waiting, 1 resolved
+        self._ack_future: asyncio.Future[Request | None] | None = None
+        self._ack_key: tuple[str, str, str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerRequest {self.request.method} {self.request.call_id} from {self.source}>"
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def final_sent(self) -> bool:
+        return self._final_status != 0
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        """Set when a CANCEL for this INVITE arrived (already answered 200 by the UA)."""
+        if self._cancel_event is None:
+            self._cancel_event = asyncio.Event()
+            if self._cancelled:
+                self._cancel_event.set()
+        return self._cancel_event
+
+    @property
+    def to_tag(self) -> str:
+        """Our To tag for this request (the existing one in a dialog, else a fresh one)."""
+        tag = self.request.to.tag or self._to_tag
+        if tag is None:
+            tag = self._to_tag = self.ua.new_tag()
+        return tag
+
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        to_tag: str | None = None,
+        contact: str | None = None,
+    ) -> Response:
+        """Send a response. An INVITE 2xx creates the UAS dialog (`.dialog`) and is
+        retransmitted until the ACK arrives (`await acked()`). Raises TransactionError
+        after a final response."""
+        request = self.request
+        if to_tag is not None and not request.to.tag:
+            self._to_tag = to_tag
+        tag = None if status == 100 else self.to_tag
+        response = make_response(request, status, reason, to_tag=tag, headers=headers, body=body)
+        is_invite = request.method == "INVITE"
+        if is_invite and 100 < status < 300:
+            if contact is None and not response.has("Contact"):
+                contact = f"<{self.ua.contact_uri(None, self.source.transport)}>"
+            if contact is not None:
+                response.set("Contact", contact if ">" in contact or "<" in contact
+                             else f"<{contact}>")
+            for rr in request.get_all("Record-Route"):
+                response.add("Record-Route", rr)
+        if self.ua.user_agent and not response.has("Server"):
+            response.add("Server", self.ua.user_agent)
+        self.ua._respond(self, response)
+        if status >= 200:
+            self._final_status = status
+            if is_invite:
+                if status < 300:
+                    self.ua._start_2xx(self, response)
+                else:
+                    self._resolve_ack(None)
+        return response
+
+    async def acked(self) -> Request | None:
+        """The ACK for our 2xx to this INVITE; None if it never came (64*T1) or there is
+        no 2xx (another method, a non-2xx answer, or the UA stopped)."""
+        if self._ack_state:
+            return self._ack
+        if self.request.method != "INVITE":
+            return None
+        if self._ack_future is None:
+            self._ack_future = self.ua._loop_now().create_future()
+        return await asyncio.shield(self._ack_future)
+
+    # -- called by the UA -------------------------------------------------------------------
+    def _set_cancelled(self) -> None:
+        self._cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
+
+    def _resolve_ack(self, ack: Request | None) -> None:
+        if self._ack_state:
+            return
+        self._ack_state = 1
+        self._ack = ack
+        if self._ack_future is not None and not self._ack_future.done():
+            self._ack_future.set_result(ack)
+
+    def _fail(self) -> None:
+        """The handler crashed: answer 500 if it had not answered."""
+        if not self.final_sent:
+            try:
+                self.respond(500)
+            except Exception:  # best effort on an error path
+                log.debug("could not answer 500 to %r", self, exc_info=True)
+
+
+class UserAgent:
+    """Transactions + dialogs + one timer over a transport. See the module docstring."""
+
+    def __init__(
+        self,
+        transport: Transport | TransportFactory,
+        *,
+        user_agent: str = "ippbx",
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        timer_d: float = 32.0,
+        host: str | None = None,
+        symmetric: bool = True,
+    ) -> None:
+        if hasattr(transport, "send"):
+            self.transport: Transport = transport  # type: ignore[assignment]
+            self._owns_transport = False
+        else:
+            self.transport = transport(self.receive)  # type: ignore[operator]
+            self._owns_transport = True
+        self.user_agent = user_agent
+        self.t1, self.t2 = t1, t2
+        self.host = host  # advertised host for Via/Contact (default: transport.local_host)
+        self.symmetric = symmetric  # in-dialog requests go where the dialog's peer is
+        self.transactions = TransactionLayer(t1, t2, t4, timer_d=timer_d)
+        self.dialogs = DialogStore()
+        self.on_request: RequestHandler | None = None
+        self._clients: dict[TxKey, _ClientCall] = {}
+        self._servers: dict[TxKey, ServerRequest] = {}  # INVITEs, for CANCEL
+        self._awaiting_ack: dict[tuple[str, str, str, int], Retransmit2xx] = {}
+        self._timers: list[tuple[float, int, Retransmit2xx]] = []
+        self._seq = count()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._handle_when = 0.0
+        self._running = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        if self._owns_transport:
+            await self.transport.start()
+        self._schedule()
+
+    async def stop(self) -> None:
+        """Cancel the timer and every task; unblock waiters (503 / None)."""
+        self._running = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        for call in list(self._clients.values()):
+            call._final(_synthesize(call.request, 503, "Shutting Down"))
+        for sr in self._servers.values():
+            sr._resolve_ack(None)
+        for r in self._awaiting_ack.values():
+            if isinstance(r.data, ServerRequest):
+                r.data._resolve_ack(None)
+            r.acknowledge()
+        self._awaiting_ack.clear()
+        self._timers.clear()
+        if self._owns_transport:
+            await self.transport.stop()
+
+    @property
+    def pending_tasks(self) -> int:
+        return len(self._tasks)
+
+    def counts(self) -> dict[str, int]:
+        """Live objects, for leak checks: all zero once calls ended and timers ran out."""
+        return {
+            "transactions": len(self.transactions),
+            "dialogs": len(self.dialogs),
+            "tasks": len(self._tasks),
+            "clients": len(self._clients),
+            "servers": len(self._servers),
+            "awaiting_ack": len(self._awaiting_ack),
+        }
+
+    # -- identifiers and our addresses ------------------------------------------------------
+    @staticmethod
+    def new_branch() -> str:
+        return "z9hG4bK" + secrets.token_hex(8)
+
+    @staticmethod
+    def new_tag() -> str:
+        return secrets.token_hex(6)
+
+    def new_call_id(self) -> str:
+        return f"{secrets.token_hex(10)}@{self.advertised_host}"
+
+    @property
+    def advertised_host(self) -> str:
+        host = self.host or self.transport.local_host
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+    def via(self, transport: str = "udp", branch: str | None = None) -> str:
+        """Our Via value for a new request (fresh branch unless given; asks for rport)."""
+        return (f"SIP/2.0/{transport.upper()} {self.advertised_host}:"
+                f"{self.transport.local_port};branch={branch or self.new_branch()};rport")
+
+    def contact_uri(self, user: str | None = None, transport: str = "udp") -> str:
+        """A SIP URI reaching this UA (no angle brackets)."""
+        userinfo = f"{user}@" if user else ""
+        param = ";transport=tcp" if transport == "tcp" else ""
+        return f"sip:{userinfo}{self.advertised_host}:{self.transport.local_port}{param}"
+
+    # -- client side ------------------------------------------------------------------------
+    async def request(
+        self, request: Request, dest: Peer, on_provisional: ProvisionalHandler | None = None
+    ) -> Response:
+        """Send `request` in a client transaction; return its final response."""
+        if request.method == "INVITE":
+            return await self.invite(request, dest, on_provisional).final()
+        if request.method == "ACK":
+            raise TransactionError("send ACKs with ua.ack(dialog)")
+        call = _ClientCall(self, request, dest, on_provisional)
+        self._start_client(call)
+        return await call.final()
+
+    def invite(
+        self, request: Request, dest: Peer, on_provisional: ProvisionalHandler | None = None
+    ) -> ClientInvite:
+        """Send an INVITE now; the returned ClientInvite tracks it."""
+        call = ClientInvite(self, request, dest, on_provisional)
+        self._start_client(call)
+        return call
+
+    async def request_in_dialog(
+        self,
+        dialog: Dialog,
+        method: str,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Send a request inside `dialog` (BYE, re-INVITE, INFO…); return the final response.
+        After a 2xx to a re-INVITE, call `ua.ack(dialog)`."""
+        request = dialog.create_request(method, body, headers)
+        dest = self.dialog_destination(dialog)
+        if method == "INVITE":
+            call = ClientInvite(self, request, dest, None, dialog)
+            self._start_client(call)
+            return await call.final()
+        response = await self.request(request, dest)
+        if 200 <= response.status < 300:
+            dialog.receive_response(response)
+        return response
+
+    def ack(
+        self, dialog: Dialog, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
+    ) -> Request:
+        """Send the ACK for the 2xx to the dialog's last INVITE (no transaction, §13.2.2.4).
+        The UA re-sends it when that 2xx is retransmitted."""
+        ack = dialog.create_ack(body, headers)
+        dest = self.dialog_destination(dialog)
+        self._complete(ack, dest)
+        dialog.last_ack = ack
+        self._transmit(ack, dest)
+        return ack
+
+    def forget_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.remove(dialog)
+        dialog.terminate()
+
+    def dialog_destination(self, dialog: Dialog) -> Peer:
+        """Where requests of `dialog` go: the first route, else (symmetric) the peer the
+        dialog was set up with, else the remote target."""
+        if dialog.route_set:
+            try:
+                return _uri_peer(NameAddr.parse(dialog.route_set[0]).uri)
+            except (SipParseError, UriError):
+                log.debug("bad route %r in %r", dialog.route_set[0], dialog)
+        if self.symmetric and isinstance(dialog.peer, Peer):
+            return dialog.peer
+        return _uri_peer(dialog.remote_target)
+
+    # -- receiving --------------------------------------------------------------------------
+    def receive(self, message: Request | Response, source: Peer) -> None:
+        """Feed one parsed message from the transport. Never raises."""
+        try:
+            events = self.transactions.receive(
+                message, source, source.transport != "udp", self._now()
+            )
+            self._process(events)
+        except Exception:
+            log.exception("error handling %r from %s", message, source)
+        self._schedule()
+
+    # -- internals: client ------------------------------------------------------------------
+    def _complete(self, request: Request, dest: Peer) -> None:
+        """Add our Via (if none), Max-Forwards and User-Agent (if absent)."""
+        if not request.has("Via"):
+            via = self.via(dest.transport)
+            request.headers.insert(0, ("Via", via))
+            request.set("Via", via)  # (also drops cached parses)
+        if not request.has("Max-Forwards"):
+            request.add("Max-Forwards", "70")
+        if self.user_agent and request.method != "ACK" and not request.has("User-Agent"):
+            request.add("User-Agent", self.user_agent)
+
+    def _start_client(self, call: _ClientCall) -> None:
+        self._complete(call.request, call.dest)
+        try:
+            key, events = self.transactions.send_request(
+                call.request, call.dest, self._now(), reliable=call.dest.transport != "udp"
+            )
+        except TransactionError:
+            call._final(_synthesize(call.request, 500, "Duplicate Transaction"))
+            raise
+        call.key = key
+        self._clients[key] = call
+        self._process(events)
+        self._schedule()
+
+    def _on_response(self, key: TxKey, response: Response) -> None:
+        call = self._clients.get(key)
+        if call is None:
+            return
+        status = response.status
+        if status < 200:
+            if not call.done:
+                call._provisional(response)
+            return
+        if isinstance(call, ClientInvite) and status < 300:
+            self._invite_2xx(call, response)
+            return
+        call._final(response)
+
+    def _invite_2xx(self, call: ClientInvite, response: Response) -> None:
+        if not call.done:
+            if call.dialog is None:
+                try:
+                    call.dialog = Dialog.from_uac(call.request, response, peer=call.dest)
+                except (DialogError, SipParseError):
+                    log.warning("2xx without a usable To tag for %r", call.request)
+                else:
+                    self.dialogs.add(call.dialog)
+            else:
+                call.dialog.receive_response(response)
+            call._final(response)
+            return
+        # a retransmission (re-ACK) or a 2xx from another fork (ACK and BYE it)
+        dialog = self.dialogs.match_response(response)
+        if dialog is not None:
+            self._reack(dialog, response)
+        elif not call._in_dialog:
+            self._drop_fork(call, response)
+
+    def _reack(self, dialog: Dialog, response: Response) -> None:
+        ack = dialog.last_ack
+        if ack is not None and ack.cseq[0] == response.cseq[0]:
+            self._transmit(ack, self.dialog_destination(dialog))
+
+    def _drop_fork(self, call: ClientInvite, response: Response) -> None:
+        try:
+            fork = Dialog.from_uac(call.request, response, peer=call.dest)
+        except (DialogError, SipParseError):
+            return
+        log.info("ACK+BYE for an extra 2xx (fork %s) of %r", fork.remote_tag, call.request)
+        dest = self.dialog_destination(fork)
+        ack = fork.create_ack()
+        self._complete(ack, dest)
+        self._transmit(ack, dest)
+        self._spawn(self.request(fork.create_request("BYE"), dest))
+
+    def _on_stray(self, response: Response) -> None:
+        if 200 <= response.status < 300 and response.cseq[1] == "INVITE":
+            dialog = self.dialogs.match_response(response)
+            if dialog is not None:
+                self._reack(dialog, response)
+
+    # -- internals: server ------------------------------------------------------------------
+    def _on_request(self, key: TxKey, request: Request, source: Peer) -> None:
+        dialog = None
+        if request.to.tag and request.method != "REGISTER":
+            dialog = self.dialogs.match_request(request)
+            status = 481 if dialog is None else dialog.receive_request(request)
+            if status is not None:
+                self._respond_raw(key, make_response(request, status, to_tag=None))
+                return
+        sr = ServerRequest(self, key, request, source, dialog)
+        if request.method == "INVITE":
+            self._servers[key] = sr
+        handler = self.on_request
+        if handler is None:
+            sr.respond(501)
+            return
+        try:
+            result = handler(sr)
+        except Exception:
+            log.exception("on_request failed for %r", sr)
+            sr._fail()
+            return
+        if inspect.isawaitable(result):
+            self._spawn(result, sr)
+
+    def _respond(self, sr: ServerRequest, response: Response) -> None:
+        self._respond_raw(sr.key, response)
+
+    def _respond_raw(self, key: TxKey, response: Response) -> None:
+        events = self.transactions.respond(key, response, self._now())
+        self._process(events)
+        self._schedule()
+
+    def _start_2xx(self, sr: ServerRequest, response: Response) -> None:
+        request = sr.request
+        if sr.dialog is None:
+            try:
+                sr.dialog = Dialog.from_uas(request, response, peer=sr.source)
+            except (DialogError, SipParseError):
+                log.warning("cannot create a dialog for %r", request)
+            else:
+                self.dialogs.add(sr.dialog)
+        ack_key = (request.call_id, response.to.tag or "", request.from_.tag or "",
+                   request.cseq[0])
+        old = self._awaiting_ack.pop(ack_key, None)
+        if old is not None:  # the TU sent a second 2xx: retransmit the new one
+            old.acknowledge()
+        dest = self.transport.response_destination(response, sr.source)
+        r = Retransmit2xx(response, dest, self._now(), t1=self.t1, t2=self.t2, data=sr)
+        sr._ack_key = ack_key
+        self._awaiting_ack[ack_key] = r
+        assert r.deadline is not None
+        heapq.heappush(self._timers, (r.deadline, next(self._seq), r))
+        self._schedule()
+
+    def _on_ack(self, ack: Request) -> None:
+        key = (ack.call_id, ack.to.tag or "", ack.from_.tag or "", ack.cseq[0])
+        r = self._awaiting_ack.pop(key, None)
+        if r is None:
+            log.debug("ACK matches nothing (retransmission?): %r", ack)
+            return
+        r.acknowledge()
+        if isinstance(r.data, ServerRequest):
+            r.data._resolve_ack(ack)
+
+    def _on_cancelled(self, key: TxKey) -> None:
+        sr = self._servers.get(key)
+        if sr is not None:
+            sr._set_cancelled()
+
+    # -- internals: events, timers, tasks ---------------------------------------------------
+    def _process(self, events: list[Event]) -> None:
+        for event in events:
+            kind = type(event)
+            try:
+                if kind is Send:
+                    self._on_send(event)  # type: ignore[arg-type]
+                elif kind is ResponseReceived:
+                    self._on_response(event.key, event.response)  # type: ignore[union-attr]
+                elif kind is RequestReceived:
+                    self._on_request(event.key, event.request, event.source)  # type: ignore[union-attr,arg-type]
+                elif kind is AckReceived:
+                    self._on_ack(event.request)  # type: ignore[union-attr]
+                elif kind is Terminated:
+                    self._on_terminated(event.key)  # type: ignore[union-attr]
+                elif kind is Timeout or kind is TransportError:
+                    self._on_failure(event.key, kind is Timeout)  # type: ignore[union-attr]
+                elif kind is Cancelled:
+                    self._on_cancelled(event.key)  # type: ignore[union-attr]
+                elif kind is StrayResponse:
+                    self._on_stray(event.response)  # type: ignore[union-attr]
+            except Exception:
+                log.exception("error processing %r", event)
+
+    def _on_send(self, event: Send) -> None:
+        message = event.message
+        dest: Peer = event.dest  # type: ignore[assignment]
+        if isinstance(message, Response):
+            dest = self.transport.response_destination(message, dest)
+        try:
+            self.transport.send(message, dest)
+        except Exception:
+            log.exception("transport failed to send %r to %s", message, dest)
+            if event.key is not None:
+                self._process(self.transactions.transport_error(event.key, self._now()))
+
+    def _transmit(self, message: Request | Response, dest: Peer) -> None:
+        try:
+            self.transport.send(message, dest)
+        except Exception:
+            log.exception("transport failed to send %r to %s", message, dest)
+
+    def _on_failure(self, key: TxKey, timeout: bool) -> None:
+        if key.client:
+            call = self._clients.get(key)
+            if call is not None and not call.done:
+                status = 408 if timeout else 503
+                call._final(_synthesize(call.request, status))
+        else:
+            sr = self._servers.get(key)
+            if sr is not None:
+                sr._resolve_ack(None)
+
+    def _on_terminated(self, key: TxKey) -> None:
+        if key.client:
+            call = self._clients.pop(key, None)
+            if call is not None and not call.done:  # e.g. Accepted ended: nothing pending
+                call._final(_synthesize(call.request, 503))
+        else:
+            self._servers.pop(key, None)
+
+    def _loop_now(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _now(self) -> float:
+        return self._loop_now().time()
+
+    def _schedule(self) -> None:
+        if not self._running:
+            return
+        when = self.transactions.next_deadline()
+        timers = self._timers
+        while timers and timers[0][2].deadline != timers[0][0]:
+            heapq.heappop(timers)  # acknowledged or rescheduled
+        if timers and (when is None or timers[0][0] < when):
+            when = timers[0][0]
+        if when is None:
+            return
+        if self._handle is not None:
+            if self._handle_when <= when:
+                return  # the armed callback comes first and re-arms
+            self._handle.cancel()
+        self._handle_when = when
+        self._handle = self._loop_now().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = max(self._now(), self._handle_when)
+        self._handle = None
+        try:
+            self._process(self.transactions.tick(now))
+            timers = self._timers
+            while timers and timers[0][0] <= now:
+                _, _, r = heapq.heappop(timers)
+                action = r.on_timer(now)
+                if action == "resend":
+                    self._transmit(r.response, r.dest)  # type: ignore[arg-type]
+                    assert r.deadline is not None
+                    heapq.heappush(timers, (r.deadline, next(self._seq), r))
+                elif action == "give_up":
+                    sr = r.data
+                    if isinstance(sr, ServerRequest):
+                        if sr._ack_key is not None:
+                            self._awaiting_ack.pop(sr._ack_key, None)
+                        log.info("no ACK for the 2xx to %r", sr)
+                        sr._resolve_ack(None)
+        except Exception:
+            log.exception("error in the SIP timer")
+        self._schedule()
+
+    def _spawn(self, awaitable: Awaitable[Any], sr: ServerRequest | None = None) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                log.error("SIP task failed", exc_info=exc)
+                if sr is not None:
+                    sr._fail()
+
+        task.add_done_callback(done)
+
+    def _call_user(self, callback: Callable[[Any], Any], arg: Any, what: str) -> None:
+        try:
+            result = callback(arg)
+        except Exception:
+            log.exception("%s callback failed", what)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(result)
+
+
+def _uri_peer(uri_text: str) -> Peer:
+    """The transport address of a SIP URI (no DNS SRV: host, port or 5060, transport)."""
+    uri = SipUri.parse(uri_text)
+    host = uri.param("maddr") or uri.host
+    transport = "tcp" if uri.transport in ("tcp", "tls") else "udp"
+    return Peer(host, uri.port or (5061 if uri.scheme == "sips" else 5060), transport)

@@ -1,0 +1,469 @@
+"""The UA core: two UserAgents wired through an in-memory network in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from ippbx.sip.dialog import Dialog
+from ippbx.sip.message import Request, Response, make_response, parse_message
+from ippbx.sip.transport import Peer, fix_via
+from ippbx.sip.ua import ServerRequest, UserAgent
+
+T1 = 0.005
+Msg = Request | Response
+
+
+class FakeNet:
+    """Delivers serialized messages between FakeTransports on the next loop turn."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[tuple[str, int], FakeTransport] = {}
+        self.log: list[tuple[Peer, Peer, Msg]] = []  # (from, to, message as parsed)
+        self.drop: Callable[[Msg, Peer], bool] | None = None
+
+    def sent(self, pred: Callable[[Msg], bool]) -> list[Msg]:
+        return [m for _, _, m in self.log if pred(m)]
+
+
+class FakeTransport:
+    def __init__(self, net: FakeNet, host: str, port: int,
+                 on_message: Callable[[Msg, Peer], None]) -> None:
+        self.net = net
+        self.local_host = host
+        self.local_port = port
+        self.on_message = on_message
+
+    async def start(self) -> None:
+        self.net.endpoints[(self.local_host, self.local_port)] = self
+
+    async def stop(self) -> None:
+        self.net.endpoints.pop((self.local_host, self.local_port), None)
+
+    def send(self, message: Msg, dest: Peer) -> None:
+        data = message.to_bytes()
+        me = Peer(self.local_host, self.local_port, dest.transport)
+        self.net.log.append((me, dest, parse_message(data)))
+        if self.net.drop is not None and self.net.drop(message, dest):
+            return
+        target = self.net.endpoints.get((dest.host, dest.port))
+        if target is not None:
+            asyncio.get_running_loop().call_soon(target.deliver, data, me)
+
+    def response_destination(self, response: Response, source: Peer) -> Peer:
+        return source
+
+    def deliver(self, data: bytes, source: Peer) -> None:
+        message = parse_message(data)
+        if isinstance(message, Request):
+            fix_via(message, source)
+        self.on_message(message, source)
+
+
+def make_ua(net: FakeNet, host: str, **kw: object) -> UserAgent:
+    return UserAgent(lambda cb: FakeTransport(net, host, 5060, cb), t1=T1, t2=4 * T1,
+                     t4=2 * T1, timer_d=5 * T1, **kw)  # type: ignore[arg-type]
+
+
+A = Peer("10.0.0.1", 5060)
+B = Peer("10.0.0.2", 5060)
+NOWHERE = Peer("10.0.0.99", 5060)
+
+
+@pytest.fixture
+async def net() -> FakeNet:
+    return FakeNet()
+
+
+@pytest.fixture
+async def pair(net: FakeNet) -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    a = make_ua(net, A.host)
+    b = make_ua(net, B.host)
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def settled(*uas: UserAgent, timeout: float = 3.0) -> None:
+    """Wait until every UA has no transaction, dialog, task or waiter left."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while any(any(ua.counts().values()) for ua in uas):
+        if loop.time() > end:
+            raise AssertionError([ua.counts() for ua in uas])
+        await asyncio.sleep(0.01)
+
+
+def new_invite(ua: UserAgent, to: str = "sip:bob@10.0.0.2", body: bytes = b"v=0 offer") -> Request:
+    return Request("INVITE", to, [
+        ("From", f"<sip:alice@{ua.advertised_host}>;tag={ua.new_tag()}"),
+        ("To", f"<{to}>"),
+        ("Call-ID", ua.new_call_id()),
+        ("CSeq", "1 INVITE"),
+        ("Contact", f"<{ua.contact_uri('alice')}>"),
+        ("Content-Type", "application/sdp"),
+    ], body)
+
+
+def out_of_dialog(ua: UserAgent, method: str, to_tag: str | None = None) -> Request:
+    to = "<sip:bob@10.0.0.2>" + (f";tag={to_tag}" if to_tag else "")
+    return Request(method, "sip:bob@10.0.0.2", [
+        ("From", f"<sip:alice@10.0.0.1>;tag={ua.new_tag()}"),
+        ("To", to),
+        ("Call-ID", ua.new_call_id()),
+        ("CSeq", f"1 {method}"),
+    ])
+
+
+class Callee:
+    """B's request handler: answers INVITE 180+200 and BYE 200, recording everything."""
+
+    def __init__(self, ua: UserAgent, answer: bool = True) -> None:
+        self.ua = ua
+        self.answer = answer
+        self.requests: list[ServerRequest] = []
+        self.acks: list[Request | None] = []
+        self.dialog: Dialog | None = None
+        ua.on_request = self
+
+    async def __call__(self, sr: ServerRequest) -> None:
+        self.requests.append(sr)
+        method = sr.request.method
+        if method == "INVITE":
+            if sr.dialog is not None:  # re-INVITE
+                sr.respond(200, body=b"v=0 answer2",
+                           headers=[("Content-Type", "application/sdp")])
+                self.acks.append(await sr.acked())
+                return
+            sr.respond(180)
+            await asyncio.sleep(2 * T1)
+            if sr.cancelled.is_set():
+                sr.respond(487)
+                self.acks.append(await sr.acked())
+                return
+            if not self.answer:
+                await sr.cancelled.wait()
+                sr.respond(487)
+                return
+            sr.respond(200, body=b"v=0 answer", headers=[("Content-Type", "application/sdp")])
+            self.dialog = sr.dialog
+            self.acks.append(await sr.acked())
+        elif method == "BYE":
+            sr.respond(200)
+            assert sr.dialog is not None
+            self.ua.forget_dialog(sr.dialog)
+        else:
+            sr.respond(200)
+
+
+async def place_call(a: UserAgent, net: FakeNet) -> tuple[Dialog, list[Response]]:
+    ringing: list[Response] = []
+    ci = a.invite(new_invite(a), B, on_provisional=ringing.append)
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 200 and final.body == b"v=0 answer"
+    assert ci.dialog is not None
+    a.ack(ci.dialog)
+    return ci.dialog, ringing
+
+
+async def test_call_invite_ringing_answer_ack_bye(pair: tuple[UserAgent, UserAgent],
+                                                  net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    dialog, ringing = await place_call(a, net)
+    assert [r.status for r in ringing] == [100, 180]
+    await asyncio.sleep(3 * T1)
+    assert callee.acks and callee.acks[0] is not None and callee.acks[0].method == "ACK"
+    assert callee.dialog is not None and len(b.dialogs) == 1 and len(a.dialogs) == 1
+    assert dialog.remote_target == "sip:10.0.0.2:5060"
+    assert callee.dialog.remote_target == "sip:alice@10.0.0.1:5060"
+    invite = net.sent(lambda m: isinstance(m, Request) and m.method == "INVITE")[0]
+    assert invite.top_via.branch.startswith("z9hG4bK") and invite.get("Max-Forwards") == "70"
+    assert invite.get("User-Agent") == "ippbx"
+    ok = net.sent(lambda m: isinstance(m, Response) and m.status == 200)[0]
+    assert ok.get("Contact") == "<sip:10.0.0.2:5060>" and ok.to.tag
+    bye = await a.request_in_dialog(dialog, "BYE")
+    assert bye.status == 200
+    a.forget_dialog(dialog)
+    assert [sr.request.method for sr in callee.requests] == ["INVITE", "BYE"]
+    assert callee.requests[1].dialog is callee.dialog
+    await settled(a, b)
+
+
+async def test_2xx_retransmitted_until_ack_and_reacked(pair: tuple[UserAgent, UserAgent],
+                                                        net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    dropped: list[Msg] = []
+
+    def drop_first_ack(m: Msg, dest: Peer) -> bool:
+        if isinstance(m, Request) and m.method == "ACK" and not dropped:
+            dropped.append(m)
+            return True
+        return False
+
+    net.drop = drop_first_ack
+    dialog, _ = await place_call(a, net)
+    await asyncio.sleep(10 * T1)
+    oks = net.sent(lambda m: isinstance(m, Response) and m.status == 200
+                   and m.cseq[1] == "INVITE")
+    acks = net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")
+    assert len(oks) >= 2 and len(acks) == 2 and len(dropped) == 1
+    assert acks[0].to_bytes() == acks[1].to_bytes()  # the very same ACK again
+    assert len(callee.acks) == 1 and callee.acks[0] is not None
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
+async def test_lost_invite_is_retransmitted_and_retransmissions_absorbed(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    count = {"n": 0}
+
+    def drop_first_invite_and_dup_others(m: Msg, dest: Peer) -> bool:
+        if isinstance(m, Request) and m.method == "INVITE":
+            count["n"] += 1
+            return count["n"] == 1
+        return False
+
+    net.drop = drop_first_invite_and_dup_others
+    dialog, _ = await place_call(a, net)
+    assert count["n"] >= 2
+    assert len([sr for sr in callee.requests if sr.request.method == "INVITE"]) == 1
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
+async def test_cancel_after_ringing(pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b, answer=False)
+    ringing = asyncio.Event()
+    ci = a.invite(new_invite(a), B,
+                  on_provisional=lambda r: ringing.set() if r.status == 180 else None)
+    await asyncio.wait_for(ringing.wait(), 2)
+    ci.cancel()
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 487 and ci.dialog is None
+    cancel_ok = net.sent(lambda m: isinstance(m, Response) and m.cseq[1] == "CANCEL")
+    assert [r.status for r in cancel_ok] == [200]
+    assert callee.requests[0].cancelled.is_set()
+    assert [sr.request.method for sr in callee.requests] == ["INVITE"]  # CANCEL not passed up
+    assert net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")  # ACK for 487
+    await settled(a, b)
+
+
+async def test_cancel_before_any_provisional_waits_for_one(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    Callee(b, answer=False)
+    b.transactions.auto_trying = False  # no 100 Trying: the 180 is the first provisional
+    ci = a.invite(new_invite(a), B)
+    ci.cancel()
+    await asyncio.sleep(0)
+    assert not net.sent(lambda m: isinstance(m, Request) and m.method == "CANCEL")
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 487
+    methods = [(m.method if isinstance(m, Request) else m.status) for _, _, m in net.log]
+    assert methods.index(180) < methods.index("CANCEL")
+    await settled(a, b)
+
+
+async def test_2xx_crossing_cancel_reaches_caller(pair: tuple[UserAgent, UserAgent],
+                                                  net: FakeNet) -> None:
+    a, b = pair
+    answered: list[ServerRequest] = []
+
+    async def stubborn(sr: ServerRequest) -> None:
+        if sr.request.method == "INVITE":
+            sr.respond(180)
+            await sr.cancelled.wait()
+            sr.respond(200)  # answers although cancelled (the race of §9.1)
+            answered.append(sr)
+            await sr.acked()
+        elif sr.request.method == "BYE":
+            sr.respond(200)
+            assert sr.dialog is not None
+            b.forget_dialog(sr.dialog)
+
+    b.on_request = stubborn
+    ringing = asyncio.Event()
+    ci = a.invite(new_invite(a), B,
+                  on_provisional=lambda r: ringing.set() if r.status == 180 else None)
+    await asyncio.wait_for(ringing.wait(), 2)
+    ci.cancel()
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 200 and ci.dialog is not None
+    a.ack(ci.dialog)
+    assert (await a.request_in_dialog(ci.dialog, "BYE")).status == 200
+    a.forget_dialog(ci.dialog)
+    await settled(a, b)
+
+
+async def test_reinvite_updates_target_and_is_acked(pair: tuple[UserAgent, UserAgent],
+                                                    net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    dialog, _ = await place_call(a, net)
+    await asyncio.sleep(2 * T1)
+    resp = await a.request_in_dialog(dialog, "INVITE", b"v=0 hold",
+                                     [("Content-Type", "application/sdp")])
+    assert resp.status == 200 and resp.body == b"v=0 answer2"
+    ack = a.ack(dialog)
+    assert ack.cseq == (2, "ACK")
+    await asyncio.sleep(3 * T1)
+    reinvite = callee.requests[1]
+    assert reinvite.dialog is callee.dialog and reinvite.request.cseq == (2, "INVITE")
+    assert callee.acks[-1] is not None and callee.acks[-1].cseq == (2, "ACK")
+    assert (await a.request_in_dialog(dialog, "BYE")).cseq == (3, "BYE")
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
+async def test_unknown_dialog_gets_481_and_handler_is_not_called(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    resp = await a.request(out_of_dialog(a, "BYE", to_tag="nope"), B)
+    assert resp.status == 481
+    ack = out_of_dialog(a, "ACK", to_tag="nope")
+    ack.set("Via", a.via())
+    a.transport.send(ack, B)  # an ACK to nothing is dropped silently
+    await asyncio.sleep(2 * T1)
+    assert callee.requests == []
+    assert not net.sent(lambda m: isinstance(m, Response) and m.cseq[1] == "ACK")
+    await settled(a, b)
+
+
+async def test_old_cseq_in_dialog_gets_500(pair: tuple[UserAgent, UserAgent],
+                                           net: FakeNet) -> None:
+    a, b = pair
+    Callee(b)
+    dialog, _ = await place_call(a, net)
+    assert (await a.request_in_dialog(dialog, "INFO")).status == 200
+    stale = dialog.create_request("INFO")
+    stale.set("CSeq", "1 INFO")
+    assert (await a.request(stale, B)).status == 500
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
+async def test_timer_b_gives_408(pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, _ = pair
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    resp = await asyncio.wait_for(a.request(new_invite(a), NOWHERE), 3)
+    assert resp.status == 408
+    assert loop.time() - start == pytest.approx(64 * T1, abs=0.15)
+    sent = net.sent(lambda m: isinstance(m, Request) and m.method == "INVITE")
+    assert len(sent) == 7  # first send + Timer A at 1, 2, 4, 8, 16, 32 T1
+    await settled(a)
+
+
+async def test_timer_f_gives_408(pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, _ = pair
+    resp = await asyncio.wait_for(a.request(out_of_dialog(a, "OPTIONS"), NOWHERE), 3)
+    assert resp.status == 408 and resp.cseq == (1, "OPTIONS")
+    await settled(a)
+
+
+async def test_handler_errors_answer_500(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+
+    def broken(sr: ServerRequest) -> None:
+        raise RuntimeError("boom")
+
+    b.on_request = broken
+    assert (await a.request(out_of_dialog(a, "OPTIONS"), B)).status == 500
+
+    async def broken_later(sr: ServerRequest) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    b.on_request = broken_later
+    assert (await a.request(out_of_dialog(a, "OPTIONS"), B)).status == 500
+    b.on_request = None
+    assert (await a.request(out_of_dialog(a, "OPTIONS"), B)).status == 501
+    await settled(a, b)
+
+
+async def test_no_ack_gives_up_and_acked_returns_none(pair: tuple[UserAgent, UserAgent],
+                                                      net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    net.drop = lambda m, d: isinstance(m, Request) and m.method == "ACK"
+    dialog, _ = await place_call(a, net)
+    for _ in range(200):
+        if callee.acks:
+            break
+        await asyncio.sleep(0.01)
+    assert callee.acks == [None]
+    oks = net.sent(lambda m: isinstance(m, Response) and m.status == 200)
+    assert 14 <= len(oks) <= 19  # 1 + resends at T1, 3T1, 7T1, then every T2 until 64*T1
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
+async def test_extra_fork_2xx_is_acked_and_byed(pair: tuple[UserAgent, UserAgent],
+                                                net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    dialog, _ = await place_call(a, net)
+    ok = net.sent(lambda m: isinstance(m, Response) and m.status == 200)[0]
+    fork = make_response(Request("INVITE", "sip:x", [
+        (n, v) for n, v in ok.headers if n in ("Via", "From", "Call-ID", "CSeq")
+    ] + [("To", "<sip:bob@10.0.0.2>")]), 200, to_tag="forked")
+    fork.add("Contact", "<sip:bob@10.0.0.2:5060>")
+    a.receive(parse_message(fork.to_bytes()), B)
+    await asyncio.sleep(3 * T1)
+    byes = net.sent(lambda m: isinstance(m, Request) and m.method == "BYE")
+    assert [m.to.tag for m in byes] == ["forked"]
+    acks = net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")
+    assert "forked" in [m.to.tag for m in acks]
+    assert len(a.dialogs) == 1
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    assert callee.requests[0].request.method == "INVITE"
+    await settled(a, b)
+
+
+async def test_tcp_dest_uses_reliable_transactions(pair: tuple[UserAgent, UserAgent],
+                                                   net: FakeNet) -> None:
+    a, b = pair
+    Callee(b)
+    resp = await a.request(out_of_dialog(a, "OPTIONS"), Peer(B.host, B.port, "tcp"))
+    assert resp.status == 200
+    sent = net.sent(lambda m: isinstance(m, Request) and m.method == "OPTIONS")[0]
+    assert sent.top_via.transport == "TCP"
+    # reliable: Timer K = 0 on A, Timer J = 0 on B
+    assert len(a.transactions) == 0 and len(b.transactions) == 0
+    await settled(a, b)
+
+
+async def test_stop_cancels_handler_tasks_and_unblocks_waiters(net: FakeNet) -> None:
+    a = make_ua(net, A.host)
+    b = make_ua(net, B.host)
+    await a.start()
+    await b.start()
+    started = asyncio.Event()
+
+    async def forever(sr: ServerRequest) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    b.on_request = forever
+    ci = a.invite(new_invite(a), B)
+    await asyncio.wait_for(started.wait(), 2)
+    assert b.pending_tasks == 1
+    await b.stop()
+    assert b.pending_tasks == 0
+    await a.stop()
+    assert (await asyncio.wait_for(ci.final(), 1)).status == 503
