@@ -1,9 +1,10 @@
 """The composition root: build every part of ippbx from a Config and run them in one loop.
 
-`App.components` is the start order (each has `async start()` / `async stop()`); they are
-stopped in reverse order, and only those that started. The SIP side is added to that
-list later. `run()` owns the event loop (uvloop) and the SIGINT/SIGTERM handling: the
-first signal stops the app cleanly, a second one gets the default behaviour.
+`App.components` is the start order (each has `async start()` / `async stop()`): the PBX
+(SIP transport, UA, registrar, B2BUA), then the API. They are stopped in reverse order,
+and only those that started; the SQLite store is closed last. `run()` owns the event
+loop (uvloop) and the SIGINT/SIGTERM handling: the first signal stops the app cleanly, a
+second one gets the default behaviour.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from ippbx.api.server import ApiServer, build_app
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.service import PbxService
+from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class App:
         self.config = config
         self.boot_time = wall_clock()
         self.registry = CallRegistry()
+        self.store = Store(config.store.path)
+        self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.sessions = SessionManager(config.api, clock=clock)
         self.api_context = ApiContext(
             config=config,
@@ -57,7 +62,7 @@ class App:
         )
         host, port = config.api.listen_address
         self.api = ApiServer(build_app(self.api_context), host, port)
-        self.components: list[Component] = [self.api]
+        self.components: list[Component] = [self.pbx, self.api]
         self._started: list[Component] = []
 
     async def start(self) -> None:
@@ -80,6 +85,10 @@ class App:
             except Exception:
                 log.exception("stopping %s failed", type(component).__name__)
 
+    def close(self) -> None:
+        """Release the store (after stop)."""
+        self.store.close()
+
     async def serve(self) -> None:
         """Start, wait for SIGINT or SIGTERM, stop."""
         loop = asyncio.get_running_loop()
@@ -99,6 +108,7 @@ class App:
             await stopping.wait()
         finally:
             await self.stop()
+            self.close()
             for sig in signals:
                 loop.remove_signal_handler(sig)
         log.info("ippbx stopped")

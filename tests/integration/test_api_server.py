@@ -55,9 +55,13 @@ class _Recorder:
         self.log.append(f"stop {self.name}")
 
 
-def _on_port_0(config: Config) -> Config:
+def _on_port_0(config: Config, store: str = ":memory:") -> Config:
     return config.model_copy(
-        update={"api": config.api.model_copy(update={"listen": "127.0.0.1:0"})}
+        update={
+            "api": config.api.model_copy(update={"listen": "127.0.0.1:0"}),
+            "sip": config.sip.model_copy(update={"listen": "127.0.0.1:0"}),
+            "store": config.store.model_copy(update={"path": store}),
+        }
     )
 
 

@@ -1,0 +1,460 @@
+"""The back-to-back user agent: every call through ippbx is two SIP dialogs bridged here.
+
+Theory of operation. The UA core hands us each new request (`on_request`). An INVITE
+outside a dialog is a new call: the caller is identified (a trunk by its address, an
+extension by digest authentication), the dial plan picks a destination, the call is
+entered in the live-call registry, and a new INVITE goes out to the callee (an
+extension's registered contact or a trunk; trunks are tried in order on failure). The
+callee's provisional answers are relayed to the caller, its final answer too; SDP passes
+through untouched, so media flows end to end. A CANCEL from the caller cancels the callee
+leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed to the
+other side. The registry is updated at every step so `outbound/query` sees calls live,
+and a call leaves it only once both legs are over.
+
+Failures as the caller sees them: 404 no route, 403 route not allowed, 480 callee not
+registered or not answering, 486 busy (relayed), 503 every trunk failed, 483 when
+Max-Forwards runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ippbx.config import Config, Trunk
+from ippbx.pbx.auth import ExtensionAuth
+from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
+from ippbx.pbx.registrar import Registrar
+from ippbx.pbx.trunks import Trunks
+from ippbx.sip.dialog import Dialog
+from ippbx.sip.errors import SipParseError
+from ippbx.sip.message import Request, Response
+from ippbx.sip.transport import Peer
+from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
+
+log = logging.getLogger(__name__)
+
+Side = Literal["a", "b"]
+FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+
+@dataclass(eq=False)
+class Bridge:
+    """The two dialogs of one call and the registry record they feed."""
+
+    call: Call
+    a: ServerRequest
+    a_tag: str
+    a_dialog: Dialog | None = None
+    b_invite: ClientInvite | None = None
+    b_dialog: Dialog | None = None
+    ended: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def dialog(self, side: Side) -> Dialog | None:
+        return self.a_dialog if side == "a" else self.b_dialog
+
+
+def _user_of(uri_text: str) -> str:
+    """The user part of a SIP URI ("sip:1001@host" → "1001"), or "" if none."""
+    _, _, rest = uri_text.partition(":")
+    user, at, _ = rest.partition("@")
+    return user.partition(";")[0] if at else ""
+
+
+class B2BUA:
+    """Turns requests from the UA core into bridged calls and registrations."""
+
+    def __init__(
+        self,
+        config: Config,
+        ua: UserAgent,
+        registry: CallRegistry,
+        registrar: Registrar,
+        trunks: Trunks,
+        auth: ExtensionAuth,
+    ) -> None:
+        self.config = config
+        self.ua = ua
+        self.registry = registry
+        self.registrar = registrar
+        self.trunks = trunks
+        self.auth = auth
+        self.dialplan = Dialplan(config)
+        self._extensions = {e.number: e for e in config.extensions}
+        self._dialogs: dict[int, tuple[Bridge, Side, Dialog]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def attach(self) -> None:
+        self.ua.on_request = self.on_request
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def active_tasks(self) -> int:
+        return len(self._tasks)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    # -- dispatch -----------------------------------------------------------------------
+    def on_request(self, sr: ServerRequest) -> None:
+        method = sr.request.method
+        if self._stopping:
+            sr.respond(503)
+            return
+        if sr.dialog is not None:
+            self._in_dialog(sr)
+        elif method == "INVITE":
+            self._spawn(self._new_call(sr))
+        elif method == "REGISTER":
+            self._register(sr)
+        elif method == "OPTIONS":
+            sr.respond(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
+        elif method in ("BYE", "INFO", "UPDATE", "REFER", "NOTIFY"):
+            sr.respond(481)
+        else:
+            sr.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
+
+    def _register(self, sr: ServerRequest) -> None:
+        ext = self.auth.authenticate(sr, proxy=False)
+        if ext is None:
+            return
+        try:
+            to_user = _user_of(sr.request.to.uri)
+        except SipParseError:
+            sr.respond(400)
+            return
+        if to_user != ext:
+            sr.respond(403, "Username does not match To")
+            return
+        reply = self.registrar.register(sr.request, sr.source, ext)
+        sr.respond(reply.status, reply.reason, headers=list(reply.headers))
+
+    # -- new calls ----------------------------------------------------------------------
+    async def _new_call(self, sr: ServerRequest) -> None:
+        req = sr.request
+        try:
+            dialled = _user_of(req.uri)
+            from_user = _user_of(req.from_.uri)
+            max_forwards = int(req.get("Max-Forwards") or "70")
+        except (SipParseError, ValueError):
+            sr.respond(400)
+            return
+        if max_forwards <= 0:
+            sr.respond(483)
+            return
+        trunk = self.trunks.match_source(sr.source, from_user, from_user in self._extensions)
+        if trunk is not None:
+            did = dialled or _user_of(req.to.uri)
+            caller = Leg(LegKind.TRUNK, from_user, did, trunk=trunk.name)
+            destination: ToExtension | ToTrunks | Refused = self.dialplan.route_inbound(
+                trunk.name, did, from_user
+            )
+        else:
+            ext = self.auth.authenticate(sr, proxy=True)
+            if ext is None:
+                return
+            caller = Leg(LegKind.EXTENSION, ext, dialled, extension=ext)
+            destination = self.dialplan.route_from_extension(ext, dialled)
+        if isinstance(destination, Refused):
+            sr.respond(destination.sip_status)
+            return
+        sr.respond(100)
+        bridge = Bridge(self.registry.start_call(caller, dialled), sr, self.ua.new_tag())
+        try:
+            if isinstance(destination, ToExtension):
+                status = await self._call_extension(bridge, destination.number, max_forwards - 1)
+            else:
+                status = await self._call_trunks(bridge, destination, max_forwards - 1)
+            if status is not None:  # the call failed before being answered
+                self._reject(bridge, status)
+        except asyncio.CancelledError:
+            self._teardown(bridge, 503)
+            raise
+        except Exception:
+            log.exception("call %s failed", bridge.call.callid)
+            self._teardown(bridge, 500)
+
+    async def _call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
+        contacts = self.registrar.contacts(number)
+        if not contacts:
+            return 480
+        binding = contacts[0]
+        caller = bridge.call.caller
+        ext = self._extensions.get(caller.extension or "")
+        from_number = (ext.callerid if ext and ext.callerid else caller.from_number)
+        leg = Leg(LegKind.EXTENSION, from_number, number, extension=number)
+        return await self._dial(
+            bridge, leg, binding.contact, binding.source, from_number, number, max_forwards
+        )
+
+    async def _call_trunks(self, bridge: Bridge, plan: ToTrunks, max_forwards: int) -> int | None:
+        caller = bridge.call.caller
+        ext = self._extensions.get(caller.extension or "")
+        status = 503
+        for name in plan.trunks:
+            trunk = self.trunks.get(name)
+            if trunk is None or not self.trunks.has_capacity(trunk):
+                continue
+            from_number = (ext.callerid if ext and ext.callerid else "") or trunk.callerid \
+                or caller.from_number
+            dest = self.trunks.destination(trunk)
+            host = f"[{dest.host}]" if ":" in dest.host else dest.host
+            uri = f"sip:{plan.number}@{host}:{dest.port}"
+            leg = Leg(LegKind.TRUNK, from_number, plan.number, trunk=trunk.name)
+            result = await self._dial(
+                bridge, leg, uri, dest, from_number, plan.number, max_forwards, trunk
+            )
+            if result is None:
+                return None
+            status = result
+            if result not in FAILOVER_STATUSES or bridge.a.cancelled.is_set():
+                return result
+        return 503 if status in FAILOVER_STATUSES else status
+
+    async def _dial(
+        self,
+        bridge: Bridge,
+        leg: Leg,
+        uri: str,
+        dest: Peer,
+        from_user: str,
+        to_user: str,
+        max_forwards: int,
+        trunk: Trunk | None = None,
+    ) -> int | None:
+        """Place the callee leg; None once it is answered and bridged, else the failure."""
+        a_req = bridge.a.request
+        invite = self._build_invite(a_req, uri, dest, from_user, to_user, max_forwards, trunk)
+        self.registry.add_callee(bridge.call, leg)
+        response = await self._send_invite(bridge, invite, dest, trunk)
+        if response.status >= 300:
+            self.registry.end_leg(leg.id, response.status)
+            return response.status
+        return await self._answered(bridge, leg, response)
+
+    def _build_invite(
+        self,
+        a_req: Request,
+        uri: str,
+        dest: Peer,
+        from_user: str,
+        to_user: str,
+        max_forwards: int,
+        trunk: Trunk | None,
+    ) -> Request:
+        local = self.ua.transport.local_host
+        port = self.ua.transport.local_port
+        domain = trunk.host if trunk is not None else dest.host
+        headers = [
+            ("From", f"<sip:{from_user}@{local}:{port}>;tag={self.ua.new_tag()}"),
+            ("To", f"<sip:{to_user}@{domain}>"),
+            ("Call-ID", self.ua.new_call_id()),
+            ("CSeq", "1 INVITE"),
+            ("Contact", f"<{self.ua.contact_uri(from_user)}>"),
+            ("Max-Forwards", str(max_forwards)),
+            ("User-Agent", self.config.sip.user_agent),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+        ]
+        content_type = a_req.get("Content-Type")
+        if content_type and a_req.body:
+            headers.append(("Content-Type", content_type))
+        return Request("INVITE", uri, headers, a_req.body)
+
+    async def _send_invite(
+        self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None
+    ) -> Response:
+        """Send the INVITE (answering one digest challenge for register trunks); wait for a
+        final answer, the caller's CANCEL (→ 487), or the no-answer timer (→ 480)."""
+        for attempt in range(2):
+            ci = self.ua.invite(
+                invite, dest, on_provisional=lambda r: self._relay_ringing(bridge, r)
+            )
+            bridge.b_invite = ci
+            final = asyncio.ensure_future(ci.final())
+            cancelled = asyncio.ensure_future(bridge.a.cancelled.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {final, cancelled},
+                    timeout=self.config.sip.no_answer_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                cancelled.cancel()
+            if final not in done:
+                ci.cancel()
+                response = await final  # 487 (or a 2xx that crossed the CANCEL)
+                if response.status < 300:
+                    self._remember(bridge, "b", ci.dialog)
+                    self.ua.ack(ci.dialog)
+                    self._bye(ci.dialog)
+                return Response(487 if bridge.a.cancelled.is_set() else _no_answer(response))
+            response = final.result()
+            if response.status in (401, 407) and attempt == 0 and trunk is not None \
+                    and trunk.username:
+                invite = self.auth.answer_challenge(invite, response, trunk)
+                continue
+            return response
+        return response
+
+    def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
+        if response.status == 100 or bridge.ended or bridge.a.cancelled.is_set():
+            return
+        headers = []
+        if response.body and (ct := response.get("Content-Type")):
+            headers.append(("Content-Type", ct))
+        bridge.a.respond(
+            response.status, response.reason, headers=headers, body=response.body,
+            to_tag=bridge.a_tag, contact=self._contact(bridge),
+        )
+
+    async def _answered(self, bridge: Bridge, leg: Leg, response: Response) -> None:
+        ci = bridge.b_invite
+        assert ci is not None and ci.dialog is not None
+        bridge.b_dialog = ci.dialog
+        self._remember(bridge, "b", ci.dialog)
+        self.ua.ack(ci.dialog)
+        if bridge.a.cancelled.is_set():  # the caller gave up as the callee answered
+            self._bye(ci.dialog)
+            self.registry.end_leg(leg.id, 487)
+            self._reject(bridge, 487)
+            return None
+        headers = []
+        if response.body and (ct := response.get("Content-Type")):
+            headers.append(("Content-Type", ct))
+        bridge.a.respond(
+            200, headers=headers, body=response.body, to_tag=bridge.a_tag,
+            contact=self._contact(bridge),
+        )
+        bridge.a_dialog = bridge.a.dialog
+        if bridge.a_dialog is not None:
+            self._remember(bridge, "a", bridge.a_dialog)
+        self.registry.set_status(leg.id, LegStatus.TALKING)
+        self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
+        ack = await bridge.a.acked()
+        if ack is None and not bridge.ended:  # the caller never confirmed: tear down
+            self._teardown(bridge, 408)
+        return None
+
+    def _contact(self, bridge: Bridge) -> str:
+        return f"<{self.ua.contact_uri(bridge.call.caller.to_number or 'ippbx')}>"
+
+    # -- in-dialog requests -------------------------------------------------------------
+    def _in_dialog(self, sr: ServerRequest) -> None:
+        entry = self._dialogs.get(id(sr.dialog))
+        method = sr.request.method
+        if entry is None:
+            sr.respond(481)
+            return
+        bridge, side, _ = entry
+        if method == "BYE":
+            sr.respond(200)
+            self._hangup(bridge, side, 200)
+        elif method == "INVITE":
+            self._spawn(self._relay_reinvite(bridge, side, sr))
+        elif method in ("OPTIONS", "INFO", "UPDATE"):
+            sr.respond(200)
+        else:
+            sr.respond(501)
+
+    async def _relay_reinvite(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
+        other = bridge.dialog("b" if side == "a" else "a")
+        if other is None or bridge.ended:
+            sr.respond(491)
+            return
+        headers = []
+        if sr.request.body and (ct := sr.request.get("Content-Type")):
+            headers.append(("Content-Type", ct))
+        response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body, headers)
+        if response.status < 300:
+            self.ua.ack(other)
+            body = sr.request.body
+            held = b"a=sendonly" in body or b"a=inactive" in body
+            status = LegStatus.WAIT if held else LegStatus.TALKING
+            for leg in bridge.call.legs():
+                if leg.live:
+                    self.registry.set_status(leg.id, status)
+        out_headers = []
+        if response.body and (ct := response.get("Content-Type")):
+            out_headers.append(("Content-Type", ct))
+        sr.respond(response.status, response.reason, headers=out_headers, body=response.body)
+
+    # -- ending calls -------------------------------------------------------------------
+    def _remember(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
+        if dialog is not None:
+            self._dialogs[id(dialog)] = (bridge, side, dialog)
+
+    def _forget(self, dialog: Dialog | None) -> None:
+        if dialog is not None:
+            self._dialogs.pop(id(dialog), None)
+            self.ua.forget_dialog(dialog)
+
+    def _bye(self, dialog: Dialog | None) -> None:
+        if dialog is None:
+            return
+
+        async def send() -> None:
+            try:
+                await self.ua.request_in_dialog(dialog, "BYE")
+            finally:
+                self._forget(dialog)
+
+        self._spawn(send())
+
+    def _hangup(self, bridge: Bridge, side: Side, cause: int) -> None:
+        """`side` hung up (or failed): release the other side and end the call."""
+        if bridge.ended:
+            return
+        bridge.ended = True
+        self._forget(bridge.dialog(side))
+        self._bye(bridge.dialog("b" if side == "a" else "a"))
+        for leg in bridge.call.legs():
+            if leg.live:
+                self.registry.end_leg(leg.id, cause)
+
+    def _reject(self, bridge: Bridge, status: int) -> None:
+        """The call failed before it was answered: answer the caller, end its leg."""
+        if bridge.ended:
+            return
+        bridge.ended = True
+        bridge.a.respond(status, to_tag=bridge.a_tag)
+        for leg in bridge.call.legs():
+            if leg.live:
+                self.registry.end_leg(leg.id, status)
+
+    def _teardown(self, bridge: Bridge, status: int) -> None:
+        """Abort: whatever state the call is in, leave nothing behind."""
+        if bridge.ended:
+            return
+        if bridge.a_dialog is None:
+            if bridge.b_invite is not None and bridge.b_dialog is None:
+                bridge.b_invite.cancel()
+            self._reject(bridge, status)
+            return
+        self._hangup(bridge, "a", status)
+        self._bye(bridge.a_dialog)
+
+
+def _no_answer(response: Response) -> int:
+    """The callee was cancelled by our no-answer timer: report 480 unless it said more."""
+    return response.status if response.status not in (487, 408) else 480

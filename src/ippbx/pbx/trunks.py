@@ -1,0 +1,97 @@
+"""SIP trunks: where outbound calls go, how inbound calls are recognised, trunk status.
+
+A `peer` trunk sends calls to host:port and accepts calls from that address. A `register`
+trunk also keeps a registration with the provider alive (see `TrunkRegistration` in
+`trunk_registration.py`) and answers the provider's digest challenges on INVITE. Host
+names are resolved once at start (`resolve`), so matching an inbound source is a dict
+lookup on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from enum import StrEnum
+
+from ippbx.config import Config, Trunk
+from ippbx.pbx import events
+from ippbx.pbx.calls import CallRegistry
+from ippbx.sip.transport import Peer
+
+
+class TrunkStatus(StrEnum):
+    """Trunk state as `trunklist/query` shows it."""
+
+    REGISTERED = "Registered"
+    REGISTERING = "Registering"
+    FAILURE = "Failure"
+    UNKNOWN = "Unknown"
+
+
+class Trunks:
+    """The configured trunks, their resolved addresses and their status."""
+
+    def __init__(self, config: Config) -> None:
+        self._trunks: dict[str, Trunk] = {t.name: t for t in config.trunks}
+        self._ips: dict[str, str] = {t.name: t.host for t in config.trunks}
+        self._by_addr: dict[tuple[str, int], Trunk] = {}
+        self._by_ip: dict[str, Trunk] = {}
+        self.status: dict[str, TrunkStatus] = {
+            t.name: TrunkStatus.UNKNOWN if t.type == "peer" else TrunkStatus.REGISTERING
+            for t in config.trunks
+        }
+        self.in_use: dict[str, int] = dict.fromkeys(self._trunks, 0)
+        self._index()
+
+    async def resolve(self) -> None:
+        """Resolve trunk host names to IP addresses (once, at start)."""
+        loop = asyncio.get_running_loop()
+        for trunk in self._trunks.values():
+            try:
+                infos = await loop.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
+            except OSError:
+                continue  # keep the name; calls to it will fail over
+            if infos:
+                self._ips[trunk.name] = str(infos[0][4][0])
+        self._index()
+
+    def _index(self) -> None:
+        self._by_addr = {(self._ips[t.name], t.port): t for t in self._trunks.values()}
+        self._by_ip = {}
+        for trunk in self._trunks.values():
+            self._by_ip.setdefault(self._ips[trunk.name], trunk)
+
+    def get(self, name: str) -> Trunk | None:
+        return self._trunks.get(name)
+
+    def all(self) -> list[Trunk]:
+        return list(self._trunks.values())
+
+    def destination(self, trunk: Trunk) -> Peer:
+        return Peer(self._ips[trunk.name], trunk.port, trunk.transport)
+
+    def match_source(self, source: Peer, from_user: str, is_extension: bool) -> Trunk | None:
+        """The trunk a request came from: exact ip:port, else the ip unless the sender
+        claims to be one of our extensions (phones and a carrier may share an address)."""
+        trunk = self._by_addr.get((source.host, source.port))
+        if trunk is not None:
+            return trunk
+        if is_extension:
+            return None
+        return self._by_ip.get(source.host)
+
+    def track(self, registry: CallRegistry) -> None:
+        """Count live legs per trunk from the registry's events (for max_channels)."""
+
+        def on_event(event: events.DomainEvent) -> None:
+            if isinstance(event, events.CallCreated) and event.call.caller.trunk is not None:
+                self.in_use[event.call.caller.trunk] += 1
+            elif isinstance(event, events.LegAdded) and event.leg.trunk is not None:
+                self.in_use[event.leg.trunk] += 1
+            elif isinstance(event, events.LegEnded) and event.leg.trunk is not None:
+                self.in_use[event.leg.trunk] -= 1
+
+        registry.subscribe(on_event)
+
+    def has_capacity(self, trunk: Trunk) -> bool:
+        return trunk.max_channels == 0 or self.in_use[trunk.name] < trunk.max_channels
