@@ -1,0 +1,143 @@
+"""A whole ippbx (SIP + API) started in-process on free loopback ports, for PBX tests.
+
+`PbxHarness.start(tmp_path, trunks=…, extra=…)` writes a TOML config (extensions
+1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
+prefix 9 → the first trunk list), starts `App`, logs in to the API, and offers
+`query()` helpers. `stop()` stops everything and checks nothing leaked: no live call in
+the registry, no B2BUA task, no UA transaction left after the timers ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sipp_harness import free_port
+
+from ippbx.app import App
+from ippbx.config import parse_config
+
+API_PASSWORD = "apipass"
+
+
+def ext_password(number: str) -> str:
+    return f"secret{number}"
+
+
+@dataclass
+class TrunkSpec:
+    name: str
+    port: int
+    type: str = "peer"
+    extra: str = ""  # more TOML lines for the [[trunks]] table
+
+
+def build_config(sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "") -> str:
+    lines = [
+        "[pbx]", 'sn = "ippbxtest01"',
+        "[sip]", f'listen = "127.0.0.1:{sip_port}"', 'domain = "ippbx.test"',
+        "no_answer_seconds = 20",
+        "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
+        "[store]", f'path = "{store}"',
+    ]
+    for n in range(1001, 1006):
+        lines += ["[[extensions]]", f'number = "{n}"', f'password = "{ext_password(str(n))}"']
+    for t in trunks:
+        lines += ["[[trunks]]", f'name = "{t.name}"', f'type = "{t.type}"',
+                  'host = "127.0.0.1"', f"port = {t.port}", 'callerid = "66666"', t.extra]
+    if trunks:
+        names = ", ".join(f'"{t.name}"' for t in trunks)
+        lines += ["[[outbound_routes]]", 'name = "external"', 'prefix = "9"', 'match = "X."',
+                  f"trunks = [{names}]",
+                  "[[inbound_routes]]", 'name = "did"', f'trunk = "{trunks[0].name}"',
+                  'did = "5550100"', 'destination = "extension:1002"']
+    return "\n".join(lines) + "\n" + extra
+
+
+class PbxHarness:
+    """One running ippbx and an API session on it."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.client = httpx.AsyncClient(timeout=5)
+        self.token = ""
+
+    @classmethod
+    async def start(
+        cls, tmp_path: Path, trunks: list[TrunkSpec] | None = None, extra: str = "",
+        sip_port: int | None = None,
+    ) -> PbxHarness:
+        port = sip_port or free_port()
+        text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra)
+        app = App(parse_config(text))
+        await app.start()
+        harness = cls(app)
+        await harness.login()
+        return harness
+
+    @property
+    def sip_address(self) -> str:
+        t = self.app.pbx.transport
+        return f"{t.local_host}:{t.local_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.app.api.port}/api/v0.0.1"
+
+    async def login(self) -> None:
+        body = {"username": "api", "password": hashlib.md5(API_PASSWORD.encode()).hexdigest(),
+                "port": "8260"}
+        answer = (await self.client.post(f"{self.api_url}/login?type=json", json=body)).json()
+        assert answer["status"] == "Success", answer
+        self.token = answer["token"]
+
+    async def post(self, endpoint: str, body: Any = None, type: str = "json") -> httpx.Response:
+        url = f"{self.api_url}/{endpoint}?token={self.token}&type={type}"
+        if isinstance(body, str):
+            return await self.client.post(url, content=body.encode())
+        return await self.client.post(url, json=body if body is not None else {})
+
+    async def outbound(self, ids: str = "") -> list[dict[str, str]]:
+        answer = (await self.post("outbound/query", {"outboundid": ids})).json()
+        assert answer["status"] == "Success", answer
+        return answer["outbound"]
+
+    async def inbound(self, ids: str = "") -> list[dict[str, Any]]:
+        answer = (await self.post("inbound/query", {"inboundid": ids})).json()
+        assert answer["status"] == "Success", answer
+        return answer["inbound"]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0, what: str = "") -> Any:
+        """Poll the async `predicate()` until it returns something truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or predicate}")
+            await asyncio.sleep(0.05)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no call is live and no B2BUA task runs."""
+        pbx = self.app.pbx
+
+        async def idle() -> bool:
+            return len(self.app.registry) == 0 and pbx.b2bua.active_tasks == 0
+
+        await self.wait_for(idle, timeout, "the PBX to become idle")
+
+    async def stop(self, check_leaks: bool = True) -> None:
+        try:
+            if check_leaks:
+                await self.wait_idle()
+                assert len(self.app.registry) == 0, self.app.registry.calls()
+        finally:
+            await self.client.aclose()
+            await self.app.stop()
+            self.app.close()
