@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
-from ippbx.sip.uri import SipUri, is_scheme, split_host_port
+from ippbx.sip.uri import SipUri, UriError, is_scheme, split_host_port
 
 
 class HeaderError(SipParseError):
@@ -188,7 +188,10 @@ class Via:
         sent_by = sent_by.strip()
         if not sent_by:
             raise HeaderError(f"Via without sent-by: {value!r}")
-        host, port = split_host_port(sent_by)
+        try:
+            host, port = split_host_port(sent_by)
+        except UriError as exc:
+            raise HeaderError(f"bad Via sent-by: {exc}") from None
         params = parse_params(param_text) if sep else {}
         return cls(transport.upper(), host, port, params)
 
@@ -290,8 +293,11 @@ class NameAddr:
         return self.params.get("tag")
 
     def sip_uri(self) -> SipUri:
-        """The URI parsed as a SIP URI (UriError, a SipParseError, for other schemes)."""
-        return SipUri.parse(self.uri)
+        """The URI parsed as a SIP URI; HeaderError if it is not one."""
+        try:
+            return SipUri.parse(self.uri)
+        except UriError as exc:
+            raise HeaderError(str(exc)) from None
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
