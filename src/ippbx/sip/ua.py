@@ -583,12 +583,17 @@ class UserAgent:
     # -- internals: server ------------------------------------------------------------------
     def _on_request(self, key: TxKey, request: Request, source: Peer) -> None:
         dialog = None
-        if request.to.tag and request.method != "REGISTER":
-            dialog = self.dialogs.match_request(request)
-            status = 481 if dialog is None else dialog.receive_request(request)
-            if status is not None:
-                self._respond_raw(key, make_response(request, status, to_tag=None))
-                return
+        try:
+            if request.to.tag and request.method != "REGISTER":
+                dialog = self.dialogs.match_request(request)
+                status = 481 if dialog is None else dialog.receive_request(request)
+                if status is not None:
+                    self._respond_raw(key, make_response(request, status))
+                    return
+        except SipParseError as exc:  # a From/To/CSeq the parser let through
+            log.debug("bad request %r from %s: %s", request, source, exc)
+            self._respond_raw(key, make_response(request, 400, to_tag=self.new_tag()))
+            return
         sr = ServerRequest(self, key, request, source, dialog)
         if request.method == "INVITE":
             self._servers[key] = sr
@@ -673,6 +678,14 @@ class UserAgent:
                     self._on_stray(event.response)  # type: ignore[union-attr]
             except Exception:
                 log.exception("error processing %r", event)
+                if kind is RequestReceived:  # answer it, or its transaction lingers
+                    self._answer_500(event.key, event.request)  # type: ignore[union-attr]
+
+    def _answer_500(self, key: TxKey, request: Request) -> None:
+        try:
+            self._respond_raw(key, make_response(request, 500, to_tag=self.new_tag()))
+        except Exception:  # best effort: e.g. the TU answered before failing
+            log.debug("could not answer 500 to %r", request, exc_info=True)
 
     def _on_send(self, event: Send) -> None:
         message = event.message

@@ -9,6 +9,7 @@ import pytest
 
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.message import Request, Response, make_response, parse_message
+from ippbx.sip.transaction import TransactionError
 from ippbx.sip.transport import Peer, fix_via
 from ippbx.sip.ua import ServerRequest, UserAgent
 
@@ -467,3 +468,73 @@ async def test_stop_cancels_handler_tasks_and_unblocks_waiters(net: FakeNet) -> 
     assert b.pending_tasks == 0
     await a.stop()
     assert (await asyncio.wait_for(ci.final(), 1)).status == 503
+
+
+async def test_late_2xx_after_timer_m_is_reacked_from_the_dialog(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    Callee(b)
+    dialog, _ = await place_call(a, net)
+    await asyncio.sleep(80 * T1)  # Timer M ended the client transaction
+    assert len(a.transactions) == 0
+    ok = net.sent(lambda m: isinstance(m, Response) and m.status == 200)[0]
+    before = len(net.sent(lambda m: isinstance(m, Request) and m.method == "ACK"))
+    a.receive(parse_message(ok.to_bytes()), B)
+    acks = net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")
+    assert len(acks) == before + 1 and acks[-1].to_bytes() == acks[0].to_bytes()
+    await a.request_in_dialog(dialog, "BYE")
+    a.forget_dialog(dialog)
+    a.receive(parse_message(ok.to_bytes()), B)  # dialog gone: dropped, no ACK
+    assert len(net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")) == before + 1
+    await settled(a, b)
+
+
+async def test_bad_to_header_gets_400_not_a_leak(pair: tuple[UserAgent, UserAgent],
+                                                 net: FakeNet) -> None:
+    a, b = pair
+    callee = Callee(b)
+    bad = out_of_dialog(a, "OPTIONS")
+    bad.set("To", "no uri here")
+    bad.set("Via", a.via())
+    b.receive(bad, A)
+    assert [m.status for m in net.sent(lambda m: isinstance(m, Response))] == [400]
+    assert callee.requests == []
+    await settled(a, b)
+
+
+async def test_server_request_rules(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    seen: list[ServerRequest] = []
+
+    async def handler(sr: ServerRequest) -> None:
+        seen.append(sr)
+        first = sr.respond(200, headers=[("X-Test", "1")])
+        assert first.to.tag == sr.to_tag and first.get("X-Test") == "1"
+        assert first.get("Server") == "ippbx"
+        with pytest.raises(TransactionError):
+            sr.respond(404)
+        assert await sr.acked() is None  # not an INVITE
+        assert not sr.cancelled.is_set() and sr.final_sent
+
+    b.on_request = handler
+    resp = await a.request(out_of_dialog(a, "OPTIONS"), B)
+    assert resp.status == 200 and resp.to.tag and seen
+    await settled(a, b)
+
+
+async def test_rejected_invite_acked_returns_none(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    results: list[Request | None] = []
+
+    async def busy(sr: ServerRequest) -> None:
+        waiter = asyncio.ensure_future(sr.acked())
+        await asyncio.sleep(0)
+        sr.respond(486)
+        results.append(await waiter)
+
+    b.on_request = busy
+    resp = await a.request(new_invite(a), B)
+    assert resp.status == 486 and len(a.dialogs) == 0
+    await asyncio.sleep(2 * T1)
+    assert results == [None]
+    await settled(a, b)
