@@ -477,3 +477,33 @@ def test_configurable_timers() -> None:
     key, _ = layer.send_request(request(branch="z9hG4bKb2"), DEST, 2.0)
     layer.receive(response(request(branch="z9hG4bKb2"), 500), DEST, False, 2.0)
     assert run_until(layer, 3.0) == [(pytest.approx(2.1), Terminated(key))]
+
+
+def test_client_invite_proceeding_to_accepted() -> None:
+    layer = TransactionLayer()
+    req = request()
+    key, _ = layer.send_request(req, DEST, 0.0)
+    layer.receive(response(req, 183), DEST, False, 0.1)
+    ok = response(req, 200)
+    assert layer.receive(ok, DEST, False, 5.0) == [ResponseReceived(key, ok)]
+    assert layer.state(key) == "Accepted"
+    assert run_until(layer, 100.0) == [(37.0, Terminated(key))]
+
+
+def test_client_non_invite_proceeding_to_completed_and_timer_f_in_proceeding() -> None:
+    layer = TransactionLayer()
+    req = request("INFO")
+    key, _ = layer.send_request(req, DEST, 0.0)
+    layer.receive(response(req, 180), DEST, False, 0.1)
+    ok = response(req, 200)
+    out = layer.receive(ok, DEST, False, 0.2)
+    assert out == [ResponseReceived(key, ok)] and layer.state(key) == "Completed"
+    assert run_until(layer, 100.0) == [(5.2, Terminated(key))]
+    # Timer F also fires in Proceeding
+    req2 = request("INFO", branch="z9hG4bKf")
+    key2, _ = layer.send_request(req2, DEST, 0.0)
+    layer.receive(response(req2, 180), DEST, False, 0.1)
+    log = run_until(layer, 100.0)
+    assert [(t, e) for t, e in log if not isinstance(e, Send)] == [
+        (32.0, Timeout(key2)), (32.0, Terminated(key2))
+    ]

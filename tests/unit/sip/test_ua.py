@@ -538,3 +538,17 @@ async def test_rejected_invite_acked_returns_none(pair: tuple[UserAgent, UserAge
     await asyncio.sleep(2 * T1)
     assert results == [None]
     await settled(a, b)
+
+
+async def test_transport_exception_gives_503(pair: tuple[UserAgent, UserAgent],
+                                             net: FakeNet) -> None:
+    a, _ = pair
+
+    def explode(m: Msg, dest: Peer) -> bool:
+        raise OSError("network is down")
+
+    net.drop = explode
+    resp = await asyncio.wait_for(a.request(out_of_dialog(a, "OPTIONS"), B), 2)
+    assert resp.status == 503
+    net.drop = None
+    await settled(a)
