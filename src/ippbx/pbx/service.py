@@ -18,6 +18,7 @@ from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.registrar import Registrar
+from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
 from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import UserAgent
@@ -49,6 +50,10 @@ class PbxService:
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.b2bua.attach()
+        self.registrations = [
+            TrunkRegistration(trunk, self.trunks, self.ua)
+            for trunk in config.trunks if trunk.type == "register"
+        ]
         self._sweeper: asyncio.Task[None] | None = None
 
     def _on_message(self, message: object, source: object) -> None:
@@ -59,6 +64,8 @@ class PbxService:
         await self.transport.start()
         await self.ua.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
+        for registration in self.registrations:
+            registration.start()
         log.info("SIP listening on %s:%d (udp, tcp)", self.transport.local_host,
                  self.transport.local_port)
 
@@ -68,6 +75,8 @@ class PbxService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.b2bua.stop()
+        for registration in self.registrations:
+            await registration.stop()
         await self.ua.stop()
         await self.transport.stop()
 
