@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := sip-tester:sipp wrk:wrk
+DEBS := sip-tester:sipp wrk:wrk baresip:baresip
 
 .PHONY: run test lint debs venv clean bench
 
