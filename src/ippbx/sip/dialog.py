@@ -78,10 +78,9 @@ class Dialog:
     """One dialog's state. Attributes are public; change them only through the methods."""
 
     __slots__ = (
-        "call_id", "local_tag", "remote_tag", "local_addr", "remote_addr", "local_uri",
-        "remote_uri", "local_cseq", "remote_cseq", "remote_target", "route_set",
-        "secure", "is_uac", "state", "local_contact", "invite_cseq", "peer", "last_ack",
-        "_strict",
+        "call_id", "local_tag", "remote_tag", "local_addr", "remote_addr", "local_cseq",
+        "remote_cseq", "remote_target", "route_set", "secure", "is_uac", "state",
+        "local_contact", "invite_cseq", "peer", "last_ack", "_strict",
     )
 
     def __init__(
@@ -108,8 +107,6 @@ class Dialog:
         self.remote_tag = remote_tag
         self.local_addr = local_addr  # our From (UAC) / To (UAS) value, tag included
         self.remote_addr = remote_addr
-        self.local_uri = NameAddr.parse(local_addr).uri
-        self.remote_uri = NameAddr.parse(remote_addr).uri
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.remote_target = remote_target
@@ -187,6 +184,15 @@ class Dialog:
             local_contact=response.get("Contact"),
             peer=peer,
         )
+
+    @property
+    def local_uri(self) -> str:
+        """Our URI (From for the UAC, To for the UAS), without the tag."""
+        return NameAddr.parse(self.local_addr).uri
+
+    @property
+    def remote_uri(self) -> str:
+        return NameAddr.parse(self.remote_addr).uri
 
     @property
     def id(self) -> DialogId:
