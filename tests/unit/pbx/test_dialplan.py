@@ -91,7 +91,8 @@ def test_extension_to_extension(plan: Dialplan) -> None:
 
 
 def test_prefix_stripped_and_prepend_added(plan: Dialplan) -> None:
-    assert plan.route_from_extension("1001", "95551234") == ToTrunks("local", "15551234", ("t1", "t2"))
+    expected = ToTrunks("local", "15551234", ("t1", "t2"))
+    assert plan.route_from_extension("1001", "95551234") == expected
 
 
 def test_route_limited_to_extensions(plan: Dialplan) -> None:
