@@ -171,19 +171,16 @@ class Via:
         parts = value.split("/", 2)
         if len(parts) != 3:
             raise HeaderError(f"bad Via sent-protocol in {value!r}")
-        if parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
+        name, version = parts[0], parts[1]
+        if name != "SIP" and name.strip().upper() != "SIP" or \
+                version != "2.0" and version.strip() != "2.0":
             raise HeaderError(f"bad Via sent-protocol in {value!r}")
-        rest = parts[2].lstrip()
-        end = 0
-        n = len(rest)
-        while end < n and rest[end] not in " \t\r\n":
-            end += 1
-        transport = rest[:end]
-        if not transport or not TOKEN_CHARS.issuperset(transport):
-            raise HeaderError(f"bad Via transport in {value!r}")
-        rest = rest[end:]
-        if rest[:1] not in (" ", "\t", "\r", "\n"):
+        pieces = parts[2].split(None, 1)
+        if len(pieces) != 2:
             raise HeaderError(f"Via without sent-by: {value!r}")
+        transport, rest = pieces
+        if not TOKEN_CHARS.issuperset(transport):
+            raise HeaderError(f"bad Via transport in {value!r}")
         sent_by, sep, param_text = rest.partition(";")
         sent_by = sent_by.strip()
         if not sent_by:

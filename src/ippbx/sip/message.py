@@ -18,7 +18,7 @@ those properties raise `SipParseError` (a `HeaderError`, status 400) and nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TypeVar
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import HeaderError, NameAddr, Via, parse_cseq, split_list
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE = 65535
+_T = TypeVar("_T")
 
 _KNOWN = [
     "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type",
@@ -186,7 +187,7 @@ class Message:
                 return
 
     # -- parsed views (cached until the headers change) ---------------------------------
-    def _cached(self, key: str, make: Callable[[], Any]) -> Any:
+    def _cached(self, key: str, make: Callable[[], _T]) -> _T:
         value = self._cache.get(key)
         if value is None:
             try:
@@ -196,7 +197,7 @@ class Message:
             except Exception as exc:  # peer-controlled text: never let another type out
                 raise HeaderError(f"malformed {key} header: {exc}") from exc
             self._cache[key] = value
-        return value
+        return value  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
@@ -205,20 +206,20 @@ class Message:
     @property
     def cseq(self) -> tuple[int, str]:
         """(number, method) of the CSeq header; SipParseError if missing or malformed."""
-        return self._cached("cseq", lambda: parse_cseq(self.get("CSeq") or ""))  # type: ignore[no-any-return]
+        return self._cached("cseq", lambda: parse_cseq(self.get("CSeq") or ""))
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))  # type: ignore[no-any-return]
+        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))  # type: ignore[no-any-return]
+        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))
 
     @property
     def vias(self) -> list[Via]:
         """Every Via entry, top first (several per header line are split)."""
-        return self._cached("vias", lambda: [Via.parse(v) for v in self.get_all("Via")])  # type: ignore[no-any-return]
+        return self._cached("vias", lambda: [Via.parse(v) for v in self.get_all("Via")])
 
     @property
     def top_via(self) -> Via:
@@ -230,9 +231,7 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact entry (`*` is a NameAddr whose uri is "*")."""
-        return self._cached(  # type: ignore[no-any-return]
-            "contacts", lambda: [NameAddr.parse(v) for v in self.get_all("Contact")]
-        )
+        return self._cached("contacts", lambda: [NameAddr.parse(v) for v in self.get_all("m")])
 
     # -- serialization ------------------------------------------------------------------
     def start_line(self) -> str:

@@ -186,7 +186,9 @@ def split_host_port(text: str) -> tuple[str, int | None]:
             raise UriError(f"empty port in {text!r}")
     if not port_text:
         return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 \
-            or not 0 < int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
         raise UriError(f"bad port in {text!r}")
-    return host, int(port_text)
+    port = int(port_text)
+    if not 0 < port <= 65535:
+        raise UriError(f"bad port in {text!r}")
+    return host, port
