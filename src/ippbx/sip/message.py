@@ -546,10 +546,9 @@ def make_response(
     if to_tag is not None and status > 100 and not _has_tag(to):
         to = f"{to};tag={to_tag}"
     copied = vias + [
-        ("From", request.get("From") or ""),
-        ("To", to),
-        ("Call-ID", request.get("Call-ID") or ""),
-        ("CSeq", request.get("CSeq") or ""),
+        (name, to if name == "To" else value)
+        for name in ("From", "To", "Call-ID", "CSeq")
+        if (value := request.get(name)) is not None or name == "To"
     ]
     if status == 100 and request.has("Timestamp"):
         copied.append(("Timestamp", request.get("Timestamp") or ""))
