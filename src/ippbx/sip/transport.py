@@ -343,6 +343,9 @@ class SipTransport:
             log.debug("UDP transport closed; dropping message to %s", dest)
             return
         # Larger than UDP_SIZE_HINT: still sent over UDP, see the note at UDP_SIZE_HINT.
+        if len(data) > MAX_MESSAGE:
+            log.debug("message of %d bytes too large for UDP; dropped (to %s)", len(data), dest)
+            return
         if not _is_numeric_host(dest.host):
             self._spawn(self._resolve_and_send(data, dest))
             return
