@@ -24,6 +24,7 @@ from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.service import PbxService
+from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class App:
             sessions=self.sessions,
             wall_clock=wall_clock,
             boot_time=self.boot_time,
+            pbx=PbxStatus(self.registry, self.pbx.registrar, self.pbx.trunks),
         )
         host, port = config.api.listen_address
         self.api = ApiServer(build_app(self.api_context), host, port)

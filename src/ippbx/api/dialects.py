@@ -1,6 +1,7 @@
 """The dialect router: `/api/v0.0.1/…` is OpenVox (JSON or XML), `/api/v1.1.0/…` is Yeastar
 (JSON only). Both serve the same endpoints; a dialect decides the formats it takes, the
-errno it shows for a few failures, and small payload differences (`callee` object/array).
+errno it shows for a few failures, and small payload differences (`callee` object/array,
+extension `type` `pjsip`/`SIP`, trunklist/query's list key `trunkname`/`trunklist`).
 
 `dispatch` runs one request through the same steps for every endpoint, each of which can
 end it with an errno (always inside a `Success`/`Failed` envelope, never an HTTP error):
@@ -29,7 +30,7 @@ from typing import Any
 
 from ippbx.api import codec
 from ippbx.api.codec import CodecError, Format
-from ippbx.api.endpoints import auth, calls, system
+from ippbx.api.endpoints import auth, calls, config, system
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint
 
@@ -49,6 +50,8 @@ class Dialect:
     malformed: Errno
     errno_map: Mapping[Errno, Errno] = field(default_factory=dict)
     callee_as_list: bool = False
+    extension_type: str = "pjsip"  # `type` of a SIP extension in extension queries
+    trunk_list_key: str = "trunkname"  # trunklist/query's list key (OpenVox's example)
 
     def errno(self, errno: Errno) -> int:
         return int(self.errno_map.get(errno, errno))
@@ -77,11 +80,13 @@ YEASTAR = Dialect(
     formats=frozenset({Format.JSON}),
     malformed=Errno.ONLY_JSON,
     callee_as_list=True,
+    extension_type="SIP",
+    trunk_list_key="trunklist",
 )
 DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
-    e.path: e for module in (auth, calls, system) for e in module.ENDPOINTS
+    e.path: e for module in (auth, calls, config, system) for e in module.ENDPOINTS
 }
 
 

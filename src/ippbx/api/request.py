@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ippbx.api.codec import Format
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import Config
-from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.calls import Call, CallRegistry
 
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
@@ -27,15 +27,36 @@ class ClientGone(Exception):
     """The HTTP client disconnected before its request was read; nothing can be answered."""
 
 
+class PbxView(Protocol):
+    """Read-only live PBX state the configuration queries show (`ippbx.pbx.status`)."""
+
+    def extension_status(self, number: str) -> str:
+        """Unavailable / Registered / Ringing / Busy / Hold."""
+        ...
+
+    def extension_call(self, number: str) -> Call | None:
+        """The live call that decided the extension's status, if any."""
+        ...
+
+    def trunk_status(self, name: str) -> str:
+        """Registered / Registering / Failure / Unknown."""
+        ...
+
+
 @dataclass(slots=True)
 class ApiContext:
-    """Everything the endpoints may use; built once by the app."""
+    """Everything the endpoints may use; built once by the app.
+
+    `pbx` is None when no PBX runs behind the API (tests): the endpoints then read
+    statuses from the call registry alone.
+    """
 
     config: Config
     registry: CallRegistry
     sessions: SessionManager
     wall_clock: Callable[[], float] = time.time
     boot_time: float = field(default_factory=time.time)
+    pbx: PbxView | None = None
 
 
 @dataclass(slots=True)

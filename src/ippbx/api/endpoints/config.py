@@ -1,0 +1,208 @@
+"""Configuration queries: extensions, trunks and routes from the TOML config, plus live status.
+
+`extensionlist/query`, `extension/query`, `trunklist/query`, `siptrunk/query`,
+`outroute/query`, `inroute/query` (spec §4.2–4.7). Every list is an `ItemList`, so XML
+shows it as `<extlist><item id="0">…</item>…</extlist>`. Live state (extension and trunk
+status, an extension's current call) comes from `ctx.pbx`, a read-only `PbxView`.
+
+Filters, the same rule everywhere (like `outbound/query`): one value, a comma list or
+`"all"`; listed entries come back in request order, whitespace trimmed, duplicates and
+unknown names dropped, and no match is a success with an empty list (never 10006).
+`extension/query`'s `extid` is optional (absent or empty: all); `siptrunk/query`'s
+`trunkname` and the routes' `name` are required (missing or empty: 10004).
+
+Ids of trunks and routes are their 1-based position in the config file, as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from ippbx.api.codec import ItemList
+from ippbx.api.endpoints.calls import parse_ids
+from ippbx.api.errors import ApiError, Errno
+from ippbx.api.request import ApiRequest, Endpoint, PbxView
+from ippbx.config import Extension, InboundRoute, OutboundRoute, Trunk
+from ippbx.pbx.calls import Call, LegKind
+from ippbx.pbx.status import PbxStatus
+
+T = TypeVar("T")
+
+TRUNK_TYPE = "SIP"  # trunklist/query `type`: every ippbx trunk is SIP
+TRUNK_TECH = "pjsip"  # siptrunk/query `tech`, as OpenVox shows it
+
+# extension/query fields for features ippbx does not have (yet): voicemail, forwarding,
+# mobility, monitoring, DND, web login, a call-length limit. They are emitted with the
+# vendor's defaults ("off", "disable", "", 10800 s) so that clients reading them keep
+# working; they describe what ippbx does (nothing), except `maxduration`, which is the
+# vendor's default limit where ippbx has none.
+_FEATURE_DEFAULTS: dict[str, str] = {
+    "loginpassword": "",
+    "email": "",
+    "moblie": "",  # sic: the vendor's spelling
+    "language": "",
+    "hasvoicemail": "off",
+    "vmsecret": "",
+    "enablevmtoemail": "off",
+    "noanswerforward": "off",
+    "ntransferto": "",
+    "ntransferext": "",
+    "ntransferprefix": "",
+    "ntransfernum": "",
+    "busyforward": "off",
+    "btransferto": "",
+    "btransferext": "",
+    "btransferprefix": "",
+    "btransfernum": "",
+    "enablemobile": "off",
+    "ringsimultaneous": "off",
+    "mobileprefix": "",
+    "allowbeingmonitored": "off",
+    "monitormode": "disable",
+}
+_MAX_DURATION = "10800"
+
+
+def view(req: ApiRequest) -> PbxView:
+    """The live PBX state; without a PBX behind the API, what the call registry knows."""
+    return req.ctx.pbx if req.ctx.pbx is not None else PbxStatus(req.ctx.registry)
+
+
+def required_names(req: ApiRequest, name: str) -> list[str] | None:
+    """A required name filter: the names asked for, or None for `"all"` (10004 if empty)."""
+    parts = [part.strip() for part in req.require(name).split(",") if part.strip()]
+    if not parts:
+        raise ApiError(Errno.MISSING_PARAM, f"{name} has no name in it")
+    return parse_ids(",".join(parts))
+
+
+def select(items: Sequence[T], key: str, names: list[str] | None) -> list[tuple[int, T]]:
+    """(1-based config position, item) for all items, or for the names in request order."""
+    numbered = list(enumerate(items, start=1))
+    if names is None:
+        return numbered
+    by_name = {getattr(item, key): (i, item) for i, item in numbered}
+    return [by_name[n] for n in names if n in by_name]
+
+
+# -- extensions -------------------------------------------------------------------------------
+def username(ext: Extension) -> str:
+    """The vendor's `username` is the display name (Yeastar: "Caller ID name")."""
+    return ext.name or ext.number
+
+
+def live_call_fields(call: Call, number: str) -> dict[str, Any]:
+    """`inbound{…}`, `outbound{…}` and `ext{extid}` of extension `number`'s call (§3.3)."""
+    fields: dict[str, Any] = {}
+    if (leg := call.inbound_leg) is not None:
+        fields["inbound"] = {"inboundid": leg.id, "from": leg.from_number,
+                             "to": leg.to_number, "trunk": leg.trunk or ""}
+    if (leg := call.outbound_leg) is not None:
+        fields["outbound"] = {"outboundid": leg.id, "from": leg.from_number,
+                              "to": leg.to_number, "trunk": leg.trunk or ""}
+    for leg in call.legs():
+        if leg.kind is LegKind.EXTENSION and leg.extension and leg.extension != number:
+            fields["ext"] = {"extid": leg.extension}
+            break
+    return fields
+
+
+async def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
+    pbx = view(req)
+    ext_type = req.dialect.extension_type
+    return {"extlist": ItemList(
+        {"extnumber": ext.number, "status": pbx.extension_status(ext.number),
+         "type": ext_type, "username": username(ext), "agentid": ""}
+        for ext in req.ctx.config.extensions
+    )}
+
+
+async def extension_query(req: ApiRequest) -> Mapping[str, Any]:
+    pbx = view(req)
+    config = req.ctx.config
+    infos = ItemList()
+    for _, ext in select(config.extensions, "number", parse_ids(req.text("extid"))):
+        info: dict[str, Any] = {
+            "extnumber": ext.number,
+            "username": username(ext),
+            "type": req.dialect.extension_type,
+            "status": pbx.extension_status(ext.number),
+            "callerid": ext.callerid or ext.number,
+            # The SIP password, as the vendors show it: API users can read every secret.
+            "registerpassword": ext.password,
+            "maxregistrations": ext.max_contacts,
+            **_FEATURE_DEFAULTS,
+            "ringtimeout": config.sip.no_answer_seconds,
+            "maxduration": _MAX_DURATION,
+            "dnd": "off",
+        }
+        call = pbx.extension_call(ext.number)
+        if call is not None:
+            info.update(live_call_fields(call, ext.number))
+        infos.append(info)
+    return {"extinfos": infos}
+
+
+# -- trunks -----------------------------------------------------------------------------------
+async def trunklist_query(req: ApiRequest) -> Mapping[str, Any]:
+    pbx = view(req)
+    return {req.dialect.trunk_list_key: ItemList(
+        {"trunkname": trunk.name, "status": pbx.trunk_status(trunk.name), "type": TRUNK_TYPE}
+        for trunk in req.ctx.config.trunks
+    )}
+
+
+def siptrunk_view(index: int, trunk: Trunk) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "id": index,
+        "trunkname": trunk.name,
+        "tech": TRUNK_TECH,
+        "trunktype": trunk.type,
+        "host": trunk.host,
+        "port": trunk.port,
+        "domain": trunk.host,
+    }
+    if trunk.type == "register":  # a peer trunk has no credentials keys at all (§1.3)
+        info.update(username=trunk.username, authname=trunk.username,
+                    fromuser=trunk.from_user, password=trunk.password)
+    return info
+
+
+async def siptrunk_query(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = select(req.ctx.config.trunks, "name", required_names(req, "trunkname"))
+    return {"trunks": ItemList(siptrunk_view(i, t) for i, t in chosen)}
+
+
+# -- routes -----------------------------------------------------------------------------------
+def outroute_view(index: int, route: OutboundRoute) -> dict[str, Any]:
+    # `callerid` (a caller-number pattern) is always empty: ippbx limits a route to the
+    # extensions listed in its config instead, which this shape has no field for.
+    return {"id": index, "name": route.name, "prepend": route.prepend, "prefix": route.prefix,
+            "matchpattern": route.match, "callerid": "", "trunks": ",".join(route.trunks)}
+
+
+def inroute_view(index: int, route: InboundRoute) -> dict[str, Any]:
+    desttype, _, dest = route.destination.partition(":")  # "extension:1001" | "hangup"
+    return {"id": index, "name": route.name, "did": route.did, "caller_id": route.callerid,
+            "desttype": desttype, "dest": dest}
+
+
+async def outroute_query(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = select(req.ctx.config.outbound_routes, "name", required_names(req, "name"))
+    return {"outroutes": ItemList(outroute_view(i, r) for i, r in chosen)}
+
+
+async def inroute_query(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = select(req.ctx.config.inbound_routes, "name", required_names(req, "name"))
+    return {"inroutes": ItemList(inroute_view(i, r) for i, r in chosen)}
+
+
+ENDPOINTS = [
+    Endpoint("extensionlist/query", extensionlist_query),
+    Endpoint("extension/query", extension_query),
+    Endpoint("trunklist/query", trunklist_query),
+    Endpoint("siptrunk/query", siptrunk_query),
+    Endpoint("outroute/query", outroute_query),
+    Endpoint("inroute/query", inroute_query),
+]
