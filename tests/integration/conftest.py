@@ -22,6 +22,6 @@ def sipp(tmp_path: Path) -> Iterator[SippFactory]:
 
 
 @pytest.fixture
-def port() -> int:
+def fresh_port() -> int:
     """A fresh loopback port free for both UDP and TCP."""
     return free_port()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 __all__ = [
     "SCENARIO_DIR", "SIPP", "Sipp", "SippError", "SippFactory", "SippResult", "free_port",
-    "sipp_available", "wait_bound", "parse_message_log", "LoggedMessage",
+    "sipp_available", "wait_bound", "await_bound", "parse_message_log", "LoggedMessage",
 ]
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "sipp"
