@@ -456,5 +456,9 @@ class B2BUA:
 
 
 def _no_answer(response: Response) -> int:
-    """The callee was cancelled by our no-answer timer: report 480 unless it said more."""
+    """The callee was cancelled by our no-answer timer: report 480 unless it said more.
+    A 2xx that crossed the CANCEL was just hung up: 480 too, never the 2xx itself (the
+    caller would be answered and bridged to a leg that is gone)."""
+    if response.status < 300:
+        return 480
     return response.status if response.status not in (487, 408) else 480
