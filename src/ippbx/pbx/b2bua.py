@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from ippbx.config import Config, Trunk
@@ -303,6 +304,14 @@ class B2BUA:
                 cancelled.cancel()
             if final not in done:
                 ci.cancel()
+                if ci.provisional is None:
+                    # Nothing heard from the callee (a dead trunk or phone): no CANCEL may
+                    # go out before a provisional (RFC 3261 §9.1) and the INVITE can take
+                    # until Timer B (32 s) to end. Don't hold the caller (or the next
+                    # trunk) for that: the UA finishes the INVITE (and sends the CANCEL if
+                    # a 1xx still comes); a late 2xx is ACKed and hung up.
+                    final.add_done_callback(partial(self._drop_late_answer, ci))
+                    return Response(487 if bridge.a.cancelled.is_set() else 408)
                 response = await final  # 487 (or a 2xx that crossed the CANCEL)
                 if response.status < 300:
                     self._remember(bridge, "b", ci.dialog)
@@ -316,6 +325,14 @@ class B2BUA:
                 continue
             return response
         return response
+
+    def _drop_late_answer(self, ci: ClientInvite, task: asyncio.Future[Response]) -> None:
+        """The final answer of an INVITE we gave up on before it said anything."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        if task.result().status < 300 and ci.dialog is not None:
+            self.ua.ack(ci.dialog)
+            self._bye(ci.dialog)
 
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
         if response.status == 100 or bridge.ended or bridge.a.cancelled.is_set():
