@@ -468,8 +468,15 @@ class B2BUA:
                 bridge.b_invite.cancel()
             self._reject(bridge, status)
             return
-        self._hangup(bridge, "a", status)
+        # Both sides are hung up by us (the caller never ACKed our 200, or we are
+        # stopping): neither ended its dialog itself, so, unlike _hangup(), each gets a BYE
+        # (§13.3.1.4). _hangup(bridge, "a") would forget the caller's dialog first.
+        bridge.ended = True
         self._bye(bridge.a_dialog)
+        self._bye(bridge.b_dialog)
+        for leg in bridge.call.legs():
+            if leg.live:
+                self.registry.end_leg(leg.id, status)
 
 
 def _no_answer(response: Response) -> int:
