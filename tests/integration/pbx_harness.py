@@ -2,9 +2,11 @@
 
 `PbxHarness.start(tmp_path, trunks=…, extra=…)` writes a TOML config (extensions
 1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
-prefix 9 → the first trunk list), starts `App`, logs in to the API, and offers
-`query()` helpers. `stop()` stops everything and checks nothing leaked: no live call in
-the registry, no B2BUA task, no UA transaction left after the timers ran out.
+prefix 9 → all the trunks in order (or `route_trunks`), DID 5550100 on the first trunk →
+extension 1002; `no_answer_seconds` 20 unless given), starts `App`, logs in to the API,
+and offers `query()` helpers. `stop()` stops everything and checks nothing leaked: no live
+call in the registry, no B2BUA task, no SIP dialog left in the UA. (UA transactions
+outlive a call by their timers, up to 32 s; tests that care wait for `ua_counts_zero`.)
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ class TrunkSpec:
     extra: str = ""  # more TOML lines for the [[trunks]] table
 
 
-def build_config(sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "") -> str:
+def build_config(
+    sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "", *,
+    no_answer_seconds: int = 20, route_trunks: list[str] | None = None,
+) -> str:
     lines = [
         "[pbx]", 'sn = "ippbxtest01"',
         "[sip]", f'listen = "127.0.0.1:{sip_port}"', 'domain = "ippbx.test"',
-        "no_answer_seconds = 20",
+        f"no_answer_seconds = {no_answer_seconds}",
         "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
         "[store]", f'path = "{store}"',
     ]
@@ -51,7 +56,7 @@ def build_config(sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str
         lines += ["[[trunks]]", f'name = "{t.name}"', f'type = "{t.type}"',
                   'host = "127.0.0.1"', f"port = {t.port}", 'callerid = "66666"', t.extra]
     if trunks:
-        names = ", ".join(f'"{t.name}"' for t in trunks)
+        names = ", ".join(f'"{name}"' for name in route_trunks or [t.name for t in trunks])
         lines += ["[[outbound_routes]]", 'name = "external"', 'prefix = "9"', 'match = "X."',
                   f"trunks = [{names}]",
                   "[[inbound_routes]]", 'name = "did"', f'trunk = "{trunks[0].name}"',
@@ -66,14 +71,17 @@ class PbxHarness:
         self.app = app
         self.client = httpx.AsyncClient(timeout=5)
         self.token = ""
+        self.stopped = False
 
     @classmethod
     async def start(
         cls, tmp_path: Path, trunks: list[TrunkSpec] | None = None, extra: str = "",
-        sip_port: int | None = None,
+        sip_port: int | None = None, *, no_answer_seconds: int = 20,
+        route_trunks: list[str] | None = None,
     ) -> PbxHarness:
         port = sip_port or free_port()
-        text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra)
+        text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
+                            no_answer_seconds=no_answer_seconds, route_trunks=route_trunks)
         app = App(parse_config(text))
         await app.start()
         harness = cls(app)
@@ -124,15 +132,37 @@ class PbxHarness:
             await asyncio.sleep(0.05)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait until no call is live and no B2BUA task runs."""
+        """Wait until no call is live, no B2BUA task runs and the UA holds no dialog."""
         pbx = self.app.pbx
 
         async def idle() -> bool:
-            return len(self.app.registry) == 0 and pbx.b2bua.active_tasks == 0
+            return (len(self.app.registry) == 0 and pbx.b2bua.active_tasks == 0
+                    and pbx.ua.counts()["dialogs"] == 0)
 
-        await self.wait_for(idle, timeout, "the PBX to become idle")
+        try:
+            await self.wait_for(idle, timeout, "the PBX to become idle")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: calls {self.app.registry.calls()}, "
+                                 f"B2BUA tasks {pbx.b2bua.active_tasks}, "
+                                 f"UA {pbx.ua.counts()}") from None
+
+    async def ua_counts_zero(self, timeout: float) -> dict[str, int]:
+        """Wait until every UA count (transactions, dialogs, tasks…) is zero; the counts."""
+        ua = self.app.pbx.ua
+
+        async def zero() -> bool:
+            return not any(ua.counts().values())
+
+        try:
+            await self.wait_for(zero, timeout, "the UA to forget everything")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {ua.counts()}") from None
+        return ua.counts()
 
     async def stop(self, check_leaks: bool = True) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         try:
             if check_leaks:
                 await self.wait_idle()
