@@ -1,10 +1,12 @@
 """The composition root: build every part of ippbx from a Config and run them in one loop.
 
-`App.components` is the start order (each has `async start()` / `async stop()`): the PBX
+`App.components` is the start order (each has `async start()` / `async stop()`): the
+call reports (outbox delivery, BootUp to the sessions kept from the last run), the PBX
 (SIP transport, UA, registrar, B2BUA), then the API. They are stopped in reverse order,
-and only those that started; the SQLite store is closed last. `run()` owns the event
-loop (uvloop) and the SIGINT/SIGTERM handling: the first signal stops the app cleanly, a
-second one gets the default behaviour.
+and only those that started; the SQLite store is closed last. The CDR recorder is the
+registry's first subscriber, so a call's CDR is stored before its reports are built.
+`run()` owns the event loop (uvloop) and the SIGINT/SIGTERM handling: the first signal
+stops the app cleanly, a second one gets the default behaviour.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Protocol
 
 import uvloop
 
+from ippbx.api.reports import ReportService
 from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
@@ -52,8 +56,14 @@ class App:
         self.boot_time = wall_clock()
         self.registry = CallRegistry()
         self.store = Store(config.store.path)
+        self.registry.subscribe(CdrRecorder(self.store))
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
-        self.sessions = SessionManager(config.api, clock=clock)
+        self.sessions = SessionManager(
+            config.api, clock=clock, store=self.store, wall_clock=wall_clock
+        )
+        self.reports = ReportService(
+            config, self.registry, self.sessions, self.store, clock=wall_clock
+        )
         self.api_context = ApiContext(
             config=config,
             registry=self.registry,
@@ -61,10 +71,11 @@ class App:
             wall_clock=wall_clock,
             boot_time=self.boot_time,
             pbx=PbxStatus(self.registry, self.pbx.registrar, self.pbx.trunks),
+            store=self.store,
         )
         host, port = config.api.listen_address
         self.api = ApiServer(build_app(self.api_context), host, port)
-        self.components: list[Component] = [self.pbx, self.api]
+        self.components: list[Component] = [self.reports, self.pbx, self.api]
         self._started: list[Component] = []
 
     async def start(self) -> None:

@@ -107,6 +107,15 @@ class StoreSection(_Model):
     path: str = "ippbx.sqlite3"
 
 
+class ReportsSection(_Model):
+    """Call-report (webhook) delivery: per-POST timeout, retry window and backoff cap."""
+
+    timeout: float = Field(5.0, gt=0)
+    retry_minutes: float = Field(30.0, ge=0)
+    backoff_max: float = Field(60.0, ge=0.01)
+    user_agent: str = "WebAPI"
+
+
 class Extension(_Model):
     number: _Number
     password: str = Field(min_length=1)
@@ -173,6 +182,7 @@ class Config(_Model):
     sip: SipSection = SipSection()
     api: ApiSection
     store: StoreSection = StoreSection()
+    reports: ReportsSection = ReportsSection()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     outbound_routes: list[OutboundRoute] = []

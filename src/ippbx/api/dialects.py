@@ -30,14 +30,15 @@ from typing import Any
 
 from ippbx.api import codec
 from ippbx.api.codec import CodecError, Format
-from ippbx.api.endpoints import auth, calls, config, system
+from ippbx.api.endpoints import auth, calls, cdr, config, system
 from ippbx.api.errors import ApiError, Errno
-from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint
+from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint, FileReply
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 _DEFAULT_METHODS = frozenset({"POST"})
+_NOT_PARAMETERS = frozenset({"token", "access_token", "type"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ YEASTAR = Dialect(
 DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
-    e.path: e for module in (auth, calls, config, system) for e in module.ENDPOINTS
+    e.path: e for module in (auth, calls, cdr, config, system) for e in module.ENDPOINTS
 }
 
 
@@ -110,10 +111,11 @@ def token_from(query: Mapping[str, str], headers: Mapping[str, str]) -> str | No
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The envelope to send and its format."""
+    """The envelope to send and its format (or a file a download endpoint answers)."""
 
     payload: dict[str, Any]
     fmt: Format
+    file: FileReply | None = None
 
 
 async def dispatch(
@@ -153,8 +155,12 @@ async def dispatch(
             raise ApiError(dialect.malformed, str(exc)) from None
         if data is None and endpoint.body_required:
             raise ApiError(Errno.EMPTY_BODY)
+        if data is None and method == "GET":  # a plain link: its query is the request
+            data = {k: v for k, v in query.items() if k not in _NOT_PARAMETERS}
         request = ApiRequest(ctx, dialect, fmt, data, client_ip, token, session)
         payload = await endpoint.handler(request)
+        if isinstance(payload, FileReply):
+            return Answer({}, fmt, payload)
         return Answer(codec.success(payload), fmt)
     except ApiError as exc:
         log.debug("api %s %s from %s: %s", method, path, client_ip, exc)

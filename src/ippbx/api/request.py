@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ippbx.api.codec import Format
+from ippbx.api.downloads import DownloadTickets
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import Config
 from ippbx.pbx.calls import Call, CallRegistry
+from ippbx.store.sqlite import Store
 
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
@@ -57,6 +59,8 @@ class ApiContext:
     wall_clock: Callable[[], float] = time.time
     boot_time: float = field(default_factory=time.time)
     pbx: PbxView | None = None
+    store: Store | None = None  # CDRs for cdr/download (None: no store behind the API)
+    downloads: DownloadTickets = field(default_factory=DownloadTickets)
 
 
 @dataclass(slots=True)
@@ -98,7 +102,16 @@ class ApiRequest:
         return value
 
 
-Handler = Callable[[ApiRequest], Awaitable[Mapping[str, Any]]]
+@dataclass(frozen=True, slots=True)
+class FileReply:
+    """What a download endpoint answers instead of an envelope: a file, sent as is."""
+
+    body: bytes
+    content_type: str
+    filename: str
+
+
+Handler = Callable[[ApiRequest], Awaitable[Mapping[str, Any] | FileReply]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,10 @@ class _Entry:
             )
         except ClientGone:
             return RawResponse(b"", CORS_HEADERS)
+        if answer.file is not None:
+            disposition = f'attachment; filename="{answer.file.filename}"'.encode("latin-1")
+            headers = (*CORS_HEADERS, (b"Content-Disposition", disposition))
+            return RawResponse(answer.file.body, headers, 200, answer.file.content_type)
         body = codec.encode(answer.payload, answer.fmt)
         return RawResponse(body, CORS_HEADERS, 200, answer.fmt.content_type)
 

@@ -13,6 +13,11 @@ least every `token_ttl` seconds (any request, a heartbeat, or a delivered report
 `touch`). An expired token is remembered for `forget_after` seconds (answering 20006),
 then forgotten (20004, like a token that never existed or was logged out). Tokens are
 never logged: `Session.__repr__` hides it.
+
+With a `store`, sessions survive a restart: login, heartbeat and logout are written at
+once, other use (`check`, `touch`) at most every `persist_every` seconds; at start the
+stored sessions are loaded back (times converted between the wall clock in the store and
+the monotonic clock here), and long-forgotten ones deleted.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ippbx.api.errors import ApiError, Errno
 from ippbx.config import ApiSection
+from ippbx.store.sessions import SessionRow
 
 Clock = Callable[[], float]
 
@@ -34,6 +41,21 @@ FORGET_AFTER = 6 * 3600.0
 """Seconds an expired token is still recognised (and answered with 20006)."""
 
 _PURGE_EVERY = 60.0
+
+PERSIST_EVERY = 60.0
+"""At most this often (seconds) is a session's last use written to the store."""
+
+
+class SessionStore(Protocol):
+    """Where sessions are kept across restarts (`ippbx.store.sqlite.Store`)."""
+
+    def save_session(self, row: SessionRow) -> None: ...
+
+    def touch_session(self, token: str, last_seen: float) -> None: ...
+
+    def delete_session(self, token: str) -> None: ...
+
+    def load_sessions(self) -> list[SessionRow]: ...
 
 
 @dataclass(slots=True)
@@ -50,6 +72,7 @@ class Session:
     ipaddr: str = ""
     created: float = 0.0
     last_seen: float = 0.0
+    persisted: float = field(default=0.0, repr=False, compare=False)
 
     @property
     def report_ip(self) -> str:
@@ -87,6 +110,9 @@ class SessionManager:
         config: ApiSection,
         clock: Clock = time.monotonic,
         forget_after: float = FORGET_AFTER,
+        *,
+        store: SessionStore | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._username = config.username.encode("utf-8")
         self._password_md5 = md5_hex(config.password).encode("ascii")
@@ -99,6 +125,11 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._failures: dict[str, _Failures] = {}
         self._next_purge = clock() + _PURGE_EVERY
+        self._store = store
+        self._wall_clock = wall_clock
+        self._persist_every = min(PERSIST_EVERY, self._ttl / 4)
+        if store is not None:
+            self._load(store)
 
     # -- login / logout ---------------------------------------------------------------------
     def login(
@@ -145,12 +176,15 @@ class SessionManager:
             last_seen=now,
         )
         self._sessions[token] = session
+        self._save(session)
         return session
 
     def logout(self, token: str | None) -> None:
         """End the session of a valid token (raises like `check` otherwise)."""
         session = self.check(token)
         del self._sessions[session.token]
+        if self._store is not None:
+            self._store.delete_session(session.token)
 
     def ip_allowed(self, source_ip: str) -> bool:
         if not self._allowed:
@@ -189,6 +223,7 @@ class SessionManager:
         if now - session.last_seen >= self._ttl:
             raise ApiError(Errno.TOKEN_EXPIRED)
         session.last_seen = now
+        self._touched(session, now)
         return session
 
     def touch(self, token: str) -> bool:
@@ -198,7 +233,15 @@ class SessionManager:
         if session is None or now - session.last_seen >= self._ttl:
             return False
         session.last_seen = now
+        self._touched(session, now)
         return True
+
+    def session(self, token: str) -> Session | None:
+        """The session of `token` if it is live (without renewing it)."""
+        session = self._sessions.get(token)
+        if session is None or self._clock() - session.last_seen >= self._ttl:
+            return None
+        return session
 
     def heartbeat(
         self,
@@ -220,6 +263,7 @@ class SessionManager:
             session.url = url
         if urltag:
             session.urltag = urltag
+        self._save(session)
         return session
 
     def live(self) -> list[Session]:
@@ -242,9 +286,46 @@ class SessionManager:
         gone = self._ttl + self._forget_after
         for token in [t for t, s in self._sessions.items() if now - s.last_seen >= gone]:
             del self._sessions[token]
+            if self._store is not None:
+                self._store.delete_session(token)
         for ip in [
             ip
             for ip, f in self._failures.items()
             if now >= f.locked_until and now - f.last >= self._lockout
         ]:
             del self._failures[ip]
+
+    # -- persistence ------------------------------------------------------------------------
+    def _save(self, session: Session) -> None:
+        if self._store is None:
+            return
+        now = self._clock()
+        wall = self._wall_clock()
+        session.persisted = session.last_seen
+        self._store.save_session(SessionRow(
+            session.token, session.dialect, session.source_ip, session.port, session.url,
+            session.urltag, session.version, session.ipaddr,
+            wall - (now - session.created), wall - (now - session.last_seen),
+        ))
+
+    def _touched(self, session: Session, now: float) -> None:
+        if self._store is not None and now - session.persisted >= self._persist_every:
+            session.persisted = now
+            self._store.touch_session(session.token, self._wall_clock())
+
+    def _load(self, store: SessionStore) -> None:
+        now = self._clock()
+        wall = self._wall_clock()
+        gone = self._ttl + self._forget_after
+        for row in store.load_sessions():
+            idle = max(0.0, wall - row.last_seen)
+            if idle >= gone:
+                store.delete_session(row.token)
+                continue
+            last_seen = now - idle
+            self._sessions[row.token] = Session(
+                token=row.token, dialect=row.dialect, source_ip=row.source_ip,
+                port=row.port, url=row.url, urltag=row.urltag, version=row.version,
+                ipaddr=row.ipaddr, created=now - max(0.0, wall - row.created),
+                last_seen=last_seen, persisted=last_seen,
+            )

@@ -337,6 +337,8 @@ class B2BUA:
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
         if response.status == 100 or bridge.ended or bridge.a.cancelled.is_set():
             return
+        if bridge.call.callee is not None:
+            self.registry.ringing(bridge.call.callee.id)
         headers = []
         if response.body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))

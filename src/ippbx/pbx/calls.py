@@ -56,6 +56,7 @@ class Leg:
     answered: float | None = None
     ended: float | None = None
     end_cause: int | None = None
+    ringing: float | None = None  # when the leg first got 180/183
 
     @property
     def live(self) -> bool:
@@ -163,6 +164,23 @@ class CallRegistry:
             if call.answered is None and leg is call.callee:
                 call.answered = leg.answered
         self._publish(events.LegStatusChanged(call, leg, old))
+
+    def ringing(self, leg_id: str, now: float | None = None) -> None:
+        """The callee leg `leg_id` got 180/183; published once per leg, unknown ids ignored."""
+        try:
+            call, leg = self.leg(leg_id)
+        except UnknownCall:
+            return
+        if leg.ringing is not None or leg is not call.callee:
+            return
+        if leg.status is not LegStatus.PROGRESS:
+            return
+        leg.ringing = time.time() if now is None else now
+        self._publish(events.LegRinging(call, leg))
+
+    def registration_changed(self, extension: str, registered: bool) -> None:
+        """Publish an extension's registration change (the registrar's `on_change` hook)."""
+        self._publish(events.ExtensionRegistration(extension, registered))
 
     def end_leg(self, leg_id: str, cause: int = 200, now: float | None = None) -> None:
         """End one leg; the call leaves the registry once no leg of it is live."""

@@ -25,6 +25,14 @@ class LegAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class LegRinging:
+    """The callee leg got its first 180/183: the callee is alerted, the caller hears ringback."""
+
+    call: Call
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
 class LegStatusChanged:
     call: Call
     leg: Leg
@@ -43,4 +51,15 @@ class CallEnded:
     call: Call
 
 
-DomainEvent = CallCreated | LegAdded | LegStatusChanged | LegEnded | CallEnded
+@dataclass(frozen=True, slots=True)
+class ExtensionRegistration:
+    """An extension went from unregistered to registered (`registered`) or back."""
+
+    extension: str
+    registered: bool
+
+
+DomainEvent = (
+    CallCreated | LegAdded | LegRinging | LegStatusChanged | LegEnded | CallEnded
+    | ExtensionRegistration
+)

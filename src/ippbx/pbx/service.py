@@ -41,7 +41,9 @@ class PbxService:
         self.config = config
         self.registry = registry
         self.store = store
-        self.registrar = Registrar(config, store, clock=clock)
+        self.registrar = Registrar(
+            config, store, clock=clock, on_change=registry.registration_changed
+        )
         self.trunks = Trunks(config)
         self.trunks.track(registry)
         self.auth = ExtensionAuth(config, clock=clock)

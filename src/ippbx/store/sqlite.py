@@ -1,7 +1,9 @@
-"""SQLite persistence for what must survive a restart (registrations for now; CDRs next).
+"""SQLite persistence for what must survive a restart: registrations, CDRs, the report
+outbox and API sessions (the last three in `store/cdr.py`, `outbox.py`, `sessions.py`,
+mixed into `Store`).
 
 One connection in WAL mode, used from the event loop thread; writes are small and
-committed at once so a crash loses nothing that was acknowledged to a phone.
+committed at once so a crash of the process loses nothing that was acknowledged.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from ippbx.store import cdr, outbox, sessions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registrations (
@@ -39,7 +43,7 @@ class RegistrationRow:
     user_agent: str
 
 
-class Store:
+class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -48,7 +52,7 @@ class Store:
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,95 @@
+"""The report pipeline as one component: domain events in, stored and delivered reports out.
+
+`ReportService` subscribes to the call registry. For each event it asks the builder for
+reports; if any session is live it renders each report once per form in use, stores one
+outbox row per (session, report) in a single SQLite transaction, and hands the rows to
+`Delivery`. Everything on this path is synchronous and short, so it runs inside the
+registry's publish without holding up a call. `start()` queues the reports a previous run
+left and sends `BootUp` to the sessions that survived the restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ippbx.api.reports.build import Action, Form, Report, ReportBuilder, render
+from ippbx.api.reports.delivery import Delivery, OutboxStore
+from ippbx.api.sessions import Session, SessionManager
+from ippbx.config import Config
+from ippbx.pbx import cdr, events
+from ippbx.pbx.calls import CallRegistry
+from ippbx.store.outbox import OutboxRow
+
+log = logging.getLogger(__name__)
+
+
+class ReportStore(OutboxStore, Protocol):
+    """The outbox table, writable (`ippbx.store.sqlite.Store`)."""
+
+    def outbox_add(self, rows: Sequence[tuple[str, bytes, float]]) -> list[OutboxRow]: ...
+
+
+def form_of(session: Session) -> Form:
+    """Yeastar form for `/api/v1.1.0/` sessions and for login `version` 1.0.2."""
+    if session.dialect == "yeastar" or session.version.strip() == "1.0.2":
+        return Form.YEASTAR
+    return Form.OPENVOX
+
+
+class ReportService:
+    """Builds, stores and delivers the reports of every live API session."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: CallRegistry,
+        sessions: SessionManager,
+        store: ReportStore,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.clock = clock
+        self.sn = config.pbx.sn
+        self.tz = cdr.zone(config.pbx.timezone)
+        self.builder = ReportBuilder(registry)
+        self.delivery = Delivery(store, sessions, config.reports, clock=clock)
+        registry.subscribe(self.on_event)
+
+    async def start(self) -> None:
+        self.delivery.load()
+        self.send([Report(Action.BOOTUP)])
+        await self.delivery.start()
+
+    async def stop(self) -> None:
+        await self.delivery.stop()
+
+    def on_event(self, event: events.DomainEvent) -> None:
+        reports = self.builder.on_event(event)
+        if reports:
+            self.send(reports)
+
+    def send(self, reports: list[Report]) -> None:
+        """Store `reports` for every live session and queue them for delivery."""
+        sessions = self.sessions.live()
+        if not sessions:
+            return
+        now = self.clock()
+        bodies: dict[Form, list[bytes]] = {}
+        rows: list[tuple[str, bytes, float]] = []
+        for session in sessions:
+            form = form_of(session)
+            encoded = bodies.get(form)
+            if encoded is None:
+                encoded = bodies[form] = [self.encode(r, form) for r in reports]
+            rows += [(session.token, body, now) for body in encoded]
+        self.delivery.add(self.store.outbox_add(rows))
+
+    def encode(self, report: Report, form: Form) -> bytes:
+        payload = render(report, form, self.sn, self.tz)
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,78 @@
+"""The CDR table: one row per finished call, queried by time range and extension.
+
+Rows are `ippbx.pbx.cdr.CdrRecord`s. `cdrs()` selects by the call's start time (unix
+seconds, both ends included) and, optionally, the extensions on either side of the call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from ippbx.pbx.cdr import CdrRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cdr (
+    id         INTEGER PRIMARY KEY,
+    callid     TEXT NOT NULL,
+    started    REAL NOT NULL,
+    answered   REAL,
+    ended      REAL NOT NULL,
+    callfrom   TEXT NOT NULL,
+    callto     TEXT NOT NULL,
+    duration   INTEGER NOT NULL,
+    talk       INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    src_trunk  TEXT NOT NULL DEFAULT '',
+    dst_trunk  TEXT NOT NULL DEFAULT '',
+    caller_ext TEXT NOT NULL DEFAULT '',
+    callee_ext TEXT NOT NULL DEFAULT '',
+    outboundid TEXT NOT NULL DEFAULT '',
+    inboundid  TEXT NOT NULL DEFAULT '',
+    cause      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS cdr_started ON cdr (started);
+CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
+"""
+
+_COLUMNS = ("callid, started, answered, ended, callfrom, callto, duration, talk, status, "
+            "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause")
+
+
+class CdrTable:
+    """Mixin of `Store`: the CDR rows."""
+
+    _db: sqlite3.Connection
+
+    def add_cdr(self, r: CdrRecord) -> None:
+        self._db.execute(
+            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r.callid, r.start, r.answer, r.end, r.callfrom, r.callto, r.duration, r.talk,
+             r.status, r.type, r.src_trunk, r.dst_trunk, r.caller_ext, r.callee_ext,
+             r.outboundid, r.inboundid, r.cause),
+        )
+
+    def cdrs(
+        self, start: float | None = None, end: float | None = None,
+        extensions: Iterable[str] | None = None,
+    ) -> list[CdrRecord]:
+        """Records started in [start, end], on any of `extensions` (None: all), in order."""
+        sql = f"SELECT {_COLUMNS} FROM cdr WHERE 1"
+        args: list[object] = []
+        if start is not None:
+            sql += " AND started >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND started <= ?"
+            args.append(end)
+        if extensions is not None:
+            exts = list(extensions)
+            marks = ",".join("?" * len(exts))
+            sql += f" AND (caller_ext IN ({marks}) OR callee_ext IN ({marks}))"
+            args += exts + exts
+        sql += " ORDER BY started, id"
+        return [CdrRecord(*row) for row in self._db.execute(sql, args)]
+
+    def cdr_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM cdr").fetchone()[0])

@@ -1,0 +1,93 @@
+"""`kill -9` of a real `ippbx serve` in the middle of a call burst, then a restart: every
+CDR of a call that had ended is in the store, every stored report is delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from reports_harness import API_MD5, Receiver, caller, config_text, until
+from sipp_harness import SippFactory, free_port
+
+
+def spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    script = Path(sys.executable).with_name("ippbx")
+    command = [str(script)] if script.exists() else [
+        sys.executable, "-c", "import sys; from ippbx.cli import main; sys.exit(main())"]
+    with log.open("ab") as out:
+        return subprocess.Popen([*command, "serve", "--config", str(config),
+                                 "--log-level", "warning"], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=config.parent, env=os.environ)
+
+
+def stored(db: Path) -> tuple[list[tuple[str, dict[str, Any]]], set[str]]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT token, body FROM outbox ORDER BY id").fetchall()
+        cdrs = {callid for (callid,) in con.execute("SELECT callid FROM cdr")}
+    return [(token, json.loads(body)) for token, body in rows], cdrs
+
+
+async def test_kill_9_mid_burst_then_restart(tmp_path: Path, sipp: SippFactory) -> None:
+    sip_port, api_port, carrier_port = free_port(), free_port(), free_port()
+    db, config, log = tmp_path / "db.sqlite3", tmp_path / "ippbx.toml", tmp_path / "ippbx.log"
+    config.write_text(config_text(db, sip_port, {"carrier": ("9", carrier_port)},
+                                  api_port=api_port, backoff_max=0.5))
+    live, down = await Receiver().start(), Receiver()
+    api = f"http://127.0.0.1:{api_port}/api/v0.0.1"
+    client = httpx.AsyncClient(timeout=5)
+
+    async def login(port: int, url: str) -> str | None:
+        body = {"username": "api", "password": API_MD5, "port": str(port), "url": url}
+        try:
+            answer = (await client.post(f"{api}/login", json=body)).json()
+        except httpx.HTTPError:
+            return None
+        return str(answer["token"])
+
+    proc = spawn(config, log)
+    try:
+        t_live = await until(lambda: login(live.port, "live"), 15, "ippbx to answer")
+        t_down = await login(down.port, "down")
+        carrier = await sipp("uas.xml", port=carrier_port, calls=1000).astart()
+        burst = await caller(sipp, f"127.0.0.1:{sip_port}", "95551234", calls=400, rate=50,
+                             limit=20, duration_ms=300).astart()
+        await until(lambda: sum(r["action"] == "NewCdr" for r in live.at("/live")) >= 30, 20,
+                    "30 calls to end")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        burst.kill()
+        carrier.kill()
+        await asyncio.sleep(0.3)  # a POST that left before the kill may still be read
+        ended = {r["callid"] for r in live.at("/live") if r["action"] == "NewCdr"}
+        rows, cdrs = stored(db)
+        assert ended <= cdrs  # every call known to have ended has its CDR
+        want = {token: [body for t, body in rows if t == token] for token in (t_live, t_down)}
+        assert sum(b["action"] == "NewCdr" for b in want[t_down]) == len(cdrs)
+        before = len(live.got)
+
+        proc = spawn(config, log)
+        await down.start()
+        await until(lambda: len(down.got) == len(want[t_down]) + 1, 20, "the stored reports")
+        await until(lambda: len(live.got) == before + len(want[t_live]) + 1, 10, "the rest")
+        bootup = {"action": "BootUp", "sn": "ippbxtest01"}
+        assert down.at("/down") == [*want[t_down], bootup]
+        assert [g.body for g in live.got[before:]] == [*want[t_live], bootup]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        rows, after = stored(db)
+        assert rows == [] and after == cdrs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        await client.aclose()
+        await live.stop()
+        await down.stop()
