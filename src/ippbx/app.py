@@ -72,6 +72,7 @@ class App:
             boot_time=self.boot_time,
             pbx=PbxStatus(self.registry, self.pbx.registrar, self.pbx.trunks),
             store=self.store,
+            control=self.pbx.control,
         )
         host, port = config.api.listen_address
         self.api = ApiServer(build_app(self.api_context), host, port)

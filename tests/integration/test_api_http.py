@@ -254,7 +254,7 @@ async def test_garbage_body_after_valid_token_is_10002(api: ApiHarness) -> None:
 
 
 class _BrokenRegistry:
-    def outbound(self, ids: object = None) -> list[object]:
+    def outbound_legs(self, ids: object = None) -> list[object]:
         raise RuntimeError("boom")
 
 

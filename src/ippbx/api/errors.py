@@ -17,7 +17,11 @@ class Errno(IntEnum):
     BAD_PACKET = 10002  # body not parsable / not an object / over the size limit / bad type
     UNKNOWN_REQUEST = 10003  # no such endpoint (or no such API version)
     MISSING_PARAM = 10004  # a required parameter is missing, empty or of the wrong shape
+    EXTENSION_NOT_FOUND = 10006  # no such extension (or it is not registered)
     CALL_NOT_FOUND = 10007
+    NUMBER_NOT_FOUND = 10011  # no route for the number dialled
+    CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
+    NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use
     ONLY_JSON = 20000  # Yeastar dialect: body is XML, or JSON that does not parse
     ONLY_POST = 20001  # method other than POST on an API endpoint
     IP_LOCKED = 20002  # too many failed logins, or the address is not in allowed_ips

@@ -23,6 +23,7 @@ from ippbx.store.sqlite import Store
 
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
+    from ippbx.pbx.control import CallControl
 
 
 class ClientGone(Exception):
@@ -61,6 +62,7 @@ class ApiContext:
     pbx: PbxView | None = None
     store: Store | None = None  # CDRs for cdr/download (None: no store behind the API)
     downloads: DownloadTickets = field(default_factory=DownloadTickets)
+    control: CallControl | None = None  # hang up / transfer / dial (None: no PBX behind)
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
@@ -48,16 +48,39 @@ class Bridge:
     """The two dialogs of one call and the registry record they feed."""
 
     call: Call
-    a: ServerRequest
+    a: ServerRequest | None  # the caller's INVITE; None for calls ippbx originates
     a_tag: str
     a_dialog: Dialog | None = None
     b_invite: ClientInvite | None = None
     b_dialog: Dialog | None = None
     ended: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    abort: asyncio.Event = field(default_factory=asyncio.Event)  # hang up before answer
+    sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
+    content_type: str = "application/sdp"
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
+
+    def set_dialog(self, side: Side, dialog: Dialog | None) -> None:
+        if side == "a":
+            self.a_dialog = dialog
+        else:
+            self.b_dialog = dialog
+
+    def leg(self, side: Side) -> Leg | None:
+        return self.call.caller if side == "a" else self.call.callee
+
+    def side_of(self, leg_id: str) -> Side | None:
+        if self.call.caller.id == leg_id:
+            return "a"
+        if self.call.callee is not None and self.call.callee.id == leg_id:
+            return "b"
+        return None
+
+    @property
+    def gave_up(self) -> bool:
+        """The caller cancelled or the API hung up before the answer."""
+        return self.abort.is_set() or (self.a is not None and self.a.cancelled.is_set())
 
 
 def _user_of(uri_text: str) -> str:
@@ -87,7 +110,9 @@ class B2BUA:
         self.auth = auth
         self.dialplan = Dialplan(config)
         self._extensions = {e.number: e for e in config.extensions}
+        self.extensions = self._extensions
         self._dialogs: dict[int, tuple[Bridge, Side, Dialog]] = {}
+        self.bridges: dict[str, Bridge] = {}  # live calls by callid
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -181,7 +206,9 @@ class B2BUA:
             sr.respond(destination.sip_status)
             return
         sr.respond(100)
-        bridge = Bridge(self.registry.start_call(caller, dialled), sr, self.ua.new_tag())
+        bridge = self._new_bridge(self.registry.start_call(caller, dialled), sr)
+        bridge.sdp["a"] = req.body
+        bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:
             if isinstance(destination, ToExtension):
                 status = await self._call_extension(bridge, destination.number, max_forwards - 1)
@@ -195,6 +222,16 @@ class B2BUA:
         except Exception:
             log.exception("call %s failed", bridge.call.callid)
             self._teardown(bridge, 500)
+
+    def _new_bridge(self, call: Call, sr: ServerRequest | None) -> Bridge:
+        bridge = Bridge(call, sr, self.ua.new_tag())
+        self.bridges[call.callid] = bridge
+        return bridge
+
+    def _finish(self, bridge: Bridge) -> None:
+        bridge.ended = True
+        bridge.abort.set()  # an INVITE still out for this call (a transfer) gives up
+        self.bridges.pop(bridge.call.callid, None)
 
     async def _call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
         contacts = self.registrar.contacts(number)
@@ -229,7 +266,7 @@ class B2BUA:
             if result is None:
                 return None
             status = result
-            if result not in FAILOVER_STATUSES or bridge.a.cancelled.is_set():
+            if result not in FAILOVER_STATUSES or bridge.gave_up:
                 return result
         return 503 if status in FAILOVER_STATUSES else status
 
@@ -245,18 +282,70 @@ class B2BUA:
         trunk: Trunk | None = None,
     ) -> int | None:
         """Place the callee leg; None once it is answered and bridged, else the failure."""
-        a_req = bridge.a.request
-        invite = self._build_invite(a_req, uri, dest, from_user, to_user, max_forwards, trunk)
+        invite = self._build_invite(
+            bridge.sdp.get("a", b""), bridge.content_type, uri, dest, from_user, to_user,
+            max_forwards, trunk,
+        )
         self.registry.add_callee(bridge.call, leg)
         response = await self._send_invite(bridge, invite, dest, trunk)
         if response.status >= 300:
-            self.registry.end_leg(leg.id, response.status)
+            if leg.live:
+                self.registry.end_leg(leg.id, response.status)
             return response.status
+        if bridge.a is None:
+            return self._answered_originated(bridge, leg, response)
         return await self._answered(bridge, leg, response)
+
+    async def place_leg(
+        self,
+        bridge: Bridge,
+        destination: ToExtension | ToTrunks,
+        offer: bytes,
+        presented: str,
+        attach: Callable[[Leg], None],
+    ) -> tuple[Leg, Dialog, bytes] | None:
+        """Call `destination` with `offer` as a new leg of an answered call (a transfer
+        target), trunks in failover order; `attach(leg)` enters each attempt in the
+        registry. The answered leg, its dialog and its SDP answer, or None."""
+        attempts: list[tuple[Leg, str, Peer, str, Trunk | None]] = []
+        if isinstance(destination, ToExtension):
+            for binding in self.registrar.contacts(destination.number)[:1]:
+                leg = Leg(LegKind.EXTENSION, presented, destination.number,
+                          extension=destination.number)
+                attempts.append((leg, binding.contact, binding.source, presented, None))
+        else:
+            for name in destination.trunks:
+                trunk = self.trunks.get(name)
+                if trunk is None or not self.trunks.has_capacity(trunk):
+                    continue
+                dest = self.trunks.destination(trunk)
+                host = f"[{dest.host}]" if ":" in dest.host else dest.host
+                from_number = trunk.callerid or presented
+                leg = Leg(LegKind.TRUNK, from_number, destination.number, trunk=trunk.name)
+                attempts.append((leg, f"sip:{destination.number}@{host}:{dest.port}", dest,
+                                 from_number, trunk))
+        for leg, uri, dest, from_user, trunk in attempts:
+            if bridge.ended:
+                return None
+            invite = self._build_invite(
+                offer, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
+            )
+            attach(leg)
+            response = await self._send_invite(bridge, invite, dest, trunk)
+            ci = bridge.b_invite
+            if response.status < 300 and ci is not None and ci.dialog is not None:
+                self.ua.ack(ci.dialog)
+                return leg, ci.dialog, response.body
+            if leg.live:
+                self.registry.end_leg(leg.id, response.status)
+            if response.status not in FAILOVER_STATUSES:
+                return None
+        return None
 
     def _build_invite(
         self,
-        a_req: Request,
+        body: bytes,
+        content_type: str,
         uri: str,
         dest: Peer,
         from_user: str,
@@ -277,10 +366,9 @@ class B2BUA:
             ("User-Agent", self.config.sip.user_agent),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
         ]
-        content_type = a_req.get("Content-Type")
-        if content_type and a_req.body:
+        if body:
             headers.append(("Content-Type", content_type))
-        return Request("INVITE", uri, headers, a_req.body)
+        return Request("INVITE", uri, headers, body)
 
     async def _send_invite(
         self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None
@@ -293,15 +381,18 @@ class B2BUA:
             )
             bridge.b_invite = ci
             final = asyncio.ensure_future(ci.final())
-            cancelled = asyncio.ensure_future(bridge.a.cancelled.wait())
+            waits = {final, asyncio.ensure_future(bridge.abort.wait())}
+            if bridge.a is not None:
+                waits.add(asyncio.ensure_future(bridge.a.cancelled.wait()))
             try:
                 done, _ = await asyncio.wait(
-                    {final, cancelled},
-                    timeout=self.config.sip.no_answer_seconds,
+                    waits,
+                    timeout=self._ring_timeout(bridge),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                cancelled.cancel()
+                for waiter in waits - {final}:
+                    waiter.cancel()
             if final not in done:
                 ci.cancel()
                 if ci.provisional is None:
@@ -311,13 +402,13 @@ class B2BUA:
                     # trunk) for that: the UA finishes the INVITE (and sends the CANCEL if
                     # a 1xx still comes); a late 2xx is ACKed and hung up.
                     final.add_done_callback(partial(self._drop_late_answer, ci))
-                    return Response(487 if bridge.a.cancelled.is_set() else 408)
+                    return Response(487 if bridge.gave_up else 408)
                 response = await final  # 487 (or a 2xx that crossed the CANCEL)
                 if response.status < 300:
                     self._remember(bridge, "b", ci.dialog)
                     self.ua.ack(ci.dialog)
                     self._bye(ci.dialog)
-                return Response(487 if bridge.a.cancelled.is_set() else _no_answer(response))
+                return Response(487 if bridge.gave_up else _no_answer(response))
             response = final.result()
             if response.status in (401, 407) and attempt == 0 and trunk is not None \
                     and trunk.username:
@@ -325,6 +416,13 @@ class B2BUA:
                 continue
             return response
         return response
+
+    def _ring_timeout(self, bridge: Bridge) -> float:
+        if bridge.a is None and bridge.a_dialog is not None:
+            # A call ippbx originated holds the first party's 200 un-ACKed until the
+            # second answers (RFC 3725 flow I); that party gives up at 64*T1 = 32 s.
+            return min(self.config.sip.no_answer_seconds, 25.0)
+        return self.config.sip.no_answer_seconds
 
     def _drop_late_answer(self, ci: ClientInvite, task: asyncio.Future[Response]) -> None:
         """The final answer of an INVITE we gave up on before it said anything."""
@@ -335,10 +433,12 @@ class B2BUA:
             self._bye(ci.dialog)
 
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
-        if response.status == 100 or bridge.ended or bridge.a.cancelled.is_set():
+        if response.status == 100 or bridge.ended or bridge.gave_up:
             return
         if bridge.call.callee is not None:
             self.registry.ringing(bridge.call.callee.id)
+        if bridge.a is None or bridge.a.final_sent:
+            return
         headers = []
         if response.body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
@@ -351,9 +451,11 @@ class B2BUA:
         ci = bridge.b_invite
         assert ci is not None and ci.dialog is not None
         bridge.b_dialog = ci.dialog
+        bridge.sdp["b"] = response.body
         self._remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
-        if bridge.a.cancelled.is_set():  # the caller gave up as the callee answered
+        assert bridge.a is not None
+        if bridge.gave_up:  # the caller gave up as the callee answered
             self._bye(ci.dialog)
             self.registry.end_leg(leg.id, 487)
             self._reject(bridge, 487)
@@ -373,6 +475,20 @@ class B2BUA:
         ack = await bridge.a.acked()
         if ack is None and not bridge.ended:  # the caller never confirmed: tear down
             self._teardown(bridge, 408)
+        return None
+
+    def _answered_originated(self, bridge: Bridge, leg: Leg, response: Response) -> None:
+        """The second party of a call ippbx originated answered: complete the first
+        party's pending 2xx with this answer (RFC 3725 flow I) and bridge them."""
+        ci = bridge.b_invite
+        assert ci is not None and ci.dialog is not None and bridge.a_dialog is not None
+        bridge.b_dialog = ci.dialog
+        bridge.sdp["b"] = response.body
+        self._remember(bridge, "b", ci.dialog)
+        self.ua.ack(ci.dialog)
+        headers = [("Content-Type", response.get("Content-Type") or bridge.content_type)]
+        self.ua.ack(bridge.a_dialog, response.body, headers if response.body else ())
+        self.registry.set_status(leg.id, LegStatus.TALKING)
         return None
 
     def _contact(self, bridge: Bridge) -> str:
@@ -407,6 +523,10 @@ class B2BUA:
         response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body, headers)
         if response.status < 300:
             self.ua.ack(other)
+            if sr.request.body:
+                bridge.sdp[side] = sr.request.body
+            if response.body:
+                bridge.sdp["b" if side == "a" else "a"] = response.body
             body = sr.request.body
             held = b"a=sendonly" in body or b"a=inactive" in body
             status = LegStatus.WAIT if held else LegStatus.TALKING
@@ -444,10 +564,11 @@ class B2BUA:
         """`side` hung up (or failed): release the other side and end the call."""
         if bridge.ended:
             return
-        bridge.ended = True
+        self._finish(bridge)
         self._forget(bridge.dialog(side))
         self._bye(bridge.dialog("b" if side == "a" else "a"))
-        for leg in bridge.call.legs():
+        gone = bridge.leg(side)  # the side that hung up ends first (BYE reports say so)
+        for leg in sorted(bridge.call.legs(), key=lambda leg: leg is not gone):
             if leg.live:
                 self.registry.end_leg(leg.id, cause)
 
@@ -455,8 +576,9 @@ class B2BUA:
         """The call failed before it was answered: answer the caller, end its leg."""
         if bridge.ended:
             return
-        bridge.ended = True
-        bridge.a.respond(status, to_tag=bridge.a_tag)
+        self._finish(bridge)
+        if bridge.a is not None:
+            bridge.a.respond(status, to_tag=bridge.a_tag)
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)
@@ -473,7 +595,7 @@ class B2BUA:
         # Both sides are hung up by us (the caller never ACKed our 200, or we are
         # stopping): neither ended its dialog itself, so, unlike _hangup(), each gets a BYE
         # (§13.3.1.4). _hangup(bridge, "a") would forget the caller's dialog first.
-        bridge.ended = True
+        self._finish(bridge)
         self._bye(bridge.a_dialog)
         self._bye(bridge.b_dialog)
         for leg in bridge.call.legs():

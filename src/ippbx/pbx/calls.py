@@ -56,6 +56,7 @@ class Leg:
     answered: float | None = None
     ended: float | None = None
     end_cause: int | None = None
+    outgoing: bool = False  # we sent this leg's INVITE (set by the registry)
     ringing: float | None = None  # when the leg first got 180/183
 
     @property
@@ -72,10 +73,11 @@ class Call:
     callee: Leg | None = None
     created: float = field(default_factory=time.time)
     answered: float | None = None
+    callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
 
-    @property
-    def callid(self) -> str:
-        return self.caller.id
+    def __post_init__(self) -> None:
+        if not self.callid:
+            self.callid = self.caller.id
 
     @property
     def type(self) -> CallType:
@@ -87,12 +89,16 @@ class Call:
 
     @property
     def outbound_leg(self) -> Leg | None:
-        callee = self.callee
-        return callee if callee is not None and callee.kind is LegKind.TRUNK else None
+        """The trunk leg we placed (the callee's, or a transferred caller's), if any."""
+        for leg in (self.callee, self.caller):
+            if leg is not None and leg.kind is LegKind.TRUNK and leg.outgoing:
+                return leg
+        return None
 
     @property
     def inbound_leg(self) -> Leg | None:
-        return self.caller if self.caller.kind is LegKind.TRUNK else None
+        caller = self.caller
+        return caller if caller.kind is LegKind.TRUNK and not caller.outgoing else None
 
     def legs(self) -> list[Leg]:
         return [self.caller] if self.callee is None else [self.caller, self.callee]
@@ -134,8 +140,6 @@ class CallRegistry:
         call = Call(caller=caller, dialled=dialled, created=caller.created)
         self._calls[call.callid] = call
         self._index_leg(call, caller)
-        if caller.kind is LegKind.TRUNK:
-            self._inbound[caller.id] = call
         self._publish(events.CallCreated(call))
         return call
 
@@ -146,9 +150,33 @@ class CallRegistry:
         if call.callee is not None and call.callee.live:
             raise ValueError(f"call {call.callid} already has a live callee leg")
         call.callee = leg
+        leg.outgoing = True
         self._index_leg(call, leg)
-        if leg.kind is LegKind.TRUNK:
-            self._outbound[leg.id] = call
+        self._publish(events.LegAdded(call, leg))
+
+    def replace_leg(self, call: Call, old_id: str, leg: Leg, cause: int = 200) -> None:
+        """Put `leg` (placed by us) in the place of the live leg `old_id` (a transfer):
+        the old leg ends, the call and its callid go on."""
+        callee = call.callee
+        old = call.caller if call.caller.id == old_id else (
+            callee if callee is not None and callee.id == old_id else None
+        )
+        if old is None or self._calls.get(call.callid) is not call:
+            raise UnknownCall(old_id)
+        was_live = old.live
+        if was_live:  # (an earlier attempt that failed has ended already)
+            old.status = LegStatus.ENDED
+            old.ended = time.time()
+            old.end_cause = cause
+            self._unindex_leg(call, old)
+        leg.outgoing = True
+        if old is call.caller:
+            call.caller = leg
+        else:
+            call.callee = leg
+        self._index_leg(call, leg)
+        if was_live:
+            self._publish(events.LegEnded(call, old, cause))
         self._publish(events.LegAdded(call, leg))
 
     def set_status(self, leg_id: str, status: LegStatus, now: float | None = None) -> None:
@@ -196,6 +224,8 @@ class CallRegistry:
 
     def _index_leg(self, call: Call, leg: Leg) -> None:
         self._by_leg[leg.id] = call
+        if leg.kind is LegKind.TRUNK:
+            (self._outbound if leg.outgoing else self._inbound)[leg.id] = call
         if leg.extension is not None:
             self._by_ext.setdefault(leg.extension, {})[leg.id] = call
 
@@ -254,6 +284,13 @@ class CallRegistry:
         if ids is None:
             return list(self._outbound.values())
         return [c for i in ids if (c := self._outbound.get(i)) is not None]
+
+    def outbound_legs(self, ids: Iterable[str] | None = None) -> list[Leg]:
+        """Live trunk legs we placed: all in creation order, or those listed, in order."""
+        found = self._outbound.items() if ids is None else (
+            (i, c) for i in ids if (c := self._outbound.get(i)) is not None
+        )
+        return [self.leg(leg_id)[1] for leg_id, _ in found]
 
     def inbound(self, ids: Iterable[str] | None = None) -> list[Call]:
         """Live inbound calls: all of them in creation order, or those listed, in order."""

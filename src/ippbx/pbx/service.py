@@ -17,6 +17,7 @@ from ippbx.config import Config
 from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.control import CallControl
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
@@ -52,6 +53,7 @@ class PbxService:
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.b2bua.attach()
+        self.control = CallControl(self.b2bua)
         self.registrations = [
             TrunkRegistration(trunk, self.trunks, self.ua)
             for trunk in config.trunks if trunk.type == "register"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ippbx.api.request import ApiRequest, Endpoint
-from ippbx.pbx.calls import Call, LegKind
+from ippbx.pbx.calls import Call, Leg, LegKind
 
 
 def parse_ids(value: str | None) -> list[str] | None:
@@ -25,9 +25,7 @@ def parse_ids(value: str | None) -> list[str] | None:
     return list(dict.fromkeys(ids))
 
 
-def outbound_view(call: Call) -> dict[str, Any]:
-    leg = call.outbound_leg
-    assert leg is not None  # the registry's outbound index only holds calls with one
+def outbound_view(leg: Leg) -> dict[str, Any]:
     return {
         "outboundid": leg.id,
         "from": leg.from_number,
@@ -61,8 +59,8 @@ def inbound_view(call: Call, callee_as_list: bool) -> dict[str, Any]:
 
 
 async def outbound_query(req: ApiRequest) -> Mapping[str, Any]:
-    calls = req.ctx.registry.outbound(parse_ids(req.text("outboundid")))
-    return {"outbound": [outbound_view(c) for c in calls]}
+    legs = req.ctx.registry.outbound_legs(parse_ids(req.text("outboundid")))
+    return {"outbound": [outbound_view(leg) for leg in legs]}
 
 
 async def inbound_query(req: ApiRequest) -> Mapping[str, Any]:

@@ -1,0 +1,155 @@
+"""Call control endpoints: hang up, transfer, hold, click-to-call.
+
+OpenVox: `outbound/hangup {outboundid}`, `inbound/hangup {inboundid}`, `extension/hangup
+{extid}`, `calltransfer {callid, transferor, transferto}`, `extension/hold|unhold
+{extid}`, `extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
+{extid, outto, autoanswer}`. Yeastar adds `outbound/transfer_number` and
+`inbound/transfer_number {…id, number, fromext}`. Dial endpoints also return the new
+call's `callid` (Yeastar does; OpenVox clients ignore the extra key). The work is done by
+`ippbx.pbx.control`; this module only finds the call and maps failures to errnos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ippbx.api.errors import ApiError, Errno
+from ippbx.api.request import ApiRequest, Endpoint
+from ippbx.pbx.calls import Call
+from ippbx.pbx.control import CallControl, ControlError
+
+_ERRNOS = {
+    ControlError.NO_CALL: Errno.CALL_NOT_FOUND,
+    ControlError.NO_EXTENSION: Errno.EXTENSION_NOT_FOUND,
+    ControlError.NOT_PERMITTED: Errno.NO_OUTBOUND_PERMISSION,
+    ControlError.NO_ROUTE: Errno.NUMBER_NOT_FOUND,
+    ControlError.NOT_CONNECTED: Errno.CALL_NOT_CONNECTED,
+}
+
+_YES = frozenset({"yes", "1", "true", "on"})
+
+
+def _control(req: ApiRequest) -> CallControl:
+    if req.ctx.control is None:
+        raise ApiError(Errno.INTERNAL, "no PBX behind this API")
+    return req.ctx.control
+
+
+def _found(call: Call | None) -> Call:
+    if call is None:
+        raise ApiError(Errno.CALL_NOT_FOUND)
+    return call
+
+
+def _do(action: Any, *args: Any) -> Any:
+    try:
+        return action(*args)
+    except ControlError as exc:
+        raise ApiError(_ERRNOS[exc.reason], exc.reason) from None
+
+
+async def outbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
+    call = _found(req.ctx.registry.by_outboundid(req.require("outboundid")))
+    _do(_control(req).hangup, call)
+    return {}
+
+
+async def inbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
+    call = _found(req.ctx.registry.by_inboundid(req.require("inboundid")))
+    _do(_control(req).hangup, call)
+    return {}
+
+
+async def extension_hangup(req: ApiRequest) -> Mapping[str, Any]:
+    extid = req.require("extid")
+    if _do(_control(req).hangup_extension, extid) == 0:
+        raise ApiError(Errno.CALL_NOT_FOUND)
+    return {}
+
+
+def _extension_call(req: ApiRequest) -> tuple[Call, str]:
+    extid = req.require("extid")
+    calls = req.ctx.registry.by_extension(extid)
+    return _found(calls[0] if calls else None), extid
+
+
+async def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
+    call, extid = _extension_call(req)
+    _do(_control(req).hold, call, extid, True)
+    return {}
+
+
+async def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
+    call, extid = _extension_call(req)
+    _do(_control(req).hold, call, extid, False)
+    return {}
+
+
+async def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
+    callid = req.require("callid")
+    transferor = req.require("transferor")
+    target = req.require("transferto")
+    call = _found(req.ctx.registry.find(callid))
+    _do(_control(req).transfer, call, transferor, target)
+    return {}
+
+
+async def outbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
+    leg_id = req.require("outboundid")
+    target = req.require("number")
+    call = _found(req.ctx.registry.by_outboundid(leg_id))
+    # the outbound party stays; the extension on the call (or `fromext`) leaves
+    transferor = req.text("fromext") or _other_party(call, leg_id)
+    _do(_control(req).transfer, call, transferor, target)
+    return {"callid": call.callid}
+
+
+async def inbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
+    leg_id = req.require("inboundid")
+    target = req.require("number")
+    call = _found(req.ctx.registry.by_inboundid(leg_id))
+    transferor = req.text("fromext") or _other_party(call, leg_id)
+    _do(_control(req).transfer, call, transferor, target)
+    return {"callid": call.callid}
+
+
+def _other_party(call: Call, leg_id: str) -> str:
+    """The id of the leg that is not `leg_id` (the party that leaves)."""
+    for leg in call.legs():
+        if leg.id != leg_id and leg.live:
+            return leg.id
+    raise ApiError(Errno.CALL_NOT_FOUND)
+
+
+async def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
+    caller = req.require("caller")
+    callee = req.require("callee")
+    auto = (req.text("autoanswer") or "no").lower() in _YES
+    control = _control(req)
+    _do(control.require_extension, caller)
+    _do(control.require_extension, callee)  # an extension, not any number: 10006
+    call = _do(control.dial, caller, callee, auto)
+    return {"callid": call.callid}
+
+
+async def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
+    extid = req.require("extid")
+    outto = req.require("outto")
+    auto = (req.text("autoanswer") or "no").lower() in _YES
+    call = _do(_control(req).dial, extid, outto, auto)
+    return {"callid": call.callid}
+
+
+ENDPOINTS = [
+    Endpoint("outbound/hangup", outbound_hangup),
+    Endpoint("inbound/hangup", inbound_hangup),
+    Endpoint("extension/hangup", extension_hangup),
+    Endpoint("extension/hold", extension_hold),
+    Endpoint("extension/unhold", extension_unhold),
+    Endpoint("calltransfer", calltransfer),
+    Endpoint("outbound/transfer_number", outbound_transfer),
+    Endpoint("inbound/transfer_number", inbound_transfer),
+    Endpoint("extension/dial_extension", dial_extension),
+    Endpoint("extension/dial_outbound", dial_outbound),
+]

@@ -1,0 +1,281 @@
+"""Call control on behalf of an application: hang up, hold, blind transfer, click-to-call.
+
+The API layer finds the call (by outboundid, inboundid, extension or callid) and asks
+here; everything SIP happens in the B2BUA's primitives. Operations that take time
+(transfer, originate, hold) run as B2BUA tasks and return at once, as the vendors' APIs
+do; the application follows them through `outbound/query` and the call reports.
+
+- hang up: BYE both dialogs of an answered call; before the answer, CANCEL the callee
+  and answer the caller 487.
+- hold/unhold: re-INVITE the other party with the extension's last SDP set to
+  `sendonly` / `sendrecv`; both legs show `Wait` while held.
+- blind transfer: BYE the transferor, INVITE the target with the remaining party's SDP,
+  then re-INVITE the remaining party with the target's answer. The remaining leg (and so
+  an `outboundid` on it) carries on; the call keeps its callid.
+- click-to-call (RFC 3725 flow I): INVITE the extension without SDP (auto-answer headers
+  on request), then INVITE the target with the extension's offer, and complete the
+  extension's 2xx with the target's answer in the ACK.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ippbx.pbx.b2bua import B2BUA, Bridge, Side
+from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
+from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
+from ippbx.pbx.registrar import Binding
+from ippbx.pbx.sdp import direction, with_direction
+
+log = logging.getLogger(__name__)
+
+AUTO_ANSWER_HEADERS = (
+    ("Call-Info", "<sip:ippbx>;answer-after=0"),
+    ("Alert-Info", "<http://ippbx/>;info=alert-autoanswer"),
+)
+
+
+class ControlError(Exception):
+    """An operation that cannot be done; `reason` says why (the API maps it to an errno)."""
+
+    NO_CALL = "no call"
+    NO_EXTENSION = "no extension"
+    NOT_PERMITTED = "not permitted"
+    NO_ROUTE = "no route"
+    NOT_CONNECTED = "not connected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CallControl:
+    """Application-driven operations on the B2BUA's calls."""
+
+    def __init__(self, b2bua: B2BUA) -> None:
+        self.b2bua = b2bua
+        self.registry = b2bua.registry
+
+    def _bridge(self, call: Call) -> Bridge:
+        bridge = self.b2bua.bridges.get(call.callid)
+        if bridge is None or bridge.ended:
+            raise ControlError(ControlError.NO_CALL)
+        return bridge
+
+    @staticmethod
+    def _answered(bridge: Bridge) -> bool:
+        return bridge.a_dialog is not None and bridge.b_dialog is not None
+
+    # -- hang up ------------------------------------------------------------------------
+    def hangup(self, call: Call) -> None:
+        """End `call` whatever its state."""
+        bridge = self._bridge(call)
+        if self._answered(bridge):
+            self.b2bua._teardown(bridge, 200)
+        else:
+            bridge.abort.set()  # the call's task cancels the callee and answers the caller
+
+    def hangup_extension(self, number: str) -> int:
+        """End every call of extension `number`; how many there were."""
+        calls = self.registry.by_extension(number)
+        for call in calls:
+            if call.callid in self.b2bua.bridges:
+                self.hangup(call)
+        return len(calls)
+
+    # -- hold ---------------------------------------------------------------------------
+    def _side_of_extension(self, bridge: Bridge, number: str) -> Side:
+        for side in ("a", "b"):
+            leg = bridge.leg(side)  # type: ignore[arg-type]
+            if leg is not None and leg.live and leg.extension == number:
+                return side  # type: ignore[return-value]
+        raise ControlError(ControlError.NO_CALL)
+
+    def hold(self, call: Call, extension: str, on: bool) -> None:
+        """Put the party `extension` talks to on hold (`on`) or take it off."""
+        bridge = self._bridge(call)
+        side = self._side_of_extension(bridge, extension)
+        if not self._answered(bridge):
+            raise ControlError(ControlError.NOT_CONNECTED)
+        self.b2bua._spawn(self._hold(bridge, side, on))
+
+    async def _hold(self, bridge: Bridge, side: Side, on: bool) -> None:
+        other: Side = "b" if side == "a" else "a"
+        dialog = bridge.dialog(other)
+        sdp = bridge.sdp.get(side, b"")
+        if dialog is None or not sdp:
+            return
+        offer = with_direction(sdp, "sendonly" if on else "sendrecv")
+        ua = self.b2bua.ua
+        response = await ua.request_in_dialog(
+            dialog, "INVITE", offer, [("Content-Type", bridge.content_type)]
+        )
+        if response.status >= 300 or bridge.ended:
+            return
+        ua.ack(dialog)
+        bridge.sdp[side] = offer
+        status = LegStatus.WAIT if on else LegStatus.TALKING
+        for leg in bridge.call.legs():
+            if leg.live:
+                self.registry.set_status(leg.id, status)
+
+    # -- blind transfer -----------------------------------------------------------------
+    def _transferor_side(self, bridge: Bridge, transferor: str) -> Side:
+        """The side whose party is `transferor`: an extension number, a leg id, or the
+        external number on a trunk leg."""
+        for side in ("a", "b"):
+            leg = bridge.leg(side)  # type: ignore[arg-type]
+            if leg is None or not leg.live:
+                continue
+            external = leg.to_number if leg.outgoing else leg.from_number
+            if transferor in (leg.extension, leg.id) or (
+                leg.kind is LegKind.TRUNK and transferor == external
+            ):
+                return side  # type: ignore[return-value]
+        raise ControlError(ControlError.NO_CALL)
+
+    def transfer(self, call: Call, transferor: str, target: str) -> None:
+        """Blind transfer: `transferor` leaves, the other party is connected to `target`."""
+        bridge = self._bridge(call)
+        side = self._transferor_side(bridge, transferor)
+        if not self._answered(bridge):
+            raise ControlError(ControlError.NOT_CONNECTED)
+        leg = bridge.leg(side)
+        assert leg is not None
+        routing_ext = leg.extension or self._other_extension(bridge, side) or ""
+        destination = self.b2bua.dialplan.route_from_extension(routing_ext, target)
+        _check(destination)
+        if isinstance(destination, ToExtension):
+            # refuse now rather than drop the transferor and then the remaining party
+            self.require_extension(destination.number)
+        self.b2bua._spawn(self._transfer(bridge, side, destination))
+
+    @staticmethod
+    def _other_extension(bridge: Bridge, side: Side) -> str | None:
+        other = bridge.leg("b" if side == "a" else "a")
+        return other.extension if other is not None else None
+
+    async def _transfer(
+        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks
+    ) -> None:
+        b2bua = self.b2bua
+        keep: Side = "b" if side == "a" else "a"
+        old = bridge.leg(side)
+        kept = bridge.leg(keep)
+        assert old is not None and kept is not None
+        b2bua._bye(bridge.dialog(side))  # the transferor leaves now (BYE, then forgotten)
+        bridge.set_dialog(side, None)
+        offer = bridge.sdp.get(keep, b"")
+        if offer and direction(offer) != "sendrecv":
+            # the remaining party's last SDP answered a hold by the transferor (recvonly,
+            # inactive): the new party is not holding anyone
+            offer = with_direction(offer, "sendrecv")
+        presented = kept.from_number if not kept.outgoing else kept.to_number
+        current = [old.id]  # the leg each attempt replaces: the transferor, then a failure
+
+        def attach(new: Leg) -> None:
+            self.registry.replace_leg(bridge.call, current[0], new)
+            current[0] = new.id
+
+        placed = await b2bua.place_leg(bridge, destination, offer, presented, attach)
+        if placed is None:  # the target did not answer: the remaining party is released
+            b2bua._hangup(bridge, side, 480)
+            return
+        new_leg, dialog, answer = placed
+        if bridge.ended:  # the remaining party hung up meanwhile
+            b2bua._bye(dialog)
+            return
+        bridge.set_dialog(side, dialog)
+        b2bua._remember(bridge, side, dialog)
+        bridge.sdp[side] = answer
+        for leg in (new_leg, kept):  # (a hold by the transferor ends with it)
+            if leg.live:
+                self.registry.set_status(leg.id, LegStatus.TALKING)
+        keep_dialog = bridge.dialog(keep)
+        if keep_dialog is not None and answer:
+            response = await b2bua.ua.request_in_dialog(
+                keep_dialog, "INVITE", answer, [("Content-Type", bridge.content_type)]
+            )
+            if response.status < 300:
+                b2bua.ua.ack(keep_dialog)
+                if response.body:
+                    bridge.sdp[keep] = response.body
+
+    # -- click-to-call ------------------------------------------------------------------
+    def require_extension(self, number: str) -> list[Binding]:
+        """The contacts of extension `number`; NO_EXTENSION if it is unknown or not
+        registered (nothing could ring it)."""
+        if number not in self.b2bua.extensions:
+            raise ControlError(ControlError.NO_EXTENSION)
+        contacts = self.b2bua.registrar.contacts(number)
+        if not contacts:
+            raise ControlError(ControlError.NO_EXTENSION)
+        return contacts
+
+    def dial(self, extension: str, target: str, autoanswer: bool = False) -> Call:
+        """Ring `extension`; once it answers, call `target` from it. Returns the call."""
+        b2bua = self.b2bua
+        contacts = self.require_extension(extension)
+        destination = b2bua.dialplan.route_from_extension(extension, target)
+        _check(destination)
+        if isinstance(destination, ToExtension):
+            self.require_extension(destination.number)
+        leg = Leg(LegKind.EXTENSION, extension, target, extension=extension, outgoing=True)
+        call = self.registry.start_call(leg, target)
+        bridge = b2bua._new_bridge(call, None)
+        b2bua._spawn(self._dial(bridge, contacts[0], destination, target, autoanswer))
+        return call
+
+    async def _dial(
+        self, bridge: Bridge, binding: Binding, destination: ToExtension | ToTrunks,
+        target: str, autoanswer: bool,
+    ) -> None:
+        b2bua = self.b2bua
+        call = bridge.call
+        caller = call.caller
+        try:
+            invite = b2bua._build_invite(
+                b"", bridge.content_type, binding.contact, binding.source,
+                target, caller.extension or "", 70, None,
+            )
+            if autoanswer:
+                for name, value in AUTO_ANSWER_HEADERS:
+                    invite.add(name, value)
+            response = await b2bua._send_invite(bridge, invite, binding.source, None)
+            if response.status >= 300 or bridge.ended:
+                if caller.live:
+                    self.registry.end_leg(caller.id, response.status)
+                b2bua._finish(bridge)
+                return
+            assert bridge.b_invite is not None and bridge.b_invite.dialog is not None
+            dialog = bridge.b_invite.dialog
+            bridge.b_invite = None
+            bridge.a_dialog = dialog
+            b2bua._remember(bridge, "a", dialog)
+            bridge.sdp["a"] = response.body
+            bridge.content_type = response.get("Content-Type") or bridge.content_type
+            self.registry.set_status(caller.id, LegStatus.TALKING)
+            if isinstance(destination, ToExtension):
+                status = await b2bua._call_extension(bridge, destination.number, 70)
+            else:
+                status = await b2bua._call_trunks(bridge, destination, 70)
+            if status is not None and not bridge.ended:
+                # The target failed: complete the extension's 2xx, then hang it up.
+                b2bua.ua.ack(dialog, with_direction(response.body, "inactive"),
+                             [("Content-Type", bridge.content_type)] if response.body else ())
+                b2bua._teardown(bridge, status)
+        except Exception:
+            log.exception("click-to-call %s failed", call.callid)
+            if not bridge.ended:
+                b2bua._teardown(bridge, 500)
+            raise
+
+
+def _check(destination: ToExtension | ToTrunks | Refused) -> None:
+    if isinstance(destination, Refused):
+        raise ControlError(
+            ControlError.NOT_PERMITTED if destination.reason is Refusal.FORBIDDEN
+            else ControlError.NO_ROUTE
+        )
+
+
