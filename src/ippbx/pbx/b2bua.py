@@ -113,6 +113,8 @@ class B2BUA:
         self.extensions = self._extensions
         self._dialogs: dict[int, tuple[Bridge, Side, Dialog]] = {}
         self.bridges: dict[str, Bridge] = {}  # live calls by callid
+        # REFER from a phone (blind transfer): set by CallControl
+        self.on_refer: Callable[[Bridge, Side, ServerRequest], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -509,6 +511,8 @@ class B2BUA:
             self._spawn(self._relay_reinvite(bridge, side, sr))
         elif method in ("OPTIONS", "INFO", "UPDATE"):
             sr.respond(200)
+        elif method == "REFER" and self.on_refer is not None:
+            self.on_refer(bridge, side, sr)
         else:
             sr.respond(501)
 

@@ -81,8 +81,8 @@ class Call:
 
     @property
     def type(self) -> CallType:
-        if self.caller.kind is LegKind.TRUNK:
-            return CallType.INBOUND
+        if self.caller.kind is LegKind.TRUNK and not self.caller.outgoing:
+            return CallType.INBOUND  # (a trunk leg a transfer placed is no inbound call)
         if self.callee is not None and self.callee.kind is LegKind.TRUNK:
             return CallType.OUTBOUND
         return CallType.INTERNAL
@@ -169,15 +169,19 @@ class CallRegistry:
             old.ended = time.time()
             old.end_cause = cause
             self._unindex_leg(call, old)
+        if was_live:  # published while the old leg still holds its place in the call
+            self._publish(events.LegEnded(call, old, cause))
         leg.outgoing = True
         if old is call.caller:
             call.caller = leg
         else:
             call.callee = leg
         self._index_leg(call, leg)
-        if was_live:
-            self._publish(events.LegEnded(call, old, cause))
         self._publish(events.LegAdded(call, leg))
+
+    def transferred(self, call: Call, leg: Leg, target: str) -> None:
+        """A party transferred the call from its phone (reported as `Tranfer`)."""
+        self._publish(events.CallTransferred(call, leg, target))
 
     def set_status(self, leg_id: str, status: LegStatus, now: float | None = None) -> None:
         call, leg = self.leg(leg_id)

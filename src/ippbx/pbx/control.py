@@ -19,6 +19,8 @@ do; the application follows them through `outbound/query` and the call reports.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
@@ -26,6 +28,9 @@ from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, with_direction
+from ippbx.sip.errors import SipParseError
+from ippbx.sip.headers import NameAddr
+from ippbx.sip.ua import ServerRequest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ class CallControl:
     def __init__(self, b2bua: B2BUA) -> None:
         self.b2bua = b2bua
         self.registry = b2bua.registry
+        b2bua.on_refer = self._on_refer
 
     def _bridge(self, call: Call) -> Bridge:
         bridge = self.b2bua.bridges.get(call.callid)
@@ -136,6 +142,12 @@ class CallControl:
 
     def transfer(self, call: Call, transferor: str, target: str) -> None:
         """Blind transfer: `transferor` leaves, the other party is connected to `target`."""
+        bridge, side, destination = self._prepare_transfer(call, transferor, target)
+        self.b2bua._spawn(self._transfer(bridge, side, destination))
+
+    def _prepare_transfer(
+        self, call: Call, transferor: str, target: str
+    ) -> tuple[Bridge, Side, ToExtension | ToTrunks]:
         bridge = self._bridge(call)
         side = self._transferor_side(bridge, transferor)
         if not self._answered(bridge):
@@ -148,7 +160,43 @@ class CallControl:
         if isinstance(destination, ToExtension):
             # refuse now rather than drop the transferor and then the remaining party
             self.require_extension(destination.number)
-        self.b2bua._spawn(self._transfer(bridge, side, destination))
+        assert not isinstance(destination, Refused)
+        return bridge, side, destination
+
+    def _on_refer(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
+        """A phone transfers its call (REFER, RFC 3515): accept, tell it the transfer is
+        done (NOTIFY with a 200 sipfrag), then transfer as the API would."""
+        leg = bridge.leg(side)
+        try:
+            target = NameAddr.parse(sr.request.get("Refer-To") or "").sip_uri().unescaped_user or ""
+        except SipParseError:
+            target = ""
+        if leg is None or not target:
+            sr.respond(400, "Bad Refer-To")
+            return
+        try:
+            _, _, destination = self._prepare_transfer(bridge.call, leg.id, target)
+        except ControlError as exc:
+            sr.respond(_REFER_REFUSALS.get(exc.reason, 603))
+            return
+        sr.respond(202)
+        self.registry.transferred(bridge.call, leg, target)
+        self.b2bua._spawn(self._refer(bridge, side, destination))
+
+    async def _refer(
+        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks
+    ) -> None:
+        dialog = bridge.dialog(side)
+        if dialog is not None:
+            notify = self.b2bua.ua.request_in_dialog(dialog, "NOTIFY", b"SIP/2.0 200 OK\r\n", [
+                ("Event", "refer"),
+                ("Subscription-State", "terminated;reason=noresource"),
+                ("Content-Type", "message/sipfrag;version=2.0"),
+            ])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(notify, timeout=4.0)
+        if not bridge.ended and bridge.dialog(side) is dialog:
+            await self._transfer(bridge, side, destination)
 
     @staticmethod
     def _other_extension(bridge: Bridge, side: Side) -> str | None:
@@ -269,6 +317,15 @@ class CallControl:
             if not bridge.ended:
                 b2bua._teardown(bridge, 500)
             raise
+
+
+_REFER_REFUSALS = {
+    ControlError.NOT_PERMITTED: 403,
+    ControlError.NO_ROUTE: 404,
+    ControlError.NO_EXTENSION: 404,
+    ControlError.NOT_CONNECTED: 491,
+    ControlError.NO_CALL: 481,
+}
 
 
 def _check(destination: ToExtension | ToTrunks | Refused) -> None:

@@ -52,6 +52,16 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class CallTransferred:
+    """A party of the call transferred it from its phone (REFER): `leg` leaves and the
+    other party is connected to `target`."""
+
+    call: Call
+    leg: Leg
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionRegistration:
     """An extension went from unregistered to registered (`registered`) or back."""
 
@@ -61,5 +71,5 @@ class ExtensionRegistration:
 
 DomainEvent = (
     CallCreated | LegAdded | LegRinging | LegStatusChanged | LegEnded | CallEnded
-    | ExtensionRegistration
+    | CallTransferred | ExtensionRegistration
 )

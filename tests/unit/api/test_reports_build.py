@@ -186,3 +186,22 @@ def test_form_of() -> None:
     assert form_of(session(version="0.0.1")) is Form.OPENVOX
     assert form_of(session(version="1.0.2")) is Form.YEASTAR
     assert form_of(session(dialect="yeastar")) is Form.YEASTAR
+
+
+def test_phone_transfer_reports_tranfer_and_a_bye_for_the_transferor() -> None:
+    feed = Feed()
+    caller, out = ext_to_trunk(feed)
+    feed.reg.set_status(out.id, LegStatus.TALKING, now=103.0)
+    feed.reg.set_status(caller.id, LegStatus.TALKING, now=103.0)
+    call = feed.reg.find(out.id)
+    assert call is not None
+    feed.reg.transferred(call, caller, "1002")  # 1001 sent REFER to 1002
+    target = Leg(LegKind.EXTENSION, "66666", "1002", extension="1002")
+    feed.reg.replace_leg(call, caller.id, target)
+    assert call.callid == caller.id and call.caller is target
+    tranfer = next(r for r in feed.ov if r["action"] == "Tranfer")
+    assert tranfer == {"action": "Tranfer", "callid": caller.id, "ext": {"extid": "1001"},
+                       "outbound": {"from": "66666", "to": "5551234", "trunk": "carrier",
+                                    "outboundid": out.id}, "sn": SN}
+    bye = next(r for r in feed.ov if r["action"] == "BYE")
+    assert list(bye)[2:4] == ["ext", "outbound"] and bye["ext"] == {"extid": "1001"}

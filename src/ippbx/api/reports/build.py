@@ -53,6 +53,7 @@ class Action(StrEnum):
     ANSWER = "ANSWER"
     ANSWERED = "ANSWERED"
     BYE = "BYE"
+    TRANSFER = "Tranfer"  # sic: the vendors' spelling
     CALL_FAILED = "CallFailed"
     NEW_CDR = "NewCdr"
 
@@ -141,6 +142,12 @@ class ReportBuilder:
             return self._leg_ended(event.call, event.leg)
         if isinstance(event, events.CallEnded):
             return self._call_ended(event.call)
+        if isinstance(event, events.CallTransferred):
+            other = event.call.callee if event.leg is event.call.caller else event.call.caller
+            parties = (party(event.call, event.leg),)
+            if other is not None:
+                parties += (party(event.call, other),)
+            return [Report(Action.TRANSFER, event.call.callid, parties)]
         if isinstance(event, events.ExtensionRegistration):
             state = ExtState.REGISTERED if event.registered else ExtState.UNREGISTERED
             return [Report(Action.EXTENSION_STATUS, extension=event.extension, state=state)]
@@ -178,7 +185,7 @@ class ReportBuilder:
             other = call.callee
         elif leg is call.callee:
             other = call.caller
-        else:  # pragma: no cover - a call only has these two legs
+        else:  # a leg replaced by a transfer after it ended
             return []
         return [Report(Action.BYE, call.callid, (party(call, leg), party(call, other)))]
 
