@@ -4,9 +4,11 @@
 1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
 prefix 9 → all the trunks in order (or `route_trunks`), DID 5550100 on the first trunk →
 extension 1002; `no_answer_seconds` 20 unless given), starts `App`, logs in to the API,
-and offers `query()` helpers. `stop()` stops everything and checks nothing leaked: no live
-call in the registry, no B2BUA task, no SIP dialog left in the UA. (UA transactions
-outlive a call by their timers, up to 32 s; tests that care wait for `ua_counts_zero`.)
+and offers `query()` helpers; `api_version` is the dialect it logs in through and posts
+to ("v0.0.1" OpenVox, "v1.1.0" Yeastar; `login(version)` switches). `stop()` stops
+everything and checks nothing leaked: no live call in the registry, no B2BUA task, no SIP
+dialog left in the UA. (UA transactions outlive a call by their timers, up to 32 s; tests
+that care wait for `ua_counts_zero`.)
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def build_config(
 class PbxHarness:
     """One running ippbx and an API session on it."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, api_version: str = "v0.0.1") -> None:
         self.app = app
+        self.api_version = api_version
         self.client = httpx.AsyncClient(timeout=5)
         self.token = ""
         self.stopped = False
@@ -77,14 +80,14 @@ class PbxHarness:
     async def start(
         cls, tmp_path: Path, trunks: list[TrunkSpec] | None = None, extra: str = "",
         sip_port: int | None = None, *, no_answer_seconds: int = 20,
-        route_trunks: list[str] | None = None,
+        route_trunks: list[str] | None = None, api_version: str = "v0.0.1",
     ) -> PbxHarness:
         port = sip_port or free_port()
         text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
                             no_answer_seconds=no_answer_seconds, route_trunks=route_trunks)
         app = App(parse_config(text))
         await app.start()
-        harness = cls(app)
+        harness = cls(app, api_version)
         await harness.login()
         return harness
 
@@ -95,9 +98,13 @@ class PbxHarness:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.app.api.port}/api/v0.0.1"
+        return f"http://127.0.0.1:{self.app.api.port}/api/{self.api_version}"
 
-    async def login(self) -> None:
+    async def login(self, version: str | None = None) -> None:
+        """Log in (again) through `version` (default: the current one); later requests
+        use that dialect's paths."""
+        if version is not None:
+            self.api_version = version
         body = {"username": "api", "password": hashlib.md5(API_PASSWORD.encode()).hexdigest(),
                 "port": "8260"}
         answer = (await self.client.post(f"{self.api_url}/login?type=json", json=body)).json()

@@ -28,6 +28,7 @@ from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, with_direction
+from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.ua import ServerRequest
@@ -225,7 +226,14 @@ class CallControl:
             self.registry.replace_leg(bridge.call, current[0], new)
             current[0] = new.id
 
-        placed = await b2bua.place_leg(bridge, destination, offer, presented, attach)
+        try:
+            placed = await b2bua.place_leg(bridge, destination, offer, presented, attach)
+        except asyncio.CancelledError:  # stopping: CANCEL the target, release the other
+            pending = bridge.b_invite
+            if pending is not None and pending.dialog is None:
+                pending.cancel()
+            b2bua._hangup(bridge, side, 503)
+            raise
         if placed is None:  # the target did not answer: the remaining party is released
             b2bua._hangup(bridge, side, 480)
             return
@@ -281,6 +289,8 @@ class CallControl:
         b2bua = self.b2bua
         call = bridge.call
         caller = call.caller
+        dialog: Dialog | None = None  # the extension's, once it answered
+        offer = b""  # the SDP it offered in its 200
         try:
             invite = b2bua._build_invite(
                 b"", bridge.content_type, binding.contact, binding.source,
@@ -300,23 +310,38 @@ class CallControl:
             bridge.b_invite = None
             bridge.a_dialog = dialog
             b2bua._remember(bridge, "a", dialog)
-            bridge.sdp["a"] = response.body
+            bridge.sdp["a"] = offer = response.body
             bridge.content_type = response.get("Content-Type") or bridge.content_type
             self.registry.set_status(caller.id, LegStatus.TALKING)
             if isinstance(destination, ToExtension):
                 status = await b2bua._call_extension(bridge, destination.number, 70)
             else:
                 status = await b2bua._call_trunks(bridge, destination, 70)
-            if status is not None and not bridge.ended:
-                # The target failed: complete the extension's 2xx, then hang it up.
-                b2bua.ua.ack(dialog, with_direction(response.body, "inactive"),
-                             [("Content-Type", bridge.content_type)] if response.body else ())
-                b2bua._teardown(bridge, status)
+            if status is not None:  # the target failed
+                self._drop_originated(bridge, dialog, offer, status)
+        except asyncio.CancelledError:  # stopping
+            self._drop_originated(bridge, dialog, offer, 503)
+            raise
         except Exception:
             log.exception("click-to-call %s failed", call.callid)
-            if not bridge.ended:
-                b2bua._teardown(bridge, 500)
+            self._drop_originated(bridge, dialog, offer, 500)
             raise
+
+    def _drop_originated(
+        self, bridge: Bridge, dialog: Dialog | None, offer: bytes, status: int
+    ) -> None:
+        """End a click-to-call whose second party is not connected: CANCEL an INVITE still
+        out, complete the extension's 2xx if still un-ACKed (its own SDP made inactive:
+        there is no answer to give it), then BYE it."""
+        if bridge.ended:
+            return
+        pending = bridge.b_invite
+        if pending is not None and pending.dialog is None:
+            pending.cancel()
+        if dialog is not None and dialog.last_ack is None:
+            self.b2bua.ua.ack(dialog, with_direction(offer, "inactive") if offer else b"",
+                              [("Content-Type", bridge.content_type)] if offer else ())
+        self.b2bua._teardown(bridge, status)
 
 
 _REFER_REFUSALS = {
