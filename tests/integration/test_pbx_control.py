@@ -277,6 +277,35 @@ async def test_transfer_outbound_call_to_extension(start_pbx: Start, sipp: SippF
     await finish(pbx)
 
 
+async def test_transfer_after_the_phone_put_the_call_on_hold(start_pbx: Start,
+                                                             sipp: SippFactory) -> None:
+    """1001 holds the carrier from its phone (re-INVITE a=sendonly, relayed; the carrier
+    answers a=recvonly), then is transferred to 1002 by the API: 1002 is offered the
+    carrier's SDP as sendrecv, not the recvonly answer to 1001's hold, and the call is
+    Talking again."""
+    trunk_port = free_port()
+    pbx = await start_pbx([TrunkSpec("carrier", trunk_port)])
+    far = await uas(sipp, trunk_port, "ctl_uas_carrier_held_reinvite.xml").astart()
+    target = await phone(sipp, pbx, "1002", "ctl_uas_target.xml", trace_msg=True)
+    near = await caller(sipp, pbx, "ctl_uac_auth_hold_recv_bye.xml", "9" + NUMBER,
+                        duration_ms=200).astart()
+    [held] = await outbound_with(pbx, "Wait")
+    callid = pbx.app.registry.by_outboundid(held["outboundid"]).callid  # type: ignore[union-attr]
+    await ok(pbx, "calltransfer", {"callid": held["outboundid"],  # any leg id names the call
+                                   "transferor": "1001", "transferto": "1002"})
+    (await near.await_result(15)).assert_ok(calls=1)
+    [after] = await outbound_with(pbx, "Talking")
+    assert after == {**held, "status": "Talking"}
+    assert pbx.app.registry.find(held["outboundid"]).caller.extension == "1002"  # type: ignore[union-attr]
+    await fails(pbx, "calltransfer", {"callid": callid, "transferor": "1001",
+                                      "transferto": "1003"}, 10007)  # 1001 has left
+    await ok(pbx, "outbound/hangup", {"outboundid": held["outboundid"]})
+    target_result = (await target.await_result(15)).assert_ok(calls=1)
+    [invite] = received(target_result, "INVITE")
+    assert "s=carrier" in invite.text and "a=recvonly" not in invite.text
+    await finish(pbx, far)
+
+
 async def test_transfer_outbound_call_to_external_number(start_pbx: Start,
                                                          sipp: SippFactory) -> None:
     """1001 → carrier, transferred to 8 + number through the trunk "second": a new

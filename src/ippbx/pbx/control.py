@@ -27,7 +27,7 @@ from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
-from ippbx.pbx.sdp import direction, with_direction
+from ippbx.pbx.sdp import direction, is_hold, with_direction
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
@@ -215,9 +215,10 @@ class CallControl:
         b2bua._bye(bridge.dialog(side))  # the transferor leaves now (BYE, then forgotten)
         bridge.set_dialog(side, None)
         offer = bridge.sdp.get(keep, b"")
-        if offer and direction(offer) != "sendrecv":
-            # the remaining party's last SDP answered a hold by the transferor (recvonly,
-            # inactive): the new party is not holding anyone
+        if offer and is_hold(bridge.sdp.get(side, b"")) \
+                and direction(offer) in ("recvonly", "inactive"):
+            # the remaining party's last SDP answered a hold by the transferor: the new
+            # party holds no one (a hold by the remaining party itself goes on)
             offer = with_direction(offer, "sendrecv")
         presented = kept.from_number if not kept.outgoing else kept.to_number
         current = [old.id]  # the leg each attempt replaces: the transferor, then a failure
@@ -244,9 +245,10 @@ class CallControl:
         bridge.set_dialog(side, dialog)
         b2bua._remember(bridge, side, dialog)
         bridge.sdp[side] = answer
+        status = LegStatus.WAIT if is_hold(offer) else LegStatus.TALKING
         for leg in (new_leg, kept):  # (a hold by the transferor ends with it)
             if leg.live:
-                self.registry.set_status(leg.id, LegStatus.TALKING)
+                self.registry.set_status(leg.id, status)
         keep_dialog = bridge.dialog(keep)
         if keep_dialog is not None and answer:
             response = await b2bua.ua.request_in_dialog(
