@@ -21,6 +21,8 @@ import pytest
 from pbx_harness import PbxHarness, TrunkSpec, ext_password
 from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
 
+from ippbx.pbx.sdp import direction
+
 NUMBER = "5551234"  # dialled as 9 + NUMBER, goes out through "carrier"
 TRUNK_CALLERID = "66666"  # every harness trunk presents this
 # a second route: 8 + number through the trunk "second" only
@@ -533,18 +535,33 @@ async def test_click_to_call_errors(start_pbx: Start, sipp: SippFactory) -> None
 
 
 # -- 4. hold / unhold ------------------------------------------------------------------------
-async def test_hold_and_unhold(start_pbx: Start, sipp: SippFactory) -> None:
+@pytest.mark.parametrize("pace", ["api", "at once"])
+async def test_hold_and_unhold(start_pbx: Start, sipp: SippFactory, pace: str) -> None:
     """extension/hold then unhold of 1001's call: the carrier gets re-INVITEs with
-    a=sendonly, then a=sendrecv; outbound/query shows Wait while held."""
+    a=sendonly, then a=sendrecv; outbound/query shows Wait while held. Asked for at once,
+    the second re-INVITE waits for the first (RFC 3261 §14.1: never two at a time)."""
     trunk_port = free_port()
     pbx = await start_pbx([TrunkSpec("carrier", trunk_port)])
     far = await uas(sipp, trunk_port, "ctl_uas_hold_unhold.xml", trace_msg=True).astart()
     near = await caller(sipp, pbx, "pbx_uac_auth_recv_bye.xml", "9" + NUMBER).astart()
     [talking] = await outbound_with(pbx, "Talking")
-    await ok(pbx, "extension/hold", {"extid": "1001"})
-    [held] = await outbound_with(pbx, "Wait")
-    assert held == {**talking, "status": "Wait"}
-    await ok(pbx, "extension/unhold", {"extid": "1001"})
+    if pace == "api":
+        await ok(pbx, "extension/hold", {"extid": "1001"})
+        [held] = await outbound_with(pbx, "Wait")
+        assert held == {**talking, "status": "Wait"}
+        await ok(pbx, "extension/unhold", {"extid": "1001"})
+    else:  # in one go, faster than any HTTP client could
+        call = pbx.app.registry.by_outboundid(talking["outboundid"])
+        assert call is not None
+        bridge = pbx.app.pbx.b2bua.bridges[call.callid]
+        before = bridge.sdp["a"]
+        pbx.app.pbx.control.hold(call, "1001", True)
+        pbx.app.pbx.control.hold(call, "1001", False)
+
+        async def unheld() -> bool:  # 1001's SDP as last offered: sendrecv once more
+            return bridge.sdp["a"] != before and direction(bridge.sdp["a"]) == "sendrecv"
+
+        await pbx.wait_for(unheld, 10, "the unhold re-INVITE to be answered")
     [resumed] = await outbound_with(pbx, "Talking")
     assert resumed == talking
     await ok(pbx, "outbound/hangup", {"outboundid": talking["outboundid"]})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from weakref import WeakKeyDictionary
 
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
@@ -31,6 +32,7 @@ from ippbx.pbx.sdp import direction, is_hold, with_direction
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
+from ippbx.sip.message import Response
 from ippbx.sip.ua import ServerRequest
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class CallControl:
         self.b2bua = b2bua
         self.registry = b2bua.registry
         b2bua.on_refer = self._on_refer
+        self._reinvite_locks: WeakKeyDictionary[Bridge, asyncio.Lock] = WeakKeyDictionary()
 
     def _bridge(self, call: Call) -> Bridge:
         bridge = self.b2bua.bridges.get(call.callid)
@@ -113,18 +116,31 @@ class CallControl:
         if dialog is None or not sdp:
             return
         offer = with_direction(sdp, "sendonly" if on else "sendrecv")
-        ua = self.b2bua.ua
-        response = await ua.request_in_dialog(
-            dialog, "INVITE", offer, [("Content-Type", bridge.content_type)]
-        )
-        if response.status >= 300 or bridge.ended:
+        response = await self._reinvite(bridge, dialog, offer)
+        if response is None or response.status >= 300 or bridge.ended:
             return
-        ua.ack(dialog)
         bridge.sdp[side] = offer
         status = LegStatus.WAIT if on else LegStatus.TALKING
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.set_status(leg.id, status)
+
+    async def _reinvite(self, bridge: Bridge, dialog: Dialog, body: bytes) -> Response | None:
+        """Send a re-INVITE in `dialog` (ACKed if answered 2xx), after any other that
+        ippbx has out for this call: RFC 3261 §14.1 allows no new INVITE in a dialog while
+        one is in progress (hold then unhold at once would otherwise cross). None if the
+        call ended meanwhile."""
+        lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
+        async with lock:
+            if bridge.ended:
+                return None
+            ua = self.b2bua.ua
+            response = await ua.request_in_dialog(
+                dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
+            )
+            if response.status < 300:
+                ua.ack(dialog)
+            return response
 
     # -- blind transfer -----------------------------------------------------------------
     def _transferor_side(self, bridge: Bridge, transferor: str) -> Side:
@@ -251,13 +267,9 @@ class CallControl:
                 self.registry.set_status(leg.id, status)
         keep_dialog = bridge.dialog(keep)
         if keep_dialog is not None and answer:
-            response = await b2bua.ua.request_in_dialog(
-                keep_dialog, "INVITE", answer, [("Content-Type", bridge.content_type)]
-            )
-            if response.status < 300:
-                b2bua.ua.ack(keep_dialog)
-                if response.body:
-                    bridge.sdp[keep] = response.body
+            response = await self._reinvite(bridge, keep_dialog, answer)
+            if response is not None and response.status < 300 and response.body:
+                bridge.sdp[keep] = response.body
 
     # -- click-to-call ------------------------------------------------------------------
     def require_extension(self, number: str) -> list[Binding]:
