@@ -30,6 +30,12 @@ debs:
 run: $(STAMP)
 	$(BIN)/ippbx serve --config examples/demo.toml
 
+# Sandbox: the demo PBX plus simulated phones and a carrier placing calls (`ippbx demo`).
+# Options through DEMO_ARGS, e.g. make demo DEMO_ARGS="--seed 7 --duration 60 -v".
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/ippbx demo $(DEMO_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 

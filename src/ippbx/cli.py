@@ -1,4 +1,4 @@
-"""The `ippbx` command: `serve [--config FILE]` and `check-config FILE`.
+"""The `ippbx` command: `serve [--config FILE]`, `check-config FILE` and `demo` (sandbox).
 
 A bad configuration prints its one-line reason to stderr and exits with 2 (both
 commands); a listen address that cannot be bound exits with 1.
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from ippbx import __version__
 from ippbx.config import Config, ConfigError, load_config
+from ippbx.sandbox.cli import add_arguments as add_demo_arguments
+from ippbx.sandbox.cli import main as demo_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file", metavar="FILE")
+    demo = sub.add_parser(
+        "demo", help="the demo PBX with simulated phones and carrier placing calls (sandbox)"
+    )
+    add_demo_arguments(demo)
     return parser
 
 
@@ -49,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"{args.file}: OK")
         return 0
+    if args.command == "demo":
+        return demo_main(args)
     config = _load(args.config)
     if config is None:
         return 2
