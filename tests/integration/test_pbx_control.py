@@ -34,6 +34,16 @@ match = "X."
 trunks = ["second"]
 """
 
+# and 7 + number, a route extension 1002 alone may use
+ONLY_1002_ROUTE = """
+[[outbound_routes]]
+name = "only1002"
+prefix = "7"
+match = "X."
+trunks = ["carrier"]
+extensions = ["1002"]
+"""
+
 Start = Callable[..., Awaitable[PbxHarness]]
 
 
@@ -239,7 +249,7 @@ async def test_transfer_outbound_call_to_extension(start_pbx: Start, sipp: SippF
     """1001 → carrier, transferred to extension 1002: 1001 gets BYE, 1002 an INVITE with the
     carrier's SDP, the carrier a re-INVITE with 1002's; the outbound leg carries on."""
     trunk_port = free_port()
-    pbx = await start_pbx([TrunkSpec("carrier", trunk_port)])
+    pbx = await start_pbx([TrunkSpec("carrier", trunk_port)], extra=ONLY_1002_ROUTE)
     far = await uas(sipp, trunk_port, "ctl_uas_carrier_reinvite.xml", trace_msg=True).astart()
     target = await phone(sipp, pbx, "1002", "ctl_uas_target.xml", trace_msg=True)
     near = await caller(sipp, pbx, "pbx_uac_auth_recv_bye.xml", "9" + NUMBER).astart()
@@ -248,6 +258,11 @@ async def test_transfer_outbound_call_to_extension(start_pbx: Start, sipp: SippF
     call = pbx.app.registry.by_outboundid(oid)
     assert call is not None
     callid = call.callid
+    # the target is routed as the transferor would dial it: 1001 may not use route 7
+    await fails(pbx, "calltransfer",
+                {"callid": callid, "transferor": "1001", "transferto": "75550199"}, 10024)
+    await fails(pbx, "calltransfer",  # not a party of this call
+                {"callid": callid, "transferor": "1003", "transferto": "1002"}, 10007)
 
     if dialect == "openvox":
         answer = await ok(pbx, "calltransfer",
@@ -514,9 +529,7 @@ async def test_click_to_call_that_fails_leaves_nothing(start_pbx: Start, sipp: S
 
 
 async def test_click_to_call_errors(start_pbx: Start, sipp: SippFactory) -> None:
-    extra = ('[[outbound_routes]]\nname = "only1002"\nprefix = "7"\nmatch = "X."\n'
-             'trunks = ["carrier"]\nextensions = ["1002"]\n')
-    pbx = await start_pbx([TrunkSpec("carrier", free_port())], extra=extra)
+    pbx = await start_pbx([TrunkSpec("carrier", free_port())], extra=ONLY_1002_ROUTE)
     await fails(pbx, "extension/dial_outbound", {"outto": "95551234"}, 10004)
     await fails(pbx, "extension/dial_outbound", {"extid": "1003"}, 10004)
     await fails(pbx, "extension/dial_extension", {"caller": "1003"}, 10004)
