@@ -55,9 +55,9 @@ async def test_download_csv_by_extension_and_range(api: ApiHarness, store: Store
     assert response.headers["content-disposition"] == 'attachment; filename="cdr.csv"'
     assert response.text.split("\r\n") == [
         "callid,timestart,callfrom,callto,callduraction,talkduraction,status,type,"
-        "srctrunkname,desttrunkname",
-        "1589958682.00,2020-05-20 01:00:00,1001,1002,5,0,NO ANSWER,Internal,,",
-        "1589958682.20,2020-05-20 03:00:00,0123456,1002,5,0,NO ANSWER,Internal,,",
+        "srctrunkname,desttrunkname,hangupby",
+        "1589958682.00,2020-05-20 01:00:00,1001,1002,5,0,NO ANSWER,Internal,,,",
+        "1589958682.20,2020-05-20 03:00:00,0123456,1002,5,0,NO ANSWER,Internal,,,",
         "",
     ]
     again = await download(api, token, answer["random"])

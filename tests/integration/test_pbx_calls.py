@@ -127,6 +127,9 @@ async def test_outbound_call_answered_shows_talking(
     far_result = (await far.await_result(10)).assert_ok(calls=1)
     await pbx.wait_idle()
     assert await pbx.outbound() == []
+    [cdr] = pbx.app.store.cdrs()  # who hung up is on the record
+    assert (cdr.outboundid, cdr.status) == (oid, "ANSWERED")
+    assert cdr.hangup_by == ("caller" if hangup == "caller" else "callee")
     # what the carrier got: the stripped number, the trunk's caller id, one hop less
     invite = next(m for m in far_result.messages()
                   if m.direction == "received" and m.first_line.startswith("INVITE"))

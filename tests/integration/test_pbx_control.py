@@ -186,8 +186,8 @@ async def test_hangup_talking_outbound_call(start_pbx: Start, sipp: SippFactory,
         (await run.await_result(15)).assert_ok(calls=1)
     await pbx.wait_idle()
     cdr = cdr_of(pbx, callid)
-    assert (cdr.status, cdr.type, cdr.outboundid, cdr.caller_ext) == \
-        ("ANSWERED", "Outbound", oid, "1001")
+    assert (cdr.status, cdr.type, cdr.outboundid, cdr.caller_ext, cdr.hangup_by) == \
+        ("ANSWERED", "Outbound", oid, "1001", "api")
     await fails(pbx, endpoint, body, 10007)  # the call is gone
     await fails(pbx, "outbound/hangup", {"outboundid": oid}, 10007)
     await finish(pbx)
@@ -213,7 +213,8 @@ async def test_hangup_ringing_outbound_call(start_pbx: Start, sipp: SippFactory,
     await pbx.wait_idle()
     await fails(pbx, "outbound/hangup", {"outboundid": oid}, 10007)
     cdr = cdr_of(pbx, callid)
-    assert (cdr.status, cdr.cause, cdr.type) == ("NO ANSWER", 487, "Outbound")
+    assert (cdr.status, cdr.cause, cdr.type, cdr.hangup_by) == \
+        ("NO ANSWER", 487, "Outbound", "api")
     await finish(pbx)
 
 

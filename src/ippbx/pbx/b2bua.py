@@ -568,6 +568,7 @@ class B2BUA:
         """`side` hung up (or failed): release the other side and end the call."""
         if bridge.ended:
             return
+        bridge.call.hangup_by = bridge.call.hangup_by or ("caller" if side == "a" else "callee")
         self._finish(bridge)
         self._forget(bridge.dialog(side))
         self._bye(bridge.dialog("b" if side == "a" else "a"))
@@ -580,6 +581,8 @@ class B2BUA:
         """The call failed before it was answered: answer the caller, end its leg."""
         if bridge.ended:
             return
+        if bridge.a is not None and bridge.a.cancelled.is_set():
+            bridge.call.hangup_by = bridge.call.hangup_by or "caller"
         self._finish(bridge)
         if bridge.a is not None:
             bridge.a.respond(status, to_tag=bridge.a_tag)
@@ -591,6 +594,7 @@ class B2BUA:
         """Abort: whatever state the call is in, leave nothing behind."""
         if bridge.ended:
             return
+        bridge.call.hangup_by = bridge.call.hangup_by or "pbx"
         if bridge.a_dialog is None:
             if bridge.b_invite is not None and bridge.b_dialog is None:
                 bridge.b_invite.cancel()

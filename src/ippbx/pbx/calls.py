@@ -74,6 +74,7 @@ class Call:
     created: float = field(default_factory=time.time)
     answered: float | None = None
     callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
+    hangup_by: str = ""  # who ended it: "caller", "callee", "api" or "pbx" (timeouts…)
 
     def __post_init__(self) -> None:
         if not self.callid:

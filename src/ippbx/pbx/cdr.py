@@ -10,6 +10,8 @@ fields are what `NewCdr` reports and `cdr/download` show:
   DID when no extension was reached).
 - `duration` runs from the call's creation to the end of its last leg, `talk` from the
   answer to that end; both in whole seconds, rounded to the nearest (as Asterisk does).
+- `hangup_by` says who ended the call: the `caller`, the `callee`, the `api` (a hang-up
+  request), or the `pbx` itself (no ACK, shutdown); a caller's CANCEL counts as `caller`.
 - `status` is `ANSWERED`, or from the failure cause (the last callee leg's, else the
   caller's): 486/600 `BUSY`; 480/408/487/603 `NO ANSWER`; anything else `FAILED`.
 
@@ -62,6 +64,7 @@ class CdrRecord:
     outboundid: str = ""
     inboundid: str = ""
     cause: int = 0
+    hangup_by: str = ""  # "caller", "callee", "api", "pbx" ("" when nobody answered)
 
 
 def status_for(answered: bool, cause: int | None) -> str:
@@ -118,6 +121,7 @@ def from_call(call: Call) -> CdrRecord:
         outboundid=outbound.id if outbound is not None else "",
         inboundid=inbound.id if inbound is not None else "",
         cause=200 if answered else failure_cause(call),
+        hangup_by=call.hangup_by,
     )
 
 

@@ -80,6 +80,7 @@ class CallControl:
     def hangup(self, call: Call) -> None:
         """End `call` whatever its state."""
         bridge = self._bridge(call)
+        call.hangup_by = call.hangup_by or "api"
         if self._answered(bridge):
             self.b2bua._teardown(bridge, 200)
         else:

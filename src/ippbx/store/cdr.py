@@ -30,14 +30,23 @@ CREATE TABLE IF NOT EXISTS cdr (
     callee_ext TEXT NOT NULL DEFAULT '',
     outboundid TEXT NOT NULL DEFAULT '',
     inboundid  TEXT NOT NULL DEFAULT '',
-    cause      INTEGER NOT NULL DEFAULT 0
+    cause      INTEGER NOT NULL DEFAULT 0,
+    hangup_by  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cdr_started ON cdr (started);
 CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
 """
 
 _COLUMNS = ("callid, started, answered, ended, callfrom, callto, duration, talk, status, "
-            "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause")
+            "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause, "
+            "hangup_by")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a CDR table made by an earlier version up to this schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(cdr)")}
+    if "hangup_by" not in columns:
+        db.execute("ALTER TABLE cdr ADD COLUMN hangup_by TEXT NOT NULL DEFAULT ''")
 
 
 class CdrTable:
@@ -47,10 +56,10 @@ class CdrTable:
 
     def add_cdr(self, r: CdrRecord) -> None:
         self._db.execute(
-            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.callid, r.start, r.answer, r.end, r.callfrom, r.callto, r.duration, r.talk,
              r.status, r.type, r.src_trunk, r.dst_trunk, r.caller_ext, r.callee_ext,
-             r.outboundid, r.inboundid, r.cause),
+             r.outboundid, r.inboundid, r.cause, r.hangup_by),
         )
 
     def cdrs(

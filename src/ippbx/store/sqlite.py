@@ -53,6 +53,7 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA)
+        cdr.migrate(self._db)
 
     def close(self) -> None:
         self._db.close()

@@ -27,7 +27,7 @@ from ippbx.api.request import ApiRequest, Endpoint, FileReply
 from ippbx.pbx import cdr
 
 CSV_COLUMNS = ("callid", "timestart", "callfrom", "callto", "callduraction",
-               "talkduraction", "status", "type", "srctrunkname", "desttrunkname")
+               "talkduraction", "status", "type", "srctrunkname", "desttrunkname", "hangupby")
 _TICKET_KIND = "cdr"
 
 
@@ -92,7 +92,8 @@ async def download(req: ApiRequest) -> FileReply:
     writer.writerow(CSV_COLUMNS)
     for r in records:
         writer.writerow((r.callid, cdr.local_time(r.start, tz), r.callfrom, r.callto,
-                         r.duration, r.talk, r.status, r.type, r.src_trunk, r.dst_trunk))
+                         r.duration, r.talk, r.status, r.type, r.src_trunk, r.dst_trunk,
+                         r.hangup_by))
     return FileReply(out.getvalue().encode("utf-8"), "text/csv; charset=utf-8", "cdr.csv")
 
 
