@@ -1,0 +1,512 @@
+"""SIP call rate: the highest rate ippbx carries cleanly (RFC 7501/7502 style), and more.
+
+Run from the repository root with the project's virtualenv:
+
+    .venv/bin/python bench/sip_cps.py --scenario a          # (a), 30 s steps, ~5-8 min
+    .venv/bin/python bench/sip_cps.py --scenario b          # (b) and its sippy baseline
+    .venv/bin/python bench/sip_cps.py --scenario a --step-seconds 5     # quick, development
+    .venv/bin/python bench/sip_cps.py --fixed-rate 100 --step-seconds 30  # the issue 4 check
+    .venv/bin/python bench/sip_cps.py --profile 300        # py-spy profile of (a) at 300/s
+
+Scenarios (ippbx pinned to core 0, sipp on core 1, everything on 127.0.0.1):
+  (a) an authenticated extension calls out through a trunk: 1001 REGISTERs once (a short
+      separate sipp run), then every call is INVITE, 407, ACK, INVITE with
+      Proxy-Authorization, 200, ACK, hold, BYE (bench/scenarios/ext_uac_auth.xml) to a sipp
+      UAS acting as the carrier.
+  (b) a carrier calls in: ippbx's dial plan has no trunk → trunk routing (an inbound route's
+      destination is an extension or "hangup"), so (b) measures trunk → extension instead:
+      a sipp UAC as the trunk, a sipp UAS registered as extension 1002. Baseline in the same
+      run: PyPI `sippy`'s b2bua_simple (one receive thread, logging off; virtualenv
+      bench/.venv-sippy created on first use) carrying the same sipp UAC → UAS calls.
+
+Method: a step holds an offered rate for --step-seconds. A step is clean with 0 failed
+calls, 0 retransmissions, 0 out-of-call / dead-call messages (UAC and UAS counted) and an
+achieved rate >= 0.95 x offered (sipp -trace_stat, read by column name). Probe steps
+(--probe-seconds, by default as long as a full step) double the rate until a step is not
+clean and bisect until the clean and not-clean rates are within --tolerance (15 %). With
+full-length probes the best clean probe is the first full step; with shorter probes full
+steps start at the best probe rate and back off (x --backoff) until one is clean, then
+bisect once towards the failed rate. The final rate is run --repeats times in all; the
+median achieved rate is reported with ippbx's CPU % (of one core, over the step), its
+peak RSS and the host's UDP RcvbufErrors during the step. Each step runs on a fresh ippbx
+(or sippy) and fresh ports. Exit 0 when every measurement completed (goals are reported,
+not enforced), 1 if one could not be made, 2 if sipp is missing, 3 on overrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchlib import (
+    BENCH,
+    IPPBX_CPU,
+    LOAD_CPU,
+    VENV_BIN,
+    Procs,
+    ProcSampler,
+    bench_main,
+    free_port,
+    log,
+    machine_info,
+    median,
+    pinned,
+    print_machine,
+    rcvbuf_errors,
+    save_json,
+    table,
+    wait_bound,
+    workdir,
+)
+from peers import Ippbx, PbxConfig, Sipp, achieved_rate, ext_password, register
+
+SIPPY_VENV = BENCH / ".venv-sippy"
+GOAL_A = 1000.0  # calls/s clean, scenario (a)
+GOAL_B_RATIO = 6.7  # x sippy, scenario (b)
+STEP_OVERHEAD_S = 8.0  # start ippbx, register, UAS, drain, stop
+
+
+@dataclass
+class Step:
+    setup: str
+    offered: float
+    seconds: float
+    achieved: float = 0.0
+    successful: int = 0
+    failed: int = 0
+    retransmissions: int = 0
+    unexpected: int = 0
+    cpu_percent: float = float("nan")
+    rss_kb: int = 0
+    rcvbuf_errors: int = 0
+    setup_ms: float = float("nan")
+    leftover_calls: int = -1  # live calls the API still lists after the run (-1: not asked)
+    clean: bool = False
+    why: str = ""
+
+    def line(self) -> str:
+        verdict = "clean" if self.clean else f"NOT clean ({self.why})"
+        return (f"  {self.setup:6} {self.offered:7.0f}/s x {self.seconds:.0f}s: achieved "
+                f"{self.achieved:7.1f}/s, ok {self.successful}, failed {self.failed}, "
+                f"retrans {self.retransmissions}, unexpected {self.unexpected}, "
+                f"cpu {self.cpu_percent:5.1f}%, rss {self.rss_kb / 1024:.1f} MiB, "
+                f"rcvbuf {self.rcvbuf_errors}, setup {self.setup_ms:.1f} ms -> {verdict}")
+
+
+# -- the sippy baseline -------------------------------------------------------------------------
+
+
+def ensure_sippy() -> Path:
+    """bench/.venv-sippy with PyPI `sippy` in it (created on first use); its python."""
+    python = SIPPY_VENV / "bin" / "python"
+    check = [str(python), "-c", "import sippy.b2bua_simple"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    log(f"creating {SIPPY_VENV} with PyPI sippy (the scenario (b) baseline)")
+    subprocess.run([sys.executable, "-m", "venv", str(SIPPY_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "sippy"], check=True)
+    subprocess.run(check, check=True)
+    return python
+
+
+# -- one step ---------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, procs: Procs, base: Path, hold_ms: int, deadline: float,
+                 sippy_python: Path | None = None) -> None:
+        self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.deadline = deadline
+        self.sippy_python = sippy_python
+        self.count = collections.Counter[str]()
+        self.steps: list[Step] = []
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def fits(self, seconds: float) -> bool:
+        return self.time_left() > seconds + self.hold_ms / 1000 + STEP_OVERHEAD_S + 5
+
+    def step(self, setup: str, rate: float, seconds: float,
+             profile: Path | None = None) -> Step:
+        self.count[setup] += 1
+        wd = self.base / f"{setup}-{self.count[setup]:02d}-{rate:g}"
+        wd.mkdir(parents=True)
+        result = Step(setup, rate, seconds)
+        uac_port, uas_port, sip_port, api_port = (free_port() for _ in range(4))
+        calls = max(1, round(rate * seconds))
+        hold_s = self.hold_ms / 1000
+        pbx: Ippbx | None = None
+        target = None
+        uas: Sipp | None = None
+        try:
+            common = dict(remote=f"127.0.0.1:{sip_port}", port=uac_port, calls=calls,
+                          rate=rate, limit=int(rate * (hold_s + 3)) + 20,
+                          hold_ms=self.hold_ms, timeout_s=seconds + hold_s + 60)
+            if setup == "a":
+                cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
+                                trunks=[("carrier", uas_port)], outbound_trunks=["carrier"])
+                pbx = Ippbx(self.procs, wd, cfg).start()
+                target = pbx.proc
+                uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
+                register(self.procs, wd, pbx, "1001", uac_port)
+                uac = Sipp(self.procs, wd, "uac", "ext_uac_auth.xml",
+                           auth=("1001", ext_password("1001")), keys={"user": "1001"},
+                           service="95551234", **common)  # type: ignore[arg-type]
+            elif setup == "b":
+                cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
+                                trunks=[("carrier", uac_port)],
+                                inbound=[("carrier", "5550100", "1002")])
+                pbx = Ippbx(self.procs, wd, cfg).start()
+                target = pbx.proc
+                register(self.procs, wd, pbx, "1002", uas_port)
+                uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
+                uac = Sipp(self.procs, wd, "uac", "trunk_uac.xml", service="5550100",
+                           keys={"caller": "5551234"}, **common)  # type: ignore[arg-type]
+            elif setup == "sippy":
+                assert self.sippy_python is not None
+                argv = [str(self.sippy_python), str(BENCH / "sippy_b2bua.py"), "-f",
+                        "-l", "127.0.0.1", "-p", str(sip_port), "-n", f"127.0.0.1:{uas_port}"]
+                target = self.procs.spawn(pinned(IPPBX_CPU, argv), wd, "sippy",
+                                          env={"SIPLOG_BEND": "none"})
+                if not wait_bound(sip_port, "udp", 20, target):
+                    raise RuntimeError("sippy b2bua_simple did not start: "
+                                       + (wd / "sippy.stderr").read_text()[-2000:])
+                uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
+                uac = Sipp(self.procs, wd, "uac", "trunk_uac.xml", service="5550100",
+                           keys={"caller": "5551234"}, **common)  # type: ignore[arg-type]
+            else:
+                raise ValueError(setup)
+            assert target is not None
+            spy = None
+            if profile is not None:
+                spy_argv = [str(VENV_BIN / "py-spy"), "record", "--pid", str(target.pid),
+                            "--duration", str(int(seconds)), "--rate", "100",
+                            "--format", "raw", "--function", "--nonblocking",
+                            "-o", str(profile)]
+                spy = self.procs.spawn(pinned(LOAD_CPU, spy_argv), wd, "py-spy")
+                time.sleep(1.0)  # let py-spy attach before the load starts
+            sampler = ProcSampler(target.pid)
+            snmp0 = rcvbuf_errors()
+            sampler.sample()
+            t0 = time.monotonic()
+            uac.start()
+
+            def tick() -> None:
+                if target.poll() is None:
+                    sampler.sample()
+
+            res = uac.wait(seconds + hold_s + 70, on_tick=tick)
+            tick()
+            time.sleep(0.7)  # the UAS keeps each call 0.5 s after BYE
+            uas_res = uas.stop()
+            result.rcvbuf_errors = rcvbuf_errors() - snmp0
+            result.cpu_percent = sampler.cpu_percent(t0, t0 + seconds)
+            result.rss_kb = sampler.max_rss
+            result.achieved = achieved_rate(res, calls)
+            result.successful = res.successful
+            result.failed = res.failed + uas_res.failed
+            result.retransmissions = res.retransmissions + uas_res.retransmissions
+            result.unexpected = res.unexpected + uas_res.unexpected
+            result.setup_ms = res.response_time_ms()
+            if spy is not None:
+                self.procs.stop(spy, 2, 30)  # SIGINT: py-spy writes what it has
+            if pbx is not None:
+                query = pbx.outbound if setup == "a" else pbx.inbound
+                result.leftover_calls = len(pbx.wait_empty(query, 10))
+            why = []
+            if target.poll() is not None:
+                why.append(f"{setup} exited ({target.returncode})")
+            if res.returncode != 0:
+                why.append(f"sipp exit {res.returncode}")
+            if result.failed:
+                why.append(f"{result.failed} failed")
+            if result.successful != calls:
+                why.append(f"{result.successful}/{calls} ok")
+            if result.retransmissions:
+                why.append(f"{result.retransmissions} retrans")
+            if result.unexpected:
+                why.append(f"{result.unexpected} unexpected msgs")
+            if result.achieved < 0.95 * rate:
+                why.append(f"achieved {result.achieved:.0f} < 0.95 x {rate:g}")
+            if result.leftover_calls > 0:
+                why.append(f"{result.leftover_calls} calls left in the registry")
+            result.clean, result.why = not why, ", ".join(why)
+            if res.errors and not result.clean:
+                (wd / "why.txt").write_text(res.errors)
+        except RuntimeError as exc:
+            result.why = str(exc).splitlines()[0][:200]
+            log(f"  step failed to run: {exc}")
+        finally:
+            if uas is not None and uas.running:
+                uas.kill()
+            if pbx is not None:
+                pbx.stop()
+            elif target is not None:
+                self.procs.stop(target)
+        log(result.line())
+        self.steps.append(result)
+        return result
+
+
+# -- the search -------------------------------------------------------------------------------
+
+
+def _round_rate(rate: float) -> float:
+    if rate < 50:
+        return max(1.0, round(rate))
+    return float(round(rate / 5) * 5)
+
+
+@dataclass
+class Found:
+    setup: str
+    rate: float = 0.0  # the offered rate whose full steps were clean
+    median_achieved: float = 0.0
+    clean_runs: int = 0
+    runs: int = 0
+    cpu_percent: float = float("nan")
+    rss_kb: int = 0
+    rcvbuf_errors: int = 0
+    setup_ms: float = float("nan")
+    note: str = ""
+
+
+def search(runner: Runner, setup: str, args: argparse.Namespace, start: float) -> Found:
+    found = Found(setup)
+    log(f"[{setup}] probing with {args.probe_seconds:g} s steps from {start:g}/s")
+    lo: float | None = None
+    hi: float | None = None
+    lo_step: Step | None = None
+    rate = start
+    for _ in range(args.max_probes):
+        if not runner.fits(args.probe_seconds):
+            break
+        step = runner.step(setup, rate, args.probe_seconds)
+        if step.clean:
+            lo, lo_step = rate, step
+        else:
+            hi = rate
+        if lo is not None and hi is not None and hi - lo <= max(args.tolerance * lo, 5):
+            break
+        if hi is None:
+            nxt = rate * 2
+            if nxt > args.max_rate:
+                break
+        elif lo is None:
+            nxt = rate / 2
+            if nxt < 1:
+                break
+        else:
+            nxt = (lo + hi) / 2
+        rate = _round_rate(nxt)
+        if rate in (lo, hi):
+            break
+    if lo is None:
+        found.note = "no probe step was clean"
+        return found
+    rate = lo
+    full: list[Step] = []
+    full_hi: float | None = None  # the lowest rate whose full step was not clean
+    if lo_step is not None and args.probe_seconds >= args.step_seconds:
+        full.append(lo_step)  # a full-length clean probe is the first full step
+    else:
+        log(f"[{setup}] full {args.step_seconds:g} s steps from {rate:g}/s")
+    for _ in range(0 if full else args.max_backoffs + 1):
+        if not runner.fits(args.step_seconds):
+            found.note = "out of time before a full step"
+            return found
+        step = runner.step(setup, rate, args.step_seconds)
+        if step.clean:
+            full.append(step)
+            break
+        full_hi = rate
+        rate = _round_rate(rate * args.backoff)
+    if not full:
+        found.note = "no full step was clean"
+        return found
+    # one bisection between the clean full rate and the failed one, if they are far apart
+    if full_hi is not None and full_hi > rate * 1.15 and runner.fits(args.step_seconds):
+        mid = _round_rate((rate + full_hi) / 2)
+        step = runner.step(setup, mid, args.step_seconds)
+        if step.clean:
+            rate, full = mid, [step]
+    while len(full) < args.repeats and runner.fits(args.step_seconds):
+        full.append(runner.step(setup, rate, args.step_seconds))
+    if len(full) < args.repeats:
+        found.note = f"only {len(full)} of {args.repeats} repeats fitted in the time limit"
+    found.rate = rate
+    found.runs = len(full)
+    found.clean_runs = sum(s.clean for s in full)
+    found.median_achieved = median([s.achieved for s in full])
+    found.cpu_percent = median([s.cpu_percent for s in full])
+    found.rss_kb = max(s.rss_kb for s in full)
+    found.rcvbuf_errors = sum(s.rcvbuf_errors for s in full)
+    found.setup_ms = median([s.setup_ms for s in full])
+    return found
+
+
+def found_row(f: Found, label: str) -> list[object]:
+    return [label, f"{f.rate:g}", f"{f.median_achieved:.0f}", f"{f.clean_runs}/{f.runs}",
+            f"{f.cpu_percent:.0f}", f"{f.rss_kb / 1024:.1f}", f.rcvbuf_errors,
+            f"{f.setup_ms:.1f}", f.note]
+
+
+FOUND_HEADERS = ["system", "clean rate (offered/s)", "median achieved/s", "clean runs",
+                 "CPU % (1 core)", "peak RSS MiB", "RcvbufErrors", "INVITE→200 ms", "note"]
+
+
+# -- profile ------------------------------------------------------------------------------------
+
+
+def top_self(profile: Path, limit: int = 15) -> tuple[list[tuple[str, int]], int]:
+    """py-spy raw (collapsed) stacks → the `limit` frames with most self samples."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in profile.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        counts[leaf] += int(n)
+        total += int(n)
+    return counts.most_common(limit), total
+
+
+def shorten(frame: str) -> str:
+    """"func (/long/path/ippbx/sip/ua.py:12)" → "func (ippbx/sip/ua.py:12)"."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            break
+    return f"{name} ({where})"
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", choices=["a", "b", "all"], default="a",
+                   help="a: ext→trunk; b: trunk→ext and the sippy baseline (each ~5-9 min); "
+                        "all: both (give --max-minutes 20)")
+    p.add_argument("--step-seconds", type=float, default=30.0, help="full step length")
+    p.add_argument("--probe-seconds", type=float,
+                   help="search step length (default: --step-seconds; shorter probes "
+                        "overestimate ippbx, whose GC pauses grow over the first 32 s)")
+    p.add_argument("--hold-ms", type=int, default=1000, help="call hold time (sipp -d)")
+    p.add_argument("--start-rate", type=float, default=150.0,
+                   help="first ippbx probe rate (near the last result saves steps)")
+    p.add_argument("--sippy-start-rate", type=float, default=150.0)
+    p.add_argument("--max-rate", type=float, default=8000.0)
+    p.add_argument("--max-probes", type=int, default=8)
+    p.add_argument("--tolerance", type=float, default=0.15,
+                   help="probing stops once clean and not-clean rates are this close")
+    p.add_argument("--max-backoffs", type=int, default=4)
+    p.add_argument("--backoff", type=float, default=0.8,
+                   help="rate factor after a full step that was not clean")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--fixed-rate", type=float, help="one step of (a) at this rate (issue 4)")
+    p.add_argument("--profile", type=float, metavar="RATE",
+                   help="one step of (a) at RATE under py-spy; print the top 15 by self time")
+    p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
+    p.add_argument("--json", help="write the results to this JSON file")
+    return p.parse_args()
+
+
+def main(procs: Procs) -> int:
+    args = parse_args()
+    if args.probe_seconds is None:
+        args.probe_seconds = args.step_seconds
+    info = machine_info()
+    print_machine(info, "bench/sip_cps.py " + " ".join(sys.argv[1:]))
+    base = workdir("cps")
+    log(f"work directory: {base}")
+    deadline = time.monotonic() + args.max_minutes * 60 - 15
+    out: dict[str, object] = {"machine": info, "args": vars(args)}
+
+    if args.fixed_rate is not None:  # the issue 4 check
+        runner = Runner(procs, base, args.hold_ms, deadline)
+        step = runner.step("a", args.fixed_rate, args.step_seconds)
+        ok = step.failed == 0 and step.successful == round(args.fixed_rate * args.step_seconds)
+        empty = step.leftover_calls == 0
+        log(f"issue 4 check: {step.successful} calls ok, {step.failed} failed; "
+            f"outbound/query after the run: "
+            f"{'[]' if empty else f'{step.leftover_calls} calls left'} -> "
+            f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
+        out["fixed"] = asdict(step)
+        save_json(args.json, out)
+        return 0 if ok and empty else 1
+
+    if args.profile is not None:
+        runner = Runner(procs, base, args.hold_ms, deadline)
+        profile = base / "py-spy.txt"
+        step = runner.step("a", args.profile, args.step_seconds, profile=profile)
+        if not profile.exists():
+            log("py-spy wrote no profile (see py-spy.stderr in the work directory)")
+            return 1
+        top, total = top_self(profile)
+        wall = args.step_seconds * 100
+        log(f"py-spy: {total} samples of ippbx while busy ({100 * total / wall:.0f} % of "
+            f"{args.step_seconds:g} s at 100 Hz); top 15 by self time:")
+        rows = [[i + 1, shorten(f), n, f"{100 * n / total:.1f}"] for i, (f, n) in enumerate(top)]
+        log(table(["#", "function (file:line of def)", "self samples", "% of busy"], rows))
+        out["profile"] = {"step": asdict(step), "top": rows, "total": total,
+                          "raw": str(profile)}
+        save_json(args.json, out)
+        return 0
+
+    sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
+    runner = Runner(procs, base, args.hold_ms, deadline, sippy_python)
+    results: dict[str, Found] = {}
+    if args.scenario in ("a", "all"):
+        results["a"] = search(runner, "a", args, args.start_rate)
+    if args.scenario in ("b", "all"):
+        results["b"] = search(runner, "b", args, args.start_rate)
+        results["sippy"] = search(runner, "sippy", args, args.sippy_start_rate)
+
+    log("")
+    log("all steps:")
+    for s in runner.steps:
+        log(s.line())
+    log("")
+    rows = []
+    if "a" in results:
+        rows.append(found_row(results["a"], "(a) ippbx ext→trunk, digest"))
+    if "b" in results:
+        rows.append(found_row(results["b"], "(b) ippbx trunk→ext (no trunk→trunk route)"))
+        rows.append(found_row(results["sippy"], "(b) baseline sippy b2bua_simple"))
+    log(table(FOUND_HEADERS, rows))
+    complete = all(f.runs > 0 for f in results.values())
+    if "a" in results:
+        a = results["a"]
+        log(f"goal (a) >= {GOAL_A:.0f} calls/s clean: "
+            f"{'MET' if a.median_achieved >= GOAL_A and a.clean_runs == a.runs else 'NOT MET'}"
+            f" ({a.median_achieved:.0f}/s)")
+    if "b" in results:
+        b, s = results["b"], results["sippy"]
+        ratio = b.median_achieved / s.median_achieved if s.median_achieved else math.nan
+        log(f"goal (b) >= {GOAL_B_RATIO}x sippy: {'MET' if ratio >= GOAL_B_RATIO else 'NOT MET'}"
+            f" (ratio {ratio:.2f})")
+        out["ratio_b"] = ratio
+    out["found"] = {k: asdict(v) for k, v in results.items()}
+    out["steps"] = [asdict(s) for s in runner.steps]
+    save_json(args.json, out)
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    from benchlib import require_tools
+
+    require_tools("sipp")
+    _args = parse_args()
+    bench_main(main, _args.max_minutes * 60)
