@@ -11,6 +11,10 @@ leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed t
 other side. The registry is updated at every step so `outbound/query` sees calls live,
 and a call leaves it only once both legs are over.
 
+The public methods that are not `on_request` (new_bridge, build_invite, send_invite,
+place_leg, call_extension, call_trunks, remember, bye, hangup_side, teardown, spawn) are
+the primitives `control.py` builds hang-up, hold, transfer and click-to-call on.
+
 Failures as the caller sees them: 404 no route, 403 route not allowed, 480 callee not
 registered or not answering, 486 busy (relayed), 503 every trunk failed, 483 when
 Max-Forwards runs out.
@@ -134,7 +138,7 @@ class B2BUA:
     def active_tasks(self) -> int:
         return len(self._tasks)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -153,7 +157,7 @@ class B2BUA:
         if sr.dialog is not None:
             self._in_dialog(sr)
         elif method == "INVITE":
-            self._spawn(self._new_call(sr))
+            self.spawn(self._new_call(sr))
         elif method == "REGISTER":
             self._register(sr)
         elif method == "OPTIONS":
@@ -208,34 +212,34 @@ class B2BUA:
             sr.respond(destination.sip_status)
             return
         sr.respond(100)
-        bridge = self._new_bridge(self.registry.start_call(caller, dialled), sr)
+        bridge = self.new_bridge(self.registry.start_call(caller, dialled), sr)
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:
             if isinstance(destination, ToExtension):
-                status = await self._call_extension(bridge, destination.number, max_forwards - 1)
+                status = await self.call_extension(bridge, destination.number, max_forwards - 1)
             else:
-                status = await self._call_trunks(bridge, destination, max_forwards - 1)
+                status = await self.call_trunks(bridge, destination, max_forwards - 1)
             if status is not None:  # the call failed before being answered
                 self._reject(bridge, status)
         except asyncio.CancelledError:
-            self._teardown(bridge, 503)
+            self.teardown(bridge, 503)
             raise
         except Exception:
             log.exception("call %s failed", bridge.call.callid)
-            self._teardown(bridge, 500)
+            self.teardown(bridge, 500)
 
-    def _new_bridge(self, call: Call, sr: ServerRequest | None) -> Bridge:
+    def new_bridge(self, call: Call, sr: ServerRequest | None) -> Bridge:
         bridge = Bridge(call, sr, self.ua.new_tag())
         self.bridges[call.callid] = bridge
         return bridge
 
-    def _finish(self, bridge: Bridge) -> None:
+    def finish(self, bridge: Bridge) -> None:
         bridge.ended = True
         bridge.abort.set()  # an INVITE still out for this call (a transfer) gives up
         self.bridges.pop(bridge.call.callid, None)
 
-    async def _call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
+    async def call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
         contacts = self.registrar.contacts(number)
         if not contacts:
             return 480
@@ -248,7 +252,7 @@ class B2BUA:
             bridge, leg, binding.contact, binding.source, from_number, number, max_forwards
         )
 
-    async def _call_trunks(self, bridge: Bridge, plan: ToTrunks, max_forwards: int) -> int | None:
+    async def call_trunks(self, bridge: Bridge, plan: ToTrunks, max_forwards: int) -> int | None:
         caller = bridge.call.caller
         ext = self._extensions.get(caller.extension or "")
         status = 503
@@ -284,12 +288,12 @@ class B2BUA:
         trunk: Trunk | None = None,
     ) -> int | None:
         """Place the callee leg; None once it is answered and bridged, else the failure."""
-        invite = self._build_invite(
+        invite = self.build_invite(
             bridge.sdp.get("a", b""), bridge.content_type, uri, dest, from_user, to_user,
             max_forwards, trunk,
         )
         self.registry.add_callee(bridge.call, leg)
-        response = await self._send_invite(bridge, invite, dest, trunk)
+        response = await self.send_invite(bridge, invite, dest, trunk)
         if response.status >= 300:
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
@@ -329,11 +333,11 @@ class B2BUA:
         for leg, uri, dest, from_user, trunk in attempts:
             if bridge.ended:
                 return None
-            invite = self._build_invite(
+            invite = self.build_invite(
                 offer, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
             )
             attach(leg)
-            response = await self._send_invite(bridge, invite, dest, trunk)
+            response = await self.send_invite(bridge, invite, dest, trunk)
             ci = bridge.b_invite
             if response.status < 300 and ci is not None and ci.dialog is not None:
                 self.ua.ack(ci.dialog)
@@ -344,7 +348,7 @@ class B2BUA:
                 return None
         return None
 
-    def _build_invite(
+    def build_invite(
         self,
         body: bytes,
         content_type: str,
@@ -372,7 +376,7 @@ class B2BUA:
             headers.append(("Content-Type", content_type))
         return Request("INVITE", uri, headers, body)
 
-    async def _send_invite(
+    async def send_invite(
         self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None
     ) -> Response:
         """Send the INVITE (answering one digest challenge for register trunks); wait for a
@@ -407,9 +411,9 @@ class B2BUA:
                     return Response(487 if bridge.gave_up else 408)
                 response = await final  # 487 (or a 2xx that crossed the CANCEL)
                 if response.status < 300:
-                    self._remember(bridge, "b", ci.dialog)
+                    self.remember(bridge, "b", ci.dialog)
                     self.ua.ack(ci.dialog)
-                    self._bye(ci.dialog)
+                    self.bye(ci.dialog)
                 return Response(487 if bridge.gave_up else _no_answer(response))
             response = final.result()
             if response.status in (401, 407) and attempt == 0 and trunk is not None \
@@ -432,7 +436,7 @@ class B2BUA:
             return
         if task.result().status < 300 and ci.dialog is not None:
             self.ua.ack(ci.dialog)
-            self._bye(ci.dialog)
+            self.bye(ci.dialog)
 
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
         if response.status == 100 or bridge.ended or bridge.gave_up:
@@ -454,11 +458,11 @@ class B2BUA:
         assert ci is not None and ci.dialog is not None
         bridge.b_dialog = ci.dialog
         bridge.sdp["b"] = response.body
-        self._remember(bridge, "b", ci.dialog)
+        self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
         assert bridge.a is not None
         if bridge.gave_up:  # the caller gave up as the callee answered
-            self._bye(ci.dialog)
+            self.bye(ci.dialog)
             self.registry.end_leg(leg.id, 487)
             self._reject(bridge, 487)
             return None
@@ -471,12 +475,12 @@ class B2BUA:
         )
         bridge.a_dialog = bridge.a.dialog
         if bridge.a_dialog is not None:
-            self._remember(bridge, "a", bridge.a_dialog)
+            self.remember(bridge, "a", bridge.a_dialog)
         self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         ack = await bridge.a.acked()
         if ack is None and not bridge.ended:  # the caller never confirmed: tear down
-            self._teardown(bridge, 408)
+            self.teardown(bridge, 408)
         return None
 
     def _answered_originated(self, bridge: Bridge, leg: Leg, response: Response) -> None:
@@ -486,7 +490,7 @@ class B2BUA:
         assert ci is not None and ci.dialog is not None and bridge.a_dialog is not None
         bridge.b_dialog = ci.dialog
         bridge.sdp["b"] = response.body
-        self._remember(bridge, "b", ci.dialog)
+        self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
         headers = [("Content-Type", response.get("Content-Type") or bridge.content_type)]
         self.ua.ack(bridge.a_dialog, response.body, headers if response.body else ())
@@ -506,9 +510,9 @@ class B2BUA:
         bridge, side, _ = entry
         if method == "BYE":
             sr.respond(200)
-            self._hangup(bridge, side, 200)
+            self.hangup_side(bridge, side, 200)
         elif method == "INVITE":
-            self._spawn(self._relay_reinvite(bridge, side, sr))
+            self.spawn(self._relay_reinvite(bridge, side, sr))
         elif method in ("OPTIONS", "INFO", "UPDATE"):
             sr.respond(200)
         elif method == "REFER" and self.on_refer is not None:
@@ -543,7 +547,7 @@ class B2BUA:
         sr.respond(response.status, response.reason, headers=out_headers, body=response.body)
 
     # -- ending calls -------------------------------------------------------------------
-    def _remember(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
+    def remember(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
         if dialog is not None:
             self._dialogs[id(dialog)] = (bridge, side, dialog)
 
@@ -552,7 +556,7 @@ class B2BUA:
             self._dialogs.pop(id(dialog), None)
             self.ua.forget_dialog(dialog)
 
-    def _bye(self, dialog: Dialog | None) -> None:
+    def bye(self, dialog: Dialog | None) -> None:
         if dialog is None:
             return
 
@@ -562,16 +566,16 @@ class B2BUA:
             finally:
                 self._forget(dialog)
 
-        self._spawn(send())
+        self.spawn(send())
 
-    def _hangup(self, bridge: Bridge, side: Side, cause: int) -> None:
+    def hangup_side(self, bridge: Bridge, side: Side, cause: int) -> None:
         """`side` hung up (or failed): release the other side and end the call."""
         if bridge.ended:
             return
         bridge.call.hangup_by = bridge.call.hangup_by or ("caller" if side == "a" else "callee")
-        self._finish(bridge)
+        self.finish(bridge)
         self._forget(bridge.dialog(side))
-        self._bye(bridge.dialog("b" if side == "a" else "a"))
+        self.bye(bridge.dialog("b" if side == "a" else "a"))
         gone = bridge.leg(side)  # the side that hung up ends first (BYE reports say so)
         for leg in sorted(bridge.call.legs(), key=lambda leg: leg is not gone):
             if leg.live:
@@ -583,14 +587,14 @@ class B2BUA:
             return
         if bridge.a is not None and bridge.a.cancelled.is_set():
             bridge.call.hangup_by = bridge.call.hangup_by or "caller"
-        self._finish(bridge)
+        self.finish(bridge)
         if bridge.a is not None:
             bridge.a.respond(status, to_tag=bridge.a_tag)
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)
 
-    def _teardown(self, bridge: Bridge, status: int) -> None:
+    def teardown(self, bridge: Bridge, status: int) -> None:
         """Abort: whatever state the call is in, leave nothing behind."""
         if bridge.ended:
             return
@@ -601,11 +605,11 @@ class B2BUA:
             self._reject(bridge, status)
             return
         # Both sides are hung up by us (the caller never ACKed our 200, or we are
-        # stopping): neither ended its dialog itself, so, unlike _hangup(), each gets a BYE
-        # (§13.3.1.4). _hangup(bridge, "a") would forget the caller's dialog first.
-        self._finish(bridge)
-        self._bye(bridge.a_dialog)
-        self._bye(bridge.b_dialog)
+        # stopping): neither ended its dialog itself, so, unlike hangup_side(), each gets a BYE
+        # (§13.3.1.4). hangup_side(bridge, "a") would forget the caller's dialog first.
+        self.finish(bridge)
+        self.bye(bridge.a_dialog)
+        self.bye(bridge.b_dialog)
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)

@@ -82,7 +82,7 @@ class CallControl:
         bridge = self._bridge(call)
         call.hangup_by = call.hangup_by or "api"
         if self._answered(bridge):
-            self.b2bua._teardown(bridge, 200)
+            self.b2bua.teardown(bridge, 200)
         else:
             bridge.abort.set()  # the call's task cancels the callee and answers the caller
 
@@ -108,7 +108,7 @@ class CallControl:
         side = self._side_of_extension(bridge, extension)
         if not self._answered(bridge):
             raise ControlError(ControlError.NOT_CONNECTED)
-        self.b2bua._spawn(self._hold(bridge, side, on))
+        self.b2bua.spawn(self._hold(bridge, side, on))
 
     async def _hold(self, bridge: Bridge, side: Side, on: bool) -> None:
         other: Side = "b" if side == "a" else "a"
@@ -161,7 +161,7 @@ class CallControl:
     def transfer(self, call: Call, transferor: str, target: str) -> None:
         """Blind transfer: `transferor` leaves, the other party is connected to `target`."""
         bridge, side, destination = self._prepare_transfer(call, transferor, target)
-        self.b2bua._spawn(self._transfer(bridge, side, destination))
+        self.b2bua.spawn(self._transfer(bridge, side, destination))
 
     def _prepare_transfer(
         self, call: Call, transferor: str, target: str
@@ -199,7 +199,7 @@ class CallControl:
             return
         sr.respond(202)
         self.registry.transferred(bridge.call, leg, target)
-        self.b2bua._spawn(self._refer(bridge, side, destination))
+        self.b2bua.spawn(self._refer(bridge, side, destination))
 
     async def _refer(
         self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks
@@ -229,7 +229,7 @@ class CallControl:
         old = bridge.leg(side)
         kept = bridge.leg(keep)
         assert old is not None and kept is not None
-        b2bua._bye(bridge.dialog(side))  # the transferor leaves now (BYE, then forgotten)
+        b2bua.bye(bridge.dialog(side))  # the transferor leaves now (BYE, then forgotten)
         bridge.set_dialog(side, None)
         offer = bridge.sdp.get(keep, b"")
         if offer and is_hold(bridge.sdp.get(side, b"")) \
@@ -250,17 +250,17 @@ class CallControl:
             pending = bridge.b_invite
             if pending is not None and pending.dialog is None:
                 pending.cancel()
-            b2bua._hangup(bridge, side, 503)
+            b2bua.hangup_side(bridge, side, 503)
             raise
         if placed is None:  # the target did not answer: the remaining party is released
-            b2bua._hangup(bridge, side, 480)
+            b2bua.hangup_side(bridge, side, 480)
             return
         new_leg, dialog, answer = placed
         if bridge.ended:  # the remaining party hung up meanwhile
-            b2bua._bye(dialog)
+            b2bua.bye(dialog)
             return
         bridge.set_dialog(side, dialog)
-        b2bua._remember(bridge, side, dialog)
+        b2bua.remember(bridge, side, dialog)
         bridge.sdp[side] = answer
         status = LegStatus.WAIT if is_hold(offer) else LegStatus.TALKING
         for leg in (new_leg, kept):  # (a hold by the transferor ends with it)
@@ -293,8 +293,8 @@ class CallControl:
             self.require_extension(destination.number)
         leg = Leg(LegKind.EXTENSION, extension, target, extension=extension, outgoing=True)
         call = self.registry.start_call(leg, target)
-        bridge = b2bua._new_bridge(call, None)
-        b2bua._spawn(self._dial(bridge, contacts[0], destination, target, autoanswer))
+        bridge = b2bua.new_bridge(call, None)
+        b2bua.spawn(self._dial(bridge, contacts[0], destination, target, autoanswer))
         return call
 
     async def _dial(
@@ -307,31 +307,31 @@ class CallControl:
         dialog: Dialog | None = None  # the extension's, once it answered
         offer = b""  # the SDP it offered in its 200
         try:
-            invite = b2bua._build_invite(
+            invite = b2bua.build_invite(
                 b"", bridge.content_type, binding.contact, binding.source,
                 target, caller.extension or "", 70, None,
             )
             if autoanswer:
                 for name, value in AUTO_ANSWER_HEADERS:
                     invite.add(name, value)
-            response = await b2bua._send_invite(bridge, invite, binding.source, None)
+            response = await b2bua.send_invite(bridge, invite, binding.source, None)
             if response.status >= 300 or bridge.ended:
                 if caller.live:
                     self.registry.end_leg(caller.id, response.status)
-                b2bua._finish(bridge)
+                b2bua.finish(bridge)
                 return
             assert bridge.b_invite is not None and bridge.b_invite.dialog is not None
             dialog = bridge.b_invite.dialog
             bridge.b_invite = None
             bridge.a_dialog = dialog
-            b2bua._remember(bridge, "a", dialog)
+            b2bua.remember(bridge, "a", dialog)
             bridge.sdp["a"] = offer = response.body
             bridge.content_type = response.get("Content-Type") or bridge.content_type
             self.registry.set_status(caller.id, LegStatus.TALKING)
             if isinstance(destination, ToExtension):
-                status = await b2bua._call_extension(bridge, destination.number, 70)
+                status = await b2bua.call_extension(bridge, destination.number, 70)
             else:
-                status = await b2bua._call_trunks(bridge, destination, 70)
+                status = await b2bua.call_trunks(bridge, destination, 70)
             if status is not None:  # the target failed
                 self._drop_originated(bridge, dialog, offer, status)
         except asyncio.CancelledError:  # stopping
@@ -356,7 +356,7 @@ class CallControl:
         if dialog is not None and dialog.last_ack is None:
             self.b2bua.ua.ack(dialog, with_direction(offer, "inactive") if offer else b"",
                               [("Content-Type", bridge.content_type)] if offer else ())
-        self.b2bua._teardown(bridge, status)
+        self.b2bua.teardown(bridge, status)
 
 
 _REFER_REFUSALS = {
