@@ -25,6 +25,7 @@ from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
+from ippbx.gc_policy import FullCollector
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.service import PbxService
@@ -76,7 +77,9 @@ class App:
         )
         host, port = config.api.listen_address
         self.api = ApiServer(build_app(self.api_context), host, port)
-        self.components: list[Component] = [self.reports, self.pbx, self.api]
+        # last to start: everything built so far is frozen out of garbage collection
+        self.gc = FullCollector(lambda: len(self.registry) > 0)
+        self.components: list[Component] = [self.reports, self.pbx, self.api, self.gc]
         self._started: list[Component] = []
 
     async def start(self) -> None:
