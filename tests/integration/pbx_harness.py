@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,7 @@ class PbxHarness:
             await self.client.aclose()
             await self.app.stop()
             self.app.close()
+
+
+# what the `start_pbx` fixture (tests/integration/conftest.py) hands a test
+Start = Callable[..., Awaitable[PbxHarness]]

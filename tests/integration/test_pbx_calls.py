@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import defusedxml.ElementTree as safe_et
 import pytest
-from pbx_harness import PbxHarness, TrunkSpec, ext_password
+from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password
 from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
 
 LEG_ID = re.compile(r"^\d+\.\d+$")
@@ -27,25 +26,6 @@ CALLER = "1001"
 NUMBER = "5551234"  # dialled as 9 + NUMBER
 TRUNK_CALLERID = "66666"  # every harness trunk presents this; extensions have no callerid
 
-Start = Callable[..., Awaitable[PbxHarness]]
-
-
-@pytest.fixture
-async def start_pbx(tmp_path: Path) -> AsyncIterator[Start]:
-    """`await start_pbx(trunks, **kw)`: a PbxHarness; stopped (without the leak checks)
-    after a test that failed before its own `await pbx.stop()`."""
-    started: list[PbxHarness] = []
-
-    async def start(trunks: list[TrunkSpec], **kwargs: Any) -> PbxHarness:
-        base = tmp_path / f"pbx{len(started)}"
-        base.mkdir()
-        pbx = await PbxHarness.start(base, trunks, **kwargs)
-        started.append(pbx)
-        return pbx
-
-    yield start
-    for pbx in started:
-        await pbx.stop(check_leaks=False)
 
 
 def caller(sipp: SippFactory, pbx: PbxHarness, scenario: str, dialled: str, *,

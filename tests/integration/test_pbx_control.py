@@ -13,12 +13,11 @@ with `<ereg check_it="true">` whose SDP reached them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pbx_harness import PbxHarness, TrunkSpec, ext_password
+from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password
 from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
 
 from ippbx.pbx.sdp import direction
@@ -44,25 +43,6 @@ trunks = ["carrier"]
 extensions = ["1002"]
 """
 
-Start = Callable[..., Awaitable[PbxHarness]]
-
-
-@pytest.fixture
-async def start_pbx(tmp_path: Path) -> AsyncIterator[Start]:
-    """`await start_pbx(trunks, **kw)`: a PbxHarness; stopped (without the leak checks)
-    after a test that failed before its own `await pbx.stop()`."""
-    started: list[PbxHarness] = []
-
-    async def start(trunks: list[TrunkSpec], **kwargs: Any) -> PbxHarness:
-        base = tmp_path / f"pbx{len(started)}"
-        base.mkdir()
-        pbx = await PbxHarness.start(base, trunks, **kwargs)
-        started.append(pbx)
-        return pbx
-
-    yield start
-    for pbx in started:
-        await pbx.stop(check_leaks=False)
 
 
 # -- the cast ------------------------------------------------------------------------------
