@@ -9,14 +9,12 @@ lookup on the hot path.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from enum import StrEnum
 
 from ippbx.config import Config, Trunk
 from ippbx.pbx import events
 from ippbx.pbx.calls import CallRegistry
-from ippbx.sip.transport import Peer
+from ippbx.sip.transport import Peer, resolve_host
 
 
 class TrunkStatus(StrEnum):
@@ -45,14 +43,10 @@ class Trunks:
 
     async def resolve(self) -> None:
         """Resolve trunk host names to IP addresses (once, at start)."""
-        loop = asyncio.get_running_loop()
         for trunk in self._trunks.values():
-            try:
-                infos = await loop.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
-            except OSError:
-                continue  # keep the name; calls to it will fail over
-            if infos:
-                self._ips[trunk.name] = str(infos[0][4][0])
+            address = await resolve_host(trunk.host, trunk.port)
+            if address is not None:  # else keep the name; calls to it will fail over
+                self._ips[trunk.name] = address
         self._index()
 
     def _index(self) -> None:

@@ -181,6 +181,15 @@ def error_response(data: bytes, status: int, source: Peer) -> Response | None:
     return Response(status, None, headers)
 
 
+async def resolve_host(host: str, port: int) -> str | None:
+    """The first address `host` resolves to (for UDP), or None if it does not resolve."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None
+
+
 def _is_numeric_host(host: str) -> bool:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
