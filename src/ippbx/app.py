@@ -2,7 +2,10 @@
 
 `App.components` is the start order (each has `async start()` / `async stop()`): the
 call reports (outbox delivery, BootUp to the sessions kept from the last run), the PBX
-(SIP transport, UA, registrar, B2BUA), then the API. They are stopped in reverse order,
+(SIP transport, UA, registrar, B2BUA), then the API: plain HTTP (`api`) and, when
+`[api] https_listen` is set, HTTPS (`api_tls`) on the same Starlette app, so one session
+manager serves both and a token from either works on the other (the certificate is made
+or loaded when `api_tls` starts, see `ippbx.api.tls`). They are stopped in reverse order,
 and only those that started; the SQLite store is closed last. The CDR recorder is the
 registry's first subscriber, so a call's CDR is stored before its reports are built.
 `run()` owns the event loop (uvloop) and the SIGINT/SIGTERM handling: the first signal
@@ -16,6 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import uvloop
@@ -24,6 +28,7 @@ from ippbx.api.reports import ReportService
 from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
 from ippbx.api.sessions import SessionManager
+from ippbx.api.tls import api_ssl_context
 from ippbx.config import Config
 from ippbx.gc_policy import FullCollector
 from ippbx.pbx.calls import CallRegistry
@@ -75,11 +80,17 @@ class App:
             store=self.store,
             control=self.pbx.control,
         )
+        web = build_app(self.api_context)
         host, port = config.api.listen_address
-        self.api = ApiServer(build_app(self.api_context), host, port)
+        self.api = ApiServer(web, host, port)
+        self.api_tls: ApiServer | None = None
+        https = config.api.https_address
+        if https is not None:
+            self.api_tls = ApiServer(web, *https, ssl_context=partial(api_ssl_context, config))
+        apis: list[Component] = [self.api] if self.api_tls is None else [self.api, self.api_tls]
         # last to start: everything built so far is frozen out of garbage collection
         self.gc = FullCollector(lambda: len(self.registry) > 0)
-        self.components: list[Component] = [self.reports, self.pbx, self.api, self.gc]
+        self.components: list[Component] = [self.reports, self.pbx, *apis, self.gc]
         self._started: list[Component] = []
 
     async def start(self) -> None:

@@ -84,12 +84,40 @@ class ApiSection(_Model):
     token_ttl: int = Field(1800, ge=1)
     lockout_failures: int = Field(5, ge=1)
     lockout_seconds: int = Field(600, ge=0)
+    # HTTPS beside plain HTTP ("" = off); without tls_cert/tls_key a self-signed
+    # certificate is made beside the store (ippbx.api.tls).
+    https_listen: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, v: str) -> str:
         _host_port(v, 9011)
         return v
+
+    @field_validator("https_listen")
+    @classmethod
+    def _check_https_listen(cls, v: str) -> str:
+        if v.strip():
+            _host_port(v, 8088)
+        return v
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _check_pem_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> ApiSection:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (give both or neither)")
+        https = self.https_address
+        if https is not None and https[1] != 0 and https == self.listen_address:
+            raise ValueError("https_listen is the same address as listen")
+        return self
 
     @field_validator("allowed_ips")
     @classmethod
@@ -101,6 +129,11 @@ class ApiSection(_Model):
     @property
     def listen_address(self) -> tuple[str, int]:
         return _host_port(self.listen, 9011)
+
+    @property
+    def https_address(self) -> tuple[str, int] | None:
+        """The HTTPS (host, port), or None when HTTPS is off."""
+        return _host_port(self.https_listen, 8088) if self.https_listen.strip() else None
 
 
 class StoreSection(_Model):

@@ -58,7 +58,7 @@ class _Recorder:
 def _on_port_0(config: Config, store: str = ":memory:") -> Config:
     return config.model_copy(
         update={
-            "api": config.api.model_copy(update={"listen": "127.0.0.1:0"}),
+            "api": config.api.model_copy(update={"listen": "127.0.0.1:0", "https_listen": ""}),
             "sip": config.sip.model_copy(update={"listen": "127.0.0.1:0"}),
             "store": config.store.model_copy(update={"path": store}),
         }

@@ -1,7 +1,8 @@
 """Sandbox mode (issue 8) end to end: `ippbx demo` with simulated phones and carrier.
 
-Every run uses port 0 for SIP, API and carrier (the sandbox binds the carrier first and
-writes its port into the PBX's trunk), so nothing here needs 5060/5080/9011. The API is
+Every run uses port 0 for SIP, API (HTTP and HTTPS) and carrier (the sandbox binds the
+carrier first and writes its port into the PBX's trunk), so nothing here needs
+5060/5080/9011/8088. The API is
 queried and reports are received over real HTTP, as an integrator would.
 
 - in process: within 10 s `outbound/query` lists a call in Progress or Talking; a
@@ -35,11 +36,11 @@ API_MD5 = hashlib.md5(b"apipass").hexdigest()
 LIVE = {"Progress", "Talking"}
 PLACED = re.compile(r"#(\d+) (outbound|internal|inbound)\s+(\S+) -> (\S+)")
 API_URL = re.compile(r"API (http://127\.0\.0\.1:\d+)/api/v0\.0\.1/")
-FREE_PORTS = ["--sip-port", "0", "--api-port", "0", "--carrier-port", "0"]
+FREE_PORTS = ["--sip-port", "0", "--api-port", "0", "--https-port", "0", "--carrier-port", "0"]
 
 
 def free_ports_options(**kwargs: Any) -> SandboxOptions:
-    return SandboxOptions(sip_port=0, api_port=0, carrier_port=0, **kwargs)
+    return SandboxOptions(sip_port=0, api_port=0, https_port=0, carrier_port=0, **kwargs)
 
 
 async def login(client: httpx.AsyncClient, api: str, **fields: Any) -> str:
@@ -119,6 +120,9 @@ async def test_default_options_stop_leaves_nothing() -> None:
     store = Path(sandbox.store_path)
     try:
         assert store.exists()
+        assert sandbox.app is not None and sandbox.app.api_tls is not None
+        assert f"https://127.0.0.1:{sandbox.app.api_tls.port}/api/v0.0.1/" in sandbox.banner()
+        assert (store.parent / "ippbx-api.crt").exists()  # beside the temporary store
         await asyncio.sleep(3)
         assert sandbox.history and sandbox.history[0].kind == "outbound"
     finally:

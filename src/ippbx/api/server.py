@@ -11,6 +11,10 @@ name on the wire anyway (legal: HTTP header names are case-insensitive).
 
 Request bodies are streamed and cut at `codec.MAX_BODY`, checked against Content-Length
 first. The access log is off because URLs carry tokens.
+
+`ApiServer` serves plain HTTP, or HTTPS when given an `ssl.SSLContext` (or a function
+making one at `start()`, see `ippbx.api.tls`); the app runs one of each on the same
+Starlette app when `[api] https_listen` is set.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable
+import ssl
+from collections.abc import Callable, Iterable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -140,17 +145,42 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+SslContextSource = ssl.SSLContext | Callable[[], ssl.SSLContext]
+
+
+def _drop_idle_tls(server: uvicorn.Server) -> None:
+    """Close the idle connections of a TLS server at once (abort), the busy ones after
+    their response, as uvicorn's shutdown does. A TLS close waits for the peer's
+    close_notify, which an idle keep-alive client never sends: uvicorn would wait for it
+    past its graceful-shutdown timeout and log an error."""
+    for connection in list(server.server_state.connections):
+        connection.shutdown()  # idle: close (TLS: starts the close_notify exchange)
+        transport = getattr(connection, "transport", None)  # uvloop's is no BaseTransport
+        if transport is not None and transport.is_closing():
+            transport.abort()
+
+
 class ApiServer:
     """Runs an ASGI app with uvicorn in the current event loop; `start()` binds, `stop()` ends.
 
     `port` is the bound port (useful after binding port 0). uvicorn's own `serve()` is not
-    used because it installs process signal handlers; the app owns those.
+    used because it installs process signal handlers; the app owns those. With
+    `ssl_context` (a context, or a function called by `start()` that returns one) the
+    server speaks HTTPS only on its port.
     """
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 9011) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 9011,
+        *,
+        ssl_context: SslContextSource | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.ssl_context = ssl_context
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -162,13 +192,22 @@ class ApiServer:
         return int(self._sock.getsockname()[1])
 
     @property
+    def tls(self) -> bool:
+        """True when this server speaks HTTPS."""
+        return self.ssl_context is not None
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("ApiServer already started")
+        context: ssl.SSLContext | None = None
+        if self.ssl_context is not None:
+            source = self.ssl_context
+            context = source if isinstance(source, ssl.SSLContext) else source()
         sock = _bind(self.host, self.requested_port)
         config = uvicorn.Config(
             self.app,
@@ -185,6 +224,9 @@ class ApiServer:
             timeout_graceful_shutdown=3,
         )
         config.load()
+        # uvicorn builds its context from certificate files in load(); startup() hands
+        # config.ssl to create_server(), so a ready context goes there.
+        config.ssl = context
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         try:
@@ -201,10 +243,13 @@ class ApiServer:
         server, sock, ticker = self._server, self._sock, self._ticker
         if server is None or sock is None:
             return
+        url = self.url
         server.should_exit = True
         if ticker is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ticker, timeout=2)
+        if self.tls:
+            _drop_idle_tls(server)
         await server.shutdown(sockets=[sock])
         self._server = self._ticker = self._sock = None
-        log.info("API stopped")
+        log.info("API on %s stopped", url)

@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="PBX SIP (default: 5060)")
     net.add_argument("--api-port", type=_port, default=9011, metavar="PORT",
                      help="PBX API (default: 9011)")
+    net.add_argument("--https-port", type=_port, default=8088, metavar="PORT",
+                     help="PBX API over HTTPS, self-signed certificate (default: 8088)")
     net.add_argument("--carrier-port", type=_port, default=5080, metavar="PORT",
                      help="the simulated carrier, i.e. the trunk's port (default: 5080)")
     net.add_argument("--store", metavar="FILE", default=None,
@@ -102,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
             status_interval=args.status_interval,
             sip_port=args.sip_port,
             api_port=args.api_port,
+            https_port=args.https_port,
             carrier_port=args.carrier_port,
             store=args.store,
             no_answer_seconds=args.no_answer_seconds,

@@ -1,7 +1,8 @@
 """The sandbox's PBX configuration and what the simulators need to know of it.
 
 `sandbox_config()` is the embedded demo configuration (`ippbx/demo.toml`) with the few
-things a sandbox run changes: the SIP, API and carrier ports (tests pass free ones), the
+things a sandbox run changes: the SIP, API (HTTP and HTTPS) and carrier ports (tests pass
+free ones; the self-signed HTTPS certificate is made beside the store), the
 SQLite path (a temporary directory by default, so `make run`'s `ippbx.sqlite3` is never
 touched) and a shorter no-answer timer, so calls the simulated carrier never answers end
 after seconds, not a minute.
@@ -33,6 +34,7 @@ def sandbox_config(
     *,
     sip_port: int = 5060,
     api_port: int = 9011,
+    https_port: int = 8088,
     carrier_port: int = 5080,
     store_path: str = "ippbx-demo.sqlite3",
     no_answer_seconds: int = DEMO_NO_ANSWER_SECONDS,
@@ -44,6 +46,7 @@ def sandbox_config(
     data.setdefault("sip", {})["listen"] = f"{host}:{sip_port}"
     data["sip"]["no_answer_seconds"] = no_answer_seconds
     data.setdefault("api", {})["listen"] = f"{host}:{api_port}"
+    data["api"]["https_listen"] = f"{host}:{https_port}"
     data.setdefault("store", {})["path"] = store_path
     trunk = _carrier_table(data.get("trunks", []))
     trunk["host"] = host

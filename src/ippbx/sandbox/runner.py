@@ -5,7 +5,8 @@
 1. the carrier (`carrier.py`) binds the demo trunk's address (127.0.0.1:5080; port 0
    picks a free one, which then goes into the PBX's configuration);
 2. the PBX (`App`, exactly what `ippbx serve` runs) with `sandbox_config()`: the demo
-   configuration, the SQLite store in a temporary directory unless `store` is given;
+   configuration, the SQLite store in a temporary directory unless `store` is given
+   (the self-signed certificate of the HTTPS API, `https_port`, is made beside it);
 3. with `receiver_port`, a report receiver (`receiver.py`) on that port, and an API
    session (login over HTTP, as an application would) that sends the reports there;
 4. the phones (`phones.py`), one per extension, on free loopback ports, REGISTER;
@@ -41,6 +42,7 @@ from typing import Any, TextIO
 import httpx
 import uvloop
 
+from ippbx.api.tls import certificate_paths
 from ippbx.app import App
 from ippbx.sandbox.carrier import Carrier, CarrierBehaviour
 from ippbx.sandbox.config import DEMO_NO_ANSWER_SECONDS, Topology, sandbox_config
@@ -75,6 +77,7 @@ class SandboxOptions:
     host: str = "127.0.0.1"
     sip_port: int = 5060
     api_port: int = 9011
+    https_port: int = 8088
     carrier_port: int = 5080
     store: str | None = None  # SQLite path; None: a temporary directory
     no_answer_seconds: int = DEMO_NO_ANSWER_SECONDS
@@ -153,7 +156,8 @@ class Sandbox:
                 self.store_path = opts.store
             config = sandbox_config(
                 sip_port=opts.sip_port, api_port=opts.api_port,
-                carrier_port=self.carrier.port, store_path=self.store_path,
+                https_port=opts.https_port, carrier_port=self.carrier.port,
+                store_path=self.store_path,
                 no_answer_seconds=opts.no_answer_seconds, host=opts.host,
             )
             self.app = App(config)
@@ -372,12 +376,18 @@ class Sandbox:
         opts = self.options
         assert self.app is not None and self.carrier is not None and self.topology is not None
         api = f"http://{opts.host}:{self.app.api.port}"
+        https: list[str] = []
+        if self.app.api_tls is not None:
+            cert = self.app.config.api.tls_cert or certificate_paths(self.store_path)[0]
+            https = [f"  https    https://{opts.host}:{self.app.api_tls.port}/api/v0.0.1/ "
+                     f"(certificate {cert}; curl -k)"]
         phones = ", ".join(self.phones)
         length = f"for {opts.duration:g} s" if opts.duration is not None else "until Ctrl-C"
         return "\n".join([
             f"ippbx demo, seed {self.seed} (repeat this traffic with --seed {self.seed})",
             f"  PBX      SIP {self.topology.pbx_host}:{self.topology.pbx_port} (udp, tcp), "
             f"API {api}/api/v0.0.1/ (user api, password apipass)",
+            *https,
             f"  carrier  {self.carrier.host}:{self.carrier.port} "
             f"(trunk {self.topology.trunk.name!r}, DID {', '.join(self.topology.dids)})",
             f"  phones   {phones} registered",

@@ -12,6 +12,7 @@ def test_defaults_are_the_demo_addresses_with_a_short_ring_timeout() -> None:
     config = sandbox_config()
     demo = load_config(None)
     assert config.sip.listen == "127.0.0.1:5060" and config.api.listen == "127.0.0.1:9011"
+    assert config.api.https_address == ("127.0.0.1", 8088) == demo.api.https_address
     assert config.sip.no_answer_seconds == DEMO_NO_ANSWER_SECONDS
     assert config.store.path == "ippbx-demo.sqlite3" != demo.store.path
     assert config.extensions == demo.extensions
@@ -21,10 +22,11 @@ def test_defaults_are_the_demo_addresses_with_a_short_ring_timeout() -> None:
 
 
 def test_ports_store_and_timer_overridden() -> None:
-    config = sandbox_config(sip_port=0, api_port=4321, carrier_port=6000,
+    config = sandbox_config(sip_port=0, api_port=4321, https_port=0, carrier_port=6000,
                             store_path="/tmp/x.sqlite3", no_answer_seconds=3)
     assert config.sip.listen_address == ("127.0.0.1", 0)
     assert config.api.listen_address == ("127.0.0.1", 4321)
+    assert config.api.https_address == ("127.0.0.1", 0)
     assert config.trunks[0].port == 6000 and config.store.path == "/tmp/x.sqlite3"
     assert config.sip.no_answer_seconds == 3
 
