@@ -67,8 +67,10 @@ class App:
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
         )
+        self.status = PbxStatus(self.registry, self.pbx.registrar, self.pbx.trunks)
         self.reports = ReportService(
-            config, self.registry, self.sessions, self.store, clock=wall_clock
+            config, self.registry, self.sessions, self.store, states=self.status.states,
+            clock=wall_clock,
         )
         self.api_context = ApiContext(
             config=config,
@@ -76,7 +78,7 @@ class App:
             sessions=self.sessions,
             wall_clock=wall_clock,
             boot_time=self.boot_time,
-            pbx=PbxStatus(self.registry, self.pbx.registrar, self.pbx.trunks),
+            pbx=self.status,
             store=self.store,
             control=self.pbx.control,
         )

@@ -141,12 +141,26 @@ class StoreSection(_Model):
 
 
 class ReportsSection(_Model):
-    """Call-report (webhook) delivery: per-POST timeout, retry window and backoff cap."""
+    """Call reports (webhooks): what is sent, and how it is delivered (per-POST timeout,
+    retry window, backoff cap, tries for a report the receiver refuses, POSTs in flight per
+    destination, TLS checks for `https://` receivers)."""
 
+    extension_status: bool = True
     timeout: float = Field(5.0, gt=0)
     retry_minutes: float = Field(30.0, ge=0)
     backoff_max: float = Field(60.0, ge=0.01)
+    rejected_tries: int = Field(3, ge=1, le=10)
+    concurrency: int = Field(4, ge=1, le=64)
     user_agent: str = "WebAPI"
+    tls_verify: bool = True
+    tls_ca: str = ""
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _check_ca(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r}")
+        return v
 
 
 class Extension(_Model):
@@ -155,6 +169,7 @@ class Extension(_Model):
     name: str = ""
     callerid: str = ""
     max_contacts: int = Field(1, ge=1, le=100)
+    report_status: bool = True  # ExtensionStatus reports for this extension
 
 
 class Trunk(_Model):

@@ -1,6 +1,6 @@
 """Run baresip (Debian `baresip`) headless as a real softphone from async tests.
 
-The configuration follows the measured one in /work/shared/TESTING.md (ausine at 48 kHz
+The configuration follows the measured one in docs/testing.md (ausine at 48 kHz
 stereo, aufile to /dev/null, g711, ctrl_tcp). baresip is our child process (stdin
 /dev/null, killed with the parent, killed in `stop()`); it is driven over `ctrl_tcp`:
 commands and answers are netstrings holding JSON, and events (`REGISTER_OK`,
@@ -74,7 +74,7 @@ def sip_port_pair() -> int:
 
 def write_config(directory: Path, sip_port: int, ctrl_port: int, rtp: tuple[int, int],
                  account: str) -> None:
-    """The `config` and `accounts` files of TESTING.md's working setup."""
+    """The `config` and `accounts` files of the working setup in docs/testing.md."""
     directory.mkdir(parents=True, exist_ok=True)
     config = [
         "poll_method epoll",

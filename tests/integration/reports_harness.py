@@ -35,11 +35,13 @@ class Got:
 
 @dataclass
 class Receiver:
-    """An HTTP server recording every report POSTed to it (answers 200)."""
+    """An HTTP server recording every report POSTed to it; answers 200, or what `answer`
+    says for the report."""
 
     port: int = field(default_factory=free_port)
     got: list[Got] = field(default_factory=list)
     server: ApiServer | None = None
+    answer: Callable[[dict[str, Any]], int] | None = None
 
     async def _app(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -51,8 +53,10 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.got.append(Got(scope["path"], headers, json.loads(body), time.time()))
-        await send({"type": "http.response.start", "status": 200,
+        report = json.loads(body)
+        self.got.append(Got(scope["path"], headers, report, time.time()))
+        status = 200 if self.answer is None else self.answer(report)
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"OK"})
 
@@ -150,9 +154,10 @@ class Pbx:
 def caller(sipp: SippFactory, pbx: Pbx | str, number: str, **kwargs: Any) -> Any:
     """A sipp extension 1001 (digest auth) calling `number` through `pbx` (or "host:port")."""
     scenario = kwargs.pop("scenario", "uac_auth.xml")
+    kwargs.setdefault("sipp_timeout_s", 30)
     remote = pbx.sip if isinstance(pbx, Pbx) else pbx
     return sipp(scenario, remote=remote, auth=("1001", "secret1001"), keys={"user": "1001"},
-                service=number, recv_timeout_ms=8000, sipp_timeout_s=30, **kwargs)
+                service=number, recv_timeout_ms=8000, **kwargs)
 
 
 def call_reports(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ Scenario names ending in `.xml` are files from tests/sipp/ (or a path); other na
 sipp's built-ins (`-sn uac`). Each run gets its own work directory (the scenario is
 copied there, so sipp's own log files land there too), sipp stays our child process
 (never `-bg`) and is killed when the factory is torn down, even if the test failed.
-Facts about sipp this module relies on are in /work/shared/TESTING.md.
+Facts about sipp this module relies on are in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "sipp"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
-BUFF_SIZE = 4194304  # TESTING.md: without it sipp itself drops UDP packets under load
+BUFF_SIZE = 4194304  # docs/testing.md: without it sipp itself drops UDP packets under load
 EXIT_MEANING = {0: "all calls succeeded", 1: "at least one call failed", 99: "no call made"}
 
 
@@ -59,7 +59,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP on `host`, never the same twice in one session.
 
     Fresh ports per run matter: retransmissions left over from a previous run reach the
-    next one on the same port (TESTING.md).
+    next one on the same port (docs/testing.md).
     """
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

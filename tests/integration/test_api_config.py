@@ -535,7 +535,7 @@ async def test_live_status_of_a_real_phone(tmp_path: Path, sipp: SippFactory) ->
 
         info = await pbx.wait_for(busy, 5, "1001 to be busy")
         [outbound] = await pbx.outbound()
-        assert info["outbound"] == {"outboundid": outbound["outboundid"], "from": "66666",
+        assert info["outbound"] == {"outboundid": outbound["outboundid"], "from": "1001",
                                     "to": "5551234", "trunk": "carrier"}
         listed = (await pbx.post("extensionlist/query")).json()["extlist"]
         assert [(e["extnumber"], e["status"]) for e in listed][:2] == [

@@ -1,7 +1,7 @@
 """Interoperability with a real softphone: baresip registers and calls out through ippbx.
 
 baresip (Debian `baresip`, headless, driven over ctrl_tcp; see baresip_harness.py and
-/work/shared/TESTING.md) registers as extension 1003 with digest auth, dials 9 5551234,
+docs/testing.md) registers as extension 1003 with digest auth, dials 9 5551234,
 ippbx routes it to the "carrier" trunk (a sipp UAS running tests/sipp/uas.xml, which
 answers and then waits for the BYE), and while the call is up the API's `outbound/query`
 shows it `Talking`. baresip hangs up; the call must leave the API and the registry.

@@ -91,7 +91,8 @@ async def test_outbound_call_answered_shows_talking(
     await near.astart()
 
     call = await wait_status(pbx, "Talking")
-    assert call == {"outboundid": call["outboundid"], "from": TRUNK_CALLERID, "to": NUMBER,
+    # `from` is the calling extension; the carrier is shown the trunk's caller id (below)
+    assert call == {"outboundid": call["outboundid"], "from": "1001", "to": NUMBER,
                     "trunk": "carrier", "status": "Talking"}
     oid = call["outboundid"]
     assert LEG_ID.match(oid), oid

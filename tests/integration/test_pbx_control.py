@@ -324,7 +324,8 @@ async def test_transfer_outbound_call_to_external_number(start_pbx: Start,
     assert before in legs
     [new] = [leg for leg in legs if leg != before]
     assert new["outboundid"] != before["outboundid"]
-    assert new == {"outboundid": new["outboundid"], "from": TRUNK_CALLERID, "to": "5550199",
+    # placed on behalf of the transferor: `from` is 1001, as if it had dialled it
+    assert new == {"outboundid": new["outboundid"], "from": "1001", "to": "5550199",
                    "trunk": "second", "status": "Talking"}
     assert pbx.app.registry.by_outboundid(new["outboundid"]).callid == callid  # type: ignore[union-attr]
 
@@ -421,7 +422,7 @@ async def test_dial_outbound_click_to_call(start_pbx: Start, sipp: SippFactory) 
     answer = await ok(pbx, "extension/dial_outbound",
                       {"extid": "1003", "outto": "9" + NUMBER, "autoanswer": "yes"})
     [leg] = await outbound_with(pbx, "Talking")
-    assert leg == {"outboundid": leg["outboundid"], "from": TRUNK_CALLERID, "to": NUMBER,
+    assert leg == {"outboundid": leg["outboundid"], "from": "1003", "to": NUMBER,
                    "trunk": "carrier", "status": "Talking"}
     call = pbx.app.registry.by_outboundid(leg["outboundid"])
     assert call is not None and answer["callid"] == call.callid

@@ -19,6 +19,7 @@ from ippbx.api.errors import ApiError, Errno
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import Config
 from ippbx.pbx.calls import Call, CallRegistry
+from ippbx.pbx.extension_state import ExtState
 from ippbx.store.sqlite import Store
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ class ClientGone(Exception):
 class PbxView(Protocol):
     """Read-only live PBX state the configuration queries show (`ippbx.pbx.status`)."""
 
-    def extension_status(self, number: str) -> str:
-        """Unavailable / Registered / Ringing / Busy / Hold."""
+    def extension_status(self, number: str) -> ExtState:
+        """The extension's state (`ippbx.pbx.extension_state`)."""
         ...
 
     def extension_call(self, number: str) -> Call | None:

@@ -61,6 +61,7 @@ class Bridge:
     abort: asyncio.Event = field(default_factory=asyncio.Event)  # hang up before answer
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
+    dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -209,6 +210,10 @@ class B2BUA:
             caller = Leg(LegKind.EXTENSION, ext, dialled, extension=ext)
             destination = self.dialplan.route_from_extension(ext, dialled)
         if isinstance(destination, Refused):
+            # refused by the dial plan, but a call all the same: it gets its CallFailed
+            # report and its FAILED CDR
+            self.registry.start_call(caller, dialled).hangup_by = "pbx"
+            self.registry.end_leg(caller.id, destination.sip_status)
             sr.respond(destination.sip_status)
             return
         sr.respond(100)
@@ -265,7 +270,10 @@ class B2BUA:
             dest = self.trunks.destination(trunk)
             host = f"[{dest.host}]" if ":" in dest.host else dest.host
             uri = f"sip:{plan.number}@{host}:{dest.port}"
-            leg = Leg(LegKind.TRUNK, from_number, plan.number, trunk=trunk.name)
+            # `from` in the API is the calling extension (what an application matches);
+            # the caller id presented to the carrier goes only into the SIP From
+            leg = Leg(LegKind.TRUNK, caller.extension or from_number, plan.number,
+                      trunk=trunk.name)
             result = await self._dial(
                 bridge, leg, uri, dest, from_number, plan.number, max_forwards, trunk
             )
@@ -293,6 +301,7 @@ class B2BUA:
             max_forwards, trunk,
         )
         self.registry.add_callee(bridge.call, leg)
+        bridge.dialling = leg
         response = await self.send_invite(bridge, invite, dest, trunk)
         if response.status >= 300:
             if leg.live:
@@ -309,10 +318,13 @@ class B2BUA:
         offer: bytes,
         presented: str,
         attach: Callable[[Leg], None],
+        on_behalf: str = "",
     ) -> tuple[Leg, Dialog, bytes] | None:
         """Call `destination` with `offer` as a new leg of an answered call (a transfer
         target), trunks in failover order; `attach(leg)` enters each attempt in the
-        registry. The answered leg, its dialog and its SDP answer, or None."""
+        registry. `presented` is the caller id the target is shown, `on_behalf` the
+        extension placing the leg (a trunk leg's `from` in the API). The answered leg, its
+        dialog and its SDP answer, or None."""
         attempts: list[tuple[Leg, str, Peer, str, Trunk | None]] = []
         if isinstance(destination, ToExtension):
             for binding in self.registrar.contacts(destination.number)[:1]:
@@ -327,7 +339,8 @@ class B2BUA:
                 dest = self.trunks.destination(trunk)
                 host = f"[{dest.host}]" if ":" in dest.host else dest.host
                 from_number = trunk.callerid or presented
-                leg = Leg(LegKind.TRUNK, from_number, destination.number, trunk=trunk.name)
+                leg = Leg(LegKind.TRUNK, on_behalf or from_number, destination.number,
+                          trunk=trunk.name)
                 attempts.append((leg, f"sip:{destination.number}@{host}:{dest.port}", dest,
                                  from_number, trunk))
         for leg, uri, dest, from_user, trunk in attempts:
@@ -337,6 +350,7 @@ class B2BUA:
                 offer, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
             )
             attach(leg)
+            bridge.dialling = leg
             response = await self.send_invite(bridge, invite, dest, trunk)
             ci = bridge.b_invite
             if response.status < 300 and ci is not None and ci.dialog is not None:
@@ -441,8 +455,8 @@ class B2BUA:
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
         if response.status == 100 or bridge.ended or bridge.gave_up:
             return
-        if bridge.call.callee is not None:
-            self.registry.ringing(bridge.call.callee.id)
+        if bridge.dialling is not None:
+            self.registry.ringing(bridge.dialling.id)
         if bridge.a is None or bridge.a.final_sent:
             return
         headers = []

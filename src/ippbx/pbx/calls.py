@@ -58,6 +58,7 @@ class Leg:
     end_cause: int | None = None
     outgoing: bool = False  # we sent this leg's INVITE (set by the registry)
     ringing: float | None = None  # when the leg first got 180/183
+    replaces: str = ""  # a transfer target: the id of the leg it took the place of
 
     @property
     def live(self) -> bool:
@@ -75,8 +76,11 @@ class Call:
     answered: float | None = None
     callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
     hangup_by: str = ""  # who ended it: "caller", "callee", "api" or "pbx" (timeouts…)
+    origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
+    extensions: list[str] = field(default_factory=list)  # every extension that took part
 
     def __post_init__(self) -> None:
+        self.origin = self.caller
         if not self.callid:
             self.callid = self.caller.id
 
@@ -173,6 +177,7 @@ class CallRegistry:
         if was_live:  # published while the old leg still holds its place in the call
             self._publish(events.LegEnded(call, old, cause))
         leg.outgoing = True
+        leg.replaces = old.id
         if old is call.caller:
             call.caller = leg
         else:
@@ -199,12 +204,13 @@ class CallRegistry:
         self._publish(events.LegStatusChanged(call, leg, old))
 
     def ringing(self, leg_id: str, now: float | None = None) -> None:
-        """The callee leg `leg_id` got 180/183; published once per leg, unknown ids ignored."""
+        """The leg `leg_id` we placed (a callee, a transfer target) got 180/183; published
+        once per leg, unknown ids ignored."""
         try:
             call, leg = self.leg(leg_id)
         except UnknownCall:
             return
-        if leg.ringing is not None or leg is not call.callee:
+        if leg.ringing is not None or not leg.outgoing:
             return
         if leg.status is not LegStatus.PROGRESS:
             return
@@ -233,6 +239,8 @@ class CallRegistry:
             (self._outbound if leg.outgoing else self._inbound)[leg.id] = call
         if leg.extension is not None:
             self._by_ext.setdefault(leg.extension, {})[leg.id] = call
+            if leg.extension not in call.extensions:
+                call.extensions.append(leg.extension)
 
     def _unindex_leg(self, call: Call, leg: Leg) -> None:
         self._by_leg.pop(leg.id, None)

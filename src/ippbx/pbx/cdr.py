@@ -4,10 +4,13 @@ The record is built from the call as the registry leaves it: the caller leg, the
 callee leg (earlier trunk legs that failed over are not kept), what was dialled. Its
 fields are what `NewCdr` reports and `cdr/download` show:
 
-- `callfrom` is the caller's number (the extension for an extension's call, the external
-  number for an inbound call); `callto` is what the caller dialled, route prefix included
-  (`916103`), except for inbound calls, where it is the extension that took the call (the
-  DID when no extension was reached).
+- `callfrom` is the first caller's number (the extension for an extension's call, the
+  external number for an inbound call), kept when a transfer replaces the caller leg;
+  `callto` is what the caller dialled, route prefix included (`916103`), except for
+  inbound calls, where it is the extension that took the call (the DID when no extension
+  was reached).
+- `extensions` lists every extension that took part (caller, callee, transferor, transfer
+  target), so the CDR of a transferred call is found by any of them.
 - `duration` runs from the call's creation to the end of its last leg, `talk` from the
   answer to that end; both in whole seconds, rounded to the nearest (as Asterisk does).
 - `hangup_by` says who ended the call: the `caller`, the `callee`, the `api` (a hang-up
@@ -65,6 +68,7 @@ class CdrRecord:
     inboundid: str = ""
     cause: int = 0
     hangup_by: str = ""  # "caller", "callee", "api", "pbx" ("" when nobody answered)
+    extensions: tuple[str, ...] = ()  # every extension that took part, in order
 
 
 def status_for(answered: bool, cause: int | None) -> str:
@@ -92,7 +96,7 @@ def _seconds(delta: float) -> int:
 
 def from_call(call: Call) -> CdrRecord:
     """The CDR of a call whose legs have all ended."""
-    caller, callee = call.caller, call.callee
+    caller, callee = call.origin, call.callee
     ends = [leg.ended for leg in call.legs() if leg.ended is not None]
     end = max(ends) if ends else call.created
     answered = call.answered is not None
@@ -122,6 +126,7 @@ def from_call(call: Call) -> CdrRecord:
         inboundid=inbound.id if inbound is not None else "",
         cause=200 if answered else failure_cause(call),
         hangup_by=call.hangup_by,
+        extensions=tuple(call.extensions),
     )
 
 

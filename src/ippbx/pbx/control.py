@@ -244,8 +244,11 @@ class CallControl:
             self.registry.replace_leg(bridge.call, current[0], new)
             current[0] = new.id
 
+        on_behalf = old.extension or self._other_extension(bridge, side) or ""
         try:
-            placed = await b2bua.place_leg(bridge, destination, offer, presented, attach)
+            placed = await b2bua.place_leg(
+                bridge, destination, offer, presented, attach, on_behalf
+            )
         except asyncio.CancelledError:  # stopping: CANCEL the target, release the other
             pending = bridge.b_invite
             if pending is not None and pending.dialog is None:

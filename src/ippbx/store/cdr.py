@@ -1,7 +1,8 @@
 """The CDR table: one row per finished call, queried by time range and extension.
 
 Rows are `ippbx.pbx.cdr.CdrRecord`s. `cdrs()` selects by the call's start time (unix
-seconds, both ends included) and, optionally, the extensions on either side of the call.
+seconds, both ends included) and, optionally, by the extensions that took part in the call
+(`extensions`, stored comma-separated: caller, callee, transferor, transfer target).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS cdr (
     outboundid TEXT NOT NULL DEFAULT '',
     inboundid  TEXT NOT NULL DEFAULT '',
     cause      INTEGER NOT NULL DEFAULT 0,
-    hangup_by  TEXT NOT NULL DEFAULT ''
+    hangup_by  TEXT NOT NULL DEFAULT '',
+    extensions TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cdr_started ON cdr (started);
 CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
@@ -39,7 +41,7 @@ CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
 
 _COLUMNS = ("callid, started, answered, ended, callfrom, callto, duration, talk, status, "
             "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause, "
-            "hangup_by")
+            "hangup_by, extensions")
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -47,6 +49,9 @@ def migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(cdr)")}
     if "hangup_by" not in columns:
         db.execute("ALTER TABLE cdr ADD COLUMN hangup_by TEXT NOT NULL DEFAULT ''")
+    if "extensions" not in columns:
+        db.execute("ALTER TABLE cdr ADD COLUMN extensions TEXT NOT NULL DEFAULT ''")
+        db.execute("UPDATE cdr SET extensions = trim(caller_ext || ',' || callee_ext, ',')")
 
 
 class CdrTable:
@@ -56,10 +61,11 @@ class CdrTable:
 
     def add_cdr(self, r: CdrRecord) -> None:
         self._db.execute(
-            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.callid, r.start, r.answer, r.end, r.callfrom, r.callto, r.duration, r.talk,
              r.status, r.type, r.src_trunk, r.dst_trunk, r.caller_ext, r.callee_ext,
-             r.outboundid, r.inboundid, r.cause, r.hangup_by),
+             r.outboundid, r.inboundid, r.cause, r.hangup_by,
+             ",".join(dict.fromkeys(e for e in (r.caller_ext, r.callee_ext, *r.extensions) if e))),
         )
 
     def cdrs(
@@ -77,11 +83,14 @@ class CdrTable:
             args.append(end)
         if extensions is not None:
             exts = list(extensions)
-            marks = ",".join("?" * len(exts))
-            sql += f" AND (caller_ext IN ({marks}) OR callee_ext IN ({marks}))"
-            args += exts + exts
+            if not exts:
+                return []
+            took_part = "instr(',' || extensions || ',', ',' || ? || ',') > 0"
+            sql += " AND (" + " OR ".join([took_part] * len(exts)) + ")"
+            args += exts
         sql += " ORDER BY started, id"
-        return [CdrRecord(*row) for row in self._db.execute(sql, args)]
+        return [CdrRecord(*row[:-1], extensions=tuple(filter(None, row[-1].split(","))))
+                for row in self._db.execute(sql, args)]
 
     def cdr_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM cdr").fetchone()[0])

@@ -52,6 +52,7 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        outbox.migrate(self._db)
         self._db.executescript(_SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA)
         cdr.migrate(self._db)
 

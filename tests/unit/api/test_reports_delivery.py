@@ -1,18 +1,20 @@
-"""The report outbox's delivery: order, backoff, retry window, independence, restart."""
+"""The report outbox's delivery: order per lane, no head-of-line blocking across lanes,
+4xx/5xx/unreachable handling, the retry window, one queue per destination, restart."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 
-from ippbx.api.reports import Delivery, ReportService
-from ippbx.api.sessions import SessionManager
+from ippbx.api.reports import Delivery, ReportService, route_of
+from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection, load_config
 from ippbx.pbx.calls import CallRegistry, Leg, LegKind
 from ippbx.store.sqlite import Store
@@ -36,14 +38,14 @@ class Net:
         return httpx.Response(200)
 
 
-def sessions_with(*ports: str) -> tuple[SessionManager, list[str]]:
+def sessions_with(*ports: str, **login: str) -> tuple[SessionManager, list[Session]]:
     config = load_config(None)
     manager = SessionManager(config.api)
-    tokens = []
+    found = []
     for port in ports:
-        s = manager.login("api", _md5(config.api.password), "10.0.0.1", "openvox", port=port)
-        tokens.append(s.token)
-    return manager, tokens
+        found.append(manager.login("api", _md5(config.api.password), "10.0.0.1", "openvox",
+                                   port=port, **login))
+    return manager, found
 
 
 def _md5(text: str) -> str:
@@ -57,18 +59,32 @@ async def drained(delivery: Delivery, timeout: float = 5.0) -> None:
     await asyncio.wait_for(wait(), timeout)
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(wait(), timeout)
+
+
 def make(store: Store, sessions: SessionManager, net: Net, **cfg: float) -> Delivery:
     config = ReportsSection(**cfg)  # type: ignore[arg-type]
     return Delivery(store, sessions, config, transport=httpx.MockTransport(net))
 
 
+def rows(session: Session, *items: tuple[str, bytes]) -> list[tuple[str, str, bytes, float]]:
+    """Outbox rows (lane, body) for the destination of `session`."""
+    now = time.time()
+    return [(route_of(session), lane, body, now) for lane, body in items]
+
+
 async def test_delivers_in_order_deletes_and_renews_the_token() -> None:
     store, net = Store(":memory:"), Net()
-    sessions, [token] = sessions_with("8260")
+    sessions, [session] = sessions_with("8260")
     delivery = make(store, sessions, net)
     await delivery.start()
     try:
-        delivery.add(store.outbox_add([(token, b'{"n":%d}' % i, time.time()) for i in range(20)]))
+        delivery.add(store.outbox_add(rows(session, *[("c1", b'{"n":%d}' % i)
+                                                      for i in range(20)])))
         await drained(delivery)
     finally:
         await delivery.stop()
@@ -82,9 +98,9 @@ async def test_delivers_in_order_deletes_and_renews_the_token() -> None:
     assert request.headers["connection"] == "close"
 
 
-async def test_failures_back_off_and_keep_the_order() -> None:
+async def test_failures_back_off_and_keep_the_order_of_a_lane() -> None:
     store, net = Store(":memory:"), Net()
-    sessions, [token] = sessions_with("8260")
+    sessions, [session] = sessions_with("8260")
     failures = {"left": 3}
 
     async def flaky(request: httpx.Request) -> httpx.Response:
@@ -100,7 +116,7 @@ async def test_failures_back_off_and_keep_the_order() -> None:
     delivery = make(store, sessions, net, backoff_max=0.02)
     await delivery.start()
     try:
-        delivery.add(store.outbox_add([(token, b"%d" % i, time.time()) for i in range(3)]))
+        delivery.add(store.outbox_add(rows(session, ("c", b"0"), ("c", b"1"), ("c", b"2"))))
         await drained(delivery)
     finally:
         await delivery.stop()
@@ -108,9 +124,103 @@ async def test_failures_back_off_and_keep_the_order() -> None:
     assert len(net.requests) == 6 and delivery.dropped == 0
 
 
+async def test_a_rejected_report_holds_up_no_other_lane_and_is_dropped() -> None:
+    store, net = Store(":memory:"), Net()
+    sessions, [session] = sessions_with("8260")
+    sent_at: dict[bytes, list[float]] = {}
+
+    async def reject_status(request: httpx.Request) -> httpx.Response:
+        sent_at.setdefault(request.content, []).append(time.monotonic())
+        if request.content.startswith(b"status"):
+            return httpx.Response(400)  # a receiver that wants a callid in every report
+        net.seen.append((str(request.url), request.content))
+        return httpx.Response(200)
+
+    net.handler = reject_status
+    delivery = make(store, sessions, net, backoff_max=0.05)
+    await delivery.start()
+    try:
+        delivery.add(store.outbox_add(rows(
+            session, ("ext:1001", b"status1"), ("ext:1001", b"status2"), ("c1", b"ring1"),
+            ("c1", b"answer1"), ("c2", b"ring2"))))
+        await until(lambda: len(net.seen) == 3, 0.5)  # the calls' reports went at once
+        got = [body for _, body in net.seen]
+        assert sorted(got) == [b"answer1", b"ring1", b"ring2"]
+        assert got.index(b"ring1") < got.index(b"answer1")
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    # 3 tries for the first; the receiver has shown it refuses ExtensionStatus: one for
+    # the next (until one is delivered)
+    assert len(sent_at[b"status1"]) == 3 and len(sent_at[b"status2"]) == 1
+    assert sent_at[b"status2"][0] >= sent_at[b"status1"][-1]  # the lane kept its order
+    assert delivery.dropped == 2 and store.outbox_count() == 0
+
+
+async def test_a_failing_call_holds_up_only_its_own_later_reports() -> None:
+    store, net = Store(":memory:"), Net()
+    sessions, [session] = sessions_with("8260")
+    broken = {"on": True}
+
+    async def fail_call_1(request: httpx.Request) -> httpx.Response:
+        if request.content.startswith(b"c1") and broken["on"]:
+            return httpx.Response(502)
+        net.seen.append((str(request.url), request.content))
+        return httpx.Response(200)
+
+    net.handler = fail_call_1
+    delivery = make(store, sessions, net, backoff_max=0.05)
+    await delivery.start()
+    try:
+        delivery.add(store.outbox_add(rows(session, ("1", b"c1-ring"), ("2", b"c2-ring"),
+                                           ("1", b"c1-answer"), ("2", b"c2-answer"))))
+        await until(lambda: len(net.seen) == 2)
+        await asyncio.sleep(0.2)  # call 1 keeps failing: nothing of it goes out of order
+        assert [body for _, body in net.seen] == [b"c2-ring", b"c2-answer"]
+        broken["on"] = False
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    assert [body for _, body in net.seen] == [b"c2-ring", b"c2-answer", b"c1-ring",
+                                              b"c1-answer"]
+    assert delivery.dropped == 0
+
+
+async def test_an_unreachable_receiver_is_probed_then_everything_goes_in_lane_order() -> None:
+    store, net = Store(":memory:"), Net()
+    sessions, [session] = sessions_with("8260")
+    up = {"on": False}
+
+    async def down_then_up(request: httpx.Request) -> httpx.Response:
+        if not up["on"]:
+            raise httpx.ConnectError("refused", request=request)
+        net.seen.append((str(request.url), request.content))
+        return httpx.Response(200)
+
+    net.handler = down_then_up
+    delivery = make(store, sessions, net, backoff_max=0.1)
+    await delivery.start()
+    try:
+        items = [(f"c{i % 10}", b"%d-%d" % (i % 10, i // 10)) for i in range(100)]
+        delivery.add(store.outbox_add(rows(session, *items)))
+        await asyncio.sleep(0.5)
+        tries_while_down = len(net.requests)
+        assert tries_while_down <= 10  # probes with backoff, not a storm of 100 POSTs
+        up["on"] = True
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    got = [body.decode() for _, body in net.seen]
+    assert sorted(got) == sorted(body.decode() for _, body in items)  # all, none twice
+    for lane in range(10):
+        mine = [g for g in got if g.startswith(f"{lane}-")]
+        assert mine == [f"{lane}-{n}" for n in range(10)]
+    assert delivery.dropped == 0 and store.outbox_count() == 0
+
+
 async def test_a_report_older_than_the_retry_window_is_dropped() -> None:
     store, net = Store(":memory:"), Net()
-    sessions, [token] = sessions_with("8260")
+    sessions, [session] = sessions_with("8260")
 
     async def refuse_old(request: httpx.Request) -> httpx.Response:
         if request.content == b"old":
@@ -122,8 +232,7 @@ async def test_a_report_older_than_the_retry_window_is_dropped() -> None:
     delivery = make(store, sessions, net, backoff_max=0.01, retry_minutes=0.001)
     await delivery.start()
     try:
-        now = time.time()
-        delivery.add(store.outbox_add([(token, b"old", now), (token, b"new", now)]))
+        delivery.add(store.outbox_add(rows(session, ("c", b"old"), ("c", b"new"))))
         await drained(delivery)
     finally:
         await delivery.stop()
@@ -131,7 +240,7 @@ async def test_a_report_older_than_the_retry_window_is_dropped() -> None:
     assert delivery.dropped == 1 and store.outbox_count() == 0
 
 
-async def test_a_hanging_receiver_blocks_only_its_own_session() -> None:
+async def test_a_hanging_receiver_blocks_only_its_own_destination() -> None:
     store, net = Store(":memory:"), Net()
     sessions, [slow, fast] = sessions_with("1", "2")
     release = asyncio.Event()
@@ -143,15 +252,12 @@ async def test_a_hanging_receiver_blocks_only_its_own_session() -> None:
         return httpx.Response(200)
 
     net.handler = hang_port_1
-    delivery = make(store, sessions, net)
+    delivery = make(store, sessions, net, concurrency=1)
     await delivery.start()
     try:
-        delivery.add(store.outbox_add([(slow, b"s1", time.time()), (fast, b"f1", time.time()),
-                                       (slow, b"s2", time.time()), (fast, b"f2", time.time())]))
-        for _ in range(200):
-            if len(net.seen) == 2:
-                break
-            await asyncio.sleep(0.005)
+        delivery.add(store.outbox_add(rows(slow, ("c", b"s1"), ("c", b"s2"))
+                                      + rows(fast, ("c", b"f1"), ("c", b"f2"))))
+        await until(lambda: len(net.seen) == 2)
         assert [body for _, body in net.seen] == [b"f1", b"f2"]
         release.set()
         await drained(delivery)
@@ -160,9 +266,9 @@ async def test_a_hanging_receiver_blocks_only_its_own_session() -> None:
     assert [body for _, body in net.seen] == [b"f1", b"f2", b"s1", b"s2"]
 
 
-async def test_logout_drops_the_sessions_reports() -> None:
+async def test_logout_drops_the_reports_of_a_destination_no_session_uses() -> None:
     store, net = Store(":memory:"), Net()
-    sessions, [token, other] = sessions_with("1", "2")
+    sessions, [session, other] = sessions_with("1", "2")
 
     async def refuse(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500)
@@ -171,26 +277,52 @@ async def test_logout_drops_the_sessions_reports() -> None:
     delivery = make(store, sessions, net, backoff_max=0.01)
     await delivery.start()
     try:
-        delivery.add(store.outbox_add([(token, b"a", time.time()), (token, b"b", time.time())]))
+        delivery.add(store.outbox_add(rows(session, ("c", b"a"), ("c", b"b"))))
         await asyncio.sleep(0.03)
-        sessions.logout(token)
+        sessions.logout(session.token)
         await drained(delivery)
     finally:
         await delivery.stop()
     assert store.outbox_count() == 0 and delivery.dropped == 2
 
 
+async def test_two_sessions_on_one_destination_share_it() -> None:
+    config = load_config(None)
+    store, registry = Store(":memory:"), CallRegistry()
+    sessions = SessionManager(config.api)
+    service = ReportService(config, registry, sessions, store)
+    net = Net()
+    service.delivery = make(store, sessions, net)
+    md5 = _md5(config.api.password)
+    first = sessions.login("api", md5, "10.0.0.1", "openvox", port="8260", url="cb")
+    second = sessions.login("api", md5, "10.0.0.1", "yeastar", port="8260", url="/cb")
+    await service.delivery.start()
+    try:
+        registry.start_call(Leg(LegKind.EXTENSION, "1001", "1002", extension="1001"), "1002")
+        assert store.outbox_count() == 1  # one row, for the one destination
+        await drained(service.delivery)
+        sessions.logout(first.token)  # the other session still wants the reports
+        registry.start_call(Leg(LegKind.EXTENSION, "1003", "1002", extension="1003"), "1002")
+        await drained(service.delivery)
+    finally:
+        await service.delivery.stop()
+    assert [json.loads(body)["extension"] for _, body in net.seen] == ["1001", "1003"]
+    assert {url for url, _ in net.seen} == {"http://10.0.0.1:8260/cb"}
+    assert sessions.session(second.token) is not None
+
+
 async def test_stored_reports_resume_after_a_restart(tmp_path: Path) -> None:
     path = f"{tmp_path}/db.sqlite3"
     store, net = Store(path), Net()
-    sessions, [token] = sessions_with("8260")
+    sessions, [session] = sessions_with("8260")
     now = time.time()
-    store.outbox_add([(token, b"1", now), ("gone" * 8, b"x", now), (token, b"2", now)])
+    store.outbox_add(rows(session, ("c", b"1"))
+                     + [("openvox http://gone:1/", "c", b"x", now)] + rows(session, ("c", b"2")))
     store.close()
     store = Store(path)
     delivery = make(store, sessions, net)
     delivery.load()
-    assert delivery.pending() == 2 and store.outbox_count() == 2  # the unknown session's went
+    assert delivery.pending() == 2 and store.outbox_count() == 2  # the unused one went
     await delivery.start()
     try:
         await drained(delivery)
@@ -199,7 +331,40 @@ async def test_stored_reports_resume_after_a_restart(tmp_path: Path) -> None:
     assert [body for _, body in net.seen] == [b"1", b"2"]
 
 
-async def test_service_stores_one_row_per_session_and_report_in_its_form() -> None:
+async def test_an_outbox_of_the_per_session_version_is_carried_over(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, token TEXT NOT NULL,
+                             body BLOB NOT NULL, created REAL NOT NULL);
+        CREATE INDEX outbox_token ON outbox (token, id);
+    """)
+    sessions, [session] = sessions_with("8260")
+    now = time.time()
+    for token, body in [(session.token, b'{"action":"RING","callid":"1.1"}'),
+                        ("f" * 32, b'{"action":"RING","callid":"2.2"}'),
+                        (session.token, b'{"action":"ExtensionStatus","extension":"1001"}')]:
+        old.execute("INSERT INTO outbox (token, body, created) VALUES (?,?,?)",
+                    (token, body, now))
+    old.commit()
+    old.close()
+    store, net = Store(path), Net()
+    delivery = make(store, sessions, net)
+    delivery.load()
+    assert [(r.dest, r.lane) for r in store.outbox_load()] == [
+        (route_of(session), "1.1"), (route_of(session), "ext:1001")]
+    assert delivery.pending() == 2 and delivery.dropped == 1
+    await delivery.start()
+    try:
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    assert len(net.seen) == 2 and store.outbox_count() == 0
+    store.close()
+    assert Store(path).outbox_count() == 0  # migrated once
+
+
+async def test_service_stores_one_row_per_destination_and_report_in_its_form() -> None:
     config = load_config(None)
     store, registry = Store(":memory:"), CallRegistry()
     sessions = SessionManager(config.api)
@@ -208,10 +373,9 @@ async def test_service_stores_one_row_per_session_and_report_in_its_form() -> No
     assert store.outbox_count() == 0  # nobody logged in: nothing stored
     md5 = _md5(config.api.password)
     ov = sessions.login("api", md5, "10.0.0.1", "openvox", port="1")
-    ys = sessions.login("api", md5, "10.0.0.1", "yeastar", port="2")
-    service.builder._ext_state.clear()
+    ys = sessions.login("api", md5, "10.0.0.1", "yeastar", port="2", version="1.0.2")
     registry.start_call(Leg(LegKind.EXTENSION, "1003", "1002", extension="1003"), "1003")
-    rows = store.outbox_load()
-    assert [(r.token, json.loads(r.body)["status"]) for r in rows] == [
-        (ov.token, "InUse"), (ys.token, "Busy")]
+    stored = store.outbox_load()
+    assert [(r.dest, r.lane, json.loads(r.body)["status"]) for r in stored] == [
+        (route_of(ov), "ext:1003", "InUse"), (route_of(ys), "ext:1003", "Busy")]
     assert service.delivery.pending() == 2

@@ -33,7 +33,7 @@ def test_answered_outbound_call() -> None:
         callid=caller.id, start=100.0, answer=103.0, end=110.6, callfrom="1001",
         callto="95551234", duration=11, talk=8, status="ANSWERED", type="Outbound",
         src_trunk="", dst_trunk="carrier", caller_ext="1001", callee_ext="",
-        outboundid=out.id, inboundid="", cause=200,
+        outboundid=out.id, inboundid="", cause=200, extensions=("1001",),
     )
 
 
@@ -88,10 +88,11 @@ def test_local_time_round_trip_and_store_queries() -> None:
     assert cdr.zone("No/Such_Zone") == ZoneInfo("UTC")
     store = Store(":memory:")
     base = cdr.CdrRecord("1.1", 10.0, None, 12.0, "1001", "1002", 2, 0, "BUSY", "Internal",
-                         caller_ext="1001", callee_ext="1002")
+                         caller_ext="1001", callee_ext="1002", extensions=("1001", "1002"))
     store.add_cdr(base)
     store.add_cdr(cdr.CdrRecord("2.2", 20.0, 21.0, 25.0, "1003", "95551234", 5, 4,
-                                "ANSWERED", "Outbound", caller_ext="1003"))
+                                "ANSWERED", "Outbound", caller_ext="1003",
+                                extensions=("1003",)))
     assert [r.callid for r in store.cdrs()] == ["1.1", "2.2"]
     assert [r.callid for r in store.cdrs(15.0, 30.0)] == ["2.2"]
     assert [r.callid for r in store.cdrs(extensions=["1002"])] == ["1.1"]

@@ -25,6 +25,7 @@ from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint, PbxView
 from ippbx.config import Extension, InboundRoute, OutboundRoute, Trunk
 from ippbx.pbx.calls import Call, LegKind
+from ippbx.pbx.extension_state import ExtState
 from ippbx.pbx.status import PbxStatus
 
 T = TypeVar("T")
@@ -62,6 +63,12 @@ _FEATURE_DEFAULTS: dict[str, str] = {
     "monitormode": "disable",
 }
 _MAX_DURATION = "10800"
+
+
+def status_word(state: ExtState) -> str:
+    """An extension's state as the queries show it (the vendors' `Unavailable` for an
+    extension that is neither registered nor on a call)."""
+    return "Unavailable" if state is ExtState.UNREGISTERED else state.value
 
 
 def view(req: ApiRequest) -> PbxView:
@@ -112,7 +119,7 @@ async def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     ext_type = req.dialect.extension_type
     return {"extlist": ItemList(
-        {"extnumber": ext.number, "status": pbx.extension_status(ext.number),
+        {"extnumber": ext.number, "status": status_word(pbx.extension_status(ext.number)),
          "type": ext_type, "username": username(ext), "agentid": ""}
         for ext in req.ctx.config.extensions
     )}
@@ -127,7 +134,7 @@ async def extension_query(req: ApiRequest) -> Mapping[str, Any]:
             "extnumber": ext.number,
             "username": username(ext),
             "type": req.dialect.extension_type,
-            "status": pbx.extension_status(ext.number),
+            "status": status_word(pbx.extension_status(ext.number)),
             "callerid": ext.callerid or ext.number,
             # The SIP password, as the vendors show it: API users can read every secret.
             "registerpassword": ext.password,

@@ -4,31 +4,36 @@
 writes a report as the JSON object one session gets, in the OpenVox flat form or the
 Yeastar `call:[…]` form. Theory of operation, per event:
 
-- CallCreated (caller is an extension): ExtensionStatus InUse for the caller.
-- LegRinging (a callee leg's first 180/183): ExtensionStatus Ringing (callee extension),
-  ALERT, RING.
-- LegStatusChanged (callee Progress → Talking): ALERT and RING first if the leg never
-  rang (so RING always brings the ids), ExtensionStatus InUse (callee extension),
-  ANSWER, ANSWERED.
-- LegEnded of an answered call: BYE, the ended leg's party first (two per call).
-- CallEnded: CallFailed if it was never answered (reason: the failure's SIP status),
-  NewCdr, ExtensionStatus Idle for its extensions left without a live call.
+- Any call event: ExtensionStatus for each extension whose state changed
+  (`ippbx.pbx.extension_state`, the machine the queries read too): before the call's own
+  reports when a call starts, rings or is answered, after them when a leg or the call ends.
+- LegRinging (a callee leg's or a transfer target's first 180/183): ALERT, RING.
+- LegStatusChanged (that leg Progress → Talking): ALERT and RING first if the leg never
+  rang (so RING always brings the ids), then ANSWER, ANSWERED.
+- LegEnded of an answered leg while the call is answered: BYE, the ended leg's party first
+  (two per call, and two more for the transferor of a transfer).
+- CallEnded: CallFailed if it was never answered (reason: the failure's SIP status, a
+  dial-plan refusal's 404/403 included), NewCdr.
+- CallTransferred (REFER from a phone): Tranfer.
 - ExtensionRegistration: ExtensionStatus Registered / Unregistered.
+
+ExtensionStatus can be turned off for all extensions (`[reports] extension_status`) or one
+(`report_status` of an extension); the state machine still follows them.
 
 Parties, in the order the vendors list them: ALERT the caller; RING and ANSWER the callee
 then the caller; ANSWERED (caller side) the caller then the callee; BYE the leg that ended
-then the other; CallFailed the callee (if a callee leg was tried) then the caller. An
-extension leg is `ext`, a trunk leg is `outbound` (callee side) or `inbound` (caller
-side) with `from`, `to`, `trunk` and its id, exactly as `outbound/query` /
-`inbound/query` show them. Every report of a call carries the call's `callid` (its
-caller leg id).
+then the other; CallFailed the callee (if a callee leg was tried) then the caller. For a
+transfer target, the party that stays plays the caller. An extension leg is `ext`, a
+trunk leg is `outbound` (a leg ippbx placed) or `inbound` (the caller's) with `from`,
+`to`, `trunk` and its id, exactly as `outbound/query` / `inbound/query` show them. Every
+report of a call carries the call's `callid` (its first caller leg's id).
 
-Forms: OpenVox (`/api/v0.0.1/` sessions): flat `ext`/`inbound`/`outbound` objects, each
-once, `ext.extid` a string for one extension and an array for two; the caller-side
-answer is `ANSWER` too; `CallFailed.reason` the SIP code as a number; busy extensions
-`InUse`. Yeastar (`/api/v1.1.0/` sessions, or login `version` `1.0.2`): every party one
-element of `call`, `ANSWERED` for the caller side, reason `"486 Busy Here"`, `Busy`.
-Vendor spellings are kept (`callduraction`, `talkduraction`).
+Forms, chosen by the login `version` alone: `"1.0.2"` → Yeastar: every party one element
+of `call`, `ANSWERED` for the caller side, reason `"486 Busy Here"`, busy extensions
+`Busy`; anything else → OpenVox: flat `ext`/`inbound`/`outbound` objects, each once,
+`ext.extid` a string for one extension and an array for two, the caller-side answer
+`ANSWER` too, `CallFailed.reason` the SIP code as a number, busy extensions `InUse`.
+Vendor spellings are kept (`Tranfer`, `callduraction`, `talkduraction`).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from datetime import tzinfo
 from enum import StrEnum
 from typing import Any
 
+from ippbx.config import Config
 from ippbx.pbx import cdr, events
-from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
+from ippbx.pbx.extension_state import ExtensionStates, ExtState
 from ippbx.sip.message import REASONS
 
 
@@ -56,16 +63,6 @@ class Action(StrEnum):
     TRANSFER = "Tranfer"  # sic: the vendors' spelling
     CALL_FAILED = "CallFailed"
     NEW_CDR = "NewCdr"
-
-
-class ExtState(StrEnum):
-    """ExtensionStatus values (InUse is `Busy` in the Yeastar form)."""
-
-    REGISTERED = "Registered"
-    UNREGISTERED = "Unregistered"
-    RINGING = "Ringing"
-    IN_USE = "InUse"
-    IDLE = "Idle"
 
 
 class Form(StrEnum):
@@ -96,6 +93,14 @@ class Report:
     state: ExtState | None = None
     record: cdr.CdrRecord | None = None
 
+    @property
+    def lane(self) -> str:
+        """What this report keeps its order with: its call, or its extension's status
+        reports ("" for BootUp)."""
+        if self.action is Action.EXTENSION_STATUS:
+            return "ext:" + self.extension
+        return self.callid
+
 
 YEASTAR_REASONS = {
     404: "404 NOT found",
@@ -124,68 +129,78 @@ def party(call: Call, leg: Leg) -> Party:
 
 
 class ReportBuilder:
-    """Domain events → reports; remembers each extension's last reported status."""
+    """Domain events → reports, with the extension-state machine for ExtensionStatus."""
 
-    def __init__(self, registry: CallRegistry) -> None:
-        self.registry = registry
-        self._ext_state: dict[str, ExtState] = {}
+    def __init__(self, config: Config, states: ExtensionStates) -> None:
+        self.states = states
+        self.extension_status = config.reports.extension_status
+        self.silent = frozenset(e.number for e in config.extensions if not e.report_status)
 
     def on_event(self, event: events.DomainEvent) -> list[Report]:
-        if isinstance(event, events.CallCreated):
-            ext = event.call.caller.extension
-            return self._ext(ext, ExtState.IN_USE) if ext else []
+        status = self._status(event)
         if isinstance(event, events.LegRinging):
-            return self._ringing(event.call, event.leg)
+            return status + self._ringing(event.call, event.leg)
         if isinstance(event, events.LegStatusChanged):
-            return self._status_changed(event.call, event.leg, event.old)
+            return status + self._answered(event.call, event.leg, event.old)
         if isinstance(event, events.LegEnded):
-            return self._leg_ended(event.call, event.leg)
+            return self._leg_ended(event.call, event.leg) + status
         if isinstance(event, events.CallEnded):
-            return self._call_ended(event.call)
+            return self._call_ended(event.call) + status
         if isinstance(event, events.CallTransferred):
             other = event.call.callee if event.leg is event.call.caller else event.call.caller
             parties = (party(event.call, event.leg),)
             if other is not None:
                 parties += (party(event.call, other),)
-            return [Report(Action.TRANSFER, event.call.callid, parties)]
-        if isinstance(event, events.ExtensionRegistration):
-            state = ExtState.REGISTERED if event.registered else ExtState.UNREGISTERED
-            return [Report(Action.EXTENSION_STATUS, extension=event.extension, state=state)]
-        return []
+            return [Report(Action.TRANSFER, event.call.callid, parties), *status]
+        return status
+
+    def _status(self, event: events.DomainEvent) -> list[Report]:
+        changes = self.states.changes(event)  # always: the machine follows every event
+        if not self.extension_status:
+            return []
+        return [Report(Action.EXTENSION_STATUS, extension=ext, state=state)
+                for ext, state in changes if ext not in self.silent]
 
     # -- per event --------------------------------------------------------------------------
-    def _ringing(self, call: Call, leg: Leg) -> list[Report]:
-        out: list[Report] = []
-        if leg.extension is not None:
-            out += self._ext(leg.extension, ExtState.RINGING)
-        caller, callee = party(call, call.caller), party(call, leg)
-        out.append(Report(Action.ALERT, call.callid, (caller,)))
-        out.append(Report(Action.RING, call.callid, (callee, caller)))
-        return out
+    @staticmethod
+    def _placed(call: Call, leg: Leg) -> Leg | None:
+        """The party that hears ringback while `leg` (a callee leg or a transfer target)
+        rings: the other side of the call; None for any other leg."""
+        if leg is call.callee:
+            return call.caller
+        if leg.replaces and leg is call.caller:
+            return call.callee
+        return None
 
-    def _status_changed(self, call: Call, leg: Leg, old: str) -> list[Report]:
-        if leg is not call.callee or leg.status is not LegStatus.TALKING \
+    def _ringing(self, call: Call, leg: Leg) -> list[Report]:
+        other = self._placed(call, leg)
+        if other is None:
+            return []
+        caller, callee = party(call, other), party(call, leg)
+        return [Report(Action.ALERT, call.callid, (caller,)),
+                Report(Action.RING, call.callid, (callee, caller))]
+
+    def _answered(self, call: Call, leg: Leg, old: str) -> list[Report]:
+        other = self._placed(call, leg)
+        if other is None or leg.status is not LegStatus.TALKING \
                 or old != LegStatus.PROGRESS.value:
             return []
-        out: list[Report] = []
-        caller, callee = party(call, call.caller), party(call, leg)
-        if leg.ringing is None:  # answered without 180/183: RING still brings the ids
-            out.append(Report(Action.ALERT, call.callid, (caller,)))
-            out.append(Report(Action.RING, call.callid, (callee, caller)))
-        if leg.extension is not None:
-            out += self._ext(leg.extension, ExtState.IN_USE)
+        out = [] if leg.ringing is not None else self._ringing(call, leg)
+        caller, callee = party(call, other), party(call, leg)
         out.append(Report(Action.ANSWER, call.callid, (callee, caller)))
         out.append(Report(Action.ANSWERED, call.callid, (caller, callee)))
         return out
 
     def _leg_ended(self, call: Call, leg: Leg) -> list[Report]:
-        if call.answered is None or call.callee is None:
-            return []
+        if call.answered is None or leg.answered is None:
+            return []  # (a transfer target that never answered has no BYE)
         if leg is call.caller:
             other = call.callee
         elif leg is call.callee:
             other = call.caller
         else:  # a leg replaced by a transfer after it ended
+            return []
+        if other is None:
             return []
         return [Report(Action.BYE, call.callid, (party(call, leg), party(call, other)))]
 
@@ -198,21 +213,7 @@ class ReportBuilder:
                 parties = (party(call, call.callee), *parties)
             out.append(Report(Action.CALL_FAILED, call.callid, parties, reason=record.cause))
         out.append(Report(Action.NEW_CDR, call.callid, record=record))
-        for leg in call.legs():
-            if leg.extension is not None and not self.registry.by_extension(leg.extension):
-                out += self._ext(leg.extension, ExtState.IDLE)
         return out
-
-    def _ext(self, ext: str, state: ExtState) -> list[Report]:
-        """An ExtensionStatus report if `state` is news (a busy extension stays InUse)."""
-        current = self._ext_state.get(ext, ExtState.IDLE)
-        if current is state or (state is ExtState.RINGING and current is ExtState.IN_USE):
-            return []
-        if state is ExtState.IDLE:
-            self._ext_state.pop(ext, None)
-        else:
-            self._ext_state[ext] = state
-        return [Report(Action.EXTENSION_STATUS, extension=ext, state=state)]
 
 
 # -- forms --------------------------------------------------------------------------------
@@ -243,8 +244,8 @@ def render(report: Report, form: Form, sn: str, tz: tzinfo) -> dict[str, Any]:
         return {"action": action.value, "sn": sn}
     if action is Action.EXTENSION_STATUS:
         state = report.state.value if report.state is not None else ""
-        if yeastar and report.state is ExtState.IN_USE:
-            state = "Busy"
+        if report.state is ExtState.BUSY and not yeastar:
+            state = "InUse"
         return {"action": action.value, "extension": report.extension, "status": state,
                 "sn": sn}
     if action is Action.NEW_CDR:

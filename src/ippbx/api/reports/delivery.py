@@ -1,50 +1,77 @@
-"""Report delivery: the outbox's rows POSTed to each session's destination, in order.
+"""Report delivery: the outbox's rows POSTed to their destinations, in order per call.
 
 Theory of operation. Every report is a row in the SQLite outbox before `add()` hands it
-here. Each session (token) has its own FIFO queue and, while the queue is not empty, one
-task draining it: POST the head (HTTP/1.1, `Content-Type: application/json`,
-`User-Agent`, `Connection: close`, one new connection per report, as the vendors do); on
-a 2xx delete the row, renew the session's token and go on; on anything else (refused,
-timeout, non-2xx) wait 1, 2, 4 … `backoff_max` seconds and retry the same head, so one
-session's reports keep their order. A head older than `retry_minutes` is dropped (with a
-warning) so a dead receiver cannot hold a queue forever. A queue whose session has ended
-(logout, expiry) is dropped. Queues never wait on each other, and call handling only
-ever appends (a SQLite insert and a deque append), so a slow or dead receiver blocks
-nothing but its own queue.
+here. A row belongs to a **destination** (a report form and a URL: every session with the
+same ones shares it, so each report reaches a receiver once) and to a **lane** inside it:
+the call's callid for call reports, `ext:<number>` for an extension's ExtensionStatus
+reports, "" for BootUp. Order is kept within a lane and never across lanes, so one
+report a receiver will not take holds up only the reports of its own call (or extension).
 
-After a restart `load()` puts the stored rows back in their queues (rows of sessions that
-did not survive are deleted) before `start()` begins sending. A report whose 2xx was
-received but whose row was not yet deleted when the process died is sent again: delivery
-is at least once, exactly once when the process is not killed mid-POST.
+Each destination has one dispatcher task. Lanes whose head may be sent now wait in a FIFO;
+the dispatcher POSTs their heads, at most `concurrency` at a time and never two of one
+lane (HTTP/1.1, `Content-Type: application/json`, `User-Agent`, `Connection: close`: one
+new connection per report, as the vendors do). What the answer means:
+
+- 2xx: delivered; the row is deleted and the destination's sessions renewed.
+- 4xx: the receiver does not want it; tried again after 1 s, 2 s … and after
+  `rejected_tries` tries (3) dropped with one warning. The destination then counts as
+  refusing that kind of report (its `action`): the next ones get a single try until one
+  of them is delivered, so a receiver that never takes ExtensionStatus costs one POST
+  per report and its extension's lane does not fall behind.
+- 5xx, a read timeout, a broken answer: tried again after 1, 2, 4 … `backoff_max` s.
+- refused, unreachable, a connect timeout: the whole destination waits 1, 2, 4 …
+  `backoff_max` s, then sends one probe; the other lanes wait too (nothing could reach
+  the receiver) and go on at once when the probe is delivered.
+
+A head older than `retry_minutes` is dropped (one warning) instead of being sent again,
+so nothing waits for a dead receiver forever. A destination no live session uses any more
+(logout, expiry, a heartbeat that moved it) is dropped with its rows. Call handling only
+ever appends (a SQLite insert and a deque append), so a slow or dead receiver blocks
+nothing but its own reports.
+
+After a restart `load()` puts the stored rows back in their lanes (rows of destinations no
+surviving session uses are deleted; an earlier version's per-session outbox is filed under
+each session's destination) before `start()` begins sending. A report whose 2xx arrived
+but whose row was not yet deleted when the process died is sent again: delivery is at
+least once, exactly once when the process is not killed mid-POST.
 
 Destinations (spec §5.2): no `url` → `http://<login source IP or heartbeat ipaddr>:<port>/`;
 `urltag` 0 → the relative `url` joined to that with one `/`; `urltag` 1 → `http://` +
 `url` (`host:port/path`). A `url` that already starts with `http://` or `https://` is used
-as is whatever `urltag` says. No `port` → 8260 (Yeastar's default).
+as is whatever `urltag` says. No `port` → 8260 (Yeastar's default). `https://` receivers
+are checked against the system's CAs, or `tls_ca`, unless `tls_verify` is off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ippbx.api.reports.build import Form
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection
-from ippbx.store.outbox import OutboxRow
+from ippbx.store.outbox import LegacyRow, OutboxRow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = "8260"
 STOP_GRACE = 1.0
 """Seconds `stop()` lets a POST in flight finish before cancelling it."""
+EXPIRE_EVERY = 5.0
+"""While a destination is down, how often (s) its lanes are searched for expired heads."""
 
 
 class OutboxStore(Protocol):
@@ -52,9 +79,13 @@ class OutboxStore(Protocol):
 
     def outbox_delete(self, row_id: int) -> None: ...
 
-    def outbox_delete_token(self, token: str) -> int: ...
+    def outbox_delete_dest(self, dest: str) -> int: ...
 
     def outbox_load(self) -> list[OutboxRow]: ...
+
+    def outbox_adopt_legacy(
+        self, convert: Callable[[LegacyRow], tuple[str, str] | None]
+    ) -> tuple[int, int]: ...
 
 
 def destination(session: Session) -> str:
@@ -71,17 +102,94 @@ def destination(session: Session) -> str:
     return base + url.strip("/") if url else base
 
 
+def form_of(session: Session) -> Form:
+    """The report form follows the login `version` alone: `1.0.2` is Yeastar's `call:[…]`
+    form, anything else (or nothing) OpenVox's flat form, on either API path."""
+    return Form.YEASTAR if session.version.strip() == "1.0.2" else Form.OPENVOX
+
+
+def route_of(session: Session) -> str:
+    """The key of a session's destination: its report form and URL."""
+    return f"{form_of(session).value} {destination(session)}"
+
+
+def lane_of(body: bytes) -> str:
+    """The lane of a stored report body (for rows an earlier version stored without one)."""
+    try:
+        report = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(report, dict):
+        return ""
+    if report.get("action") == "ExtensionStatus":
+        return f"ext:{report.get('extension', '')}"
+    return str(report.get("callid", ""))
+
+
+def action_of(body: bytes) -> str:
+    """The `action` of a stored report body (rendered with `action` first)."""
+    prefix = b'{"action":"'
+    if body.startswith(prefix):
+        end = body.find(b'"', len(prefix))
+        if end > 0:
+            return body[len(prefix):end].decode("utf-8", "replace")
+    try:
+        report = json.loads(body)
+    except ValueError:
+        return ""
+    return str(report.get("action", "")) if isinstance(report, dict) else ""
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a log line: no user:password, no query values (they may hold keys)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<bad url>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{p.partition('=')[0]}=…" for p in parts.query.split("&") if p)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class Outcome(Enum):
+    """What one POST of a report came to."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # a 4xx: the receiver does not want this report
+    FAILED = "failed"  # a 5xx, a read timeout, a broken answer: worth another try
+    UNREACHABLE = "unreachable"  # nothing listening, no route: the destination is down
+
+
 @dataclass(eq=False)
-class _Queue:
-    token: str
-    items: deque[OutboxRow] = field(default_factory=deque)
+class _Lane:
+    key: str
+    rows: deque[OutboxRow] = field(default_factory=deque)
+    tries: int = 0  # failed tries of the head
+    busy: bool = False  # a POST of the head is in flight
+    queued: bool = False  # waiting in its destination's `ready` or `later`
+
+
+@dataclass(eq=False)
+class _Destination:
+    key: str
+    url: str
+    lanes: dict[str, _Lane] = field(default_factory=dict)
+    ready: deque[_Lane] = field(default_factory=deque)  # lanes whose head may go now
+    later: list[tuple[float, int, _Lane]] = field(default_factory=list)  # heap by due
+    in_flight: int = 0
+    pending: int = 0
+    down_until: float = 0.0  # unreachable: nothing is sent before this (monotonic)
+    down_delay: float = 0.0  # the current wait after a failure to connect; 0 when up
+    next_expiry: float = 0.0  # while down: when to look for heads past the window again
+    refused: set[str] = field(default_factory=set)  # actions it refuses (4xx), kept by
+    # `Delivery` while a session uses the destination, across idle spells
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    attempts: int = 0
+    senders: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Delivery:
-    """Per-session report queues and their sending tasks."""
+    """Report destinations, their lanes and the tasks sending them."""
 
     def __init__(
         self,
@@ -95,34 +203,43 @@ class Delivery:
         self.store = store
         self.sessions = sessions
         self.config = config
-        self.clock = clock
+        self.clock = clock  # wall clock: the rows' `created`
         self.delivered = 0
         self.dropped = 0
-        self._queues: dict[str, _Queue] = {}
+        self._dests: dict[str, _Destination] = {}
+        self._pending = 0
         self._client: httpx.AsyncClient | None = None
         self._stopping = False
         self._transport = transport  # tests inject an httpx.MockTransport
+        self._seq = 0  # ties in the retry heaps
+        self._refused: dict[str, set[str]] = {}  # by destination: the actions it refuses
 
     # -- lifecycle --------------------------------------------------------------------------
     def load(self) -> None:
         """Queue the reports left in the outbox by a previous run."""
+        live = self._live_routes()
+
+        def legacy(row: LegacyRow) -> tuple[str, str] | None:
+            session = self.sessions.session(row.token)
+            return None if session is None else (route_of(session), lane_of(row.body))
+
+        kept, dropped = self.store.outbox_adopt_legacy(legacy)
+        self.dropped += dropped
+        if kept or dropped:
+            log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, dropped)
         rows = self.store.outbox_load()
-        gone: set[str] = set()
-        keep: list[OutboxRow] = []
-        for row in rows:
-            if row.token in gone:
-                continue
-            if self.sessions.session(row.token) is None:
-                gone.add(row.token)
-                self.dropped += self.store.outbox_delete_token(row.token)
-                continue
-            keep.append(row)
+        for dest in {row.dest for row in rows} - live:
+            self.dropped += self.store.outbox_delete_dest(dest)
+        keep = [row for row in rows if row.dest in live]
         self.add(keep)
         if keep:
             log.info("%d stored reports to deliver", len(keep))
 
     async def start(self) -> None:
         self._stopping = False
+        verify: ssl.SSLContext | bool = self.config.tls_verify
+        if self.config.tls_verify and self.config.tls_ca:
+            verify = ssl.create_default_context(cafile=self.config.tls_ca)
         self._client = httpx.AsyncClient(
             timeout=self.config.timeout,
             headers={
@@ -133,17 +250,21 @@ class Delivery:
             },
             follow_redirects=False,
             trust_env=False,
+            verify=verify,
             transport=self._transport,
         )
-        for queue in self._queues.values():
-            self._kick(queue)
+        for dest in self._dests.values():
+            self._kick(dest)
 
     async def stop(self) -> None:
         """Stop sending; what is not delivered stays in the outbox for the next run."""
         self._stopping = True
-        tasks = [q.task for q in self._queues.values() if q.task is not None]
-        for queue in self._queues.values():
-            queue.wake.set()
+        tasks: list[asyncio.Task[None]] = []
+        for dest in self._dests.values():
+            dest.wake.set()
+            tasks += dest.senders
+            if dest.task is not None:
+                tasks.append(dest.task)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
             for task in pending:
@@ -155,74 +276,202 @@ class Delivery:
 
     # -- queueing ---------------------------------------------------------------------------
     def add(self, rows: Iterable[OutboxRow]) -> None:
-        """Queue stored rows (in id order) and make sure their queues are being drained."""
-        touched: dict[str, _Queue] = {}
+        """Queue stored rows (in id order) and make sure their destinations are served."""
+        touched: dict[str, _Destination] = {}
         for row in rows:
-            queue = self._queues.get(row.token)
-            if queue is None:
-                queue = self._queues[row.token] = _Queue(row.token)
-            queue.items.append(row)
-            touched[row.token] = queue
+            dest = self._dests.get(row.dest)
+            if dest is None:
+                url = row.dest.partition(" ")[2]
+                dest = self._dests[row.dest] = _Destination(row.dest, url)
+                dest.refused = self._refused.setdefault(row.dest, set())
+            lane = dest.lanes.get(row.lane)
+            if lane is None:
+                lane = dest.lanes[row.lane] = _Lane(row.lane)
+                _make_ready(dest, lane)
+            lane.rows.append(row)
+            dest.pending += 1
+            self._pending += 1
+            touched[row.dest] = dest
         if self._client is not None and not self._stopping:
-            for queue in touched.values():
-                self._kick(queue)
+            for dest in touched.values():
+                self._kick(dest)
 
     def pending(self) -> int:
         """Reports queued and not yet delivered or dropped."""
-        return sum(len(q.items) for q in self._queues.values())
+        return self._pending
 
-    def _kick(self, queue: _Queue) -> None:
-        if queue.task is None and queue.items:
-            queue.task = asyncio.create_task(self._drain(queue), name="ippbx-report-queue")
+    def _kick(self, dest: _Destination) -> None:
+        if dest.task is None and dest.pending:
+            dest.task = asyncio.create_task(self._run(dest), name="ippbx-report-destination")
+        dest.wake.set()
 
-    # -- sending ----------------------------------------------------------------------------
-    async def _drain(self, queue: _Queue) -> None:
+    def _live_routes(self) -> set[str]:
+        return {route_of(s) for s in self.sessions.live()}
+
+    # -- the dispatcher ---------------------------------------------------------------------
+    async def _run(self, dest: _Destination) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while not self._stopping and queue.items:
-                session = self.sessions.session(queue.token)
-                if session is None:  # logged out or expired: its reports stop
-                    self.dropped += len(queue.items)
-                    queue.items.clear()
-                    self.store.outbox_delete_token(queue.token)
+            while not self._stopping and dest.pending:
+                dest.wake.clear()
+                if dest.key not in self._live_routes():  # logged out, expired, moved
+                    self._drop_destination(dest)
                     break
-                row = queue.items[0]
-                if await self._post(destination(session), row.body):
-                    self._done(queue, row)
-                    self.delivered += 1
-                    self.sessions.touch(queue.token)
+                now = loop.time()
+                while dest.later and dest.later[0][0] <= now:
+                    dest.ready.append(heapq.heappop(dest.later)[2])  # (still queued)
+                if dest.down_until > now:
+                    if now >= dest.next_expiry:
+                        dest.next_expiry = now + EXPIRE_EVERY
+                        self._expire_heads(dest)
+                    await self._sleep(dest, dest.down_until - now)
                     continue
-                if self.clock() - row.created >= self.config.retry_minutes * 60:
-                    log.warning("report %d not delivered within %g minutes, dropped",
-                                row.id, self.config.retry_minutes)
-                    self._done(queue, row)
-                    self.dropped += 1
-                    continue
-                delay = min(self.config.backoff_max, 2.0 ** queue.attempts)
-                queue.attempts += 1
-                queue.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.wake.wait(), delay)
+                limit = 1 if dest.down_delay else self.config.concurrency  # probe first
+                while dest.ready and dest.in_flight < limit:
+                    lane = dest.ready.popleft()
+                    lane.queued = False
+                    if dest.lanes.get(lane.key) is not lane or not lane.rows:
+                        continue
+                    if lane.tries and self._too_old(lane.rows[0]):  # (tried, failed, aged)
+                        self._drop_head(dest, lane, "not delivered within the retry window")
+                        continue
+                    lane.busy = True
+                    dest.in_flight += 1
+                    sender = asyncio.create_task(self._send(dest, lane))
+                    dest.senders.add(sender)
+                    sender.add_done_callback(dest.senders.discard)
+                due = dest.later[0][0] - now if dest.later else None
+                await self._sleep(dest, due)
         finally:
-            queue.task = None
-            if not queue.items and not self._stopping:
-                self._queues.pop(queue.token, None)
+            dest.task = None
+            if not dest.pending and not dest.in_flight and not self._stopping:
+                self._dests.pop(dest.key, None)
 
-    def _done(self, queue: _Queue, row: OutboxRow) -> None:
+    @staticmethod
+    async def _sleep(dest: _Destination, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(dest.wake.wait(), timeout)
+
+    async def _send(self, dest: _Destination, lane: _Lane) -> None:
+        row = lane.rows[0]
+        try:
+            outcome = await self._post(dest.url, row.body)
+        finally:
+            lane.busy = False
+            dest.in_flight -= 1
+            dest.wake.set()
+        if dest.lanes.get(lane.key) is not lane or not lane.rows or lane.rows[0] is not row:
+            return  # the destination was dropped meanwhile
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if outcome is not Outcome.UNREACHABLE and dest.down_delay:
+            log.info("report receiver %s is reachable again", safe_url(dest.url))
+            dest.down_delay = dest.down_until = 0.0
+        if outcome is Outcome.DELIVERED:
+            self.delivered += 1
+            dest.refused.discard(action_of(row.body))
+            self._done(dest, lane)
+            for session in self.sessions.live():
+                if route_of(session) == dest.key:
+                    self.sessions.touch(session.token)
+            return
+        if outcome is Outcome.UNREACHABLE:
+            if self._too_old(row):
+                self._drop_head(dest, lane, "not delivered within the retry window")
+                return
+            if dest.down_until <= now:  # (the other POSTs in flight fail the same way)
+                if not dest.down_delay:
+                    log.warning("report receiver %s unreachable; retrying", safe_url(dest.url))
+                dest.down_delay = min(self.config.backoff_max, max(1.0, dest.down_delay * 2))
+                dest.down_until = now + dest.down_delay
+            _make_ready(dest, lane, front=True)
+            return
+        lane.tries += 1
+        if outcome is Outcome.REJECTED:
+            action = action_of(row.body)
+            if lane.tries >= self.config.rejected_tries or action in dest.refused:
+                dest.refused.add(action)
+                self._drop_head(dest, lane, f"refused ({lane.tries} tries)")
+                return
+        if outcome is Outcome.FAILED and self._too_old(row):
+            self._drop_head(dest, lane, "not delivered within the retry window")
+            return
+        delay = min(self.config.backoff_max, 2.0 ** (lane.tries - 1))
+        lane.queued = True
+        self._seq += 1
+        heapq.heappush(dest.later, (now + delay, self._seq, lane))
+
+    def _too_old(self, row: OutboxRow) -> bool:
+        return self.clock() - row.created >= self.config.retry_minutes * 60
+
+    def _expire_heads(self, dest: _Destination) -> None:
+        """While the destination is down: drop the heads that aged past the window."""
+        for lane in list(dest.lanes.values()):
+            while not lane.busy and lane.rows and self._too_old(lane.rows[0]):
+                self._drop_head(dest, lane, "not delivered within the retry window")
+                if dest.lanes.get(lane.key) is not lane:
+                    break
+
+    def _drop_head(self, dest: _Destination, lane: _Lane, why: str) -> None:
+        row = lane.rows[0]
+        log.warning("report %d (lane %s) to %s %s: dropped", row.id, lane.key or "-",
+                    safe_url(dest.url), why)
+        self.dropped += 1
+        self._done(dest, lane)
+
+    def _done(self, dest: _Destination, lane: _Lane) -> None:
+        """The head of `lane` is delivered or dropped: forget it, the next one may go."""
+        row = lane.rows.popleft()
         self.store.outbox_delete(row.id)
-        if queue.items and queue.items[0] is row:
-            queue.items.popleft()
-        queue.attempts = 0
+        dest.pending -= 1
+        self._pending -= 1
+        lane.tries = 0
+        if lane.rows:
+            _make_ready(dest, lane)
+        else:
+            del dest.lanes[lane.key]
+        dest.wake.set()
 
-    async def _post(self, url: str, body: bytes) -> bool:
+    def _drop_destination(self, dest: _Destination) -> None:
+        """No live session uses `dest` any more: its reports go."""
+        self.store.outbox_delete_dest(dest.key)
+        self._refused.pop(dest.key, None)
+        if dest.pending:
+            log.info("%d reports to %s dropped: no session uses it any more", dest.pending,
+                     safe_url(dest.url))
+        self.dropped += dest.pending
+        self._pending -= dest.pending
+        dest.pending = 0
+        dest.lanes.clear()
+        dest.ready.clear()
+        dest.later.clear()
+
+    async def _post(self, url: str, body: bytes) -> Outcome:
         client = self._client
         if client is None:
-            return False
+            return Outcome.UNREACHABLE
         try:
             response = await client.post(url, content=body)
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            log.debug("report to %s failed: %s", url, type(exc).__name__)
-            return False
-        if 200 <= response.status_code < 300:
-            return True
-        log.debug("report to %s answered %d", url, response.status_code)
-        return False
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                httpx.UnsupportedProtocol, httpx.InvalidURL, OSError) as exc:
+            log.debug("report to %s: %s", safe_url(url), type(exc).__name__)
+            return Outcome.UNREACHABLE
+        except httpx.HTTPError as exc:
+            log.debug("report to %s: %s", safe_url(url), type(exc).__name__)
+            return Outcome.FAILED
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome.DELIVERED
+        log.debug("report to %s answered %d", safe_url(url), status)
+        return Outcome.REJECTED if 400 <= status < 500 else Outcome.FAILED
+
+
+def _make_ready(dest: _Destination, lane: _Lane, *, front: bool = False) -> None:
+    """Put `lane` among those whose head may be sent now (once)."""
+    if lane.queued or lane.busy:
+        return
+    lane.queued = True
+    if front:
+        dest.ready.appendleft(lane)
+    else:
+        dest.ready.append(lane)

@@ -2,8 +2,9 @@
 
 `ReportService` subscribes to the call registry. For each event it asks the builder for
 reports; if any session is live it renders each report once per form in use, stores one
-outbox row per (session, report) in a single SQLite transaction, and hands the rows to
-`Delivery`. Everything on this path is synchronous and short, so it runs inside the
+outbox row per (destination, report) in a single SQLite transaction (sessions with the same
+form and URL share a destination, so a receiver gets each report once), and hands the
+rows to `Delivery`. Everything on this path is synchronous and short, so it runs inside the
 registry's publish without holding up a call. `start()` queues the reports a previous run
 left and sends `BootUp` to the sessions that survived the restart.
 """
@@ -17,11 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ippbx.api.reports.build import Action, Form, Report, ReportBuilder, render
-from ippbx.api.reports.delivery import Delivery, OutboxStore
-from ippbx.api.sessions import Session, SessionManager
+from ippbx.api.reports.delivery import Delivery, OutboxStore, form_of, route_of
+from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx import cdr, events
 from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.extension_state import ExtensionStates
 from ippbx.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,9 @@ log = logging.getLogger(__name__)
 class ReportStore(OutboxStore, Protocol):
     """The outbox table, writable (`ippbx.store.sqlite.Store`)."""
 
-    def outbox_add(self, rows: Sequence[tuple[str, bytes, float]]) -> list[OutboxRow]: ...
-
-
-def form_of(session: Session) -> Form:
-    """Yeastar form for `/api/v1.1.0/` sessions and for login `version` 1.0.2."""
-    if session.dialect == "yeastar" or session.version.strip() == "1.0.2":
-        return Form.YEASTAR
-    return Form.OPENVOX
+    def outbox_add(
+        self, rows: Sequence[tuple[str, str, bytes, float]]
+    ) -> list[OutboxRow]: ...
 
 
 class ReportService:
@@ -50,6 +47,7 @@ class ReportService:
         sessions: SessionManager,
         store: ReportStore,
         *,
+        states: ExtensionStates | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sessions = sessions
@@ -57,7 +55,7 @@ class ReportService:
         self.clock = clock
         self.sn = config.pbx.sn
         self.tz = cdr.zone(config.pbx.timezone)
-        self.builder = ReportBuilder(registry)
+        self.builder = ReportBuilder(config, states or ExtensionStates(registry))
         self.delivery = Delivery(store, sessions, config.reports, clock=clock)
         registry.subscribe(self.on_event)
 
@@ -75,19 +73,18 @@ class ReportService:
             self.send(reports)
 
     def send(self, reports: list[Report]) -> None:
-        """Store `reports` for every live session and queue them for delivery."""
-        sessions = self.sessions.live()
-        if not sessions:
+        """Store `reports` once for every destination in use and queue them for delivery."""
+        routes = {route_of(s): form_of(s) for s in self.sessions.live()}
+        if not routes:
             return
         now = self.clock()
         bodies: dict[Form, list[bytes]] = {}
-        rows: list[tuple[str, bytes, float]] = []
-        for session in sessions:
-            form = form_of(session)
+        rows: list[tuple[str, str, bytes, float]] = []
+        for route, form in routes.items():
             encoded = bodies.get(form)
             if encoded is None:
                 encoded = bodies[form] = [self.encode(r, form) for r in reports]
-            rows += [(session.token, body, now) for body in encoded]
+            rows += [(route, r.lane, body, now) for r, body in zip(reports, encoded, strict=True)]
         self.delivery.add(self.store.outbox_add(rows))
 
     def encode(self, report: Report, form: Form) -> bytes:

@@ -48,12 +48,12 @@ def register(registrar: Registrar, ext: str) -> None:
 
 def test_registration_decides_when_idle() -> None:
     _, _, registrar, clock, status = setup()
-    assert status.extension_status("1001") == "Unavailable"
+    assert status.extension_status("1001") == "Unregistered"
     register(registrar, "1001")
     assert status.extension_status("1001") == "Registered"
     assert status.extension_call("1001") is None
     clock.now += 301  # the binding expires
-    assert status.extension_status("1001") == "Unavailable"
+    assert status.extension_status("1001") == "Unregistered"
 
 
 def test_internal_call_ringing_busy_hold() -> None:
@@ -111,4 +111,4 @@ def test_trunk_status() -> None:
     assert status.trunk_status("nope") == "Unknown"
     bare = PbxStatus(registry)
     assert bare.trunk_status("carrier") == "Unknown"
-    assert bare.extension_status("1001") == "Unavailable"
+    assert bare.extension_status("1001") == "Unregistered"
