@@ -14,7 +14,7 @@ IPPBX_BENCH_REF=REF runs the code of one commit (see `ippbx_source`);
 IPPBX_BENCH_COMMAND replaces `.venv/bin/python -m ippbx.cli` (e.g. with a wrapper script for a
 diagnosis); its `serve --config FILE --log-level warning` arguments stay.
 
-Measurement facts (sipp options, what a clean step is) come from /work/shared/TESTING.md.
+Measurement facts (sipp options, what a clean step is) are in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCENARIOS = BENCH / "scenarios"
 VENV_BIN = ROOT / ".venv" / "bin"
-BUFF_SIZE = 4194304  # TESTING.md: without it sipp itself drops UDP packets under load
+BUFF_SIZE = 4194304  # docs/testing.md: without it sipp itself drops UDP packets under load
 IPPBX_CPU = "0"  # ippbx (and the baselines) run here
 LOAD_CPU = "1"  # sipp, wrk, py-spy run here
 API_PASSWORD = "benchpass"
