@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sipp_harness import free_port
+from sipp_harness import Sipp, SippFactory, free_port
 
 from ippbx.app import App
 from ippbx.config import parse_config
@@ -179,6 +179,21 @@ class PbxHarness:
             await self.client.aclose()
             await self.app.stop()
             self.app.close()
+
+
+async def phone(sipp: SippFactory, pbx: PbxHarness, ext: str, scenario: str,
+                **kwargs: Any) -> Sipp:
+    """Register extension `ext` from a fresh port, then answer its calls there with
+    `scenario` (sipp tells calls apart by Call-ID, so the REGISTER runs first, alone)."""
+    port = free_port()
+    register = sipp("pbx_register.xml", remote=pbx.sip_address, port=port, calls=1,
+                    auth=(ext, ext_password(ext)), keys={"user": ext},
+                    recv_timeout_ms=3000, sipp_timeout_s=10)
+    await register.astart()
+    (await register.await_result(10)).assert_ok(calls=1)
+    assert pbx.app.pbx.registrar.contacts(ext), f"{ext} not registered"
+    kwargs.setdefault("sipp_timeout_s", 20)
+    return await sipp(scenario, port=port, calls=1, **kwargs).astart()
 
 
 # what the `start_pbx` fixture (tests/integration/conftest.py) hands a test

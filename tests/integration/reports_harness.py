@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Receiver:
     got: list[Got] = field(default_factory=list)
     server: ApiServer | None = None
     answer: Callable[[dict[str, Any]], int] | None = None
+    ssl_context: ssl.SSLContext | None = None  # an https:// receiver
 
     async def _app(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -64,7 +66,7 @@ class Receiver:
         async def app(scope: Any, receive: Any, send: Any) -> None:  # uvicorn wants a function
             await self._app(scope, receive, send)
 
-        self.server = ApiServer(app, "127.0.0.1", self.port)
+        self.server = ApiServer(app, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await self.server.start()
         return self
 
@@ -92,13 +94,15 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 # -- the PBX --------------------------------------------------------------------------------
 def config_text(store: Path, sip_port: int, trunks: dict[str, tuple[str, int]], *,
-                no_answer: int = 20, backoff_max: float = 1.0, api_port: int = 0) -> str:
-    """Extensions 1001-1003; each trunk name → (route prefix, carrier port)."""
+                no_answer: int = 20, backoff_max: float = 1.0, api_port: int = 0,
+                reports: str = "") -> str:
+    """Extensions 1001-1003; each trunk name → (route prefix, carrier port); `reports`:
+    more lines for the [reports] table."""
     lines = ["[pbx]", f'sn = "{SN}"',
              "[sip]", f'listen = "127.0.0.1:{sip_port}"', f"no_answer_seconds = {no_answer}",
              "[api]", f'listen = "127.0.0.1:{api_port}"', 'password = "apipass"',
              "[store]", f'path = "{store}"',
-             "[reports]", "timeout = 2", f"backoff_max = {backoff_max}"]
+             "[reports]", "timeout = 2", f"backoff_max = {backoff_max}", reports]
     for n in (1001, 1002, 1003):
         lines += ["[[extensions]]", f'number = "{n}"', f'password = "secret{n}"']
     for name, (_, port) in trunks.items():

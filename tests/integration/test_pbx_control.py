@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password
+from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password, phone
 from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
 
 from ippbx.pbx.sdp import direction
@@ -59,20 +59,6 @@ def uas(sipp: SippFactory, port: int, scenario: str, **kwargs: Any) -> Sipp:
     """A sipp UAS (a carrier, or a phone once registered) taking one call on `port`."""
     kwargs.setdefault("sipp_timeout_s", 20)
     return sipp(scenario, port=port, calls=1, **kwargs)
-
-
-async def phone(sipp: SippFactory, pbx: PbxHarness, ext: str, scenario: str,
-                **kwargs: Any) -> Sipp:
-    """Register extension `ext` from a fresh port, then answer its calls there with
-    `scenario` (sipp tells calls apart by Call-ID, so the REGISTER runs first, alone)."""
-    port = free_port()
-    register = sipp("pbx_register.xml", remote=pbx.sip_address, port=port, calls=1,
-                    auth=(ext, ext_password(ext)), keys={"user": ext},
-                    recv_timeout_ms=3000, sipp_timeout_s=10)
-    await register.astart()
-    (await register.await_result(10)).assert_ok(calls=1)
-    assert pbx.app.pbx.registrar.contacts(ext), f"{ext} not registered"
-    return await uas(sipp, port, scenario, **kwargs).astart()
 
 
 def rejected_with(tmp_path: Path, status: int) -> str:

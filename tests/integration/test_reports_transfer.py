@@ -16,22 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pbx_harness import PbxHarness, TrunkSpec, ext_password
+from pbx_harness import PbxHarness, TrunkSpec, phone
 from reports_harness import Receiver, call_reports, until
-from sipp_harness import Sipp, SippFactory, free_port
+from sipp_harness import SippFactory, free_port
 
 NUMBER = "5551234"
-
-
-async def phone(sipp: SippFactory, pbx: PbxHarness, ext: str, scenario: str) -> Sipp:
-    """Register `ext` from a fresh port, then answer its calls there with `scenario`."""
-    port = free_port()
-    register = sipp("pbx_register.xml", remote=pbx.sip_address, port=port, calls=1,
-                    auth=(ext, ext_password(ext)), keys={"user": ext},
-                    recv_timeout_ms=3000, sipp_timeout_s=10)
-    await register.astart()
-    (await register.await_result(10)).assert_ok(calls=1)
-    return await sipp(scenario, port=port, calls=1, sipp_timeout_s=30).astart()
 
 
 def statuses(got: list[dict[str, Any]], ext: str) -> list[str]:
@@ -65,7 +54,7 @@ async def test_transferred_outbound_call_reports_and_cdr(
         await pbx.post("heartbeat", {"port": str(receiver.port), "url": "crm"})
         carrier = await sipp("ctl_uas_carrier_reinvite.xml", port=trunk_port, calls=1,
                              sipp_timeout_s=30).astart()
-        target = await phone(sipp, pbx, "1002", "ctl_uas_target.xml")
+        target = await phone(sipp, pbx, "1002", "ctl_uas_target.xml", sipp_timeout_s=30)
         if how == "api":
             near = await sipp("pbx_uac_auth_recv_bye.xml", remote=pbx.sip_address,
                               service="9" + NUMBER, calls=1, auth=("1001", "secret1001"),
