@@ -8,9 +8,10 @@ reports, "" for BootUp. Order is kept within a lane and never across lanes, so o
 report a receiver will not take holds up only the reports of its own call (or extension).
 
 Each destination has one dispatcher task. Lanes whose head may be sent now wait in a FIFO;
-the dispatcher POSTs their heads, at most `concurrency` at a time and never two of one
-lane (HTTP/1.1, `Content-Type: application/json`, `User-Agent`, `Connection: close`: one
-new connection per report, as the vendors do). What the answer means:
+the dispatcher gives each a sender task, at most `concurrency` at a time, which POSTs the
+lane's reports one after the other while they go through, never two of one lane at once
+(HTTP/1.1, `Content-Type: application/json`, `User-Agent`, `Connection: close`: one new
+connection per report, as the vendors do). What an answer means for the head of a lane:
 
 - 2xx: delivered; the row is deleted and the destination's sessions renewed.
 - 4xx: the receiver does not want it; tried again after 1 s, 2 s … and after
@@ -337,7 +338,7 @@ class Delivery:
                         continue
                     lane.busy = True
                     dest.in_flight += 1
-                    sender = asyncio.create_task(self._send(dest, lane))
+                    sender = asyncio.create_task(self._serve(dest, lane))
                     dest.senders.add(sender)
                     sender.add_done_callback(dest.senders.discard)
                 due = dest.later[0][0] - now if dest.later else None
@@ -352,18 +353,32 @@ class Delivery:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(dest.wake.wait(), timeout)
 
-    async def _send(self, dest: _Destination, lane: _Lane) -> None:
-        row = lane.rows[0]
+    async def _serve(self, dest: _Destination, lane: _Lane) -> None:
+        """POST the heads of `lane` one after the other while they go through: the lane
+        keeps its sender (and its place among the `concurrency` in flight), so the next
+        report of a call leaves at once, without a hop through the dispatcher."""
         try:
-            outcome = await self._post(dest.url, row.body)
+            while True:
+                row = lane.rows[0]
+                outcome = await self._post(dest.url, row.body)
+                if dest.lanes.get(lane.key) is not lane or not lane.rows \
+                        or lane.rows[0] is not row:
+                    return  # the destination was dropped meanwhile
+                if not self._settle(dest, lane, row, outcome) or not lane.rows \
+                        or self._stopping or dest.down_until:
+                    return
         finally:
             lane.busy = False
             dest.in_flight -= 1
+            if dest.lanes.get(lane.key) is lane and lane.rows:
+                _make_ready(dest, lane, front=True)  # (no-op if waiting to be retried)
             dest.wake.set()
-        if dest.lanes.get(lane.key) is not lane or not lane.rows or lane.rows[0] is not row:
-            return  # the destination was dropped meanwhile
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+
+    def _settle(self, dest: _Destination, lane: _Lane, row: OutboxRow,
+                outcome: Outcome) -> bool:
+        """Act on what one POST of the head of `lane` came to; True if the head is done
+        (delivered or dropped) and the next one may go at once."""
+        now = asyncio.get_running_loop().time()
         if outcome is not Outcome.UNREACHABLE and dest.down_delay:
             log.info("report receiver %s is reachable again", safe_url(dest.url))
             dest.down_delay = dest.down_until = 0.0
@@ -374,32 +389,32 @@ class Delivery:
             for session in self.sessions.live():
                 if route_of(session) == dest.key:
                     self.sessions.touch(session.token)
-            return
+            return True
         if outcome is Outcome.UNREACHABLE:
             if self._too_old(row):
                 self._drop_head(dest, lane, "not delivered within the retry window")
-                return
+                return True
             if dest.down_until <= now:  # (the other POSTs in flight fail the same way)
                 if not dest.down_delay:
                     log.warning("report receiver %s unreachable; retrying", safe_url(dest.url))
                 dest.down_delay = min(self.config.backoff_max, max(1.0, dest.down_delay * 2))
                 dest.down_until = now + dest.down_delay
-            _make_ready(dest, lane, front=True)
-            return
+            return False  # (back among the ready lanes, first)
         lane.tries += 1
         if outcome is Outcome.REJECTED:
             action = action_of(row.body)
             if lane.tries >= self.config.rejected_tries or action in dest.refused:
                 dest.refused.add(action)
                 self._drop_head(dest, lane, f"refused ({lane.tries} tries)")
-                return
+                return True
         if outcome is Outcome.FAILED and self._too_old(row):
             self._drop_head(dest, lane, "not delivered within the retry window")
-            return
+            return True
         delay = min(self.config.backoff_max, 2.0 ** (lane.tries - 1))
         lane.queued = True
         self._seq += 1
         heapq.heappush(dest.later, (now + delay, self._seq, lane))
+        return False
 
     def _too_old(self, row: OutboxRow) -> bool:
         return self.clock() - row.created >= self.config.retry_minutes * 60
