@@ -216,6 +216,10 @@ class InboundRoute(_Model):
     did: str = ""
     callerid: str = ""
     destination: str
+    # may a caller this route admitted transfer its call out through a trunk (REFER, or
+    # an API transfer naming it as the transferor)? Off: anyone who can call the DID
+    # could otherwise dial anywhere at the owner's cost.
+    allow_transfer_out: bool = False
 
     @field_validator("destination")
     @classmethod

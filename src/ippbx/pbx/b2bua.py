@@ -217,7 +217,10 @@ class B2BUA:
             sr.respond(destination.sip_status)
             return
         sr.respond(100)
-        bridge = self.new_bridge(self.registry.start_call(caller, dialled), sr)
+        call = self.registry.start_call(caller, dialled)
+        if trunk is not None and isinstance(destination, ToExtension):
+            call.inbound_route = destination.route
+        bridge = self.new_bridge(call, sr)
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:

@@ -76,6 +76,7 @@ class Call:
     answered: float | None = None
     callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
     hangup_by: str = ""  # who ended it: "caller", "callee", "api" or "pbx" (timeouts…)
+    inbound_route: str = ""  # the inbound route that admitted a call from a trunk
     origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
     extensions: list[str] = field(default_factory=list)  # every extension that took part
 

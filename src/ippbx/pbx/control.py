@@ -9,8 +9,10 @@ do; the application follows them through `outbound/query` and the call reports.
   and answer the caller 487.
 - hold/unhold: re-INVITE the other party with the extension's last SDP set to
   `sendonly` / `sendrecv`; both legs show `Wait` while held.
-- blind transfer: BYE the transferor, INVITE the target with the remaining party's SDP,
-  then re-INVITE the remaining party with the target's answer. The remaining leg (and so
+- blind transfer: routed as if the transferor dialled the target, with its permissions
+  (a party on a trunk reaches trunks only if its inbound route has `allow_transfer_out`);
+  BYE the transferor, INVITE the target with the remaining party's SDP, then re-INVITE
+  the remaining party with the target's answer. The remaining leg (and so
   an `outboundid` on it) carries on; the call keeps its callid.
 - click-to-call (RFC 3725 flow I): INVITE the extension without SDP (auto-answer headers
   on request), then INVITE the target with the extension's offer, and complete the
@@ -172,8 +174,11 @@ class CallControl:
             raise ControlError(ControlError.NOT_CONNECTED)
         leg = bridge.leg(side)
         assert leg is not None
-        routing_ext = leg.extension or self._other_extension(bridge, side) or ""
-        destination = self.b2bua.dialplan.route_from_extension(routing_ext, target)
+        # as if the transferor dialled it, with its permissions: a party on a trunk has no
+        # way out through a trunk unless its inbound route grants one
+        destination = self.b2bua.dialplan.route_transfer(
+            leg.extension or "", call.inbound_route if leg is call.inbound_leg else "", target
+        )
         _check(destination)
         if isinstance(destination, ToExtension):
             # refuse now rather than drop the transferor and then the remaining party

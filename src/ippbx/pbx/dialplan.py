@@ -5,6 +5,11 @@ be `prefix` followed by something matching the Asterisk pattern `match`; the pre
 stripped, `prepend` is added, and the result goes out through the route's trunks in
 order. A route may be limited to some extensions. Numbers equal to an extension ring that
 extension. Inbound routes map (trunk, DID, caller id) to an extension or a hang-up.
+
+A transfer is routed as if the transferor dialled the target (`route_transfer`): an
+extension with its own permissions; a party on a trunk (an inbound caller, or the far end
+of an outbound call) may reach extensions, and trunks only when the inbound route that
+admitted its call says `allow_transfer_out` (then through routes open to all extensions).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from ippbx.pbx.patterns import compile_pattern
 
 @dataclass(frozen=True, slots=True)
 class ToExtension:
-    """Ring extension `number`."""
+    """Ring extension `number` (`route`: the inbound route that chose it, if any)."""
 
     number: str
+    route: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class Dialplan:
         self._inbound: tuple[InboundRoute, ...] = tuple(
             [r for r in inbound if r.did] + [r for r in inbound if not r.did]
         )
+        self._transfer_out = {r.name: r.allow_transfer_out for r in inbound}
 
     def is_extension(self, number: str) -> bool:
         return number in self._extensions
@@ -104,5 +111,18 @@ class Dialplan:
                 continue
             if route.destination == "hangup":
                 return Refused(Refusal.HANGUP)
-            return ToExtension(route.destination.partition(":")[2])
+            return ToExtension(route.destination.partition(":")[2], route.name)
         return Refused(Refusal.NO_ROUTE)
+
+    def route_transfer(self, transferor_ext: str, inbound_route: str,
+                       target: str) -> Destination:
+        """Where a transfer to `target` goes, with the transferor's permissions: those of
+        extension `transferor_ext`, or ("" for a party on a trunk) those the inbound route
+        `inbound_route` that admitted the call grants ("" for none)."""
+        if transferor_ext:
+            return self.route_from_extension(transferor_ext, target)
+        if target in self._extensions:
+            return ToExtension(target)
+        if not self._transfer_out.get(inbound_route, False):
+            return Refused(Refusal.FORBIDDEN)
+        return self.route_outbound("", target)

@@ -45,6 +45,7 @@ name = "main"
 trunk = "t1"
 did = "5550100"
 destination = "extension:1001"
+allow_transfer_out = true
 [[inbound_routes]]
 name = "blocked"
 trunk = "t2"
@@ -112,10 +113,25 @@ def test_no_route(plan: Dialplan) -> None:
 
 
 def test_inbound_did_beats_catch_all(plan: Dialplan) -> None:
-    assert plan.route_inbound("t1", "5550100", "0300") == ToExtension("1001")
-    assert plan.route_inbound("t1", "5550199", "0300") == ToExtension("1002")
+    assert plan.route_inbound("t1", "5550100", "0300") == ToExtension("1001", "main")
+    assert plan.route_inbound("t1", "5550199", "0300") == ToExtension("1002", "catch-all")
 
 
 def test_inbound_callerid_hangup(plan: Dialplan) -> None:
     assert plan.route_inbound("t2", "1", "66612") == Refused(Refusal.HANGUP)
     assert plan.route_inbound("t2", "1", "5551234") == Refused(Refusal.NO_ROUTE)
+
+
+def test_a_transfer_is_routed_with_the_transferors_permissions(plan: Dialplan) -> None:
+    # an extension transfers as it would dial
+    assert plan.route_transfer("1001", "", "95551234") == ToTrunks("local", "15551234",
+                                                                   ("t1", "t2"))
+    assert plan.route_transfer("1001", "", "900441234") == Refused(Refusal.FORBIDDEN)
+    # a party on a trunk reaches extensions, and trunks only if its route allows it
+    assert plan.route_transfer("", "catch-all", "1002") == ToExtension("1002")
+    assert plan.route_transfer("", "catch-all", "95551234") == Refused(Refusal.FORBIDDEN)
+    assert plan.route_transfer("", "", "95551234") == Refused(Refusal.FORBIDDEN)
+    assert plan.route_transfer("", "main", "95551234") == ToTrunks("local", "15551234",
+                                                                   ("t1", "t2"))
+    # (through routes open to every extension only)
+    assert plan.route_transfer("", "main", "900441234") == Refused(Refusal.FORBIDDEN)
