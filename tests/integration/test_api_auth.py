@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from ippbx.api.sessions import FORGET_AFTER, md5_hex
@@ -150,3 +152,50 @@ async def test_tokens_never_reach_the_logs(
     )  # (httpx, the client, does log its URLs)
     assert "20004" in server_logs  # failures are logged at debug level...
     assert token not in server_logs  # ...without the token
+
+
+async def test_allowed_ips_gate_every_request_not_only_login(api: ApiHarness) -> None:
+    """A token obtained from an allowed address is refused (20002) from any other one."""
+    config = api.ctx.config
+    api_section = config.api.model_copy(update={"allowed_ips": ["127.0.0.2/32"]})
+    api.reset(config.model_copy(update={"api": api_section}), api.clock)
+    base = str(api.client.base_url)
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=5) as allowed:
+        body = {"username": "api", "password": GOOD}
+        token = (await allowed.post(f"{OV}/login", json=body)).json()["token"]
+        answer = (await allowed.post(f"{OV}/outbound/query?token={token}")).json()
+        assert answer == {"status": "Success", "outbound": []}
+    for path in (f"{OV}/outbound/query?token={token}", f"{YS}/inbound/query?token={token}",
+                 f"{OV}/heartbeat?token={token}", f"{OV}/outbound/query"):
+        assert await call(api, path) == {"status": "Failed", "errno": "20002"}, path
+
+
+@pytest.mark.parametrize("port", ["9" * 5001, "1" + "0" * 5000, "65536", "-1", "8 260"])
+async def test_a_port_that_is_no_port_is_20008_not_a_crash(
+    api: ApiHarness, port: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"username": "api", "password": GOOD, "port": port}
+    assert await call(api, f"{OV}/login", body) == {"status": "Failed", "errno": "20008"}
+    token = await api.login()
+    answer = await call(api, f"{OV}/heartbeat?token={token}", {"port": port})
+    assert answer == {"status": "Failed", "errno": "20008"}
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
+
+
+async def test_a_content_length_of_thousands_of_digits_is_refused(
+    api: ApiHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sent raw (an HTTP client would not): an answer, no traceback, the server goes on."""
+    url = api.client.base_url
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(b"POST /api/v0.0.1/login HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 + b"9" * 5000 + b"\r\n\r\n{}")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.read(4096), 5)
+    writer.close()
+    assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 200"))
+    if head.startswith(b"HTTP/1.1 200"):
+        assert head.endswith(b'{"status":"Failed","errno":"10002"}')
+    assert not [r for r in caplog.records if r.exc_info]
+    await api.login()  # still serving

@@ -94,3 +94,19 @@ async def test_errors(api: ApiHarness, store: Store) -> None:
     assert (await download(api, token, answer["random"])).status_code == 200
     response = await api.client.get("/api/v0.0.1/cdr/download", params={"random": "x"})
     assert response.json() == {**failed, "errno": "20005"}
+
+
+async def test_a_caller_id_that_is_a_formula_is_not_one_in_the_csv(
+    api: ApiHarness, store: Store
+) -> None:
+    """A caller id such as `=1+2` (anyone calling the DID chooses it) would run as a
+    formula in the spreadsheet an admin opens the CSV with; a plain number stays."""
+    for i, frm in enumerate(["=1+2", "+15551234", "@SUM(A1)", "-2+3", "-15"]):
+        store.add_cdr(CdrRecord(f"1589960000.{i}", DAY + 7200 + i, None, DAY + 7205 + i, frm,
+                                "1002", 5, 0, "NO ANSWER", "Inbound", callee_ext="1002"))
+    token = await api.login()
+    answer = await get_random(api, token, extid="1002", starttime="2020-05-20 02:00:00",
+                              endtime="2020-05-20 02:00:59")
+    response = await download(api, token, answer["random"])
+    callers = [line.split(",")[2] for line in response.text.split("\r\n")[1:] if line]
+    assert callers == ["'=1+2", "+15551234", "'@SUM(A1)", "'-2+3", "-15"]

@@ -149,6 +149,8 @@ async def dispatch(
                 raise ApiError(Errno.ONLY_JSON)
             fmt = Format.XML
         token = token_from(query, headers)
+        if endpoint.auth and not ctx.sessions.ip_allowed(client_ip):
+            raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")  # (token or not)
         session = ctx.sessions.check(token) if endpoint.auth else None
         try:
             data = codec.decode(body, fmt)

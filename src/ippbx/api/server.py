@@ -71,7 +71,8 @@ class RawResponse(Response):
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """The request body, refused with 10002 past `limit` bytes without reading it all."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.strip().isdigit() or int(length) > limit):
+    if length is not None and (len(length) > 20 or not length.strip().isdigit()
+                               or int(length) > limit):
         raise ApiError(Errno.BAD_PACKET, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

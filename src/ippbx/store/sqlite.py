@@ -3,11 +3,13 @@ outbox and API sessions (the last three in `store/cdr.py`, `outbox.py`, `session
 mixed into `Store`).
 
 One connection in WAL mode, used from the event loop thread; writes are small and
-committed at once so a crash of the process loses nothing that was acknowledged.
+committed at once so a crash of the process loses nothing that was acknowledged. The file
+is created mode 0600 (SQLite gives its WAL files the same mode).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +45,23 @@ class RegistrationRow:
     user_agent: str
 
 
+def _private(path: Path) -> None:
+    """The database (and its WAL files) readable by its owner only: it holds live API
+    tokens and every extension's calls. A file made by an earlier version is tightened."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            os.chmod(file, 0o600)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            _private(Path(self.path))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")

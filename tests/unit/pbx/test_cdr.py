@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -98,3 +99,16 @@ def test_local_time_round_trip_and_store_queries() -> None:
     assert [r.callid for r in store.cdrs(extensions=["1002"])] == ["1.1"]
     assert [r.callid for r in store.cdrs(extensions=["1003", "1001"])] == ["1.1", "2.2"]
     assert store.cdrs(0, 9.9) == [] and store.cdrs()[0] == base
+
+
+def test_the_database_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "ippbx.sqlite3"
+    store = Store(path)
+    store.add_cdr(cdr.CdrRecord("1.1", 10.0, None, 12.0, "1001", "1002", 2, 0, "BUSY",
+                                "Internal"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes and set(modes.values()) == {0o600}, modes  # (the WAL files too)
+    store.close()
+    path.chmod(0o644)  # made by an earlier version: tightened at the next start
+    Store(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600

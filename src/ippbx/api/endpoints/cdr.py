@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,17 @@ from ippbx.pbx import cdr
 CSV_COLUMNS = ("callid", "timestart", "callfrom", "callto", "callduraction",
                "talkduraction", "status", "type", "srctrunkname", "desttrunkname", "hangupby")
 _TICKET_KIND = "cdr"
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or a tab or CR),
+    a caller id `=1+2` say, gets a leading apostrophe (OWASP's CSV injection advice); a
+    plain number such as `+15551234` is a number to a spreadsheet and stays as it is."""
+    if text[:1] in _FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def _extensions(extid: str) -> list[str] | None:
@@ -91,9 +103,9 @@ async def download(req: ApiRequest) -> FileReply:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for r in records:
-        writer.writerow((r.callid, cdr.local_time(r.start, tz), r.callfrom, r.callto,
-                         r.duration, r.talk, r.status, r.type, r.src_trunk, r.dst_trunk,
-                         r.hangup_by))
+        writer.writerow((r.callid, cdr.local_time(r.start, tz), cell(r.callfrom),
+                         cell(r.callto), r.duration, r.talk, r.status, r.type, r.src_trunk,
+                         r.dst_trunk, r.hangup_by))
     return FileReply(out.getvalue().encode("utf-8"), "text/csv; charset=utf-8", "cdr.csv")
 
 
