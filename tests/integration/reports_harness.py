@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -153,6 +156,17 @@ class Pbx:
         answer = await self.post("v0.0.1", "outbound/query", {"outboundid": ids}, token)
         assert answer["status"] == "Success", answer
         return list(answer["outbound"])
+
+
+def spawn_ippbx(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`ippbx serve --config CONFIG` as a child process (its output appended to `log`)."""
+    script = Path(sys.executable).with_name("ippbx")
+    command = [str(script)] if script.exists() else [
+        sys.executable, "-c", "import sys; from ippbx.cli import main; sys.exit(main())"]
+    with log.open("ab") as out:
+        return subprocess.Popen([*command, "serve", "--config", str(config),
+                                 "--log-level", "warning"], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=config.parent, env=os.environ)
 
 
 def caller(sipp: SippFactory, pbx: Pbx | str, number: str, **kwargs: Any) -> Any:

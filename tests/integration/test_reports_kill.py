@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
-from reports_harness import API_MD5, Receiver, caller, config_text, until
+from reports_harness import API_MD5, Receiver, caller, config_text, spawn_ippbx, until
 from sipp_harness import SippFactory, free_port
-
-
-def spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("ippbx")
-    command = [str(script)] if script.exists() else [
-        sys.executable, "-c", "import sys; from ippbx.cli import main; sys.exit(main())"]
-    with log.open("ab") as out:
-        return subprocess.Popen([*command, "serve", "--config", str(config),
-                                 "--log-level", "warning"], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=config.parent, env=os.environ)
 
 
 def stored(db: Path) -> tuple[list[tuple[str, dict[str, Any]]], set[str]]:
@@ -62,7 +49,7 @@ async def test_kill_9_mid_burst_then_restart(tmp_path: Path, sipp: SippFactory) 
             return None
         return str(answer["token"])
 
-    proc = spawn(config, log)
+    proc = spawn_ippbx(config, log)
     try:
         t_live = await until(lambda: login(live.port, "live"), 15, "ippbx to answer")
         t_down = await login(down.port, "down")
@@ -85,7 +72,7 @@ async def test_kill_9_mid_burst_then_restart(tmp_path: Path, sipp: SippFactory) 
         assert sum(b["action"] == "NewCdr" for b in want["/down"]) == len(cdrs)
         before = len(live.got)
 
-        proc = spawn(config, log)
+        proc = spawn_ippbx(config, log)
         await down.start()
         await until(lambda: len(down.got) == len(want["/down"]) + 1, 20, "the stored reports")
         await until(lambda: len(live.got) == before + len(want["/live"]) + 1, 10, "the rest")

@@ -33,6 +33,7 @@ from ippbx.config import Config, Trunk
 from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
+from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import Dialog
@@ -122,6 +123,8 @@ class B2BUA:
         self.on_refer: Callable[[Bridge, Side, ServerRequest], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # the dialogs of answered calls, for the next start to end after a crash
+        self.journal: DialogJournal | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -567,11 +570,15 @@ class B2BUA:
     def remember(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
         if dialog is not None:
             self._dialogs[id(dialog)] = (bridge, side, dialog)
+            if self.journal is not None:
+                self.journal.saved(dialog)
 
     def _forget(self, dialog: Dialog | None) -> None:
         if dialog is not None:
             self._dialogs.pop(id(dialog), None)
             self.ua.forget_dialog(dialog)
+            if self.journal is not None:
+                self.journal.ended(dialog)
 
     def bye(self, dialog: Dialog | None) -> None:
         if dialog is None:

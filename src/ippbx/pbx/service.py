@@ -2,7 +2,9 @@
 
 `App` adds it to its components; tests start it on free loopback ports. Stopping closes
 the sockets, cancels call tasks and expires nothing: registrations stay in SQLite so a
-restarted PBX still reaches its phones.
+restarted PBX still reaches its phones. The dialogs of answered calls are journalled in
+SQLite too, and a start first sends BYE on those a previous run left up (a crash leaves
+no call up at the carrier; `ippbx.pbx.leftover_dialogs`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.control import CallControl
+from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
@@ -52,6 +55,8 @@ class PbxService:
         self.transport = SipTransport(host, port, self._on_message)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
+        self.journal = DialogJournal(store)
+        self.b2bua.journal = self.journal
         self.b2bua.attach()
         self.control = CallControl(self.b2bua)
         self.registrations = [
@@ -59,6 +64,7 @@ class PbxService:
             for trunk in config.trunks if trunk.type == "register"
         ]
         self._sweeper: asyncio.Task[None] | None = None
+        self._leftovers: asyncio.Task[int] | None = None
 
     def _on_message(self, message: object, source: object) -> None:
         self.ua.receive(message, source)  # type: ignore[arg-type]
@@ -67,6 +73,9 @@ class PbxService:
         await self.trunks.resolve()
         await self.transport.start()
         await self.ua.start()
+        # (in the background: a peer that is gone takes a BYE transaction's 32 s)
+        self._leftovers = asyncio.ensure_future(end_leftovers(self.store, self.ua))
+        await self.journal.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
         for registration in self.registrations:
             registration.start()
@@ -78,7 +87,12 @@ class PbxService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._leftovers is not None and not self._leftovers.done():
+            self._leftovers.cancel()  # (its rows stay for the next start)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leftovers
         await self.b2bua.stop()
+        await self.journal.stop()
         for registration in self.registrations:
             await registration.stop()
         await self.ua.stop()

@@ -1,6 +1,6 @@
 """SQLite persistence for what must survive a restart: registrations, CDRs, the report
-outbox and API sessions (the last three in `store/cdr.py`, `outbox.py`, `sessions.py`,
-mixed into `Store`).
+outbox, API sessions and the dialogs of answered calls (the last four in `store/cdr.py`,
+`outbox.py`, `sessions.py`, `dialogs.py`, mixed into `Store`).
 
 One connection in WAL mode, used from the event loop thread; writes are small and
 committed at once so a crash of the process loses nothing that was acknowledged. The file
@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ippbx.store import cdr, outbox, sessions
+from ippbx.store import cdr, dialogs, outbox, sessions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registrations (
@@ -55,7 +55,7 @@ def _private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
+class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.DialogTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -67,7 +67,9 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable):
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         outbox.migrate(self._db)
-        self._db.executescript(_SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA)
+        self._db.executescript(
+            _SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA + dialogs.SCHEMA
+        )
         cdr.migrate(self._db)
 
     def close(self) -> None:
