@@ -24,6 +24,7 @@ from typing import Protocol
 
 import uvloop
 
+from ippbx.api.guard import HttpGuard, raise_nofile_limit
 from ippbx.api.reports import ReportService
 from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
@@ -84,16 +85,22 @@ class App:
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address
-        self.api = ApiServer(web, host, port)
+        raise_nofile_limit()  # (TCP connections are descriptors: SIP, API, reports)
+        self.api = ApiServer(web, host, port, guard=self._guard())
         self.api_tls: ApiServer | None = None
         https = config.api.https_address
         if https is not None:
-            self.api_tls = ApiServer(web, *https, ssl_context=partial(api_ssl_context, config))
+            self.api_tls = ApiServer(web, *https, ssl_context=partial(api_ssl_context, config),
+                                     guard=self._guard())
         apis: list[Component] = [self.api] if self.api_tls is None else [self.api, self.api_tls]
         # last to start: everything built so far is frozen out of garbage collection
         self.gc = FullCollector(lambda: len(self.registry) > 0)
         self.components: list[Component] = [self.reports, self.pbx, *apis, self.gc]
         self._started: list[Component] = []
+
+    def _guard(self) -> HttpGuard:
+        api = self.config.api
+        return HttpGuard(api.request_timeout, api.max_connections_per_ip, api.max_connections)
 
     async def start(self) -> None:
         """Start the components in order; if one fails, stop those already started."""

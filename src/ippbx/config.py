@@ -84,6 +84,10 @@ class ApiSection(_Model):
     token_ttl: int = Field(1800, ge=1)
     lockout_failures: int = Field(5, ge=1)
     lockout_seconds: int = Field(600, ge=0)
+    # a request must arrive whole this soon; connections capped per address and in all
+    request_timeout: float = Field(10.0, gt=0)
+    max_connections_per_ip: int = Field(128, ge=1)
+    max_connections: int = Field(1000, ge=1)
     # HTTPS beside plain HTTP ("" = off); without tls_cert/tls_key a self-signed
     # certificate is made beside the store (ippbx.api.tls).
     https_listen: str = ""

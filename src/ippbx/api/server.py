@@ -37,6 +37,7 @@ from ippbx.api import codec
 from ippbx.api.codec import MAX_BODY
 from ippbx.api.dialects import API_PREFIX, dispatch
 from ippbx.api.errors import ApiError, Errno
+from ippbx.api.guard import HttpGuard
 from ippbx.api.request import ApiContext, ClientGone
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ class ApiServer:
     `port` is the bound port (useful after binding port 0). uvicorn's own `serve()` is not
     used because it installs process signal handlers; the app owns those. With
     `ssl_context` (a context, or a function called by `start()` that returns one) the
-    server speaks HTTPS only on its port.
+    server speaks HTTPS only on its port; with `guard` (`ippbx.api.guard`) idle and
+    half-sent requests are cut and connections capped.
     """
 
     def __init__(
@@ -177,11 +179,13 @@ class ApiServer:
         port: int = 9011,
         *,
         ssl_context: SslContextSource | None = None,
+        guard: HttpGuard | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
         self.ssl_context = ssl_context
+        self.guard = guard  # request deadline and connection caps (None: uvicorn's own)
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -214,7 +218,7 @@ class ApiServer:
             self.app,
             host=self.host,
             port=self.requested_port,
-            http="httptools",
+            http="httptools" if self.guard is None else self.guard.protocol(),
             ws="none",
             lifespan="off",
             log_config=None,
