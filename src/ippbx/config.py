@@ -61,8 +61,7 @@ class SipSection(_Model):
     min_expires: int = Field(60, ge=1)
     max_expires: int = Field(3600, ge=1)
     default_expires: int = Field(600, ge=1)
-    ban_failures: int = Field(10, ge=1)
-    ban_seconds: int = Field(300, ge=0)
+    # ban_failures / ban_seconds moved to [security]; still read here (Config moves them)
     no_answer_seconds: int = Field(60, ge=1)
 
     @field_validator("listen")
@@ -167,6 +166,55 @@ class ReportsSection(_Model):
         return v
 
 
+class SecuritySection(_Model):
+    """SIP authentication policy (pbx/security.py, sip/digest.py): bans per source address,
+    lockout per extension, a rate limit for requests without valid credentials, addresses
+    exempt from bans and limits, the digest algorithms offered."""
+
+    ban_failures: int = Field(10, ge=1, le=1000)
+    ban_seconds: int = Field(300, ge=0)
+    failure_window: int = Field(600, ge=1)
+    lockout_failures: int = Field(20, ge=1)
+    lockout_seconds: int = Field(600, ge=0)
+    rate_limit: float = Field(50.0, gt=0)
+    rate_burst: int = Field(200, ge=1)
+    trusted: list[str] = []
+    table_size: int = Field(10_000, ge=1)
+    digest_algorithms: list[Literal["MD5", "SHA-256"]] = Field(["MD5"], min_length=1)
+    digest_uri: Literal["request-uri", "host"] = "request-uri"
+
+    @field_validator("trusted")
+    @classmethod
+    def _check_trusted(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)
+        return v
+
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _check_algorithms(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("an algorithm is listed twice")
+        return v
+
+
+def _move_sip_ban_keys(data: object) -> object:
+    """`[sip] ban_failures` / `ban_seconds` (the old place) become `[security]` keys."""
+    if not isinstance(data, dict) or not isinstance(data.get("sip"), dict):
+        return data
+    sip = dict(data["sip"])
+    moved = {key: sip.pop(key) for key in ("ban_failures", "ban_seconds") if key in sip}
+    if not moved:
+        return data
+    security = data.get("security", {})
+    if not isinstance(security, dict):
+        return data
+    for key in moved:
+        if key in security:
+            raise ValueError(f"sip.{key}: also set in [security]; keep only [security] {key}")
+    return {**data, "sip": sip, "security": {**security, **moved}}
+
+
 class Extension(_Model):
     number: _Number
     password: str = Field(min_length=1)
@@ -239,10 +287,16 @@ class Config(_Model):
     api: ApiSection
     store: StoreSection = StoreSection()
     reports: ReportsSection = ReportsSection()
+    security: SecuritySection = SecuritySection()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     outbound_routes: list[OutboundRoute] = []
     inbound_routes: list[InboundRoute] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: object) -> object:
+        return _move_sip_ban_keys(data)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:

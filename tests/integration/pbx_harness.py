@@ -3,7 +3,8 @@
 `PbxHarness.start(tmp_path, trunks=…, extra=…)` writes a TOML config (extensions
 1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
 prefix 9 → all the trunks in order (or `route_trunks`), DID 5550100 on the first trunk →
-extension 1002; `no_answer_seconds` 20 unless given), starts `App`, logs in to the API,
+extension 1002; `no_answer_seconds` 20 unless given; `[security]` with `digest_uri =
+"host"` for sipp's digests, and the keys of `security=`), starts `App`, logs in to the API,
 and offers `query()` helpers; `api_version` is the dialect it logs in through and posts
 to ("v0.0.1" OpenVox, "v1.1.0" Yeastar; `login(version)` switches). `stop()` stops
 everything and checks nothing leaked: no live call in the registry, no B2BUA task, no SIP
@@ -42,9 +43,25 @@ class TrunkSpec:
     extra: str = ""  # more TOML lines for the [[trunks]] table
 
 
+# sipp 3.6.1 signs `uri="sip:REMOTE_IP:REMOTE_PORT"` whatever the Request-URI
+# (docs/testing.md), so the harness accepts that form; `security=` overrides any key.
+SIPP_SECURITY: dict[str, Any] = {"digest_uri": "host"}
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
 def build_config(
     sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "", *,
     no_answer_seconds: int = 20, route_trunks: list[str] | None = None,
+    security: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "[pbx]", 'sn = "ippbxtest01"',
@@ -52,7 +69,9 @@ def build_config(
         f"no_answer_seconds = {no_answer_seconds}",
         "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
         "[store]", f'path = "{store}"',
+        "[security]",
     ]
+    lines += [f"{k} = {toml_value(v)}" for k, v in {**SIPP_SECURITY, **(security or {})}.items()]
     for n in range(1001, 1006):
         lines += ["[[extensions]]", f'number = "{n}"', f'password = "{ext_password(str(n))}"']
     for t in trunks:
@@ -82,10 +101,12 @@ class PbxHarness:
         cls, tmp_path: Path, trunks: list[TrunkSpec] | None = None, extra: str = "",
         sip_port: int | None = None, *, no_answer_seconds: int = 20,
         route_trunks: list[str] | None = None, api_version: str = "v0.0.1",
+        security: dict[str, Any] | None = None,
     ) -> PbxHarness:
         port = sip_port or free_port()
         text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
-                            no_answer_seconds=no_answer_seconds, route_trunks=route_trunks)
+                            no_answer_seconds=no_answer_seconds, route_trunks=route_trunks,
+                            security=security)
         app = App(parse_config(text))
         await app.start()
         harness = cls(app, api_version)

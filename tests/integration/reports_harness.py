@@ -100,11 +100,13 @@ def config_text(store: Path, sip_port: int, trunks: dict[str, tuple[str, int]], 
                 no_answer: int = 20, backoff_max: float = 1.0, api_port: int = 0,
                 reports: str = "") -> str:
     """Extensions 1001-1003; each trunk name → (route prefix, carrier port); `reports`:
-    more lines for the [reports] table."""
+    more lines for the [reports] table. `[security]` accepts sipp's digest uri
+    (docs/testing.md) and lets one sipp place bursts of calls (a challenge each)."""
     lines = ["[pbx]", f'sn = "{SN}"',
              "[sip]", f'listen = "127.0.0.1:{sip_port}"', f"no_answer_seconds = {no_answer}",
              "[api]", f'listen = "127.0.0.1:{api_port}"', 'password = "apipass"',
              "[store]", f'path = "{store}"',
+             "[security]", 'digest_uri = "host"', "rate_limit = 1000", "rate_burst = 2000",
              "[reports]", "timeout = 2", f"backoff_max = {backoff_max}", reports]
     for n in (1001, 1002, 1003):
         lines += ["[[extensions]]", f'number = "{n}"', f'password = "secret{n}"']

@@ -349,7 +349,7 @@ async def test_carrier_not_answering_gives_480(
 # -- 5. registration refused, then banned ------------------------------------------------------
 async def test_wrong_password_403_then_banned(start_pbx: Start, sipp: SippFactory) -> None:
     pbx = await start_pbx([])
-    ban_failures = pbx.app.config.sip.ban_failures
+    ban_failures = pbx.app.config.security.ban_failures
     assert ban_failures == 10
 
     def register(password: str, calls: int) -> Sipp:

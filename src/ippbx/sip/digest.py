@@ -1,18 +1,38 @@
-"""Digest authentication for SIP (RFC 7616, RFC 2617, RFC 2069 style), sans-IO.
+"""Digest authentication for SIP (RFC 7616, RFC 8760, RFC 2617, RFC 2069 style), sans-IO.
 
 Server side: `DigestChallenger` writes WWW-Authenticate / Proxy-Authenticate values and
-verifies Authorization / Proxy-Authorization values. Its nonces need no table: a nonce is
-`hex(timestamp ms ‖ 8 random bytes ‖ HMAC-SHA256(secret, timestamp ‖ random ‖ realm)[:16])`,
-so any nonce it minted can be authenticated and aged from the secret alone. `verify`
-answers OK, STALE (the digest is right but the nonce expired, or its nonce-count went
-backwards: re-challenge with stale=true), FAILED (bad response, unknown user, wrong realm,
-forged nonce, malformed header) or MISSING (no credentials).
+verifies Authorization / Proxy-Authorization values against a request.
 
-Nonce-count replays: with qop the client numbers each request it makes with one nonce.
-The challenger remembers the highest nc accepted for the last `max_tracked_nonces` nonces
-(an LRU dict, 4096 by default, 0 to turn it off) and answers STALE to a count that does not
-increase, so a captured request cannot be replayed while its nonce lives; a replay of a
-nonce pushed out of that small table, or of an RFC 2069 request (no nc), is not detected.
+Nonces are stateless to issue and bound to time and to the address they were sent to:
+`hex(timestamp ms ‖ 8 random bytes ‖ HMAC-SHA256(secret, timestamp ‖ random ‖ realm ‖
+source)[:16])`. Only the same challenger (same secret) can have minted a nonce that checks
+out for a source address, so credentials carrying one prove that whoever sent them saw our
+challenge at that address: a blind spoofer cannot produce them. `verify` answers
+
+- OK: accepted;
+- MISSING: no credentials;
+- INVALID: credentials nothing can be concluded from — malformed, another scheme, another
+  realm, a nonce this challenger did not issue to this source (forged, foreign, captured
+  at another address). Answer with a fresh challenge; never count it as a failure;
+- STALE: a nonce issued to this source and the right digest, but the nonce expired
+  (`nonce_ttl`) or was already used: an RFC 2069 answer (no qop) is single-use, and with
+  qop every request must carry a higher nonce-count than the last one accepted. Answer
+  with a fresh challenge, stale=true;
+- WRONG_URI: a nonce issued to this source, but the digest's `uri` is not the Request-URI
+  (compared as RFC 3261 §19.1.4 says, `ippbx.sip.uri.equivalent`): a failure, answered
+  with a fresh challenge;
+- FAILED: a nonce issued to this source and wrong credentials (response, unknown user,
+  an algorithm or qop not offered, bad nc, …): a failure.
+
+Used nonces: the challenger remembers the last nonce-count accepted for each nonce (an
+RFC 2069 use counts as the highest possible) until the nonce expires, in an LRU table of
+at most `max_tracked_nonces` entries. When the table is full the least recently used entry
+is dropped and its issue time becomes a floor: a nonce issued at or before the floor that
+the table does not know is treated as used (STALE), so forgetting never lets a replay
+through; it only makes an old nonce's client fetch a new one.
+
+Algorithms: the challenger offers `algorithms` in that order (RFC 8760: one header field
+each, most preferred first) and accepts answers with any of them, and with nothing else.
 
 Client side: `answer_challenge` (one shot) and `DigestClient` (remembers the challenge and
 counts nc) build Authorization values for MD5, MD5-sess, SHA-256 and SHA-256-sess, with or
@@ -35,6 +55,7 @@ from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import parse_credentials, quote, split_list
+from ippbx.sip.uri import SipUri, equivalent
 
 __all__ = [
     "ALGORITHMS",
@@ -51,7 +72,6 @@ __all__ = [
     "pick_challenge",
     "split_challenges",
 ]
-
 
 class DigestError(SipParseError):
     """A challenge or credentials that cannot be used (malformed, unsupported algorithm)."""
@@ -134,12 +154,14 @@ def compute_response(
 
 # ----------------------------------------------------------------------------- server
 class VerifyStatus(enum.Enum):
-    """Outcome of `DigestChallenger.verify`."""
+    """Outcome of `DigestChallenger.verify` (see the module docstring)."""
 
     OK = "ok"
-    STALE = "stale"  # right digest, expired (or replayed) nonce: re-challenge, stale=true
-    FAILED = "failed"  # wrong password, unknown user, wrong realm, forged nonce, malformed
-    MISSING = "missing"  # no credentials at all: challenge
+    MISSING = "missing"  # no credentials: challenge
+    INVALID = "invalid"  # nothing to conclude (not our nonce for this source): challenge
+    STALE = "stale"  # right digest, expired or used nonce: challenge with stale=true
+    WRONG_URI = "wrong-uri"  # our nonce, uri is not the Request-URI: a failure, challenge
+    FAILED = "failed"  # our nonce, wrong credentials: a failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +180,60 @@ class VerifyResult:
     def ok(self) -> bool:
         return self.status is VerifyStatus.OK
 
+    @property
+    def is_failure(self) -> bool:
+        """Wrong credentials over a nonce issued to the sender: worth counting."""
+        return self.status in (VerifyStatus.FAILED, VerifyStatus.WRONG_URI)
+
 
 _NONCE_BYTES = 8 + 8 + 16  # timestamp ms, random, MAC
+_RFC2069_USE = 1 << 32  # above any 8-hex-digit nc: nothing may follow an RFC 2069 use
+
+
+class _NonceUses:
+    """The last nonce-count accepted per nonce, bounded, with a floor for what it forgot."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("max_tracked_nonces must be at least 1")
+        self.capacity = capacity
+        self._last: OrderedDict[str, tuple[float, int]] = OrderedDict()  # nonce -> (issued, nc)
+        self.floor = float("-inf")  # issue time of the newest live nonce forgotten
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def use(self, nonce: str, issued: float, nc: int, oldest_live: float) -> bool:
+        """Record a use with count `nc`; False if it is not higher than the last one."""
+        while self._last:  # drop expired nonces from the old end (they are STALE anyway)
+            first = next(iter(self._last))
+            if self._last[first][0] >= oldest_live:
+                break
+            del self._last[first]
+        entry = self._last.get(nonce)
+        if entry is None:
+            if issued <= self.floor:
+                return False
+        elif nc <= entry[1]:
+            return False
+        self._last[nonce] = (issued, nc)
+        self._last.move_to_end(nonce)
+        while len(self._last) > self.capacity:
+            _, (forgotten, _) = self._last.popitem(last=False)
+            self.floor = max(self.floor, forgotten)
+        return True
 
 
 class DigestChallenger:
-    """Issues digest challenges for one realm and verifies the answers (no nonce table).
+    """Issues digest challenges for one realm and verifies the answers.
 
     `secret` keys the nonce MAC: share it between processes that must accept each
     other's nonces, rotate it to invalidate every outstanding nonce. `nonce_ttl` is how
     long (seconds) a nonce is fresh; `clock` returns seconds (inject one in tests).
+    `algorithms` are offered in that order and are the only ones accepted.
+    `accept_host_uri` also accepts a digest `uri` naming only the Request-URI's host and
+    port (`sip:HOST:PORT`, what sipp 3.6.1 always signs): such credentials are not bound
+    to the Request-URI's user part (the dialled number), only to the server.
     """
 
     def __init__(
@@ -177,57 +243,63 @@ class DigestChallenger:
         nonce_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
         *,
+        algorithms: Sequence[str] = ("MD5",),
         qop: Sequence[str] = ("auth",),
         opaque: bool = True,
-        max_tracked_nonces: int = 4096,
+        max_tracked_nonces: int = 16384,
+        accept_host_uri: bool = False,
     ) -> None:
         if not secret:
             raise ValueError("DigestChallenger needs a non-empty secret")
+        if not algorithms:
+            raise ValueError("DigestChallenger needs at least one algorithm")
         self.realm = realm
         self._secret = bytes(secret)
         self.nonce_ttl = nonce_ttl
         self._clock = clock
-        self._qop = tuple(qop)
+        self.algorithms = tuple(_algorithm(name)[0] for name in algorithms)
+        self._qop = tuple(q.lower() for q in qop)
         self._opaque = (
             hmac.new(self._secret, b"opaque:" + _b(realm), hashlib.sha256).hexdigest()[:32]
             if opaque else None
         )
-        self._max_tracked = max_tracked_nonces
-        self._nc_seen: OrderedDict[str, int] = OrderedDict()
+        self._uses = _NonceUses(max_tracked_nonces)
+        self._accept_host_uri = accept_host_uri
 
     # -- challenges -----------------------------------------------------------------
-    def new_nonce(self) -> str:
-        """A fresh nonce: timestamp and random bytes, authenticated by the secret."""
+    def new_nonce(self, source: str = "") -> str:
+        """A fresh nonce for a challenge sent to `source` (the peer's address)."""
         payload = struct.pack(">Q", max(0, int(self._clock() * 1000))) + os.urandom(8)
-        return (payload + self._mac(payload)).hex()
+        return (payload + self._mac(payload, source)).hex()
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload + _b(self.realm), hashlib.sha256).digest()[:16]
+    def _mac(self, payload: bytes, source: str) -> bytes:
+        message = b"\0".join((payload, _b(self.realm), _b(source)))
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[:16]
 
-    def challenges(self, stale: bool = False, algorithms: Iterable[str] = ("MD5",)) -> list[str]:
-        """One challenge value per algorithm; in SIP each goes in its own header field."""
+    def challenges(self, source: str = "", stale: bool = False) -> list[str]:
+        """One challenge value per algorithm, most preferred first, each with its own
+        nonce for `source`; in SIP each goes in its own header field (RFC 8760)."""
         out = []
-        for name in algorithms:
-            key, _, _ = _algorithm(name)
-            canonical = key.replace("-SESS", "-sess")
-            parts = [f"Digest realm={quote(self.realm)}", f'nonce="{self.new_nonce()}"']
+        for key in self.algorithms:
+            parts = [f"Digest realm={quote(self.realm)}", f'nonce="{self.new_nonce(source)}"']
             if self._opaque:
                 parts.append(f'opaque="{self._opaque}"')
             if stale:
                 parts.append("stale=true")
-            parts.append(f"algorithm={canonical}")
+            parts.append(f"algorithm={key.replace('-SESS', '-sess')}")
             if self._qop:
                 parts.append(f'qop="{",".join(self._qop)}"')
             out.append(", ".join(parts))
         return out
 
-    def challenge(self, stale: bool = False, algorithms: Iterable[str] = ("MD5",)) -> str:
-        """The WWW-Authenticate / Proxy-Authenticate value (several algorithms: joined)."""
-        return ", ".join(self.challenges(stale, algorithms))
+    def challenge(self, source: str = "", stale: bool = False) -> str:
+        """The challenges as one header value (joined: only for a single algorithm)."""
+        return ", ".join(self.challenges(source, stale))
 
     # -- verification ---------------------------------------------------------------
-    def nonce_age(self, nonce: str) -> float | None:
-        """Seconds since this challenger minted `nonce`, or None if it did not."""
+    def nonce_issued(self, nonce: str, source: str = "") -> float | None:
+        """When (clock seconds) this challenger minted `nonce` for `source`; None if it
+        did not (forged, another secret or realm, another address)."""
         if len(nonce) != 2 * _NONCE_BYTES:
             return None
         try:
@@ -235,75 +307,104 @@ class DigestChallenger:
         except ValueError:
             return None
         payload, mac = raw[:16], raw[16:]
-        if not hmac.compare_digest(mac, self._mac(payload)):
+        if not hmac.compare_digest(mac, self._mac(payload, source)):
             return None
         (millis,) = struct.unpack(">Q", payload[:8])
-        return self._clock() - millis / 1000.0
+        return millis / 1000.0
+
+    def nonce_age(self, nonce: str, source: str = "") -> float | None:
+        """Seconds since this challenger minted `nonce` for `source`, or None."""
+        issued = self.nonce_issued(nonce, source)
+        return None if issued is None else self._clock() - issued
+
+    def _pick(self, credentials: str | Sequence[str]) -> tuple[str, dict[str, str]] | str:
+        """The first Digest credentials for our realm, or why there are none."""
+        values = [credentials] if isinstance(credentials, str) else list(credentials)
+        why = "no credentials"
+        for value in values:
+            try:
+                scheme, params = parse_credentials(value)
+            except SipParseError as exc:
+                why = f"malformed credentials: {exc}"
+                continue
+            if scheme.lower() != "digest":
+                why = f"unsupported scheme {scheme}"
+            elif params.get("realm") != self.realm:
+                why = "no credentials for this realm"
+            else:
+                return scheme, params
+        return why
 
     def verify(
         self,
-        auth_header_value: str | None,
+        credentials: str | Sequence[str] | None,
         method: str,
         password: str | Callable[[str], str | None] | None = None,
         *,
+        uri: str,
+        source: str = "",
         ha1: str | Callable[[str], str | None] | None = None,
         body: bytes = b"",
-        uri: str | None = None,
     ) -> VerifyResult:
-        """Check an Authorization / Proxy-Authorization value for a request.
+        """Check Authorization / Proxy-Authorization value(s) for a request.
 
-        `password` is the password or a lookup username -> password (None: unknown user);
-        `ha1` instead gives H(username:realm:password) (or a lookup), computed with the
-        algorithm the client uses — offer only that algorithm when storing HA1s. `body` is
-        needed for qop=auth-int. `uri`, if given, must equal the digest's uri parameter.
+        `credentials`: the header value, or every value of the header (the first Digest
+        one for our realm is used). `uri` is the Request-URI and `source` the address the
+        request came from (the one its nonce must have been issued to). `password` is the
+        password or a lookup username -> password (None: unknown user); `ha1` instead
+        gives H(username:realm:password) (or a lookup), computed with the algorithm the
+        client uses — offer only that algorithm when storing HA1s. `body` is needed for
+        qop=auth-int.
         """
-        if not auth_header_value or not auth_header_value.strip():
+        if credentials is None or (isinstance(credentials, str) and not credentials.strip()) \
+                or (not isinstance(credentials, str) and not any(v.strip() for v in credentials)):
             return VerifyResult(VerifyStatus.MISSING, reason="no credentials")
-        try:
-            scheme, params = parse_credentials(auth_header_value)
-        except SipParseError as exc:
-            return VerifyResult(VerifyStatus.FAILED, reason=f"malformed credentials: {exc}")
-        if scheme.lower() != "digest":
-            return VerifyResult(VerifyStatus.FAILED, reason=f"unsupported scheme {scheme}")
+        picked = self._pick(credentials)
+        if isinstance(picked, str):
+            return VerifyResult(VerifyStatus.INVALID, reason=picked)
+        _, params = picked
         username = params.get("username")
-        if username is None:
-            return VerifyResult(VerifyStatus.FAILED, reason="no username")
-        if params.get("userhash", "false").lower() == "true":
-            return VerifyResult(VerifyStatus.FAILED, username, "userhash is not supported")
-
-        def failed(reason: str) -> VerifyResult:
-            return VerifyResult(VerifyStatus.FAILED, username, reason, params.get("algorithm"))
-
         nonce = params.get("nonce")
+        if nonce is None:
+            return VerifyResult(VerifyStatus.INVALID, username, "no nonce")
+        issued = self.nonce_issued(nonce, source)
+        if issued is None:
+            return VerifyResult(VerifyStatus.INVALID, username, "nonce not issued to this source")
+
+        # from here on the sender saw our challenge: wrong credentials are failures
+        def failed(reason: str, status: VerifyStatus = VerifyStatus.FAILED) -> VerifyResult:
+            return VerifyResult(status, username, reason, params.get("algorithm"))
+
+        if username is None:
+            return failed("no username")
+        if params.get("userhash", "false").lower() == "true":
+            return failed("userhash is not supported")
         response = params.get("response")
         digest_uri = params.get("uri")
-        if nonce is None or response is None or digest_uri is None:
-            return failed("nonce, uri and response are required")
-        if params.get("realm") != self.realm:
-            return failed("wrong realm")
+        if response is None or digest_uri is None:
+            return failed("uri and response are required")
         try:
             algorithm, _, _ = _algorithm(params.get("algorithm"))
         except DigestError as exc:
             return failed(str(exc))
-        if uri is not None and digest_uri != uri:
-            return failed("digest uri does not match the Request-URI")
+        if algorithm not in self.algorithms:
+            return failed(f"algorithm {algorithm} was not offered")
         if self._opaque is not None and "opaque" in params and \
                 not hmac.compare_digest(_b(params["opaque"]), _b(self._opaque)):
             return failed("wrong opaque")
-        age = self.nonce_age(nonce)
-        if age is None:
-            return failed("nonce not issued here")
+        if not self._uri_matches(digest_uri, uri):
+            return failed("digest uri does not match the Request-URI", VerifyStatus.WRONG_URI)
         qop = params.get("qop")
         nc = params.get("nc")
         cnonce = params.get("cnonce")
-        nc_value: int | None = None
+        count = _RFC2069_USE
         if qop is not None:
-            if qop.lower() not in ("auth", "auth-int"):
+            if qop.lower() not in self._qop:
                 return failed(f"unsupported qop {qop}")
             if not nc or not cnonce or len(nc) != 8:
                 return failed("qop needs an 8-digit nc and a cnonce")
             try:
-                nc_value = int(nc, 16)
+                count = int(nc, 16)
             except ValueError:
                 return failed("bad nc")
         elif algorithm.endswith("-SESS") and not cnonce:
@@ -321,11 +422,26 @@ class DigestChallenger:
             return failed(str(exc))
         if not hmac.compare_digest(_b(expected), _b(response.lower())):
             return failed("wrong response")
+        now = self._clock()
+        age = now - issued
         if age > self.nonce_ttl or age < -60.0:
             return VerifyResult(VerifyStatus.STALE, username, "nonce expired", algorithm)
-        if nc_value is not None and self._max_tracked > 0 and not self._count(nonce, nc_value):
-            return VerifyResult(VerifyStatus.STALE, username, "nonce count replayed", algorithm)
+        if not self._uses.use(nonce, issued, count, now - self.nonce_ttl):
+            reason = "nonce already used" if qop is None else "nonce count replayed"
+            return VerifyResult(VerifyStatus.STALE, username, reason, algorithm)
         return VerifyResult(VerifyStatus.OK, username, "", algorithm)
+
+    def _uri_matches(self, digest_uri: str, request_uri: str) -> bool:
+        if equivalent(digest_uri, request_uri):
+            return True
+        if not self._accept_host_uri:
+            return False
+        try:  # sipp's form: sip:HOST:PORT of the Request-URI, without its user part
+            target = SipUri.parse(request_uri)
+        except SipParseError:
+            return False
+        server = SipUri(target.host, port=target.port, scheme=target.scheme)
+        return equivalent(digest_uri, str(server))
 
     def _ha1_for(
         self,
@@ -343,17 +459,6 @@ class DigestChallenger:
         if secret is None:
             return None
         return compute_ha1(username, self.realm, secret, algorithm)
-
-    def _count(self, nonce: str, nc: int) -> bool:
-        """Record nc for nonce; False if it does not exceed the last one accepted."""
-        last = self._nc_seen.get(nonce)
-        if last is not None and nc <= last:
-            return False
-        self._nc_seen[nonce] = nc
-        self._nc_seen.move_to_end(nonce)
-        while len(self._nc_seen) > self._max_tracked:
-            self._nc_seen.popitem(last=False)
-        return True
 
 
 # ----------------------------------------------------------------------------- client

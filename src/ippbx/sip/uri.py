@@ -9,10 +9,13 @@ The user part is split off at the *last* `@` before anything else, because the u
 may itself contain `;`, `?`, `/` and `,` (RFC 4475 §3.1.1.2 and §3.1.1.9); parameters and
 headers are only looked for in the host part that follows. Percent escapes stay as they
 arrived (`user`); `unescaped_user` and `unescape()` decode them when a comparison needs it.
+`equivalent(a, b)` compares two URIs as RFC 3261 §19.1.4 says (used to match a digest's
+`uri` against the Request-URI).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 
 from ippbx.sip.errors import SipParseError
@@ -192,3 +195,62 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     if not 0 < port <= 65535:
         raise UriError(f"bad port in {text!r}")
     return host, port
+
+
+# parameters that make two SIP URIs differ when only one of them has it (RFC 3261 §19.1.4)
+_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+
+
+def _host_key(host: str) -> str:
+    host = host.lower()
+    if ":" in host:  # an IPv6 reference: compare the address, not its spelling
+        try:
+            return ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            return host
+    return host
+
+
+def _headers_key(headers: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in headers.split("&") if headers else ():
+        name, _, value = item.partition("=")
+        out[unescape(name).lower()] = unescape(value)
+    return out
+
+
+def equivalent(a: str, b: str) -> bool:
+    """Do two URIs name the same resource, compared as RFC 3261 §19.1.4 says?
+
+    sip:/sips: URIs: same scheme; user and password compared case-sensitively after
+    decoding %HH escapes; host case-insensitively (IPv6 by address); the port only equal
+    to the same port (`sip:h` is not `sip:h:5060`); `user`, `ttl`, `method`, `maddr` and
+    `transport` must agree when either URI has them, any other parameter only when both
+    have it (values case-insensitive); URI headers must all agree. Any other URI, or one
+    that does not parse, equals only the same text (scheme case-insensitive).
+    """
+    a, b = a.strip(), b.strip()
+    if a == b:
+        return True
+    try:
+        x, y = SipUri.parse(a), SipUri.parse(b)
+    except UriError:
+        sa, _, ra = a.partition(":")
+        sb, _, rb = b.partition(":")
+        return sa.lower() == sb.lower() and ra == rb
+    if (x.scheme, x.unescaped_user, x.port) != (y.scheme, y.unescaped_user, y.port):
+        return False
+    if (None if x.password is None else unescape(x.password)) != \
+            (None if y.password is None else unescape(y.password)):
+        return False
+    if _host_key(x.host) != _host_key(y.host):
+        return False
+    for name in set(x.params) | set(y.params):
+        vx, vy = x.params.get(name, ""), y.params.get(name, "")
+        if (name in x.params) != (name in y.params):
+            if name in _SIGNIFICANT_PARAMS:
+                return False
+            continue
+        if unescape(vx or "").lower() != unescape(vy or "").lower():
+            return False
+    return _headers_key(x.headers) == _headers_key(y.headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ippbx.sip.errors import SipParseError
-from ippbx.sip.uri import SipUri, UriError, is_scheme, split_host_port, unescape
+from ippbx.sip.uri import SipUri, UriError, equivalent, is_scheme, split_host_port, unescape
 
 
 @pytest.mark.parametrize(
@@ -134,3 +134,39 @@ def test_is_scheme() -> None:
     assert is_scheme("sip") and is_scheme("soap.beep") and is_scheme("x+y-z")
     assert not is_scheme("") and not is_scheme("1sip") and not is_scheme("<sip")
     assert not is_scheme("sí")
+
+
+# -- equivalence (RFC 3261 §19.1.4), used to match a digest's uri against the Request-URI --
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("sip:alice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"),
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@atlanta.com;transport=TCP"),
+        ("sip:alice@[2001:db8::10]:5060", "sip:alice@[2001:DB8:0::10]:5060"),
+        ("sip:carol@chicago.com?Subject=next%20meeting",
+         "sip:carol@chicago.com?Subject=%6Eext%20meeting"),
+        ("tel:+1234", "TEL:+1234"),
+    ],
+)
+def test_equivalent_uris(a: str, b: str) -> None:
+    assert equivalent(a, b) and equivalent(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+        ("sip:bob@biloxi.com", "sips:bob@biloxi.com"),
+        ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;newparam=6"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+        ("sip:1002@pbx", "sip:1003@pbx"),
+        ("sip:1002@pbx;user=phone", "sip:1002@pbx"),
+        ("tel:+1234", "tel:+1235"),
+    ],
+)
+def test_different_uris(a: str, b: str) -> None:
+    assert not equivalent(a, b) and not equivalent(b, a)
