@@ -168,8 +168,8 @@ class B2BUA:
             sr.respond(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
         elif method in ("BYE", "INFO", "UPDATE", "REFER", "NOTIFY"):
             sr.respond(481)
-        else:
-            sr.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
+        else:  # a method ippbx implements for no one: 501, not 405 (RFC 3261 §8.2.1)
+            sr.respond(501, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
 
     def _register(self, sr: ServerRequest) -> None:
         ext = self.auth.authenticate(sr, proxy=False)

@@ -2,9 +2,12 @@
 
 It is handed REGISTER requests that have already been authenticated for an extension and
 answers them: bindings with expiry (min/max/default), several contacts up to the
-extension's `max_contacts` (the oldest is replaced), unregister with `Expires: 0` or `*`,
-and the source address a REGISTER came from remembered so calls reach phones behind NAT.
-Changes are reported to `on_change(extension, registered)`.
+extension's `max_contacts`, unregister with `Expires: 0` or `*`, and the source address a
+REGISTER came from remembered so calls reach phones behind NAT. Over the limit, the
+binding registered (or refreshed) longest ago goes, never the one just registered: with
+`max_contacts = 1` a phone that moves replaces its old binding whatever the expiry each
+asked for, and the 200 lists the bindings in force. Changes are reported to
+`on_change(extension, registered)`.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class Registrar:
             default = int(header_expires) if header_expires is not None else sip.default_expires
         except (SipParseError, ValueError):
             return Reply(400, "Bad Contact or Expires")
-        current = list(self._bindings.get(extension, []))
+        current = list(self._bindings.get(extension, []))  # oldest registration first
         if not contacts:  # a query: list the bindings
             return self._ok(extension)
         if any(c.uri == "*" for c in contacts):
@@ -143,10 +146,9 @@ class Registrar:
                 request.call_id, cseq, request.get("User-Agent") or "",
             )
             current.append(binding)
-            limit = self._max_contacts.get(extension, 1)
+            limit = max(1, self._max_contacts.get(extension, 1))
             while len(current) > limit:  # replace the oldest, so a phone that moved gets in
-                evicted = min(current, key=lambda b: b.expires_at)
-                current.remove(evicted)
+                evicted = current.pop(0)  # registered longest ago (not: expiring soonest)
                 if self._store is not None:
                     self._store.delete_registration(extension, evicted.contact)
             if self._store is not None:

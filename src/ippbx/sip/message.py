@@ -460,8 +460,12 @@ class StreamParser:
     """Frames SIP messages out of a TCP byte stream (Content-Length is mandatory).
 
     `feed` returns every message completed by the new bytes. CRLF keep-alives between
-    messages are skipped. After a SipParseError the stream cannot be re-synchronised:
-    every later `feed` raises again, and the caller should close the connection.
+    messages are skipped. Bytes that do not frame make the stream unusable: the messages
+    framed before them are still returned (a valid request followed by garbage in one
+    segment is not lost), `error` is set, `unparsed` holds the bytes from the bad message
+    on (for an error response), and every later `feed` raises the error; the caller
+    should stop reading and close the connection. `feed` raises at once only when the
+    bad bytes come first.
     """
 
     def __init__(self, max_message: int = MAX_MESSAGE) -> None:
@@ -473,18 +477,32 @@ class StreamParser:
         self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[Request | Response]:
-        """Add bytes; return the complete messages now available. Raises SipParseError."""
+        """Add bytes; return the complete messages now available (see the class doc).
+        Raises SipParseError if the stream failed before any new message framed."""
         if self._error is not None:
             raise self._error
         self._buf += data
+        out: list[Request | Response] = []
         try:
-            return self._frame()
+            self._frame(out)
         except SipParseError as exc:
             self._error = exc
-            raise
+            if not out:
+                raise
+        return out
 
-    def _frame(self) -> list[Request | Response]:
-        out: list[Request | Response] = []
+    @property
+    def error(self) -> SipParseError | None:
+        """Why the stream stopped framing, once it did."""
+        return self._error
+
+    @property
+    def unparsed(self) -> bytes:
+        """The buffered bytes not framed into a message (after an error: from the bad
+        message on)."""
+        return bytes(self._buf)
+
+    def _frame(self, out: list[Request | Response]) -> None:
         buf = self._buf
         while True:
             if self._pending is None:
@@ -495,14 +513,14 @@ class StreamParser:
                     del buf[:start]
                     self._scanned = 0
                 if not buf:
-                    return out
+                    return
                 # resume the search a little before where the last one stopped
                 end, sep = _find_head_end(buf, max(0, self._scanned - 3))
                 if end == -1:
                     self._scanned = len(buf)
                     if len(buf) > self._max:
                         raise _bad("header block too large", 513)
-                    return out
+                    return
                 if end > self._max:
                     raise _bad("header block too large", 513)
                 head = bytes(buf[:end]).decode("utf-8", "surrogateescape")
@@ -515,7 +533,7 @@ class StreamParser:
                 self._pending = (msg, end + sep, total)
             msg, body_start, total = self._pending
             if len(buf) < total:
-                return out
+                return
             msg.body = bytes(buf[body_start:total])
             del buf[:total]
             self._pending = None

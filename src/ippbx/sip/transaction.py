@@ -42,6 +42,20 @@ stopping one is O(1) and a stale heap entry is skipped when it surfaces. A/E/G
 reliable ones, which terminates the transaction at once. 2xx responses to an INVITE are
 retransmitted by the TU (RFC 3261 §13.3.1.4), not here.
 
+Two choices in the INVITE server transaction keep one request from buying more than one
+response before the TU knows who sent it (the TU may be about to challenge it):
+
+* The automatic 100 (Trying) goes out only if the TU has not answered within 200 ms
+  (timer "100"; §17.2.1 allows exactly that), so a request the TU answers at once (a
+  407 challenge, a 481, a 400) gets that one answer and never a 100 after its final.
+* Timer G (retransmitting a 300-699 final until the ACK) runs only once a provisional
+  went out. Before any provisional the client is still in "Calling" and retransmits its
+  INVITE (Timer A) until it hears something; each retransmission gets the final again
+  ("request" in "Completed"), so the final still gets through on a lossy path, one
+  response per request received, and an address that never sent anything (a spoofed
+  source) is not sent a train of ten retransmissions. After a provisional the client
+  stops retransmitting, so there Timer G runs as §17.2.1 says.
+
 Matching (§17.1.3, §17.2.3): a response matches the client transaction of its top Via
 branch and CSeq method. A request matches the server transaction of its top Via branch,
 sent-by and method (ACK matches the INVITE). Requests without a "z9hG4bK" branch (RFC
@@ -189,10 +203,11 @@ START = "Start"  # before the first stimulus ("TU request" or "request")
 
 # Actions: "send" (the request, or the TU's response, remembered as the last one),
 # "resend" (the request, or the last response if any), "to_tu" (pass the response up),
-# "ack" (build once and send the ACK for a non-2xx), "ack_to_tu", "trying" (send 100),
-# "timeout", "error", "start_retx" (arm A/E/G at T1 if unreliable), "backoff" (double
-# the A/E/G interval, E/G capped at T2, and re-arm), "retx_t2" (re-arm E at T2),
-# "arm:X" (arm timer X at its fixed duration), "stop:X".
+# "ack" (build once and send the ACK for a non-2xx), "ack_to_tu", "trying" (send 100
+# unless a response went out), "timeout", "error", "start_retx" (arm A/E/G at T1 if
+# unreliable), "retx_if_provisional" (start_retx, if a provisional was sent), "backoff"
+# (double the A/E/G interval, E/G capped at T2, and re-arm), "retx_t2" (re-arm E at T2),
+# "arm:X" (arm timer X at its fixed duration; "100" is the 100 Trying delay), "stop:X".
 Table = dict[tuple[str, str], tuple[str, tuple[str, ...]]]
 
 _FINAL_ACKED = ("stop:A", "stop:B", "to_tu", "ack", "arm:D")
@@ -242,13 +257,15 @@ CLIENT_NON_INVITE: Table = {  # RFC 3261 Figure 6
     (COMPLETED, "timer K"): (TERMINATED, ()),
 }
 
-SERVER_INVITE: Table = {  # RFC 3261 Figure 7 + RFC 6026 Figure 5
-    (START, "request"): (PROCEEDING, ("to_tu", "trying")),
+SERVER_INVITE: Table = {  # RFC 3261 Figure 7 + RFC 6026 Figure 5 (see the module doc)
+    (START, "request"): (PROCEEDING, ("to_tu", "arm:100")),
+    (PROCEEDING, "timer 100"): (PROCEEDING, ("trying",)),  # the TU is slow: 100 Trying
     (PROCEEDING, "request"): (PROCEEDING, ("resend",)),  # the last provisional, if any
     (PROCEEDING, "ACK"): (PROCEEDING, ()),
-    (PROCEEDING, "TU 1xx"): (PROCEEDING, ("send",)),
-    (PROCEEDING, "TU 2xx"): (ACCEPTED, ("send", "arm:L")),
-    (PROCEEDING, "TU 300-699"): (COMPLETED, ("send", "start_retx", "arm:H")),
+    (PROCEEDING, "TU 1xx"): (PROCEEDING, ("stop:100", "send")),
+    (PROCEEDING, "TU 2xx"): (ACCEPTED, ("stop:100", "send", "arm:L")),
+    (PROCEEDING, "TU 300-699"): (COMPLETED, ("stop:100", "send", "retx_if_provisional",
+                                             "arm:H")),
     (PROCEEDING, "transport error"): (TERMINATED, ("error",)),
     (COMPLETED, "request"): (COMPLETED, ("resend",)),
     (COMPLETED, "timer G"): (COMPLETED, ("resend", "backoff")),
@@ -281,7 +298,9 @@ SERVER_NON_INVITE: Table = {  # RFC 3261 Figure 8
     (COMPLETED, "transport error"): (TERMINATED, ("error",)),
 }
 
-_TIMER_STIMULUS = {name: f"timer {name}" for name in "ABDEFGHIJKLM"}
+TIMER_NAMES = (*"ABDEFGHIJKLM", "100")
+TRYING_DELAY = 0.2  # RFC 3261 §17.2.1: a TU answering within 200 ms needs no 100 Trying
+_TIMER_STIMULUS = {name: f"timer {name}" for name in TIMER_NAMES}
 
 
 def _class(status: int) -> str:
@@ -331,9 +350,10 @@ def _server_key(request: Request, method: str) -> TxKey:
     port = via.port
     sent_by = f"{via.host.lower()}:{port}" if port is not None else via.host.lower()
     branch = via.branch
-    if branch is not None and branch.startswith("z9hG4bK"):
+    if branch is not None and branch.startswith("z9hG4bK") and len(branch) > 7:
         return TxKey(False, branch, sent_by, method)
-    # RFC 2543 peer: no usable branch (§17.2.3, last paragraphs)
+    # RFC 2543 peer: no usable branch (§17.2.3, last paragraphs); the magic cookie alone
+    # identifies nothing either (RFC 4475 §3.2.1)
     legacy = f"2543|{request.uri}|{request.call_id}|{request.from_.tag}|{request.cseq[0]}"
     return TxKey(False, legacy, sent_by, method)
 
@@ -344,7 +364,7 @@ def _server_key(request: Request, method: str) -> TxKey:
 class _Tx:
     __slots__ = (
         "key", "table", "state", "request", "peer", "reliable", "timers", "interval",
-        "retx", "retx_cap", "last_response", "ack",
+        "retx", "retx_cap", "last_response", "ack", "provisional_sent",
     )
 
     def __init__(
@@ -363,6 +383,7 @@ class _Tx:
         self.retx_cap = retx_cap
         self.last_response: Response | None = None
         self.ack: Request | None = None
+        self.provisional_sent = False  # server: a 1xx went out (the client stops Timer A)
 
 
 _KIND_NAMES = {
@@ -394,6 +415,7 @@ class TransactionLayer:
             "B": (64 * t1, 64 * t1), "F": (64 * t1, 64 * t1), "H": (64 * t1, 64 * t1),
             "L": (64 * t1, 64 * t1), "M": (64 * t1, 64 * t1),
             "D": (timer_d, 0.0), "I": (t4, 0.0), "J": (64 * t1, 0.0), "K": (t4, 0.0),
+            "100": (TRYING_DELAY, TRYING_DELAY),
         }
         self._clients: dict[TxKey, _Tx] = {}
         self._servers: dict[TxKey, _Tx] = {}
@@ -587,6 +609,8 @@ class TransactionLayer:
             if msg.status == 100 and last is not None and last.status == 100:
                 return  # the layer's own 100 Trying went out already
             tx.last_response = msg
+            if msg.status < 200:
+                tx.provisional_sent = True
             self._out.append(Send(msg, tx.peer, tx.key))
         elif tx.request is not None:
             self._out.append(Send(tx.request, tx.peer, tx.key))
@@ -615,8 +639,9 @@ class TransactionLayer:
             self._out.append(AckReceived(msg, tx.peer, tx.key))
 
     def _a_trying(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
-        if self.auto_trying and isinstance(msg, Request):
-            tx.last_response = make_response(msg, 100)
+        if self.auto_trying and tx.request is not None and tx.last_response is None:
+            tx.last_response = make_response(tx.request, 100)
+            tx.provisional_sent = True
             self._out.append(Send(tx.last_response, tx.peer, tx.key))
 
     def _a_timeout(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
@@ -629,6 +654,12 @@ class TransactionLayer:
         if not tx.reliable:
             tx.interval = self.t1
             self._arm(tx, tx.retx, self.t1, now)
+
+    def _a_retx_if_provisional(
+        self, tx: _Tx, msg: Request | Response | None, now: float
+    ) -> None:
+        if tx.provisional_sent:
+            self._a_start_retx(tx, msg, now)
 
     def _a_backoff(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
         tx.interval = min(tx.interval * 2, tx.retx_cap)
@@ -668,10 +699,11 @@ _ACTIONS: dict[str, _Action] = {
     "timeout": TransactionLayer._a_timeout,
     "error": TransactionLayer._a_error,
     "start_retx": TransactionLayer._a_start_retx,
+    "retx_if_provisional": TransactionLayer._a_retx_if_provisional,
     "backoff": TransactionLayer._a_backoff,
     "retx_t2": TransactionLayer._a_retx_t2,
 }
-for _name in "ABDEFGHIJKLM":
+for _name in TIMER_NAMES:
     _ACTIONS[f"arm:{_name}"] = _arm_action(_name)
     _ACTIONS[f"stop:{_name}"] = _stop_action(_name)
 

@@ -8,19 +8,27 @@ arrives into parsed `Request`/`Response` objects handed to `on_message(message, 
 above (transactions, dialogs, the UA) is sans-IO and talks to the network only through
 these two calls plus `response_destination`.
 
-* UDP: one datagram is one message (`parse_message`). Requests get `received=`/`rport=`
-  filled in their top Via (RFC 3261 §18.2.1, RFC 3581) before delivery, so a response
-  built by copying the Via routes itself back (`response_destination`, §18.2.2).
-* TCP: every connection frames its byte stream with `StreamParser`. Connections are
-  kept in one table keyed by the remote (host, port): an outgoing connection by the
-  destination we were asked to send to (and by its resolved address), an incoming one by
-  the socket's peer address, which is exactly the `Peer` its messages are reported with —
-  so answering a `Peer` reuses the connection the request came on. Outgoing connections
-  open lazily on the first `send` and queue until connected.
-* Malformed input never raises into the loop: a request that does not parse is answered
-  with 400 (or the error's `.status`, e.g. 505, 513) when Via/From/To/Call-ID/CSeq can
-  still be read, else dropped; a malformed response is dropped; on TCP the offending
-  connection is closed (others are not affected). All of it is logged at debug level.
+* UDP: one datagram is one message (`read_datagram`). Requests get `received=`/`rport=`
+  filled in their top Via (RFC 3261 §18.2.1, RFC 3581) before delivery.
+* TCP: every connection frames its byte stream with `StreamParser` (`read_stream`).
+  Connections are kept in one table keyed by the remote (host, port): an outgoing
+  connection by the destination we were asked to send to (and by its resolved address),
+  an incoming one by the socket's peer address, which is exactly the `Peer` its messages
+  are reported with — so answering a `Peer` reuses the connection the request came on.
+  Outgoing connections open lazily on the first `send` and queue until connected.
+* Where responses go (`reply_address`, §18.2.2 without its `maddr` rule): over TCP the
+  connection the request came on, while it is open; otherwise always the address the
+  request came from (its `received`), on UDP at the `rport` port if the client asked
+  for it (RFC 3581), else the sent-by port. A Via `maddr` is ignored: honouring it would
+  let anyone aim our responses (and their retransmissions) at a third party.
+* Malformed input never raises into the loop: bytes that do not parse as a request are
+  answered with 400 (or the error's `.status`: 505, 513, 501) when a Via and a CSeq can
+  still be read (`error_response`), else dropped; a malformed response or ACK is
+  dropped. On TCP the messages framed before the bad bytes are delivered, then the
+  connection stops reading and is closed `error_linger` seconds later (so the answers
+  to those messages, and the 400, still go out on it); other connections are not
+  affected. Each rejection is one WARNING line without traceback, rate-limited per kind
+  (`ratelog.RateLimitedLog`: a flood of junk costs a few lines).
 * Limits: a TCP connection with no complete message for `idle_timeout` seconds (which
   also catches a header block that never ends) is closed; at most `max_connections` are
   open; a peer whose unsent data exceeds `max_write_buffer` is dropped and closed.
@@ -48,8 +56,12 @@ from ippbx.sip.message import (
     StreamParser,
     parse_message,
 )
+from ippbx.sip.ratelog import RateLimitedLog
 
-__all__ = ["Peer", "SipTransport", "fix_via", "error_response", "via_destination"]
+__all__ = [
+    "Peer", "SipTransport", "Rejection", "fix_via", "error_response", "via_destination",
+    "reply_address", "read_datagram", "read_stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,7 @@ UDP_BUFFER_SIZE = 4 * 1024 * 1024
 # choosing TCP for them is the caller's decision (the UA knows whether the peer can).
 UDP_SIZE_HINT = 1300
 IDLE_TIMEOUT = 32.0  # seconds without a complete message before a TCP connection closes
+ERROR_LINGER = 2.0  # seconds a TCP connection that sent junk stays open for our answers
 MAX_CONNECTIONS = 10_000
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # unsent bytes per TCP peer before we give up on it
 CONNECT_TIMEOUT = 10.0
@@ -114,18 +127,33 @@ def _stamp_via(via: Via, source: Peer) -> bool:
 
 
 def via_destination(via: Via, source: Peer) -> Peer:
-    """Where a response goes by its top Via (RFC 3261 §18.2.2, RFC 3581 §4), ignoring
-    any open connection (see `SipTransport.response_destination` for that)."""
-    received = via.params.get("received")
+    """Where a response to a request from `source` with top Via `via` goes, ignoring any
+    open connection (see `reply_address`): the source's address (the request's
+    `received`), never the Via's `maddr` nor its sent-by host; over UDP at the `rport`
+    port if the client asked for it (RFC 3581 §4), else the sent-by port (RFC 3261
+    §18.2.2)."""
     if source.transport == "tcp":
-        return Peer(received or via.host, via.port or DEFAULT_PORT, "tcp")
-    maddr = via.params.get("maddr")
-    if maddr:
-        return Peer(maddr, via.port or DEFAULT_PORT, "udp")
-    rport = via.params.get("rport")
-    if rport and rport.isdigit():
-        return Peer(received or source.host, int(rport), "udp")
-    return Peer(received or via.host, via.port or DEFAULT_PORT, "udp")
+        return Peer(source.host, via.port or DEFAULT_PORT, "tcp")
+    if "rport" in via.params:
+        rport = via.params["rport"]
+        if rport and rport.isdigit() and 0 < int(rport) < 65536:
+            return Peer(source.host, int(rport), "udp")
+        return source  # asked for but not filled in (the request was not stamped)
+    return Peer(source.host, via.port or DEFAULT_PORT, "udp")
+
+
+def reply_address(response: Response, source: Peer) -> Peer:
+    """Where `response` to a request that came from `source` goes (no open-connection
+    shortcut: `SipTransport.response_destination` adds that). Never raises: a top Via
+    that does not parse sends it back to `source` itself."""
+    vias = response.get_all("Via")
+    try:
+        via = Via.parse(vias[0]) if vias else None
+    except SipParseError:
+        via = None
+    if via is None:
+        return source
+    return via_destination(via, source)
 
 
 _ERROR_HEADERS = {
@@ -137,8 +165,12 @@ _ERROR_HEADERS = {
 def error_response(data: bytes, status: int, source: Peer) -> Response | None:
     """A `status` response to bytes that failed to parse as a request, or None.
 
-    None when the bytes are a response, an ACK (never answered), or lack a readable
-    Via/From/To/Call-ID/CSeq. The top Via gets `received`/`rport` like any request's.
+    None when the bytes are a response, an ACK (never answered), or lack a Via or a
+    CSeq (what the client matches a response with, §17.1.3). From, To and Call-ID are
+    copied when present (RFC 4475 §3.3.1: even a request without them is ideally
+    answered 400). A top Via that parses gets `received`/`rport` like any request's;
+    one that does not (e.g. `SIP/7.0/UDP`) is copied as it came. Send it with
+    `reply_address`.
     """
     end = data.find(b"\r\n\r\n", 0, MAX_MESSAGE)
     if end == -1:
@@ -165,20 +197,87 @@ def error_response(data: bytes, status: int, source: Peer) -> Response | None:
             vias.extend(split_list(value))
         else:
             single.setdefault(key, value.strip())
-    if not vias or len(single) < 4:
+    if not vias or "CSeq" not in single:
         return None
     try:
         top = Via.parse(vias[0])
     except SipParseError:
-        return None
-    _stamp_via(top, source)
-    headers = [("Via", str(top))] + [("Via", v) for v in vias[1:]]
-    to = single["To"]
-    if ";tag=" not in to.replace(" ", "").lower():
-        to = f"{to};tag={secrets.token_hex(6)}"
-    headers += [("From", single["From"]), ("To", to), ("Call-ID", single["Call-ID"]),
-                ("CSeq", single["CSeq"])]
+        headers = [("Via", v) for v in vias]
+    else:
+        _stamp_via(top, source)
+        headers = [("Via", str(top))] + [("Via", v) for v in vias[1:]]
+    if "From" in single:
+        headers.append(("From", single["From"]))
+    if "To" in single:
+        to = single["To"]
+        if ";tag=" not in to.replace(" ", "").lower():
+            to = f"{to};tag={secrets.token_hex(6)}"
+        headers.append(("To", to))
+    if "Call-ID" in single:
+        headers.append(("Call-ID", single["Call-ID"]))
+    headers.append(("CSeq", single["CSeq"]))
     return Response(status, None, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Bytes from `source` that are not a message we can use: why, what kind (the
+    rate-limit key of the log line), and the answer due (None: nothing is sent)."""
+
+    kind: str  # "unparsable" (nothing can be answered) or "bad request" (answered)
+    reason: str
+    response: Response | None = None
+
+
+def _reject(data: bytes, source: Peer, exc: Exception) -> Rejection:
+    status = getattr(exc, "status", None) or 400
+    response = error_response(data, status, source)
+    kind = "unparsable" if response is None else "bad request"
+    return Rejection(kind, str(exc) or type(exc).__name__, response)
+
+
+def _stamped(message: Request | Response, source: Peer) -> Request | Response:
+    if isinstance(message, Request):
+        try:
+            fix_via(message, source)
+        except SipParseError:
+            pass  # the UA's header checks reject it (and answer it if they can)
+    return message
+
+
+def read_datagram(data: bytes, source: Peer) -> Request | Response | Rejection | None:
+    """One UDP datagram from `source`: the message (a request's top Via stamped, see
+    `fix_via`), a `Rejection`, or None for a keep-alive. Never raises."""
+    if not data.strip(b"\r\n"):
+        return None  # CRLF keep-alive (RFC 5626 §3.5.1 style) or empty datagram
+    try:
+        message = parse_message(data)
+    except SipParseError as exc:
+        return _reject(data, source, exc)
+    except Exception as exc:  # a parser bug must not kill the endpoint
+        log.debug("parser failed on a datagram from %s", source, exc_info=True)
+        return _reject(data, source, exc)
+    return _stamped(message, source)
+
+
+def read_stream(
+    parser: StreamParser, data: bytes, source: Peer
+) -> tuple[list[Request | Response], Rejection | None]:
+    """Feed bytes of one TCP connection: the messages they complete (requests stamped),
+    and a `Rejection` once the stream stops framing (then stop reading and close; the
+    messages before the bad bytes are still returned). Never raises."""
+    try:
+        messages = parser.feed(data)
+    except SipParseError:
+        messages = []
+    except Exception as exc:  # a parser bug must not kill the endpoint
+        log.debug("parser failed on a stream from %s", source, exc_info=True)
+        return [], _reject(parser.unparsed, source, exc)
+    messages = [_stamped(m, source) for m in messages]
+    error = parser.error
+    if error is None:
+        return messages, None
+    return messages, _reject(parser.unparsed, source, error)
 
 
 async def resolve_host(host: str, port: int) -> str | None:
@@ -231,6 +330,7 @@ class SipTransport:
         max_write_buffer: int = MAX_WRITE_BUFFER,
         udp_buffer_size: int = UDP_BUFFER_SIZE,
         connect_timeout: float = CONNECT_TIMEOUT,
+        error_linger: float = ERROR_LINGER,
     ) -> None:
         self.host = host
         self.port = port
@@ -242,6 +342,8 @@ class SipTransport:
         self.max_write_buffer = max_write_buffer
         self.udp_buffer_size = udp_buffer_size
         self.connect_timeout = connect_timeout
+        self.error_linger = error_linger
+        self.rejects = RateLimitedLog(log)  # one line per rejected message, rate-limited
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -334,17 +436,16 @@ class SipTransport:
             log.exception("cannot send %r to %s", message, dest)
 
     def response_destination(self, response: Response, source: Peer) -> Peer:
-        """Where to send `response` to a request that came from `source`.
+        """Where to send `response` to a request that came from `source` (never raises).
 
         Over TCP the connection the request came on while it is open (RFC 3261 §18.2.2),
-        else a new one to `received` and the sent-by port; over UDP the top Via's
-        `received`/`rport` (RFC 3581), `maddr`, or sent-by.
+        else `reply_address`: the source's address, never a Via `maddr`.
         """
         if source.transport == "tcp":
             conn = self._conns.get((source.host, source.port))
             if conn is not None and not conn.closed:
                 return source
-        return via_destination(response.top_via, source)
+        return reply_address(response, source)
 
     def _send_udp(self, data: bytes, dest: Peer) -> None:
         udp = self._udp
@@ -422,35 +523,23 @@ class SipTransport:
     # -- receiving --------------------------------------------------------------------------
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         peer = Peer(addr[0], addr[1], "udp")
-        if not data.strip(b"\r\n"):
-            return  # CRLF keep-alive (RFC 5626 §3.5.1 style) or empty datagram
-        try:
-            message = parse_message(data)
-        except SipParseError as exc:
-            self._reject(data, peer, exc)
-            return
-        except Exception as exc:  # a parser bug must not kill the endpoint
-            log.debug("parser failed on datagram from %s", peer, exc_info=True)
-            self._reject(data, peer, exc)
-            return
-        self._deliver(message, peer)
+        outcome = read_datagram(data, peer)
+        if isinstance(outcome, Rejection):
+            self._rejected(outcome, peer)
+        elif outcome is not None:
+            self._deliver(outcome, peer)
 
-    def _reject(self, data: bytes, peer: Peer, exc: Exception) -> None:
-        status = getattr(exc, "status", None) or 400
-        response = error_response(data, status, peer)
+    def _rejected(self, rejection: Rejection, peer: Peer) -> None:
+        response = rejection.response
         if response is None:
-            log.debug("dropping malformed message from %s: %s", peer, exc)
+            self.rejects.warning(rejection.kind, "dropped unparsable message from %s: %s",
+                                 peer, rejection.reason)
             return
-        log.debug("answering malformed request from %s with %d: %s", peer, status, exc)
+        self.rejects.warning(rejection.kind, "answered malformed request from %s with %d: %s",
+                             peer, response.status, rejection.reason)
         self.send(response, self.response_destination(response, peer))
 
     def _deliver(self, message: Request | Response, peer: Peer) -> None:
-        if isinstance(message, Request):
-            try:
-                fix_via(message, peer)
-            except SipParseError as exc:
-                log.debug("dropping request with a bad Via from %s: %s", peer, exc)
-                return
         try:
             self.on_message(message, peer)
         except Exception:
@@ -508,8 +597,10 @@ class _Connection(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.closed = False
+        self.failed = False  # the peer sent bytes that do not frame: read no more
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.linger: asyncio.TimerHandle | None = None
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -532,25 +623,25 @@ class _Connection(asyncio.Protocol):
             self.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.failed:
             return
-        try:
-            messages = self.parser.feed(data)
-        except Exception as exc:
-            log.debug("closing TCP connection from %s: %s", self.peer, exc)
-            self.abort()
-            return
-        if not messages:
+        assert self.peer is not None
+        messages, rejection = read_stream(self.parser, data, self.peer)
+        if not messages and rejection is None:
             if data == b"\r\n\r\n" and not self.parser.buffered:  # RFC 5626 ping → pong
                 self._touch()
                 self.write(b"\r\n")
             return
         self._touch()
-        assert self.peer is not None
+        if rejection is not None:
+            self.failed = True  # read no more; the framed messages are still delivered
         for message in messages:
             if self.closed:
                 break
             self.owner._deliver(message, self.peer)
+        if rejection is not None and not self.closed:
+            self.owner._rejected(rejection, self.peer)
+            self._close_later()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -560,6 +651,9 @@ class _Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         self.pending.clear()
         self.owner._forget(self)
 
@@ -581,6 +675,30 @@ class _Connection(asyncio.Protocol):
         if transport.get_write_buffer_size() > self.owner.max_write_buffer:
             log.debug("TCP peer %s does not read; closing", self.peer)
             self.abort()
+
+    def _close_later(self) -> None:
+        """Stop reading; close (flushing what we wrote) after the owner's error_linger."""
+        transport = self.transport
+        if transport is None or self.linger is not None:
+            return
+        try:
+            transport.pause_reading()
+        except (RuntimeError, AttributeError):  # pragma: no cover - already closing
+            pass
+        loop = self.owner._loop or asyncio.get_running_loop()
+        self.linger = loop.call_later(self.owner.error_linger, self.close)
+
+    def close(self) -> None:
+        """Close gracefully: what is already written still goes out."""
+        self.linger = None
+        if self.closed:
+            return
+        if self.transport is None:
+            self.connect_failed()
+            return
+        self.closed = True
+        self.owner._forget(self)
+        self.transport.close()  # connection_lost follows once the buffer is flushed
 
     def abort(self) -> None:
         if self.transport is not None:

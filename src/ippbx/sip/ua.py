@@ -19,9 +19,15 @@ changed in place.
 Server side: `ua.on_request(server_request)` (a plain function or a coroutine function)
 is called once per new request; retransmissions, CANCELs (answered 200 here, the INVITE's
 `ServerRequest.cancelled` is set) and ACKs for 2xx (`await server_request.acked()`) are
-handled here. A request with a To tag that matches no dialog is answered 481 (except
-REGISTER, whose refreshes often keep the tag); an in-dialog request with an old CSeq 500.
-A handler that raises, or returns without answering and then fails, gets a 500 sent for it.
+handled here. Before the handler sees a request, the UA applies the checks of
+`sip/checks.py` (RFC 3261 §8.2.2): a message whose Via/From/To/CSeq/Contact do not parse
+never reaches the transaction layer (a request gets a stateless 400, an ACK or a response
+is dropped: one rate-limited WARNING line each, no traceback); an unsupported
+Request-URI scheme gets 416, a REGISTER whose To is not a SIP URI 400, a `Require` we do
+not support (`supported`: none by default) 420 with `Unsupported`. A request with a To
+tag that matches no dialog is answered 481 (except REGISTER, whose refreshes often keep
+the tag); an in-dialog request with an old CSeq 500. A handler that raises, or returns
+without answering and then fails, gets a 500 sent for it.
 
 The transport is either a `SipTransport` instance whose owner routes `on_message` to
 `ua.receive` (the owner starts and stops it), or a factory `f(on_message) -> transport`
@@ -39,10 +45,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from itertools import count
 from typing import Any, Protocol
 
+from ippbx.sip.checks import SIP_SCHEMES, check_request, malformed
 from ippbx.sip.dialog import Dialog, DialogError, DialogStore, Retransmit2xx
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response, make_response
+from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.transaction import (
     AckReceived,
     Cancelled,
@@ -315,6 +323,8 @@ class UserAgent:
         timer_d: float = 32.0,
         host: str | None = None,
         symmetric: bool = True,
+        supported: Iterable[str] = (),
+        uri_schemes: Iterable[str] = SIP_SCHEMES,
     ) -> None:
         if hasattr(transport, "send"):
             self.transport: Transport = transport  # type: ignore[assignment]
@@ -326,6 +336,9 @@ class UserAgent:
         self.t1, self.t2 = t1, t2
         self.host = host  # advertised host for Via/Contact (default: transport.local_host)
         self.symmetric = symmetric  # in-dialog requests go where the dialog's peer is
+        self.supported = frozenset(tag.lower() for tag in supported)  # Require option tags
+        self.uri_schemes = frozenset(scheme.lower() for scheme in uri_schemes)
+        self.rejects = RateLimitedLog(log)  # malformed messages: one line each, rate-limited
         self.transactions = TransactionLayer(t1, t2, t4, timer_d=timer_d)
         self.dialogs = DialogStore()
         self.on_request: RequestHandler | None = None
@@ -488,6 +501,10 @@ class UserAgent:
     # -- receiving --------------------------------------------------------------------------
     def receive(self, message: Request | Response, source: Peer) -> None:
         """Feed one parsed message from the transport. Never raises."""
+        problem = malformed(message)
+        if problem is not None:
+            self._reject_malformed(message, source, problem)
+            return
         try:
             events = self.transactions.receive(
                 message, source, source.transport != "udp", self._now()
@@ -496,6 +513,23 @@ class UserAgent:
         except Exception:
             log.exception("error handling %r from %s", message, source)
         self._schedule()
+
+    def _reject_malformed(self, message: Request | Response, source: Peer, problem: str) -> None:
+        """A message whose headers do not parse: drop it, or answer a request 400 without
+        a transaction (the headers a transaction needs are what is broken)."""
+        if isinstance(message, Response) or message.method == "ACK":
+            kind = "response" if isinstance(message, Response) else "ACK"
+            self.rejects.warning(f"malformed {kind}", "dropped malformed %s from %s: %s",
+                                 kind, source, problem)
+            return
+        self.rejects.warning("malformed request", "answered malformed %s from %s with 400: %s",
+                             message.method[:20], source, problem)
+        try:
+            response = make_response(message, 400, to_tag=self.new_tag())
+            self.transport.send(response, self.transport.response_destination(response, source))
+        except Exception:  # best effort on an error path; never a traceback per packet
+            log.debug("could not answer 400 to a malformed request from %s", source,
+                      exc_info=True)
 
     # -- internals: client ------------------------------------------------------------------
     def _complete(self, request: Request, dest: Peer) -> None:
@@ -583,6 +617,14 @@ class UserAgent:
     # -- internals: server ------------------------------------------------------------------
     def _on_request(self, key: TxKey, request: Request, source: Peer) -> None:
         dialog = None
+        refusal = check_request(request, schemes=self.uri_schemes, supported=self.supported)
+        if refusal is not None:
+            log.debug("refusing %r from %s with %d: %s", request, source, refusal.status,
+                      refusal.why)
+            self._respond_raw(key, make_response(request, refusal.status, refusal.reason,
+                                                 to_tag=self.new_tag(),
+                                                 headers=refusal.headers))
+            return
         try:
             if request.to.tag and request.method != "REGISTER":
                 dialog = self.dialogs.match_request(request)

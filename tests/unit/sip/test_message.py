@@ -430,3 +430,20 @@ def test_make_response_copies_and_tags() -> None:
     # a response built from it parses back
     again = parse_message(make_response(req, 200, to_tag="x").to_bytes())
     assert isinstance(again, Response) and again.status == 200
+
+
+def test_stream_keeps_the_messages_before_garbage() -> None:
+    """A valid message and garbage in one segment: the message is not lost with it."""
+    good = with_headers("Content-Length: 5", body="hello")
+    garbage = b"NOT SIP AT ALL\r\n\r\n"
+    parser = StreamParser()
+    [m] = parser.feed(good + garbage)
+    assert m.body == b"hello"
+    assert isinstance(parser.error, SipParseError)
+    assert parser.unparsed == garbage
+    with pytest.raises(SipParseError):  # and the stream stays broken
+        parser.feed(good)
+    fresh = StreamParser()
+    with pytest.raises(SipParseError):  # garbage first: raised at once
+        fresh.feed(garbage + good)
+    assert fresh.error is not None and fresh.unparsed.startswith(b"NOT SIP")

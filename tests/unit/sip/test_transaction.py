@@ -243,26 +243,43 @@ def new_server(layer: TransactionLayer, req: Request, reliable: bool = False,
     return received.key, out
 
 
-def test_server_invite_sends_100_and_absorbs_retransmissions() -> None:
+def test_server_invite_sends_100_after_200_ms_and_absorbs_retransmissions() -> None:
     layer = TransactionLayer()
     req = request()
     key, out = new_server(layer, req)
-    (trying,) = sends(out)
+    assert sends(out) == []  # the TU may answer at once (RFC 3261 §17.2.1)
+    assert layer.receive(parse_message(req.to_bytes()), SRC, False, 0.1) == []
+    assert layer.next_deadline() == 0.2
+    (trying,) = sends(layer.tick(0.2))
     assert isinstance(trying, Response) and trying.status == 100
-    assert of(out, Send)[0].dest == SRC
     # retransmitted INVITE: the last provisional again, no new RequestReceived
     out = layer.receive(parse_message(req.to_bytes()), SRC, False, 0.5)
-    assert sends(out) == [trying]
+    assert sends(out) == [trying] and of(out, Send)[0].dest == SRC
     ringing = response(req, 180)
     assert sends(layer.respond(key, ringing, 1.0)) == [ringing]
     assert sends(layer.receive(req, SRC, False, 1.5)) == [ringing]
+
+
+def test_server_invite_answered_within_200_ms_gets_no_100() -> None:
+    layer = TransactionLayer()
+    req = request()
+    key, _ = new_server(layer, req)
+    challenge = response(req, 407)
+    assert sends(layer.respond(key, challenge, 0.01)) == [challenge]
+    # never a provisional after the final (the 100 timer is stopped)
+    assert all(not isinstance(e, Send) for _, e in run_until(layer, 100.0))
+    ringing = response(req, 180)
+    key2, _ = new_server(layer, request(branch="z9hG4bKother"), now=200.0)
+    assert sends(layer.respond(key2, ringing, 200.1)) == [ringing]
+    assert sends(layer.tick(200.3)) == []  # a provisional went out: no 100 either
 
 
 def test_server_invite_tu_100_after_auto_100_is_not_sent_twice() -> None:
     layer = TransactionLayer()
     req = request()
     key, _ = new_server(layer, req)
-    assert layer.respond(key, response(req, 100, None), 0.1) == []
+    assert len(sends(layer.tick(0.2))) == 1
+    assert layer.respond(key, response(req, 100, None), 0.3) == []
 
 
 def test_server_invite_without_auto_trying() -> None:
@@ -270,13 +287,33 @@ def test_server_invite_without_auto_trying() -> None:
     req = request()
     key, out = new_server(layer, req)
     assert sends(out) == []
-    assert layer.receive(req, SRC, False, 0.1) == []  # nothing to resend yet
+    assert sends(layer.tick(0.2)) == []
+    assert layer.receive(req, SRC, False, 0.3) == []  # nothing to resend yet
+
+
+def test_server_invite_final_before_any_provisional_is_not_retransmitted() -> None:
+    """No Timer G while the client still retransmits its INVITE (it heard nothing):
+    one final per INVITE received, none to a source that never sends again."""
+    layer = TransactionLayer()
+    req = request()
+    key, _ = new_server(layer, req)
+    challenge = response(req, 407)
+    assert sends(layer.respond(key, challenge, 0.05)) == [challenge]
+    assert layer.state(key) == "Completed"
+    assert layer.next_deadline() == 0.05 + 32.0  # H only
+    for when in (0.5, 1.5, 3.5):  # the client's Timer A: each retransmission, one answer
+        assert sends(layer.receive(parse_message(req.to_bytes()), SRC, False, when)) == [
+            challenge]
+    log = run_until(layer, 100.0)
+    assert log == [(32.05, Timeout(key)), (32.05, Terminated(key))]
 
 
 def test_server_invite_non2xx_timer_g_capped_and_timer_h() -> None:
     layer = TransactionLayer()
     req = request()
     key, _ = new_server(layer, req)
+    ringing = response(req, 180)
+    layer.respond(key, ringing, 0.0)  # a provisional: the client stops retransmitting
     busy = response(req, 486)
     out = layer.respond(key, busy, 0.0)
     assert sends(out) == [busy]

@@ -9,8 +9,17 @@ from __future__ import annotations
 import pytest
 
 from ippbx.sip.headers import Via
-from ippbx.sip.message import Request, parse_message
-from ippbx.sip.transport import Peer, error_response, fix_via, via_destination
+from ippbx.sip.message import Request, Response, StreamParser, parse_message
+from ippbx.sip.transport import (
+    Peer,
+    Rejection,
+    error_response,
+    fix_via,
+    read_datagram,
+    read_stream,
+    reply_address,
+    via_destination,
+)
 
 INVITE = (
     "INVITE sip:1001@10.0.0.1 SIP/2.0\r\n"
@@ -85,16 +94,33 @@ def via(text: str) -> Via:
          Peer("192.0.2.9", 5070), Peer("192.0.2.9", 5070)),
         ("SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK1;rport=40000;received=192.0.2.9",
          Peer("192.0.2.9", 40000), Peer("192.0.2.9", 40000)),
+        # maddr is never followed: it would aim our answers at a third party
         ("SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK1;maddr=239.255.255.1",
-         Peer("10.0.0.2", 5070), Peer("239.255.255.1", 5070)),
+         Peer("10.0.0.2", 5070), Peer("10.0.0.2", 5070)),
+        ("SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK1;maddr=192.0.2.77;rport=4000",
+         Peer("10.0.0.2", 4000), Peer("10.0.0.2", 4000)),
+        ("SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK1;rport",  # asked, not stamped
+         Peer("10.0.0.2", 4321), Peer("10.0.0.2", 4321)),
+        # nor the sent-by host: only the address the request came from
+        ("SIP/2.0/UDP victim.example.com:5070;branch=z9hG4bK1",
+         Peer("192.0.2.9", 5070), Peer("192.0.2.9", 5070)),
         ("SIP/2.0/TCP 10.0.0.2:5070;branch=z9hG4bK1;received=192.0.2.9",
          Peer("192.0.2.9", 40000, "tcp"), Peer("192.0.2.9", 5070, "tcp")),
         ("SIP/2.0/TCP host.invalid;branch=z9hG4bK1",
-         Peer("192.0.2.9", 40000, "tcp"), Peer("host.invalid", 5060, "tcp")),
+         Peer("192.0.2.9", 40000, "tcp"), Peer("192.0.2.9", 5060, "tcp")),
     ],
 )
 def test_via_destination(top: str, source: Peer, expected: Peer) -> None:
     assert via_destination(via(top), source) == expected
+
+
+def test_reply_address_never_raises() -> None:
+    source = Peer("192.0.2.9", 40000)
+    ok = Response(400, None, [("Via", "SIP/2.0/UDP 10.0.0.2;rport=40000;branch=z9hG4bK1"),
+                              ("Via", "this one is broken")])
+    assert reply_address(ok, source) == Peer("192.0.2.9", 40000)  # only the top Via counts
+    for vias in ([("Via", "SIP/7.0/UDP c.example.com;branch=z9hG4bK1")], []):
+        assert reply_address(Response(505, None, vias), source) == source
 
 
 GARBAGE_REQUEST = (
@@ -137,12 +163,72 @@ def test_error_response_keeps_status_and_existing_to_tag() -> None:
     [
         b"",
         b"\x00\x01\x02\x03 binary",
-        GARBAGE_REQUEST.replace(b"i: bad-1\r\n", b""),  # no Call-ID
-        GARBAGE_REQUEST.replace(b"CSeq: 1 INVITE\r\n", b""),  # no CSeq
-        GARBAGE_REQUEST.replace(b"v: SIP/2.0/UDP 10.0.0.2:5070", b"v: nonsense"),  # bad Via
+        GARBAGE_REQUEST.replace(b"CSeq: 1 INVITE\r\n", b""),  # no CSeq: nothing to match
+        GARBAGE_REQUEST.replace(b"v: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKbad;rport\r\n",
+                                b""),  # no Via
         GARBAGE_REQUEST.replace(b"INVITE sip:", b"ACK sip:", 1),  # never answer an ACK
         b"SIP/2.0 200 OK\r\n" + GARBAGE_REQUEST.split(b"\r\n", 1)[1],  # a response
     ],
 )
 def test_error_response_none_when_unanswerable(data: bytes) -> None:
     assert error_response(data, 400, Peer("127.0.0.1", 1)) is None
+
+
+def test_error_response_with_only_via_and_cseq() -> None:
+    """RFC 4475 §3.3.1 (insuf): ideally 400 even without From, To and Call-ID."""
+    data = GARBAGE_REQUEST
+    for line in (b"i: bad-1\r\n", b"f: <sip:1002@10.0.0.2>;tag=abc\r\n",
+                 b"t: <sip:1001@10.0.0.1>\r\n"):
+        data = data.replace(line, b"")
+    response = error_response(data, 400, Peer("127.0.0.1", 40000))
+    assert response is not None and response.status == 400
+    assert [n for n, _ in response.headers] == ["Via", "CSeq"]
+    assert response.top_via.params["rport"] == "40000"
+
+
+def test_error_response_copies_a_via_it_cannot_parse() -> None:
+    data = GARBAGE_REQUEST.replace(b"v: SIP/2.0/UDP 10.0.0.2:5070", b"v: SIP/7.0/UDP c.example")
+    response = error_response(data, 505, Peer("127.0.0.1", 1))
+    assert response is not None and response.status == 505
+    assert response.get("Via") == "SIP/7.0/UDP c.example;branch=z9hG4bKbad;rport"
+    assert reply_address(response, Peer("127.0.0.1", 1)) == Peer("127.0.0.1", 1)
+
+
+BAD_LENGTH_BAD_SECOND_VIA = (
+    b"OPTIONS sip:1001@10.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKcl;rport\r\n"
+    b"Via: SIP/2.0/UDP ;;;\r\n"
+    b"From: <sip:1002@10.0.0.2>;tag=abc\r\n"
+    b"To: <sip:1001@10.0.0.1>\r\n"
+    b"Call-ID: cl-1\r\n"
+    b"CSeq: 1 OPTIONS\r\n"
+    b"Content-Length: 12x\r\n\r\n"
+)
+
+
+def test_read_datagram() -> None:
+    source = Peer("127.0.0.1", 40000)
+    assert read_datagram(b"\r\n\r\n", source) is None
+    message = read_datagram(INVITE.format(via="10.0.0.2:5060;rport").encode(), source)
+    assert isinstance(message, Request) and message.top_via.params["rport"] == "40000"
+    rejected = read_datagram(BAD_LENGTH_BAD_SECOND_VIA, source)
+    assert isinstance(rejected, Rejection) and rejected.kind == "bad request"
+    assert rejected.response is not None and rejected.response.status == 400
+    assert reply_address(rejected.response, source) == source
+    junk = read_datagram(b"hello\r\n\r\n", source)
+    assert isinstance(junk, Rejection) and junk.kind == "unparsable" and junk.response is None
+
+
+def test_read_stream_keeps_the_messages_before_the_garbage() -> None:
+    source = Peer("127.0.0.1", 40000, "tcp")
+    parser = StreamParser()
+    good = INVITE.format(via="10.0.0.2:5060").encode()
+    messages, rejection = read_stream(parser, good + BAD_LENGTH_BAD_SECOND_VIA, source)
+    assert [m.call_id for m in messages] == ["a84b4c76e66710"]
+    assert messages[0].top_via.params["received"] == "127.0.0.1"
+    assert rejection is not None and rejection.response is not None
+    assert rejection.response.call_id == "cl-1" and rejection.response.status == 400
+    assert parser.unparsed == BAD_LENGTH_BAD_SECOND_VIA
+    # garbage first: nothing framed, the rejection all the same
+    messages, rejection = read_stream(StreamParser(), b"NOT SIP\r\n\r\n", source)
+    assert messages == [] and rejection is not None and rejection.response is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -176,7 +177,7 @@ async def test_call_invite_ringing_answer_ack_bye(pair: tuple[UserAgent, UserAge
     a, b = pair
     callee = Callee(b)
     dialog, ringing = await place_call(a, net)
-    assert [r.status for r in ringing] == [100, 180]
+    assert [r.status for r in ringing] == [180]  # answered at once: no 100 Trying
     await asyncio.sleep(3 * T1)
     assert callee.acks and callee.acks[0] is not None and callee.acks[0].method == "ACK"
     assert callee.dialog is not None and len(b.dialogs) == 1 and len(a.dialogs) == 1
@@ -552,3 +553,66 @@ async def test_transport_exception_gives_503(pair: tuple[UserAgent, UserAgent],
     assert resp.status == 503
     net.drop = None
     await settled(a)
+
+
+# -- what the UA refuses before its handler sees it (sip/checks.py) --------------------------
+
+
+def raw_request(method: str, *, uri: str = "sip:bob@10.0.0.2", from_: str =
+                "<sip:alice@10.0.0.1>;tag=f1", extra: str = "", n: int = 0) -> bytes:
+    return (f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKraw{n}\r\n"
+            f"From: {from_}\r\nTo: <sip:bob@10.0.0.2>\r\nCall-ID: raw-{n}\r\n"
+            f"CSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n").encode()
+
+
+@pytest.fixture
+async def lone_b(net: FakeNet) -> AsyncIterator[UserAgent]:
+    b = make_ua(net, B.host)
+
+    def answer(sr: ServerRequest) -> None:
+        sr.respond(200)
+
+    b.on_request = answer
+    await b.start()
+    yield b
+    await b.stop()
+
+
+async def test_malformed_ack_is_dropped_with_one_line(
+    lone_b: UserAgent, net: FakeNet, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport = net.endpoints[(B.host, 5060)]
+    for n in range(1000):
+        transport.deliver(raw_request("ACK", from_="<sip:alice@10.0.0.1", n=n), A)
+    await asyncio.sleep(0)
+    assert net.log == []  # an ACK is never answered
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(warnings) <= 10 and all(r.exc_info is None for r in caplog.records)
+    assert lone_b.rejects.suppressed("malformed ACK") == 1000 - len(warnings)
+
+
+async def test_malformed_request_gets_a_stateless_400(lone_b: UserAgent, net: FakeNet) -> None:
+    transport = net.endpoints[(B.host, 5060)]
+    transport.deliver(raw_request("INVITE", from_="<sip:alice@10.0.0.1"), A)
+    await asyncio.sleep(0)
+    [(_, dest, response)] = net.log
+    assert isinstance(response, Response) and response.status == 400
+    assert dest == A and response.call_id == "raw-0" and response.to.tag
+    assert lone_b.counts()["transactions"] == 0  # nothing to hang a transaction on
+
+
+@pytest.mark.parametrize(("data", "status", "header"), [
+    (raw_request("OPTIONS", uri="unknownscheme:bob"), 416, None),
+    (raw_request("OPTIONS", extra="Require: foo, bar\r\n"), 420, "foo, bar"),
+    (raw_request("INVITE", extra="Require: 100rel\r\n"), 420, "100rel"),
+])
+async def test_refused_before_the_handler(lone_b: UserAgent, net: FakeNet, data: bytes,
+                                          status: int, header: str | None) -> None:
+    transport = net.endpoints[(B.host, 5060)]
+    transport.deliver(data, A)
+    await asyncio.sleep(0.3)  # past the 100 Trying delay: the final only
+    [(_, dest, response)] = net.log
+    assert isinstance(response, Response) and response.status == status and dest == A
+    assert response.get("Unsupported") == header
