@@ -27,6 +27,7 @@ extension is `Unavailable` in the queries).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -45,8 +46,6 @@ class ExtState(StrEnum):
     HOLD = "Hold"
 
 
-_RANK = {ExtState.IDLE: 0, ExtState.RINGING: 1, ExtState.HOLD: 2, ExtState.BUSY: 3}
-
 
 def line_in_call(call: Call, number: str) -> ExtState | None:
     """What `call` makes extension `number`'s line (Ringing, Busy, Hold); None if the
@@ -63,7 +62,14 @@ def line_in_call(call: Call, number: str) -> ExtState | None:
 
 
 class ExtensionStates:
-    """The state of every extension, from the live calls and the registrar."""
+    """The state of every extension, from the live calls and the registrar.
+
+    It follows the registry's events itself (it subscribes when made): for each event it
+    recomputes the line of the call's extensions *in that call* (`line_in_call`, a look at
+    two legs) and keeps, per extension, how many of its calls are at each line. An
+    extension's line is then the strongest with a count, in O(1) per event however many
+    calls an extension carries (a call-centre trunk line with hundreds of calls at once).
+    """
 
     def __init__(
         self,
@@ -72,20 +78,59 @@ class ExtensionStates:
     ) -> None:
         self.registry = registry
         self.is_registered = is_registered
+        self._in_call: dict[str, dict[str, ExtState]] = {}  # ext → callid → line there
+        self._counts: dict[str, Counter[ExtState]] = {}  # ext → line → calls at it
         self._reported: dict[str, ExtState] = {}  # last line reported; absent = IDLE
+        self._applied: object = None
+        registry.subscribe(self._apply)
+
+    def _apply(self, event: events.DomainEvent) -> None:
+        """Bring the lines up to date with `event` (once: `changes` may come first)."""
+        if event is self._applied:
+            return
+        self._applied = event
+        call: Call | None = getattr(event, "call", None)
+        if call is None:
+            return
+        for number in _numbers(event, call):
+            state = line_in_call(call, number)
+            calls = self._in_call.setdefault(number, {})
+            old = calls.get(call.callid)
+            if old is state:
+                continue
+            counts = self._counts.setdefault(number, Counter())
+            if old is not None:
+                counts[old] -= 1
+            if state is None:
+                del calls[call.callid]
+            else:
+                calls[call.callid] = state
+                counts[state] += 1
+            if not calls:
+                del self._in_call[number]
+                del self._counts[number]
+
+    def _line(self, number: str) -> ExtState:
+        counts = self._counts.get(number)
+        if counts:
+            for state in (ExtState.BUSY, ExtState.HOLD, ExtState.RINGING):
+                if counts[state] > 0:
+                    return state
+        return ExtState.IDLE
 
     def line(self, number: str) -> tuple[ExtState, Call | None]:
-        """The extension's line and the call that decides it (None when idle)."""
-        best: tuple[ExtState, Call | None] = (ExtState.IDLE, None)
-        for call in self.registry.by_extension(number):
-            state = line_in_call(call, number)
-            if state is not None and _RANK[state] > _RANK[best[0]]:
-                best = (state, call)
-        return best
+        """The extension's line and a call that decides it (None when idle)."""
+        line = self._line(number)
+        if line is ExtState.IDLE:
+            return line, None
+        for callid, state in self._in_call.get(number, {}).items():
+            if state is line:
+                return line, self.registry.get(callid)
+        return line, None  # pragma: no cover - counts and calls agree
 
     def state(self, number: str) -> ExtState:
         """What a query shows: the line, or the registration when the line is idle."""
-        line, _ = self.line(number)
+        line = self._line(number)
         if line is not ExtState.IDLE:
             return line
         if self.is_registered is not None and self.is_registered(number):
@@ -98,16 +143,13 @@ class ExtensionStates:
         if isinstance(event, events.ExtensionRegistration):
             state = ExtState.REGISTERED if event.registered else ExtState.UNREGISTERED
             return [(event.extension, state)]
+        self._apply(event)
         call: Call | None = getattr(event, "call", None)
         if call is None:
             return []
-        numbers = list(call.extensions)
-        leg = getattr(event, "leg", None)
-        if leg is not None and leg.extension is not None and leg.extension not in numbers:
-            numbers.append(leg.extension)
         out: list[tuple[str, ExtState]] = []
-        for number in numbers:
-            line, _ = self.line(number)
+        for number in _numbers(event, call):
+            line = self._line(number)
             if self._reported.get(number, ExtState.IDLE) is line:
                 continue
             if line is ExtState.IDLE:
@@ -116,3 +158,13 @@ class ExtensionStates:
                 self._reported[number] = line
             out.append((number, line))
         return out
+
+
+def _numbers(event: events.DomainEvent, call: Call) -> list[str]:
+    """The extensions an event on `call` may have changed: every extension that took part,
+    and the event's own leg's."""
+    numbers = list(call.extensions)
+    leg = getattr(event, "leg", None)
+    if leg is not None and leg.extension is not None and leg.extension not in numbers:
+        numbers.append(leg.extension)
+    return numbers
