@@ -63,6 +63,13 @@ class SipSection(_Model):
     default_expires: int = Field(600, ge=1)
     # ban_failures / ban_seconds moved to [security]; still read here (Config moves them)
     no_answer_seconds: int = Field(60, ge=1)
+    # SIP over TCP: connections capped per address and in all (below the descriptor
+    # limit); closed after tcp_idle_seconds without a SIP message, which CRLF
+    # keep-alives restart only tcp_max_keepalives times in a row (sip/transport.py)
+    tcp_max_per_ip: int = Field(64, ge=1)
+    tcp_max_connections: int = Field(2000, ge=1)
+    tcp_idle_seconds: float = Field(300.0, gt=0)
+    tcp_max_keepalives: int = Field(240, ge=0)
 
     @field_validator("listen")
     @classmethod

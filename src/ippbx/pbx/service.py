@@ -52,7 +52,11 @@ class PbxService:
         self.trunks.track(registry)
         self.auth = ExtensionAuth(config, clock=clock)
         host, port = config.sip.listen_address
-        self.transport = SipTransport(host, port, self._on_message)
+        sip = config.sip
+        self.transport = SipTransport(
+            host, port, self._on_message, idle_timeout=sip.tcp_idle_seconds,
+            max_keepalives=sip.tcp_max_keepalives, max_connections=sip.tcp_max_connections,
+            max_connections_per_ip=sip.tcp_max_per_ip)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)

@@ -29,9 +29,24 @@ these two calls plus `response_destination`.
   to those messages, and the 400, still go out on it); other connections are not
   affected. Each rejection is one WARNING line without traceback, rate-limited per kind
   (`ratelog.RateLimitedLog`: a flood of junk costs a few lines).
-* Limits: a TCP connection with no complete message for `idle_timeout` seconds (which
-  also catches a header block that never ends) is closed; at most `max_connections` are
-  open; a peer whose unsent data exceeds `max_write_buffer` is dropped and closed.
+* TCP limits (`[sip] tcp_*` in the configuration), so one host cannot hold the
+  descriptors every client needs:
+  - at most `max_connections_per_ip` incoming connections from one address and
+    `max_connections` in all (incoming and outgoing; keep it below the descriptor
+    limit): a connection over a cap is closed as soon as it is accepted;
+  - a connection is closed after `idle_timeout` seconds without a complete SIP message
+    (which also catches a header block that never ends). A CRLF keep-alive (RFC 5626
+    §4.4.1: a `\r\n\r\n` ping is answered with a `\r\n` pong; a bare CRLF is a pong or
+    a keep-alive) also restarts that time, but only for `max_keepalives` keep-alives in
+    a row: the count starts again at each SIP message. A phone that keeps its
+    registration's connection open with keep-alives stays up as long as it
+    re-registers before its keep-alives run out (default 240: 2 h at one every 30 s);
+    a connection that only ever sends CRLFs is closed `idle_timeout` seconds after its
+    `max_keepalives`-th one;
+  - a peer whose unsent data exceeds `max_write_buffer` is dropped and closed.
+  Every cut is counted by reason in `SipTransport.cut` and logged, one WARNING line per
+  reason at most every `CUT_LOG_EVERY` seconds (`ratelog.RateLimitedLog`, which adds how
+  many were left out).
 
 Works on the stock asyncio loop and on uvloop (whichever the application installed).
 """
@@ -43,6 +58,7 @@ import errno
 import logging
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -77,9 +93,12 @@ UDP_BUFFER_SIZE = 4 * 1024 * 1024
 # We still send such requests over UDP when asked to (loopback and LANs carry them fine);
 # choosing TCP for them is the caller's decision (the UA knows whether the peer can).
 UDP_SIZE_HINT = 1300
-IDLE_TIMEOUT = 32.0  # seconds without a complete message before a TCP connection closes
+IDLE_TIMEOUT = 300.0  # seconds without a complete message before a TCP connection closes
+MAX_KEEPALIVES = 240  # CRLF keep-alives in a row that still restart the idle time
 ERROR_LINGER = 2.0  # seconds a TCP connection that sent junk stays open for our answers
-MAX_CONNECTIONS = 10_000
+MAX_CONNECTIONS = 2000  # open TCP connections in all (keep below RLIMIT_NOFILE)
+MAX_CONNECTIONS_PER_IP = 64  # open incoming TCP connections from one address
+CUT_LOG_EVERY = 10.0  # seconds between two WARNING lines about cut connections, per reason
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # unsent bytes per TCP peer before we give up on it
 CONNECT_TIMEOUT = 10.0
 DEFAULT_PORT = 5060
@@ -326,7 +345,9 @@ class SipTransport:
         on_message: OnMessage,
         *,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_keepalives: int = MAX_KEEPALIVES,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
         max_write_buffer: int = MAX_WRITE_BUFFER,
         udp_buffer_size: int = UDP_BUFFER_SIZE,
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -338,12 +359,17 @@ class SipTransport:
         self.local_host = host
         self.local_port = port
         self.idle_timeout = idle_timeout
+        self.max_keepalives = max_keepalives
         self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.max_write_buffer = max_write_buffer
         self.udp_buffer_size = udp_buffer_size
         self.connect_timeout = connect_timeout
         self.error_linger = error_linger
         self.rejects = RateLimitedLog(log)  # one line per rejected message, rate-limited
+        self.cut: Counter[str] = Counter()  # TCP connections we closed, by reason
+        self._cut_log = RateLimitedLog(log, burst=1, window=CUT_LOG_EVERY)
+        self._per_ip: Counter[str] = Counter()  # open incoming TCP connections by address
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -422,6 +448,7 @@ class SipTransport:
         await asyncio.sleep(0)  # let connection_lost callbacks run
         self._conns.clear()
         self._all.clear()
+        self._per_ip.clear()
 
     # -- sending ----------------------------------------------------------------------------
     def send(self, message: Request | Response, dest: Peer) -> None:
@@ -552,18 +579,36 @@ class SipTransport:
             self._conns[key] = conn
             conn.keys.append(key)
 
-    def _accepted(self, conn: _Connection) -> bool:
-        """Register a connection that has just come up; False if over the limit."""
-        if conn not in self._all:
-            if self._closing or len(self._all) >= self.max_connections:
-                return False
-            self._all.add(conn)
+    def _accepted(self, conn: _Connection) -> str | None:
+        """Register a connection that has just come up; why to refuse it, or None."""
         assert conn.peer is not None
+        if conn not in self._all:  # incoming
+            if self._closing:
+                return "shutting down"
+            if len(self._all) >= self.max_connections:
+                return "too many connections"
+            ip = conn.peer.host
+            if self._per_ip[ip] >= self.max_connections_per_ip:
+                return "too many connections from one address"
+            self._per_ip[ip] += 1
+            conn.admitted_ip = ip
+            self._all.add(conn)
         self._bind_key(conn, (conn.peer.host, conn.peer.port))
-        return True
+        return None
+
+    def _record_cut(self, reason: str, peer: Peer | None) -> None:
+        """A TCP connection was closed for `reason`: count it, log now and then."""
+        self.cut[reason] += 1
+        host = f"{peer.host}:{peer.port}" if peer is not None else "?"
+        self._cut_log.warning(reason, "SIP TCP connection with %s closed: %s", host, reason)
 
     def _forget(self, conn: _Connection) -> None:
         self._all.discard(conn)
+        ip, conn.admitted_ip = conn.admitted_ip, None
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
         for key in conn.keys:
             if self._conns.get(key) is conn:
                 del self._conns[key]
@@ -599,6 +644,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.failed = False  # the peer sent bytes that do not frame: read no more
         self.last_activity = 0.0
+        self.keepalives = 0  # CRLF keep-alives since the last complete message
+        self.admitted_ip: str | None = None  # counted in the owner's per-address table
         self.timer: asyncio.TimerHandle | None = None
         self.linger: asyncio.TimerHandle | None = None
 
@@ -610,8 +657,12 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             return
         self.peer = Peer(peername[0], peername[1], "tcp")
-        if not self.owner._accepted(self):
-            log.debug("refusing TCP connection from %s: limit or shutting down", self.peer)
+        refused = self.owner._accepted(self)
+        if refused is not None:
+            if refused == "shutting down":
+                log.debug("refusing TCP connection from %s: shutting down", self.peer)
+            else:
+                self.owner._record_cut(refused, self.peer)
             self.closed = True
             transport.abort()
             return
@@ -628,10 +679,10 @@ class _Connection(asyncio.Protocol):
         assert self.peer is not None
         messages, rejection = read_stream(self.parser, data, self.peer)
         if not messages and rejection is None:
-            if data == b"\r\n\r\n" and not self.parser.buffered:  # RFC 5626 ping → pong
-                self._touch()
-                self.write(b"\r\n")
+            if not self.parser.buffered and not data.strip(b"\r\n"):
+                self._keepalive(len(data) >= 4)
             return
+        self.keepalives = 0
         self._touch()
         if rejection is not None:
             self.failed = True  # read no more; the framed messages are still delivered
@@ -673,7 +724,7 @@ class _Connection(asyncio.Protocol):
             return
         transport.write(data)
         if transport.get_write_buffer_size() > self.owner.max_write_buffer:
-            log.debug("TCP peer %s does not read; closing", self.peer)
+            self.owner._record_cut("peer does not read", self.peer)
             self.abort()
 
     def _close_later(self) -> None:
@@ -715,6 +766,15 @@ class _Connection(asyncio.Protocol):
         self.pending.clear()
         self.owner._forget(self)
 
+    def _keepalive(self, ping: bool) -> None:
+        """CRLFs between messages: answer a ping (RFC 5626 §4.4.1), and restart the idle
+        time unless `max_keepalives` came in a row already (see the module docstring)."""
+        if self.keepalives < self.owner.max_keepalives:
+            self._touch()
+        self.keepalives += 1
+        if ping:
+            self.write(b"\r\n")
+
     def _touch(self) -> None:
         loop = self.owner._loop
         if loop is not None:
@@ -731,6 +791,8 @@ class _Connection(asyncio.Protocol):
         if idle >= timeout:
             log.debug("closing TCP connection %s: no complete message for %.1f s",
                       self.peer, idle)
+            over = self.keepalives > self.owner.max_keepalives
+            self.owner._record_cut("only keep-alives" if over else "idle", self.peer)
             self.abort()
         else:
             self.timer = loop.call_later(timeout - idle, self._check_idle)

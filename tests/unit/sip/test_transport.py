@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from ippbx.config import SipSection
 from ippbx.sip.headers import Via
 from ippbx.sip.message import Request, Response, StreamParser, parse_message
 from ippbx.sip.transport import (
     Peer,
     Rejection,
+    SipTransport,
     error_response,
     fix_via,
     read_datagram,
@@ -232,3 +234,12 @@ def test_read_stream_keeps_the_messages_before_the_garbage() -> None:
     # garbage first: nothing framed, the rejection all the same
     messages, rejection = read_stream(StreamParser(), b"NOT SIP\r\n\r\n", source)
     assert messages == [] and rejection is not None and rejection.response is None
+
+
+def test_tcp_limit_defaults_match_the_configuration() -> None:
+    transport = SipTransport("127.0.0.1", 0, lambda message, peer: None)
+    sip = SipSection()
+    assert transport.max_connections_per_ip == sip.tcp_max_per_ip == 64
+    assert transport.max_connections == sip.tcp_max_connections == 2000
+    assert transport.idle_timeout == sip.tcp_idle_seconds == 300
+    assert transport.max_keepalives == sip.tcp_max_keepalives == 240
