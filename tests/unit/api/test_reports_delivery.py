@@ -379,3 +379,11 @@ async def test_service_stores_one_row_per_destination_and_report_in_its_form() -
     assert [(r.dest, r.lane, json.loads(r.body)["status"]) for r in stored] == [
         (route_of(ov), "ext:1003", "InUse"), (route_of(ys), "ext:1003", "Busy")]
     assert service.delivery.pending() == 2
+
+
+def test_report_urls_are_logged_without_their_secrets() -> None:
+    from ippbx.api.reports.delivery import safe_url
+
+    url = "https://crm:s3cret@crm.example:8443/hook?apikey=abc123&tenant=7"
+    assert safe_url(url) == "https://crm.example:8443/hook?apikey=…&tenant=…"
+    assert safe_url("http://10.0.0.1:8260/") == "http://10.0.0.1:8260/"
