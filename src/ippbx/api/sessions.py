@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ippbx.addresses import in_networks, networks
 from ippbx.api.errors import ApiError, Errno
 from ippbx.config import ApiSection
 from ippbx.store.sessions import SessionRow
@@ -121,7 +121,7 @@ class SessionManager:
         self._ttl = float(config.token_ttl)
         self._max_failures = config.lockout_failures
         self._lockout = float(config.lockout_seconds)
-        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+        self._allowed = networks(config.allowed_ips)
         self._clock = clock
         self._forget_after = forget_after
         self._sessions: dict[str, Session] = {}
@@ -189,15 +189,7 @@ class SessionManager:
             self._store.delete_session(session.token)
 
     def ip_allowed(self, source_ip: str) -> bool:
-        if not self._allowed:
-            return True
-        try:
-            addr = ipaddress.ip_address(source_ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self._allowed)
+        return not self._allowed or in_networks(source_ip, self._allowed)
 
     def locked(self, source_ip: str) -> bool:
         failures = self._failures.get(source_ip)

@@ -36,7 +36,6 @@ one-failure addresses, never the count of an address that keeps guessing.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -44,6 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from ippbx.addresses import in_networks, networks
 from ippbx.config import SecuritySection
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Security:
         self.section = section
         self.known_seconds = known_seconds
         self._clock = clock
-        self._trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in section.trusted]
+        self._trusted = networks(section.trusted)
         size = section.table_size
         self._probation: ExpiringTable[str, _AddressFailures] = ExpiringTable(size, clock)
         self._protected: ExpiringTable[str, _AddressFailures] = ExpiringTable(size, clock)
@@ -161,15 +161,7 @@ class Security:
 
     # -- addresses ------------------------------------------------------------------------
     def is_trusted(self, address: str) -> bool:
-        if not self._trusted:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._trusted)
+        return bool(self._trusted) and in_networks(address, self._trusted)
 
     def is_banned(self, address: str) -> bool:
         return address in self._bans
