@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Protocol
 
 import uvloop
 
-from ippbx.api.guard import HttpGuard, raise_nofile_limit
+from ippbx.api.guard import HttpGuard
 from ippbx.api.reports import ReportService
 from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
@@ -39,6 +40,19 @@ from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+
+def raise_nofile_limit() -> int:
+    """Lift the soft limit on open descriptors to the hard one; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class Component(Protocol):

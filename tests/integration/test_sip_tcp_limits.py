@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from pbx_harness import PbxHarness, build_config
+from sip_wire import read_message
 from sipp_harness import free_port
 
 from ippbx.app import App
 from ippbx.config import parse_config
-from ippbx.sip.message import Request, Response, parse_message
+from ippbx.sip.message import Request, Response
 
 WAIT = 5.0  # upper bound of every wait in this file
 
@@ -60,16 +61,6 @@ def options(writer: asyncio.StreamWriter, call_id: str) -> bytes:
         ("CSeq", "1 OPTIONS"),
         ("Max-Forwards", "70"),
     ]).to_bytes()
-
-
-async def read_message(reader: asyncio.StreamReader) -> Request | Response:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    body = await asyncio.wait_for(reader.readexactly(length), WAIT) if length else b""
-    return parse_message(head + body)
 
 
 async def ask_options(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

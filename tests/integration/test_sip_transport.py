@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from sip_wire import read_message
 
 from ippbx.sip.message import Request, Response, make_response, parse_message
 from ippbx.sip.transport import Peer, SipTransport
@@ -101,16 +102,6 @@ def udp_client() -> AsyncIterator[UdpClient]:
 
 async def tcp_connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
-
-
-async def read_message(reader: asyncio.StreamReader) -> Request | Response:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    body = await asyncio.wait_for(reader.readexactly(length), WAIT) if length else b""
-    return parse_message(head + body)
 
 
 async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = WAIT) -> bool:

@@ -6,9 +6,9 @@ server: uvicorn's HTTP protocol with a request deadline and connection caps.
   that sends nothing, or half a request (slowloris), is closed. uvicorn's own keep-alive
   timeout still closes idle connections between requests.
 - At most `max_connections_per_ip` open connections from one address, and
-  `max_connections` in all (keep it below the process's descriptor limit, which
-  `raise_nofile_limit` lifts to the hard limit at start): a connection over a cap is
-  closed as soon as it is accepted.
+  `max_connections` in all (keep it below the process's descriptor limit, which `App`
+  lifts to the hard limit at start): a connection over a cap is closed as soon as it is
+  accepted.
 - Every cut is counted (`HttpGuard.cut`) and logged, one WARNING line per reason at most
   every `LOG_EVERY` seconds with how many there were.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,16 +114,3 @@ class HttpGuard:
                     self.transport.close()
 
         return GuardedHttpProtocol
-
-
-def raise_nofile_limit() -> int:
-    """Lift the soft limit on open descriptors to the hard one; the limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft

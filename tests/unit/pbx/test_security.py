@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 
 from ippbx.config import ConfigError, SecuritySection, parse_config
 from ippbx.pbx.security import ExpiringTable, Security
@@ -14,25 +15,14 @@ from ippbx.pbx.security import ExpiringTable, Security
 EXTENSIONS = frozenset({"1001", "1002", "1003"})
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def security(clock: Clock, **settings: Any) -> Security:
+def security(clock: FakeClock, **settings: Any) -> Security:
     return Security(SecuritySection(**settings), EXTENSIONS, known_seconds=3600, clock=clock)
 
 
 # ------------------------------------------------------------------------ the table
-def test_table_expires_entries_and_stays_bounded(clock: Clock) -> None:
+def test_table_expires_entries_and_stays_bounded(clock: FakeClock) -> None:
     table: ExpiringTable[str, int] = ExpiringTable(3, clock)
     table.put("a", 1, clock.now + 10)
     table.put("b", 2, clock.now + 20)
@@ -50,7 +40,7 @@ def test_table_expires_entries_and_stays_bounded(clock: Clock) -> None:
         ExpiringTable(0, clock)
 
 
-def test_table_purges_expired_before_evicting_live_ones(clock: Clock) -> None:
+def test_table_purges_expired_before_evicting_live_ones(clock: FakeClock) -> None:
     table: ExpiringTable[str, int] = ExpiringTable(2, clock)
     table.put("old", 1, clock.now + 1)
     table.put("live", 2, clock.now + 100)
@@ -61,7 +51,7 @@ def test_table_purges_expired_before_evicting_live_ones(clock: Clock) -> None:
 
 # ------------------------------------------------------------------------ addresses
 def test_address_banned_at_ban_failures_and_logged_once(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ippbx.pbx.security")
     guard = security(clock, ban_failures=3, ban_seconds=60)
@@ -80,7 +70,7 @@ def test_address_banned_at_ban_failures_and_logged_once(
     assert not guard.is_banned("203.0.113.5")
 
 
-def test_success_forgets_only_that_extensions_failures(clock: Clock) -> None:
+def test_success_forgets_only_that_extensions_failures(clock: FakeClock) -> None:
     """Finding 2a: a phone user registering their own extension between guesses at
     another extension's password is banned all the same."""
     guard = security(clock, ban_failures=10)
@@ -96,7 +86,7 @@ def test_success_forgets_only_that_extensions_failures(clock: Clock) -> None:
     assert guard.is_banned(ip)
 
 
-def test_failures_are_forgotten_a_window_after_the_last_one(clock: Clock) -> None:
+def test_failures_are_forgotten_a_window_after_the_last_one(clock: FakeClock) -> None:
     guard = security(clock, ban_failures=3, failure_window=100)
     guard.failed("192.0.2.1", "1001")
     clock.now += 99
@@ -108,7 +98,7 @@ def test_failures_are_forgotten_a_window_after_the_last_one(clock: Clock) -> Non
     assert guard.extension_failures("1001") == 0
 
 
-def test_a_flood_of_one_failure_addresses_does_not_push_out_a_guesser(clock: Clock) -> None:
+def test_a_flood_of_one_failure_addresses_does_not_push_out_a_guesser(clock: FakeClock) -> None:
     """Finding 2b: 10,000+ single failures (more than the table holds) do not reset the
     count of an address that keeps guessing."""
     guard = security(clock, ban_failures=10, lockout_failures=1_000_000)
@@ -124,7 +114,7 @@ def test_a_flood_of_one_failure_addresses_does_not_push_out_a_guesser(clock: Clo
     assert guard.is_banned(attacker)
 
 
-def test_more_bans_than_the_table_holds_still_ban_a_new_attacker(clock: Clock) -> None:
+def test_more_bans_than_the_table_holds_still_ban_a_new_attacker(clock: FakeClock) -> None:
     """Finding 2c: expired bans are purged, and a full table of live bans makes room."""
     guard = security(clock, ban_failures=1, ban_seconds=60, table_size=100)
     for i in range(150):  # more than the table, all expire
@@ -139,7 +129,7 @@ def test_more_bans_than_the_table_holds_still_ban_a_new_attacker(clock: Clock) -
     assert guard.is_banned("198.51.100.2") and len(guard._bans) == 100
 
 
-def test_ban_seconds_zero_bans_nobody(clock: Clock) -> None:
+def test_ban_seconds_zero_bans_nobody(clock: FakeClock) -> None:
     guard = security(clock, ban_failures=1, ban_seconds=0)
     guard.failed("192.0.2.9", None)
     assert not guard.is_banned("192.0.2.9")
@@ -147,7 +137,7 @@ def test_ban_seconds_zero_bans_nobody(clock: Clock) -> None:
 
 # ------------------------------------------------------------------------ extensions
 def test_extension_locked_after_failures_from_anywhere_but_not_for_its_phone(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ippbx.pbx.security")
     guard = security(clock, ban_failures=10, lockout_failures=6, lockout_seconds=300)
@@ -172,7 +162,7 @@ def test_extension_locked_after_failures_from_anywhere_but_not_for_its_phone(
     assert not guard.is_locked("1002", "203.0.113.9")
 
 
-def test_known_address_is_forgotten_after_known_seconds(clock: Clock) -> None:
+def test_known_address_is_forgotten_after_known_seconds(clock: FakeClock) -> None:
     guard = security(clock, lockout_failures=1, lockout_seconds=100_000)
     guard.succeeded("192.0.2.50", "1003")
     guard.failed("203.0.113.1", "1003")
@@ -183,7 +173,7 @@ def test_known_address_is_forgotten_after_known_seconds(clock: Clock) -> None:
 
 # ------------------------------------------------------------------------ rate limit
 def test_rate_limit_is_a_token_bucket_per_address(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ippbx.pbx.security")
     guard = security(clock, rate_limit=2, rate_burst=5)
@@ -199,7 +189,7 @@ def test_rate_limit_is_a_token_bucket_per_address(
 
 
 # ------------------------------------------------------------------------ trusted
-def test_trusted_addresses_are_never_banned_nor_limited(clock: Clock) -> None:
+def test_trusted_addresses_are_never_banned_nor_limited(clock: FakeClock) -> None:
     guard = security(clock, ban_failures=2, lockout_failures=3, rate_limit=1, rate_burst=1,
                      trusted=["10.1.0.0/16", "2001:db8::/32"])
     for address in ("10.1.2.3", "2001:db8::5", "::ffff:10.1.9.9"):
@@ -215,7 +205,7 @@ def test_trusted_addresses_are_never_banned_nor_limited(clock: Clock) -> None:
     assert guard.is_locked("1001", "10.1.2.3")
 
 
-def test_nothing_is_trusted_by_default(clock: Clock) -> None:
+def test_nothing_is_trusted_by_default(clock: FakeClock) -> None:
     guard = security(clock)
     assert not guard.is_trusted("127.0.0.1")
 

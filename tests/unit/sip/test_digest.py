@@ -5,6 +5,7 @@ MD5, and which outcomes are failures worth counting."""
 from __future__ import annotations
 
 import pytest
+from conftest import FakeClock
 
 from ippbx.sip.digest import (
     DigestChallenger,
@@ -24,21 +25,10 @@ from ippbx.sip.headers import parse_credentials
 PASSWORDS = {"1001": "secret1001", "alice": "wonderland"}
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def server(clock: Clock) -> DigestChallenger:
+def server(clock: FakeClock) -> DigestChallenger:
     return DigestChallenger("pbx.example.com", b"k" * 32, nonce_ttl=300.0, clock=clock)
 
 
@@ -109,7 +99,7 @@ def ok(server: DigestChallenger, value: str, method: str = "REGISTER", uri: str 
 
 
 @pytest.mark.parametrize("algorithm", ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess"])
-def test_round_trip_with_qop(clock: Clock, algorithm: str) -> None:
+def test_round_trip_with_qop(clock: FakeClock, algorithm: str) -> None:
     server = DigestChallenger("pbx.example.com", b"k" * 32, clock=clock,
                               algorithms=(algorithm,))
     challenge = server.challenge(SRC)
@@ -120,7 +110,7 @@ def test_round_trip_with_qop(clock: Clock, algorithm: str) -> None:
     assert result.username == "1001" and result.algorithm == algorithm.upper()
 
 
-def test_rfc2069_answer_is_single_use(clock: Clock) -> None:
+def test_rfc2069_answer_is_single_use(clock: FakeClock) -> None:
     server = DigestChallenger("pbx", b"x" * 16, clock=clock, qop=(), opaque=False)
     challenge = server.challenge(SRC)
     assert "qop" not in challenge and "opaque" not in challenge
@@ -154,7 +144,7 @@ def test_sipp_style_answer_without_qop_accepted_once_by_a_qop_challenge(
     assert ok(server, again, "INVITE", "sip:1002@pbx").status is VerifyStatus.STALE
 
 
-def test_auth_int_covers_the_body_and_only_when_offered(clock: Clock) -> None:
+def test_auth_int_covers_the_body_and_only_when_offered(clock: FakeClock) -> None:
     server = DigestChallenger("pbx.example.com", b"k" * 32, clock=clock,
                               qop=("auth-int",))
     value = answer_challenge(server.challenge(SRC), "INVITE", "sip:x@pbx", "1001",
@@ -207,7 +197,7 @@ def test_nonce_count_must_increase(server: DigestChallenger) -> None:
     assert fourth is not None and ok(server, fourth).ok
 
 
-def test_nonce_table_is_bounded_and_forgetting_lets_no_replay_through(clock: Clock) -> None:
+def test_nonce_table_is_bounded_and_forgetting_lets_no_replay_through(clock: FakeClock) -> None:
     server = DigestChallenger("r", b"s", clock=clock, qop=(), max_tracked_nonces=2)
     values = []
     for _ in range(3):
@@ -231,7 +221,7 @@ def test_nonce_table_is_bounded_and_forgetting_lets_no_replay_through(clock: Clo
         DigestChallenger("r", b"s", max_tracked_nonces=0)
 
 
-def test_nonce_issued_before_the_floor_and_never_used_is_stale(clock: Clock) -> None:
+def test_nonce_issued_before_the_floor_and_never_used_is_stale(clock: FakeClock) -> None:
     server = DigestChallenger("r", b"s", clock=clock, qop=(), max_tracked_nonces=1)
     early = answer_challenge(server.challenge(SRC), "REGISTER", "sip:r", "alice", "wonderland")
     clock.now += 1
@@ -265,7 +255,7 @@ def test_nonce_is_bound_to_the_source_address(server: DigestChallenger) -> None:
 
 # ----------------------------------------------------------------- stale and failures
 def test_expired_nonce_is_stale_and_rechallenge_says_so(
-    server: DigestChallenger, clock: Clock
+    server: DigestChallenger, clock: FakeClock
 ) -> None:
     value = answer_challenge(server.challenge(SRC), "REGISTER", URI, "1001", "secret1001")
     clock.now += 301
@@ -278,14 +268,14 @@ def test_expired_nonce_is_stale_and_rechallenge_says_so(
     assert ok(server, fresh).ok
 
 
-def test_nonce_fresh_until_its_ttl(server: DigestChallenger, clock: Clock) -> None:
+def test_nonce_fresh_until_its_ttl(server: DigestChallenger, clock: FakeClock) -> None:
     value = answer_challenge(server.challenge(SRC), "REGISTER", URI, "1001", "secret1001")
     clock.now += 299
     assert ok(server, value).ok
 
 
 def test_expired_nonce_with_wrong_password_is_failed_not_stale(
-    server: DigestChallenger, clock: Clock
+    server: DigestChallenger, clock: FakeClock
 ) -> None:
     value = answer_challenge(server.challenge(SRC), "REGISTER", URI, "1001", "guess")
     clock.now += 1000
@@ -324,7 +314,7 @@ def test_wrong_password_and_method(server: DigestChallenger) -> None:
     assert ok(server, good, "INVITE").status is VerifyStatus.FAILED
 
 
-def test_tampered_or_foreign_nonce_is_invalid(server: DigestChallenger, clock: Clock) -> None:
+def test_tampered_or_foreign_nonce_is_invalid(server: DigestChallenger, clock: FakeClock) -> None:
     challenge = server.challenge(SRC)
     nonce = parse_challenge(challenge).nonce
     # move the timestamp forward (would make an old nonce fresh): the MAC no longer fits
@@ -341,7 +331,7 @@ def test_tampered_or_foreign_nonce_is_invalid(server: DigestChallenger, clock: C
     assert ok(server, value).status is VerifyStatus.INVALID
 
 
-def test_nonce_from_another_realm_with_the_same_secret_is_rejected(clock: Clock) -> None:
+def test_nonce_from_another_realm_with_the_same_secret_is_rejected(clock: FakeClock) -> None:
     a = DigestChallenger("a.example", b"shared", clock=clock)
     b = DigestChallenger("b.example", b"shared", clock=clock)
     nonce = parse_challenge(a.challenge(SRC)).nonce
@@ -441,7 +431,7 @@ def test_odd_but_valid_spacing_and_quoting(server: DigestChallenger) -> None:
     assert ok(server, value, uri="sip:pbx").ok
 
 
-def test_realm_with_quotes_is_escaped_both_ways(clock: Clock) -> None:
+def test_realm_with_quotes_is_escaped_both_ways(clock: FakeClock) -> None:
     realm = 'the "big" \\ realm'
     server = DigestChallenger(realm, b"s", clock=clock)
     challenge = server.challenge(SRC)
@@ -452,7 +442,7 @@ def test_realm_with_quotes_is_escaped_both_ways(clock: Clock) -> None:
 
 
 # ------------------------------------------------------------------ several algorithms
-def test_sha256_offered_first_beside_md5_and_either_accepted(clock: Clock) -> None:
+def test_sha256_offered_first_beside_md5_and_either_accepted(clock: FakeClock) -> None:
     server = DigestChallenger("pbx.example.com", b"k" * 32, clock=clock,
                               algorithms=("SHA-256", "MD5"))
     values = server.challenges(SRC)
