@@ -4,17 +4,17 @@ per-extension counts, lockout, the rate limit, trusted addresses, the ban log li
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import FakeClock
 
 from ippbx.config import ConfigError, SecuritySection, parse_config
 from ippbx.pbx.security import ExpiringTable, Security
 
+if TYPE_CHECKING:  # (the `clock` fixture is tests/conftest.py's)
+    from conftest import FakeClock
+
 EXTENSIONS = frozenset({"1001", "1002", "1003"})
-
-
 
 
 def security(clock: FakeClock, **settings: Any) -> Security:

@@ -4,8 +4,9 @@ MD5, and which outcomes are failures worth counting."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from conftest import FakeClock
 
 from ippbx.sip.digest import (
     DigestChallenger,
@@ -21,6 +22,9 @@ from ippbx.sip.digest import (
     split_challenges,
 )
 from ippbx.sip.headers import parse_credentials
+
+if TYPE_CHECKING:  # (the `clock` fixture is tests/conftest.py's)
+    from conftest import FakeClock
 
 PASSWORDS = {"1001": "secret1001", "alice": "wonderland"}
 
