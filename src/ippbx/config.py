@@ -70,6 +70,14 @@ class SipSection(_Model):
     tcp_max_connections: int = Field(2000, ge=1)
     tcp_idle_seconds: float = Field(300.0, gt=0)
     tcp_max_keepalives: int = Field(240, ge=0)
+    # SIP over TLS ("" = off; same limits as TCP). Without tls_cert/tls_key a self-signed
+    # certificate is made beside the store (ippbx-sip.crt). tls_verify / tls_ca: how the
+    # certificates of peers we connect to (TLS trunks) are checked.
+    tls_listen: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_verify: bool = True
+    tls_ca: str = ""
 
     @field_validator("listen")
     @classmethod
@@ -77,9 +85,37 @@ class SipSection(_Model):
         _host_port(v, 5060)
         return v
 
+    @field_validator("tls_listen")
+    @classmethod
+    def _check_tls_listen(cls, v: str) -> str:
+        if v.strip():
+            _host_port(v, 5061)
+        return v
+
+    @field_validator("tls_cert", "tls_key", "tls_ca")
+    @classmethod
+    def _check_pem_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SipSection:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (give both or neither)")
+        tls = self.tls_address
+        if tls is not None and tls[1] != 0 and tls == self.listen_address:
+            raise ValueError("tls_listen is the same address as listen")
+        return self
+
     @property
     def listen_address(self) -> tuple[str, int]:
         return _host_port(self.listen, 5060)
+
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """The SIP over TLS (host, port), or None when TLS is off."""
+        return _host_port(self.tls_listen, 5061) if self.tls_listen.strip() else None
 
 
 class ApiSection(_Model):
@@ -235,14 +271,20 @@ class Trunk(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     type: Literal["peer", "register"] = "peer"
     host: str = Field(min_length=1)
-    port: int = Field(5060, ge=1, le=65535)
-    transport: Literal["udp", "tcp"] = "udp"
+    port: int = Field(5060, ge=1, le=65535)  # 5061 when transport is "tls" and no port
+    transport: Literal["udp", "tcp", "tls"] = "udp"
     username: str = ""
     password: str = ""
     from_user: str = ""
     callerid: str = ""
     max_channels: int = Field(0, ge=0)
     expires: int = Field(3600, ge=60)
+
+    @model_validator(mode="after")
+    def _tls_port(self) -> Trunk:
+        if self.transport == "tls" and "port" not in self.model_fields_set:
+            object.__setattr__(self, "port", 5061)  # (frozen model)
+        return self
 
     @model_validator(mode="after")
     def _register_needs_credentials(self) -> Trunk:

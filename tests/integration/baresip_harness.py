@@ -73,8 +73,9 @@ def sip_port_pair() -> int:
 
 
 def write_config(directory: Path, sip_port: int, ctrl_port: int, rtp: tuple[int, int],
-                 account: str) -> None:
-    """The `config` and `accounts` files of the working setup in docs/testing.md."""
+                 account: str, extra: list[str] | None = None) -> None:
+    """The `config` and `accounts` files of the working setup in docs/testing.md, plus
+    the `extra` config lines."""
     directory.mkdir(parents=True, exist_ok=True)
     config = [
         "poll_method epoll",
@@ -96,6 +97,7 @@ def write_config(directory: Path, sip_port: int, ctrl_port: int, rtp: tuple[int,
         "module_app menu.so",
         "module ctrl_tcp.so",
         f"ctrl_tcp_listen 127.0.0.1:{ctrl_port}",
+        *(extra or []),
     ]
     (directory / "config").write_text("\n".join(config) + "\n")
     (directory / "accounts").write_text(account + "\n" if account else "")
@@ -116,9 +118,10 @@ class Baresip:
     _token: int = field(default=0, init=False)
 
     @classmethod
-    def configure(cls, directory: Path, account: str) -> Baresip:
+    def configure(cls, directory: Path, account: str, extra: list[str] | None = None
+                  ) -> Baresip:
         sip_port, ctrl_port = sip_port_pair(), free_port()
-        write_config(directory, sip_port, ctrl_port, rtp_port_range(), account="")
+        write_config(directory, sip_port, ctrl_port, rtp_port_range(), account="", extra=extra)
         return cls(directory, sip_port, ctrl_port, account)
 
     @property

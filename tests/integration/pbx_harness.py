@@ -4,7 +4,8 @@
 1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
 prefix 9 → all the trunks in order (or `route_trunks`), DID 5550100 on the first trunk →
 extension 1002; `no_answer_seconds` 20 unless given; `[security]` with `digest_uri =
-"host"` for sipp's digests, and the keys of `security=`), starts `App`, logs in to the API,
+"host"` for sipp's digests, and the keys of `security=`; more `[sip]` keys in `sip=`),
+starts `App`, logs in to the API,
 and offers `query()` helpers; `api_version` is the dialect it logs in through and posts
 to ("v0.0.1" OpenVox, "v1.1.0" Yeastar; `login(version)` switches). `stop()` stops
 everything and checks nothing leaked: no live call in the registry, no B2BUA task, no SIP
@@ -61,12 +62,13 @@ def toml_value(value: Any) -> str:
 def build_config(
     sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "", *,
     no_answer_seconds: int = 20, route_trunks: list[str] | None = None,
-    security: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None, sip: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "[pbx]", 'sn = "ippbxtest01"',
         "[sip]", f'listen = "127.0.0.1:{sip_port}"', 'domain = "ippbx.test"',
         f"no_answer_seconds = {no_answer_seconds}",
+        *(f"{k} = {toml_value(v)}" for k, v in (sip or {}).items()),
         "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
         "[store]", f'path = "{store}"',
         "[security]",
@@ -101,12 +103,12 @@ class PbxHarness:
         cls, tmp_path: Path, trunks: list[TrunkSpec] | None = None, extra: str = "",
         sip_port: int | None = None, *, no_answer_seconds: int = 20,
         route_trunks: list[str] | None = None, api_version: str = "v0.0.1",
-        security: dict[str, Any] | None = None,
+        security: dict[str, Any] | None = None, sip: dict[str, Any] | None = None,
     ) -> PbxHarness:
         port = sip_port or free_port()
         text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
                             no_answer_seconds=no_answer_seconds, route_trunks=route_trunks,
-                            security=security)
+                            security=security, sip=sip)
         app = App(parse_config(text))
         await app.start()
         harness = cls(app, api_version)

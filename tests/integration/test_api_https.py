@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ippbx.api.tls import TlsError
 from ippbx.app import App
+from ippbx.certs import TlsError
 from ippbx.config import parse_config
 
 FreePort = Callable[..., int]

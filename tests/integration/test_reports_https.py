@@ -9,7 +9,7 @@ from pathlib import Path
 from reports_harness import Pbx, Receiver, config_text, until
 from sipp_harness import SippFactory, free_port
 
-from ippbx.api.tls import make_self_signed, server_context
+from ippbx.certs import make_self_signed, server_context
 
 
 async def register(sipp: SippFactory, pbx: Pbx, ext: str) -> None:

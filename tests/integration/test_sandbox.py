@@ -36,11 +36,13 @@ API_MD5 = hashlib.md5(b"apipass").hexdigest()
 LIVE = {"Progress", "Talking"}
 PLACED = re.compile(r"#(\d+) (outbound|internal|inbound)\s+(\S+) -> (\S+)")
 API_URL = re.compile(r"API (http://127\.0\.0\.1:\d+)/api/v0\.0\.1/")
-FREE_PORTS = ["--sip-port", "0", "--api-port", "0", "--https-port", "0", "--carrier-port", "0"]
+FREE_PORTS = ["--sip-port", "0", "--api-port", "0", "--https-port", "0", "--tls-port", "0",
+              "--carrier-port", "0"]
 
 
 def free_ports_options(**kwargs: Any) -> SandboxOptions:
-    return SandboxOptions(sip_port=0, api_port=0, https_port=0, carrier_port=0, **kwargs)
+    return SandboxOptions(sip_port=0, api_port=0, https_port=0, tls_port=0, carrier_port=0,
+                          **kwargs)
 
 
 async def login(client: httpx.AsyncClient, api: str, **fields: Any) -> str:

@@ -383,10 +383,10 @@ async def test_peer_that_does_not_read_is_dropped(make_transport: Factory) -> No
         big = options(server.local_port, "big", transport="TCP", body=b"x" * 60000)
         for _ in range(400):  # ~24 MB, far more than the socket buffers hold
             server.send(big, peer)
-            if (peer.host, peer.port) not in server._conns:
+            if (peer.host, peer.port, "tcp") not in server._conns:
                 break
             await asyncio.sleep(0)
-        assert (peer.host, peer.port) not in server._conns
+        assert (peer.host, peer.port, "tcp") not in server._conns
     finally:
         close_writer(writer)
 

@@ -380,14 +380,14 @@ class B2BUA:
         trunk: Trunk | None,
     ) -> Request:
         local = self.ua.transport.local_host
-        port = self.ua.transport.local_port
+        port = self.ua.transport.port_for(dest.transport)
         domain = trunk.host if trunk is not None else dest.host
         headers = [
             ("From", f"<sip:{from_user}@{local}:{port}>;tag={self.ua.new_tag()}"),
             ("To", f"<sip:{to_user}@{domain}>"),
             ("Call-ID", self.ua.new_call_id()),
             ("CSeq", "1 INVITE"),
-            ("Contact", f"<{self.ua.contact_uri(from_user)}>"),
+            ("Contact", f"<{self.ua.contact_uri(from_user, dest.transport)}>"),
             ("Max-Forwards", str(max_forwards)),
             ("User-Agent", self.config.sip.user_agent),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
@@ -518,7 +518,9 @@ class B2BUA:
         return None
 
     def _contact(self, bridge: Bridge) -> str:
-        return f"<{self.ua.contact_uri(bridge.call.caller.to_number or 'ippbx')}>"
+        """Our Contact towards the caller, for the transport its INVITE came over."""
+        transport = bridge.a.source.transport if bridge.a is not None else "udp"
+        return f"<{self.ua.contact_uri(bridge.call.caller.to_number or 'ippbx', transport)}>"
 
     # -- in-dialog requests -------------------------------------------------------------
     def _in_dialog(self, sr: ServerRequest) -> None:

@@ -5,6 +5,10 @@ the sockets, cancels call tasks and expires nothing: registrations stay in SQLit
 restarted PBX still reaches its phones. The dialogs of answered calls are journalled in
 SQLite too, and a start first sends BYE on those a previous run left up (a crash leaves
 no call up at the carrier; `ippbx.pbx.leftover_dialogs`).
+
+SIP over TLS (`[sip] tls_listen`) uses `[sip] tls_cert`/`tls_key`, else a self-signed
+`ippbx-sip.crt`/`.key` made beside the store at the first start; connections to TLS
+trunks check the carrier's certificate (`tls_verify`, `tls_ca`).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
+from functools import partial
 
-from ippbx.config import Config
+from ippbx.certs import client_context, listener_context
+from ippbx.config import Config, SipSection
 from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
@@ -29,6 +36,28 @@ from ippbx.sip.ua import UserAgent
 from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+SIP_CERT_STEM = "ippbx-sip"
+
+
+def sip_tls_server_context(config: Config) -> ssl.SSLContext:
+    """The TLS listener's context: `[sip] tls_cert`/`tls_key`, else self-signed."""
+    sip = config.sip
+    address = sip.tls_address
+    return listener_context(
+        sip.tls_cert, sip.tls_key, store_path=config.store.path, stem=SIP_CERT_STEM,
+        common_name=config.pbx.name, hosts=[address[0]] if address is not None else [],
+        label="SIP",
+    )
+
+
+def _needs_tls_client(config: Config) -> bool:
+    return config.sip.tls_address is not None or any(
+        trunk.transport == "tls" for trunk in config.trunks)
+
+
+def _tls_client(sip: SipSection) -> ssl.SSLContext:
+    return client_context(sip.tls_verify, sip.tls_ca)
 
 
 class PbxService:
@@ -56,8 +85,12 @@ class PbxService:
         self.transport = SipTransport(
             host, port, self._on_message, idle_timeout=sip.tcp_idle_seconds,
             max_keepalives=sip.tcp_max_keepalives, max_connections=sip.tcp_max_connections,
-            max_connections_per_ip=sip.tcp_max_per_ip)
+            max_connections_per_ip=sip.tcp_max_per_ip,
+            tls_listen=sip.tls_address,
+            tls_server=partial(sip_tls_server_context, config),
+            tls_client=_tls_client(sip) if _needs_tls_client(config) else None)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
+        self.transport.on_unreachable = self.ua.unreachable
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)
         self.b2bua.journal = self.journal
@@ -85,6 +118,9 @@ class PbxService:
             registration.start()
         log.info("SIP listening on %s:%d (udp, tcp)", self.transport.local_host,
                  self.transport.local_port)
+        if self.transport.tls_port is not None and self.transport.tls_listen is not None:
+            log.info("SIP listening on %s:%d (tls)", self.transport.tls_listen[0],
+                     self.transport.tls_port)
 
     async def stop(self) -> None:
         if self._sweeper is not None:

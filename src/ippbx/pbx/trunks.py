@@ -62,7 +62,11 @@ class Trunks:
         return list(self._trunks.values())
 
     def destination(self, trunk: Trunk) -> Peer:
-        return Peer(self._ips[trunk.name], trunk.port, trunk.transport)
+        """Where calls to `trunk` go. Over TLS by its configured host name, so the
+        carrier's certificate is checked against that name (its address once resolved
+        otherwise, saving a lookup per call)."""
+        host = trunk.host if trunk.transport == "tls" else self._ips[trunk.name]
+        return Peer(host, trunk.port, trunk.transport)
 
     def match_source(self, source: Peer, from_user: str, is_extension: bool) -> Trunk | None:
         """The trunk a request came from: exact ip:port, else the ip unless the sender

@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="PBX API (default: 9011)")
     net.add_argument("--https-port", type=_port, default=8088, metavar="PORT",
                      help="PBX API over HTTPS, self-signed certificate (default: 8088)")
+    net.add_argument("--tls-port", type=_port, default=5061, metavar="PORT",
+                     help="PBX SIP over TLS, self-signed certificate (default: 5061)")
     net.add_argument("--carrier-port", type=_port, default=5080, metavar="PORT",
                      help="the simulated carrier, i.e. the trunk's port (default: 5080)")
     net.add_argument("--store", metavar="FILE", default=None,
@@ -105,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
             sip_port=args.sip_port,
             api_port=args.api_port,
             https_port=args.https_port,
+            tls_port=args.tls_port,
             carrier_port=args.carrier_port,
             store=args.store,
             no_answer_seconds=args.no_answer_seconds,

@@ -35,6 +35,7 @@ def sandbox_config(
     sip_port: int = 5060,
     api_port: int = 9011,
     https_port: int = 8088,
+    tls_port: int = 5061,
     carrier_port: int = 5080,
     store_path: str = "ippbx-demo.sqlite3",
     no_answer_seconds: int = DEMO_NO_ANSWER_SECONDS,
@@ -44,6 +45,7 @@ def sandbox_config(
     text = resources.files("ippbx").joinpath("demo.toml").read_text(encoding="utf-8")
     data: dict[str, Any] = tomllib.loads(text)
     data.setdefault("sip", {})["listen"] = f"{host}:{sip_port}"
+    data["sip"]["tls_listen"] = f"{host}:{tls_port}"
     data["sip"]["no_answer_seconds"] = no_answer_seconds
     data.setdefault("api", {})["listen"] = f"{host}:{api_port}"
     data["api"]["https_listen"] = f"{host}:{https_port}"

@@ -42,8 +42,9 @@ from typing import Any, TextIO
 import httpx
 import uvloop
 
-from ippbx.api.tls import certificate_paths
+from ippbx.api.tls import API_CERT_STEM
 from ippbx.app import App
+from ippbx.certs import certificate_paths
 from ippbx.sandbox.carrier import Carrier, CarrierBehaviour
 from ippbx.sandbox.config import DEMO_NO_ANSWER_SECONDS, Topology, sandbox_config
 from ippbx.sandbox.endpoint import CallOutcome, Endpoint, wait_first
@@ -78,6 +79,7 @@ class SandboxOptions:
     sip_port: int = 5060
     api_port: int = 9011
     https_port: int = 8088
+    tls_port: int = 5061
     carrier_port: int = 5080
     store: str | None = None  # SQLite path; None: a temporary directory
     no_answer_seconds: int = DEMO_NO_ANSWER_SECONDS
@@ -156,7 +158,8 @@ class Sandbox:
                 self.store_path = opts.store
             config = sandbox_config(
                 sip_port=opts.sip_port, api_port=opts.api_port,
-                https_port=opts.https_port, carrier_port=self.carrier.port,
+                https_port=opts.https_port, tls_port=opts.tls_port,
+                carrier_port=self.carrier.port,
                 store_path=self.store_path,
                 no_answer_seconds=opts.no_answer_seconds, host=opts.host,
             )
@@ -378,15 +381,18 @@ class Sandbox:
         api = f"http://{opts.host}:{self.app.api.port}"
         https: list[str] = []
         if self.app.api_tls is not None:
-            cert = self.app.config.api.tls_cert or certificate_paths(self.store_path)[0]
+            cert = (self.app.config.api.tls_cert
+                    or certificate_paths(self.store_path, API_CERT_STEM)[0])
             https = [f"  https    https://{opts.host}:{self.app.api_tls.port}/api/v0.0.1/ "
                      f"(certificate {cert}; curl -k)"]
+        tls_port = self.app.pbx.transport.tls_port
+        tls = f", {opts.host}:{tls_port} (tls)" if tls_port is not None else ""
         phones = ", ".join(self.phones)
         length = f"for {opts.duration:g} s" if opts.duration is not None else "until Ctrl-C"
         return "\n".join([
             f"ippbx demo, seed {self.seed} (repeat this traffic with --seed {self.seed})",
-            f"  PBX      SIP {self.topology.pbx_host}:{self.topology.pbx_port} (udp, tcp), "
-            f"API {api}/api/v0.0.1/ (user api, password apipass)",
+            f"  PBX      SIP {self.topology.pbx_host}:{self.topology.pbx_port} (udp, tcp)"
+            f"{tls}, API {api}/api/v0.0.1/ (user api, password apipass)",
             *https,
             f"  carrier  {self.carrier.host}:{self.carrier.port} "
             f"(trunk {self.topology.trunk.name!r}, DID {', '.join(self.topology.dids)})",

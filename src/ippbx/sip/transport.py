@@ -1,9 +1,10 @@
-"""SIP over UDP and TCP: the only module of ippbx that touches SIP sockets.
+"""SIP over UDP, TCP and TLS: the only module of ippbx that touches SIP sockets.
 
 Theory of operation
 -------------------
-`SipTransport` binds one listen address for both UDP and TCP (same port) and turns what
-arrives into parsed `Request`/`Response` objects handed to `on_message(message, peer)`;
+`SipTransport` binds one listen address for both UDP and TCP (same port), and optionally
+a second one for TLS (RFC 3261 §26.2: 5061), and turns what arrives into parsed
+`Request`/`Response` objects handed to `on_message(message, peer)`;
 `send(message, dest)` serializes and writes, never blocking the event loop. Everything
 above (transactions, dialogs, the UA) is sans-IO and talks to the network only through
 these two calls plus `response_destination`.
@@ -15,7 +16,17 @@ these two calls plus `response_destination`.
   connection by the destination we were asked to send to (and by its resolved address),
   an incoming one by the socket's peer address, which is exactly the `Peer` its messages
   are reported with — so answering a `Peer` reuses the connection the request came on.
-  Outgoing connections open lazily on the first `send` and queue until connected.
+  Outgoing connections open lazily on the first `send` and queue until connected; when
+  the connect (or its TLS handshake) fails, `on_unreachable(dest)` tells the owner, so
+  the transactions waiting on that destination fail at once (RFC 3261 §17.1.4) instead
+  of at Timer B.
+* TLS works like TCP on a connection that is secured first (`Peer.transport` "tls").
+  The TLS listener accepts sockets itself and admits them (the limits below) before
+  their handshake starts, so connections that never finish a handshake are capped like
+  any other; a handshake must finish within `handshake_timeout`. (Not `start_tls` on an
+  accepted TCP stream: uvloop hands the ClientHello to the old protocol.) Outgoing TLS
+  connections check the server's certificate with the client context the owner gives
+  (the host name of the destination, or its IP address, against the certificate).
 * Where responses go (`reply_address`, §18.2.2 without its `maddr` rule): over TCP the
   connection the request came on, while it is open; otherwise always the address the
   request came from (its `received`), on UDP at the `rport` port if the client asked
@@ -58,6 +69,7 @@ import errno
 import logging
 import secrets
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +113,9 @@ MAX_CONNECTIONS_PER_IP = 64  # open incoming TCP connections from one address
 CUT_LOG_EVERY = 10.0  # seconds between two WARNING lines about cut connections, per reason
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # unsent bytes per TCP peer before we give up on it
 CONNECT_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS handshake may take
 DEFAULT_PORT = 5060
+STREAM_TRANSPORTS = frozenset({"tcp", "tls"})
 
 OnMessage = Callable[[Request | Response, "Peer"], None]
 
@@ -112,7 +126,7 @@ class Peer:
 
     host: str
     port: int
-    transport: str = "udp"  # "udp" | "tcp"
+    transport: str = "udp"  # "udp" | "tcp" | "tls"
 
 
 # -- pure helpers (no sockets; unit-tested directly) ----------------------------------------
@@ -335,8 +349,11 @@ def _set_buffers(sock: socket.socket, size: int) -> None:
 # -- the transport --------------------------------------------------------------------------
 
 
+ConnKey = tuple[str, int, str]  # (host, port, "tcp" | "tls")
+
+
 class SipTransport:
-    """UDP endpoint + TCP server on one address; see the module docstring."""
+    """UDP endpoint + TCP server on one address (+ a TLS server); see the module docstring."""
 
     def __init__(
         self,
@@ -344,6 +361,11 @@ class SipTransport:
         port: int,
         on_message: OnMessage,
         *,
+        tls_listen: tuple[str, int] | None = None,
+        tls_server: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
+        tls_client: ssl.SSLContext | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        on_unreachable: Callable[[Peer], None] | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         max_keepalives: int = MAX_KEEPALIVES,
         max_connections: int = MAX_CONNECTIONS,
@@ -366,6 +388,13 @@ class SipTransport:
         self.udp_buffer_size = udp_buffer_size
         self.connect_timeout = connect_timeout
         self.error_linger = error_linger
+        self.tls_listen = tls_listen
+        self.tls_port: int | None = None  # bound TLS port once started
+        self._tls_server_source = tls_server
+        self._tls_server: ssl.SSLContext | None = None
+        self.tls_client = tls_client
+        self.handshake_timeout = handshake_timeout
+        self.on_unreachable = on_unreachable
         self.rejects = RateLimitedLog(log)  # one line per rejected message, rate-limited
         self.cut: Counter[str] = Counter()  # TCP connections we closed, by reason
         self._cut_log = RateLimitedLog(log, burst=1, window=CUT_LOG_EVERY)
@@ -373,7 +402,8 @@ class SipTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._conns: dict[tuple[str, int], _Connection] = {}
+        self._tls: socket.socket | None = None  # the TLS listening socket
+        self._conns: dict[ConnKey, _Connection] = {}
         self._all: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -423,11 +453,84 @@ class SipTransport:
             raise
         self.local_host, self.local_port = address, port
         log.debug("SIP transport listening on %s:%d (UDP+TCP)", address, port)
+        if self.tls_listen is not None:
+            try:
+                await self._start_tls_server(*self.tls_listen)
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def _start_tls_server(self, host: str, port: int) -> None:
+        """Make the TLS server context (a callable may make a certificate) and bind."""
+        source = self._tls_server_source
+        if source is None:
+            raise ValueError("tls_listen needs a tls_server context")
+        self._tls_server = source() if callable(source) else source
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+        family, address = infos[0][0], infos[0][4]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._tls = sock
+        self.tls_port = sock.getsockname()[1]
+        self._spawn(self._accept_tls(sock))
+        log.debug("SIP transport listening on %s:%d (TLS)", address[0], self.tls_port)
+
+    async def _accept_tls(self, listener: socket.socket) -> None:
+        """Accept TLS connections: admit each, then run its handshake in a task."""
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            try:
+                client, addr = await loop.sock_accept(listener)
+            except OSError as exc:  # e.g. EMFILE: out of descriptors for a moment
+                if self._closing or listener.fileno() < 0:
+                    return
+                log.debug("TLS accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn = _Connection(self, None, "tls")
+            refused = self._admit(conn, addr[0])
+            if refused is not None:
+                self._record_cut(refused, Peer(addr[0], addr[1], "tls"))
+                client.close()
+                continue
+            self._spawn(self._handshake(conn, client, Peer(addr[0], addr[1], "tls")))
+
+    async def _handshake(self, conn: _Connection, client: socket.socket, peer: Peer) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: conn, client, ssl=self._tls_server,
+                ssl_handshake_timeout=self.handshake_timeout)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self._record_cut("TLS handshake failed", peer)
+            log.debug("TLS handshake with %s failed: %r", peer, exc)
+            client.close()
+            conn.connect_failed()
+        except asyncio.CancelledError:
+            client.close()
+            conn.connect_failed()
+            raise
+
+    def port_for(self, transport: str) -> int:
+        """Our port for `transport`: the TLS port for "tls", else the UDP/TCP one."""
+        if transport.lower() == "tls" and self.tls_port is not None:
+            return self.tls_port
+        return self.local_port
 
     async def stop(self) -> None:
         """Close the sockets and every connection; cancel pending connects and lookups."""
         self._closing = True
         server, self._server = self._server, None
+        tls, self._tls = self._tls, None
         udp, self._udp = self._udp, None
         if server is not None:
             server.close()
@@ -440,6 +543,8 @@ class SipTransport:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if tls is not None:
+            tls.close()  # (after its accept loop, one of the tasks, has ended)
         if server is not None:
             try:
                 await asyncio.wait_for(server.wait_closed(), 5)
@@ -455,8 +560,8 @@ class SipTransport:
         """Send `message` to `dest`; never blocks, never raises (failures are logged)."""
         try:
             data = message.to_bytes()
-            if dest.transport.lower() == "tcp":
-                self._send_tcp(data, dest)
+            if dest.transport.lower() in STREAM_TRANSPORTS:
+                self._send_stream(data, dest)
             else:
                 self._send_udp(data, dest)
         except Exception:
@@ -465,11 +570,11 @@ class SipTransport:
     def response_destination(self, response: Response, source: Peer) -> Peer:
         """Where to send `response` to a request that came from `source` (never raises).
 
-        Over TCP the connection the request came on while it is open (RFC 3261 §18.2.2),
-        else `reply_address`: the source's address, never a Via `maddr`.
+        Over TCP/TLS the connection the request came on while it is open (RFC 3261
+        §18.2.2), else `reply_address`: the source's address, never a Via `maddr`.
         """
-        if source.transport == "tcp":
-            conn = self._conns.get((source.host, source.port))
+        if source.transport in STREAM_TRANSPORTS:
+            conn = self._conns.get((source.host, source.port, source.transport))
             if conn is not None and not conn.closed:
                 return source
         return reply_address(response, source)
@@ -510,8 +615,9 @@ class SipTransport:
                 return
         log.debug("no address of family %s for %s", want, dest.host)
 
-    def _send_tcp(self, data: bytes, dest: Peer) -> None:
-        key = (dest.host, dest.port)
+    def _send_stream(self, data: bytes, dest: Peer) -> None:
+        kind = dest.transport.lower()
+        key = (dest.host, dest.port, kind)
         conn = self._conns.get(key)
         if conn is None or conn.closed:
             if self._closing or self._loop is None:
@@ -520,7 +626,10 @@ class SipTransport:
             if len(self._all) >= self.max_connections:
                 log.debug("too many TCP connections; dropping message to %s", dest)
                 return
-            conn = _Connection(self, key)
+            if kind == "tls" and self.tls_client is None:
+                log.warning("no TLS client context; dropping message to %s", dest)
+                return
+            conn = _Connection(self, key, kind)
             self._all.add(conn)
             self._bind_key(conn, key)
             self._spawn(self._connect(conn, dest))
@@ -529,14 +638,25 @@ class SipTransport:
     async def _connect(self, conn: _Connection, dest: Peer) -> None:
         assert self._loop is not None
         loop = self._loop
+        secure: dict[str, object] = {}
+        if conn.kind == "tls":
+            secure = {"ssl": self.tls_client, "server_hostname": dest.host.strip("[]"),
+                      "ssl_handshake_timeout": self.handshake_timeout}
         try:
             await asyncio.wait_for(
-                loop.create_connection(lambda: conn, dest.host, dest.port),
-                self.connect_timeout,
+                loop.create_connection(lambda: conn, dest.host, dest.port, **secure),
+                self.connect_timeout + (self.handshake_timeout if secure else 0),
             )
         except (TimeoutError, OSError) as exc:
-            log.debug("TCP connect to %s:%d failed: %s", dest.host, dest.port, exc)
+            level = logging.WARNING if isinstance(exc, ssl.SSLError) else logging.DEBUG
+            log.log(level, "%s connect to %s:%d failed: %s", conn.kind.upper(), dest.host,
+                    dest.port, exc)
             conn.connect_failed()
+            if self.on_unreachable is not None and not self._closing:
+                try:
+                    self.on_unreachable(dest)
+                except Exception:
+                    log.exception("on_unreachable failed for %s", dest)
         except asyncio.CancelledError:
             conn.connect_failed()
             raise
@@ -573,27 +693,33 @@ class SipTransport:
             log.exception("on_message failed for %r from %s", message, peer)
 
     # -- connection table -------------------------------------------------------------------
-    def _bind_key(self, conn: _Connection, key: tuple[str, int]) -> None:
+    def _bind_key(self, conn: _Connection, key: ConnKey) -> None:
         current = self._conns.get(key)
         if current is None or current.closed:
             self._conns[key] = conn
             conn.keys.append(key)
 
+    def _admit(self, conn: _Connection, ip: str) -> str | None:
+        """Count an incoming connection from `ip` against the caps; why not, or None."""
+        if self._closing:
+            return "shutting down"
+        if len(self._all) >= self.max_connections:
+            return "too many connections"
+        if self._per_ip[ip] >= self.max_connections_per_ip:
+            return "too many connections from one address"
+        self._per_ip[ip] += 1
+        conn.admitted_ip = ip
+        self._all.add(conn)
+        return None
+
     def _accepted(self, conn: _Connection) -> str | None:
         """Register a connection that has just come up; why to refuse it, or None."""
         assert conn.peer is not None
-        if conn not in self._all:  # incoming
-            if self._closing:
-                return "shutting down"
-            if len(self._all) >= self.max_connections:
-                return "too many connections"
-            ip = conn.peer.host
-            if self._per_ip[ip] >= self.max_connections_per_ip:
-                return "too many connections from one address"
-            self._per_ip[ip] += 1
-            conn.admitted_ip = ip
-            self._all.add(conn)
-        self._bind_key(conn, (conn.peer.host, conn.peer.port))
+        if conn not in self._all:  # incoming over TCP (TLS ones were admitted at accept)
+            refused = self._admit(conn, conn.peer.host)
+            if refused is not None:
+                return refused
+        self._bind_key(conn, (conn.peer.host, conn.peer.port, conn.kind))
         return None
 
     def _record_cut(self, reason: str, peer: Peer | None) -> None:
@@ -630,13 +756,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP connection, incoming (`key` None) or outgoing to `key`."""
+    """One TCP or TLS connection, incoming (`key` None) or outgoing to `key`."""
 
-    def __init__(self, owner: SipTransport, key: tuple[str, int] | None) -> None:
+    def __init__(self, owner: SipTransport, key: ConnKey | None, kind: str = "tcp") -> None:
         self.owner = owner
         self.outgoing = key is not None
-        self.keys: list[tuple[str, int]] = []
-        self.transport: asyncio.Transport | None = None
+        self.kind = kind  # "tcp" | "tls"
+        self.keys: list[ConnKey] = []
+        self.transport: asyncio.Transport | None = None  # None while connecting
         self.peer: Peer | None = None
         self.parser = StreamParser()
         self.pending: list[bytes] = []
@@ -656,7 +783,7 @@ class _Connection(asyncio.Protocol):
         if self.closed or not peername:
             transport.abort()
             return
-        self.peer = Peer(peername[0], peername[1], "tcp")
+        self.peer = Peer(peername[0], peername[1], self.kind)
         refused = self.owner._accepted(self)
         if refused is not None:
             if refused == "shutting down":

@@ -92,6 +92,8 @@ class Transport(Protocol):
 
     def response_destination(self, response: Response, source: Peer) -> Peer: ...
 
+    def port_for(self, transport: str) -> int: ...
+
 
 TransportFactory = Callable[[Callable[[Request | Response, Peer], None]], Transport]
 
@@ -421,13 +423,17 @@ class UserAgent:
     def via(self, transport: str = "udp", branch: str | None = None) -> str:
         """Our Via value for a new request (fresh branch unless given; asks for rport)."""
         return (f"SIP/2.0/{transport.upper()} {self.advertised_host}:"
-                f"{self.transport.local_port};branch={branch or self.new_branch()};rport")
+                f"{self.transport.port_for(transport)};branch={branch or self.new_branch()};"
+                "rport")
 
     def contact_uri(self, user: str | None = None, transport: str = "udp") -> str:
-        """A SIP URI reaching this UA (no angle brackets)."""
+        """A SIP URI reaching this UA over `transport` (no angle brackets): our port for
+        it, and `;transport=tcp|tls` unless UDP."""
         userinfo = f"{user}@" if user else ""
-        param = ";transport=tcp" if transport == "tcp" else ""
-        return f"sip:{userinfo}{self.advertised_host}:{self.transport.local_port}{param}"
+        kind = transport.lower()
+        param = f";transport={kind}" if kind in ("tcp", "tls") else ""
+        return (f"sip:{userinfo}{self.advertised_host}:{self.transport.port_for(kind)}"
+                f"{param}")
 
     # -- client side ------------------------------------------------------------------------
     async def request(
@@ -741,6 +747,14 @@ class UserAgent:
             if event.key is not None:
                 self._process(self.transactions.transport_error(event.key, self._now()))
 
+    def unreachable(self, dest: Peer) -> None:
+        """The transport could not connect to `dest`: fail the client transactions
+        waiting on it now (503, so a caller fails over) rather than at Timer B/F."""
+        now = self._now()
+        for key, call in list(self._clients.items()):
+            if call.dest == dest and not call.done:
+                self._process(self.transactions.transport_error(key, now))
+
     def _transmit(self, message: Request | Response, dest: Peer) -> None:
         try:
             self.transport.send(message, dest)
@@ -846,5 +860,6 @@ def _uri_peer(uri_text: str) -> Peer:
     """The transport address of a SIP URI (no DNS SRV: host, port or 5060, transport)."""
     uri = SipUri.parse(uri_text)
     host = uri.param("maddr") or uri.host
-    transport = "tcp" if uri.transport in ("tcp", "tls") else "udp"
-    return Peer(host, uri.port or (5061 if uri.scheme == "sips" else 5060), transport)
+    secure = uri.scheme == "sips" or uri.transport == "tls"
+    transport = "tls" if secure else "tcp" if uri.transport == "tcp" else "udp"
+    return Peer(host, uri.port or (5061 if secure else 5060), transport)

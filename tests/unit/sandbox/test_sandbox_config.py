@@ -22,11 +22,12 @@ def test_defaults_are_the_demo_addresses_with_a_short_ring_timeout() -> None:
 
 
 def test_ports_store_and_timer_overridden() -> None:
-    config = sandbox_config(sip_port=0, api_port=4321, https_port=0, carrier_port=6000,
-                            store_path="/tmp/x.sqlite3", no_answer_seconds=3)
+    config = sandbox_config(sip_port=0, api_port=4321, https_port=0, tls_port=0,
+                            carrier_port=6000, store_path="/tmp/x.sqlite3", no_answer_seconds=3)
     assert config.sip.listen_address == ("127.0.0.1", 0)
     assert config.api.listen_address == ("127.0.0.1", 4321)
     assert config.api.https_address == ("127.0.0.1", 0)
+    assert config.sip.tls_address == ("127.0.0.1", 0)
     assert config.trunks[0].port == 6000 and config.store.path == "/tmp/x.sqlite3"
     assert config.sip.no_answer_seconds == 3
 

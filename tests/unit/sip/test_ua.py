@@ -57,6 +57,9 @@ class FakeTransport:
     def response_destination(self, response: Response, source: Peer) -> Peer:
         return source
 
+    def port_for(self, transport: str) -> int:
+        return self.local_port
+
     def deliver(self, data: bytes, source: Peer) -> None:
         message = parse_message(data)
         if isinstance(message, Request):

@@ -1,5 +1,5 @@
-"""The API's TLS material: the self-signed certificate beside the store (made, reused,
-remade), its subjectAltName, the server SSL context, and the `[api]` TLS settings."""
+"""TLS material: the self-signed certificate beside the store (made, reused, remade), its
+subjectAltName, the server and client SSL contexts, and the `[api]` TLS settings."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from ippbx.api.tls import (
+from ippbx.api.tls import api_ssl_context
+from ippbx.certs import (
     TlsError,
-    api_ssl_context,
     certificate_paths,
+    client_context,
     ensure_self_signed,
     fingerprint,
     make_self_signed,
@@ -44,9 +45,9 @@ def logged_fingerprints(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_made_at_first_call_then_reused_then_remade(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ippbx.api.tls")
+    caplog.set_level(logging.INFO, logger="ippbx.certs")
     store = str(tmp_path / "ippbx.sqlite3")
-    cert_path, key_path = ensure_self_signed(store, "test pbx", ["127.0.0.1"])
+    cert_path, key_path = ensure_self_signed(store, "ippbx-api", "test pbx", ["127.0.0.1"])
     assert (cert_path, key_path) == (tmp_path / "ippbx-api.crt", tmp_path / "ippbx-api.key")
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     cert = load(cert_path)
@@ -61,20 +62,21 @@ def test_made_at_first_call_then_reused_then_remade(
     pem = cert_path.read_bytes(), key_path.read_bytes()
 
     # a second start reuses the pair
-    assert ensure_self_signed(store, "test pbx", ["127.0.0.1"]) == (cert_path, key_path)
+    again = ensure_self_signed(store, "ippbx-api", "test pbx", ["127.0.0.1"])
+    assert again == (cert_path, key_path)
     assert (cert_path.read_bytes(), key_path.read_bytes()) == pem
     assert logged_fingerprints(caplog) == [first, first]
 
     # a deleted key: a new pair
     key_path.unlink()
-    ensure_self_signed(store, "test pbx")
+    ensure_self_signed(store, "ippbx-api", "test pbx")
     second = fingerprint(load(cert_path))
     assert second != first and stat.S_IMODE(key_path.stat().st_mode) == 0o600
     assert logged_fingerprints(caplog)[-1] == second
 
     # an unreadable certificate: a new pair, with a warning
     cert_path.write_text("not a certificate\n")
-    ensure_self_signed(store, "test pbx")
+    ensure_self_signed(store, "ippbx-api", "test pbx")
     assert fingerprint(load(cert_path)) not in (first, second)
     assert any(r.levelno == logging.WARNING for r in caplog.records)
 
@@ -82,7 +84,7 @@ def test_made_at_first_call_then_reused_then_remade(
     other_key = make_self_signed("x")[1]
     key_path.write_bytes(other_key)
     before = fingerprint(load(cert_path))
-    ensure_self_signed(store, "test pbx")
+    ensure_self_signed(store, "ippbx-api", "test pbx")
     assert fingerprint(load(cert_path)) != before and key_path.read_bytes() != other_key
     server_context(cert_path, key_path)  # the pair on disk is usable
 
@@ -105,34 +107,46 @@ def test_memory_store_puts_the_pair_in_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert certificate_paths(":memory:") == (tmp_path / "ippbx-api.crt",
+    assert certificate_paths(":memory:", "ippbx-api") == (tmp_path / "ippbx-api.crt",
                                              tmp_path / "ippbx-api.key")
-    assert certificate_paths("/var/lib/ippbx/db.sqlite3")[0] == Path(
+    assert certificate_paths("/var/lib/ippbx/db.sqlite3", "ippbx-api")[0] == Path(
         "/var/lib/ippbx/ippbx-api.crt")
-    assert certificate_paths("db.sqlite3")[1] == Path("ippbx-api.key")
-    ensure_self_signed(":memory:")
+    assert certificate_paths("db.sqlite3", "ippbx-sip")[1] == Path("ippbx-sip.key")
+    ensure_self_signed(":memory:", "ippbx-api")
     assert (tmp_path / "ippbx-api.crt").is_file() and (tmp_path / "ippbx-api.key").is_file()
 
 
 def test_server_context_and_its_errors(tmp_path: Path) -> None:
-    cert_path, key_path = ensure_self_signed(str(tmp_path / "db.sqlite3"))
+    cert_path, key_path = ensure_self_signed(str(tmp_path / "db.sqlite3"), "ippbx-sip")
     context = server_context(cert_path, key_path)
     assert isinstance(context, ssl.SSLContext)
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(make_self_signed("x")[1])
-    with pytest.raises(TlsError, match="cannot load the API certificate") as info:
-        server_context(cert_path, wrong)
+    with pytest.raises(TlsError, match="cannot load the SIP certificate") as info:
+        server_context(cert_path, wrong, label="SIP")
     assert isinstance(info.value, OSError) and "\n" not in str(info.value)
     with pytest.raises(TlsError):
         server_context(tmp_path / "absent.crt", key_path)
+
+
+def test_client_context_verifies_unless_told_not_to(tmp_path: Path) -> None:
+    cert_path, key_path = ensure_self_signed(str(tmp_path / "db.sqlite3"), "ippbx-sip")
+    strict = client_context()
+    assert strict.verify_mode == ssl.CERT_REQUIRED and strict.check_hostname
+    pinned = client_context(ca_file=str(cert_path))
+    assert pinned.verify_mode == ssl.CERT_REQUIRED
+    assert pinned.cert_store_stats()["x509"] == 1  # only our certificate is trusted
+    loose = client_context(verify=False)
+    assert loose.verify_mode == ssl.CERT_NONE and not loose.check_hostname
+    assert loose.minimum_version >= ssl.TLSVersion.TLSv1_2
 
 
 def test_unwritable_folder_is_a_tls_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(TlsError, match="cannot write the API certificate"):
-        ensure_self_signed(str(blocker / "db.sqlite3"))
+        ensure_self_signed(str(blocker / "db.sqlite3"), "ippbx-api", label="API")
 
 
 API = '[api]\npassword = "x"\n'
