@@ -59,7 +59,7 @@ def _on_port_0(config: Config, store: str = ":memory:") -> Config:
     return config.model_copy(
         update={
             "api": config.api.model_copy(update={"listen": "127.0.0.1:0", "https_listen": ""}),
-            "sip": config.sip.model_copy(update={"listen": "127.0.0.1:0"}),
+            "sip": config.sip.model_copy(update={"listen": "127.0.0.1:0", "tls_listen": ""}),
             "store": config.store.model_copy(update={"path": store}),
         }
     )
