@@ -74,6 +74,12 @@ class SipSection(_Model):
     # certificate is made beside the store (ippbx-sip.crt). tls_verify / tls_ca: how the
     # certificates of peers we connect to (TLS trunks) are checked.
     tls_listen: str = ""
+    # overload control (sip/overload.py): when the event loop is busier than
+    # overload_busy (share of its time) or later than overload_lag_ms, new INVITEs and
+    # REGISTERs are admitted at a falling rate and the others get 503 + Retry-After
+    overload_control: bool = True
+    overload_busy: float = Field(0.9, gt=0, le=1)
+    overload_lag_ms: float = Field(100.0, gt=0)
     tls_cert: str = ""
     tls_key: str = ""
     tls_verify: bool = True

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sipp_harness import Sipp, SippFactory, free_port
+from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, free_port
 
 from ippbx.app import App
 from ippbx.config import parse_config
@@ -221,3 +221,22 @@ async def phone(sipp: SippFactory, pbx: PbxHarness, ext: str, scenario: str,
 
 # what the `start_pbx` fixture (tests/integration/conftest.py) hands a test
 Start = Callable[..., Awaitable[PbxHarness]]
+
+
+def dialling(sipp: SippFactory, pbx: PbxHarness, scenario: str, dialled: str, *,
+             ext: str = "1001", **kwargs: Any) -> Sipp:
+    """A sipp extension `ext` (UDP, digest auth) calling `dialled` through the PBX."""
+    kwargs.setdefault("recv_timeout_ms", 8000)
+    kwargs.setdefault("sipp_timeout_s", 20)
+    kwargs.setdefault("calls", 1)
+    return sipp(scenario, remote=pbx.sip_address, service=dialled,
+                auth=(ext, ext_password(ext)), keys={"user": ext}, **kwargs)
+
+
+def rejected_with(tmp_path: Path, status: int) -> str:
+    """pbx_uac_auth_reject.xml expecting the final `status` (a path for sipp)."""
+    text = (SCENARIO_DIR / "pbx_uac_auth_reject.xml").read_text()
+    assert text.count('response="EXPECTED"') == 1
+    path = tmp_path / f"pbx_uac_auth_reject_{status}.xml"
+    path.write_text(text.replace('response="EXPECTED"', f'response="{status}"'))
+    return str(path)

@@ -21,14 +21,13 @@ import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvloop
 from baresip_harness import Baresip, baresip_available
-from pbx_harness import PbxHarness, TrunkSpec, ext_password
+from pbx_harness import PbxHarness, TrunkSpec, dialling, ext_password, rejected_with
 from sip_wire import read_message
-from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, free_port
+from sipp_harness import SippFactory, free_port
 
 from ippbx.certs import make_self_signed, server_context
 from ippbx.sip.message import Request, Response, make_response
@@ -89,6 +88,9 @@ async def test_baresip_registers_and_calls_out_over_tls(
         await pbx.stop()
 
 
+NUMBER = "95551234"  # 9 (the route's prefix) 5551234
+
+
 class TlsCarrier:
     """A carrier listening on TLS only: answers INVITE 200 (with the offer as answer),
     ACK and BYE as a UAS would, and records what it got."""
@@ -144,7 +146,8 @@ async def test_calls_leave_through_a_tls_trunk_whose_certificate_is_checked(
                 carrier.requests.clear()
                 carrier.invited.clear()
                 if answered:
-                    caller = await dial(sipp, pbx, "uac_auth.xml", duration_ms=1500)
+                    caller = await dialling(sipp, pbx, "uac_auth.xml", NUMBER,
+                                           duration_ms=1500).astart()
                     await asyncio.wait_for(carrier.invited.wait(), 10)
                     calls = await pbx.wait_for(pbx.outbound, timeout=5,
                                                what="the call in outbound/query")
@@ -156,7 +159,8 @@ async def test_calls_leave_through_a_tls_trunk_whose_certificate_is_checked(
                     assert {peer.transport for _, peer in carrier.requests} == {"tls"}
                 else:
                     started = asyncio.get_running_loop().time()
-                    caller = await dial(sipp, pbx, expecting(tmp_path, 503))
+                    caller = await dialling(sipp, pbx, rejected_with(tmp_path, 503),
+                                            NUMBER).astart()
                     (await caller.await_result(timeout=20)).assert_ok(calls=1)
                     # the failed handshake fails the INVITE at once, not at Timer B (32 s)
                     assert asyncio.get_running_loop().time() - started < 10
@@ -177,27 +181,12 @@ async def test_a_refused_tcp_connect_fails_the_call_at_once(
         tmp_path, trunks=[TrunkSpec("carrier", closed_port, extra='transport = "tcp"')])
     try:
         started = asyncio.get_running_loop().time()
-        caller = await dial(sipp, pbx, expecting(tmp_path, 503))
+        caller = await dialling(sipp, pbx, rejected_with(tmp_path, 503), NUMBER).astart()
         (await caller.await_result(timeout=20)).assert_ok(calls=1)
         assert asyncio.get_running_loop().time() - started < 10  # not Timer B's 32 s
         await pbx.wait_idle(timeout=5)
     finally:
         await pbx.stop()
-
-
-async def dial(sipp: SippFactory, pbx: PbxHarness, scenario: str, **kwargs: Any) -> Sipp:
-    """Extension 1001 (sipp over UDP, digest auth) dialling 9 5551234."""
-    return await sipp(scenario, remote=pbx.sip_address, service="95551234",
-                      auth=("1001", ext_password("1001")), keys={"user": "1001"},
-                      recv_timeout_ms=8000, sipp_timeout_s=20, calls=1, **kwargs).astart()
-
-
-def expecting(tmp_path: Path, status: int) -> str:
-    """pbx_uac_auth_reject.xml expecting `status` (a path for sipp)."""
-    text = (SCENARIO_DIR / "pbx_uac_auth_reject.xml").read_text()
-    path = tmp_path / f"reject_{status}.xml"
-    path.write_text(text.replace('response="EXPECTED"', f'response="{status}"'))
-    return str(path)
 
 
 # -- the TLS listener itself, on both event loops ippbx runs on ---------------------------------

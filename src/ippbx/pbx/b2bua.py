@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Side = Literal["a", "b"]
 FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
+CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
 
 
 @dataclass(eq=False)
@@ -429,7 +430,14 @@ class B2BUA:
                     # a 1xx still comes); a late 2xx is ACKed and hung up.
                     final.add_done_callback(partial(self._drop_late_answer, ci))
                     return Response(487 if bridge.gave_up else 408)
-                response = await final  # 487 (or a 2xx that crossed the CANCEL)
+                # the 487 (or a final that crossed the CANCEL) normally comes at once; a
+                # callee that ignores the CANCEL does not hold the caller: the UA ends
+                # the INVITE 64*T1 later (Timer C), and a late 2xx is ACKed and hung up
+                done, _ = await asyncio.wait({final}, timeout=CANCEL_GRACE)
+                if final not in done:
+                    final.add_done_callback(partial(self._drop_late_answer, ci))
+                    return Response(487 if bridge.gave_up else 480)
+                response = final.result()
                 if response.status < 300:
                     self.remember(bridge, "b", ci.dialog)
                     self.ua.ack(ci.dialog)

@@ -31,6 +31,7 @@ from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
+from ippbx.sip.overload import LoadShedder
 from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import UserAgent
 from ippbx.store.sqlite import Store
@@ -89,7 +90,9 @@ class PbxService:
             tls_listen=sip.tls_address,
             tls_server=partial(sip_tls_server_context, config),
             tls_client=_tls_client(sip) if _needs_tls_client(config) else None)
-        self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent)
+        shedder = (LoadShedder(busy_max=sip.overload_busy, lag_max=sip.overload_lag_ms / 1000)
+                   if sip.overload_control else None)
+        self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder)
         self.transport.on_unreachable = self.ua.unreachable
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)

@@ -13,6 +13,7 @@ saying what to do or what the transaction user (TU: the dialog/UA layer) must le
     out = layer.respond(server_key, response, now)                      # TU answers
     out = layer.tick(now)                     # call at (or after) layer.next_deadline()
     out = layer.transport_error(key, now)     # the transport could not send for `key`
+    out = layer.cancelling(key, now)          # the TU sent a CANCEL for client INVITE `key`
 
 Events are frozen dataclasses: `Send` (put this message on the wire to `dest`),
 `RequestReceived` (a new server transaction: the TU must answer it with `respond`),
@@ -35,6 +36,12 @@ timer firing ("timer A"…"timer M"), and "transport error". A TU stimulus missi
 a table is a programming error and raises `TransactionError` naming the state; a
 network or timer stimulus missing from a table is dropped (the network is not trusted
 to follow the protocol).
+
+No INVITE client transaction lives forever. Timer C (RFC 3261 §16.6.11, > 3 min; reset
+by each provisional) ends one that got a provisional and then no final answer, and once
+the TU has CANCELled it (`cancelling`) Timer C is cut to 64*T1 and no longer reset: a
+callee that ignores the CANCEL cannot keep the call (§9.1: "the client SHOULD then
+consider the original transaction cancelled"). Either way the TU gets a `Timeout`.
 
 Timers live in one heap; each transaction remembers which of its timers are armed, so
 stopping one is O(1) and a stale heap entry is skipped when it surfaces. A/E/G
@@ -216,13 +223,14 @@ CLIENT_INVITE: Table = {  # RFC 3261 Figure 5 + RFC 6026 Figure 3
     (START, "TU request"): (CALLING, ("send", "start_retx", "arm:B")),
     (CALLING, "timer A"): (CALLING, ("resend", "backoff")),
     (CALLING, "timer B"): (TERMINATED, ("timeout",)),
-    (CALLING, "1xx"): (PROCEEDING, ("stop:A", "stop:B", "to_tu")),
+    (CALLING, "1xx"): (PROCEEDING, ("stop:A", "stop:B", "arm:C", "to_tu")),
     (CALLING, "2xx"): (ACCEPTED, ("stop:A", "stop:B", "to_tu", "arm:M")),
     (CALLING, "300-699"): (COMPLETED, _FINAL_ACKED),
     (CALLING, "transport error"): (TERMINATED, ("error",)),
-    (PROCEEDING, "1xx"): (PROCEEDING, ("to_tu",)),
-    (PROCEEDING, "2xx"): (ACCEPTED, ("to_tu", "arm:M")),
-    (PROCEEDING, "300-699"): (COMPLETED, ("to_tu", "ack", "arm:D")),
+    (PROCEEDING, "1xx"): (PROCEEDING, ("arm:C", "to_tu")),
+    (PROCEEDING, "2xx"): (ACCEPTED, ("stop:C", "to_tu", "arm:M")),
+    (PROCEEDING, "300-699"): (COMPLETED, ("stop:C", "to_tu", "ack", "arm:D")),
+    (PROCEEDING, "timer C"): (TERMINATED, ("timeout",)),
     (PROCEEDING, "transport error"): (TERMINATED, ("error",)),
     (COMPLETED, "300-699"): (COMPLETED, ("ack",)),  # our ACK was lost: send it again
     (COMPLETED, "1xx"): (COMPLETED, ()),
@@ -298,7 +306,8 @@ SERVER_NON_INVITE: Table = {  # RFC 3261 Figure 8
     (COMPLETED, "transport error"): (TERMINATED, ("error",)),
 }
 
-TIMER_NAMES = (*"ABDEFGHIJKLM", "100")
+TIMER_NAMES = (*"ABCDEFGHIJKLM", "100")
+TIMER_C = 181.0  # RFC 3261 §16.6.11: "greater than 3 minutes"
 TRYING_DELAY = 0.2  # RFC 3261 §17.2.1: a TU answering within 200 ms needs no 100 Trying
 _TIMER_STIMULUS = {name: f"timer {name}" for name in TIMER_NAMES}
 
@@ -364,7 +373,7 @@ def _server_key(request: Request, method: str) -> TxKey:
 class _Tx:
     __slots__ = (
         "key", "table", "state", "request", "peer", "reliable", "timers", "interval",
-        "retx", "retx_cap", "last_response", "ack", "provisional_sent",
+        "retx", "retx_cap", "last_response", "ack", "provisional_sent", "cancelling",
     )
 
     def __init__(
@@ -384,6 +393,7 @@ class _Tx:
         self.last_response: Response | None = None
         self.ack: Request | None = None
         self.provisional_sent = False  # server: a 1xx went out (the client stops Timer A)
+        self.cancelling = False  # client INVITE: the TU sent a CANCEL (Timer C is 64*T1)
 
 
 _KIND_NAMES = {
@@ -404,6 +414,7 @@ class TransactionLayer:
         t4: float = 5.0,
         *,
         timer_d: float = 32.0,
+        timer_c: float = TIMER_C,
         auto_trying: bool = True,
     ) -> None:
         self.t1 = t1
@@ -413,6 +424,7 @@ class TransactionLayer:
         # fixed durations: (unreliable, reliable)
         self._durations: dict[str, tuple[float, float]] = {
             "B": (64 * t1, 64 * t1), "F": (64 * t1, 64 * t1), "H": (64 * t1, 64 * t1),
+            "C": (timer_c, timer_c),
             "L": (64 * t1, 64 * t1), "M": (64 * t1, 64 * t1),
             "D": (timer_d, 0.0), "I": (t4, 0.0), "J": (64 * t1, 0.0), "K": (t4, 0.0),
             "100": (TRYING_DELAY, TRYING_DELAY),
@@ -478,6 +490,23 @@ class TransactionLayer:
         if tx is not None:
             self._fire(tx, "transport error", now, None)
         return self._finish(now)
+
+    def cancelling(self, key: TxKey, now: float) -> list[Event]:
+        """The TU sent a CANCEL for client INVITE `key`: if no final answer comes within
+        64*T1 the transaction ends with a `Timeout` (RFC 3261 §9.1)."""
+        tx = self._clients.get(key)
+        if tx is not None and tx.state == PROCEEDING and not tx.cancelling:
+            tx.cancelling = True
+            self._arm(tx, "C", 64 * self.t1, now)
+        return self._finish(now)
+
+    def has_server(self, request: Request) -> bool:
+        """Is `request` part of a server transaction we have (a retransmission)?"""
+        try:
+            key = _server_key(request, "INVITE" if request.method == "ACK" else request.method)
+        except ValueError:
+            return False
+        return key in self._servers
 
     def tick(self, now: float) -> list[Event]:
         """Fire every timer due at `now`."""
@@ -675,6 +704,8 @@ _Action = Callable[[TransactionLayer, _Tx, "Request | Response | None", float], 
 
 def _arm_action(name: str) -> _Action:
     def arm(layer: TransactionLayer, tx: _Tx, msg: Request | Response | None, now: float) -> None:
+        if tx.cancelling and name == "C":
+            return  # CANCELled: Timer C stays at 64*T1 (a provisional does not reset it)
         unreliable, reliable = layer._durations[name]
         layer._arm(tx, name, reliable if tx.reliable else unreliable, now)
 

@@ -41,6 +41,7 @@ import heapq
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from itertools import count
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ from ippbx.sip.dialog import Dialog, DialogError, DialogStore, Retransmit2xx
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response, make_response
+from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.transaction import (
     AckReceived,
@@ -177,6 +179,8 @@ class ClientInvite(_ClientCall):
         self._cancel_sent = True
         self.ua._start_client(_ClientCall(self.ua, make_cancel(self.request), self.dest, None,
                                           want_future=False))
+        if self.key is not None:  # no 487 within 64*T1: the INVITE ends all the same
+            self.ua._cancelling(self.key)
 
     def _provisional(self, response: Response) -> None:
         self.provisional = response
@@ -327,6 +331,7 @@ class UserAgent:
         symmetric: bool = True,
         supported: Iterable[str] = (),
         uri_schemes: Iterable[str] = SIP_SCHEMES,
+        shedder: LoadShedder | None = None,
     ) -> None:
         if hasattr(transport, "send"):
             self.transport: Transport = transport  # type: ignore[assignment]
@@ -341,6 +346,8 @@ class UserAgent:
         self.supported = frozenset(tag.lower() for tag in supported)  # Require option tags
         self.uri_schemes = frozenset(scheme.lower() for scheme in uri_schemes)
         self.rejects = RateLimitedLog(log)  # malformed messages: one line each, rate-limited
+        self.shedder = shedder  # overload control (sip/overload.py), or None
+        self._probe_handle: asyncio.TimerHandle | None = None
         self.transactions = TransactionLayer(t1, t2, t4, timer_d=timer_d)
         self.dialogs = DialogStore()
         self.on_request: RequestHandler | None = None
@@ -362,6 +369,11 @@ class UserAgent:
         if self._owns_transport:
             await self.transport.start()
         self._schedule()
+        if self.shedder is not None:
+            now = self._loop.time()
+            self._probe_handle = self._loop.call_at(
+                now + self.shedder.interval, self._probe, now + self.shedder.interval,
+                time.thread_time())
 
     async def stop(self) -> None:
         """Cancel the timer and every task; unblock waiters (503 / None)."""
@@ -369,6 +381,9 @@ class UserAgent:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._probe_handle is not None:
+            self._probe_handle.cancel()
+            self._probe_handle = None
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -511,6 +526,9 @@ class UserAgent:
         if problem is not None:
             self._reject_malformed(message, source, problem)
             return
+        if (self.shedder is not None and type(message) is Request
+                and message.method in SHED_METHODS and not self._admit(message, source)):
+            return
         try:
             events = self.transactions.receive(
                 message, source, source.transport != "udp", self._now()
@@ -519,6 +537,51 @@ class UserAgent:
         except Exception:
             log.exception("error handling %r from %s", message, source)
         self._schedule()
+
+    def _admit(self, request: Request, source: Peer) -> bool:
+        """Overload control (sip/overload.py): take this INVITE/REGISTER, or answer it a
+        stateless 503 now? In-dialog requests, retransmissions of accepted ones and
+        requests answering our challenge are always taken."""
+        shedder = self.shedder
+        assert shedder is not None
+        if (request.has("Proxy-Authorization") or request.has("Authorization")
+                or self.transactions.has_server(request)):
+            return True
+        try:
+            if request.to.tag:
+                return True
+        except SipParseError:
+            return True  # (the transaction layer answers it)
+        if shedder.admit(self._now()):
+            return True
+        response = make_response(request, 503, to_tag=self.new_tag(),
+                                 headers=[("Retry-After", str(shedder.retry_after))])
+        try:
+            self.transport.send(response, self.transport.response_destination(response, source))
+        except Exception:
+            log.debug("could not send 503 to %s", source, exc_info=True)
+        return False
+
+    def _probe(self, expected: float, cpu: float) -> None:
+        """Measure the loop for the overload control, every `shedder.interval` seconds."""
+        shedder, loop = self.shedder, self._loop
+        if shedder is None or loop is None or not self._running:
+            return
+        now, cpu_now = loop.time(), time.thread_time()
+        span = now - (expected - shedder.interval)
+        limited = shedder.limited
+        shedder.sample(now, (cpu_now - cpu) / span if span > 0 else 0.0, now - expected)
+        if shedder.limited != limited:
+            if shedder.limited:
+                self.rejects.warning(
+                    "overload", "overloaded (busy %.0f %%, lag %.0f ms): admitting %.0f new "
+                    "INVITE/REGISTER per second, the others get 503", shedder.busy * 100,
+                    shedder.lag * 1000, shedder.limit or 0.0)
+            else:
+                self.rejects.warning("overload end", "load back to normal: no admission "
+                                     "limit (%d refused so far)", shedder.shed)
+        self._probe_handle = loop.call_at(now + shedder.interval, self._probe,
+                                          now + shedder.interval, cpu_now)
 
     def _reject_malformed(self, message: Request | Response, source: Peer, problem: str) -> None:
         """A message whose headers do not parse: drop it, or answer a request 400 without
@@ -761,10 +824,16 @@ class UserAgent:
         except Exception:
             log.exception("transport failed to send %r to %s", message, dest)
 
+    def _cancelling(self, key: TxKey) -> None:
+        self._process(self.transactions.cancelling(key, self._now()))
+        self._schedule()
+
     def _on_failure(self, key: TxKey, timeout: bool) -> None:
         if key.client:
             call = self._clients.get(key)
             if call is not None and not call.done:
+                if timeout and isinstance(call, ClientInvite) and call.provisional is not None:
+                    call._send_cancel()  # Timer C: tell the callee we gave up, if not yet
                 status = 408 if timeout else 503
                 call._final(_synthesize(call.request, status))
         else:

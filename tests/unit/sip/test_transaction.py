@@ -86,8 +86,53 @@ def test_client_invite_provisional_stops_retransmission_and_timer_b() -> None:
     out = layer.receive(response(req, 180), DEST, False, 0.2)
     assert out == [ResponseReceived(key, out[0].response)]
     assert layer.state(key) == "Proceeding"
-    assert run_until(layer, 1000.0) == []  # no A, no B in Proceeding
+    assert run_until(layer, 180.0) == []  # no A, no B in Proceeding (only Timer C)
     assert layer.state(key) == "Proceeding"
+
+
+def test_client_invite_timer_c_ends_a_callee_that_rings_forever() -> None:
+    """RFC 3261 §16.6.11: > 3 min after the last provisional with no final, a Timeout."""
+    layer = TransactionLayer()
+    req = request()
+    key, _ = layer.send_request(req, DEST, 0.0)
+    layer.receive(response(req, 180), DEST, False, 1.0)
+    layer.receive(response(req, 183), DEST, False, 100.0)  # each provisional resets it
+    assert run_until(layer, 100.0 + 180.0) == []
+    log = run_until(layer, 400.0)
+    assert [(t, e) for t, e in log if isinstance(e, Timeout)] == [(100.0 + 181.0, Timeout(key))]
+    assert layer.state(key) is None and layer.next_deadline() is None
+
+
+def test_client_invite_cancelled_without_487_ends_after_64_t1() -> None:
+    """A callee that ignores our CANCEL (no 487, no final at all) cannot hold the
+    transaction: 64*T1 after the CANCEL it times out, provisionals notwithstanding."""
+    layer = TransactionLayer()
+    req = request()
+    key, _ = layer.send_request(req, DEST, 0.0)
+    layer.receive(response(req, 180), DEST, False, 1.0)
+    assert layer.cancelling(key, 10.0) == []
+    layer.receive(response(req, 180), DEST, False, 20.0)  # does not reset it
+    layer.cancelling(key, 25.0)  # asking twice changes nothing
+    log = run_until(layer, 100.0)
+    assert [(t, e) for t, e in log if isinstance(e, Timeout)] == [(42.0, Timeout(key))]
+    assert layer.state(key) is None
+
+    # a 487 in time ends it the usual way, and Timer C is not left behind
+    req2 = request(branch="z9hG4bKdef")
+    key2, _ = layer.send_request(req2, DEST, 200.0)
+    layer.receive(response(req2, 180), DEST, False, 201.0)
+    layer.cancelling(key2, 202.0)
+    out = layer.receive(response(req2, 487), DEST, False, 203.0)
+    assert [type(e) for e in out] == [ResponseReceived, Send]  # up to the TU, our ACK
+    log = run_until(layer, 1000.0)
+    assert of([e for _, e in log], Timeout) == [] and layer.state(key2) is None
+
+    # CANCEL before any provisional (the TU does not send it then): Timer B still rules
+    req3 = request(branch="z9hG4bKghi")
+    key3, _ = layer.send_request(req3, DEST, 2000.0)
+    layer.cancelling(key3, 2001.0)
+    log = run_until(layer, 3000.0)
+    assert [(t, e) for t, e in log if isinstance(e, Timeout)] == [(2032.0, Timeout(key3))]
 
 
 def test_client_invite_non2xx_is_acked_and_timer_d() -> None:

@@ -1,0 +1,105 @@
+"""Overload control: when ippbx cannot keep up, refuse new work cheaply and finish the rest.
+
+Past its capacity a SIP server that accepts everything answers late, its peers retransmit,
+and it spends its time on retransmissions: goodput falls far below capacity (a
+retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, every
+`interval` (0.1 s), two measurements of the event loop the UA runs on:
+
+* `busy`: the share of that interval the loop's thread spent on the CPU (1.0: it never
+  waited for the network, so what arrives queues in the kernel);
+* `lag`: how late the measuring callback ran (every message waits about that long; it
+  also grows when the process is starved of CPU by others).
+
+While either is over its threshold (`busy_max`, `lag_max`), the number of new requests
+admitted per second (`limit`) is cut to 90 % of what was admitted in the last interval
+(multiplicative decrease); while both are under, it grows by 2 % per interval, 10 % while
+both are under half their thresholds (additive increase would take too long from a low
+value), and once it is well above what arrives
+(`RELEASE` x the admitted rate) the limit is lifted. New INVITEs and REGISTERs (out of
+dialog, not retransmissions of ones already accepted, and not INVITEs that carry
+credentials: those answer a challenge we sent, and refusing them would waste the work
+done) pass a token bucket of `limit` per second; the others get a stateless `503 Service
+Unavailable` with `Retry-After`, before any transaction, dialog or digest work. ACKs,
+CANCELs, BYEs, in-dialog requests, responses and retransmissions are always served, so the
+calls already accepted complete.
+
+Sans-IO: no clock, no loop; `UserAgent` measures and asks `admit(now)`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LoadShedder", "SHED_METHODS"]
+
+SHED_METHODS = frozenset({"INVITE", "REGISTER"})
+DECREASE = 0.9  # limit after an overloaded interval, x the rate admitted in it
+INCREASE = 1.02  # limit growth per interval under the thresholds
+INCREASE_FAST = 1.1  # ... and per interval under half of them
+RELEASE = 3.0  # lift the limit once it exceeds this many times the admitted rate
+FLOOR = 5.0  # never admit fewer than this many new requests per second
+BURST = 0.2  # token bucket depth, in seconds of `limit`
+
+
+class LoadShedder:
+    """Admission of new INVITEs/REGISTERs under load; see the module docstring."""
+
+    __slots__ = ("busy_max", "lag_max", "interval", "retry_after", "limit", "busy", "lag",
+                 "peak_lag", "shed", "admitted", "episodes", "_window", "_tokens",
+                 "_refilled")
+
+    def __init__(self, *, busy_max: float = 0.9, lag_max: float = 0.1,
+                 interval: float = 0.1, retry_after: int = 2) -> None:
+        if not 0 < busy_max <= 1 or lag_max <= 0 or interval <= 0:
+            raise ValueError("busy_max in (0, 1], lag_max and interval > 0")
+        self.busy_max = busy_max
+        self.lag_max = lag_max
+        self.interval = interval
+        self.retry_after = retry_after  # seconds, for the 503's Retry-After
+        self.limit: float | None = None  # new requests admitted per second; None: all
+        self.busy = 0.0  # last measured busy share
+        self.lag = 0.0  # last measured lag, seconds
+        self.peak_lag = 0.0
+        self.shed = 0  # requests refused so far
+        self.admitted = 0  # requests admitted so far (counted only while limited)
+        self.episodes = 0  # times a limit was set
+        self._window = 0  # admitted in the current interval
+        self._tokens = 0.0
+        self._refilled = 0.0
+
+    @property
+    def limited(self) -> bool:
+        return self.limit is not None
+
+    def sample(self, now: float, busy: float, lag: float) -> None:
+        """The measurements of the interval that ended at `now`."""
+        self.busy, self.lag = busy, max(lag, 0.0)
+        self.peak_lag = max(self.peak_lag, self.lag)
+        admitted_rate = self._window / self.interval
+        self._window = 0
+        if busy > self.busy_max or self.lag > self.lag_max:
+            base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
+            if self.limit is None:
+                self.episodes += 1
+                self._tokens, self._refilled = 0.0, now
+            self.limit = max(FLOOR, DECREASE * base)
+        elif self.limit is not None:
+            calm = busy < self.busy_max / 2 and self.lag < self.lag_max / 2
+            self.limit *= INCREASE_FAST if calm else INCREASE
+            if self.limit > RELEASE * max(admitted_rate, FLOOR):
+                self.limit = None
+
+    def admit(self, now: float) -> bool:
+        """May a new INVITE/REGISTER be taken now? (Counts it either way.)"""
+        self._window += 1
+        limit = self.limit
+        if limit is None:
+            return True
+        tokens = min(self._tokens + (now - self._refilled) * limit, max(1.0, limit * BURST))
+        self._refilled = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            self.admitted += 1
+            return True
+        self._tokens = tokens
+        self._window -= 1  # a refused request is not admitted work
+        self.shed += 1
+        return False
