@@ -54,12 +54,14 @@ class PbxConfig:
     trunks: list[tuple[str, int]] = field(default_factory=list)  # (name, port) on 127.0.0.1
     outbound_trunks: list[str] = field(default_factory=list)  # prefix 9 → these trunks
     inbound: list[tuple[str, str, str]] = field(default_factory=list)  # (trunk, did, ext)
+    sip_extra: list[str] = field(default_factory=list)  # more [sip] lines (only when set:
+    # a benchmarked older commit rejects keys it does not know)
 
     def toml(self) -> str:
         lines = [
             "[pbx]", 'sn = "ippbxbench01"', 'name = "ippbx bench"',
             "[sip]", f'listen = "127.0.0.1:{self.sip_port}"', 'domain = "ippbx.bench"',
-            "max_expires = 3600",
+            "max_expires = 3600", *self.sip_extra,
             "[api]", f'listen = "127.0.0.1:{self.api_port}"', f'password = "{API_PASSWORD}"',
             "[store]", f'path = "{self.store}"',
             # the load comes from one address: no rate limit there; sipp's digest uri

@@ -19,6 +19,14 @@ Scenarios (ippbx pinned to core 0, sipp on core 1, everything on 127.0.0.1):
       run: PyPI `sippy`'s b2bua_simple (one receive thread, logging off; virtualenv
       bench/.venv-sippy created on first use) carrying the same sipp UAC → UAS calls.
 
+Overload (scenario (a), after its search, unless --no-overload; or alone with
+--overload-from RATE): one step offered at --overload-factor (2) x the clean rate found
+in the same run, reporting goodput (calls completed per second of the step) as a share
+of that clean rate, the failed calls by the status the UAC received (503 is ippbx's
+overload control refusing new calls), and how many calls were still in the registry
+(`outbound/query`) --settle-seconds (240) after the load stopped (0 is the goal: no
+ghost calls).
+
 Method: a step holds an offered rate for --step-seconds. A step is clean with 0 failed
 calls, 0 retransmissions, 0 out-of-call / dead-call messages (UAC and UAS counted) and an
 achieved rate >= 0.95 x offered (sipp -trace_stat, read by column name). Probe steps
@@ -38,6 +46,7 @@ from __future__ import annotations
 import argparse
 import collections
 import math
+import re
 import subprocess
 import sys
 import time
@@ -87,6 +96,8 @@ class Step:
     rcvbuf_errors: int = 0
     setup_ms: float = float("nan")
     leftover_calls: int = -1  # live calls the API still lists after the run (-1: not asked)
+    empty_after_s: float = float("nan")  # seconds after the run until that list was empty
+    failures: dict[str, int] | None = None  # failed UAC calls by what ended them
     clean: bool = False
     why: str = ""
 
@@ -120,8 +131,9 @@ def ensure_sippy() -> Path:
 
 class Runner:
     def __init__(self, procs: Procs, base: Path, hold_ms: int, deadline: float,
-                 sippy_python: Path | None = None) -> None:
+                 sippy_python: Path | None = None, sip_extra: list[str] | None = None) -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.sip_extra = sip_extra or []
         self.deadline = deadline
         self.sippy_python = sippy_python
         self.count = collections.Counter[str]()
@@ -134,7 +146,7 @@ class Runner:
         return self.time_left() > seconds + self.hold_ms / 1000 + STEP_OVERHEAD_S + 5
 
     def step(self, setup: str, rate: float, seconds: float,
-             profile: Path | None = None) -> Step:
+             profile: Path | None = None, settle: float = 10.0) -> Step:
         self.count[setup] += 1
         wd = self.base / f"{setup}-{self.count[setup]:02d}-{rate:g}"
         wd.mkdir(parents=True)
@@ -151,7 +163,8 @@ class Runner:
                           hold_ms=self.hold_ms, timeout_s=seconds + hold_s + 60)
             if setup == "a":
                 cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
-                                trunks=[("carrier", uas_port)], outbound_trunks=["carrier"])
+                                trunks=[("carrier", uas_port)], outbound_trunks=["carrier"],
+                                sip_extra=self.sip_extra)
                 pbx = Ippbx(self.procs, wd, cfg).start()
                 target = pbx.proc
                 uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
@@ -162,7 +175,8 @@ class Runner:
             elif setup == "b":
                 cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
                                 trunks=[("carrier", uac_port)],
-                                inbound=[("carrier", "5550100", "1002")])
+                                inbound=[("carrier", "5550100", "1002")],
+                                sip_extra=self.sip_extra)
                 pbx = Ippbx(self.procs, wd, cfg).start()
                 target = pbx.proc
                 register(self.procs, wd, pbx, "1002", uas_port)
@@ -217,9 +231,13 @@ class Runner:
             result.setup_ms = res.response_time_ms()
             if spy is not None:
                 self.procs.stop(spy, 2, 30)  # SIGINT: py-spy writes what it has
+            result.failures = failure_causes(wd / "uac" / "errors.log")
             if pbx is not None:
                 query = pbx.outbound if setup == "a" else pbx.inbound
-                result.leftover_calls = len(pbx.wait_empty(query, 10))
+                settled = time.monotonic()
+                result.leftover_calls = len(pbx.wait_empty(query, settle))
+                result.empty_after_s = (time.monotonic() - settled
+                                        if result.leftover_calls == 0 else math.nan)
             why = []
             if target.poll() is not None:
                 why.append(f"{setup} exited ({target.returncode})")
@@ -253,6 +271,48 @@ class Runner:
         log(result.line())
         self.steps.append(result)
         return result
+
+
+_RECEIVED = re.compile(r"received '?SIP/2\.0 (\d{3})")
+
+
+def failure_causes(errors_log: Path) -> dict[str, int]:
+    """sipp's error log, counted by cause: the status of an unexpected final response
+    ("503"), or "timeout" / "other"."""
+    causes = collections.Counter[str]()
+    try:
+        text = errors_log.read_text(errors="replace")
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if "Aborting call" not in line and "timed out" not in line.lower() \
+                and "timeout" not in line.lower():
+            continue
+        if (m := _RECEIVED.search(line)) is not None:
+            causes[m.group(1)] += 1
+        elif "timeout" in line.lower() or "timed out" in line.lower():
+            causes["timeout"] += 1
+        else:
+            causes["other"] += 1
+    return dict(causes)
+
+
+def overload_step(runner: Runner, clean_rate: float, args: argparse.Namespace) -> Step:
+    """(a) at args.overload_factor x `clean_rate`; the result line says goodput and more."""
+    offered = clean_rate * args.overload_factor
+    log(f"overload: (a) at {args.overload_factor:g} x the clean rate {clean_rate:.0f}/s "
+        f"= {offered:.0f}/s for {args.step_seconds:g} s, then up to {args.settle_seconds:g} s "
+        "for the registry to empty")
+    step = runner.step("a", offered, args.step_seconds, settle=args.settle_seconds)
+    goodput = step.successful / args.step_seconds
+    failures = ", ".join(f"{k}: {v}" for k, v in sorted((step.failures or {}).items()))
+    left = ("empty " + (f"{step.empty_after_s:.0f} s after" if not math.isnan(step.empty_after_s)
+                        else "")) if step.leftover_calls == 0 else \
+        f"{step.leftover_calls} calls left after {args.settle_seconds:g} s"
+    log(f"overload: goodput {goodput:.0f}/s = {goodput / clean_rate:.2f} x clean "
+        f"(goal >= 0.90); failed calls by cause: {failures or 'none'}; retransmissions "
+        f"{step.retransmissions}; registry {left}; ippbx cpu {step.cpu_percent:.0f} %")
+    return step
 
 
 # -- the search -------------------------------------------------------------------------------
@@ -418,6 +478,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--fixed-rate", type=float, help="one step of (a) at this rate (issue 4)")
     p.add_argument("--profile", type=float, metavar="RATE",
                    help="one step of (a) at RATE under py-spy; print the top 15 by self time")
+    p.add_argument("--overload", action=argparse.BooleanOptionalAction, default=True,
+                   help="after (a)'s search, one step at --overload-factor x its clean rate")
+    p.add_argument("--overload-from", type=float, metavar="RATE",
+                   help="only the overload step, taking RATE as the clean rate")
+    p.add_argument("--overload-factor", type=float, default=2.0)
+    p.add_argument("--overload-control", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-overload-control: run ippbx with [sip] overload_control = false")
+    p.add_argument("--settle-seconds", type=float, default=240.0,
+                   help="after the overload step, wait up to this long for no call left")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args()
@@ -447,6 +516,14 @@ def main(procs: Procs) -> int:
         save_json(args.json, out)
         return 0 if ok and empty else 1
 
+    sip_extra = [] if args.overload_control else ["overload_control = false"]
+    if args.overload_from is not None:
+        runner = Runner(procs, base, args.hold_ms, deadline, sip_extra=sip_extra)
+        step = overload_step(runner, args.overload_from, args)
+        out["overload"] = {"clean_rate": args.overload_from, "step": asdict(step)}
+        save_json(args.json, out)
+        return 0
+
     if args.profile is not None:
         runner = Runner(procs, base, args.hold_ms, deadline)
         profile = base / "py-spy.txt"
@@ -466,10 +543,18 @@ def main(procs: Procs) -> int:
         return 0
 
     sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
-    runner = Runner(procs, base, args.hold_ms, deadline, sippy_python)
+    runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra)
     results: dict[str, Found] = {}
     if args.scenario in ("a", "all"):
         results["a"] = search(runner, "a", args, args.start_rate)
+        clean = results["a"].median_achieved
+        needed = args.step_seconds + args.settle_seconds + STEP_OVERHEAD_S
+        if args.overload and clean > 0 and runner.fits(needed):
+            step = overload_step(runner, clean, args)
+            out["overload"] = {"clean_rate": clean, "step": asdict(step)}
+        elif args.overload:
+            log("overload step skipped: no clean rate, or not enough time left "
+                "(raise --max-minutes)")
     if args.scenario in ("b", "all"):
         results["b"] = search(runner, "b", args, args.start_rate)
         results["sippy"] = search(runner, "sippy", args, args.sippy_start_rate)
