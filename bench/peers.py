@@ -237,7 +237,7 @@ class SippResult:
         return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
 
 
-def _row_elapsed(row: Mapping[str, str]) -> float:
+def row_elapsed(row: Mapping[str, str]) -> float:
     """Seconds between a stat row's StartTime and CurrentTime (their epoch fields)."""
     def epoch(text: str) -> float:
         return float(text.split("\t")[-1])
@@ -255,9 +255,9 @@ def achieved_rate(result: SippResult, total: int) -> float:
     if not rows:
         return 0.0
     during = [r for r in rows if result.counter("TotalCallCreated", r) < total
-              and _row_elapsed(r) >= 1.0]
+              and row_elapsed(r) >= 1.0]
     row = during[-1] if during else rows[0]
-    elapsed = _row_elapsed(row)
+    elapsed = row_elapsed(row)
     return result.counter("TotalCallCreated", row) / elapsed if elapsed > 0 else 0.0
 
 

@@ -73,7 +73,7 @@ from benchlib import (
     wait_bound,
     workdir,
 )
-from peers import Ippbx, PbxConfig, Sipp, achieved_rate, ext_password, register
+from peers import Ippbx, PbxConfig, Sipp, achieved_rate, ext_password, register, row_elapsed
 
 SIPPY_VENV = BENCH / ".venv-sippy"
 GOAL_A = 1000.0  # calls/s clean, scenario (a)
@@ -98,6 +98,7 @@ class Step:
     leftover_calls: int = -1  # live calls the API still lists after the run (-1: not asked)
     empty_after_s: float = float("nan")  # seconds after the run until that list was empty
     failures: dict[str, int] | None = None  # failed UAC calls by what ended them
+    elapsed_s: float = float("nan")  # the UAC's run, first call to the last one's end
     clean: bool = False
     why: str = ""
 
@@ -232,6 +233,9 @@ class Runner:
             if spy is not None:
                 self.procs.stop(spy, 2, 30)  # SIGINT: py-spy writes what it has
             result.failures = failure_causes(wd / "uac" / "errors.log")
+            timed = [r for r in res.rows if r.get("CurrentTime") and r.get("StartTime")]
+            if timed:
+                result.elapsed_s = row_elapsed(timed[-1])
             if pbx is not None:
                 query = pbx.outbound if setup == "a" else pbx.inbound
                 settled = time.monotonic()
@@ -304,12 +308,18 @@ def overload_step(runner: Runner, clean_rate: float, args: argparse.Namespace) -
         f"= {offered:.0f}/s for {args.step_seconds:g} s, then up to {args.settle_seconds:g} s "
         "for the registry to empty")
     step = runner.step("a", offered, args.step_seconds, settle=args.settle_seconds)
-    goodput = step.successful / args.step_seconds
+    # completed calls per second of the run: from the first call to the last one's end,
+    # less one hold time (a call placed at the end of the step ends that much later)
+    span = args.step_seconds
+    if not math.isnan(step.elapsed_s):
+        span = max(span, step.elapsed_s - args.hold_ms / 1000)
+    goodput = step.successful / span
     failures = ", ".join(f"{k}: {v}" for k, v in sorted((step.failures or {}).items()))
     left = ("empty " + (f"{step.empty_after_s:.0f} s after" if not math.isnan(step.empty_after_s)
                         else "")) if step.leftover_calls == 0 else \
         f"{step.leftover_calls} calls left after {args.settle_seconds:g} s"
-    log(f"overload: goodput {goodput:.0f}/s = {goodput / clean_rate:.2f} x clean "
+    log(f"overload: goodput {goodput:.0f}/s over {span:.0f} s = "
+        f"{goodput / clean_rate:.2f} x clean "
         f"(goal >= 0.90); failed calls by cause: {failures or 'none'}; retransmissions "
         f"{step.retransmissions}; registry {left}; ippbx cpu {step.cpu_percent:.0f} %")
     return step
