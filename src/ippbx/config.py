@@ -75,11 +75,13 @@ class SipSection(_Model):
     # certificates of peers we connect to (TLS trunks) are checked.
     tls_listen: str = ""
     # overload control (sip/overload.py): when the event loop is busier than
-    # overload_busy (share of its time) or later than overload_lag_ms, new INVITEs and
-    # REGISTERs are admitted at a falling rate and the others get 503 + Retry-After
+    # overload_busy (share of its time, smoothed), later than overload_lag_ms, or more
+    # than overload_backlog_kib wait in the UDP receive buffer, new INVITEs and REGISTERs
+    # are admitted at a falling rate and the others get 503 + Retry-After
     overload_control: bool = True
-    overload_busy: float = Field(0.9, gt=0, le=1)
+    overload_busy: float = Field(0.95, gt=0, le=1)
     overload_lag_ms: float = Field(100.0, gt=0)
+    overload_backlog_kib: int = Field(512, gt=0)
     tls_cert: str = ""
     tls_key: str = ""
     tls_verify: bool = True
@@ -186,6 +188,22 @@ class ApiSection(_Model):
     def https_address(self) -> tuple[str, int] | None:
         """The HTTPS (host, port), or None when HTTPS is off."""
         return _host_port(self.https_listen, 8088) if self.https_listen.strip() else None
+
+
+class CallsSection(_Model):
+    """Limits on a call's life: session timers (RFC 4028) on both legs, so a call whose
+    peer vanished ends within one interval (0 = off, else at least 90 s, the RFC's
+    minimum), and the longest a call may last (0 = no limit)."""
+
+    session_expires: int = Field(1800, ge=0)
+    max_duration: int = Field(0, ge=0)
+
+    @field_validator("session_expires")
+    @classmethod
+    def _check_session_expires(cls, v: int) -> int:
+        if 0 < v < 90:
+            raise ValueError("must be 0 (off) or at least 90 seconds (RFC 4028 Min-SE)")
+        return v
 
 
 class StoreSection(_Model):
@@ -340,6 +358,7 @@ class Config(_Model):
     pbx: PbxSection = PbxSection()
     sip: SipSection = SipSection()
     api: ApiSection
+    calls: CallsSection = CallsSection()
     store: StoreSection = StoreSection()
     reports: ReportsSection = ReportsSection()
     security: SecuritySection = SecuritySection()

@@ -4,7 +4,9 @@
 1001-1005 with password `secret100N`, API user api/apipass, the trunks given, route
 prefix 9 → all the trunks in order (or `route_trunks`), DID 5550100 on the first trunk →
 extension 1002; `no_answer_seconds` 20 unless given; `[security]` with `digest_uri =
-"host"` for sipp's digests, and the keys of `security=`; more `[sip]` keys in `sip=`),
+"host"` for sipp's digests, and the keys of `security=`; more `[sip]` keys in `sip=`;
+`adjust(config)` may change the parsed configuration, past its validation, e.g. a session
+timer shorter than RFC 4028 allows, so a test need not wait 90 s),
 starts `App`, logs in to the API,
 and offers `query()` helpers; `api_version` is the dialect it logs in through and posts
 to ("v0.0.1" OpenVox, "v1.1.0" Yeastar; `login(version)` switches). `stop()` stops
@@ -27,7 +29,7 @@ import httpx
 from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, free_port
 
 from ippbx.app import App
-from ippbx.config import parse_config
+from ippbx.config import Config, parse_config
 
 API_PASSWORD = "apipass"
 
@@ -104,12 +106,14 @@ class PbxHarness:
         sip_port: int | None = None, *, no_answer_seconds: int = 20,
         route_trunks: list[str] | None = None, api_version: str = "v0.0.1",
         security: dict[str, Any] | None = None, sip: dict[str, Any] | None = None,
+        adjust: Callable[[Config], Config] | None = None,
     ) -> PbxHarness:
         port = sip_port or free_port()
         text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
                             no_answer_seconds=no_answer_seconds, route_trunks=route_trunks,
                             security=security, sip=sip)
-        app = App(parse_config(text))
+        config = parse_config(text)
+        app = App(adjust(config) if adjust is not None else config)
         await app.start()
         harness = cls(app, api_version)
         await harness.login()

@@ -35,6 +35,18 @@ from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.registrar import Registrar
+from ippbx.pbx.session_keeper import SessionKeeper
+from ippbx.pbx.session_timers import (
+    MIN_SE,
+    SessionTimer,
+    TooSmall,
+    allows_update,
+    answer_headers,
+    from_request,
+    from_response,
+    offer_headers,
+    retry_interval,
+)
 from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
@@ -64,6 +76,8 @@ class Bridge:
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
     dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
+    a_session: SessionTimer | None = None  # what the caller's INVITE agreed (RFC 4028)
+    b_asked: float = 0.0  # the Session-Expires our INVITE to the callee asked for
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -126,6 +140,10 @@ class B2BUA:
         self._stopping = False
         # the dialogs of answered calls, for the next start to end after a crash
         self.journal: DialogJournal | None = None
+        # session timers (RFC 4028; 0: off) and the longest call, per bridged call
+        self.session_expires = float(config.calls.session_expires)
+        self.min_se = min(MIN_SE, config.calls.session_expires) or MIN_SE
+        self.keeper = SessionKeeper(self, float(config.calls.max_duration))
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -213,6 +231,13 @@ class B2BUA:
                 return
             caller = Leg(LegKind.EXTENSION, ext, dialled, extension=ext)
             destination = self.dialplan.route_from_extension(ext, dialled)
+        session: SessionTimer | None = None
+        if self.session_expires:
+            agreed = from_request(req, self.session_expires, self.min_se)
+            if isinstance(agreed, TooSmall):  # RFC 4028 §9: ask for at least our Min-SE
+                sr.respond(422, headers=agreed.headers)
+                return
+            session = agreed
         if isinstance(destination, Refused):
             # refused by the dial plan, but a call all the same: it gets its CallFailed
             # report and its FAILED CDR
@@ -225,6 +250,7 @@ class B2BUA:
         if trunk is not None and isinstance(destination, ToExtension):
             call.inbound_route = destination.route
         bridge = self.new_bridge(call, sr)
+        bridge.a_session = session
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:
@@ -247,6 +273,7 @@ class B2BUA:
         return bridge
 
     def finish(self, bridge: Bridge) -> None:
+        self.keeper.stop(bridge)
         bridge.ended = True
         bridge.abort.set()  # an INVITE still out for this call (a transfer) gives up
         self.bridges.pop(bridge.call.callid, None)
@@ -393,6 +420,8 @@ class B2BUA:
             ("User-Agent", self.config.sip.user_agent),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
         ]
+        if self.session_expires:
+            headers += offer_headers(self.session_expires, self.min_se)
         if body:
             headers.append(("Content-Type", content_type))
         return Request("INVITE", uri, headers, body)
@@ -402,6 +431,7 @@ class B2BUA:
     ) -> Response:
         """Send the INVITE (answering one digest challenge for register trunks); wait for a
         final answer, the caller's CANCEL (→ 487), or the no-answer timer (→ 480)."""
+        bridge.b_asked = self.session_expires
         for attempt in range(2):
             ci = self.ua.invite(
                 invite, dest, on_provisional=lambda r: self._relay_ringing(bridge, r)
@@ -447,6 +477,11 @@ class B2BUA:
             if response.status in (401, 407) and attempt == 0 and trunk is not None \
                     and trunk.username:
                 invite = self.auth.answer_challenge(invite, response, trunk)
+                continue
+            wanted = retry_interval(response, bridge.b_asked, self.min_se)
+            if wanted is not None and attempt == 0:  # 422: ask again with its Min-SE
+                invite = _retry_with(invite, wanted)
+                bridge.b_asked = wanted
                 continue
             return response
         return response
@@ -497,6 +532,8 @@ class B2BUA:
         headers = []
         if response.body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
+        if bridge.a_session is not None:
+            headers += answer_headers(bridge.a_session)
         bridge.a.respond(
             200, headers=headers, body=response.body, to_tag=bridge.a_tag,
             contact=self._contact(bridge),
@@ -504,6 +541,7 @@ class B2BUA:
         bridge.a_dialog = bridge.a.dialog
         if bridge.a_dialog is not None:
             self.remember(bridge, "a", bridge.a_dialog)
+        self._keep(bridge, response, allows_update(bridge.a.request))
         self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         ack = await bridge.a.acked()
@@ -523,7 +561,17 @@ class B2BUA:
         headers = [("Content-Type", response.get("Content-Type") or bridge.content_type)]
         self.ua.ack(bridge.a_dialog, response.body, headers if response.body else ())
         self.registry.set_status(leg.id, LegStatus.TALKING)
+        if self.session_expires:  # (the first party's 200 came without our offer)
+            bridge.a_session = SessionTimer(self.session_expires, we_refresh=True)
+        self._keep(bridge, response, False)
         return None
+
+    def _keep(self, bridge: Bridge, response: Response, a_allows_update: bool) -> None:
+        """Both legs are up: start their session timers and the longest-call limit."""
+        b_session = (from_response(response, bridge.b_asked, self.min_se)
+                     if self.session_expires else None)
+        self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
+        self.keeper.start(bridge, "b", b_session, allows_update(response))
 
     def _contact(self, bridge: Bridge) -> str:
         """Our Contact towards the caller, for the transport its INVITE came over."""
@@ -543,7 +591,10 @@ class B2BUA:
             self.hangup_side(bridge, side, 200)
         elif method == "INVITE":
             self.spawn(self._relay_reinvite(bridge, side, sr))
-        elif method in ("OPTIONS", "INFO", "UPDATE"):
+        elif method == "UPDATE":  # (a session refresh; an SDP in it is not relayed yet)
+            sr.respond(200, headers=self._session_headers(bridge, side))
+            self.keeper.refreshed(bridge, side)
+        elif method in ("OPTIONS", "INFO"):
             sr.respond(200)
         elif method == "REFER" and self.on_refer is not None:
             self.on_refer(bridge, side, sr)
@@ -571,14 +622,27 @@ class B2BUA:
             for leg in bridge.call.legs():
                 if leg.live:
                     self.registry.set_status(leg.id, status)
+            self.keeper.refreshed(bridge, side)  # (a re-INVITE refreshes both sessions)
+            self.keeper.refreshed(bridge, "b" if side == "a" else "a")
         out_headers = []
         if response.body and (ct := response.get("Content-Type")):
             out_headers.append(("Content-Type", ct))
+        if response.status < 300:
+            out_headers += self._session_headers(bridge, side)
         sr.respond(response.status, response.reason, headers=out_headers, body=response.body)
+
+    def _session_headers(self, bridge: Bridge, side: Side) -> list[tuple[str, str]]:
+        """Session-Expires (and Require) for a 2xx to a refresh from `side`, if that side
+        does session timers (RFC 4028 §9)."""
+        timer = self.keeper.timer(bridge, side)
+        return answer_headers(timer) if timer is not None and timer.peer_supports else []
 
     # -- ending calls -------------------------------------------------------------------
     def remember(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
         if dialog is not None:
+            if self.session_expires:  # a new party on a kept call: ippbx refreshes it
+                self.keeper.replaced(
+                    bridge, side, SessionTimer(self.session_expires, we_refresh=True), False)
             self._dialogs[id(dialog)] = (bridge, side, dialog)
             if self.journal is not None:
                 self.journal.saved(dialog)
@@ -647,6 +711,17 @@ class B2BUA:
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)
+
+
+def _retry_with(invite: Request, interval: float) -> Request:
+    """A copy of `invite` (next CSeq, no Via) asking for `interval` seconds (after a 422)."""
+    retry = invite.copy()
+    retry.remove("Via")
+    number, method = retry.cseq
+    retry.set("CSeq", f"{number + 1} {method}")
+    retry.set("Session-Expires", f"{int(interval)};refresher=uac")
+    retry.set("Min-SE", str(int(interval)))
+    return retry
 
 
 def _no_answer(response: Response) -> int:

@@ -90,9 +90,11 @@ class PbxService:
             tls_listen=sip.tls_address,
             tls_server=partial(sip_tls_server_context, config),
             tls_client=_tls_client(sip) if _needs_tls_client(config) else None)
-        shedder = (LoadShedder(busy_max=sip.overload_busy, lag_max=sip.overload_lag_ms / 1000)
+        shedder = (LoadShedder(busy_max=sip.overload_busy, lag_max=sip.overload_lag_ms / 1000,
+                               backlog_max=sip.overload_backlog_kib * 1024)
                    if sip.overload_control else None)
-        self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder)
+        self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder,
+                            supported=("timer",) if config.calls.session_expires else ())
         self.transport.on_unreachable = self.ua.unreachable
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)

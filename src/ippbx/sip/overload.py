@@ -3,14 +3,21 @@
 Past its capacity a SIP server that accepts everything answers late, its peers retransmit,
 and it spends its time on retransmissions: goodput falls far below capacity (a
 retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, every
-`interval` (0.1 s), two measurements of the event loop the UA runs on:
+`interval` (0.1 s), three measurements of the process the UA runs in:
 
 * `busy`: the share of that interval the loop's thread spent on the CPU (1.0: it never
-  waited for the network, so what arrives queues in the kernel);
+  waited for the network, so what arrives queues in the kernel), smoothed over about
+  half a second (a single busy interval, a garbage collection, is no overload: measured,
+  a 100 ms window over 0.9 came every few seconds at 60 % of capacity);
 * `lag`: how late the measuring callback ran (every message waits about that long; it
-  also grows when the process is starved of CPU by others).
+  also grows when the process is starved of CPU by others);
+* `backlog`: the bytes waiting in the UDP socket's receive buffer (the kernel's
+  SO_MEMINFO; about 1.3 KB per datagram). This is the queue a saturated loop builds,
+  which neither of the others sees: the loop runs short iterations, never late, while
+  the datagrams wait in the kernel until their senders retransmit them.
 
-While either is over its threshold (`busy_max`, `lag_max`), the number of new requests
+While any is over its threshold (`busy_max` 0.95, `lag_max`, `backlog_max` 512 KiB:
+about 400 datagrams, 50-100 ms of work), the number of new requests
 admitted per second (`limit`) is cut to 90 % of what was admitted in the last interval
 (multiplicative decrease); while both are under, it grows by 2 % per interval, 10 % while
 both are under half their thresholds (additive increase would take too long from a low
@@ -37,27 +44,32 @@ INCREASE_FAST = 1.1  # ... and per interval under half of them
 RELEASE = 3.0  # lift the limit once it exceeds this many times the admitted rate
 FLOOR = 5.0  # never admit fewer than this many new requests per second
 BURST = 0.2  # token bucket depth, in seconds of `limit`
+SMOOTHING = 0.2  # weight of the newest busy sample (about 0.5 s at 0.1 s intervals)
 
 
 class LoadShedder:
     """Admission of new INVITEs/REGISTERs under load; see the module docstring."""
 
-    __slots__ = ("busy_max", "lag_max", "interval", "retry_after", "limit", "busy", "lag",
-                 "peak_lag", "shed", "admitted", "episodes", "_window", "_tokens",
-                 "_refilled")
+    __slots__ = ("busy_max", "lag_max", "backlog_max", "interval", "retry_after", "limit",
+                 "busy", "lag", "backlog", "peak_lag", "peak_backlog", "shed", "admitted",
+                 "episodes", "_window", "_tokens", "_refilled")
 
-    def __init__(self, *, busy_max: float = 0.9, lag_max: float = 0.1,
-                 interval: float = 0.1, retry_after: int = 2) -> None:
-        if not 0 < busy_max <= 1 or lag_max <= 0 or interval <= 0:
-            raise ValueError("busy_max in (0, 1], lag_max and interval > 0")
+    def __init__(self, *, busy_max: float = 0.95, lag_max: float = 0.1,
+                 backlog_max: int = 512 * 1024, interval: float = 0.1,
+                 retry_after: int = 2) -> None:
+        if not 0 < busy_max <= 1 or lag_max <= 0 or interval <= 0 or backlog_max <= 0:
+            raise ValueError("busy_max in (0, 1], lag_max, backlog_max and interval > 0")
         self.busy_max = busy_max
         self.lag_max = lag_max
+        self.backlog_max = backlog_max
         self.interval = interval
         self.retry_after = retry_after  # seconds, for the 503's Retry-After
         self.limit: float | None = None  # new requests admitted per second; None: all
-        self.busy = 0.0  # last measured busy share
+        self.busy = 0.0  # smoothed busy share
         self.lag = 0.0  # last measured lag, seconds
+        self.backlog = 0  # last measured receive backlog, bytes
         self.peak_lag = 0.0
+        self.peak_backlog = 0
         self.shed = 0  # requests refused so far
         self.admitted = 0  # requests admitted so far (counted only while limited)
         self.episodes = 0  # times a limit was set
@@ -69,20 +81,24 @@ class LoadShedder:
     def limited(self) -> bool:
         return self.limit is not None
 
-    def sample(self, now: float, busy: float, lag: float) -> None:
+    def sample(self, now: float, busy: float, lag: float, backlog: int = 0) -> None:
         """The measurements of the interval that ended at `now`."""
-        self.busy, self.lag = busy, max(lag, 0.0)
+        self.busy += SMOOTHING * (busy - self.busy)
+        self.lag = max(lag, 0.0)
+        self.backlog = backlog
         self.peak_lag = max(self.peak_lag, self.lag)
+        self.peak_backlog = max(self.peak_backlog, backlog)
         admitted_rate = self._window / self.interval
         self._window = 0
-        if busy > self.busy_max or self.lag > self.lag_max:
+        if (self.busy > self.busy_max or self.lag > self.lag_max
+                or backlog > self.backlog_max):
             base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
             if self.limit is None:
                 self.episodes += 1
                 self._tokens, self._refilled = 0.0, now
             self.limit = max(FLOOR, DECREASE * base)
         elif self.limit is not None:
-            calm = busy < self.busy_max / 2 and self.lag < self.lag_max / 2
+            calm = self.busy < self.busy_max / 2 and self.lag < self.lag_max / 2
             self.limit *= INCREASE_FAST if calm else INCREASE
             if self.limit > RELEASE * max(admitted_rate, FLOOR):
                 self.limit = None

@@ -70,6 +70,7 @@ import logging
 import secrets
 import socket
 import ssl
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ CONNECT_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS handshake may take
 DEFAULT_PORT = 5060
 STREAM_TRANSPORTS = frozenset({"tcp", "tls"})
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux: its first u32 is the rmem in use
 
 OnMessage = Callable[[Request | Response, "Peer"], None]
 
@@ -519,6 +521,19 @@ class SipTransport:
             client.close()
             conn.connect_failed()
             raise
+
+    def backlog(self) -> int:
+        """Bytes waiting in the UDP socket's receive buffer (0 if unknown): the queue a
+        saturated event loop leaves in the kernel (sip/overload.py)."""
+        udp = self._udp
+        if udp is None:
+            return 0
+        try:
+            sock = udp.get_extra_info("socket")
+            return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4),
+                                  sys.byteorder)
+        except (OSError, AttributeError, TypeError):
+            return 0
 
     def port_for(self, transport: str) -> int:
         """Our port for `transport`: the TLS port for "tls", else the UDP/TCP one."""

@@ -570,13 +570,16 @@ class UserAgent:
         now, cpu_now = loop.time(), time.thread_time()
         span = now - (expected - shedder.interval)
         limited = shedder.limited
-        shedder.sample(now, (cpu_now - cpu) / span if span > 0 else 0.0, now - expected)
+        backlog = getattr(self.transport, "backlog", None)
+        shedder.sample(now, (cpu_now - cpu) / span if span > 0 else 0.0, now - expected,
+                       backlog() if backlog is not None else 0)
         if shedder.limited != limited:
             if shedder.limited:
                 self.rejects.warning(
-                    "overload", "overloaded (busy %.0f %%, lag %.0f ms): admitting %.0f new "
-                    "INVITE/REGISTER per second, the others get 503", shedder.busy * 100,
-                    shedder.lag * 1000, shedder.limit or 0.0)
+                    "overload", "overloaded (busy %.0f %%, lag %.0f ms, %d KiB waiting): "
+                    "admitting %.0f new INVITE/REGISTER per second, the others get 503",
+                    shedder.busy * 100, shedder.lag * 1000, shedder.backlog // 1024,
+                    shedder.limit or 0.0)
             else:
                 self.rejects.warning("overload end", "load back to normal: no admission "
                                      "limit (%d refused so far)", shedder.shed)

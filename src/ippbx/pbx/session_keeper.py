@@ -1,0 +1,199 @@
+"""The timers that end calls: session refreshes and expiries per leg, the longest call.
+
+`SessionKeeper` runs what `session_timers.py` agreed for each side of a bridged call:
+
+* ippbx refreshes (`we_refresh`): every half interval an UPDATE (when the peer's Allow
+  lists it) or a re-INVITE with the SDP that side last got from us, unchanged. A final
+  answer 408 or 481, or none within the timer's `answer_timeout`, means the peer is gone:
+  the call is torn down (BYE on both legs, the legs end with 408). 491 (glare with a
+  re-INVITE of the call itself) is tried again 2-4 s later; an UPDATE answered 405/501
+  makes the next try a re-INVITE. Any other answer shows the peer is there.
+* the peer refreshes: each re-INVITE or UPDATE from it (`refreshed`) restarts the expiry;
+  without one for the interval less min(32 s, a third of it), the call is torn down.
+* `[calls] max_duration`: the call is hung up (BYE on both legs) that long after it was
+  answered.
+
+A side whose dialog is replaced (a transfer target answered) is refreshed by ippbx from
+then on, whatever the first party agreed. Timers are asyncio handles on the running loop;
+`stop(bridge)` cancels them when the call ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ippbx.pbx.session_timers import SessionTimer
+from ippbx.sip.message import Response
+
+if TYPE_CHECKING:
+    from ippbx.pbx.b2bua import B2BUA, Bridge, Side
+
+__all__ = ["SessionKeeper"]
+
+log = logging.getLogger(__name__)
+
+GONE = frozenset({408, 481})  # a refresh answered so: the session is over (RFC 4028 §10)
+
+
+@dataclass(eq=False)
+class _SideState:
+    timer: SessionTimer
+    allows_update: bool
+    handle: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Kept:
+    sides: dict[str, _SideState] = field(default_factory=dict)
+    limit: asyncio.TimerHandle | None = None
+
+
+class SessionKeeper:
+    """Session refreshes, expiries and the longest-call limit of the B2BUA's calls."""
+
+    def __init__(self, b2bua: B2BUA, max_duration: float = 0.0) -> None:
+        self.b2bua = b2bua
+        self.max_duration = max_duration
+        self._kept: dict[int, _Kept] = {}
+        self.ended = 0  # calls torn down because a session expired or went unanswered
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def start(self, bridge: Bridge, side: Side, timer: SessionTimer | None,
+              allows_update: bool) -> None:
+        """Run `timer` for `side` of `bridge` (None: no session timer on that side)."""
+        kept = self._kept.setdefault(id(bridge), _Kept())
+        if kept.limit is None and self.max_duration > 0:
+            kept.limit = self._later(self.max_duration, self._limit_reached, bridge)
+        old = kept.sides.pop(side, None)
+        if old is not None and old.handle is not None:
+            old.handle.cancel()
+        if timer is None:
+            return
+        state = kept.sides[side] = _SideState(timer, allows_update)
+        self._arm(bridge, side, state)
+
+    def replaced(self, bridge: Bridge, side: Side, timer: SessionTimer,
+                 allows_update: bool) -> None:
+        """`side` has a new dialog (a transfer target): keep it alive from now on."""
+        if id(bridge) in self._kept:
+            self.start(bridge, side, timer, allows_update)
+
+    def timer(self, bridge: Bridge, side: Side) -> SessionTimer | None:
+        kept = self._kept.get(id(bridge))
+        state = kept.sides.get(side) if kept is not None else None
+        return state.timer if state is not None else None
+
+    def refreshed(self, bridge: Bridge, side: Side) -> None:
+        """A refresh (re-INVITE or UPDATE answered 2xx) happened on `side`."""
+        kept = self._kept.get(id(bridge))
+        state = kept.sides.get(side) if kept is not None else None
+        if state is not None:
+            self._arm(bridge, side, state)
+
+    def stop(self, bridge: Bridge) -> None:
+        kept = self._kept.pop(id(bridge), None)
+        if kept is None:
+            return
+        if kept.limit is not None:
+            kept.limit.cancel()
+        for state in kept.sides.values():
+            if state.handle is not None:
+                state.handle.cancel()
+
+    # -- internals ----------------------------------------------------------------------
+    @staticmethod
+    def _later(delay: float, callback: Callable[..., None], *args: object
+               ) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    def _arm(self, bridge: Bridge, side: Side, state: _SideState, delay: float | None = None
+             ) -> None:
+        if state.handle is not None:
+            state.handle.cancel()
+        timer = state.timer
+        if timer.we_refresh:
+            wait = timer.refresh_after if delay is None else delay
+            state.handle = self._later(wait, self._refresh_due, bridge, side, state)
+        else:
+            state.handle = self._later(timer.expire_after, self._expired, bridge, side)
+
+    def _current(self, bridge: Bridge, side: Side, state: _SideState) -> bool:
+        kept = self._kept.get(id(bridge))
+        return (not bridge.ended and kept is not None and kept.sides.get(side) is state)
+
+    def _expired(self, bridge: Bridge, side: Side) -> None:
+        if bridge.ended or id(bridge) not in self._kept:
+            return
+        log.info("call %s: no session refresh from the %s side in time; ending it",
+                 bridge.call.callid, "caller" if side == "a" else "callee")
+        self._end(bridge, 408)
+
+    def _limit_reached(self, bridge: Bridge) -> None:
+        if bridge.ended or id(bridge) not in self._kept:
+            return
+        log.info("call %s reached [calls] max_duration (%g s); hanging up",
+                 bridge.call.callid, self.max_duration)
+        self._end(bridge, 200)
+
+    def _end(self, bridge: Bridge, status: int) -> None:
+        self.ended += 1
+        self.stop(bridge)
+        self.b2bua.teardown(bridge, status)
+
+    def _refresh_due(self, bridge: Bridge, side: Side, state: _SideState) -> None:
+        state.handle = None
+        if self._current(bridge, side, state):
+            self.b2bua.spawn(self._refresh(bridge, side, state))
+
+    async def _refresh(self, bridge: Bridge, side: Side, state: _SideState) -> None:
+        dialog = bridge.dialog(side)
+        if dialog is None:
+            return
+        ua = self.b2bua.ua
+        timer = state.timer
+        headers = [("Supported", "timer"),
+                   ("Session-Expires", f"{int(timer.interval)};refresher=uac")]
+        method, body = "UPDATE", b""
+        if not state.allows_update:
+            method = "INVITE"
+            body = bridge.sdp.get("b" if side == "a" else "a", b"")
+            if body:
+                headers.append(("Content-Type", bridge.content_type))
+        sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
+        try:
+            response: Response | None = await asyncio.wait_for(asyncio.shield(sent),
+                                                                timer.answer_timeout)
+        except TimeoutError:
+            response = None
+            if method == "INVITE":  # a 2xx that comes later is still ACKed
+                sent.add_done_callback(lambda task: self._late_ack(task, dialog))
+        if not self._current(bridge, side, state):
+            return
+        status = response.status if response is not None else 408
+        if method == "INVITE" and response is not None and status < 300:
+            ua.ack(dialog)
+        if status in GONE:
+            log.info("call %s: the %s side did not answer its session refresh (%s); "
+                     "ending it", bridge.call.callid, "caller" if side == "a" else "callee",
+                     status)
+            self._end(bridge, 408)
+        elif status == 491:
+            self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
+        elif method == "UPDATE" and status in (405, 501):
+            state.allows_update = False
+            self._arm(bridge, side, state, delay=0.0)
+        else:
+            self._arm(bridge, side, state)
+
+    def _late_ack(self, task: asyncio.Future[Response], dialog: object) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        if task.result().status < 300:
+            self.b2bua.ua.ack(dialog)  # type: ignore[arg-type]
