@@ -74,12 +74,10 @@ class SipSection(_Model):
     # certificate is made beside the store (ippbx-sip.crt). tls_verify / tls_ca: how the
     # certificates of peers we connect to (TLS trunks) are checked.
     tls_listen: str = ""
-    # overload control (sip/overload.py): when the event loop is busier than
-    # overload_busy (share of its time, smoothed), later than overload_lag_ms, or more
-    # than overload_backlog_kib wait in the UDP receive buffer, new INVITEs and REGISTERs
-    # are admitted at a falling rate and the others get 503 + Retry-After
+    # overload control (sip/overload.py): when the event loop runs later than
+    # overload_lag_ms, or more than overload_backlog_kib wait in the UDP receive buffer,
+    # new INVITEs and REGISTERs are admitted at a falling rate, the others get 503
     overload_control: bool = True
-    overload_busy: float = Field(0.95, gt=0, le=1)
     overload_lag_ms: float = Field(100.0, gt=0)
     overload_backlog_kib: int = Field(512, gt=0)
     tls_cert: str = ""

@@ -90,7 +90,7 @@ class PbxService:
             tls_listen=sip.tls_address,
             tls_server=partial(sip_tls_server_context, config),
             tls_client=_tls_client(sip) if _needs_tls_client(config) else None)
-        shedder = (LoadShedder(busy_max=sip.overload_busy, lag_max=sip.overload_lag_ms / 1000,
+        shedder = (LoadShedder(lag_max=sip.overload_lag_ms / 1000,
                                backlog_max=sip.overload_backlog_kib * 1024)
                    if sip.overload_control else None)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder,

@@ -5,25 +5,23 @@ and it spends its time on retransmissions: goodput falls far below capacity (a
 retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, every
 `interval` (0.1 s), three measurements of the process the UA runs in:
 
-* `busy`: the share of that interval the loop's thread spent on the CPU (1.0: it never
-  waited for the network, so what arrives queues in the kernel), smoothed over about
-  half a second (a single busy interval, a garbage collection, is no overload: measured,
-  a 100 ms window over 0.9 came every few seconds at 60 % of capacity);
-* `lag`: how late the measuring callback ran (every message waits about that long; it
-  also grows when the process is starved of CPU by others);
 * `backlog`: the bytes waiting in the UDP socket's receive buffer (the kernel's
-  SO_MEMINFO; about 1.3 KB per datagram). This is the queue a saturated loop builds,
-  which neither of the others sees: the loop runs short iterations, never late, while
-  the datagrams wait in the kernel until their senders retransmit them.
+  SO_MEMINFO; about 1.3 KB per datagram). This is the queue a saturated loop builds:
+  the loop still runs short iterations, never late, while datagrams wait in the kernel
+  until their senders retransmit them;
+* `lag`: how late the measuring callback ran (every message waits about that long; it
+  grows when one callback runs long, or when the process is starved of CPU by others);
+* `busy`: the share of the interval the loop's thread spent on the CPU, smoothed over
+  about half a second. It does not say "overloaded" (measured: a loop 96 % busy still
+  kept its queue under 40 datagrams), only "calm" below one half.
 
-While any is over its threshold (`busy_max` 0.95, `lag_max`, `backlog_max` 512 KiB:
-about 400 datagrams, 50-100 ms of work), the number of new requests
-admitted per second (`limit`) is cut to 90 % of what was admitted in the last interval
-(multiplicative decrease); while both are under, it grows by 2 % per interval, 10 % while
-both are under half their thresholds (additive increase would take too long from a low
-value), and once it is well above what arrives
-(`RELEASE` x the admitted rate) the limit is lifted. New INVITEs and REGISTERs (out of
-dialog, not retransmissions of ones already accepted, and not INVITEs that carry
+While the backlog is over `backlog_max` (512 KiB: about 400 datagrams, 50-100 ms of
+work) or the lag over `lag_max` (0.1 s), the number of new requests admitted per second
+(`limit`) is cut to 90 % of what was admitted in the last interval (multiplicative
+decrease); while both are under, it grows by 2 % per interval, 10 % when the loop is calm
+(additive increase would take too long from a low value), and once it is well above what
+arrives (`RELEASE` x the admitted rate) the limit is lifted. New INVITEs and REGISTERs
+(out of dialog, not retransmissions of ones already accepted, and not INVITEs that carry
 credentials: those answer a challenge we sent, and refusing them would waste the work
 done) pass a token bucket of `limit` per second; the others get a stateless `503 Service
 Unavailable` with `Retry-After`, before any transaction, dialog or digest work. ACKs,
@@ -40,26 +38,25 @@ __all__ = ["LoadShedder", "SHED_METHODS"]
 SHED_METHODS = frozenset({"INVITE", "REGISTER"})
 DECREASE = 0.9  # limit after an overloaded interval, x the rate admitted in it
 INCREASE = 1.02  # limit growth per interval under the thresholds
-INCREASE_FAST = 1.1  # ... and per interval under half of them
+INCREASE_FAST = 1.1  # ... and per interval of a calm loop
 RELEASE = 3.0  # lift the limit once it exceeds this many times the admitted rate
 FLOOR = 5.0  # never admit fewer than this many new requests per second
 BURST = 0.2  # token bucket depth, in seconds of `limit`
 SMOOTHING = 0.2  # weight of the newest busy sample (about 0.5 s at 0.1 s intervals)
+CALM_BUSY = 0.5  # a loop busy less than this is calm: the limit may grow fast
 
 
 class LoadShedder:
     """Admission of new INVITEs/REGISTERs under load; see the module docstring."""
 
-    __slots__ = ("busy_max", "lag_max", "backlog_max", "interval", "retry_after", "limit",
+    __slots__ = ("lag_max", "backlog_max", "interval", "retry_after", "limit",
                  "busy", "lag", "backlog", "peak_lag", "peak_backlog", "shed", "admitted",
                  "episodes", "_window", "_tokens", "_refilled")
 
-    def __init__(self, *, busy_max: float = 0.95, lag_max: float = 0.1,
-                 backlog_max: int = 512 * 1024, interval: float = 0.1,
-                 retry_after: int = 2) -> None:
-        if not 0 < busy_max <= 1 or lag_max <= 0 or interval <= 0 or backlog_max <= 0:
-            raise ValueError("busy_max in (0, 1], lag_max, backlog_max and interval > 0")
-        self.busy_max = busy_max
+    def __init__(self, *, lag_max: float = 0.1, backlog_max: int = 512 * 1024,
+                 interval: float = 0.1, retry_after: int = 2) -> None:
+        if lag_max <= 0 or interval <= 0 or backlog_max <= 0:
+            raise ValueError("lag_max, backlog_max and interval must be > 0")
         self.lag_max = lag_max
         self.backlog_max = backlog_max
         self.interval = interval
@@ -90,15 +87,15 @@ class LoadShedder:
         self.peak_backlog = max(self.peak_backlog, backlog)
         admitted_rate = self._window / self.interval
         self._window = 0
-        if (self.busy > self.busy_max or self.lag > self.lag_max
-                or backlog > self.backlog_max):
+        if self.lag > self.lag_max or backlog > self.backlog_max:
             base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
             if self.limit is None:
                 self.episodes += 1
                 self._tokens, self._refilled = 0.0, now
             self.limit = max(FLOOR, DECREASE * base)
         elif self.limit is not None:
-            calm = self.busy < self.busy_max / 2 and self.lag < self.lag_max / 2
+            calm = (self.busy < CALM_BUSY and self.lag < self.lag_max / 2
+                    and backlog < self.backlog_max / 4)
             self.limit *= INCREASE_FAST if calm else INCREASE
             if self.limit > RELEASE * max(admitted_rate, FLOOR):
                 self.limit = None

@@ -32,28 +32,27 @@ def saturate(shedder: LoadShedder, now: float, rate: float) -> float:
     while shedder.limit is None:
         assert offer(shedder, now, rate, 0.1) == (int(rate / 10), 0)
         now += 0.1
-        shedder.sample(now, busy=1.0, lag=0.01)
+        shedder.sample(now, busy=1.0, lag=0.01, backlog=800 * 1024)
         assert now < 5, "no limit after 5 s of a saturated loop"
     return now
 
 
-def test_one_busy_interval_is_no_overload() -> None:
-    """A garbage collection or a burst: one 100 ms window at 100 % sets no limit."""
+def test_a_busy_loop_that_keeps_up_is_no_overload() -> None:
+    """Busy all the time, but nothing waits: no limit (the queue is what matters)."""
     shedder = LoadShedder()
-    shedder.sample(0.1, busy=1.0, lag=0.02)
-    for step in range(2, 30):
-        shedder.sample(step / 10, busy=0.7, lag=0.001)
+    for step in range(1, 50):
+        shedder.sample(step / 10, busy=1.0, lag=0.005, backlog=60 * 1024)
         assert shedder.limit is None
 
 
 def test_busy_loop_cuts_admissions_to_below_what_it_coped_with() -> None:
     shedder = LoadShedder()
     now = saturate(shedder, 0.0, 1000)
-    assert now <= 1.5  # within 1.5 s of a sudden saturation from idle
+    assert now == pytest.approx(0.1)  # the first interval with a queue
     assert shedder.limit == pytest.approx(900)
     admitted, refused = offer(shedder, now, 1000, 0.1)
     assert 80 <= admitted <= 92 and refused == 100 - admitted
-    shedder.sample(now + 0.1, busy=1.0, lag=0.01)  # still too busy: lower again
+    shedder.sample(now + 0.1, busy=1.0, lag=0.01, backlog=600 * 1024)  # still a queue
     assert shedder.limit == pytest.approx(0.9 * admitted / 0.1)
     assert shedder.episodes == 1 and shedder.shed == refused
 
@@ -70,10 +69,10 @@ def test_a_kernel_backlog_counts_at_once() -> None:
     backlog alone sets the limit, from the first interval it shows."""
     shedder = LoadShedder(backlog_max=512 * 1024)
     offer(shedder, 0.0, 2000, 0.1)
-    shedder.sample(0.1, busy=0.8, lag=0.001, backlog=400 * 1024)
+    shedder.sample(0.1, busy=0.99, lag=0.001, backlog=400 * 1024)
     assert shedder.limit is None
     offer(shedder, 0.1, 2000, 0.1)
-    shedder.sample(0.2, busy=0.8, lag=0.001, backlog=600 * 1024)
+    shedder.sample(0.2, busy=0.99, lag=0.001, backlog=600 * 1024)
     assert shedder.limit == pytest.approx(0.9 * 2000)
     assert shedder.peak_backlog == 600 * 1024
 
@@ -84,7 +83,7 @@ def test_calm_again_the_limit_grows_and_is_lifted() -> None:
     for _ in range(300):  # 30 s at 100/s offered, a calm loop
         offer(shedder, now, 100, 0.1)
         now += 0.1
-        shedder.sample(now, busy=0.6, lag=0.001)  # under, but not by half: slowly
+        shedder.sample(now, busy=0.6, lag=0.001)  # no queue, not calm: slowly
         if shedder.limit is None:
             break
     assert shedder.limit is None  # lifted once far above what arrives
@@ -92,7 +91,6 @@ def test_calm_again_the_limit_grows_and_is_lifted() -> None:
 
 
 def test_bad_settings() -> None:
-    for kwargs in ({"busy_max": 0.0}, {"busy_max": 1.5}, {"lag_max": 0.0}, {"interval": 0.0},
-                   {"backlog_max": 0}):
+    for kwargs in ({"lag_max": 0.0}, {"interval": 0.0}, {"backlog_max": 0}):
         with pytest.raises(ValueError):
             LoadShedder(**kwargs)  # type: ignore[arg-type]
