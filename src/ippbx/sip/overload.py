@@ -17,8 +17,8 @@ retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, 
 
 While the backlog is over `backlog_max` (512 KiB: about 400 datagrams, 50-100 ms of
 work) or the lag over `lag_max` (0.1 s), the number of new requests admitted per second
-(`limit`) is cut to 90 % of what was admitted in the last interval (multiplicative
-decrease); while both are under, it grows by 2 % per interval, 10 % when the loop is calm
+(`limit`) is cut to 95 % of what was admitted in the last interval (multiplicative
+decrease); while both are under, it grows by 3 % per interval, 10 % when the loop is calm
 (additive increase would take too long from a low value), and once it is well above what
 arrives (`RELEASE` x the admitted rate) the limit is lifted. New INVITEs and REGISTERs
 (out of dialog, not retransmissions of ones already accepted, and not INVITEs that carry
@@ -36,8 +36,8 @@ from __future__ import annotations
 __all__ = ["LoadShedder", "SHED_METHODS"]
 
 SHED_METHODS = frozenset({"INVITE", "REGISTER"})
-DECREASE = 0.9  # limit after an overloaded interval, x the rate admitted in it
-INCREASE = 1.02  # limit growth per interval under the thresholds
+DECREASE = 0.95  # limit after an overloaded interval, x the rate admitted in it
+INCREASE = 1.03  # limit growth per interval under the thresholds
 INCREASE_FAST = 1.1  # ... and per interval of a calm loop
 RELEASE = 3.0  # lift the limit once it exceeds this many times the admitted rate
 FLOOR = 5.0  # never admit fewer than this many new requests per second

@@ -522,12 +522,12 @@ class UserAgent:
     # -- receiving --------------------------------------------------------------------------
     def receive(self, message: Request | Response, source: Peer) -> None:
         """Feed one parsed message from the transport. Never raises."""
+        if (self.shedder is not None and type(message) is Request
+                and message.method in SHED_METHODS and not self._admit(message, source)):
+            return  # (first: refusing must cost less than the header checks below)
         problem = malformed(message)
         if problem is not None:
             self._reject_malformed(message, source, problem)
-            return
-        if (self.shedder is not None and type(message) is Request
-                and message.method in SHED_METHODS and not self._admit(message, source)):
             return
         try:
             events = self.transactions.receive(
@@ -545,13 +545,9 @@ class UserAgent:
         shedder = self.shedder
         assert shedder is not None
         if (request.has("Proxy-Authorization") or request.has("Authorization")
+                or ";tag=" in (request.get("To") or "").replace(" ", "").lower()
                 or self.transactions.has_server(request)):
             return True
-        try:
-            if request.to.tag:
-                return True
-        except SipParseError:
-            return True  # (the transaction layer answers it)
         if shedder.admit(self._now()):
             return True
         response = make_response(request, 503, to_tag=self.new_tag(),

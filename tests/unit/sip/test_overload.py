@@ -49,11 +49,11 @@ def test_busy_loop_cuts_admissions_to_below_what_it_coped_with() -> None:
     shedder = LoadShedder()
     now = saturate(shedder, 0.0, 1000)
     assert now == pytest.approx(0.1)  # the first interval with a queue
-    assert shedder.limit == pytest.approx(900)
+    assert shedder.limit == pytest.approx(950)
     admitted, refused = offer(shedder, now, 1000, 0.1)
-    assert 80 <= admitted <= 92 and refused == 100 - admitted
+    assert 85 <= admitted <= 97 and refused == 100 - admitted
     shedder.sample(now + 0.1, busy=1.0, lag=0.01, backlog=600 * 1024)  # still a queue
-    assert shedder.limit == pytest.approx(0.9 * admitted / 0.1)
+    assert shedder.limit == pytest.approx(0.95 * admitted / 0.1)
     assert shedder.episodes == 1 and shedder.shed == refused
 
 
@@ -73,7 +73,7 @@ def test_a_kernel_backlog_counts_at_once() -> None:
     assert shedder.limit is None
     offer(shedder, 0.1, 2000, 0.1)
     shedder.sample(0.2, busy=0.99, lag=0.001, backlog=600 * 1024)
-    assert shedder.limit == pytest.approx(0.9 * 2000)
+    assert shedder.limit == pytest.approx(0.95 * 2000)
     assert shedder.peak_backlog == 600 * 1024
 
 
