@@ -495,6 +495,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--overload-factor", type=float, default=2.0)
     p.add_argument("--overload-control", action=argparse.BooleanOptionalAction, default=True,
                    help="--no-overload-control: run ippbx with [sip] overload_control = false")
+    p.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more [sip] line for ippbx's configuration (repeatable), "
+                        "e.g. overload_backlog_kib=1024")
     p.add_argument("--settle-seconds", type=float, default=240.0,
                    help="after the overload step, wait up to this long for no call left")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
@@ -527,6 +530,8 @@ def main(procs: Procs) -> int:
         return 0 if ok and empty else 1
 
     sip_extra = [] if args.overload_control else ["overload_control = false"]
+    sip_extra += [" = ".join(part.strip() for part in option.split("=", 1))
+                  for option in args.sip_option]
     if args.overload_from is not None:
         runner = Runner(procs, base, args.hold_ms, deadline, sip_extra=sip_extra)
         step = overload_step(runner, args.overload_from, args)
