@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip
 
-.PHONY: run test lint debs venv clean bench fuzz
+.PHONY: run test test-unit test-fast lint debs venv clean bench fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ippbx needs Python >= 3.11"'
@@ -41,6 +41,14 @@ lint: $(STAMP)
 
 test: $(STAMP) debs lint
 	$(BIN)/pytest
+
+# The fast tiers: the sans-IO unit tests alone (no sockets, ~30 s), and everything but
+# the tests marked slow.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test-fast: $(STAMP) debs
+	$(BIN)/pytest -q -m "not slow"
 
 # The SIP stack fuzzed far longer than in `make test` (mutated RFC 4475 messages and
 # arbitrary bytes, UDP and TCP): FUZZ_EXAMPLES per transport, about 4 s per thousand.
