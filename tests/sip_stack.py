@@ -13,8 +13,8 @@ from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunks import Trunks
 from ippbx.sip.message import Request, Response, StreamParser
-from ippbx.sip.transport import Peer, Rejection, read_datagram, read_stream, reply_address
 from ippbx.sip.ua import UserAgent
+from ippbx.sip.wire import Peer, Rejection, read_datagram, read_stream, reply_address
 
 CONFIG = """
 [sip]

@@ -26,8 +26,9 @@ from pbx_harness import PbxHarness, Start, ext_password
 
 from ippbx.sip.digest import DigestClient
 from ippbx.sip.message import Request, Response, StreamParser, parse_message
-from ippbx.sip.transport import Peer, SipTransport
+from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import UserAgent
+from ippbx.sip.wire import Peer
 
 WAIT = 5.0
 

@@ -31,7 +31,8 @@ from sipp_harness import SippFactory, free_port
 
 from ippbx.certs import make_self_signed, server_context
 from ippbx.sip.message import Request, Response, make_response
-from ippbx.sip.transport import Peer, SipTransport
+from ippbx.sip.transport import SipTransport
+from ippbx.sip.wire import Peer
 
 
 async def test_baresip_registers_and_calls_out_over_tls(

@@ -10,7 +10,8 @@ import pytest
 from sip_wire import read_message
 
 from ippbx.sip.message import Request, Response, make_response, parse_message
-from ippbx.sip.transport import Peer, SipTransport
+from ippbx.sip.transport import SipTransport
+from ippbx.sip.wire import Peer
 
 WAIT = 5.0  # upper bound of every wait in this file
 

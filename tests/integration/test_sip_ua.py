@@ -18,7 +18,8 @@ import pytest
 from sipp_harness import SippFactory, free_port
 
 from ippbx.sip.message import Request
-from ippbx.sip.transport import Peer, SipTransport
+from ippbx.sip.transport import SipTransport
+from ippbx.sip.wire import Peer
 
 ua_module = pytest.importorskip("ippbx.sip.ua", reason="sip/ua.py has not landed yet")
 UserAgent = ua_module.UserAgent

@@ -51,8 +51,8 @@ from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
-from ippbx.sip.transport import Peer
 from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
+from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ippbx.sip.dialog import Dialog
-from ippbx.sip.transport import Peer
 from ippbx.sip.ua import UserAgent
+from ippbx.sip.wire import Peer
 from ippbx.store.dialogs import DialogKey, DialogRow
 
 log = logging.getLogger(__name__)

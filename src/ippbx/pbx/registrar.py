@@ -20,7 +20,7 @@ from ippbx.config import Config
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 from ippbx.store.sqlite import RegistrationRow, Store
 
 

@@ -14,7 +14,8 @@ from enum import StrEnum
 from ippbx.config import Config, Trunk
 from ippbx.pbx import events
 from ippbx.pbx.calls import CallRegistry
-from ippbx.sip.transport import Peer, resolve_host
+from ippbx.sip.transport import resolve_host
+from ippbx.sip.wire import Peer
 
 
 class TrunkStatus(StrEnum):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from ippbx.sandbox.endpoint import SDP_HEADERS, AnswerPlan, CallOutcome, Endpoint
 from ippbx.sip.message import Request
-from ippbx.sip.transport import Peer
 from ippbx.sip.ua import ServerRequest, TransportFactory
+from ippbx.sip.wire import Peer
 
 __all__ = ["Carrier", "CarrierBehaviour"]
 

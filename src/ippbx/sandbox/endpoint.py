@@ -31,8 +31,9 @@ from itertools import count
 from ippbx.sip.dialog import Dialog, DialogError, DialogId
 from ippbx.sip.digest import DigestClient, DigestError
 from ippbx.sip.message import Request, Response
-from ippbx.sip.transport import Peer, SipTransport
+from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import ClientInvite, ServerRequest, TransportFactory, UserAgent
+from ippbx.sip.wire import Peer
 
 __all__ = [
     "AnswerPlan", "CallOutcome", "Endpoint", "answer_direction", "make_sdp", "wait_first",

@@ -51,7 +51,7 @@ from ippbx.sandbox.endpoint import CallOutcome, Endpoint, wait_first
 from ippbx.sandbox.phones import Phone
 from ippbx.sandbox.plan import CallKind, PlannedCall, Planner
 from ippbx.sandbox.receiver import ReportReceiver
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 
 __all__ = ["Sandbox", "SandboxError", "SandboxOptions", "Stats"]
 

@@ -69,8 +69,8 @@ from ippbx.sip.transaction import (
     TxKey,
     make_cancel,
 )
-from ippbx.sip.transport import Peer
 from ippbx.sip.uri import SipUri, UriError
+from ippbx.sip.wire import Peer
 
 __all__ = ["UserAgent", "ServerRequest", "ClientInvite", "Peer", "RequestHandler"]
 

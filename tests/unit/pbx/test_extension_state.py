@@ -8,7 +8,7 @@ from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.status import PbxStatus
 from ippbx.pbx.trunks import Trunks, TrunkStatus
 from ippbx.sip.message import Request, parse_message
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ippbx.pbx.leftover_dialogs import CSEQ_MARGIN, DialogJournal, _dialog
 from ippbx.sip.dialog import Dialog
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 from ippbx.store.sqlite import Store
 
 

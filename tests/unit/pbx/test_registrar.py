@@ -5,7 +5,7 @@ from __future__ import annotations
 from ippbx.config import parse_config
 from ippbx.pbx.registrar import Registrar
 from ippbx.sip.message import Request, parse_message
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 
 CONFIG = """
 [sip]

@@ -17,7 +17,7 @@ from ippbx.sandbox.carrier import Carrier, CarrierBehaviour
 from ippbx.sandbox.endpoint import AnswerPlan, CallOutcome, answer_direction, make_sdp
 from ippbx.sandbox.phones import Phone, PhoneBehaviour
 from ippbx.sip.message import Request, Response, parse_message
-from ippbx.sip.transport import Peer, fix_via
+from ippbx.sip.wire import Peer, fix_via
 
 Msg = Request | Response
 QUICK = CarrierBehaviour(busy_rate=0, no_answer_rate=0, ring=(0.01, 0.02),

@@ -20,7 +20,7 @@ from sip_stack import Stack
 from sip_torture import ANSWERS, load
 
 from ippbx.sip.message import Response
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 SEEDS = [load(name) for name in sorted(ANSWERS)]

@@ -24,7 +24,7 @@ from sip_stack import Stack
 from sip_torture import ANSWERS, fixture_names, load
 
 from ippbx.sip.message import Request, Response
-from ippbx.sip.transport import Peer
+from ippbx.sip.wire import Peer
 
 _VIA_PORT = re.compile(rb"^(?:via|v)[ \t]*:[ \t]*SIP/2\.0/[A-Za-z]+ [^\s;:,]+:(\d+)",
                        re.IGNORECASE | re.MULTILINE)

@@ -1,4 +1,4 @@
-"""Pure parts of sip/transport.py: Via stamping, response routing, error responses.
+"""The SIP transport's pure half (sip/wire.py): Via stamping, response routing, errors.
 
 The socket behaviour is tested against real loopback sockets in
 tests/integration/test_sip_transport.py.
@@ -11,10 +11,10 @@ import pytest
 from ippbx.config import SipSection
 from ippbx.sip.headers import Via
 from ippbx.sip.message import Request, Response, StreamParser, parse_message
-from ippbx.sip.transport import (
+from ippbx.sip.transport import SipTransport
+from ippbx.sip.wire import (
     Peer,
     Rejection,
-    SipTransport,
     error_response,
     fix_via,
     read_datagram,

@@ -11,8 +11,8 @@ import pytest
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.message import Request, Response, make_response, parse_message
 from ippbx.sip.transaction import TransactionError
-from ippbx.sip.transport import Peer, fix_via
 from ippbx.sip.ua import ServerRequest, UserAgent
+from ippbx.sip.wire import Peer, fix_via
 
 T1 = 0.005
 Msg = Request | Response
