@@ -76,6 +76,11 @@ class Bridge:
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
     dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
+    # sides with a re-INVITE out from us (relayed or a refresh), and sides whose own
+    # re-INVITE we are still answering: RFC 3261 §14 allows one INVITE at a time per
+    # dialog and direction, and answers a crossing one 491
+    reinviting: set[Side] = field(default_factory=set)
+    answering: set[Side] = field(default_factory=set)
     a_session: SessionTimer | None = None  # what the caller's INVITE agreed (RFC 4028)
     b_asked: float = 0.0  # the Session-Expires our INVITE to the callee asked for
 
@@ -602,14 +607,28 @@ class B2BUA:
             sr.respond(501)
 
     async def _relay_reinvite(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
-        other = bridge.dialog("b" if side == "a" else "a")
-        if other is None or bridge.ended:
+        other_side: Side = "b" if side == "a" else "a"
+        other = bridge.dialog(other_side)
+        if side in bridge.answering:  # its previous re-INVITE is still being answered
+            sr.respond(500, headers=[("Retry-After", "1")])  # (§14.2)
+            return
+        if other is None or bridge.ended or side in bridge.reinviting \
+                or other_side in bridge.reinviting or other_side in bridge.answering:
+            # glare: ours crossed theirs on this dialog, or the other side is busy with
+            # one of its own; the sender tries again after a random pause (§14.1)
             sr.respond(491)
             return
         headers = []
         if sr.request.body and (ct := sr.request.get("Content-Type")):
             headers.append(("Content-Type", ct))
-        response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body, headers)
+        bridge.answering.add(side)
+        bridge.reinviting.add(other_side)
+        try:
+            response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body,
+                                                       headers)
+        finally:
+            bridge.answering.discard(side)
+            bridge.reinviting.discard(other_side)
         if response.status < 300:
             self.ua.ack(other)
             if sr.request.body:

@@ -138,9 +138,14 @@ class CallControl:
             if bridge.ended:
                 return None
             ua = self.b2bua.ua
-            response = await ua.request_in_dialog(
-                dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
-            )
+            side: Side = "a" if dialog is bridge.a_dialog else "b"
+            bridge.reinviting.add(side)  # (a crossing re-INVITE from that side gets 491)
+            try:
+                response = await ua.request_in_dialog(
+                    dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
+                )
+            finally:
+                bridge.reinviting.discard(side)
             if response.status < 300:
                 ua.ack(dialog)
             return response

@@ -162,11 +162,17 @@ class SessionKeeper:
                    ("Session-Expires", f"{int(timer.interval)};refresher=uac")]
         method, body = "UPDATE", b""
         if not state.allows_update:
+            if side in bridge.reinviting or side in bridge.answering:
+                self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
+                return  # one INVITE at a time on a dialog: a re-INVITE is in progress
             method = "INVITE"
             body = bridge.sdp.get("b" if side == "a" else "a", b"")
             if body:
                 headers.append(("Content-Type", bridge.content_type))
         sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
+        if method == "INVITE":
+            bridge.reinviting.add(side)
+            sent.add_done_callback(lambda _: bridge.reinviting.discard(side))
         try:
             response: Response | None = await asyncio.wait_for(asyncio.shield(sent),
                                                                 timer.answer_timeout)
