@@ -10,23 +10,26 @@ retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, 
   the loop still runs short iterations, never late, while datagrams wait in the kernel
   until their senders retransmit them;
 * `lag`: how late the measuring callback ran (every message waits about that long; it
-  grows when one callback runs long, or when the process is starved of CPU by others);
+  grows when the process is starved of CPU by others). Only a lag that lasts counts
+  (`LATE_SAMPLES` intervals in a row): one long callback - a start, a garbage
+  collection - is no overload, and limiting admissions to the floor after it would
+  refuse the registrations of a PBX that just came up;
 * `busy`: the share of the interval the loop's thread spent on the CPU, smoothed over
   about half a second. It does not say "overloaded" (measured: a loop 96 % busy still
   kept its queue under 40 datagrams), only "calm" below one half.
 
 While the backlog is over `backlog_max` (512 KiB: about 400 datagrams, 50-100 ms of
-work) or the lag over `lag_max` (0.1 s), the number of new requests admitted per second
-(`limit`) is cut to 95 % of what was admitted in the last interval (multiplicative
-decrease); while both are under, it grows by 3 % per interval, 10 % when the loop is calm
-(additive increase would take too long from a low value), and once it is well above what
-arrives (`RELEASE` x the admitted rate) the limit is lifted. New INVITEs and REGISTERs
-(out of dialog, not retransmissions of ones already accepted, and not INVITEs that carry
-credentials: those answer a challenge we sent, and refusing them would waste the work
-done) pass a token bucket of `limit` per second; the others get a stateless `503 Service
-Unavailable` with `Retry-After`, before any transaction, dialog or digest work. ACKs,
-CANCELs, BYEs, in-dialog requests, responses and retransmissions are always served, so the
-calls already accepted complete.
+work) or the lag has been over `lag_max` (0.1 s) for three intervals, the number of new
+requests admitted per second (`limit`) is cut to 95 % of what was admitted in the last
+interval (multiplicative decrease); while neither holds, it grows by 3 % per interval, 10 %
+when the loop is calm (additive increase would take too long from a low value), and once
+it is well above what arrives (`RELEASE` x the admitted rate) the limit is lifted. New
+INVITEs and REGISTERs (out of dialog, not retransmissions of ones already accepted, and
+not INVITEs that carry credentials: those answer a challenge we sent, and refusing them
+would waste the work done) pass a token bucket of `limit` per second; the others get a
+stateless `503 Service Unavailable` with `Retry-After`, before any transaction, dialog or
+digest work. ACKs, CANCELs, BYEs, in-dialog requests, responses and retransmissions are
+always served, so the calls already accepted complete.
 
 Sans-IO: no clock, no loop; `UserAgent` measures and asks `admit(now)`.
 """
@@ -44,6 +47,7 @@ FLOOR = 5.0  # never admit fewer than this many new requests per second
 BURST = 0.2  # token bucket depth, in seconds of `limit`
 SMOOTHING = 0.2  # weight of the newest busy sample (about 0.5 s at 0.1 s intervals)
 CALM_BUSY = 0.5  # a loop busy less than this is calm: the limit may grow fast
+LATE_SAMPLES = 3  # intervals in a row with the lag over lag_max that count as overload
 
 
 class LoadShedder:
@@ -51,7 +55,7 @@ class LoadShedder:
 
     __slots__ = ("lag_max", "backlog_max", "interval", "retry_after", "limit",
                  "busy", "lag", "backlog", "peak_lag", "peak_backlog", "shed", "admitted",
-                 "episodes", "_window", "_tokens", "_refilled")
+                 "episodes", "_window", "_tokens", "_refilled", "_late")
 
     def __init__(self, *, lag_max: float = 0.1, backlog_max: int = 512 * 1024,
                  interval: float = 0.1, retry_after: int = 2) -> None:
@@ -73,6 +77,7 @@ class LoadShedder:
         self._window = 0  # admitted in the current interval
         self._tokens = 0.0
         self._refilled = 0.0
+        self._late = 0  # samples in a row with the lag over lag_max
 
     @property
     def limited(self) -> bool:
@@ -87,7 +92,8 @@ class LoadShedder:
         self.peak_backlog = max(self.peak_backlog, backlog)
         admitted_rate = self._window / self.interval
         self._window = 0
-        if self.lag > self.lag_max or backlog > self.backlog_max:
+        self._late = self._late + 1 if self.lag > self.lag_max else 0
+        if self._late >= LATE_SAMPLES or backlog > self.backlog_max:
             base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
             if self.limit is None:
                 self.episodes += 1

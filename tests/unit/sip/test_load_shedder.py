@@ -57,10 +57,21 @@ def test_busy_loop_cuts_admissions_to_below_what_it_coped_with() -> None:
     assert shedder.episodes == 1 and shedder.shed == refused
 
 
-def test_lag_alone_also_counts_and_the_floor_holds() -> None:
+def test_one_late_interval_is_no_overload() -> None:
+    """A start or a garbage collection: one long callback, then a prompt loop."""
     shedder = LoadShedder(lag_max=0.1)
-    shedder.sample(0.1, busy=0.2, lag=0.5)  # starved of CPU by someone else
-    assert shedder.limit == FLOOR  # nothing was admitted in that interval
+    shedder.sample(0.1, busy=1.0, lag=0.8)
+    shedder.sample(0.2, busy=0.5, lag=0.3)
+    for step in range(3, 20):
+        shedder.sample(step / 10, busy=0.2, lag=0.001)
+    assert shedder.limit is None and shedder.episodes == 0
+
+
+def test_lag_that_lasts_also_counts_and_the_floor_holds() -> None:
+    shedder = LoadShedder(lag_max=0.1)
+    for step in (1, 2, 3):  # starved of CPU by someone else, three intervals in a row
+        shedder.sample(step / 10, busy=0.2, lag=0.5)
+    assert shedder.limit == FLOOR  # nothing was admitted in those intervals
     assert offer(shedder, 0.1, 100, 1.0)[0] <= FLOOR + 2
 
 
