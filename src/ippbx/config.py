@@ -47,6 +47,22 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
+def _existing_file(value: str) -> str:
+    """A path that must name a file, or "" (not set)."""
+    if value and not Path(value).is_file():
+        raise ValueError(f"no such file {value!r}")
+    return value
+
+
+def _check_tls_listener(cert: str, key: str, address: tuple[str, int] | None,
+                        listen: tuple[str, int], name: str) -> None:
+    """A TLS listener beside a plain one: its cert/key pair whole, its own address."""
+    if bool(cert) != bool(key):
+        raise ValueError("tls_cert and tls_key go together (give both or neither)")
+    if address is not None and address[1] != 0 and address == listen:
+        raise ValueError(f"{name} is the same address as listen")
+
+
 class PbxSection(_Model):
     sn: str = "ippbx00000001"
     name: str = "ippbx"
@@ -101,17 +117,12 @@ class SipSection(_Model):
     @field_validator("tls_cert", "tls_key", "tls_ca")
     @classmethod
     def _check_pem_file(cls, v: str) -> str:
-        if v and not Path(v).is_file():
-            raise ValueError(f"no such file {v!r}")
-        return v
+        return _existing_file(v)
 
     @model_validator(mode="after")
     def _check_tls(self) -> SipSection:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("tls_cert and tls_key go together (give both or neither)")
-        tls = self.tls_address
-        if tls is not None and tls[1] != 0 and tls == self.listen_address:
-            raise ValueError("tls_listen is the same address as listen")
+        _check_tls_listener(self.tls_cert, self.tls_key, self.tls_address,
+                            self.listen_address, "tls_listen")
         return self
 
     @property
@@ -158,17 +169,12 @@ class ApiSection(_Model):
     @field_validator("tls_cert", "tls_key")
     @classmethod
     def _check_pem_file(cls, v: str) -> str:
-        if v and not Path(v).is_file():
-            raise ValueError(f"no such file {v!r}")
-        return v
+        return _existing_file(v)
 
     @model_validator(mode="after")
     def _check_tls(self) -> ApiSection:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("tls_cert and tls_key go together (give both or neither)")
-        https = self.https_address
-        if https is not None and https[1] != 0 and https == self.listen_address:
-            raise ValueError("https_listen is the same address as listen")
+        _check_tls_listener(self.tls_cert, self.tls_key, self.https_address,
+                            self.listen_address, "https_listen")
         return self
 
     @field_validator("allowed_ips")
@@ -226,9 +232,7 @@ class ReportsSection(_Model):
     @field_validator("tls_ca")
     @classmethod
     def _check_ca(cls, v: str) -> str:
-        if v and not Path(v).is_file():
-            raise ValueError(f"no such file {v!r}")
-        return v
+        return _existing_file(v)
 
 
 class SecuritySection(_Model):

@@ -18,3 +18,15 @@ async def read_message(reader: asyncio.StreamReader) -> Request | Response:
             length = int(line.split(b":", 1)[1])
     body = await asyncio.wait_for(reader.readexactly(length), WAIT) if length else b""
     return parse_message(head + body)
+
+
+def options_request(host: str, port: int, call_id: str, transport: str = "TCP") -> bytes:
+    """An OPTIONS to ippbx from `host`:`port` over `transport`, as bytes."""
+    return Request("OPTIONS", "sip:ippbx@127.0.0.1", [
+        ("Via", f"SIP/2.0/{transport} {host}:{port};branch=z9hG4bK-{call_id}"),
+        ("From", f"<sip:probe@{host}:{port}>;tag=f-{call_id}"),
+        ("To", "<sip:ippbx@127.0.0.1>"),
+        ("Call-ID", call_id),
+        ("CSeq", "1 OPTIONS"),
+        ("Max-Forwards", "70"),
+    ]).to_bytes()

@@ -18,8 +18,8 @@ from typing import Any
 
 import defusedxml.ElementTree as safe_et
 import pytest
-from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password
-from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
+from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password, rejected_with
+from sipp_harness import Sipp, SippFactory, SippResult, free_port
 
 LEG_ID = re.compile(r"^\d+\.\d+$")
 CALLER = "1001"
@@ -42,15 +42,6 @@ def carrier(sipp: SippFactory, port: int, scenario: str = "uas.xml", **kwargs: A
     kwargs.setdefault("sipp_timeout_s", 20)
     kwargs.setdefault("calls", 1)
     return sipp(scenario, port=port, **kwargs)
-
-
-def expecting(tmp_path: Path, status: int) -> str:
-    """pbx_uac_auth_reject.xml with its EXPECTED status filled in (a path for sipp)."""
-    text = (SCENARIO_DIR / "pbx_uac_auth_reject.xml").read_text()
-    assert text.count('response="EXPECTED"') == 1
-    path = tmp_path / f"pbx_uac_auth_reject_{status}.xml"
-    path.write_text(text.replace('response="EXPECTED"', f'response="{status}"'))
-    return str(path)
 
 
 def received(result: SippResult, first_line: str) -> int:
@@ -225,7 +216,7 @@ async def test_busy_carrier_gives_486(
     trunk_port = free_port()
     pbx = await start_pbx([TrunkSpec("carrier", trunk_port)])
     far = await carrier(sipp, trunk_port, "uas_busy.xml").astart()
-    near = await caller(sipp, pbx, expecting(tmp_path, 486), "9" + NUMBER).astart()
+    near = await caller(sipp, pbx, rejected_with(tmp_path, 486), "9" + NUMBER).astart()
     (await near.await_result(15)).assert_ok(calls=1)
     (await far.await_result(10)).assert_ok(calls=1)
     await pbx.wait_idle()
@@ -252,7 +243,7 @@ async def test_unroutable_calls(
     start_pbx: Start, sipp: SippFactory, tmp_path: Path, dialled: str, status: int
 ) -> None:
     pbx = await start_pbx([TrunkSpec("carrier", free_port())])
-    near = await caller(sipp, pbx, expecting(tmp_path, status), dialled).astart()
+    near = await caller(sipp, pbx, rejected_with(tmp_path, status), dialled).astart()
     (await near.await_result(15)).assert_ok(calls=1)
     assert len(pbx.app.registry) == 0
     await pbx.stop()
@@ -321,7 +312,7 @@ async def test_answer_crossing_the_cancel_is_hung_up(
     if who == "caller":
         near = caller(sipp, pbx, "pbx_uac_auth_cancel.xml", "9" + NUMBER, duration_ms=200)
     else:
-        near = caller(sipp, pbx, expecting(tmp_path, 480), "9" + NUMBER)
+        near = caller(sipp, pbx, rejected_with(tmp_path, 480), "9" + NUMBER)
     await near.astart()
     (await near.await_result(15)).assert_ok(calls=1)
     (await far.await_result(10)).assert_ok(calls=1)  # 200, then ACK and BYE from ippbx
@@ -337,7 +328,7 @@ async def test_carrier_not_answering_gives_480(
     pbx = await start_pbx([TrunkSpec("carrier", trunk_port)], no_answer_seconds=1)
     far = await carrier(sipp, trunk_port, "uas_ring_forever.xml").astart()
     started = time.monotonic()
-    near = await caller(sipp, pbx, expecting(tmp_path, 480), "9" + NUMBER).astart()
+    near = await caller(sipp, pbx, rejected_with(tmp_path, 480), "9" + NUMBER).astart()
     await wait_status(pbx, "Progress", timeout=5)
     (await near.await_result(15)).assert_ok(calls=1)
     assert time.monotonic() - started < 5

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password, phone
-from sipp_harness import SCENARIO_DIR, Sipp, SippFactory, SippResult, free_port
+from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password, phone, rejected_with
+from sipp_harness import Sipp, SippFactory, SippResult, free_port
 
 from ippbx.pbx.sdp import direction
 
@@ -59,15 +59,6 @@ def uas(sipp: SippFactory, port: int, scenario: str, **kwargs: Any) -> Sipp:
     """A sipp UAS (a carrier, or a phone once registered) taking one call on `port`."""
     kwargs.setdefault("sipp_timeout_s", 20)
     return sipp(scenario, port=port, calls=1, **kwargs)
-
-
-def rejected_with(tmp_path: Path, status: int) -> str:
-    """pbx_uac_auth_reject.xml with its EXPECTED status filled in (a path for sipp)."""
-    text = (SCENARIO_DIR / "pbx_uac_auth_reject.xml").read_text()
-    assert text.count('response="EXPECTED"') == 1
-    path = tmp_path / f"pbx_uac_auth_reject_{status}.xml"
-    path.write_text(text.replace('response="EXPECTED"', f'response="{status}"'))
-    return str(path)
 
 
 def received(result: SippResult, first_line: str) -> list[Any]:

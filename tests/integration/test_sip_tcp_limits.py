@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from pbx_harness import PbxHarness, build_config
-from sip_wire import read_message
+from sip_wire import options_request, read_message
 from sipp_harness import free_port
 
 from ippbx.app import App
 from ippbx.config import parse_config
-from ippbx.sip.message import Request, Response
+from ippbx.sip.message import Response
 
 WAIT = 5.0  # upper bound of every wait in this file
 
@@ -53,14 +53,7 @@ async def connect(pbx: PbxHarness, source: str) -> tuple[asyncio.StreamReader,
 
 def options(writer: asyncio.StreamWriter, call_id: str) -> bytes:
     host, port = writer.get_extra_info("sockname")[:2]
-    return Request("OPTIONS", "sip:ippbx@127.0.0.1", [
-        ("Via", f"SIP/2.0/TCP {host}:{port};branch=z9hG4bK-{call_id}"),
-        ("From", f"<sip:probe@{host}:{port}>;tag=f-{call_id}"),
-        ("To", "<sip:ippbx@127.0.0.1>"),
-        ("Call-ID", call_id),
-        ("CSeq", "1 OPTIONS"),
-        ("Max-Forwards", "70"),
-    ]).to_bytes()
+    return options_request(host, port, call_id)
 
 
 async def ask_options(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

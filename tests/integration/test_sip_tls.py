@@ -26,7 +26,7 @@ import pytest
 import uvloop
 from baresip_harness import Baresip, baresip_available
 from pbx_harness import PbxHarness, TrunkSpec, dialling, ext_password, rejected_with
-from sip_wire import read_message
+from sip_wire import options_request, read_message
 from sipp_harness import SippFactory, free_port
 
 from ippbx.certs import make_self_signed, server_context
@@ -191,17 +191,6 @@ async def test_a_refused_tcp_connect_fails_the_call_at_once(
 
 
 # -- the TLS listener itself, on both event loops ippbx runs on ---------------------------------
-def options_bytes(host: str, port: int, call_id: str) -> bytes:
-    return Request("OPTIONS", "sip:ippbx@127.0.0.1", [
-        ("Via", f"SIP/2.0/TLS {host}:{port};branch=z9hG4bK-{call_id}"),
-        ("From", f"<sip:probe@{host}:{port}>;tag=f-{call_id}"),
-        ("To", "<sip:ippbx@127.0.0.1>"),
-        ("Call-ID", call_id),
-        ("CSeq", "1 OPTIONS"),
-        ("Max-Forwards", "70"),
-    ]).to_bytes()
-
-
 async def eof_within(reader: asyncio.StreamReader, timeout: float) -> bool:
     """True if the other side closes within `timeout` s without sending anything."""
     try:
@@ -238,7 +227,7 @@ async def listener_scenario(tmp_path: Path) -> None:
             "127.0.0.1", port, ssl=trusting, local_addr=(source, 0)), 5)
         try:
             host, local_port = writer.get_extra_info("sockname")[:2]
-            writer.write(options_bytes(host, local_port, call_id))
+            writer.write(options_request(host, local_port, call_id, "TLS"))
             answer = await read_message(reader)
             assert isinstance(answer, Response) and answer.call_id == call_id
             return answer.status
@@ -268,7 +257,7 @@ async def listener_scenario(tmp_path: Path) -> None:
         # plain SIP on the TLS port is no handshake: closed, and nothing delivered
         before = len(seen)
         reader, writer = await raw("127.0.0.4")
-        writer.write(options_bytes("127.0.0.4", 5060, "plain"))
+        writer.write(options_request("127.0.0.4", 5060, "plain", "TLS"))
         assert await eof_within(reader, 3)
         assert len(seen) == before
         for _, stream in [*held, (extra_reader, extra_writer), (reader, writer)]:
