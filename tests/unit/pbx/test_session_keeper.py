@@ -1,0 +1,140 @@
+"""The session keeper's decisions (pbx/session_keeper.py) with short real timers: who
+refreshes, what a refresh's answer means, expiry without refreshes, the longest call.
+
+The B2BUA and the UA are stand-ins recording what the keeper asks of them (the wire is
+covered by tests/integration/test_call_lifetime.py with sipp peers)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ippbx.pbx.b2bua import Bridge
+from ippbx.pbx.calls import Call, Leg, LegKind
+from ippbx.pbx.session_keeper import SessionKeeper
+from ippbx.pbx.session_timers import SessionTimer
+from ippbx.sip.message import Response
+
+
+class StandInUA:
+    def __init__(self, answers: list[int | None]) -> None:
+        self.answers = answers  # status per refresh, None: never answered
+        self.sent: list[tuple[object, str, bytes]] = []
+        self.acked: list[object] = []
+
+    async def request_in_dialog(self, dialog: object, method: str, body: bytes = b"",
+                                headers: Any = ()) -> Response:
+        self.sent.append((dialog, method, body))
+        status = self.answers.pop(0) if self.answers else 200
+        if status is None:
+            await asyncio.sleep(3600)
+        return Response(status, None, [("CSeq", f"2 {method}")])
+
+    def ack(self, dialog: object) -> None:
+        self.acked.append(dialog)
+
+
+class StandInB2BUA:
+    def __init__(self, ua: StandInUA) -> None:
+        self.ua = ua
+        self.torn_down: list[int] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def teardown(self, bridge: Bridge, status: int) -> None:
+        bridge.ended = True
+        self.torn_down.append(status)
+
+
+def bridge() -> Bridge:
+    call = Call(Leg(LegKind.EXTENSION, "1001", "95551234", extension="1001"), "95551234")
+    made = Bridge(call, None, "tag")
+    made.a_dialog, made.b_dialog = "dialog-a", "dialog-b"  # type: ignore[assignment]
+    made.sdp = {"a": b"v=0 a", "b": b"v=0 b"}
+    return made
+
+
+def keeper(answers: list[int | None], max_duration: float = 0.0
+           ) -> tuple[SessionKeeper, StandInB2BUA]:
+    b2bua = StandInB2BUA(StandInUA(answers))
+    return SessionKeeper(b2bua, max_duration), b2bua  # type: ignore[arg-type]
+
+
+async def test_we_refresh_with_update_or_reinvite_and_a_live_peer_keeps_the_call() -> None:
+    keep, b2bua = keeper([200, 200, 200])
+    call = bridge()
+    keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
+    keep.start(call, "b", SessionTimer(0.2, we_refresh=True), allows_update=False)
+    await asyncio.sleep(0.35)
+    sent = b2bua.ua.sent
+    assert ("dialog-a", "UPDATE", b"") in sent
+    assert ("dialog-b", "INVITE", b"v=0 a") in sent  # b gets the SDP a sent, unchanged
+    assert "dialog-b" in b2bua.ua.acked and b2bua.torn_down == []
+    keep.stop(call)
+
+
+async def test_a_refresh_answered_481_or_never_ends_the_call() -> None:
+    for answers in ([481], [408], [None]):
+        keep, b2bua = keeper(answers)
+        call = bridge()
+        keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
+        await asyncio.sleep(0.1 + 1.0 + 0.2)  # refresh at 0.1 s, answer_timeout 1 s
+        assert b2bua.torn_down == [408], answers
+        assert keep.ended == 1 and len(keep) == 0
+        for task in b2bua.tasks:
+            task.cancel()
+
+
+async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvite() -> None:
+    keep, b2bua = keeper([501, 200])
+    call = bridge()
+    keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
+    await asyncio.sleep(0.2)
+    assert [m for _, m, _ in b2bua.ua.sent] == ["UPDATE", "INVITE"]  # at once, as INVITE
+    assert b2bua.torn_down == []
+    keep.stop(call)
+
+    keep, b2bua = keeper([491])
+    call = bridge()
+    keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
+    await asyncio.sleep(0.3)
+    assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2-4 s
+    keep.stop(call)
+
+
+async def test_a_peer_that_stops_refreshing_is_ended_and_refreshes_keep_it() -> None:
+    keep, b2bua = keeper([])
+    call = bridge()
+    timer = SessionTimer(0.3, we_refresh=False, peer_supports=True)
+    assert timer.expire_after == 0.2
+    keep.start(call, "a", timer, allows_update=False)
+    for _ in range(3):  # refreshed every 0.15 s: kept
+        await asyncio.sleep(0.15)
+        keep.refreshed(call, "a")
+    assert b2bua.torn_down == [] and b2bua.ua.sent == []
+    await asyncio.sleep(0.3)  # no more refreshes
+    assert b2bua.torn_down == [408]
+
+
+async def test_max_duration_hangs_up() -> None:
+    keep, b2bua = keeper([], max_duration=0.2)
+    call = bridge()
+    keep.start(call, "a", None, allows_update=False)
+    keep.start(call, "b", None, allows_update=False)
+    await asyncio.sleep(0.1)
+    assert b2bua.torn_down == []
+    await asyncio.sleep(0.2)
+    assert b2bua.torn_down == [200] and len(keep) == 0
+
+
+async def test_stop_cancels_everything() -> None:
+    keep, b2bua = keeper([], max_duration=0.1)
+    call = bridge()
+    keep.start(call, "a", SessionTimer(0.1, we_refresh=True), allows_update=True)
+    keep.stop(call)
+    await asyncio.sleep(0.2)
+    assert b2bua.ua.sent == [] and b2bua.torn_down == [] and len(keep) == 0
