@@ -377,6 +377,7 @@ async def test_max_forwards_zero_gives_483(start_pbx: Start, sipp: SippFactory) 
 
 
 # -- 7. a little load --------------------------------------------------------------------------
+@pytest.mark.slow
 async def test_fifty_calls_at_25_per_second(start_pbx: Start, sipp: SippFactory) -> None:
     calls = 50
     trunk_port = free_port()

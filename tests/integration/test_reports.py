@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
 from reports_harness import SN, Pbx, Receiver, call_reports, caller, config_text, until
 from sipp_harness import SippFactory, free_port
 
@@ -182,6 +183,7 @@ async def test_busy_and_no_answer_give_callfailed_and_cdr(
         ("BUSY", 486, "Outbound"), ("NO ANSWER", 480, "Outbound"), ("FAILED", 404, "Internal")]
 
 
+@pytest.mark.slow
 async def test_receiver_down_60s_under_20_calls_per_second_then_up(
     tmp_path: Path, sipp: SippFactory
 ) -> None:

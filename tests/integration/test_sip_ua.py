@@ -81,6 +81,7 @@ async def tiny_uas(make_ua: object, **kwargs: object) -> tuple[object, TinyUas]:
 # -- (a) ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_uas_answers_200_calls_per_second_for_10_s(
     make_ua: object, sipp: SippFactory
 ) -> None:
