@@ -3,7 +3,9 @@
 `SessionKeeper` runs what `session_timers.py` agreed for each side of a bridged call:
 
 * ippbx refreshes (`we_refresh`): every half interval an UPDATE (when the peer's Allow
-  lists it) or a re-INVITE with the SDP that side last got from us, unchanged. A final
+  lists it) or a re-INVITE with the SDP that side last got from us, unchanged (an
+  in-dialog OPTIONS when there is none, a late-offer call: a re-INVITE without SDP would
+  be a new offer). A final
   answer 408 or 481, or none within the timer's `answer_timeout`, means the peer is gone:
   the call is torn down (BYE on both legs, the legs end with 408). 491 (glare with a
   re-INVITE of the call itself) is tried again 2-4 s later; an UPDATE answered 405/501
@@ -162,12 +164,16 @@ class SessionKeeper:
                    ("Session-Expires", f"{int(timer.interval)};refresher=uac")]
         method, body = "UPDATE", b""
         if not state.allows_update:
-            if side in bridge.reinviting or side in bridge.answering:
+            body = bridge.sdp.get("b" if side == "a" else "a", b"")
+            if not body:
+                # no SDP to repeat (a late-offer call): a re-INVITE without one would be
+                # a new offer; an in-dialog OPTIONS still shows whether the peer is there
+                method = "OPTIONS"
+            elif side in bridge.reinviting or side in bridge.answering:
                 self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
                 return  # one INVITE at a time on a dialog: a re-INVITE is in progress
-            method = "INVITE"
-            body = bridge.sdp.get("b" if side == "a" else "a", b"")
-            if body:
+            else:
+                method = "INVITE"
                 headers.append(("Content-Type", bridge.content_type))
         sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
         if method == "INVITE":

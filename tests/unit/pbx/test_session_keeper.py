@@ -77,6 +77,16 @@ async def test_we_refresh_with_update_or_reinvite_and_a_live_peer_keeps_the_call
     keep.stop(call)
 
 
+async def test_without_sdp_to_repeat_the_refresh_is_an_options() -> None:
+    keep, b2bua = keeper([200])
+    call = bridge()
+    call.sdp = {}  # a late-offer call: no SDP was exchanged in the INVITE
+    keep.start(call, "b", SessionTimer(0.2, we_refresh=True), allows_update=False)
+    await asyncio.sleep(0.15)
+    assert b2bua.ua.sent == [("dialog-b", "OPTIONS", b"")] and b2bua.ua.acked == []
+    keep.stop(call)
+
+
 async def test_a_refresh_answered_481_or_never_ends_the_call() -> None:
     for answers in ([481], [408], [None]):
         keep, b2bua = keeper(answers)
