@@ -394,6 +394,7 @@ class B2BUA:
             ci = bridge.b_invite
             if response.status < 300 and ci is not None and ci.dialog is not None:
                 self.ua.ack(ci.dialog)
+                bridge.b_invite = None  # (answered: its request and future are garbage)
                 return leg, ci.dialog, response.body
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
@@ -572,7 +573,9 @@ class B2BUA:
         return None
 
     def _keep(self, bridge: Bridge, response: Response, a_allows_update: bool) -> None:
-        """Both legs are up: start their session timers and the longest-call limit."""
+        """Both legs are up: start their session timers and the longest-call limit, and
+        let go of the callee's INVITE (a held call keeps only what it needs)."""
+        bridge.b_invite = None
         b_session = (from_response(response, bridge.b_asked, self.min_se)
                      if self.session_expires else None)
         self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
