@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,12 @@ class OutboundBench:
     script kills them (`close()`), so no batch needs to know how long the script runs.
     """
 
-    def __init__(self, procs: Procs, wd: Path) -> None:
+    def __init__(self, procs: Procs, wd: Path, env: Mapping[str, str] | None = None) -> None:
         self.procs, self.wd = procs, wd
         self.uas_port, self.ext_port = free_port(), free_port()
         cfg = PbxConfig(free_port(), free_port(), wd / "ippbx.sqlite3",
                         trunks=[("carrier", self.uas_port)], outbound_trunks=["carrier"])
-        self.pbx = Ippbx(procs, wd, cfg)
+        self.pbx = Ippbx(procs, wd, cfg, env=env)
         self.uas: Sipp | None = None
         self.uacs: list[Sipp] = []
         self.live = 0

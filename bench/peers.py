@@ -87,9 +87,10 @@ class Ippbx:
     """One ippbx process on loopback, pinned to IPPBX_CPU, and an API session on it."""
 
     def __init__(self, procs: Procs, wd: Path, config: PbxConfig,
-                 wrap: Sequence[str] = ()) -> None:
+                 wrap: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.procs, self.wd, self.config = procs, wd, config
         self.wrap = list(wrap)  # e.g. a profiler command prefix
+        self.env = dict(env or {})  # more environment (PYTHONPATH is put first)
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
 
@@ -109,7 +110,10 @@ class Ippbx:
         default = [str(VENV_BIN / "python"), "-m", "ippbx.cli"]  # = .venv/bin/ippbx
         command = os.environ.get("IPPBX_BENCH_COMMAND", "").split() or default
         argv = [*self.wrap, *command, "serve", "--config", str(path), "--log-level", "warning"]
-        env = {"PYTHONPATH": str(src)} if src else {}
+        env = {**self.env, "PYTHONPATH": ":".join(
+            p for p in (self.env.get("PYTHONPATH", ""), str(src) if src else "") if p)}
+        if not env["PYTHONPATH"]:
+            del env["PYTHONPATH"]
         self.proc = self.procs.spawn(pinned(IPPBX_CPU, argv), self.wd, "ippbx", env=env)
         ok = (wait_bound(self.config.sip_port, "udp", timeout, self.proc)
               and wait_bound(self.config.api_port, "tcp", timeout, self.proc))
