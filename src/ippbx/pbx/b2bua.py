@@ -72,7 +72,8 @@ class Bridge:
     b_invite: ClientInvite | None = None
     b_dialog: Dialog | None = None
     ended: bool = False
-    abort: asyncio.Event = field(default_factory=asyncio.Event)  # hang up before answer
+    aborted: bool = False  # hang up (an INVITE still out for this call gives up)
+    _abort_event: asyncio.Event | None = None  # made only while someone waits for it
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
     dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
@@ -103,10 +104,24 @@ class Bridge:
             return "b"
         return None
 
+    def abort(self) -> None:
+        """Hang up: an INVITE still out for this call gives up."""
+        self.aborted = True
+        if self._abort_event is not None:
+            self._abort_event.set()
+
+    def abort_event(self) -> asyncio.Event:
+        """An Event set by `abort()`, for waiting (made on demand: held calls keep none)."""
+        if self._abort_event is None:
+            self._abort_event = asyncio.Event()
+            if self.aborted:
+                self._abort_event.set()
+        return self._abort_event
+
     @property
     def gave_up(self) -> bool:
         """The caller cancelled or the API hung up before the answer."""
-        return self.abort.is_set() or (self.a is not None and self.a.cancelled.is_set())
+        return self.aborted or (self.a is not None and self.a.was_cancelled)
 
 
 def _user_of(uri_text: str) -> str:
@@ -280,7 +295,7 @@ class B2BUA:
     def finish(self, bridge: Bridge) -> None:
         self.keeper.stop(bridge)
         bridge.ended = True
-        bridge.abort.set()  # an INVITE still out for this call (a transfer) gives up
+        bridge.abort()  # an INVITE still out for this call (a transfer) gives up
         self.bridges.pop(bridge.call.callid, None)
 
     async def call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
@@ -444,8 +459,8 @@ class B2BUA:
             )
             bridge.b_invite = ci
             final = asyncio.ensure_future(ci.final())
-            waits = {final, asyncio.ensure_future(bridge.abort.wait())}
-            if bridge.a is not None:
+            waits = {final, asyncio.ensure_future(bridge.abort_event().wait())}
+            if bridge.a is not None and not bridge.a.final_sent:
                 waits.add(asyncio.ensure_future(bridge.a.cancelled.wait()))
             try:
                 done, _ = await asyncio.wait(
@@ -456,6 +471,8 @@ class B2BUA:
             finally:
                 for waiter in waits - {final}:
                     waiter.cancel()
+                if not bridge.aborted:
+                    bridge._abort_event = None  # (no one waits any more)
             if final not in done:
                 ci.cancel()
                 if ci.provisional is None:
@@ -705,7 +722,7 @@ class B2BUA:
         """The call failed before it was answered: answer the caller, end its leg."""
         if bridge.ended:
             return
-        if bridge.a is not None and bridge.a.cancelled.is_set():
+        if bridge.a is not None and bridge.a.was_cancelled:
             bridge.call.hangup_by = bridge.call.hangup_by or "caller"
         self.finish(bridge)
         if bridge.a is not None:

@@ -86,7 +86,7 @@ class CallControl:
         if self._answered(bridge):
             self.b2bua.teardown(bridge, 200)
         else:
-            bridge.abort.set()  # the call's task cancels the callee and answers the caller
+            bridge.abort()  # the call's task cancels the callee and answers the caller
 
     def hangup_extension(self, number: str) -> int:
         """End every call of extension `number`; how many there were."""

@@ -226,8 +226,15 @@ class ServerRequest:
         return self._final_status != 0
 
     @property
+    def was_cancelled(self) -> bool:
+        """A CANCEL for this INVITE arrived (without making an Event to say so)."""
+        return self._cancelled
+
+    @property
     def cancelled(self) -> asyncio.Event:
-        """Set when a CANCEL for this INVITE arrived (already answered 200 by the UA)."""
+        """Set when a CANCEL for this INVITE arrived (already answered 200 by the UA).
+        Once the final response went out no CANCEL can matter; the Event is let go then
+        (a long call keeps no waiter machinery)."""
         if self._cancel_event is None:
             self._cancel_event = asyncio.Event()
             if self._cancelled:
@@ -274,6 +281,7 @@ class ServerRequest:
         self.ua._respond(self, response)
         if status >= 200:
             self._final_status = status
+            self._cancel_event = None
             if is_invite:
                 if status < 300:
                     self.ua._start_2xx(self, response)
