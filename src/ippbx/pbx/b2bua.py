@@ -35,7 +35,7 @@ from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.registrar import Registrar
-from ippbx.pbx.session_keeper import SessionKeeper
+from ippbx.pbx.session_keeper import SessionKeeper, with_side
 from ippbx.pbx.session_timers import (
     MIN_SE,
     SessionTimer,
@@ -80,8 +80,9 @@ class Bridge:
     # sides with a re-INVITE out from us (relayed or a refresh), and sides whose own
     # re-INVITE we are still answering: RFC 3261 §14 allows one INVITE at a time per
     # dialog and direction, and answers a crossing one 491
-    reinviting: set[Side] = field(default_factory=set)
-    answering: set[Side] = field(default_factory=set)
+    # (strings of side letters, "" / "a" / "b" / "ab": two sets cost 430 B per held call)
+    reinviting: str = ""
+    answering: str = ""
     a_session: SessionTimer | None = None  # what the caller's INVITE agreed (RFC 4028)
     b_asked: float = 0.0  # the Session-Expires our INVITE to the callee asked for
 
@@ -641,14 +642,14 @@ class B2BUA:
         headers = []
         if sr.request.body and (ct := sr.request.get("Content-Type")):
             headers.append(("Content-Type", ct))
-        bridge.answering.add(side)
-        bridge.reinviting.add(other_side)
+        bridge.answering = with_side(bridge.answering, side)
+        bridge.reinviting = with_side(bridge.reinviting, other_side)
         try:
             response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body,
                                                        headers)
         finally:
-            bridge.answering.discard(side)
-            bridge.reinviting.discard(other_side)
+            bridge.answering = bridge.answering.replace(side, "")
+            bridge.reinviting = bridge.reinviting.replace(other_side, "")
         if response.status < 300:
             self.ua.ack(other)
             if sr.request.body:

@@ -31,6 +31,7 @@ from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
+from ippbx.pbx.session_keeper import with_side
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
@@ -139,13 +140,13 @@ class CallControl:
                 return None
             ua = self.b2bua.ua
             side: Side = "a" if dialog is bridge.a_dialog else "b"
-            bridge.reinviting.add(side)  # (a crossing re-INVITE from that side gets 491)
+            bridge.reinviting = with_side(bridge.reinviting, side)  # (crossing one: 491)
             try:
                 response = await ua.request_in_dialog(
                     dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
                 )
             finally:
-                bridge.reinviting.discard(side)
+                bridge.reinviting = bridge.reinviting.replace(side, "")
             if response.status < 300:
                 ua.ack(dialog)
             return response

@@ -39,7 +39,12 @@ from ippbx.sip.message import Response
 if TYPE_CHECKING:
     from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 
-__all__ = ["SessionKeeper"]
+
+def with_side(sides: str, side: str) -> str:
+    """`sides` (a string of side letters, as `Bridge.reinviting`) with `side` in it."""
+    return sides if side in sides else sides + side
+
+__all__ = ["SessionKeeper", "with_side"]
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +231,12 @@ class SessionKeeper:
                 headers.append(("Content-Type", bridge.content_type))
         sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
         if method == "INVITE":
-            bridge.reinviting.add(side)
-            sent.add_done_callback(lambda _: bridge.reinviting.discard(side))
+            bridge.reinviting = with_side(bridge.reinviting, side)
+
+            def done(_: object) -> None:
+                bridge.reinviting = bridge.reinviting.replace(side, "")
+
+            sent.add_done_callback(done)
         try:
             response: Response | None = await asyncio.wait_for(asyncio.shield(sent),
                                                                 timer.answer_timeout)
