@@ -209,10 +209,12 @@ def server_context(
 
 def listener_context(
     cert: str, key: str, *, store_path: str, stem: str, common_name: str,
-    hosts: Iterable[str] = (), alpn: Iterable[str] = (), label: str = "TLS",
+    address: tuple[str, int] | None = None, alpn: Iterable[str] = (), label: str = "TLS",
 ) -> ssl.SSLContext:
     """A listener's server context: the configured `cert`/`key` pair when given (its
-    fingerprint logged), else the self-signed `<stem>` pair beside the store."""
+    fingerprint logged), else the self-signed `<stem>` pair beside the store, naming the
+    listen `address`'s host too."""
+    hosts = [address[0]] if address is not None else []
     if cert and key:
         context = server_context(cert, key, alpn=alpn, label=label)
         with contextlib.suppress(OSError, ValueError):

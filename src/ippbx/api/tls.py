@@ -19,9 +19,8 @@ API_CERT_STEM = "ippbx-api"
 def api_ssl_context(config: Config) -> ssl.SSLContext:
     """The HTTPS listener's SSL context: `[api] tls_cert`/`tls_key`, else self-signed."""
     api = config.api
-    address = api.https_address
     return listener_context(
         api.tls_cert, api.tls_key, store_path=config.store.path, stem=API_CERT_STEM,
-        common_name=config.pbx.name, hosts=[address[0]] if address is not None else [],
-        alpn=["http/1.1"], label="API",
+        common_name=config.pbx.name, address=api.https_address, alpn=["http/1.1"],
+        label="API",
     )

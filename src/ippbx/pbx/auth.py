@@ -32,6 +32,16 @@ from ippbx.sip.message import Request, Response
 from ippbx.sip.ua import ServerRequest
 
 
+def next_attempt(invite: Request) -> Request:
+    """A copy of `invite` to send again after a challenge or a 422: the next CSeq and no
+    Via (the UA adds a fresh one, so it is a new transaction)."""
+    retry = invite.copy()
+    retry.remove("Via")
+    number, method = retry.cseq
+    retry.set("CSeq", f"{number + 1} {method}")
+    return retry
+
+
 class ExtensionAuth:
     """Digest checks for requests claiming to come from one of our extensions."""
 
@@ -94,12 +104,10 @@ class ExtensionAuth:
         """A copy of `invite` (next CSeq, no Via) carrying credentials for the trunk."""
         proxy = challenge.status == 407
         header = challenge.get("Proxy-Authenticate" if proxy else "WWW-Authenticate") or ""
-        retry = invite.copy()
-        retry.remove("Via")
-        number, method = retry.cseq
-        retry.set("CSeq", f"{number + 1} {method}")
+        retry = next_attempt(invite)
         credentials = answer_challenge(
-            header, method, invite.uri, trunk.username, trunk.password, body=invite.body
+            header, invite.method, invite.uri, trunk.username, trunk.password,
+            body=invite.body,
         )
         retry.set("Proxy-Authorization" if proxy else "Authorization", credentials)
         return retry

@@ -30,7 +30,7 @@ from functools import partial
 from typing import Literal
 
 from ippbx.config import Config, Trunk
-from ippbx.pbx.auth import ExtensionAuth
+from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
@@ -754,11 +754,8 @@ class B2BUA:
 
 
 def _retry_with(invite: Request, interval: float) -> Request:
-    """A copy of `invite` (next CSeq, no Via) asking for `interval` seconds (after a 422)."""
-    retry = invite.copy()
-    retry.remove("Via")
-    number, method = retry.cseq
-    retry.set("CSeq", f"{number + 1} {method}")
+    """`invite` to send again asking for `interval` seconds (after a 422)."""
+    retry = next_attempt(invite)
     retry.set("Session-Expires", f"{int(interval)};refresher=uac")
     retry.set("Min-SE", str(int(interval)))
     return retry

@@ -44,11 +44,9 @@ SIP_CERT_STEM = "ippbx-sip"
 def sip_tls_server_context(config: Config) -> ssl.SSLContext:
     """The TLS listener's context: `[sip] tls_cert`/`tls_key`, else self-signed."""
     sip = config.sip
-    address = sip.tls_address
     return listener_context(
         sip.tls_cert, sip.tls_key, store_path=config.store.path, stem=SIP_CERT_STEM,
-        common_name=config.pbx.name, hosts=[address[0]] if address is not None else [],
-        label="SIP",
+        common_name=config.pbx.name, address=sip.tls_address, label="SIP",
     )
 
 

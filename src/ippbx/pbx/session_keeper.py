@@ -6,7 +6,8 @@
   lists it) or a re-INVITE with the SDP that side last got from us, unchanged (an
   in-dialog OPTIONS when there is none, a late-offer call: a re-INVITE without SDP would
   be a new offer). A final
-  answer 408 or 481, or none within the timer's `answer_timeout`, means the peer is gone:
+  answer 408 or 481, a refresh the transport could not deliver (a TCP/TLS peer whose
+  connection is gone), or none within the timer's `answer_timeout`, means the peer is gone:
   the call is torn down (BYE on both legs, the legs end with 408). 491 (glare with a
   re-INVITE of the call itself) is tried again 2-4 s later; an UPDATE answered 405/501
   makes the next try a re-INVITE. Any other answer shows the peer is there.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
+from ippbx.sip.ua import UNREACHABLE
 
 if TYPE_CHECKING:
     from ippbx.pbx.b2bua import B2BUA, Bridge, Side
@@ -249,7 +251,8 @@ class SessionKeeper:
         status = response.status if response is not None else 408
         if method == "INVITE" and response is not None and status < 300:
             ua.ack(dialog)
-        if status in GONE:
+        unreachable = response is not None and response.reason == UNREACHABLE
+        if status in GONE or unreachable:
             log.info("call %s: the %s side did not answer its session refresh (%s); "
                      "ending it", bridge.call.callid, "caller" if side == "a" else "callee",
                      status)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import HeaderError, parse_params, split_list
 from ippbx.sip.message import Request, Response
 
@@ -162,10 +161,7 @@ def answer_headers(timer: SessionTimer) -> list[tuple[str, str]]:
 def from_response(response: Response, asked: float, min_se: int = MIN_SE) -> SessionTimer:
     """Our agreement on the callee's leg, from its 2xx to the INVITE in which we asked
     for `asked` seconds with us as refresher."""
-    try:
-        agreed = _session_expires(response)
-    except SipParseError:
-        agreed = None
+    agreed = _session_expires(response)
     if agreed is None:  # the callee does not do session timers: we refresh all the same
         return SessionTimer(asked, we_refresh=True)
     seconds, refresher = agreed

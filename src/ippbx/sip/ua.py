@@ -72,7 +72,8 @@ from ippbx.sip.transaction import (
 from ippbx.sip.uri import SipUri, UriError
 from ippbx.sip.wire import Peer
 
-__all__ = ["UserAgent", "ServerRequest", "ClientInvite", "Peer", "RequestHandler"]
+__all__ = ["UNREACHABLE", "UserAgent", "ServerRequest", "ClientInvite", "Peer",
+           "RequestHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ class Transport(Protocol):
 
 
 TransportFactory = Callable[[Callable[[Request | Response, Peer], None]], Transport]
+
+
+UNREACHABLE = "Service Unavailable (unreachable)"  # the reason of a 503 we make up when
+# the transport could not deliver a request (a refused connect, a failed handshake)
 
 
 def _synthesize(request: Request, status: int, reason: str | None = None) -> Response:
@@ -553,10 +558,11 @@ class UserAgent:
         shedder = self.shedder
         assert shedder is not None
         if (request.has("Proxy-Authorization") or request.has("Authorization")
-                or ";tag=" in (request.get("To") or "").replace(" ", "").lower()
-                or self.transactions.has_server(request)):
+                or ";tag=" in (request.get("To") or "").replace(" ", "").lower()):
             return True
-        if shedder.admit(self._now()):
+        if not shedder.limited:  # the usual case: count it, nothing more to look up
+            return shedder.admit(self._now())
+        if self.transactions.has_server(request) or shedder.admit(self._now()):
             return True
         response = make_response(request, 503, to_tag=self.new_tag(),
                                  headers=[("Retry-After", str(shedder.retry_after))])
@@ -841,8 +847,10 @@ class UserAgent:
             if call is not None and not call.done:
                 if timeout and isinstance(call, ClientInvite) and call.provisional is not None:
                     call._send_cancel()  # Timer C: tell the callee we gave up, if not yet
-                status = 408 if timeout else 503
-                call._final(_synthesize(call.request, status))
+                if timeout:
+                    call._final(_synthesize(call.request, 408))
+                else:
+                    call._final(_synthesize(call.request, 503, UNREACHABLE))
         else:
             sr = self._servers.get(key)
             if sr is not None:

@@ -14,11 +14,12 @@ from ippbx.pbx.calls import Call, Leg, LegKind
 from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
+from ippbx.sip.ua import UNREACHABLE
 
 
 class StandInUA:
-    def __init__(self, answers: list[int | None]) -> None:
-        self.answers = answers  # status per refresh, None: never answered
+    def __init__(self, answers: list[int | str | None]) -> None:
+        self.answers = answers  # status per refresh, "unreachable", None: never answered
         self.sent: list[tuple[object, str, bytes]] = []
         self.acked: list[object] = []
 
@@ -28,6 +29,9 @@ class StandInUA:
         status = self.answers.pop(0) if self.answers else 200
         if status is None:
             await asyncio.sleep(3600)
+        if status == "unreachable":  # what the UA makes up when the transport fails
+            return Response(503, UNREACHABLE, [("CSeq", f"2 {method}")])
+        assert isinstance(status, int)
         return Response(status, None, [("CSeq", f"2 {method}")])
 
     def ack(self, dialog: object) -> None:
@@ -58,7 +62,7 @@ def bridge() -> Bridge:
     return made
 
 
-def keeper(answers: list[int | None], max_duration: float = 0.0
+def keeper(answers: list[int | str | None], max_duration: float = 0.0
            ) -> tuple[SessionKeeper, StandInB2BUA]:
     b2bua = StandInB2BUA(StandInUA(answers))
     return SessionKeeper(b2bua, max_duration), b2bua  # type: ignore[arg-type]
@@ -88,7 +92,7 @@ async def test_without_sdp_to_repeat_the_refresh_is_an_options() -> None:
 
 
 async def test_a_refresh_answered_481_or_never_ends_the_call() -> None:
-    for answers in ([481], [408], [None]):
+    for answers in ([481], [408], [None], ["unreachable"]):
         keep, b2bua = keeper(answers)
         call = bridge()
         keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
@@ -115,29 +119,37 @@ async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvit
     assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2-4 s
     keep.stop(call)
 
+    for answers in ([503], [488]):  # the peer itself answered: it is there
+        keep, b2bua = keeper(answers)
+        call = bridge()
+        keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
+        await asyncio.sleep(0.3)
+        assert len(b2bua.ua.sent) >= 2 and b2bua.torn_down == [], answers  # refreshed on
+        keep.stop(call)
+
 
 async def test_a_peer_that_stops_refreshing_is_ended_and_refreshes_keep_it() -> None:
     keep, b2bua = keeper([])
     call = bridge()
-    timer = SessionTimer(0.3, we_refresh=False, peer_supports=True)
-    assert timer.expire_after == 0.2
+    timer = SessionTimer(1.5, we_refresh=False, peer_supports=True)
+    assert timer.expire_after == 1.0
     keep.start(call, "a", timer, allows_update=False)
-    for _ in range(3):  # refreshed every 0.15 s: kept
-        await asyncio.sleep(0.15)
+    for _ in range(4):  # refreshed every 0.3 s (a third of the expiry): kept
+        await asyncio.sleep(0.3)
         keep.refreshed(call, "a")
     assert b2bua.torn_down == [] and b2bua.ua.sent == []
-    await asyncio.sleep(0.3)  # no more refreshes
+    await asyncio.sleep(1.5)  # no more refreshes
     assert b2bua.torn_down == [408]
 
 
 async def test_max_duration_hangs_up() -> None:
-    keep, b2bua = keeper([], max_duration=0.2)
+    keep, b2bua = keeper([], max_duration=0.5)
     call = bridge()
     keep.start(call, "a", None, allows_update=False)
     keep.start(call, "b", None, allows_update=False)
-    await asyncio.sleep(0.1)
-    assert b2bua.torn_down == []
     await asyncio.sleep(0.2)
+    assert b2bua.torn_down == []
+    await asyncio.sleep(0.7)
     assert b2bua.torn_down == [200] and len(keep) == 0
 
 
