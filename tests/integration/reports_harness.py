@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from sipp_harness import SippFactory, free_port
 
+from ippbx.api.http_server import HttpRequest, HttpResponse
 from ippbx.api.server import ApiServer
 from ippbx.app import App
 from ippbx.config import parse_config
@@ -48,28 +49,16 @@ class Receiver:
     answer: Callable[[dict[str, Any]], int] | None = None
     ssl_context: ssl.SSLContext | None = None  # an https:// receiver
 
-    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        report = json.loads(body)
-        self.got.append(Got(scope["path"], headers, report, time.time()))
+    def _handle(self, request: HttpRequest) -> HttpResponse:
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        report = json.loads(request.body)
+        self.got.append(Got(request.path, headers, report, time.time()))
         status = 200 if self.answer is None else self.answer(report)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"OK"})
+        return HttpResponse(status, (), b"OK")
 
     async def start(self) -> Receiver:
-        async def app(scope: Any, receive: Any, send: Any) -> None:  # uvicorn wants a function
-            await self._app(scope, receive, send)
-
-        self.server = ApiServer(app, "127.0.0.1", self.port, ssl_context=self.ssl_context)
+        self.server = ApiServer(self._handle, "127.0.0.1", self.port,
+                                ssl_context=self.ssl_context)
         await self.server.start()
         return self
 

@@ -265,3 +265,26 @@ async def test_deviceinfo_uses_the_configured_time_zone(api: ApiHarness) -> None
     token = await api.login()
     info = json.loads(await query(api, "v0.0.1", "deviceinfo", token))["deviceinfo"]
     assert (info["systemtime"], info["uptime"]) == ("2020-05-19 12:06:07", "2020-Mar-23-16:33:22")
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_a_large_answer_is_sent_whole_in_pieces(api: ApiHarness, fmt: str) -> None:
+    """4,000 live calls answer with over 256 KiB, sent in pieces: the client gets every
+    call, in creation order, with a Content-Length that matches; a second query while
+    the calls changed shows the change."""
+    ids = [outbound_call(api.registry, leg_id=f"1700000000.{i}", to=f"555{i:04d}",
+                         status=LegStatus.PROGRESS) for i in range(4000)]
+    token = await api.login()
+    response = await api.post(f"/api/v0.0.1/outbound/query?token={token}&type={fmt}")
+    assert len(response.content) > 256 * 1024
+    assert int(response.headers["content-length"]) == len(response.content)
+    if fmt == "json":
+        calls = json.loads(response.content)["outbound"]
+    else:
+        calls = decode_xml(response.content)["outbound"]
+    assert [c["outboundid"] for c in calls] == ids
+    assert {c["status"] for c in calls} == {"Progress"}
+    api.registry.set_status(ids[1234], LegStatus.TALKING)
+    body = await query(api, "v0.0.1", "outbound", token, fmt="json")
+    calls = json.loads(body)["outbound"]
+    assert calls[1234]["status"] == "Talking" and calls[1233]["status"] == "Progress"

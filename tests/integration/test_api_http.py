@@ -57,7 +57,7 @@ async def raw_request(api: ApiHarness, request: bytes) -> bytes:
 
 
 async def test_raw_wire_headers(api: ApiHarness) -> None:
-    """What really goes out: uvicorn (httptools) writes header names in lowercase."""
+    """What really goes out: the vendor's header names, exactly as it writes them."""
     raw = await raw_request(
         api,
         b"POST /api/v0.0.1/login HTTP/1.1\r\nHost: pbx\r\nContent-Length: 2\r\n"
@@ -66,9 +66,10 @@ async def test_raw_wire_headers(api: ApiHarness) -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
-    assert b"access-control-allow-origin: *" in lines
-    assert b"access-control-allow-methods: GET, POST, OPTIONS, PUT, DELETE" in lines
-    assert b"content-type: application/json; charset=utf-8" in lines
+    assert b"Access-control-allow-origin: *" in lines
+    assert b"Access-control-allow-methods: GET, POST, OPTIONS, PUT, DELETE" in lines
+    assert b"Content-Type: application/json; charset=utf-8" in lines
+    assert b"Content-Length: 35" in lines and b"Connection: close" in lines
     assert body == b'{"status":"Failed","errno":"10004"}'
     assert not any(line.lower().startswith(b"server:") for line in lines)
 
@@ -254,6 +255,10 @@ async def test_garbage_body_after_valid_token_is_10002(api: ApiHarness) -> None:
 
 
 class _BrokenRegistry:
+    @property
+    def changes(self) -> int:
+        raise RuntimeError("boom")
+
     def outbound_legs(self, ids: object = None) -> list[object]:
         raise RuntimeError("boom")
 

@@ -24,7 +24,7 @@ Anything unexpected is logged and answered with 30001. Tokens are never logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,13 @@ from ippbx.api import codec
 from ippbx.api.codec import CodecError, Format
 from ippbx.api.endpoints import auth, calls, cdr, config, control, system
 from ippbx.api.errors import ApiError, Errno
-from ippbx.api.request import ApiContext, ApiRequest, ClientGone, Endpoint, FileReply
+from ippbx.api.request import (
+    ApiContext,
+    ApiRequest,
+    EncodedList,
+    Endpoint,
+    FileReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +65,20 @@ class Dialect:
 
     def format_for(self, type_param: str | None) -> Format | None:
         """The format `?type=` asks for; None when absent (sniff); ApiError if refused."""
-        if type_param is None or not type_param.strip():
+        if not type_param:
             return None
-        wanted = type_param.strip().lower()
-        for fmt in Format:
-            if fmt.value == wanted and fmt in self.formats:
-                return fmt
+        fmt = _FORMATS.get(type_param)  # the usual spellings, at once
+        if fmt is None:
+            wanted = type_param.strip().lower()
+            if not wanted:
+                return None
+            fmt = _FORMATS.get(wanted)
+        if fmt is not None and fmt in self.formats:
+            return fmt
         raise ApiError(self.malformed if Format.XML in self.formats else Errno.ONLY_JSON)
 
+
+_FORMATS: dict[str, Format] = {fmt.value: fmt for fmt in Format}
 
 OPENVOX = Dialect(
     name="openvox",
@@ -92,6 +104,12 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
+_ROUTES: dict[str, tuple[str, str]] = {
+    f"{API_PREFIX}{version}/{name}": (version, name)
+    for version in DIALECTS for name in ENDPOINTS
+}
+
+
 def split_path(path: str) -> tuple[str, str]:
     """`/api/v0.0.1/outbound/query/` → (`v0.0.1`, `outbound/query`)."""
     version, _, name = path.removeprefix(API_PREFIX).partition("/")
@@ -112,14 +130,16 @@ def token_from(query: Mapping[str, str], headers: Mapping[str, str]) -> str | No
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The envelope to send and its format (or a file a download endpoint answers)."""
+    """The envelope to send and its format (or a file a download endpoint answers, or a
+    list encoded already)."""
 
     payload: dict[str, Any]
     fmt: Format
     file: FileReply | None = None
+    listing: EncodedList | None = None
 
 
-async def dispatch(
+def dispatch(
     ctx: ApiContext,
     *,
     method: str,
@@ -127,10 +147,12 @@ async def dispatch(
     query: Mapping[str, str],
     headers: Mapping[str, str],
     client_ip: str,
-    read_body: Callable[[], Awaitable[bytes]],
+    body: bytes,
+    body_too_large: bool = False,
 ) -> Answer:
-    """Run one API request (a path under `/api/`) and return its envelope."""
-    version, name = split_path(path)
+    """Run one API request (a path under `/api/`, its body read whole, or dropped for
+    being over `codec.MAX_BODY`) and return its envelope."""
+    version, name = _ROUTES.get(path) or split_path(path)
     dialect = DIALECTS.get(version, OPENVOX)
     fmt = Format.JSON
     try:
@@ -143,7 +165,8 @@ async def dispatch(
             raise ApiError(Errno.ONLY_POST)
         if endpoint is None:
             raise ApiError(Errno.UNKNOWN_REQUEST, f"no endpoint {name!r}")
-        body = await read_body()
+        if body_too_large:
+            raise ApiError(Errno.BAD_PACKET, f"body larger than {codec.MAX_BODY} bytes")
         if asked is None and codec.looks_like_xml(body):
             if Format.XML not in dialect.formats:
                 raise ApiError(Errno.ONLY_JSON)
@@ -161,15 +184,15 @@ async def dispatch(
         if data is None and method == "GET":  # a plain link: its query is the request
             data = {k: v for k, v in query.items() if k not in _NOT_PARAMETERS}
         request = ApiRequest(ctx, dialect, fmt, data, client_ip, token, session)
-        payload = await endpoint.handler(request)
+        payload = endpoint.handler(request)
+        if isinstance(payload, EncodedList):
+            return Answer({}, fmt, listing=payload)
         if isinstance(payload, FileReply):
             return Answer({}, fmt, payload)
         return Answer(codec.success(payload), fmt)
     except ApiError as exc:
         log.debug("api %s %s from %s: %s", method, path, client_ip, exc)
         return Answer(codec.failure(dialect.errno(exc.errno)), fmt)
-    except ClientGone:
-        raise
     except Exception:
         log.exception("api %s %s from %s failed", method, path, client_ip)
         return Answer(codec.failure(Errno.INTERNAL), fmt)

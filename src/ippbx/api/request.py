@@ -1,19 +1,22 @@
 """What an endpoint handler receives (`ApiRequest`), what it can reach (`ApiContext`), and
 how an endpoint is declared (`Endpoint`).
 
-Handlers are `async def handler(req: ApiRequest) -> Mapping[str, Any]`: they read fields
-with `req.text()` / `req.require()`, call into `pbx` or the session manager, and return
-the success payload (without `status`), or raise `ApiError`.
+Handlers are `def handler(req: ApiRequest) -> Reply`, synchronous (whatever they start,
+call control for one, goes on in the event loop after the answer): they read fields with
+`req.text()` / `req.require()`, call into `pbx` or the session manager, and return the
+success payload (without `status`), a `FileReply`, or an `EncodedList` (the call queries,
+from items encoded once per call), or raise `ApiError`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ippbx.api.codec import Format
+from ippbx.api.call_views import CallViews
+from ippbx.api.codec import EncodedList, Format
 from ippbx.api.downloads import DownloadTickets
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.sessions import Session, SessionManager
@@ -25,10 +28,6 @@ from ippbx.store.sqlite import Store
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
     from ippbx.pbx.control import CallControl
-
-
-class ClientGone(Exception):
-    """The HTTP client disconnected before its request was read; nothing can be answered."""
 
 
 class PbxView(Protocol):
@@ -64,6 +63,7 @@ class ApiContext:
     store: Store | None = None  # CDRs for cdr/download (None: no store behind the API)
     downloads: DownloadTickets = field(default_factory=DownloadTickets)
     control: CallControl | None = None  # hang up / transfer / dial (None: no PBX behind)
+    views: CallViews = field(default_factory=CallViews)  # the call queries' encoded items
 
 
 @dataclass(slots=True)
@@ -114,7 +114,8 @@ class FileReply:
     filename: str
 
 
-Handler = Callable[[ApiRequest], Awaitable[Mapping[str, Any] | FileReply]]
+Reply = Mapping[str, Any] | FileReply | EncodedList
+Handler = Callable[[ApiRequest], Reply]
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,16 @@ class Call:
 Subscriber = Callable[[events.DomainEvent], None]
 
 
+def _leg_of(call: Call, leg_id: str) -> Leg:
+    """The live leg `leg_id` of `call` (the registry's indexes say it is one of them)."""
+    if call.caller.id == leg_id:
+        return call.caller
+    callee = call.callee
+    if callee is not None and callee.id == leg_id:
+        return callee
+    raise UnknownCall(leg_id)  # pragma: no cover - index and call disagree
+
+
 class UnknownCall(KeyError):
     """No live call or leg with that id."""
 
@@ -127,6 +137,7 @@ class CallRegistry:
         self._inbound: dict[str, Call] = {}
         self._by_ext: dict[str, dict[str, Call]] = {}
         self._subscribers: list[Subscriber] = []
+        self.changes = 0  # counts every change published (readers cache by it)
 
     # -- events -------------------------------------------------------------------------
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
@@ -135,6 +146,7 @@ class CallRegistry:
         return lambda: self._subscribers.remove(fn)
 
     def _publish(self, event: events.DomainEvent) -> None:
+        self.changes += 1
         for fn in list(self._subscribers):
             try:
                 fn(event)
@@ -261,6 +273,13 @@ class CallRegistry:
     def calls(self) -> list[Call]:
         return list(self._calls.values())
 
+    def leg_count(self) -> int:
+        """How many legs are live."""
+        return len(self._by_leg)
+
+    def has_leg(self, leg_id: str) -> bool:
+        return leg_id in self._by_leg
+
     def get(self, callid: str) -> Call | None:
         return self._calls.get(callid)
 
@@ -268,10 +287,7 @@ class CallRegistry:
         call = self._by_leg.get(leg_id)
         if call is None:
             raise UnknownCall(leg_id)
-        for leg in call.legs():
-            if leg.id == leg_id:
-                return call, leg
-        raise UnknownCall(leg_id)  # pragma: no cover - index and call disagree
+        return call, _leg_of(call, leg_id)
 
     def find(self, any_id: str) -> Call | None:
         """The call a callid or any live leg id belongs to."""
@@ -304,7 +320,7 @@ class CallRegistry:
         found = self._outbound.items() if ids is None else (
             (i, c) for i in ids if (c := self._outbound.get(i)) is not None
         )
-        return [self.leg(leg_id)[1] for leg_id, _ in found]
+        return [_leg_of(call, leg_id) for leg_id, call in found]
 
     def inbound(self, ids: Iterable[str] | None = None) -> list[Call]:
         """Live inbound calls: all of them in creation order, or those listed, in order."""

@@ -8,7 +8,7 @@ from typing import Any
 from ippbx.api.request import ApiRequest, Endpoint
 
 
-async def login(req: ApiRequest) -> Mapping[str, Any]:
+def login(req: ApiRequest) -> Mapping[str, Any]:
     session = req.ctx.sessions.login(
         req.text("username"),
         req.text("password"),
@@ -22,7 +22,7 @@ async def login(req: ApiRequest) -> Mapping[str, Any]:
     return {"token": session.token}
 
 
-async def heartbeat(req: ApiRequest) -> Mapping[str, Any]:
+def heartbeat(req: ApiRequest) -> Mapping[str, Any]:
     req.ctx.sessions.heartbeat(
         req.token,
         ipaddr=req.text("ipaddr"),
@@ -33,7 +33,7 @@ async def heartbeat(req: ApiRequest) -> Mapping[str, Any]:
     return {}
 
 
-async def logout(req: ApiRequest) -> Mapping[str, Any]:
+def logout(req: ApiRequest) -> Mapping[str, Any]:
     req.ctx.sessions.logout(req.token)
     return {}
 

@@ -2,16 +2,13 @@
 
 No id, an empty id or `"all"` lists every live call (in creation order); a comma list
 returns the listed calls still live, in request order, whitespace trimmed, duplicates
-and unknown ids dropped. No match is a success with an empty list.
+and unknown ids dropped. No match is a success with an empty list. Each call's item is
+encoded once and reused until the call changes (`ippbx.api.call_views`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ippbx.api.request import ApiRequest, Endpoint
-from ippbx.pbx.calls import Call, Leg, LegKind
+from ippbx.api.request import ApiRequest, EncodedList, Endpoint
 
 
 def parse_ids(value: str | None) -> list[str] | None:
@@ -25,48 +22,14 @@ def parse_ids(value: str | None) -> list[str] | None:
     return list(dict.fromkeys(ids))
 
 
-def outbound_view(leg: Leg) -> dict[str, Any]:
-    return {
-        "outboundid": leg.id,
-        "from": leg.from_number,
-        "to": leg.to_number,
-        "trunk": leg.trunk or "",
-        "status": leg.status.value,
-    }
+def outbound_query(req: ApiRequest) -> EncodedList:
+    ids = parse_ids(req.text("outboundid"))
+    return req.ctx.views.outbound(req.ctx.registry, ids, req.fmt)
 
 
-def _callee(call: Call) -> dict[str, str]:
-    callee = call.callee
-    if callee is None:
-        return {"extid": ""}
-    if callee.kind is LegKind.TRUNK:
-        return {"outboundid": callee.id}
-    return {"extid": callee.extension or ""}
-
-
-def inbound_view(call: Call, callee_as_list: bool) -> dict[str, Any]:
-    leg = call.inbound_leg
-    assert leg is not None  # the registry's inbound index only holds calls with one
-    callee = _callee(call)
-    return {
-        "inboundid": leg.id,
-        "from": leg.from_number,
-        "to": leg.to_number,
-        "trunk": leg.trunk or "",
-        "callee": [callee] if callee_as_list else callee,
-        "status": leg.status.value,
-    }
-
-
-async def outbound_query(req: ApiRequest) -> Mapping[str, Any]:
-    legs = req.ctx.registry.outbound_legs(parse_ids(req.text("outboundid")))
-    return {"outbound": [outbound_view(leg) for leg in legs]}
-
-
-async def inbound_query(req: ApiRequest) -> Mapping[str, Any]:
-    calls = req.ctx.registry.inbound(parse_ids(req.text("inboundid")))
-    as_list = req.dialect.callee_as_list
-    return {"inbound": [inbound_view(c, as_list) for c in calls]}
+def inbound_query(req: ApiRequest) -> EncodedList:
+    ids = parse_ids(req.text("inboundid"))
+    return req.ctx.views.inbound(req.ctx.registry, ids, req.fmt, req.dialect.callee_as_list)
 
 
 ENDPOINTS = [

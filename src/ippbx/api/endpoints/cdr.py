@@ -58,7 +58,7 @@ def _time(req: ApiRequest, name: str) -> tuple[str, float]:
         raise ApiError(Errno.CDR_TIME_FORMAT, f"{name} must be YYYY-MM-DD HH:MM:SS") from None
 
 
-async def get_random(req: ApiRequest) -> Mapping[str, Any]:
+def get_random(req: ApiRequest) -> Mapping[str, Any]:
     extid = req.require("extid").strip()
     start_text, start = _time(req, "starttime")
     end_text, end = _time(req, "endtime")
@@ -79,7 +79,7 @@ async def get_random(req: ApiRequest) -> Mapping[str, Any]:
     return {"extid": extid, "starttime": start_text, "endtime": end_text, "random": random}
 
 
-async def download(req: ApiRequest) -> FileReply:
+def download(req: ApiRequest) -> FileReply:
     random = (req.text("random") or "").strip()
     ticket = req.ctx.downloads.redeem(random, req.token or "", _TICKET_KIND) if random else None
     if ticket is None:

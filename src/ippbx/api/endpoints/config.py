@@ -115,7 +115,7 @@ def live_call_fields(call: Call, number: str) -> dict[str, Any]:
     return fields
 
 
-async def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
+def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     ext_type = req.dialect.extension_type
     return {"extlist": ItemList(
@@ -125,7 +125,7 @@ async def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
     )}
 
 
-async def extension_query(req: ApiRequest) -> Mapping[str, Any]:
+def extension_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     config = req.ctx.config
     infos = ItemList()
@@ -152,7 +152,7 @@ async def extension_query(req: ApiRequest) -> Mapping[str, Any]:
 
 
 # -- trunks -----------------------------------------------------------------------------------
-async def trunklist_query(req: ApiRequest) -> Mapping[str, Any]:
+def trunklist_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     return {req.dialect.trunk_list_key: ItemList(
         {"trunkname": trunk.name, "status": pbx.trunk_status(trunk.name), "type": TRUNK_TYPE}
@@ -176,7 +176,7 @@ def siptrunk_view(index: int, trunk: Trunk) -> dict[str, Any]:
     return info
 
 
-async def siptrunk_query(req: ApiRequest) -> Mapping[str, Any]:
+def siptrunk_query(req: ApiRequest) -> Mapping[str, Any]:
     chosen = select(req.ctx.config.trunks, "name", required_names(req, "trunkname"))
     return {"trunks": ItemList(siptrunk_view(i, t) for i, t in chosen)}
 
@@ -195,12 +195,12 @@ def inroute_view(index: int, route: InboundRoute) -> dict[str, Any]:
             "desttype": desttype, "dest": dest}
 
 
-async def outroute_query(req: ApiRequest) -> Mapping[str, Any]:
+def outroute_query(req: ApiRequest) -> Mapping[str, Any]:
     chosen = select(req.ctx.config.outbound_routes, "name", required_names(req, "name"))
     return {"outroutes": ItemList(outroute_view(i, r) for i, r in chosen)}
 
 
-async def inroute_query(req: ApiRequest) -> Mapping[str, Any]:
+def inroute_query(req: ApiRequest) -> Mapping[str, Any]:
     chosen = select(req.ctx.config.inbound_routes, "name", required_names(req, "name"))
     return {"inroutes": ItemList(inroute_view(i, r) for i, r in chosen)}
 

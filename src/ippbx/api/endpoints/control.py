@@ -49,19 +49,19 @@ def _do(action: Any, *args: Any) -> Any:
         raise ApiError(_ERRNOS[exc.reason], exc.reason) from None
 
 
-async def outbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
+def outbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
     call = _found(req.ctx.registry.by_outboundid(req.require("outboundid")))
     _do(_control(req).hangup, call)
     return {}
 
 
-async def inbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
+def inbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
     call = _found(req.ctx.registry.by_inboundid(req.require("inboundid")))
     _do(_control(req).hangup, call)
     return {}
 
 
-async def extension_hangup(req: ApiRequest) -> Mapping[str, Any]:
+def extension_hangup(req: ApiRequest) -> Mapping[str, Any]:
     extid = req.require("extid")
     if _do(_control(req).hangup_extension, extid) == 0:
         raise ApiError(Errno.CALL_NOT_FOUND)
@@ -74,19 +74,19 @@ def _extension_call(req: ApiRequest) -> tuple[Call, str]:
     return _found(calls[0] if calls else None), extid
 
 
-async def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
+def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
     call, extid = _extension_call(req)
     _do(_control(req).hold, call, extid, True)
     return {}
 
 
-async def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
+def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
     call, extid = _extension_call(req)
     _do(_control(req).hold, call, extid, False)
     return {}
 
 
-async def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
+def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
     callid = req.require("callid")
     transferor = req.require("transferor")
     target = req.require("transferto")
@@ -95,7 +95,7 @@ async def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
     return {}
 
 
-async def outbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
+def outbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
     leg_id = req.require("outboundid")
     target = req.require("number")
     call = _found(req.ctx.registry.by_outboundid(leg_id))
@@ -105,7 +105,7 @@ async def outbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
     return {"callid": call.callid}
 
 
-async def inbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
+def inbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
     leg_id = req.require("inboundid")
     target = req.require("number")
     call = _found(req.ctx.registry.by_inboundid(leg_id))
@@ -122,7 +122,7 @@ def _other_party(call: Call, leg_id: str) -> str:
     raise ApiError(Errno.CALL_NOT_FOUND)
 
 
-async def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
+def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
     caller = req.require("caller")
     callee = req.require("callee")
     auto = (req.text("autoanswer") or "no").lower() in _YES
@@ -133,7 +133,7 @@ async def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
     return {"callid": call.callid}
 
 
-async def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
+def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
     extid = req.require("extid")
     outto = req.require("outto")
     auto = (req.text("autoanswer") or "no").lower() in _YES

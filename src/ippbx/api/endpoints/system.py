@@ -38,7 +38,7 @@ def boot_time(ts: float, tz: tzinfo) -> str:
     return f"{dt.year:04d}-{_MONTHS[dt.month - 1]}-{dt.day:02d}-{dt:%H:%M:%S}"
 
 
-async def deviceinfo_query(req: ApiRequest) -> Mapping[str, Any]:
+def deviceinfo_query(req: ApiRequest) -> Mapping[str, Any]:
     ctx = req.ctx
     pbx = ctx.config.pbx
     tz = zone(pbx.timezone)

@@ -1,0 +1,108 @@
+"""The HTTP side of every API request, around `ippbx.api.dialects.dispatch`: the handler
+`ippbx.api.http_server` calls with each whole request.
+
+- `OPTIONS` on any path: 200, the two CORS headers and `Access-Control-Allow-Headers`.
+- A path outside `/api/`: HTTP 404 (with the CORS headers).
+- Anything under `/api/`: HTTP 200 with the envelope from `dispatch`.
+
+No framework sits in between: the path is matched as a string, the query string is split
+only when the request has one, and the one header the API reads (`Authorization`) is
+picked from the header list. A body over `codec.MAX_BODY` never reaches here (the server
+drops it and says so); `dispatch` answers it with errno 10002.
+
+Header names are written with the vendor's casing (`Access-control-allow-origin`). A call
+query's answer (`codec.EncodedList`) is sent as its pieces when it is larger than
+`STREAM_AT` bytes, without being joined.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from ippbx.api import codec
+from ippbx.api.dialects import API_PREFIX, Answer, dispatch
+from ippbx.api.http_server import HttpRequest, HttpResponse
+from ippbx.api.request import ApiContext
+
+CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"Access-control-allow-origin", b"*"),
+    (b"Access-control-allow-methods", b"GET, POST, OPTIONS, PUT, DELETE"),
+)
+PREFLIGHT_HEADERS = (*CORS_HEADERS, (b"Access-Control-Allow-Headers", b"Content-Type"))
+
+STREAM_AT = 256 * 1024
+"""Answers larger than this (bytes) are sent in pieces."""
+PIECE = 64 * 1024
+"""About how large (bytes) each piece of a large answer is."""
+
+_HEADERS = {
+    fmt: (*CORS_HEADERS, (b"Content-Type", fmt.content_type.encode("latin-1")))
+    for fmt in codec.Format
+}
+_PREFLIGHT = HttpResponse(200, PREFLIGHT_HEADERS, b"")
+_NOT_FOUND = HttpResponse(404, (*CORS_HEADERS, (b"Content-Type", b"text/plain; charset=utf-8")),
+                          b"Not Found")
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """`a=1&b=` as a dict (blank values kept; a repeated name: the last one wins)."""
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")
+    if "%" not in text and "+" not in text:
+        out: dict[str, str] = {}
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                out[name] = value
+        return out
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    for name, value in headers:
+        if name == b"authorization":
+            return {"authorization": value.decode("latin-1")}
+    return {}
+
+
+def _response(answer: Answer) -> HttpResponse:
+    listing = answer.listing
+    if listing is not None:
+        headers = _HEADERS[listing.fmt]
+        if listing.size <= STREAM_AT:
+            return HttpResponse(200, headers, listing.body())
+        return HttpResponse(200, headers, list(listing.pieces(PIECE)), listing.size)
+    file = answer.file
+    if file is not None:
+        disposition = f'attachment; filename="{file.filename}"'.encode("latin-1")
+        return HttpResponse(200, (*CORS_HEADERS, (b"Content-Disposition", disposition),
+                                  (b"Content-Type", file.content_type.encode("latin-1"))),
+                            file.body)
+    return HttpResponse(200, _HEADERS[answer.fmt], codec.encode(answer.payload, answer.fmt))
+
+
+class ApiApp:
+    """The request handler serving both API dialects for `ctx`."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        method = request.method
+        path = request.path
+        if method == "OPTIONS":
+            return _PREFLIGHT
+        if not path.startswith(API_PREFIX):
+            return _NOT_FOUND
+        answer = dispatch(
+            self.ctx,
+            method=method,
+            path=path,
+            query=parse_query(request.query),
+            headers=_authorization(request.headers),
+            client_ip=request.client,
+            body=request.body,
+            body_too_large=request.too_large,
+        )
+        return _response(answer)
