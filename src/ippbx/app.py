@@ -6,8 +6,9 @@ call reports (outbox delivery, BootUp to the sessions kept from the last run), t
 `[api] https_listen` is set, HTTPS (`api_tls`) on the same ASGI app, so one session
 manager serves both and a token from either works on the other (the certificate is made
 or loaded when `api_tls` starts, see `ippbx.api.tls`). They are stopped in reverse order,
-and only those that started; the SQLite store is closed last. The CDR recorder is the
-registry's first subscriber, so a call's CDR is stored before its reports are built.
+and only those that started; the SQLite store is closed last (which commits its queued
+writes: a graceful stop loses none). The CDR recorder is the registry's first
+subscriber, so a call's CDR is stored before its reports are built.
 `run()` owns the event loop (uvloop) and the SIGINT/SIGTERM handling: the first signal
 stops the app cleanly, a second one gets the default behaviour.
 """
@@ -137,7 +138,7 @@ class App:
                 log.exception("stopping %s failed", type(component).__name__)
 
     def close(self) -> None:
-        """Release the store (after stop)."""
+        """Commit the store's queued writes and release it (after stop)."""
         self.store.close()
 
     async def serve(self) -> None:
@@ -158,8 +159,10 @@ class App:
             await self.start()
             await stopping.wait()
         finally:
-            await self.stop()
-            self.close()
+            try:
+                await self.stop()
+            finally:
+                self.close()  # (commits the store's queued writes, even if stop was cut)
             for sig in signals:
                 loop.remove_signal_handler(sig)
         log.info("ippbx stopped")

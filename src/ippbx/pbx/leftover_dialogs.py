@@ -4,10 +4,11 @@ while they last, and the next start sends BYE on those a previous run left up.
 A carrier (or a phone) whose call ippbx was bridging when it died keeps that call up,
 and the carrier keeps billing it, until something ends it. `DialogJournal` records each
 dialog the B2BUA confirms (`saved`) and forgets it when it ends (`ended`); writes are
-batched and flushed every `flush_every` seconds in one transaction, so the journal costs
-one small SQLite transaction per interval however many calls come and go (a call shorter
-than the interval is never written at all). What a crash can lose is the last interval:
-a call answered just before it may still be orphaned.
+batched and handed to the store every `flush_every` seconds (which commits them with its
+other queued writes, `ippbx.store.batch`), so the journal costs a few rows per interval
+however many calls come and go (a call shorter than the interval is never written at
+all). What a crash can lose is the last interval (and the store's `FLUSH_DELAY`): a call
+answered just before it may still be orphaned.
 
 `end_leftovers` runs at start: for every journalled dialog it rebuilds the dialog and
 sends a BYE (CSeq well above the last one journalled, which re-INVITEs may have passed),

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from ippbx.pbx.cdr import CdrRecord
+from ippbx.store.batch import WriteQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cdr (
@@ -42,6 +43,7 @@ CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
 _COLUMNS = ("callid, started, answered, ended, callfrom, callto, duration, talk, status, "
             "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause, "
             "hangup_by, extensions")
+_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -54,14 +56,13 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("UPDATE cdr SET extensions = trim(caller_ext || ',' || callee_ext, ',')")
 
 
-class CdrTable:
+class CdrTable(WriteQueue):
     """Mixin of `Store`: the CDR rows."""
 
-    _db: sqlite3.Connection
-
     def add_cdr(self, r: CdrRecord) -> None:
-        self._db.execute(
-            f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        """Queue the row (see `ippbx.store.batch`)."""
+        self._write(
+            _INSERT,
             (r.callid, r.start, r.answer, r.end, r.callfrom, r.callto, r.duration, r.talk,
              r.status, r.type, r.src_trunk, r.dst_trunk, r.caller_ext, r.callee_ext,
              r.outboundid, r.inboundid, r.cause, r.hangup_by,
@@ -73,6 +74,7 @@ class CdrTable:
         extensions: Iterable[str] | None = None,
     ) -> list[CdrRecord]:
         """Records started in [start, end], on any of `extensions` (None: all), in order."""
+        self.flush()
         sql = f"SELECT {_COLUMNS} FROM cdr WHERE 1"
         args: list[object] = []
         if start is not None:
@@ -93,4 +95,5 @@ class CdrTable:
                 for row in self._db.execute(sql, args)]
 
     def cdr_count(self) -> int:
+        self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM cdr").fetchone()[0])

@@ -2,16 +2,18 @@
 can end them at its next start (`ippbx.pbx.leftover_dialogs`).
 
 One row per SIP dialog: what an in-dialog BYE needs (Call-ID, tags, From/To values,
-our CSeq, the remote target, the route set, where the peer was). Rows are written and
-deleted in batches, one transaction each.
+our CSeq, the remote target, the route set, where the peer was). `DialogJournal` hands
+its saves and ends over in batches; they go through the store's write queue
+(`ippbx.store.batch`) like every other write.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ippbx.store.batch import WriteQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dialogs (
@@ -31,6 +33,9 @@ CREATE TABLE IF NOT EXISTS dialogs (
     PRIMARY KEY (call_id, local_tag, remote_tag)
 );
 """
+
+_SAVE = "INSERT OR REPLACE INTO dialogs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_END = "DELETE FROM dialogs WHERE call_id=? AND local_tag=? AND remote_tag=?"
 
 DialogKey = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
 
@@ -56,32 +61,21 @@ class DialogRow:
         return (self.call_id, self.local_tag, self.remote_tag)
 
 
-class DialogTable:
+class DialogTable(WriteQueue):
     """Mixin of `Store`: the live dialogs of answered calls."""
 
-    _db: sqlite3.Connection
-
     def dialogs_apply(self, saves: Iterable[DialogRow], ends: Iterable[DialogKey]) -> None:
-        """Write `saves` (insert or replace) and delete `ends`, in one transaction."""
-        db = self._db
-        db.execute("BEGIN")
-        try:
-            db.executemany(
-                "INSERT OR REPLACE INTO dialogs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.call_id, r.local_tag, r.remote_tag, r.local_addr, r.remote_addr,
-                  r.local_cseq, r.remote_target, json.dumps(list(r.route_set)),
-                  int(r.is_uac), r.host, r.port, r.transport, r.saved) for r in saves],
-            )
-            db.executemany(
-                "DELETE FROM dialogs WHERE call_id=? AND local_tag=? AND remote_tag=?",
-                list(ends),
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        """Queue `saves` (insert or replace), then the deletes of `ends`."""
+        for r in saves:
+            self._write(_SAVE, (r.call_id, r.local_tag, r.remote_tag, r.local_addr,
+                                r.remote_addr, r.local_cseq, r.remote_target,
+                                json.dumps(list(r.route_set)), int(r.is_uac), r.host, r.port,
+                                r.transport, r.saved))
+        for key in ends:
+            self._write(_END, key)
 
     def dialogs_load(self) -> list[DialogRow]:
+        self.flush()
         rows = self._db.execute("SELECT * FROM dialogs ORDER BY saved").fetchall()
         return [DialogRow(c, lt, rt, la, ra, int(cs), tgt, tuple(json.loads(rs)), bool(uac),
                           h, int(p), t, float(s))

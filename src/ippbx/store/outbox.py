@@ -4,8 +4,17 @@ dropped.
 A row belongs to a destination (`dest`: the report form and URL, shared by every session
 that has them) and to a lane (`lane`: the call's callid, or `ext:<number>` for an
 extension's status reports), which is what its order is kept within; id order is the order
-within a lane. Writes are committed at once (WAL, synchronous=NORMAL), so a report stored
-before a crash of the process is still there after the restart.
+within a lane.
+
+Writes go through the store's write queue (`ippbx.store.batch`): they are committed in one
+transaction with everything else written in the same `FLUSH_DELAY` (5 ms; WAL,
+synchronous=NORMAL). A report stored more than that before a crash of the process is still
+there after the restart; one stored in the last 5 ms before it may be lost, but never one
+that was already sent: the delivery waits for `outbox_stored()` before it POSTs a row (and
+so for the CDR written before a NewCdr report). A graceful stop (`close()`) loses nothing.
+Ids are given here, not by SQLite, so `outbox_add` returns its rows before they are
+written: the next id is one above the largest the table (or its AUTOINCREMENT sequence)
+has seen, so ids never repeat across restarts. One process writes the file at a time.
 
 An outbox made by an earlier version (one queue per session token) is renamed
 `outbox_v1` by `migrate`; `outbox_adopt_legacy` files its rows under their session's
@@ -18,6 +27,8 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ippbx.store.batch import WriteQueue
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -28,6 +39,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_dest ON outbox (dest, id);
 """
+_INSERT = "INSERT INTO outbox (id, dest, lane, body, created) VALUES (?,?,?,?,?)"
+_DELETE = "DELETE FROM outbox WHERE id=?"
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -56,42 +69,55 @@ class LegacyRow:
     created: float
 
 
-class OutboxTable:
+class OutboxTable(WriteQueue):
     """Mixin of `Store`: the pending reports."""
 
-    _db: sqlite3.Connection
+    def _open_outbox(self) -> None:
+        """Ids go on above every id the file has seen."""
+        self._next_outbox_id = self._outbox_top() + 1
+        self._outbox_stored_upto = self._next_outbox_id - 1  # (ids settled in the file)
+
+    def _outbox_top(self) -> int:
+        """The largest id in the outbox or in its AUTOINCREMENT sequence (0: none)."""
+        return int(self._db.execute(
+            "SELECT max(COALESCE((SELECT MAX(id) FROM outbox), 0),"
+            " COALESCE((SELECT seq FROM sqlite_sequence WHERE name='outbox'), 0))"
+        ).fetchone()[0])
+
+    def _flushed(self) -> None:
+        self._outbox_stored_upto = self._next_outbox_id - 1
+        super()._flushed()
 
     def outbox_add(self, rows: Iterable[tuple[str, str, bytes, float]]) -> list[OutboxRow]:
-        """Store (dest, lane, body, created) rows in one transaction; the stored rows."""
+        """Queue (dest, lane, body, created) rows; the rows, with their ids."""
         out: list[OutboxRow] = []
-        db = self._db
-        db.execute("BEGIN")
-        try:
-            for dest, lane, body, created in rows:
-                cur = db.execute(
-                    "INSERT INTO outbox (dest, lane, body, created) VALUES (?,?,?,?)",
-                    (dest, lane, body, created),
-                )
-                out.append(OutboxRow(int(cur.lastrowid or 0), dest, lane, body, created))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        for dest, lane, body, created in rows:
+            row_id = self._next_outbox_id
+            self._next_outbox_id = row_id + 1
+            self._write(_INSERT, (row_id, dest, lane, body, created))
+            out.append(OutboxRow(row_id, dest, lane, body, created))
         return out
 
+    def outbox_stored(self, row_id: int) -> bool:
+        """Whether the insert of row `row_id` has been flushed (if not: `flushed()`)."""
+        return row_id <= self._outbox_stored_upto
+
     def outbox_delete(self, row_id: int) -> None:
-        self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+        self._write(_DELETE, (row_id,))
 
     def outbox_delete_dest(self, dest: str) -> int:
         """Drop every pending report of a destination; how many there were."""
+        self.flush()
         return self._db.execute("DELETE FROM outbox WHERE dest=?", (dest,)).rowcount
 
     def outbox_load(self) -> list[OutboxRow]:
         """Every pending report, oldest first."""
+        self.flush()
         rows = self._db.execute("SELECT id, dest, lane, body, created FROM outbox ORDER BY id")
         return [OutboxRow(int(i), d, lane, bytes(b), float(c)) for i, d, lane, b, c in rows]
 
     def outbox_count(self) -> int:
+        self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def outbox_adopt_legacy(
@@ -99,7 +125,8 @@ class OutboxTable:
     ) -> tuple[int, int]:
         """File an earlier version's rows in this outbox, in one transaction: `convert`
         gives each row its (dest, lane), or None to drop it; the old table goes. Returns
-        (kept, dropped)."""
+        (kept, dropped). Runs at once (at start: nothing else is queued for long)."""
+        self.flush()
         db = self._db
         exists = db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='outbox_v1'"
@@ -125,4 +152,7 @@ class OutboxTable:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:  # (SQLite gave those rows their ids)
+            self._next_outbox_id = max(self._next_outbox_id, self._outbox_top() + 1)
+            self._outbox_stored_upto = self._next_outbox_id - 1
         return kept, dropped

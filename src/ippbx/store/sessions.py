@@ -7,8 +7,9 @@ other use at most once a minute, so a restart may make a token look up to that m
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from ippbx.store.batch import WriteQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -25,6 +26,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 """
 
+_SAVE = "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)"
+_TOUCH = "UPDATE sessions SET last_seen=? WHERE token=?"
+_DELETE = "DELETE FROM sessions WHERE token=?"
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
@@ -40,24 +45,20 @@ class SessionRow:
     last_seen: float
 
 
-class SessionTable:
-    """Mixin of `Store`: the API sessions."""
-
-    _db: sqlite3.Connection
+class SessionTable(WriteQueue):
+    """Mixin of `Store`: the API sessions (writes queued, see `ippbx.store.batch`)."""
 
     def save_session(self, row: SessionRow) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (row.token, row.dialect, row.source_ip, row.port, row.url, row.urltag,
-             row.version, row.ipaddr, row.created, row.last_seen),
-        )
+        self._write(_SAVE, (row.token, row.dialect, row.source_ip, row.port, row.url,
+                            row.urltag, row.version, row.ipaddr, row.created, row.last_seen))
 
     def touch_session(self, token: str, last_seen: float) -> None:
-        self._db.execute("UPDATE sessions SET last_seen=? WHERE token=?", (last_seen, token))
+        self._write(_TOUCH, (last_seen, token))
 
     def delete_session(self, token: str) -> None:
-        self._db.execute("DELETE FROM sessions WHERE token=?", (token,))
+        self._write(_DELETE, (token,))
 
     def load_sessions(self) -> list[SessionRow]:
+        self.flush()
         rows = self._db.execute("SELECT * FROM sessions ORDER BY created")
         return [SessionRow(*r) for r in rows]
