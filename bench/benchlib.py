@@ -279,16 +279,19 @@ def measure_idle(pid: int, seconds: float) -> tuple[float, int]:
 # -- machine --------------------------------------------------------------------------------------
 
 
-_SOURCE: tuple[Path | None, str] | None = None
+_SOURCE: tuple[Path, str] | None = None
 
 
-def ippbx_source() -> tuple[Path | None, str]:
-    """Which ippbx code runs: (a src/ directory to put first on PYTHONPATH, or None for
-    the working tree's editable install; the label for the reports).
+def ippbx_source() -> tuple[Path, str]:
+    """Which ippbx code runs: (a src/ directory to put first on PYTHONPATH; the label for
+    the reports).
 
-    With IPPBX_BENCH_REF=REF (e.g. HEAD), `git archive REF src` is unpacked in a temporary
-    directory and run from there, so the figures belong to one commit even while others
-    have uncommitted changes in the working tree.
+    By default the src/ of the working tree this script is in, uncommitted changes
+    included (also in a `git worktree` whose .venv is a link to another checkout's, where
+    the editable install would run that checkout's code). With IPPBX_BENCH_REF=REF (e.g.
+    HEAD), `git archive REF src` is unpacked in a temporary directory and run from there,
+    so the figures belong to one commit even while others have uncommitted changes in the
+    working tree.
     """
     global _SOURCE
     if _SOURCE is None:
@@ -307,7 +310,7 @@ def ippbx_source() -> tuple[Path | None, str]:
                                     capture_output=True, text=True).stdout.strip()
             dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
                                    capture_output=True, text=True).stdout.strip()
-            _SOURCE = (None, commit + (" + uncommitted changes in src/" if dirty else ""))
+            _SOURCE = (ROOT / "src", commit + (" + uncommitted changes in src/" if dirty else ""))
     return _SOURCE
 
 

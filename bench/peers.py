@@ -137,15 +137,19 @@ class Ippbx:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
-    def login(self) -> None:
-        """Open an API session (done on first use by `post`).
+    def login(self, **fields: str) -> None:
+        """Open an API session (done on first use by `post`); `fields` are more login
+        fields, e.g. `port` (and `url`) for where reports go.
 
         While a session is live, ippbx builds a call report for it on every call event and
-        queues it in its SQLite outbox for delivery (to 127.0.0.1:8260, where nothing
-        listens here). The benchmarks therefore log in only around their API queries and
-        log out before placing calls, so SIP figures do not include undeliverable reports.
+        queues it in its SQLite outbox for delivery (by default to 127.0.0.1:8260, where
+        nothing listens here). The benchmarks therefore log in only around their API
+        queries and log out before placing calls, so SIP figures do not include
+        undeliverable reports, except `sip_cps.py --with-session`, which logs in with its
+        `report_sink.py` as the receiver to measure what reports cost.
         """
-        body = {"username": "api", "password": hashlib.md5(API_PASSWORD.encode()).hexdigest()}
+        body = {"username": "api", "password": hashlib.md5(API_PASSWORD.encode()).hexdigest(),
+                **fields}
         answer = self._post(f"{self.api_base}/login?type=json", body, 10)
         if answer.get("status") != "Success":
             raise RuntimeError(f"API login failed: {answer}")

@@ -7,6 +7,9 @@ Run from the repository root with the project's virtualenv:
     .venv/bin/python bench/sip_cps.py --scenario a --step-seconds 5     # quick, development
     .venv/bin/python bench/sip_cps.py --fixed-rate 100 --step-seconds 30  # the issue 4 check
     .venv/bin/python bench/sip_cps.py --profile 300        # py-spy profile of (a) at 300/s
+    .venv/bin/python bench/sip_cps.py --with-session --max-minutes 16   # reports' cost
+    .venv/bin/python bench/sip_cps.py --fixed-rate 200 --step-seconds 10 --with-session
+    .venv/bin/python bench/sip_cps.py --profile 300 --with-session  # ... where reports go
 
 Scenarios (ippbx pinned to core 0, sipp on core 1, everything on 127.0.0.1):
   (a) an authenticated extension calls out through a trunk: 1001 REGISTERs once (a short
@@ -27,6 +30,20 @@ overload control refusing new calls), and how many calls were still in the regis
 (`outbound/query`) --settle-seconds (240) after the load stopped (0 is the goal: no
 ghost calls).
 
+With an application logged in (--with-session; scenario (a)): every step "a+app" runs a
+report receiver (bench/report_sink.py, its own process on core 1: answers 200 with
+Content-Length: 0 and closes, counts reports by action) and logs in to ippbx's API with
+that receiver as the report `port` before placing calls, so ippbx POSTs ~7 reports per
+call (ALERT, RING, ANSWER x2, BYE x2, NewCdr; ExtensionStatus on top) while carrying
+them. After (a)'s search: if --max-minutes leaves room, a search for the clean rate with
+the session, starting at (a)'s clean rate, so its first step is at the same offered rate
+as (a)'s clean steps without a session (else just that one step). With --fixed-rate
+RATE: one step without and one with the session at RATE. Reported: the rates with and
+without and their ratio (goal: clean rate with >= 0.90 x without), ippbx's CPU in each,
+reports received vs expected (7 per completed call), and the reports still in ippbx's
+SQLite outbox when it stopped (up to --drain-seconds after the calls ended for deliveries
+to catch up).
+
 Method: a step holds an offered rate for --step-seconds. A step is clean with 0 failed
 calls, 0 retransmissions, 0 out-of-call / dead-call messages (UAC and UAS counted) and an
 achieved rate >= 0.95 x offered (sipp -trace_stat, read by column name). Probe steps
@@ -45,11 +62,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import json
 import math
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,6 +100,11 @@ SIPPY_VENV = BENCH / ".venv-sippy"
 GOAL_A = 1000.0  # calls/s clean, scenario (a)
 GOAL_B_RATIO = 6.7  # x sippy, scenario (b)
 STEP_OVERHEAD_S = 8.0  # start ippbx, register, UAS, drain, stop
+SESSION = "a+app"  # scenario (a) with an API application logged in, its receiver answering
+SESSION_OVERHEAD_S = 5.0  # the report sink; (plus up to --drain-seconds)
+GOAL_SESSION_RATIO = 0.9  # clean rate with a session / without
+CALL_REPORTS = {"ALERT": 1, "RING": 1, "ANSWER": 2, "BYE": 2, "NewCdr": 1}  # per call of
+# (a), OpenVox form (the caller side's ANSWERED is an ANSWER there)
 
 
 @dataclass
@@ -101,14 +127,72 @@ class Step:
     elapsed_s: float = float("nan")  # the UAC's run, first call to the last one's end
     clean: bool = False
     why: str = ""
+    # with a session (SESSION steps): reports the receiver got, by action; expected (for
+    # the completed calls); left in the outbox when ippbx stopped; seconds after the
+    # calls until the receiver had them all (nan: not within --drain-seconds)
+    reports: dict[str, int] | None = None
+    reports_received: int = -1
+    reports_expected: int = -1
+    outbox_left: int = -1
+    reports_done_after_s: float = float("nan")
 
     def line(self) -> str:
         verdict = "clean" if self.clean else f"NOT clean ({self.why})"
-        return (f"  {self.setup:6} {self.offered:7.0f}/s x {self.seconds:.0f}s: achieved "
+        text = (f"  {self.setup:6} {self.offered:7.0f}/s x {self.seconds:.0f}s: achieved "
                 f"{self.achieved:7.1f}/s, ok {self.successful}, failed {self.failed}, "
                 f"retrans {self.retransmissions}, unexpected {self.unexpected}, "
                 f"cpu {self.cpu_percent:5.1f}%, rss {self.rss_kb / 1024:.1f} MiB, "
                 f"rcvbuf {self.rcvbuf_errors}, setup {self.setup_ms:.1f} ms -> {verdict}")
+        if self.reports is not None:
+            text += (f"\n         reports received {self.reports_received} (expected >= "
+                     f"{self.reports_expected}), outbox left {self.outbox_left}, by action "
+                     f"{json.dumps(self.reports, sort_keys=True)}")
+        return text
+
+
+# -- the report receiver (SESSION steps) -------------------------------------------------------
+
+
+class Sink:
+    """bench/report_sink.py as its own process on LOAD_CPU."""
+
+    def __init__(self, procs: Procs, wd: Path) -> None:
+        self.procs, self.wd = procs, wd
+        self.port = free_port()
+        argv = [str(VENV_BIN / "python"), str(BENCH / "report_sink.py"), "--port",
+                str(self.port), "--counts", str(wd / "sink.json")]
+        self.proc = procs.spawn(pinned(LOAD_CPU, argv), wd, "sink")
+        if not wait_bound(self.port, "tcp", 15, self.proc):
+            raise RuntimeError("report_sink.py did not start: "
+                               + (wd / "sink.stderr").read_text(errors="replace")[-2000:])
+
+    def counts(self) -> dict[str, int]:
+        """Reports received so far by action (and "total")."""
+        url = f"http://127.0.0.1:{self.port}/counts"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data = json.loads(resp.read())
+        return {"total": int(data["total"]), **data["actions"]}
+
+    def stop(self) -> dict[str, int]:
+        self.procs.stop(self.proc)
+        try:
+            data = json.loads((self.wd / "sink.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {"total": int(data["total"]), **data["actions"]}
+
+
+def outbox_count(db: Path) -> int:
+    """Rows in ippbx's report outbox (-1 if it cannot be read)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    except sqlite3.Error:
+        return -1
+
+
+def expected_reports(successful: int) -> int:
+    return successful * sum(CALL_REPORTS.values())
 
 
 # -- the sippy baseline -------------------------------------------------------------------------
@@ -132,8 +216,10 @@ def ensure_sippy() -> Path:
 
 class Runner:
     def __init__(self, procs: Procs, base: Path, hold_ms: int, deadline: float,
-                 sippy_python: Path | None = None, sip_extra: list[str] | None = None) -> None:
+                 sippy_python: Path | None = None, sip_extra: list[str] | None = None,
+                 drain_s: float = 30.0) -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.drain_s = drain_s
         self.sip_extra = sip_extra or []
         self.deadline = deadline
         self.sippy_python = sippy_python
@@ -143,8 +229,9 @@ class Runner:
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def fits(self, seconds: float) -> bool:
-        return self.time_left() > seconds + self.hold_ms / 1000 + STEP_OVERHEAD_S + 5
+    def fits(self, seconds: float, setup: str = "a") -> bool:
+        extra = SESSION_OVERHEAD_S + self.drain_s if setup == SESSION else 0.0
+        return self.time_left() > seconds + self.hold_ms / 1000 + STEP_OVERHEAD_S + 5 + extra
 
     def step(self, setup: str, rate: float, seconds: float,
              profile: Path | None = None, settle: float = 10.0) -> Step:
@@ -158,16 +245,21 @@ class Runner:
         pbx: Ippbx | None = None
         target = None
         uas: Sipp | None = None
+        sink: Sink | None = None
         try:
             common = dict(remote=f"127.0.0.1:{sip_port}", port=uac_port, calls=calls,
                           rate=rate, limit=int(rate * (hold_s + 3)) + 20,
                           hold_ms=self.hold_ms, timeout_s=seconds + hold_s + 60)
-            if setup == "a":
+            if setup in ("a", SESSION):
                 cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
                                 trunks=[("carrier", uas_port)], outbound_trunks=["carrier"],
                                 sip_extra=self.sip_extra)
+                if setup == SESSION:
+                    sink = Sink(self.procs, wd)
                 pbx = Ippbx(self.procs, wd, cfg).start()
                 target = pbx.proc
+                if sink is not None:  # reports to http://127.0.0.1:<sink>/ from now on
+                    pbx.login(port=str(sink.port))
                 uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
                 register(self.procs, wd, pbx, "1001", uac_port)
                 uac = Sipp(self.procs, wd, "uac", "ext_uac_auth.xml",
@@ -237,7 +329,7 @@ class Runner:
             if timed:
                 result.elapsed_s = row_elapsed(timed[-1])
             if pbx is not None:
-                query = pbx.outbound if setup == "a" else pbx.inbound
+                query = pbx.inbound if setup == "b" else pbx.outbound
                 settled = time.monotonic()
                 result.leftover_calls = len(pbx.wait_empty(query, settle))
                 result.empty_after_s = (time.monotonic() - settled
@@ -262,6 +354,13 @@ class Runner:
             result.clean, result.why = not why, ", ".join(why)
             if res.errors and not result.clean:
                 (wd / "why.txt").write_text(res.errors)
+            if sink is not None and pbx is not None:
+                self._drain(result, sink, t0 + res_elapsed(result, seconds, hold_s))
+                pbx.stop()  # (its outbox: what it had not delivered)
+                counts = sink.stop()
+                result.reports_received = counts.pop("total", -1)
+                result.reports = counts
+                result.outbox_left = outbox_count(wd / "ippbx.sqlite3")
         except RuntimeError as exc:
             result.why = str(exc).splitlines()[0][:200]
             log(f"  step failed to run: {exc}")
@@ -272,9 +371,39 @@ class Runner:
                 pbx.stop()
             elif target is not None:
                 self.procs.stop(target)
+            if sink is not None:
+                sink.stop()
         log(result.line())
         self.steps.append(result)
         return result
+
+
+    def _drain(self, result: Step, sink: Sink, calls_ended: float) -> None:
+        """Wait (up to --drain-seconds) until the sink has the reports of every completed
+        call, or its count stops growing for 3 s."""
+        result.reports_expected = expected_reports(result.successful)
+        deadline = time.monotonic() + self.drain_s
+        last, still_since = -1, time.monotonic()
+        while True:
+            try:
+                got = sink.counts()
+            except (OSError, ValueError):
+                return
+            calls_done = sum(got.get(a, 0) for a in CALL_REPORTS)
+            now = time.monotonic()
+            if calls_done >= result.reports_expected:
+                result.reports_done_after_s = max(0.0, now - calls_ended)
+                return
+            if got["total"] != last:
+                last, still_since = got["total"], now
+            if now > deadline or now - still_since > 3.0:
+                return
+            time.sleep(0.25)
+
+
+def res_elapsed(result: Step, seconds: float, hold_s: float) -> float:
+    """Seconds from the start of the load to the end of its last call (about)."""
+    return result.elapsed_s if not math.isnan(result.elapsed_s) else seconds + hold_s
 
 
 _RECEIVED = re.compile(r"received '?SIP/2\.0 (\d{3})")
@@ -325,6 +454,34 @@ def overload_step(runner: Runner, clean_rate: float, args: argparse.Namespace) -
     return step
 
 
+def session_report(without: Step, with_app: Step, found: Found | None = None,
+                   found_app: Found | None = None) -> dict[str, object]:
+    """Log the comparison of (a) without and with an application logged in; its figures."""
+    ratio = with_app.achieved / without.achieved if without.achieved else math.nan
+    log(f"session: at {without.offered:g}/s offered: without achieved "
+        f"{without.achieved:.1f}/s ({'clean' if without.clean else 'NOT clean'}), ippbx cpu "
+        f"{without.cpu_percent:.0f} %; with the application achieved {with_app.achieved:.1f}/s "
+        f"({'clean' if with_app.clean else 'NOT clean'}), ippbx cpu "
+        f"{with_app.cpu_percent:.0f} %; ratio {ratio:.2f}")
+    done = (f"all in {with_app.reports_done_after_s:.1f} s after the calls"
+            if not math.isnan(with_app.reports_done_after_s) else "NOT all arrived")
+    log(f"session: reports received {with_app.reports_received}, expected >= "
+        f"{with_app.reports_expected} ({sum(CALL_REPORTS.values())} per completed call, "
+        f"ExtensionStatus on top; {done}); left in ippbx's outbox at its stop: "
+        f"{with_app.outbox_left}")
+    out: dict[str, object] = {"same_rate": {"without": asdict(without),
+                                            "with": asdict(with_app), "ratio": ratio}}
+    if found is not None and found_app is not None:
+        clean_ratio = (found_app.median_achieved / found.median_achieved
+                       if found.median_achieved else math.nan)
+        met = clean_ratio >= GOAL_SESSION_RATIO and found_app.clean_runs == found_app.runs
+        log(f"session: clean rate with the application {found_app.median_achieved:.0f}/s vs "
+            f"{found.median_achieved:.0f}/s without = {clean_ratio:.2f} x; goal >= "
+            f"{GOAL_SESSION_RATIO:.2f}: {'MET' if met else 'NOT MET'}")
+        out["clean_ratio"] = clean_ratio
+    return out
+
+
 # -- the search -------------------------------------------------------------------------------
 
 
@@ -356,7 +513,7 @@ def search(runner: Runner, setup: str, args: argparse.Namespace, start: float) -
     lo_step: Step | None = None
     rate = start
     for _ in range(args.max_probes):
-        if not runner.fits(args.probe_seconds):
+        if not runner.fits(args.probe_seconds, setup):
             break
         step = runner.step(setup, rate, args.probe_seconds)
         if step.clean:
@@ -389,7 +546,7 @@ def search(runner: Runner, setup: str, args: argparse.Namespace, start: float) -
     else:
         log(f"[{setup}] full {args.step_seconds:g} s steps from {rate:g}/s")
     for _ in range(0 if full else args.max_backoffs + 1):
-        if not runner.fits(args.step_seconds):
+        if not runner.fits(args.step_seconds, setup):
             found.note = "out of time before a full step"
             return found
         step = runner.step(setup, rate, args.step_seconds)
@@ -402,12 +559,12 @@ def search(runner: Runner, setup: str, args: argparse.Namespace, start: float) -
         found.note = "no full step was clean"
         return found
     # one bisection between the clean full rate and the failed one, if they are far apart
-    if full_hi is not None and full_hi > rate * 1.15 and runner.fits(args.step_seconds):
+    if full_hi is not None and full_hi > rate * 1.15 and runner.fits(args.step_seconds, setup):
         mid = _round_rate((rate + full_hi) / 2)
         step = runner.step(setup, mid, args.step_seconds)
         if step.clean:
             rate, full = mid, [step]
-    while len(full) < args.repeats and runner.fits(args.step_seconds):
+    while len(full) < args.repeats and runner.fits(args.step_seconds, setup):
         full.append(runner.step(setup, rate, args.step_seconds))
     if len(full) < args.repeats:
         found.note = f"only {len(full)} of {args.repeats} repeats fitted in the time limit"
@@ -463,6 +620,39 @@ def shorten(frame: str) -> str:
 # -- main ---------------------------------------------------------------------------------------
 
 
+def session_steps(runner: Runner, results: dict[str, Found],
+                  args: argparse.Namespace) -> dict[str, object]:
+    """After (a)'s search: a search with the session from (a)'s clean rate if it fits
+    (its first step is at that rate), else one SESSION step at that rate; adds the search
+    to `results`; the comparison's figures."""
+    found = results["a"]
+    if not found.runs or not runner.fits(args.step_seconds, SESSION):
+        log("session steps skipped: no clean rate without a session, or not enough time "
+            "left (raise --max-minutes)")
+        return {}
+
+    def at_rate(setup: str) -> list[Step]:
+        return [s for s in runner.steps if s.setup == setup and s.offered == found.rate
+                and s.seconds == args.step_seconds]
+
+    found_app = None
+    if runner.fits(3 * args.step_seconds, SESSION):
+        log(f"session: searching (a) with an application logged in, from (a)'s clean rate "
+            f"{found.rate:g}/s")
+        found_app = results[SESSION] = search(runner, SESSION, args, found.rate)
+    else:
+        log("session: no time for a search with the session (raise --max-minutes)")
+    for setup in ("a", SESSION):
+        if not at_rate(setup) and runner.fits(args.step_seconds, setup):
+            log(f"session: (a) at {found.rate:g}/s, {setup}")
+            runner.step(setup, found.rate, args.step_seconds)
+    without, with_app = at_rate("a"), at_rate(SESSION)
+    if not without or not with_app:
+        log("session: no time left for the steps at the same rate (raise --max-minutes)")
+        return {}
+    return session_report(without[-1], with_app[0], found, found_app)
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -498,6 +688,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
                    help="one more [sip] line for ippbx's configuration (repeatable), "
                         "e.g. overload_backlog_kib=1024")
+    p.add_argument("--with-session", action="store_true",
+                   help="(a) also with one API application logged in and its receiver "
+                        "(bench/report_sink.py) answering: a step at the clean rate found "
+                        "(or --fixed-rate), then a search with the session if time allows")
+    p.add_argument("--drain-seconds", type=float, default=30.0,
+                   help="with a session: wait up to this long after the calls for the "
+                        "reports to arrive before stopping ippbx")
     p.add_argument("--settle-seconds", type=float, default=240.0,
                    help="after the overload step, wait up to this long for no call left")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
@@ -516,18 +713,26 @@ def main(procs: Procs) -> int:
     deadline = time.monotonic() + args.max_minutes * 60 - 15
     out: dict[str, object] = {"machine": info, "args": vars(args)}
 
-    if args.fixed_rate is not None:  # the issue 4 check
-        runner = Runner(procs, base, args.hold_ms, deadline)
-        step = runner.step("a", args.fixed_rate, args.step_seconds)
-        ok = step.failed == 0 and step.successful == round(args.fixed_rate * args.step_seconds)
-        empty = step.leftover_calls == 0
-        log(f"issue 4 check: {step.successful} calls ok, {step.failed} failed; "
-            f"outbound/query after the run: "
-            f"{'[]' if empty else f'{step.leftover_calls} calls left'} -> "
-            f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
-        out["fixed"] = asdict(step)
+    if args.fixed_rate is not None:  # the issue 4 check (and the session's cost)
+        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds)
+        passed = True
+        steps = {}
+        for setup in ("a", SESSION) if args.with_session else ("a",):
+            step = steps[setup] = runner.step(setup, args.fixed_rate, args.step_seconds)
+            ok = step.failed == 0 and \
+                step.successful == round(args.fixed_rate * args.step_seconds)
+            empty = step.leftover_calls == 0
+            log(f"issue 4 check{' (with the application)' if setup == SESSION else ''}: "
+                f"{step.successful} calls ok, {step.failed} failed; "
+                f"outbound/query after the run: "
+                f"{'[]' if empty else f'{step.leftover_calls} calls left'} -> "
+                f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
+            passed = passed and ok and empty
+        out["fixed"] = asdict(steps["a"])
+        if args.with_session:
+            out["session"] = session_report(steps["a"], steps[SESSION])
         save_json(args.json, out)
-        return 0 if ok and empty else 1
+        return 0 if passed else 1
 
     sip_extra = [] if args.overload_control else ["overload_control = false"]
     sip_extra += [" = ".join(part.strip() for part in option.split("=", 1))
@@ -540,9 +745,10 @@ def main(procs: Procs) -> int:
         return 0
 
     if args.profile is not None:
-        runner = Runner(procs, base, args.hold_ms, deadline)
+        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds)
         profile = base / "py-spy.txt"
-        step = runner.step("a", args.profile, args.step_seconds, profile=profile)
+        step = runner.step(SESSION if args.with_session else "a", args.profile,
+                           args.step_seconds, profile=profile)
         if not profile.exists():
             log("py-spy wrote no profile (see py-spy.stderr in the work directory)")
             return 1
@@ -558,11 +764,14 @@ def main(procs: Procs) -> int:
         return 0
 
     sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
-    runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra)
+    runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra,
+                    drain_s=args.drain_seconds)
     results: dict[str, Found] = {}
     if args.scenario in ("a", "all"):
         results["a"] = search(runner, "a", args, args.start_rate)
         clean = results["a"].median_achieved
+        if args.with_session:
+            out["session"] = session_steps(runner, results, args)
         needed = args.step_seconds + args.settle_seconds + STEP_OVERHEAD_S
         if args.overload and clean > 0 and runner.fits(needed):
             step = overload_step(runner, clean, args)
@@ -582,6 +791,8 @@ def main(procs: Procs) -> int:
     rows = []
     if "a" in results:
         rows.append(found_row(results["a"], "(a) ippbx ext→trunk, digest"))
+    if SESSION in results:
+        rows.append(found_row(results[SESSION], "(a) with an application logged in"))
     if "b" in results:
         rows.append(found_row(results["b"], "(b) ippbx trunk→ext (no trunk→trunk route)"))
         rows.append(found_row(results["sippy"], "(b) baseline sippy b2bua_simple"))

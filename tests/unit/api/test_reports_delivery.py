@@ -10,32 +10,34 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from ippbx.api.reports import Delivery, ReportService, route_of
+from ippbx.api.reports.delivery import Outcome
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection, load_config
 from ippbx.pbx.calls import CallRegistry, Leg, LegKind
+from ippbx.pbx.cdr import CdrRecord
 from ippbx.store.sqlite import Store
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[str, bytes], Awaitable[Outcome]]
 
 
 class Net:
-    """A mock transport: records requests per URL and answers with `handler`."""
+    """A fake poster (the receivers' side of the network): records the POSTs (URL, body)
+    and answers with `handler` (a POST's outcome), else delivers."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, bytes]] = []
-        self.requests: list[httpx.Request] = []
+        self.requests: list[tuple[str, bytes]] = []
         self.handler: Handler | None = None
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    async def __call__(self, url: str, body: bytes) -> Outcome:
+        self.requests.append((url, body))
         if self.handler is not None:
-            return await self.handler(request)
-        self.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+            return await self.handler(url, body)
+        self.seen.append((url, body))
+        return Outcome.DELIVERED
 
 
 def sessions_with(*ports: str, **login: str) -> tuple[SessionManager, list[Session]]:
@@ -68,7 +70,7 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 def make(store: Store, sessions: SessionManager, net: Net, **cfg: float) -> Delivery:
     config = ReportsSection(**cfg)  # type: ignore[arg-type]
-    return Delivery(store, sessions, config, transport=httpx.MockTransport(net))
+    return Delivery(store, sessions, config, poster=net)
 
 
 def rows(session: Session, *items: tuple[str, bytes]) -> list[tuple[str, str, bytes, float]]:
@@ -91,11 +93,7 @@ async def test_delivers_in_order_deletes_and_renews_the_token() -> None:
     assert [json.loads(body)["n"] for _, body in net.seen] == list(range(20))
     assert {url for url, _ in net.seen} == {"http://10.0.0.1:8260/"}
     assert store.outbox_count() == 0 and delivery.delivered == 20
-    request = net.requests[0]
-    assert request.method == "POST"
-    assert request.headers["content-type"] == "application/json"
-    assert request.headers["user-agent"] == "WebAPI"
-    assert request.headers["connection"] == "close"
+    # (the request itself, byte for byte: test_report_poster.py)
 
 
 async def test_failures_back_off_and_keep_the_order_of_a_lane() -> None:
@@ -103,14 +101,14 @@ async def test_failures_back_off_and_keep_the_order_of_a_lane() -> None:
     sessions, [session] = sessions_with("8260")
     failures = {"left": 3}
 
-    async def flaky(request: httpx.Request) -> httpx.Response:
+    async def flaky(url: str, body: bytes) -> Outcome:
         if failures["left"]:
             failures["left"] -= 1
             if failures["left"] == 1:
-                raise httpx.ConnectError("refused", request=request)
-            return httpx.Response(503)
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(204)
+                return Outcome.UNREACHABLE
+            return Outcome.FAILED
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = flaky
     delivery = make(store, sessions, net, backoff_max=0.02)
@@ -129,12 +127,12 @@ async def test_a_rejected_report_holds_up_no_other_lane_and_is_dropped() -> None
     sessions, [session] = sessions_with("8260")
     sent_at: dict[bytes, list[float]] = {}
 
-    async def reject_status(request: httpx.Request) -> httpx.Response:
-        sent_at.setdefault(request.content, []).append(time.monotonic())
-        if request.content.startswith(b"status"):
-            return httpx.Response(400)  # a receiver that wants a callid in every report
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+    async def reject_status(url: str, body: bytes) -> Outcome:
+        sent_at.setdefault(body, []).append(time.monotonic())
+        if body.startswith(b"status"):
+            return Outcome.REJECTED  # a receiver that wants a callid in every report
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = reject_status
     delivery = make(store, sessions, net, backoff_max=0.05)
@@ -162,11 +160,11 @@ async def test_a_failing_call_holds_up_only_its_own_later_reports() -> None:
     sessions, [session] = sessions_with("8260")
     broken = {"on": True}
 
-    async def fail_call_1(request: httpx.Request) -> httpx.Response:
-        if request.content.startswith(b"c1") and broken["on"]:
-            return httpx.Response(502)
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+    async def fail_call_1(url: str, body: bytes) -> Outcome:
+        if body.startswith(b"c1") and broken["on"]:
+            return Outcome.FAILED
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = fail_call_1
     delivery = make(store, sessions, net, backoff_max=0.05)
@@ -191,11 +189,11 @@ async def test_an_unreachable_receiver_is_probed_then_everything_goes_in_lane_or
     sessions, [session] = sessions_with("8260")
     up = {"on": False}
 
-    async def down_then_up(request: httpx.Request) -> httpx.Response:
+    async def down_then_up(url: str, body: bytes) -> Outcome:
         if not up["on"]:
-            raise httpx.ConnectError("refused", request=request)
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+            return Outcome.UNREACHABLE
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = down_then_up
     delivery = make(store, sessions, net, backoff_max=0.1)
@@ -222,11 +220,11 @@ async def test_a_report_older_than_the_retry_window_is_dropped() -> None:
     store, net = Store(":memory:"), Net()
     sessions, [session] = sessions_with("8260")
 
-    async def refuse_old(request: httpx.Request) -> httpx.Response:
-        if request.content == b"old":
-            return httpx.Response(500)
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+    async def refuse_old(url: str, body: bytes) -> Outcome:
+        if body == b"old":
+            return Outcome.FAILED
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = refuse_old
     delivery = make(store, sessions, net, backoff_max=0.01, retry_minutes=0.001)
@@ -245,11 +243,11 @@ async def test_a_hanging_receiver_blocks_only_its_own_destination() -> None:
     sessions, [slow, fast] = sessions_with("1", "2")
     release = asyncio.Event()
 
-    async def hang_port_1(request: httpx.Request) -> httpx.Response:
-        if request.url.port == 1:
+    async def hang_port_1(url: str, body: bytes) -> Outcome:
+        if urlsplit(url).port == 1:
             await release.wait()
-        net.seen.append((str(request.url), request.content))
-        return httpx.Response(200)
+        net.seen.append((url, body))
+        return Outcome.DELIVERED
 
     net.handler = hang_port_1
     delivery = make(store, sessions, net, concurrency=1)
@@ -270,8 +268,8 @@ async def test_logout_drops_the_reports_of_a_destination_no_session_uses() -> No
     store, net = Store(":memory:"), Net()
     sessions, [session, other] = sessions_with("1", "2")
 
-    async def refuse(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500)
+    async def refuse(url: str, body: bytes) -> Outcome:
+        return Outcome.FAILED
 
     net.handler = refuse
     delivery = make(store, sessions, net, backoff_max=0.01)
@@ -387,3 +385,32 @@ def test_report_urls_are_logged_without_their_secrets() -> None:
     url = "https://crm:s3cret@crm.example:8443/hook?apikey=abc123&tenant=7"
     assert safe_url(url) == "https://crm.example:8443/hook?apikey=…&tenant=…"
     assert safe_url("http://10.0.0.1:8260/") == "http://10.0.0.1:8260/"
+
+
+async def test_a_report_leaves_only_once_it_and_what_was_written_before_are_in_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    store, net = Store(path), Net()
+    sessions, [session] = sessions_with("8260")
+    in_file: list[tuple[int, int]] = []  # at each POST: (outbox rows, CDRs) the file holds
+
+    async def handler(url: str, body: bytes) -> Outcome:
+        with sqlite3.connect(path) as other:  # what a crash now would leave
+            in_file.append((other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+                            other.execute("SELECT COUNT(*) FROM cdr").fetchone()[0]))
+        return Outcome.DELIVERED
+
+    net.handler = handler
+    delivery = make(store, sessions, net)
+    await delivery.start()
+    try:
+        store.add_cdr(CdrRecord("1.1", 10.0, None, 12.0, "1001", "1002", 2, 0, "BUSY",
+                                "Internal"))
+        delivery.add(store.outbox_add(rows(session, ("1.1", b"1"))))
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    assert in_file == [(1, 1)]
+    assert store.outbox_count() == 0
+    store.close()

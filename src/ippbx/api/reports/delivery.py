@@ -1,8 +1,11 @@
 """Report delivery: the outbox's rows POSTed to their destinations, in order per call.
 
 Theory of operation. Every report is a row in the SQLite outbox before `add()` hands it
-here. A row belongs to a **destination** (a report form and a URL: every session with the
-same ones shares it, so each report reaches a receiver once) and to a **lane** inside it:
+here (queued in the store's write queue: a sender waits for `outbox_stored()`, at most
+one `FLUSH_DELAY`, before the first POST of a row, so no receiver hears of a report, or
+of the CDR stored before a NewCdr, that a crash could still take back). A row belongs to
+a **destination** (a report form and a URL: every session with the same ones shares it,
+so each report reaches a receiver once) and to a **lane** inside it:
 the call's callid for call reports, `ext:<number>` for an extension's ExtensionStatus
 reports, "" for BootUp. Order is kept within a lane and never across lanes, so one
 report a receiver will not take holds up only the reports of its own call (or extension).
@@ -11,7 +14,10 @@ Each destination has one dispatcher task. Lanes whose head may be sent now wait 
 the dispatcher gives each a sender task, at most `concurrency` at a time, which POSTs the
 lane's reports one after the other while they go through, never two of one lane at once
 (HTTP/1.1, `Content-Type: application/json`, `User-Agent`, `Connection: close`: one new
-connection per report, as the vendors do). What an answer means for the head of a lane:
+connection per report, as the vendors do; `poster.Poster` is the client, lean enough for
+thousands of reports a second from the event loop that runs SIP, and a test can give
+`Delivery` any `(url, body) -> Outcome` coroutine instead). What an answer means for the
+head of a lane:
 
 - 2xx: delivered; the row is deleted and the destination's sessions renewed.
 - 4xx: the receiver does not want it; tried again after 1 s, 2 s … and after
@@ -50,18 +56,15 @@ import contextlib
 import heapq
 import json
 import logging
-import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from ippbx.api.reports.build import Form
+from ippbx.api.reports.poster import Outcome, Poster
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection
 from ippbx.store.outbox import LegacyRow, OutboxRow
@@ -79,6 +82,10 @@ class OutboxStore(Protocol):
     """The outbox table (`ippbx.store.sqlite.Store`)."""
 
     def outbox_delete(self, row_id: int) -> None: ...
+
+    def outbox_stored(self, row_id: int) -> bool: ...
+
+    async def flushed(self) -> None: ...
 
     def outbox_delete_dest(self, dest: str) -> int: ...
 
@@ -152,13 +159,8 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-class Outcome(Enum):
-    """What one POST of a report came to."""
-
-    DELIVERED = "delivered"
-    REJECTED = "rejected"  # a 4xx: the receiver does not want this report
-    FAILED = "failed"  # a 5xx, a read timeout, a broken answer: worth another try
-    UNREACHABLE = "unreachable"  # nothing listening, no route: the destination is down
+Post = Callable[[str, bytes], Awaitable[Outcome]]
+"""POSTs one report body to a URL and says what came of it (`Poster` by default)."""
 
 
 @dataclass(eq=False)
@@ -199,7 +201,7 @@ class Delivery:
         config: ReportsSection,
         *,
         clock: Callable[[], float] = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
+        poster: Post | None = None,
     ) -> None:
         self.store = store
         self.sessions = sessions
@@ -209,9 +211,9 @@ class Delivery:
         self.dropped = 0
         self._dests: dict[str, _Destination] = {}
         self._pending = 0
-        self._client: httpx.AsyncClient | None = None
+        self._post: Post | None = None  # set while started
         self._stopping = False
-        self._transport = transport  # tests inject an httpx.MockTransport
+        self._poster = poster  # tests inject a fake receiver
         self._seq = 0  # ties in the retry heaps
         self._refused: dict[str, set[str]] = {}  # by destination: the actions it refuses
 
@@ -238,22 +240,9 @@ class Delivery:
 
     async def start(self) -> None:
         self._stopping = False
-        verify: ssl.SSLContext | bool = self.config.tls_verify
-        if self.config.tls_verify and self.config.tls_ca:
-            verify = ssl.create_default_context(cafile=self.config.tls_ca)
-        self._client = httpx.AsyncClient(
-            timeout=self.config.timeout,
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": self.config.user_agent,
-                "Connection": "close",
-            },
-            follow_redirects=False,
-            trust_env=False,
-            verify=verify,
-            transport=self._transport,
-        )
+        self._post = self._poster or Poster(
+            timeout=self.config.timeout, user_agent=self.config.user_agent,
+            tls_verify=self.config.tls_verify, tls_ca=self.config.tls_ca)
         for dest in self._dests.values():
             self._kick(dest)
 
@@ -271,9 +260,7 @@ class Delivery:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        self._post = None
 
     # -- queueing ---------------------------------------------------------------------------
     def add(self, rows: Iterable[OutboxRow]) -> None:
@@ -293,7 +280,7 @@ class Delivery:
             dest.pending += 1
             self._pending += 1
             touched[row.dest] = dest
-        if self._client is not None and not self._stopping:
+        if self._post is not None and not self._stopping:
             for dest in touched.values():
                 self._kick(dest)
 
@@ -360,7 +347,9 @@ class Delivery:
         try:
             while True:
                 row = lane.rows[0]
-                outcome = await self._post(dest.url, row.body)
+                if not self.store.outbox_stored(row.id):
+                    await self.store.flushed()
+                outcome = await self._send(dest.url, row.body)
                 if dest.lanes.get(lane.key) is not lane or not lane.rows \
                         or lane.rows[0] is not row:
                     return  # the destination was dropped meanwhile
@@ -461,24 +450,9 @@ class Delivery:
         dest.ready.clear()
         dest.later.clear()
 
-    async def _post(self, url: str, body: bytes) -> Outcome:
-        client = self._client
-        if client is None:
-            return Outcome.UNREACHABLE
-        try:
-            response = await client.post(url, content=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-                httpx.UnsupportedProtocol, httpx.InvalidURL, OSError) as exc:
-            log.debug("report to %s: %s", safe_url(url), type(exc).__name__)
-            return Outcome.UNREACHABLE
-        except httpx.HTTPError as exc:
-            log.debug("report to %s: %s", safe_url(url), type(exc).__name__)
-            return Outcome.FAILED
-        status = response.status_code
-        if 200 <= status < 300:
-            return Outcome.DELIVERED
-        log.debug("report to %s answered %d", safe_url(url), status)
-        return Outcome.REJECTED if 400 <= status < 500 else Outcome.FAILED
+    async def _send(self, url: str, body: bytes) -> Outcome:
+        post = self._post
+        return Outcome.UNREACHABLE if post is None else await post(url, body)
 
 
 def _make_ready(dest: _Destination, lane: _Lane, *, front: bool = False) -> None:
