@@ -16,8 +16,8 @@ and the store goes on working.
 
 What this costs: writes queued in the last `FLUSH_DELAY` before the process dies (kill -9,
 a crash, power loss on top of WAL's synchronous=NORMAL) are lost. `flushed()` lets a
-caller wait until what it wrote is committed (the report delivery sends no report before
-its row is); a wait brings the flush forward to `FLUSH_SOON`.
+caller wait until what it wrote is committed (the report delivery sends no NewCdr before
+its row, and so the call's CDR, is).
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_DELAY = 0.005
 """Seconds from the first queued write to the transaction that commits it."""
-FLUSH_SOON = 0.001
-"""Seconds within which the queue is flushed once someone waits for it (`flushed()`): a
-report waits at most this long for its row, not `FLUSH_DELAY`."""
 FLUSH_CAP = 1000
 """Queued writes that make `flush()` run at once, whatever the delay."""
 
@@ -71,9 +68,9 @@ class WriteQueue:
         elif loop is not self._timer_loop:  # (first write of the batch, or a new loop)
             self._arm(loop)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, delay: float = FLUSH_DELAY) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._disarm()
-        self._timer = loop.call_later(delay, self._on_timer)
+        self._timer = loop.call_later(FLUSH_DELAY, self._on_timer)
         self._timer_loop = loop
 
     def _disarm(self) -> None:
@@ -163,10 +160,8 @@ class WriteQueue:
         if not self._batch:
             return
         loop = asyncio.get_running_loop()
-        timer = self._timer
-        if self._timer_loop is not loop or timer is None \
-                or timer.when() > loop.time() + FLUSH_SOON:
-            self._arm(loop, FLUSH_SOON)
+        if self._timer_loop is not loop:
+            self._arm(loop)
         waiter = loop.create_future()
         self._waiters.append(waiter)
         await waiter

@@ -9,9 +9,9 @@ within a lane.
 Writes go through the store's write queue (`ippbx.store.batch`): they are committed in one
 transaction with everything else written in the same `FLUSH_DELAY` (5 ms; WAL,
 synchronous=NORMAL). A report stored more than that before a crash of the process is still
-there after the restart; one stored in the last 5 ms before it may be lost, but never one
-that was already sent: the delivery waits for `outbox_stored()` before it POSTs a row (and
-so for the CDR written before a NewCdr report). A graceful stop (`close()`) loses nothing.
+there after the restart; one stored in the last 5 ms before it may be lost (the delivery
+sends the other reports at once, but waits for `outbox_stored()` before it POSTs a NewCdr,
+and so for the CDR written before it). A graceful stop (`close()`) loses nothing.
 Ids are given here, not by SQLite, so `outbox_add` returns its rows before they are
 written: the next id is one above the largest the table (or its AUTOINCREMENT sequence)
 has seen, so ids never repeat across restarts. One process writes the file at a time.

@@ -12,12 +12,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from ippbx.api.reports import Delivery, ReportService, route_of
 from ippbx.api.reports.delivery import Outcome
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection, load_config
 from ippbx.pbx.calls import CallRegistry, Leg, LegKind
 from ippbx.pbx.cdr import CdrRecord
+from ippbx.store import batch
 from ippbx.store.sqlite import Store
 
 Handler = Callable[[str, bytes], Awaitable[Outcome]]
@@ -387,30 +390,38 @@ def test_report_urls_are_logged_without_their_secrets() -> None:
     assert safe_url("http://10.0.0.1:8260/") == "http://10.0.0.1:8260/"
 
 
-async def test_a_report_leaves_only_once_it_and_what_was_written_before_are_in_the_file(
-    tmp_path: Path,
+async def test_a_new_cdr_leaves_only_once_it_and_its_cdr_are_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Writes are committed in batches; a NewCdr is not POSTed before its row and the CDR
+    written before it are committed (a crash cannot take back a CDR a receiver heard of),
+    while the call's other reports do not wait for the batch."""
+    monkeypatch.setattr(batch, "FLUSH_DELAY", 0.5)  # (the batch is surely still queued)
     path = tmp_path / "db.sqlite3"
     store, net = Store(path), Net()
     sessions, [session] = sessions_with("8260")
-    in_file: list[tuple[int, int]] = []  # at each POST: (outbox rows, CDRs) the file holds
+    in_file: list[tuple[bytes, int, int]] = []  # at each POST: (body, outbox rows, CDRs)
 
     async def handler(url: str, body: bytes) -> Outcome:
         with sqlite3.connect(path) as other:  # what a crash now would leave
-            in_file.append((other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+            in_file.append((body, other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
                             other.execute("SELECT COUNT(*) FROM cdr").fetchone()[0]))
         return Outcome.DELIVERED
 
     net.handler = handler
     delivery = make(store, sessions, net)
     await delivery.start()
+    answer = b'{"action":"ANSWER","callid":"1.1"}'
+    new_cdr = b'{"action":"NewCdr","callid":"1.1"}'
     try:
         store.add_cdr(CdrRecord("1.1", 10.0, None, 12.0, "1001", "1002", 2, 0, "BUSY",
                                 "Internal"))
-        delivery.add(store.outbox_add(rows(session, ("1.1", b"1"))))
+        delivery.add(store.outbox_add(rows(session, ("1.1", answer), ("1.1", new_cdr))))
         await drained(delivery)
     finally:
         await delivery.stop()
-    assert in_file == [(1, 1)]
+    assert [body for body, _, _ in in_file] == [answer, new_cdr]
+    assert in_file[0][1:] == (0, 0)  # the ANSWER went before the batch was committed
+    assert in_file[1][2] == 1  # the NewCdr only once its CDR was
     assert store.outbox_count() == 0
     store.close()

@@ -1,9 +1,9 @@
 """Report delivery: the outbox's rows POSTed to their destinations, in order per call.
 
 Theory of operation. Every report is a row in the SQLite outbox before `add()` hands it
-here (queued in the store's write queue: a sender waits for `outbox_stored()`, at most
-one `FLUSH_DELAY`, before the first POST of a row, so no receiver hears of a report, or
-of the CDR stored before a NewCdr, that a crash could still take back). A row belongs to
+here (queued in the store's write queue, committed within `FLUSH_DELAY`; a NewCdr waits
+for that commit before its first POST, so no receiver hears of a CDR that a crash could
+still take back, while the other reports leave at once). A row belongs to
 a **destination** (a report form and a URL: every session with the same ones shares it,
 so each report reaches a receiver once) and to a **lane** inside it:
 the call's callid for call reports, `ext:<number>` for an extension's ExtensionStatus
@@ -347,7 +347,7 @@ class Delivery:
         try:
             while True:
                 row = lane.rows[0]
-                if not self.store.outbox_stored(row.id):
+                if not self.store.outbox_stored(row.id) and _needs_its_cdr(row.body):
                     await self.store.flushed()
                 outcome = await self._send(dest.url, row.body)
                 if dest.lanes.get(lane.key) is not lane or not lane.rows \
@@ -453,6 +453,12 @@ class Delivery:
     async def _send(self, url: str, body: bytes) -> Outcome:
         post = self._post
         return Outcome.UNREACHABLE if post is None else await post(url, body)
+
+
+def _needs_its_cdr(body: bytes) -> bool:
+    """A NewCdr tells the receiver the call's CDR exists: it leaves only once that CDR
+    (stored in the same transaction as its row) is committed."""
+    return body.startswith(b'{"action":"NewCdr"')
 
 
 def _make_ready(dest: _Destination, lane: _Lane, *, front: bool = False) -> None:
