@@ -68,6 +68,19 @@ class WriteQueue:
         elif loop is not self._timer_loop:  # (first write of the batch, or a new loop)
             self._arm(loop)
 
+    def _unwrite(self, sql: str, params: Params) -> bool:
+        """Take back a write still queued (`params` is the object given to `_write`);
+        False if it is not queued any more (flushed, or never written)."""
+        for queued_sql, rows in reversed(self._batch):
+            if queued_sql != sql:
+                continue
+            for index in range(len(rows) - 1, -1, -1):
+                if rows[index] is params:
+                    del rows[index]
+                    self._queued -= 1
+                    return True
+        return False
+
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._disarm()
         self._timer = loop.call_later(FLUSH_DELAY, self._on_timer)

@@ -76,6 +76,7 @@ class OutboxTable(WriteQueue):
         """Ids go on above every id the file has seen."""
         self._next_outbox_id = self._outbox_top() + 1
         self._outbox_stored_upto = self._next_outbox_id - 1  # (ids settled in the file)
+        self._outbox_queued: dict[int, tuple[object, ...]] = {}  # inserts not yet flushed
 
     def _outbox_top(self) -> int:
         """The largest id in the outbox or in its AUTOINCREMENT sequence (0: none)."""
@@ -86,6 +87,7 @@ class OutboxTable(WriteQueue):
 
     def _flushed(self) -> None:
         self._outbox_stored_upto = self._next_outbox_id - 1
+        self._outbox_queued.clear()
         super()._flushed()
 
     def outbox_add(self, rows: Iterable[tuple[str, str, bytes, float]]) -> list[OutboxRow]:
@@ -94,7 +96,9 @@ class OutboxTable(WriteQueue):
         for dest, lane, body, created in rows:
             row_id = self._next_outbox_id
             self._next_outbox_id = row_id + 1
-            self._write(_INSERT, (row_id, dest, lane, body, created))
+            params = (row_id, dest, lane, body, created)
+            self._outbox_queued[row_id] = params
+            self._write(_INSERT, params)
             out.append(OutboxRow(row_id, dest, lane, body, created))
         return out
 
@@ -103,6 +107,11 @@ class OutboxTable(WriteQueue):
         return row_id <= self._outbox_stored_upto
 
     def outbox_delete(self, row_id: int) -> None:
+        """Delete a delivered or dropped row; one whose insert is still queued (delivered
+        within the batch delay, the usual case) is simply never written."""
+        params = self._outbox_queued.pop(row_id, None)
+        if params is not None and self._unwrite(_INSERT, params):
+            return
         self._write(_DELETE, (row_id,))
 
     def outbox_delete_dest(self, dest: str) -> int:

@@ -131,6 +131,7 @@ async def test_outbox_ids_go_up_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = Store(path)
     first = store.outbox_add([("openvox http://r/", "c", bytes([n]), 1.0) for n in range(3)])
+    store.flush()  # (written, then deleted: rows deleted while queued never reach the file)
     for row in first:  # the table ends empty: only the AUTOINCREMENT sequence remembers
         store.outbox_delete(row.id)
     store.close()
@@ -147,16 +148,28 @@ async def test_outbox_ids_go_up_across_a_reopen(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_an_insert_and_its_delete_in_one_batch_leave_no_row(tmp_path: Path) -> None:
+async def test_a_row_deleted_before_its_insert_was_flushed_is_never_written(
+    tmp_path: Path,
+) -> None:
+    """The usual report: delivered within the batch delay. Neither its insert nor its
+    delete reaches the file; a row deleted after the flush is deleted there."""
     path = tmp_path / "db.sqlite3"
     store = Store(path)
     seen = transactions(store)
+    written: list[str] = []
+    store._db.set_trace_callback(lambda sql: written.append(sql.split()[0].upper()))
     rows = store.outbox_add([("openvox http://r/", "c", b"1", 1.0),
-                             ("openvox http://r/", "c", b"2", 1.0)])
+                             ("openvox http://r/", "c", b"2", 1.0),
+                             ("openvox http://r/", "c", b"3", 1.0)])
     store.outbox_delete(rows[0].id)
     store.outbox_delete(rows[1].id)
     await store.flushed()
-    assert seen == ["BEGIN", "COMMIT"] and count(path, "outbox") == 0
+    assert written.count("INSERT") == 1 and "DELETE" not in written
+    assert count(path, "outbox") == 1
+    store.outbox_delete(rows[2].id)
+    await store.flushed()
+    assert written.count("DELETE") == 1 and count(path, "outbox") == 0
+    assert store.outbox_count() == 0 and seen == []  # (the tracer was replaced)
     store.close()
 
 
