@@ -96,7 +96,8 @@ def decode_json(body: bytes) -> dict[str, Any]:
     try:
         # what json.loads does with bytes (UTF-8/16/32 found by sniffing), with a decoder
         # made once
-        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        encoding = "utf-8" if body[:1] == b"{" else json.detect_encoding(body)
+        text = body.decode(encoding, "surrogatepass")
         value = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:
         raise CodecError(f"bad JSON: {exc}") from None
@@ -104,7 +105,7 @@ def decode_json(body: bytes) -> dict[str, Any]:
         raise CodecError(f"JSON body is a {type(value).__name__}, not an object")
     # a flat object of plain text (the usual request) can hold no lone surrogate and is
     # not deep: only other bodies are walked
-    if "\\u" in text or _SURROGATE.search(text) or not all(
+    if "\\u" in text or (not text.isascii() and _SURROGATE.search(text)) or not all(
             type(v) is str for v in value.values()):
         _check_json(value, 0)
     return value
@@ -176,6 +177,8 @@ def stringify(value: Any) -> Any:
 
 
 def encode(payload: Mapping[str, Any], fmt: Format) -> bytes:
+    if payload == _BARE_SUCCESS:  # (heartbeat, logout, call control: nothing but status)
+        return _BARE_SUCCESS_BYTES[fmt]
     return encode_xml(payload) if fmt is Format.XML else encode_json(payload)
 
 
@@ -255,6 +258,7 @@ _SUCCESS_XML = f"{XML_DECLARATION}\n<xml>\n{_INDENT}<status>Success</status>\n".
 
 
 _ENVELOPES: dict[tuple[str, Format], tuple[bytes, bytes, bytes]] = {}
+_BARE_SUCCESS = {"status": "Success"}
 
 
 class EncodedList:
@@ -284,7 +288,9 @@ class EncodedList:
     @property
     def size(self) -> int:
         """Length of the answer in bytes."""
-        if self._size < 0:
+        if self._size < 0 and len(self.items) < 64:  # (small: joined at once)
+            self._size = len(self.body())
+        elif self._size < 0:
             head, separator, tail = self._envelope()
             items = self.items
             self._size = (len(head) + len(tail) + sum(map(len, items))
@@ -320,3 +326,7 @@ class EncodedList:
 def failure(errno: int) -> dict[str, Any]:
     """`{"status":"Failed","errno":"N"}`."""
     return {"status": "Failed", "errno": str(int(errno))}
+
+
+_BARE_SUCCESS_BYTES = {Format.JSON: encode_json(_BARE_SUCCESS),
+                       Format.XML: encode_xml(_BARE_SUCCESS)}

@@ -168,6 +168,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._head_size = 0
         self._too_large = False
+        self._http10 = False
         self._loop = asyncio.get_running_loop()
 
     # -- connection ---------------------------------------------------------------------
@@ -261,8 +262,9 @@ class _Connection(asyncio.Protocol):
             self._too_large = True
             self._answer(close=True)  # answered now; the body is not read
             return
-        if self.parser.get_http_version() == "1.1" and _header(self._headers, b"expect") \
-                == b"100-continue" and self.transport is not None:
+        self._http10 = self.parser.get_http_version() == "1.0"
+        if not self._http10 and _header(self._headers, b"expect") == b"100-continue" \
+                and self.transport is not None:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -323,7 +325,7 @@ class _Connection(asyncio.Protocol):
         lines.append(self.server.date.line())
         if close:
             lines.append(b"Connection: close\r\n")
-        elif self.parser.get_http_version() == "1.0":
+        elif self._http10:
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         body = response.body

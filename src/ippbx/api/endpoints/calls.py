@@ -15,6 +15,9 @@ def parse_ids(value: str | None) -> list[str] | None:
     """The ids of a query field, or None for "all live calls"."""
     if value is None:
         return None
+    if "," not in value:  # one id (or all), the usual query
+        one = value.strip()
+        return [one] if one and one.lower() != "all" else None
     ids = [part.strip() for part in value.split(",")]
     ids = [i for i in ids if i]
     if not ids or (len(ids) == 1 and ids[0].lower() == "all"):

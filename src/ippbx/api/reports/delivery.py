@@ -337,8 +337,14 @@ class Delivery:
 
     @staticmethod
     async def _sleep(dest: _Destination, timeout: float | None) -> None:
+        if dest.wake.is_set():
+            return
+        if timeout is None:  # (the usual case: no retry is due; no timer, no extra task)
+            await dest.wake.wait()
+            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(dest.wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await dest.wake.wait()
 
     async def _serve(self, dest: _Destination, lane: _Lane) -> None:
         """POST the heads of `lane` one after the other while they go through: the lane
