@@ -3,7 +3,7 @@
 `App.components` is the start order (each has `async start()` / `async stop()`): the
 call reports (outbox delivery, BootUp to the sessions kept from the last run), the PBX
 (SIP transport, UA, registrar, B2BUA), then the API: plain HTTP (`api`) and, when
-`[api] https_listen` is set, HTTPS (`api_tls`) on the same ASGI app, so one session
+`[api] https_listen` is set, HTTPS (`api_tls`) with the same API handler, so one session
 manager serves both and a token from either works on the other (the certificate is made
 or loaded when `api_tls` starts, see `ippbx.api.tls`). They are stopped in reverse order,
 and only those that started; the SQLite store is closed last (which commits its queued

@@ -6,6 +6,8 @@ answers in pieces, idle connections."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,6 +19,7 @@ from ippbx.api.http_server import HttpRequest, HttpResponse
 from ippbx.api.server import ApiServer
 
 TEXT = ((b"Content-Type", b"text/plain"),)
+HUGE_PIECE = b"h" * (1 << 20)
 LIMIT = 64 * 1024
 
 
@@ -26,6 +29,8 @@ def echo(request: HttpRequest) -> HttpResponse:
         raise RuntimeError("handler bug")
     if request.path == "/pieces":
         return HttpResponse(200, TEXT, [b"a" * 70000, b"b" * 70000, b"c"], 140001)
+    if request.path == "/huge":
+        return HttpResponse(200, TEXT, [HUGE_PIECE] * 16, 16 * len(HUGE_PIECE))
     text = (f"{request.method} {request.path} q={request.query.decode()} "
             f"len={len(request.body)} big={request.too_large} from={request.client}")
     return HttpResponse(200, TEXT, text.encode())
@@ -158,6 +163,11 @@ async def test_garbage_huge_heads_and_handler_bugs_are_answered_and_closed(port:
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 70000 + b"\r\n\r\n")
     assert (await read_response(reader))[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert await reader.read() == b""
+    reader, writer = await connect(port)  # a head line that never ends: cut at 64 KiB
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: ")
+    for _ in range(20):
+        writer.write(b"z" * 8192)
+    assert (await read_response(reader))[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
     reader, writer = await connect(port)
     writer.write(b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\n")
     status, headers, _ = await read_response(reader)
@@ -185,5 +195,51 @@ async def test_an_idle_keep_alive_connection_is_closed(monkeypatch: pytest.Monke
         writer.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
         await read_response(reader)
         assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+    finally:
+        await server.stop()
+
+
+async def slow_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client whose receive window is small, so a large answer waits in the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock, limit=1 << 22)
+
+
+async def test_a_slow_reader_gets_a_large_answer_whole_and_a_silent_one_is_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """16 MiB take a reader at ~10 MiB/s longer than the keep-alive time: the connection
+    stays open until it has read everything. One that reads nothing is cut after
+    SEND_TIMEOUT, whatever is still waiting for it."""
+    monkeypatch.setattr(http_server, "KEEP_ALIVE", 0.2)
+    monkeypatch.setattr(http_server, "SEND_TIMEOUT", 1.0)
+    monkeypatch.setattr(http_server, "SWEEP_EVERY", 0.05)
+    server = ApiServer(echo, "127.0.0.1", 0)
+    await server.start()
+    try:
+        reader, writer = await slow_client(server.port)
+        writer.write(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"Content-Length: 16777216" in head
+        got = 0
+        while got < 16 * len(HUGE_PIECE):
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+            assert chunk, f"closed after {got} bytes"
+            got += len(chunk)
+            await asyncio.sleep(0.1 * len(chunk) / (1 << 20))  # ~10 MiB/s
+        writer.close()
+
+        reader, writer = await slow_client(server.port)
+        writer.write(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.sleep(2.0)  # reads nothing past SEND_TIMEOUT
+        got = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
+                got += len(chunk)
+        assert got < 16 * len(HUGE_PIECE)  # cut: the rest was never sent
+        writer.close()
     finally:
         await server.stop()

@@ -17,6 +17,7 @@ built from pieces is byte for byte the one the codec writes for the whole payloa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ippbx.api import codec
@@ -86,16 +87,8 @@ class CallViews:
         kept = self._whole(variant, registry) if ids is None else None
         if kept is not None:
             return kept
-        items = self._items.setdefault(variant, {})
-        out: list[bytes] = []
-        for leg in registry.outbound_legs(ids):
-            held = items.get(leg.id)
-            if held is None or held[0] is not leg or held[1] is not leg.status:
-                held = items[leg.id] = (leg, leg.status, None,
-                                        encode_item("outbound", outbound_view(leg), fmt))
-                self.encoded += 1
-            out.append(held[3])
-        return self._done(variant, registry, ids, items, out)
+        entries = ((leg, None, leg) for leg in registry.outbound_legs(ids))
+        return self._encode(variant, registry, ids, entries, outbound_view)
 
     def inbound(
         self, registry: CallRegistry, ids: list[str] | None, fmt: Format, callee_as_list: bool
@@ -105,21 +98,33 @@ class CallViews:
         kept = self._whole(variant, registry) if ids is None else None
         if kept is not None:
             return kept
+        entries = ((leg, call.callee, call) for call in registry.inbound(ids)
+                   if (leg := call.inbound_leg) is not None)
+        return self._encode(variant, registry, ids, entries,
+                            lambda call: inbound_view(call, callee_as_list))
+
+    def _encode(self, variant: Variant, registry: CallRegistry, ids: list[str] | None,
+                entries: Iterable[tuple[Leg, Leg | None, Any]],
+                view: Callable[[Any], dict[str, Any]]) -> EncodedList:
+        """The answer for `entries` ((leg, callee leg, what `view` shows)), each item
+        encoded again only if its leg, status or callee changed since it was kept."""
+        name, fmt, _ = variant
         items = self._items.setdefault(variant, {})
         out: list[bytes] = []
-        for call in registry.inbound(ids):
-            leg = call.inbound_leg
-            if leg is None:
-                continue
+        for leg, callee, source in entries:
             held = items.get(leg.id)
             if (held is None or held[0] is not leg or held[1] is not leg.status
-                    or held[2] is not call.callee):
-                view = inbound_view(call, callee_as_list)
-                held = items[leg.id] = (leg, leg.status, call.callee,
-                                        encode_item("inbound", view, fmt))
+                    or held[2] is not callee):
+                held = items[leg.id] = (leg, leg.status, callee,
+                                        encode_item(name, view(source), fmt))
                 self.encoded += 1
             out.append(held[3])
-        return self._done(variant, registry, ids, items, out)
+        answer = EncodedList(name, fmt, out)
+        if ids is None:
+            self._all[variant] = (registry, registry.changes, answer)
+        if len(items) > 2 * registry.leg_count() + _SWEEP_SLACK:
+            self._items[variant] = {k: v for k, v in items.items() if registry.has_leg(k)}
+        return answer
 
     def __len__(self) -> int:
         return sum(len(items) for items in self._items.values())
@@ -130,12 +135,3 @@ class CallViews:
         if kept is not None and kept[0] is registry and kept[1] == registry.changes:
             return kept[2]
         return None
-
-    def _done(self, variant: Variant, registry: CallRegistry, ids: list[str] | None,
-              items: dict[str, Held], out: list[bytes]) -> EncodedList:
-        answer = EncodedList(variant[0], variant[1], out)
-        if ids is None:
-            self._all[variant] = (registry, registry.changes, answer)
-        if len(items) > 2 * registry.leg_count() + _SWEEP_SLACK:
-            self._items[variant] = {k: v for k, v in items.items() if registry.has_leg(k)}
-        return answer

@@ -21,7 +21,8 @@ per-request timer. What it does, and what it refuses:
   they are accepted.
 - Flow control: while the client does not read what it asked for (the transport's write
   buffer is full), its connection is not read either, so one connection holds at most
-  one answer in memory.
+  one answer in memory; a client that reads nothing for `SEND_TIMEOUT` seconds meanwhile
+  is cut, one that reads slowly is not (the keep-alive time starts once it has all).
 - A large answer (a list of pieces) is written without being joined.
 
 Header names go out exactly as the handler gives them (the vendor's
@@ -53,6 +54,9 @@ MAX_HEAD = 64 * 1024
 """Largest request line plus headers, in bytes (431 beyond)."""
 KEEP_ALIVE = 5.0
 """Seconds an idle keep-alive connection stays open."""
+SEND_TIMEOUT = 30.0
+"""Seconds a client may go without reading while an answer waits to be sent to it (each
+time it reads enough for the rest to fit the buffer, it gets this long again)."""
 SWEEP_EVERY = 0.5
 """How often (seconds) the deadlines of all connections are checked."""
 HANDSHAKE_TIMEOUT = 10.0
@@ -132,13 +136,14 @@ class HttpServer:
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
 
     def close_all(self, tls: bool) -> None:
-        """Stop the deadline timer and close every connection (TLS ones at once: a TLS
-        close would wait for the peer's close_notify, which an idle client never sends)."""
+        """Stop the deadline timer and close every connection (TLS ones, and those with an
+        answer their client does not read, at once: a TLS close would wait for the peer's
+        close_notify, which an idle client never sends; a plain one for the reader)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for conn in list(self.connections):
-            conn.close(abort=tls)
+            conn.close(abort=tls or conn.write_paused)
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -166,7 +171,8 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._size = 0
-        self._head_size = 0
+        self._head_size = 0  # bytes received while a head is awaited or incomplete
+        self._in_head = True
         self._too_large = False
         self._http10 = False
         self._loop = asyncio.get_running_loop()
@@ -198,23 +204,29 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.deadline = self._loop.time() + SEND_TIMEOUT
         if self.transport is not None and not self.closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.deadline = self._loop.time() + KEEP_ALIVE
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self._in_head:  # (the parser keeps an unfinished head line whole: count it here)
+            self._head_size += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(400, b"Upgrade is not supported.")
         except httptools.HttpParserError:
             self._refuse(400, b"Invalid HTTP request received.")
+        if self._in_head and self._head_size > MAX_HEAD:
+            self._refuse(431, b"Request header fields too large.")
 
     def close(self, abort: bool = False) -> None:
         self.closing = True
@@ -227,6 +239,11 @@ class _Connection(asyncio.Protocol):
 
     def expired(self) -> None:
         guard = self.server.guard
+        if self.write_paused:  # (a close would wait for the client to read it all)
+            if guard is not None:
+                guard.record("answer not read in time", self.client)
+            self.close(abort=True)
+            return
         if guard is not None and (self.in_request or not self.served):
             guard.record("request not received in time", self.client)
         self.close()
@@ -237,32 +254,30 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._body = []
-        self._size = self._head_size = 0
+        self._size = 0
         self._too_large = False
         guard = self.server.guard
-        self.deadline = self._loop.time() + guard.request_timeout if guard is not None else 0.0
+        if not self.write_paused:  # (paused: the send deadline stays)
+            self.deadline = self._loop.time() + guard.request_timeout if guard else 0.0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value) + 4)
-
-    def _count_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > MAX_HEAD and not self.closing:
-            self._refuse(431, b"Request header fields too large.")
-            raise httptools.HttpParserCallbackError("head too large")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_size = 0
+        if len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) > MAX_HEAD:
+            self._refuse(431, b"Request header fields too large.")  # (arrived whole at once)
+            raise httptools.HttpParserCallbackError("head too large")
+        self._http10 = self.parser.get_http_version() == "1.0"
         declared = _content_length(self._headers)
         if declared is not None and declared > self.server.max_body:
             self._too_large = True
             self._answer(close=True)  # answered now; the body is not read
             return
-        self._http10 = self.parser.get_http_version() == "1.0"
         if not self._http10 and _header(self._headers, b"expect") == b"100-continue" \
                 and self.transport is not None:
             self.transport.write(_CONTINUE)
@@ -278,6 +293,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_head = True  # (the next request's head, if any)
+        self._head_size = 0
         if self.closing:
             return
         self._answer(close=not self.parser.should_keep_alive())
@@ -314,7 +331,7 @@ class _Connection(asyncio.Protocol):
         self._write(response, close, head_only=method == "HEAD")
         if close:
             self.close()
-        else:
+        elif not self.write_paused:  # (paused: SEND_TIMEOUT runs, see pause_writing)
             self.deadline = self._loop.time() + KEEP_ALIVE
 
     def _write(self, response: HttpResponse, close: bool, head_only: bool = False) -> None:

@@ -62,7 +62,7 @@ class WriteQueue:
                 raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
             batch.append((sql, [params]))
         self._queued += 1
-        loop = asyncio._get_running_loop()
+        loop = asyncio._get_running_loop()  # (get_running_loop raises when none: slower)
         if loop is None or self._queued >= FLUSH_CAP:
             self.flush()
         elif loop is not self._timer_loop:  # (first write of the batch, or a new loop)

@@ -75,6 +75,12 @@ async def serving(handler: Handler, *, host: str = "127.0.0.1",
             conn.abort()
 
 
+async def silent(server: Server, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+    """A receiver that reads the request and never answers."""
+    await reader.read()
+
+
 def answer(*chunks: bytes, pause: float = 0.0, close: bool = True) -> Handler:
     """A handler that reads the request, writes `chunks` (`pause` s apart), then closes
     (or keeps the connection open and reads on)."""
@@ -238,10 +244,6 @@ async def test_broken_answers_fail() -> None:
 
 
 async def test_a_silent_server_fails_after_the_timeout() -> None:
-    async def silent(server: Server, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-
     outcome, took, server = await post_to(silent, timeout=0.3)
     assert outcome is Outcome.FAILED and 0.25 <= took < 1.0
     assert server.closed.is_set()
@@ -303,10 +305,6 @@ async def test_https_to_a_trusted_self_signed_receiver_and_not_to_an_untrusted_o
 
 
 async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
-    async def silent(server: Server, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-
     async with serving(silent) as server:
         t0 = time.monotonic()
         outcome = await Poster(timeout=0.3)(f"https://127.0.0.1:{server.port}/", BODY)
@@ -317,10 +315,6 @@ async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
 
 
 async def test_cancelling_a_post_leaves_nothing_behind() -> None:
-    async def silent(server: Server, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-
     async with serving(silent) as server:
         before = asyncio.all_tasks()
         task = asyncio.create_task(Poster(timeout=30)(f"http://127.0.0.1:{server.port}/",

@@ -21,10 +21,11 @@ The path and query are percent-encoded where needed (spaces, non-ASCII, control
 characters), so a URL cannot smuggle a header in. The parsed target and the request head
 (all but the length) are cached per URL: a destination's reports all go to one URL.
 
-The answer: interim 1xx heads (100 Continue, 103) are skipped; the final head (at most
-`max_head` bytes) decides the outcome, then the body is read per `Content-Length`,
-chunked framing, or to the end of the connection, counted and thrown away (at most
-`max_body` bytes), and the connection closed. What a POST comes to (`Outcome`):
+The answer is read with httptools' response parser: interim 1xx heads (100 Continue,
+103) are skipped; the final head (at most `max_head` bytes) decides the outcome, then the
+body is read per `Content-Length`, chunked framing, or to the end of the connection,
+counted and thrown away (at most `max_body` bytes), and the connection closed. What a
+POST comes to (`Outcome`):
 
 - refused, unreachable, no such host, a TLS handshake or certificate failure, a connect
   timeout, a URL that cannot be used → UNREACHABLE;
@@ -52,6 +53,8 @@ from enum import Enum
 from functools import partial
 from urllib.parse import quote, unquote, urlsplit
 
+import httptools
+
 from ippbx.certs import client_context
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,6 @@ MAX_TARGETS = 256
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _QUERY_SAFE = _PATH_SAFE + "?"
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
-_NO_BODY = frozenset({204, 304})
 
 
 class Outcome(Enum):
@@ -140,42 +142,33 @@ def parse_target(url: str, user_agent: str) -> Target | None:
                   "\r\n".join(lines).encode("utf-8"), f"{scheme}://{shown}{parts.path or '/'}")
 
 
-class _Head(Enum):
-    """How the body of the final answer is framed."""
-
-    NONE = 0  # still reading heads
-    LENGTH = 1
-    CHUNKED = 2
-    EOF = 3
-
-
 class _Exchange(asyncio.Protocol):
-    """One POST's answer: parses heads, skips the body, resolves `done` with the outcome."""
+    """One POST's answer, read with httptools' response parser (interim 1xx answers,
+    Content-Length and chunked framing are its work): resolves `done` with the outcome."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_head: int, max_body: int) -> None:
         self.done: asyncio.Future[Outcome] = loop.create_future()
+        self.parser = httptools.HttpResponseParser(self)
         self.max_head, self.max_body = max_head, max_body
-        self.buf = bytearray()  # the head being read; a chunk-size line
-        self.scanned = 0  # bytes of `buf` searched for the end of the head
-        self.framing = _Head.NONE
-        self.status = 0
-        self.left = 0  # LENGTH: body bytes to come; CHUNKED: bytes of the current chunk
-        # (and its CRLF) to skip
+        self.head = 0  # bytes received while the final head is not complete
+        self.status = 0  # the final answer's status, once its head is in
+        self.framed = False  # its body has a Content-Length or chunked framing
+        self.length = -1  # its Content-Length, if it gave one
         self.body = 0  # body bytes seen
-        self.trailers = False  # CHUNKED: past the last chunk, reading the trailer lines
         self.why = ""  # for the debug log
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.done.done():
             return
-        if self.framing is _Head.NONE:
-            self.buf += data
-            self._heads()
-        elif self.framing is _Head.CHUNKED:
-            self._chunks(data)
-        else:
-            self._count(len(data))
+        if not self.status:  # (an unfinished head line is kept whole by the parser)
+            self.head += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.finish(Outcome.FAILED, "malformed answer")
+        if not self.status and self.head > self.max_head:
+            self.finish(Outcome.FAILED, "head too large")
 
     def eof_received(self) -> bool | None:
         self._ended("closed")
@@ -184,6 +177,33 @@ class _Exchange(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended(type(exc).__name__ if exc is not None else "closed")
 
+    # -- parser callbacks -----------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.framed = True
+            self.length = int(value) if value.strip().isdigit() else -1
+        elif name == b"transfer-encoding":
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # interim: the final answer follows
+            self.framed, self.length, self.head = False, -1, 0
+            return
+        self.status = status
+        if self.length > self.max_body:
+            self.finish(Outcome.FAILED, "body too large")
+
+    def on_body(self, body: bytes) -> None:
+        self.body += len(body)
+        if self.body > self.max_body:
+            self.finish(Outcome.FAILED, "body too large")
+
+    def on_message_complete(self) -> None:
+        if self.status:
+            self.finish(outcome_of(self.status))
+
     # -- outcomes -------------------------------------------------------------------------
     def finish(self, outcome: Outcome, why: str = "") -> None:
         if not self.done.done():
@@ -191,137 +211,18 @@ class _Exchange(asyncio.Protocol):
             self.done.set_result(outcome)
 
     def timed_out(self) -> None:
-        if self.framing is _Head.EOF:
+        if self.status and not self.framed:
             self.finish(outcome_of(self.status))  # the body never ended: the status decides
         else:
             self.finish(Outcome.FAILED, "read timeout")
 
     def _ended(self, how: str) -> None:
-        if self.framing is _Head.EOF:
-            self.finish(outcome_of(self.status))
-        elif self.framing is _Head.NONE:
+        if self.status and not self.framed:
+            self.finish(outcome_of(self.status))  # a body that ends with the connection
+        elif not self.status:
             self.finish(Outcome.FAILED, f"{how} before an answer")
         else:
             self.finish(Outcome.FAILED, f"{how} mid-body")
-
-    # -- parsing --------------------------------------------------------------------------
-    def _heads(self) -> None:
-        """Parse the heads in `buf`: skip interim ones, act on the final one."""
-        while self.framing is _Head.NONE and not self.done.done():
-            end = self.buf.find(b"\r\n\r\n", max(0, self.scanned - 3))
-            if end < 0:
-                self.scanned = len(self.buf)
-                if self.scanned > self.max_head:
-                    self.finish(Outcome.FAILED, "head too large")
-                return
-            if end > self.max_head:
-                self.finish(Outcome.FAILED, "head too large")
-                return
-            head = bytes(self.buf[:end])
-            rest = bytes(self.buf[end + 4:])
-            self.buf.clear()
-            self.scanned = 0
-            if not self._final(head):
-                self.buf += rest  # an interim head: the next one follows
-                continue
-            if self.done.done() or self.framing is _Head.NONE:
-                return
-            if rest:
-                if self.framing is _Head.CHUNKED:
-                    self._chunks(rest)
-                else:
-                    self._count(len(rest))
-
-    def _final(self, head: bytes) -> bool:
-        """Read one head; False if it is an interim (1xx) one."""
-        lines = head.split(b"\r\n")
-        status_line = lines[0].split(None, 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") \
-                or len(status_line[1]) != 3 or not status_line[1].isdigit():
-            self.finish(Outcome.FAILED, "malformed status line")
-            return True
-        status = int(status_line[1])
-        if 100 <= status < 200 and status != 101:
-            return False
-        self.status = status
-        length: int | None = None
-        chunked = False
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                self.finish(Outcome.FAILED, "malformed header")
-                return True
-            name = name.strip().lower()
-            if name == b"content-length":
-                value = value.strip()
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    self.finish(Outcome.FAILED, "bad Content-Length")
-                    return True
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-        if status < 200 or status in _NO_BODY:  # (101: not asked for; the status decides)
-            self.finish(outcome_of(status))
-        elif chunked:
-            self.framing = _Head.CHUNKED
-        elif length is not None:
-            if length > self.max_body:
-                self.finish(Outcome.FAILED, "body too large")
-            elif length == 0:
-                self.finish(outcome_of(status))
-            else:
-                self.framing, self.left = _Head.LENGTH, length
-        else:
-            self.framing = _Head.EOF
-        return True
-
-    def _count(self, n: int) -> None:
-        """`n` more body bytes (LENGTH or EOF framing)."""
-        self.body += n
-        if self.framing is _Head.LENGTH:
-            self.left -= n
-            if self.left <= 0:
-                self.finish(outcome_of(self.status))
-        elif self.body > self.max_body:
-            self.finish(Outcome.FAILED, "body too large")
-
-    def _chunks(self, data: bytes) -> None:
-        """Skip chunked body data; finish at the end of the trailers."""
-        self.body += len(data)
-        if self.body > self.max_body + self.max_head:
-            self.finish(Outcome.FAILED, "body too large")
-            return
-        pos, end = 0, len(data)
-        while pos < end and not self.done.done():
-            if self.left:  # inside a chunk (or its CRLF)
-                skip = min(self.left, end - pos)
-                self.left -= skip
-                pos += skip
-                continue
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                self.buf += data[pos:]
-                if len(self.buf) > self.max_head:
-                    self.finish(Outcome.FAILED, "chunk line too long")
-                return
-            self.buf += data[pos:nl + 1]
-            pos = nl + 1
-            line = bytes(self.buf).strip()
-            self.buf.clear()
-            if self.trailers:
-                if not line:
-                    self.finish(outcome_of(self.status))
-                continue
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                size = -1
-            if size < 0:
-                self.finish(Outcome.FAILED, "bad chunk size")
-            elif size == 0:
-                self.trailers = True
-            else:
-                self.left = size + 2  # the data and its CRLF
 
 
 class Poster:
