@@ -25,6 +25,7 @@ import contextlib
 import csv
 import ctypes
 import os
+import random
 import re
 import shutil
 import signal
@@ -55,15 +56,35 @@ def sipp_available() -> bool:
 _handed_out: set[int] = set()
 
 
+def _below_ephemeral() -> range:
+    """Ports the kernel never picks for an outgoing connection (below
+    net.ipv4.ip_local_port_range), so a port a test picks now and binds later (a report
+    receiver that is "down" first) cannot meanwhile become the local port of one of
+    ippbx's own connections. Empty if the range cannot be read."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(max(1024, low - 12000), low)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host`, never the same twice in one session.
+    """A port free for both UDP and TCP on `host`, never the same twice in one session,
+    and outside the ephemeral range (see `_below_ephemeral`) when it can be.
 
     Fresh ports per run matter: retransmissions left over from a previous run reach the
     next one on the same port (docs/testing.md).
     """
+    candidates = _below_ephemeral()
     for _ in range(200):
+        port = random.choice(candidates) if candidates else 0
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
             port = udp.getsockname()[1]
             if port in _handed_out:
                 continue
