@@ -32,6 +32,7 @@ from typing import Literal
 from ippbx.config import Config, Trunk
 from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
 from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.registrar import Registrar
@@ -205,11 +206,11 @@ class B2BUA:
         elif method == "REGISTER":
             self._register(sr)
         elif method == "OPTIONS":
-            sr.respond(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
-        elif method in ("BYE", "INFO", "UPDATE", "REFER", "NOTIFY"):
+            sr.respond(200, headers=capability_headers(bool(self.session_expires)))
+        elif method in ("BYE", "INFO", "UPDATE", "REFER", "NOTIFY", "PRACK"):
             sr.respond(481)
         else:  # a method ippbx implements for no one: 501, not 405 (RFC 3261 §8.2.1)
-            sr.respond(501, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")])
+            sr.respond(501, headers=[("Allow", ALLOW)])
 
     def _register(self, sr: ServerRequest) -> None:
         ext = self.auth.authenticate(sr, proxy=False)
@@ -440,7 +441,8 @@ class B2BUA:
             ("Contact", f"<{self.ua.contact_uri(from_user, dest.transport)}>"),
             ("Max-Forwards", str(max_forwards)),
             ("User-Agent", self.config.sip.user_agent),
-            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+            ("Allow", ALLOW),
+            supported_header(bool(self.session_expires)),
         ]
         if self.session_expires:
             headers += offer_headers(self.session_expires, self.min_se)

@@ -26,6 +26,7 @@ from ippbx.config import Config, SipSection
 from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.capabilities import option_tags
 from ippbx.pbx.control import CallControl
 from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
 from ippbx.pbx.registrar import Registrar
@@ -92,7 +93,7 @@ class PbxService:
                                backlog_max=sip.overload_backlog_kib * 1024)
                    if sip.overload_control else None)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder,
-                            supported=("timer",) if config.calls.session_expires else ())
+                            supported=option_tags(bool(config.calls.session_expires)))
         self.transport.on_unreachable = self.ua.unreachable
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)

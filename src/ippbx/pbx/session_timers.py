@@ -114,8 +114,9 @@ def allows_update(message: Request | Response) -> bool:
 
 
 def offer_headers(interval: float, min_se: int = MIN_SE) -> list[tuple[str, str]]:
-    """The headers of an INVITE we send: ippbx (the UAC) offers to refresh."""
-    return [("Supported", "timer"), ("Session-Expires", f"{int(interval)};refresher=uac"),
+    """The headers of an INVITE we send: ippbx (the UAC) offers to refresh. (Its
+    `Supported: timer` comes with the others from `pbx/capabilities.py`.)"""
+    return [("Session-Expires", f"{int(interval)};refresher=uac"),
             ("Min-SE", str(min_se))]
 
 

@@ -30,8 +30,7 @@ def ok(*headers: tuple[str, str]) -> Response:
 
 
 def test_offer_asks_to_refresh_ourselves() -> None:
-    assert offer_headers(1800) == [("Supported", "timer"),
-                                   ("Session-Expires", "1800;refresher=uac"),
+    assert offer_headers(1800) == [("Session-Expires", "1800;refresher=uac"),
                                    ("Min-SE", "90")]
 
 

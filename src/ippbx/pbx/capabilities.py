@@ -1,0 +1,39 @@
+"""What ippbx's SIP side handles, kept in one place: methods, option tags, bodies.
+
+Every `Allow`, `Supported` and `Accept` ippbx sends, and the option tags a peer's
+`Require` may name without a 420 (RFC 3261 §8.2.2.3), come from here, so what ippbx
+advertises is what it does.
+
+- `ALLOW`: the methods ippbx answers as a B2BUA (PRACK, UPDATE and INFO inside calls,
+  REFER for blind transfer, REGISTER for extensions).
+- `option_tags(session_timers)`: `100rel` (RFC 3262: reliable provisional responses, PRACK)
+  and, when `[calls] session_expires` is not 0, `timer` (RFC 4028).
+- `ACCEPT`: the only session description format ippbx reads.
+"""
+
+from __future__ import annotations
+
+ALLOW_METHODS: tuple[str, ...] = (
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+    "REFER",
+)
+ALLOW = ", ".join(ALLOW_METHODS)
+ACCEPT = "application/sdp"
+
+RELIABLE_PROVISIONALS = "100rel"  # RFC 3262
+SESSION_TIMERS = "timer"  # RFC 4028
+
+
+def option_tags(session_timers: bool) -> tuple[str, ...]:
+    """The option tags ippbx supports (for `Supported`, and accepted in `Require`)."""
+    return (RELIABLE_PROVISIONALS, SESSION_TIMERS) if session_timers else (
+        RELIABLE_PROVISIONALS,)
+
+
+def supported_header(session_timers: bool) -> tuple[str, str]:
+    return ("Supported", ", ".join(option_tags(session_timers)))
+
+
+def capability_headers(session_timers: bool) -> list[tuple[str, str]]:
+    """`Allow`, `Accept` and `Supported`, as an OPTIONS answer carries them (§11.2)."""
+    return [("Allow", ALLOW), ("Accept", ACCEPT), supported_header(session_timers)]
