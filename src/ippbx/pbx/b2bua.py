@@ -52,6 +52,7 @@ from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
+from ippbx.sip.reliable import RELIABLE, has_tag, rack_of, rseq_of
 from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
 from ippbx.sip.wire import Peer
 
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 Side = Literal["a", "b"]
 FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
+# the headers of an UPDATE or INFO that go across with its body
+RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
 CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
 
 
@@ -86,6 +89,12 @@ class Bridge:
     answering: str = ""
     a_session: SessionTimer | None = None  # what the caller's INVITE agreed (RFC 4028)
     b_asked: float = 0.0  # the Session-Expires our INVITE to the callee asked for
+    # before the answer: the early dialogs of each side (tagged 1xx), where PRACK, UPDATE,
+    # INFO and the caller's BYE may already come; let go once the call is up
+    early: list[tuple[Side, Dialog]] | None = None
+    # the callee's reliable 1xx whose SDP offer waits for the caller's answer (in the
+    # caller's PRACK of our reliable copy of it: RFC 3262 offer/answer)
+    offer_1xx: tuple[Response, Response] | None = None  # (the callee's, our copy)
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -95,6 +104,16 @@ class Bridge:
             self.a_dialog = dialog
         else:
             self.b_dialog = dialog
+
+    def peer_dialog(self, side: Side) -> Dialog | None:
+        """Where a request of `side`'s peer goes: that side's dialog once confirmed, else
+        its latest early dialog."""
+        dialog = self.dialog(side)
+        if dialog is None and self.early:
+            for early_side, early in reversed(self.early):
+                if early_side == side:
+                    return early
+        return dialog
 
     def leg(self, side: Side) -> Leg | None:
         return self.call.caller if side == "a" else self.call.callee
@@ -295,6 +314,7 @@ class B2BUA:
         return bridge
 
     def finish(self, bridge: Bridge) -> None:
+        self._forget_early(bridge)
         self.keeper.stop(bridge)
         bridge.ended = True
         bridge.abort()  # an INVITE still out for this call (a transfer) gives up
@@ -528,34 +548,101 @@ class B2BUA:
             self.bye(ci.dialog)
 
     def _relay_ringing(self, bridge: Bridge, response: Response) -> None:
+        """The callee's 1xx: PRACK it if reliable, and relay it to a caller still waiting
+        (reliably if the caller requires 100rel, or supports it and the callee's was)."""
         if response.status == 100 or bridge.ended or bridge.gave_up:
             return
         if bridge.dialling is not None:
             self.registry.ringing(bridge.dialling.id)
-        if bridge.a is None or bridge.a.final_sent:
+        a, ci = bridge.a, bridge.b_invite
+        to_caller = a is not None and not a.final_sent
+        reliable = ci is not None and rseq_of(response) is not None
+        caller_requires = a is not None and has_tag(a.request, "Require", RELIABLE)
+        caller_supports = caller_requires or (
+            a is not None and has_tag(a.request, "Supported", RELIABLE))
+        offer = False
+        if reliable:
+            assert ci is not None
+            if to_caller:
+                # an SDP in the callee's first reliable 1xx to an INVITE without one is an
+                # offer (RFC 3262 §5): its answer is the caller's, in the PRACK of our copy
+                offer = caller_supports and bool(response.body) \
+                    and not bridge.sdp.get("a") and not bridge.sdp.get("b")
+                if response.body:
+                    bridge.sdp["b"] = response.body
+            if not offer:
+                ci.prack(response)
+        if not to_caller:
             return
-        headers = []
+        assert a is not None
+        if ci is not None and ci.early:
+            self._remember_early(bridge, "b", ci.early.get(response.to.tag or ""))
+        headers = [("Allow", ALLOW)]  # (UPDATE in the early dialog, RFC 3311 §5.1)
         if response.body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
-        bridge.a.respond(
+        relayed = a.respond(
             response.status, response.reason, headers=headers, body=response.body,
             to_tag=bridge.a_tag, contact=self._contact(bridge),
+            reliable=caller_requires or (reliable and caller_supports),
         )
+        self._remember_early(bridge, "a", a.dialog)
+        if offer:
+            bridge.offer_1xx = (response, relayed)
+            a.on_prack = partial(self._caller_prack, bridge)
+
+    def _caller_prack(self, bridge: Bridge, prack: Request) -> None:
+        """The caller PRACKed one of our reliable 1xx: if that one relayed the callee's
+        offer, PRACK the callee with the caller's answer."""
+        pending, ci = bridge.offer_1xx, bridge.b_invite
+        rack = rack_of(prack)
+        if pending is None or ci is None or rack is None \
+                or str(rack[0]) != (pending[1].get("RSeq") or ""):
+            return
+        bridge.offer_1xx = None
+        headers = []
+        if prack.body:
+            bridge.sdp["a"] = prack.body
+            headers.append(("Content-Type", prack.get("Content-Type") or bridge.content_type))
+        ci.prack(pending[0], prack.body, headers)
+
+    def _remember_early(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
+        """An early dialog of this call: in-dialog requests in it find the bridge."""
+        if dialog is None or id(dialog) in self._dialogs:
+            return
+        self._dialogs[id(dialog)] = (bridge, side, dialog)
+        if bridge.early is None:
+            bridge.early = []
+        bridge.early.append((side, dialog))
+
+    def _forget_early(self, bridge: Bridge) -> None:
+        """The call is up or over: let go of its early dialogs (but the confirmed ones)."""
+        if bridge.early:
+            for side, dialog in bridge.early:
+                if dialog is not bridge.dialog(side):
+                    self._dialogs.pop(id(dialog), None)
+        bridge.early = None
+        bridge.offer_1xx = None
 
     async def _answered(self, bridge: Bridge, leg: Leg, response: Response) -> None:
         ci = bridge.b_invite
         assert ci is not None and ci.dialog is not None
-        bridge.b_dialog = ci.dialog
-        bridge.sdp["b"] = response.body
-        self.remember(bridge, "b", ci.dialog)
-        self.ua.ack(ci.dialog)
+        callee = ci.dialog
+        bridge.b_dialog = callee
+        # a delayed offer (an INVITE without SDP): the callee's offer is in its 200, the
+        # caller's answer will be in its ACK, and the callee's ACK must carry it
+        late = bool(response.body) and not bridge.sdp.get("a")
+        if response.body:
+            bridge.sdp["b"] = response.body
+        self.remember(bridge, "b", callee)
         assert bridge.a is not None
+        if not late or bridge.gave_up:
+            self.ua.ack(callee)
         if bridge.gave_up:  # the caller gave up as the callee answered
-            self.bye(ci.dialog)
+            self.bye(callee)
             self.registry.end_leg(leg.id, 487)
             self._reject(bridge, 487)
             return None
-        headers = []
+        headers = [("Allow", ALLOW)]
         if response.body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
         if bridge.a_session is not None:
@@ -571,9 +658,22 @@ class B2BUA:
         self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         ack = await bridge.a.acked()
+        if late:
+            self._ack_with_answer(bridge, callee, ack, "a")
         if ack is None and not bridge.ended:  # the caller never confirmed: tear down
             self.teardown(bridge, 408)
         return None
+
+    def _ack_with_answer(
+        self, bridge: Bridge, dialog: Dialog, ack: Request | None, side: Side
+    ) -> None:
+        """ACK a 2xx that carried an offer, with the answer `side` sent in its ACK."""
+        if ack is not None and ack.body:
+            bridge.sdp[side] = ack.body
+            content_type = ack.get("Content-Type") or bridge.content_type
+            self.ua.ack(dialog, ack.body, [("Content-Type", content_type)])
+        else:
+            self.ua.ack(dialog)
 
     def _answered_originated(self, bridge: Bridge, leg: Leg, response: Response) -> None:
         """The second party of a call ippbx originated answered: complete the first
@@ -596,6 +696,7 @@ class B2BUA:
         """Both legs are up: start their session timers and the longest-call limit, and
         let go of the callee's INVITE (a held call keeps only what it needs)."""
         bridge.b_invite = None
+        self._forget_early(bridge)
         b_session = (from_response(response, bridge.b_asked, self.min_se)
                      if self.session_expires else None)
         self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
@@ -614,15 +715,23 @@ class B2BUA:
             sr.respond(481)
             return
         bridge, side, _ = entry
+        confirmed = bridge.dialog(side) is not None
         if method == "BYE":
             sr.respond(200)
-            self.hangup_side(bridge, side, 200)
+            if confirmed:
+                self.hangup_side(bridge, side, 200)
+            else:  # in the early dialog (RFC 3261 §15): the caller gives up, as by CANCEL
+                bridge.call.hangup_by = bridge.call.hangup_by or (
+                    "caller" if side == "a" else "callee")
+                bridge.abort()
         elif method == "INVITE":
             self.spawn(self._relay_reinvite(bridge, side, sr))
-        elif method == "UPDATE":  # (a session refresh; an SDP in it is not relayed yet)
+        elif method == "UPDATE" and confirmed and not sr.request.body:  # a session refresh
             sr.respond(200, headers=self._session_headers(bridge, side))
             self.keeper.refreshed(bridge, side)
-        elif method in ("OPTIONS", "INFO"):
+        elif method in ("UPDATE", "INFO"):
+            self.spawn(self._relay_request(bridge, side, sr))
+        elif method == "OPTIONS":
             sr.respond(200)
         elif method == "REFER" and self.on_refer is not None:
             self.on_refer(bridge, side, sr)
@@ -652,26 +761,88 @@ class B2BUA:
         finally:
             bridge.answering = bridge.answering.replace(side, "")
             bridge.reinviting = bridge.reinviting.replace(other_side, "")
-        if response.status < 300:
-            self.ua.ack(other)
+        answered = response.status < 300
+        # without SDP (many phones' unhold), the offer is in the other side's 2xx and the
+        # answer comes in this side's ACK: the other side's ACK waits for it
+        late = answered and not sr.request.body and bool(response.body)
+        if answered:
+            if not late:
+                self.ua.ack(other)
+                self._hold_status(bridge, sr.request.body)
             if sr.request.body:
                 bridge.sdp[side] = sr.request.body
             if response.body:
-                bridge.sdp["b" if side == "a" else "a"] = response.body
-            body = sr.request.body
-            held = b"a=sendonly" in body or b"a=inactive" in body
-            status = LegStatus.WAIT if held else LegStatus.TALKING
-            for leg in bridge.call.legs():
-                if leg.live:
-                    self.registry.set_status(leg.id, status)
+                bridge.sdp[other_side] = response.body
             self.keeper.refreshed(bridge, side)  # (a re-INVITE refreshes both sessions)
-            self.keeper.refreshed(bridge, "b" if side == "a" else "a")
+            self.keeper.refreshed(bridge, other_side)
         out_headers = []
         if response.body and (ct := response.get("Content-Type")):
             out_headers.append(("Content-Type", ct))
-        if response.status < 300:
+        if answered:
             out_headers += self._session_headers(bridge, side)
         sr.respond(response.status, response.reason, headers=out_headers, body=response.body)
+        if late:
+            ack = await sr.acked()
+            self._ack_with_answer(bridge, other, ack, side)
+            if ack is None:
+                if not bridge.ended:
+                    self.teardown(bridge, 408)
+            else:
+                self._hold_status(bridge, ack.body)
+
+    def _hold_status(self, bridge: Bridge, sdp: bytes) -> None:
+        """A side's new SDP (offer or answer) puts the call on hold or takes it off."""
+        held = b"a=sendonly" in sdp or b"a=inactive" in sdp
+        status = LegStatus.WAIT if held else LegStatus.TALKING
+        for leg in bridge.call.legs():
+            if leg.live:
+                self.registry.set_status(leg.id, status)
+
+    async def _relay_request(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
+        """Relay an UPDATE (RFC 3311: an offer, in an early or a confirmed dialog) or an
+        INFO (RFC 6086: DTMF as application/dtmf-relay and the like) to the other side,
+        and answer with its answer."""
+        request = sr.request
+        other_side: Side = "b" if side == "a" else "a"
+        other = bridge.peer_dialog(other_side)
+        if other is None or bridge.ended:
+            sr.respond(481)
+            return
+        offer = request.method == "UPDATE" and bool(request.body)
+        if offer:
+            if side in bridge.answering:  # its previous offer is still being answered
+                sr.respond(500, headers=[("Retry-After", "1")])
+                return
+            if side in bridge.reinviting or other_side in bridge.reinviting \
+                    or other_side in bridge.answering:  # glare (RFC 3311 §5.2)
+                sr.respond(491)
+                return
+            bridge.answering = with_side(bridge.answering, side)
+            bridge.reinviting = with_side(bridge.reinviting, other_side)
+        headers = [(name, value) for name in RELAYED_HEADERS
+                   for value in request.get_all(name)]
+        try:
+            response = await self.ua.request_in_dialog(other, request.method, request.body,
+                                                       headers)
+        finally:
+            if offer:
+                bridge.answering = bridge.answering.replace(side, "")
+                bridge.reinviting = bridge.reinviting.replace(other_side, "")
+        out_headers = []
+        if response.body and (ct := response.get("Content-Type")):
+            out_headers.append(("Content-Type", ct))
+        if offer and response.status < 300:
+            bridge.sdp[side] = request.body
+            if response.body:
+                bridge.sdp[other_side] = response.body
+            if bridge.a_dialog is not None and bridge.b_dialog is not None:
+                self._hold_status(bridge, request.body)
+                self.keeper.refreshed(bridge, side)
+                self.keeper.refreshed(bridge, other_side)
+                out_headers += self._session_headers(bridge, side)
+        if not sr.final_sent:
+            sr.respond(response.status, response.reason, headers=out_headers,
+                       body=response.body)
 
     def _session_headers(self, bridge: Bridge, side: Side) -> list[tuple[str, str]]:
         """Session-Expires (and Require) for a 2xx to a refresh from `side`, if that side
@@ -728,7 +899,7 @@ class B2BUA:
         if bridge.a is not None and bridge.a.was_cancelled:
             bridge.call.hangup_by = bridge.call.hangup_by or "caller"
         self.finish(bridge)
-        if bridge.a is not None:
+        if bridge.a is not None and not bridge.a.final_sent:
             bridge.a.respond(status, to_tag=bridge.a_tag)
         for leg in bridge.call.legs():
             if leg.live:

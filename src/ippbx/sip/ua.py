@@ -47,12 +47,13 @@ from itertools import count
 from typing import Any, Protocol
 
 from ippbx.sip.checks import SIP_SCHEMES, check_request, malformed
-from ippbx.sip.dialog import Dialog, DialogError, DialogStore, Retransmit2xx
+from ippbx.sip.dialog import CONFIRMED, Dialog, DialogError, DialogStore, Retransmit2xx
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response, make_response
 from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.ratelog import RateLimitedLog
+from ippbx.sip.reliable import ReliableRetransmit, first_rseq, rack_of, rseq_of
 from ippbx.sip.transaction import (
     AckReceived,
     Cancelled,
@@ -149,7 +150,8 @@ class _ClientCall:
 class ClientInvite(_ClientCall):
     """An INVITE we sent: `await final()`, `cancel()`, `.dialog` once a 2xx came."""
 
-    __slots__ = ("dialog", "provisional", "_cancel_requested", "_cancel_sent", "_in_dialog")
+    __slots__ = ("dialog", "provisional", "_cancel_requested", "_cancel_sent", "_in_dialog",
+                 "early", "_rseqs")
 
     def __init__(
         self, ua: UserAgent, request: Request, dest: Peer,
@@ -161,6 +163,10 @@ class ClientInvite(_ClientCall):
         self._cancel_requested = False
         self._cancel_sent = False
         self._in_dialog = dialog is not None  # a re-INVITE
+        # the early dialogs of tagged 1xx answers (by To tag) until the final answer, and
+        # the last RSeq of reliable 1xx in each (RFC 3262 §4)
+        self.early: dict[str, Dialog] | None = None
+        self._rseqs: dict[str, int] | None = None
 
     def cancel(self) -> None:
         """CANCEL the INVITE (§9.1): now if a provisional came, else as soon as one does.
@@ -178,10 +184,27 @@ class ClientInvite(_ClientCall):
     def cancel_requested(self) -> bool:
         return self._cancel_requested
 
+    def prack(
+        self, response: Response, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
+    ) -> bool:
+        """Acknowledge a reliable 1xx (RFC 3262 §4) with a PRACK in its early dialog; the
+        body is the answer when the 1xx carried an offer. False if `response` is not a
+        reliable 1xx to this INVITE."""
+        rseq = rseq_of(response)
+        dialog = self.early.get(response.to.tag or "") if self.early else None
+        if rseq is None or dialog is None:
+            return False
+        request = dialog.create_request(
+            "PRACK", body, [("RAck", f"{rseq} {self.request.cseq[0]} INVITE"), *headers])
+        self.ua._start_client(_ClientCall(self.ua, request, self.ua.dialog_destination(dialog),
+                                          None, want_future=False))
+        return True
+
     def _send_cancel(self) -> None:
         if self._cancel_sent:
             return
         self._cancel_sent = True
+        self.ua._end_early_uac(self)  # (nothing more is to be said in them)
         self.ua._start_client(_ClientCall(self.ua, make_cancel(self.request), self.dest, None,
                                           want_future=False))
         if self.key is not None:  # no 487 within 64*T1: the INVITE ends all the same
@@ -200,6 +223,7 @@ class ServerRequest:
     __slots__ = (
         "ua", "key", "request", "source", "dialog", "_to_tag", "_final_status",
         "_cancelled", "_cancel_event", "_ack", "_ack_state", "_ack_future", "_ack_key",
+        "_rseq", "_unacked", "_queued", "on_prack",
     )
 
     def __init__(
@@ -218,6 +242,14 @@ class ServerRequest:
         self._ack_state = 0  # 0 waiting, 1 resolved
         self._ack_future: asyncio.Future[Request | None] | None = None
         self._ack_key: tuple[str, str, str, int] | None = None
+        # reliable provisional responses (RFC 3262): the last RSeq sent, the 1xx still
+        # waiting for its PRACK and those queued behind it (one at a time, §3)
+        self._rseq = 0
+        self._unacked: ReliableRetransmit | None = None
+        self._queued: list[Response] | None = None
+        # called with each PRACK that acknowledges one of our reliable 1xx (the UA has
+        # answered it 200): a PRACK may carry the answer to an offer in that 1xx
+        self.on_prack: Callable[[Request], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<ServerRequest {self.request.method} {self.request.call_id} from {self.source}>"
@@ -263,10 +295,14 @@ class ServerRequest:
         body: bytes = b"",
         to_tag: str | None = None,
         contact: str | None = None,
+        reliable: bool = False,
     ) -> Response:
         """Send a response. An INVITE 2xx creates the UAS dialog (`.dialog`) and is
-        retransmitted until the ACK arrives (`await acked()`). Raises TransactionError
-        after a final response."""
+        retransmitted until the ACK arrives (`await acked()`). A tagged 1xx to an INVITE
+        creates the early dialog (in-dialog requests such as PRACK, UPDATE, INFO or the
+        caller's BYE can reach it); `reliable=True` sends it reliably (RFC 3262: with
+        `Require: 100rel` and `RSeq`, resent until PRACKed, queued behind an earlier one
+        still unacknowledged). Raises TransactionError after a final response."""
         request = self.request
         if to_tag is not None and not request.to.tag:
             self._to_tag = to_tag
@@ -283,15 +319,27 @@ class ServerRequest:
                 response.add("Record-Route", rr)
         if self.ua.user_agent and not response.has("Server"):
             response.add("Server", self.ua.user_agent)
+        if status < 200:
+            if is_invite and status > 100 and not request.to.tag:  # (not a re-INVITE)
+                if self.dialog is None and not self._final_status:
+                    self.ua._early_uas(self, response)
+                if reliable and self.dialog is not None:
+                    response.add("Require", "100rel")
+                    self._send_reliable(response)
+                    return response
+            self.ua._respond(self, response)
+            return response
+        if self._unacked is not None or self._queued:
+            self._stop_reliable()
         self.ua._respond(self, response)
-        if status >= 200:
-            self._final_status = status
-            self._cancel_event = None
-            if is_invite:
-                if status < 300:
-                    self.ua._start_2xx(self, response)
-                else:
-                    self._resolve_ack(None)
+        self._final_status = status
+        self._cancel_event = None
+        if is_invite:
+            if status < 300:
+                self.ua._start_2xx(self, response)
+            else:
+                self.ua._end_early(self)
+                self._resolve_ack(None)
         return response
 
     async def acked(self) -> Request | None:
@@ -304,6 +352,43 @@ class ServerRequest:
         if self._ack_future is None:
             self._ack_future = self.ua._loop_now().create_future()
         return await asyncio.shield(self._ack_future)
+
+    # -- reliable provisional responses (RFC 3262) ---------------------------------------------
+    def _send_reliable(self, response: Response) -> None:
+        if self._unacked is not None:  # one unacknowledged at a time (§3): queue it
+            if self._queued is None:
+                self._queued = []
+            self._queued.append(response)
+            return
+        self._rseq = self._rseq + 1 if self._rseq else first_rseq()
+        response.set("RSeq", str(self._rseq))
+        self.ua._respond(self, response)
+        self._unacked = self.ua._start_reliable(self, response)
+
+    def _acknowledged(self, prack: Request) -> bool:
+        """A PRACK in our early dialog: does it acknowledge the 1xx we are resending?"""
+        unacked = self._unacked
+        if unacked is None or rack_of(prack) != (self._rseq, self.request.cseq[0], "INVITE"):
+            return False
+        unacked.acknowledge()
+        self._unacked = None
+        if self._queued:
+            self._send_reliable(self._queued.pop(0))
+        return True
+
+    def _stop_reliable(self) -> None:
+        if self._unacked is not None:
+            self._unacked.acknowledge()
+            self._unacked = None
+        self._queued = None
+
+    def _prack_timeout(self) -> None:
+        """No PRACK within 64*T1: reject the INVITE (RFC 3262 §3) and let the TU know as
+        if the caller had cancelled."""
+        self._unacked = None
+        if not self.final_sent:
+            self._set_cancelled()
+            self.respond(504, "Reliable Provisional Response Not Acknowledged")
 
     # -- called by the UA -------------------------------------------------------------------
     def _set_cancelled(self) -> None:
@@ -366,6 +451,8 @@ class UserAgent:
         self.on_request: RequestHandler | None = None
         self._clients: dict[TxKey, _ClientCall] = {}
         self._servers: dict[TxKey, ServerRequest] = {}  # INVITEs, for CANCEL
+        # INVITEs we answered with a tagged 1xx and no final answer yet, by early dialog
+        self._early_servers: dict[tuple[str, str, str], ServerRequest] = {}
         self._awaiting_ack: dict[tuple[str, str, str, int], Retransmit2xx] = {}
         self._timers: list[tuple[float, int, Retransmit2xx]] = []
         self._seq = count()
@@ -407,6 +494,7 @@ class UserAgent:
             call._final(_synthesize(call.request, 503, "Shutting Down"))
         for sr in self._servers.values():
             sr._resolve_ack(None)
+        self._early_servers.clear()
         for r in self._awaiting_ack.values():
             if isinstance(r.data, ServerRequest):
                 r.data._resolve_ack(None)
@@ -645,17 +733,60 @@ class UserAgent:
             return
         status = response.status
         if status < 200:
-            if not call.done:
+            if not call.done and (status == 100 or not isinstance(call, ClientInvite)
+                                  or self._early_uac(call, response)):
                 call._provisional(response)
             return
-        if isinstance(call, ClientInvite) and status < 300:
-            self._invite_2xx(call, response)
-            return
+        if isinstance(call, ClientInvite):
+            if status < 300:
+                self._invite_2xx(call, response)
+                return
+            self._end_early_uac(call)
         call._final(response)
+
+    def _early_uac(self, call: ClientInvite, response: Response) -> bool:
+        """A tagged 1xx to our INVITE: its early dialog (§12.1.2), so a PRACK can be
+        sent in it and the callee's UPDATE or INFO in it finds it. False for a reliable
+        1xx already seen (a retransmission or an older RSeq: not for the TU, §4)."""
+        tag = response.to.tag
+        if not tag or call._in_dialog:
+            return True
+        early = call.early
+        if early is None:
+            early = call.early = {}
+        if tag not in early:
+            try:
+                dialog = Dialog.from_uac(call.request, response, peer=call.dest)
+            except (DialogError, SipParseError):
+                return True
+            early[tag] = dialog
+            self.dialogs.add(dialog)
+        rseq = rseq_of(response)
+        if rseq is not None:
+            seen = call._rseqs
+            if seen is None:
+                seen = call._rseqs = {}
+            if rseq <= seen.get(tag, 0):
+                return False
+            seen[tag] = rseq
+        return True
+
+    def _end_early_uac(self, call: ClientInvite, keep: Dialog | None = None) -> None:
+        """The INVITE's final answer came: forget its early dialogs (but `keep`)."""
+        if call.early:
+            for dialog in call.early.values():
+                if dialog is not keep:
+                    self.dialogs.remove(dialog)
+                    dialog.terminate()
+        call.early = call._rseqs = None
 
     def _invite_2xx(self, call: ClientInvite, response: Response) -> None:
         if not call.done:
-            if call.dialog is None:
+            early = call.early.get(response.to.tag or "") if call.early else None
+            if early is not None:  # the early dialog of its 1xx goes on (CSeq, routes)
+                early.receive_response(response)
+                call.dialog = early
+            elif call.dialog is None:
                 try:
                     call.dialog = Dialog.from_uac(call.request, response, peer=call.dest)
                 except (DialogError, SipParseError):
@@ -664,6 +795,7 @@ class UserAgent:
                     self.dialogs.add(call.dialog)
             else:
                 call.dialog.receive_response(response)
+            self._end_early_uac(call, call.dialog)
             call._final(response)
             return
         # a retransmission (re-ACK) or a 2xx from another fork (ACK and BYE it)
@@ -714,6 +846,10 @@ class UserAgent:
                 if status is not None:
                     self._respond_raw(key, make_response(request, status))
                     return
+                if request.method == "PRACK":
+                    assert dialog is not None
+                    self._on_prack(key, request, dialog)
+                    return
         except SipParseError as exc:  # a From/To/CSeq the parser let through
             log.debug("bad request %r from %s: %s", request, source, exc)
             self._respond_raw(key, make_response(request, 400, to_tag=self.new_tag()))
@@ -751,6 +887,9 @@ class UserAgent:
                 log.warning("cannot create a dialog for %r", request)
             else:
                 self.dialogs.add(sr.dialog)
+        else:
+            self._early_servers.pop(sr.dialog.id, None)
+            sr.dialog.state = CONFIRMED  # (the early dialog of our 1xx)
         ack_key = (request.call_id, response.to.tag or "", request.from_.tag or "",
                    request.cseq[0])
         old = self._awaiting_ack.pop(ack_key, None)
@@ -763,6 +902,43 @@ class UserAgent:
         assert r.deadline is not None
         heapq.heappush(self._timers, (r.deadline, next(self._seq), r))
         self._schedule()
+
+    def _early_uas(self, sr: ServerRequest, response: Response) -> None:
+        """Our first tagged 1xx to an INVITE: the early dialog (§12.1.1), so the caller's
+        PRACK, UPDATE, INFO or BYE in it finds it."""
+        try:
+            dialog = Dialog.from_uas(sr.request, response, peer=sr.source)
+        except (DialogError, SipParseError):
+            return
+        sr.dialog = dialog
+        self.dialogs.add(dialog)
+        self._early_servers[dialog.id] = sr
+
+    def _end_early(self, sr: ServerRequest) -> None:
+        """The INVITE got a final non-2xx answer: its early dialog is over."""
+        dialog = sr.dialog
+        if dialog is not None and self._early_servers.pop(dialog.id, None) is not None:
+            self.dialogs.remove(dialog)
+            dialog.terminate()
+
+    def _start_reliable(self, sr: ServerRequest, response: Response) -> ReliableRetransmit:
+        dest = self.transport.response_destination(response, sr.source)
+        r = ReliableRetransmit(response, dest, self._now(), t1=self.t1, data=sr)
+        assert r.deadline is not None
+        heapq.heappush(self._timers, (r.deadline, next(self._seq), r))
+        self._schedule()
+        return r
+
+    def _on_prack(self, key: TxKey, prack: Request, dialog: Dialog) -> None:
+        """A PRACK (RFC 3262 §3): 200 if it acknowledges the reliable 1xx we are
+        resending (the TU's `on_prack` then sees it), else 481."""
+        sr = self._early_servers.get(dialog.id)
+        if sr is None or not sr._acknowledged(prack):
+            self._respond_raw(key, make_response(prack, 481))
+            return
+        self._respond_raw(key, make_response(prack, 200))
+        if sr.on_prack is not None:
+            self._call_user(sr.on_prack, prack, "on_prack")
 
     def _on_ack(self, ack: Request) -> None:
         key = (ack.call_id, ack.to.tag or "", ack.from_.tag or "", ack.cseq[0])
@@ -844,6 +1020,8 @@ class UserAgent:
     def _on_failure(self, key: TxKey, timeout: bool) -> None:
         if key.client:
             call = self._clients.get(key)
+            if isinstance(call, ClientInvite) and not call.done:
+                self._end_early_uac(call)
             if call is not None and not call.done:
                 if timeout and isinstance(call, ClientInvite) and call.provisional is not None:
                     call._send_cancel()  # Timer C: tell the callee we gave up, if not yet
@@ -860,6 +1038,8 @@ class UserAgent:
         if key.client:
             call = self._clients.pop(key, None)
             if call is not None and not call.done:  # e.g. Accepted ended: nothing pending
+                if isinstance(call, ClientInvite):
+                    self._end_early_uac(call)
                 call._final(_synthesize(call.request, 503))
         else:
             self._servers.pop(key, None)
@@ -905,7 +1085,11 @@ class UserAgent:
                     heapq.heappush(timers, (r.deadline, next(self._seq), r))
                 elif action == "give_up":
                     sr = r.data
-                    if isinstance(sr, ServerRequest):
+                    if isinstance(r, ReliableRetransmit):
+                        if isinstance(sr, ServerRequest) and sr._unacked is r:
+                            log.info("no PRACK for the reliable 1xx to %r", sr)
+                            sr._prack_timeout()
+                    elif isinstance(sr, ServerRequest):
                         if sr._ack_key is not None:
                             self._awaiting_ack.pop(sr._ack_key, None)
                         log.info("no ACK for the 2xx to %r", sr)

@@ -619,3 +619,136 @@ async def test_refused_before_the_handler(lone_b: UserAgent, net: FakeNet, data:
     [(_, dest, response)] = net.log
     assert isinstance(response, Response) and response.status == status and dest == A
     assert response.get("Unsupported") == header
+
+
+# -- reliable provisional responses (RFC 3262) and early dialogs ------------------------------
+
+class ReliableCallee:
+    """B's handler: two reliable 1xx (the second waits for the first's PRACK), then 200."""
+
+    def __init__(self, ua: UserAgent, answer: bool = True) -> None:
+        self.ua = ua
+        self.answer = answer
+        self.pracks: list[Request] = []
+        self.invite: ServerRequest | None = None
+        self.in_early: list[ServerRequest] = []
+        ua.on_request = self
+
+    async def __call__(self, sr: ServerRequest) -> None:
+        method = sr.request.method
+        if method == "INVITE" and sr.dialog is None:
+            self.invite = sr
+            sr.on_prack = self.pracks.append
+            sr.respond(180, reliable=True)
+            sr.respond(183, reliable=True, body=b"v=0 early",
+                       headers=[("Content-Type", "application/sdp")])
+            if not self.answer:
+                while not sr.final_sent and not sr.was_cancelled:
+                    await asyncio.sleep(T1)
+                if not sr.final_sent:
+                    sr.respond(487)
+                return
+            while len(self.pracks) < 2:
+                await asyncio.sleep(T1)
+            sr.respond(200, body=b"v=0 answer", headers=[("Content-Type", "application/sdp")])
+            await sr.acked()
+        elif sr.dialog is not None and sr.dialog.state == "early":
+            self.in_early.append(sr)
+            sr.respond(200)
+            if method == "BYE" and self.invite is not None:
+                self.invite.respond(487)
+        else:
+            sr.respond(200)
+            if method == "BYE":
+                assert sr.dialog is not None
+                self.ua.forget_dialog(sr.dialog)
+
+
+def responses(net: FakeNet, status: int) -> list[Response]:
+    return net.sent(lambda m: isinstance(m, Response) and m.status == status)
+
+
+async def test_reliable_provisionals_are_pracked_one_at_a_time(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = ReliableCallee(b)
+    seen: list[Response] = []
+    dropped: list[Msg] = []
+
+    def drop_first_prack(m: Msg, dest: Peer) -> bool:
+        if isinstance(m, Request) and m.method == "PRACK" and not dropped:
+            dropped.append(m)
+            return True
+        return False
+
+    net.drop = drop_first_prack
+    invite = new_invite(a)
+    invite.add("Supported", "100rel")
+    ci = a.invite(invite, B, on_provisional=lambda r: (seen.append(r), ci.prack(r)))
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 200 and ci.dialog is not None
+    a.ack(ci.dialog)
+    # each reliable 1xx reached the TU once, though the 180 was resent until its PRACK
+    assert [r.status for r in seen] == [180, 183]
+    ringing = responses(net, 180)
+    assert len(ringing) >= 2 and all(r.get("Require") == "100rel" for r in ringing)
+    first = int(ringing[0].get("RSeq") or 0)
+    assert first > 0 and {r.get("RSeq") for r in ringing} == {str(first)}
+    # the 183 went out only once the 180 was acknowledged, with the next RSeq
+    sessions = responses(net, 183)
+    assert sessions and sessions[0].get("RSeq") == str(first + 1)
+    assert [p.get("RAck") for p in callee.pracks] == [f"{first} 1 INVITE",
+                                                      f"{first + 1} 1 INVITE"]
+    # the PRACKs were in the early dialog; the confirmed dialog goes on counting from them
+    assert [p.cseq[0] for p in callee.pracks] == [2, 3]
+    assert (await a.request_in_dialog(ci.dialog, "BYE")).status == 200
+    a.forget_dialog(ci.dialog)
+    await settled(a, b)
+
+
+async def test_a_prack_that_names_nothing_gets_481(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    ReliableCallee(b, answer=False)
+    provisional: list[Response] = []
+    ci = a.invite(new_invite(a), B, on_provisional=provisional.append)
+    while not provisional:
+        await asyncio.sleep(T1)
+    assert ci.early is not None
+    early = next(iter(ci.early.values()))
+    rseq = int(provisional[0].get("RSeq") or 0)
+    wrong = early.create_request("PRACK", headers=[("RAck", f"{rseq + 5} 1 INVITE")])
+    assert (await a.request(wrong, B)).status == 481
+    ci.cancel()
+    assert (await asyncio.wait_for(ci.final(), 2)).status == 487
+
+
+async def test_no_prack_rejects_the_invite_and_tells_the_tu(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = ReliableCallee(b, answer=False)
+    ci = a.invite(new_invite(a), B)  # never PRACKs
+    final = await asyncio.wait_for(ci.final(), 2)
+    assert final.status == 504
+    assert callee.invite is not None and callee.invite.was_cancelled
+    # resent at T1, 2T1, 4T1… until 64*T1, then given up
+    assert 6 <= len(responses(net, 180)) <= 8
+    await settled(a, b)
+
+
+async def test_bye_in_the_early_dialog_reaches_the_tu(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    callee = ReliableCallee(b, answer=False)
+    provisional: list[Response] = []
+    ci = a.invite(new_invite(a), B, on_provisional=lambda r: (provisional.append(r),
+                                                               ci.prack(r)))
+    while len(callee.pracks) < 2:
+        await asyncio.sleep(T1)
+    assert ci.early is not None and len(b.dialogs) == 1
+    early = next(iter(ci.early.values()))
+    assert (await a.request_in_dialog(early, "BYE")).status == 200
+    assert [sr.request.method for sr in callee.in_early] == ["BYE"]
+    assert (await asyncio.wait_for(ci.final(), 2)).status == 487
+    assert ci.early is None and len(a.dialogs) == 0 and len(b.dialogs) == 0
+    await settled(a, b)
