@@ -86,6 +86,10 @@ class SipSection(_Model):
     tcp_max_connections: int = Field(2000, ge=1)
     tcp_idle_seconds: float = Field(300.0, gt=0)
     tcp_max_keepalives: int = Field(240, ge=0)
+    # RFC 3261 §18.1.1: a new request for a UDP destination larger than this many bytes
+    # goes over TCP to the same host and port, over UDP if that connect fails (0: never;
+    # sip/oversize.py). At most a UDP datagram's payload.
+    udp_max_request: int = Field(1300, ge=0, le=65507)
     # SIP over TLS ("" = off; same limits as TCP). Without tls_cert/tls_key a self-signed
     # certificate is made beside the store (ippbx-sip.crt). tls_verify / tls_ca: how the
     # certificates of peers we connect to (TLS trunks) are checked.

@@ -53,3 +53,13 @@ def test_overload_and_call_lifetime_settings() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(API + extra + "\n", "x.toml")
         assert str(info.value).startswith(f"x.toml: {message}"), str(info.value)
+
+
+def test_udp_max_request() -> None:
+    assert parse_config(API).sip.udp_max_request == 1300  # RFC 3261 §18.1.1's figure
+    assert parse_config("[sip]\nudp_max_request = 0\n" + API).sip.udp_max_request == 0
+    assert parse_config("[sip]\nudp_max_request = 8800\n" + API).sip.udp_max_request == 8800
+    for value in ("-1", "65508", '"big"'):
+        with pytest.raises(ConfigError) as info:
+            parse_config(f"[sip]\nudp_max_request = {value}\n" + API, "x.toml")
+        assert str(info.value).startswith("x.toml: sip.udp_max_request"), str(info.value)

@@ -93,7 +93,8 @@ class PbxService:
                                backlog_max=sip.overload_backlog_kib * 1024)
                    if sip.overload_control else None)
         self.ua = UserAgent(self.transport, user_agent=config.sip.user_agent, shedder=shedder,
-                            supported=option_tags(bool(config.calls.session_expires)))
+                            supported=option_tags(bool(config.calls.session_expires)),
+                            udp_max_request=sip.udp_max_request)
         self.transport.on_unreachable = self.ua.unreachable
         self.b2bua = B2BUA(config, self.ua, registry, self.registrar, self.trunks, self.auth)
         self.journal = DialogJournal(store)

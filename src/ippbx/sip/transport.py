@@ -16,10 +16,12 @@ these two calls plus `response_destination`.
   connection by the destination we were asked to send to (and by its resolved address),
   an incoming one by the socket's peer address, which is exactly the `Peer` its messages
   are reported with — so answering a `Peer` reuses the connection the request came on.
-  Outgoing connections open lazily on the first `send` and queue until connected; when
-  the connect (or its TLS handshake) fails, `on_unreachable(dest)` tells the owner, so
-  the transactions waiting on that destination fail at once (RFC 3261 §17.1.4) instead
-  of at Timer B.
+  Outgoing connections open lazily on the first `send` (or on `connect`, which the UA
+  calls with a shorter timeout for a large request it switched from UDP to TCP,
+  sip/oversize.py) and queue until connected; when the connect (or its TLS handshake)
+  fails or times out, `on_unreachable(dest)` tells the owner, so the transactions
+  waiting on that destination fail at once (RFC 3261 §17.1.4) instead of at Timer B
+  (or, for a switched request, go over UDP after all).
 * TLS works like TCP on a connection that is secured first (`Peer.transport` "tls").
   The TLS listener accepts sockets itself and admits them (the limits below) before
   their handshake starts, so connections that never finish a handshake are capped like
@@ -91,8 +93,8 @@ log = logging.getLogger(__name__)
 UDP_BUFFER_SIZE = 4 * 1024 * 1024
 # RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (or over 1300 bytes when
 # the MTU is unknown) MUST be sent over a congestion-controlled transport such as TCP.
-# We still send such requests over UDP when asked to (loopback and LANs carry them fine);
-# choosing TCP for them is the caller's decision (the UA knows whether the peer can).
+# The transport sends what it is asked to over UDP whatever its size (up to MAX_MESSAGE);
+# the UA decides to send large requests over TCP instead (sip/oversize.py, `connect`).
 UDP_SIZE_HINT = 1300
 IDLE_TIMEOUT = 300.0  # seconds without a complete message before a TCP connection closes
 MAX_KEEPALIVES = 240  # CRLF keep-alives in a row that still restart the idle time
@@ -424,37 +426,54 @@ class SipTransport:
                 return
         log.debug("no address of family %s for %s", want, dest.host)
 
+    def connect(self, dest: Peer, timeout: float) -> bool:
+        """Open a TCP/TLS connection to `dest` now unless one is open or opening, giving
+        up after `timeout` seconds (instead of `connect_timeout`): then, as for any
+        failed connect, `on_unreachable(dest)`. What is sent to `dest` meanwhile waits
+        for it. False if no connection may be opened (stopped, too many connections).
+        (For the UA's large requests switched from UDP to TCP: sip/oversize.py.)"""
+        return self._stream_to(dest, timeout) is not None
+
     def _send_stream(self, data: bytes, dest: Peer) -> None:
+        conn = self._stream_to(dest)
+        if conn is not None:
+            conn.write(data)
+
+    def _stream_to(self, dest: Peer, timeout: float | None = None) -> _Connection | None:
+        """The open (or opening) connection to `dest`, opened now if there is none; None
+        when none may be opened (stopped, too many, no TLS context)."""
         kind = dest.transport.lower()
         key = (dest.host, dest.port, kind)
         conn = self._conns.get(key)
         if conn is None or conn.closed:
             if self._closing or self._loop is None:
                 log.debug("transport stopped; dropping message to %s", dest)
-                return
+                return None
             if len(self._all) >= self.max_connections:
                 log.debug("too many TCP connections; dropping message to %s", dest)
-                return
+                return None
             if kind == "tls" and self.tls_client is None:
                 log.warning("no TLS client context; dropping message to %s", dest)
-                return
+                return None
             conn = _Connection(self, key, kind)
             self._all.add(conn)
             self._bind_key(conn, key)
-            self._spawn(self._connect(conn, dest))
-        conn.write(data)
+            self._spawn(self._connect(conn, dest, timeout))
+        return conn
 
-    async def _connect(self, conn: _Connection, dest: Peer) -> None:
+    async def _connect(self, conn: _Connection, dest: Peer, timeout: float | None) -> None:
         assert self._loop is not None
         loop = self._loop
         secure: dict[str, object] = {}
         if conn.kind == "tls":
             secure = {"ssl": self.tls_client, "server_hostname": dest.host.strip("[]"),
                       "ssl_handshake_timeout": self.handshake_timeout}
+        if timeout is None:
+            timeout = self.connect_timeout
         try:
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, dest.host, dest.port, **secure),
-                self.connect_timeout + (self.handshake_timeout if secure else 0),
+                timeout + (self.handshake_timeout if secure else 0),
             )
         except (TimeoutError, OSError) as exc:
             level = logging.WARNING if isinstance(exc, ssl.SSLError) else logging.DEBUG

@@ -14,7 +14,11 @@ Client side::
 
 The UA completes outgoing requests: a top Via with a fresh branch (only if the request
 has no Via yet), Max-Forwards: 70 and User-Agent when absent. The request object is
-changed in place.
+changed in place. A new request bound for a UDP destination that is larger than
+`udp_max_request` bytes (0, the default here: never) goes over TCP to the same host and
+port instead (RFC 3261 §18.1.1, `sip/oversize.py`); if that connect fails or takes over
+2.5 s it goes over UDP after all, as a new transaction. Its CANCEL and the ACK for its
+2xx go the way it went.
 
 Server side: `ua.on_request(server_request)` (a plain function or a coroutine function)
 is called once per new request; retransmissions, CANCELs (answered 200 here, the INVITE's
@@ -52,9 +56,12 @@ from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response, make_response
 from ippbx.sip.overload import SHED_METHODS, LoadShedder
+from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT, UdpOnly, rewrite_top_via, tcp_instead
 from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.reliable import ReliableRetransmit, first_rseq, rack_of, rseq_of
 from ippbx.sip.transaction import (
+    CALLING,
+    TRYING,
     AckReceived,
     Cancelled,
     Event,
@@ -83,7 +90,9 @@ ProvisionalHandler = Callable[[Response], "None | Awaitable[None]"]
 
 
 class Transport(Protocol):
-    """What the UA needs of `ippbx.sip.transport.SipTransport`."""
+    """What the UA needs of `ippbx.sip.transport.SipTransport`. (It also uses
+    `connect(dest, timeout) -> bool` when the transport has it, to send large requests
+    over TCP: see `udp_max_request`.)"""
 
     local_host: str
     local_port: int
@@ -114,7 +123,7 @@ def _synthesize(request: Request, status: int, reason: str | None = None) -> Res
 class _ClientCall:
     """A client transaction the UA waits on (or, without a future, fires and forgets)."""
 
-    __slots__ = ("ua", "request", "dest", "key", "future", "on_provisional")
+    __slots__ = ("ua", "request", "dest", "key", "future", "on_provisional", "fallback")
 
     def __init__(
         self, ua: UserAgent, request: Request, dest: Peer,
@@ -128,6 +137,7 @@ class _ClientCall:
             ua._loop_now().create_future() if want_future else None
         )
         self.on_provisional = on_provisional
+        self.fallback: Peer | None = None  # sent over TCP instead of to this UDP address
 
     async def final(self) -> Response:
         """The final response (408 on timeout, 503 on transport failure)."""
@@ -430,6 +440,7 @@ class UserAgent:
         supported: Iterable[str] = (),
         uri_schemes: Iterable[str] = SIP_SCHEMES,
         shedder: LoadShedder | None = None,
+        udp_max_request: int = 0,
     ) -> None:
         if hasattr(transport, "send"):
             self.transport: Transport = transport  # type: ignore[assignment]
@@ -445,6 +456,8 @@ class UserAgent:
         self.uri_schemes = frozenset(scheme.lower() for scheme in uri_schemes)
         self.rejects = RateLimitedLog(log)  # malformed messages: one line each, rate-limited
         self.shedder = shedder  # overload control (sip/overload.py), or None
+        self.udp_max_request = udp_max_request  # larger new requests go over TCP (0: never)
+        self.udp_only = UdpOnly()  # peers whose TCP connect failed: large requests by UDP
         self._probe_handle: asyncio.TimerHandle | None = None
         self.transactions = TransactionLayer(t1, t2, t4, timer_d=timer_d)
         self.dialogs = DialogStore()
@@ -714,7 +727,10 @@ class UserAgent:
             request.add("User-Agent", self.user_agent)
 
     def _start_client(self, call: _ClientCall) -> None:
+        new = self.udp_max_request > 0 and not call.request.has("Via")
         self._complete(call.request, call.dest)
+        if new:
+            self._switch_to_tcp(call)
         try:
             key, events = self.transactions.send_request(
                 call.request, call.dest, self._now(), reliable=call.dest.transport != "udp"
@@ -1001,11 +1017,53 @@ class UserAgent:
 
     def unreachable(self, dest: Peer) -> None:
         """The transport could not connect to `dest`: fail the client transactions
-        waiting on it now (503, so a caller fails over) rather than at Timer B/F."""
+        waiting on it now (503, so a caller fails over) rather than at Timer B/F. A
+        request we switched from UDP to TCP and that got no answer yet goes over UDP."""
         now = self._now()
         for key, call in list(self._clients.items()):
-            if call.dest == dest and not call.done:
+            if call.dest != dest or call.done:
+                continue
+            if call.fallback is not None and self.transactions.state(key) in (CALLING, TRYING):
+                self._fall_back(key, call)  # (no answer yet: it never got there)
+            else:
                 self._process(self.transactions.transport_error(key, now))
+
+    def _switch_to_tcp(self, call: _ClientCall) -> None:
+        """RFC 3261 §18.1.1: a new request too large for UDP goes to the same host and
+        port over TCP (our Via says so), the connection opened with a short timeout. Not
+        if the transport has no TCP, nor to a peer that lately refused it."""
+        dest = call.dest
+        connect = getattr(self.transport, "connect", None)
+        if connect is None or dest.transport != "udp" or self.udp_only.has(dest, self._now()):
+            return
+        tcp = tcp_instead(call.request, dest, self.udp_max_request)
+        if tcp is None or not connect(tcp, TCP_CONNECT_TIMEOUT):
+            return
+        rewrite_top_via(call.request, transport="tcp", port=self.transport.port_for("tcp"))
+        call.fallback, call.dest = dest, tcp
+        dialog = getattr(call, "dialog", None)  # a re-INVITE: its ACK goes the same way
+        if isinstance(dialog, Dialog) and dialog.peer == dest:
+            dialog.peer = tcp
+        log.debug("%r is too large for UDP: sent over TCP to %s", call.request, tcp)
+
+    def _fall_back(self, key: TxKey, call: _ClientCall) -> None:
+        """The TCP connect for a switched request failed: end its transaction quietly
+        and send the request over UDP as a new one (a fresh branch), so the caller gets
+        an answer rather than 503. The peer gets large requests over UDP for a while."""
+        udp, tcp = call.fallback, call.dest
+        assert udp is not None
+        self._clients.pop(key, None)  # (its TransportError and Terminated reach no call)
+        self._process(self.transactions.transport_error(key, self._now()))
+        call.fallback, call.dest = None, udp
+        dialog = getattr(call, "dialog", None)
+        if isinstance(dialog, Dialog) and dialog.peer == tcp:
+            dialog.peer = udp
+        self.udp_only.add(udp, self._now())
+        rewrite_top_via(call.request, transport="udp", port=self.transport.port_for("udp"),
+                        branch=self.new_branch())
+        log.info("no TCP connection to %s:%d for a large %s: sent over UDP", udp.host,
+                 udp.port, call.request.method)
+        self._start_client(call)
 
     def _transmit(self, message: Request | Response, dest: Peer) -> None:
         try:
