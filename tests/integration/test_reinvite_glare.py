@@ -120,3 +120,53 @@ async def test_crossing_reinvites_get_491_and_the_hold_completes(
     finally:
         carrier.sock.close()
         await pbx.stop()
+
+
+async def test_an_update_crossing_a_reinvite_gets_491(
+    tmp_path: Path, sipp: SippFactory
+) -> None:
+    """RFC 3311 §5.2: an UPDATE with an offer that crosses ippbx's pending offer on the
+    dialog (the relayed hold) is answered 491 and not relayed; the hold completes."""
+    trunk_port = free_port()
+    carrier = RawCarrier(trunk_port)
+    pbx = await PbxHarness.start(tmp_path, trunks=[TrunkSpec("carrier", trunk_port)])
+    try:
+        near = await dialling(sipp, pbx, "pbx_uac_auth_hold.xml", "95551234",
+                              duration_ms=300).astart()
+        invite = await carrier.receive("INVITE")
+        assert isinstance(invite, Request)
+        carrier.answer(invite, 200, SDP)
+        await carrier.receive("ACK")
+        relayed = await carrier.receive("INVITE")
+        assert isinstance(relayed, Request) and b"a=sendonly" in relayed.body
+
+        contact = NameAddr.parse(invite.get("Contact") or "").uri
+        update = Request("UPDATE", contact, [
+            ("Via", f"SIP/2.0/UDP 127.0.0.1:{trunk_port};branch=z9hG4bK-glare2;rport"),
+            ("From", f"{invite.get('To')};tag=carrier1"),
+            ("To", invite.get("From") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", "1 UPDATE"),
+            ("Contact", f"<sip:carrier@127.0.0.1:{trunk_port}>"),
+            ("Max-Forwards", "70"),
+            ("Content-Type", "application/sdp"),
+        ], SDP.replace(b"40000", b"40002"))
+        carrier.send(update)
+        assert isinstance(await carrier.receive("491 UPDATE"), Response)
+
+        carrier.answer(relayed, 200, SDP.replace(b"PCMU/8000\r\n", b"PCMU/8000\r\na=recvonly\r\n"))
+        await carrier.receive("ACK")
+
+        async def held() -> bool:
+            return [c["status"] for c in await pbx.outbound()] == ["Wait"]
+
+        await pbx.wait_for(held, timeout=5, what="the call on hold")
+        bye = await carrier.receive("BYE", timeout=15)
+        assert isinstance(bye, Request)
+        carrier.send(make_response(bye, 200))
+        result = await near.await_result(15)
+        result.assert_ok(calls=1)
+        await pbx.wait_idle()
+    finally:
+        carrier.sock.close()
+        await pbx.stop()
