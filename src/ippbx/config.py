@@ -201,10 +201,13 @@ class ApiSection(_Model):
 class CallsSection(_Model):
     """Limits on a call's life: session timers (RFC 4028) on both legs, so a call whose
     peer vanished ends within one interval (0 = off, else at least 90 s, the RFC's
-    minimum), and the longest a call may last (0 = no limit)."""
+    minimum), and the longest a call may last (0 = no limit). What a 3xx from the callee
+    does: ippbx dials the number it names for the caller, through the caller's dial plan
+    (`follow`), or passes it on to the caller (`relay`)."""
 
     session_expires: int = Field(1800, ge=0)
     max_duration: int = Field(0, ge=0)
+    redirects: Literal["follow", "relay"] = "follow"
 
     @field_validator("session_expires")
     @classmethod

@@ -63,3 +63,11 @@ def test_udp_max_request() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(f"[sip]\nudp_max_request = {value}\n" + API, "x.toml")
         assert str(info.value).startswith("x.toml: sip.udp_max_request"), str(info.value)
+
+
+def test_redirects_setting() -> None:
+    assert parse_config(API).calls.redirects == "follow"
+    assert parse_config(API + '[calls]\nredirects = "relay"\n').calls.redirects == "relay"
+    with pytest.raises(ConfigError) as info:
+        parse_config(API + '[calls]\nredirects = "ignore"\n', "x.toml")
+    assert str(info.value).startswith("x.toml: calls.redirects"), str(info.value)

@@ -11,13 +11,21 @@ leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed t
 other side. The registry is updated at every step so `outbound/query` sees calls live,
 and a call leaves it only once both legs are over.
 
+A 3xx from the callee is followed: each number its Contacts name (highest q first) is
+dialled as a new dial by the caller, through the caller's own dial plan (an extension's
+outbound permissions, or the inbound routes of the caller's trunk), the redirected
+callee leg ending and a new one taking its place; a loop or more than three redirects
+fail the call (482). With `[calls] redirects = "relay"` the 3xx goes to the caller
+instead, its Contacts pointing at the same numbers through ippbx (`pbx/redirects.py`).
+
 The public methods that are not `on_request` (new_bridge, build_invite, send_invite,
-place_leg, call_extension, call_trunks, remember, bye, hangup_side, teardown, spawn) are
-the primitives `control.py` builds hang-up, hold, transfer and click-to-call on.
+place_leg, call_extension, call_trunks, remember, bye, detach, release, hangup_side,
+teardown, spawn) are the primitives `control.py` builds hang-up, hold, transfer and
+click-to-call on.
 
 Failures as the caller sees them: 404 no route, 403 route not allowed, 480 callee not
 registered or not answering, 486 busy (relayed), 503 every trunk failed, 483 when
-Max-Forwards runs out.
+Max-Forwards runs out, 482 a redirect loop (404/403 a redirect the dial plan refuses).
 """
 
 from __future__ import annotations
@@ -27,14 +35,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 from ippbx.config import Config, Trunk
 from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
-from ippbx.pbx.dialplan import Dialplan, Refused, ToExtension, ToTrunks
+from ippbx.pbx.dialplan import Destination, Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
+from ippbx.pbx.redirects import (
+    LOOP_STATUS,
+    MAX_REDIRECTS,
+    is_redirect,
+    redirect_numbers,
+    relayed_contacts,
+    target_key,
+)
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.session_keeper import SessionKeeper, with_side
 from ippbx.pbx.session_timers import (
@@ -59,6 +75,7 @@ from ippbx.sip.wire import Peer
 log = logging.getLogger(__name__)
 
 Side = Literal["a", "b"]
+_Placed = TypeVar("_Placed")  # what dialling a target gives once it answers
 FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
 # the headers of an UPDATE or INFO that go across with its body
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
@@ -95,6 +112,10 @@ class Bridge:
     # the callee's reliable 1xx whose SDP offer waits for the caller's answer (in the
     # caller's PRACK of our reliable copy of it: RFC 3262 offer/answer)
     offer_1xx: tuple[Response, Response] | None = None  # (the callee's, our copy)
+    # the 3xx the last callee leg answered, and the targets this call (or transfer) has
+    # dialled: the first and each redirect's (pbx/redirects.py); emptied once answered
+    redirect: Response | None = None
+    targets: tuple[str, ...] = ()
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -321,6 +342,9 @@ class B2BUA:
         self.bridges.pop(bridge.call.callid, None)
 
     async def call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
+        """Ring extension `number` for the call: None once answered and bridged, else the
+        failure's SIP status. A 3xx it answers is followed (`_follow`)."""
+        self._dialling(bridge, ToExtension(number))
         contacts = self.registrar.contacts(number)
         if not contacts:
             return 480
@@ -329,11 +353,15 @@ class B2BUA:
         ext = self._extensions.get(caller.extension or "")
         from_number = (ext.callerid if ext and ext.callerid else caller.from_number)
         leg = Leg(LegKind.EXTENSION, from_number, number, extension=number)
-        return await self._dial(
+        status = await self._dial(
             bridge, leg, binding.contact, binding.source, from_number, number, max_forwards
         )
+        return await self._redirected(bridge, status, max_forwards)
 
     async def call_trunks(self, bridge: Bridge, plan: ToTrunks, max_forwards: int) -> int | None:
+        """Send the call out through `plan`'s trunks, in failover order: None once
+        answered and bridged, else the failure's SIP status. A 3xx is followed."""
+        self._dialling(bridge, plan)
         caller = bridge.call.caller
         ext = self._extensions.get(caller.extension or "")
         status = 503
@@ -357,8 +385,91 @@ class B2BUA:
                 return None
             status = result
             if result not in FAILOVER_STATUSES or bridge.gave_up:
-                return result
+                return await self._redirected(bridge, result, max_forwards)
         return 503 if status in FAILOVER_STATUSES else status
+
+    # -- redirects (3xx from the callee; pbx/redirects.py) --------------------------------
+    @staticmethod
+    def _dialling(bridge: Bridge, destination: ToExtension | ToTrunks) -> None:
+        """Note `destination` as dialled by this call (a redirect back to it is a loop)."""
+        key = target_key(destination)
+        if key not in bridge.targets:
+            bridge.targets += (key,)
+
+    def _caller_route(self, bridge: Bridge) -> Callable[[str], Destination]:
+        """How the dial plan routes a number for the call's caller: an extension's
+        outbound permissions, or the inbound routes of the trunk a caller came in on."""
+        caller = bridge.call.caller
+        if caller.kind is LegKind.TRUNK and not caller.outgoing:
+            return partial(self._route_inbound, caller.trunk or "", caller.from_number)
+        return partial(self.dialplan.route_from_extension, caller.extension or "")
+
+    def _route_inbound(self, trunk: str, caller: str, number: str) -> Destination:
+        return self.dialplan.route_inbound(trunk, number, caller)
+
+    async def _redirected(self, bridge: Bridge, status: int | None,
+                          max_forwards: int) -> int | None:
+        """The outcome of a call's dial whose result was `status`: if that is the 3xx
+        the callee answered, the outcome of following it as the caller's new dial."""
+        redirect = bridge.redirect
+        if redirect is None or status is None or redirect.status != status:
+            if status is None:
+                bridge.targets = ()  # answered: nothing more to compare with
+            return status
+
+        async def dial(destination: ToExtension | ToTrunks) -> int | None:
+            if isinstance(destination, ToExtension):
+                if destination.route:  # (a trunk caller: the route that admits it now)
+                    bridge.call.inbound_route = destination.route
+                return await self.call_extension(bridge, destination.number, max_forwards)
+            return await self.call_trunks(bridge, destination, max_forwards)
+
+        return await self._follow(bridge, status, redirect, self._caller_route(bridge), dial)
+
+    async def _follow(
+        self,
+        bridge: Bridge,
+        status: int,
+        redirect: Response,
+        route: Callable[[str], Destination],
+        dial: Callable[[ToExtension | ToTrunks], Awaitable[_Placed | int]],
+    ) -> _Placed | int:
+        """Follow the 3xx `redirect` (whose `status` a dial just returned) when `[calls]
+        redirects = "follow"`: each number its Contacts name, highest q first, routed by
+        `route` (the dial plan of whoever placed the leg), is dialled with `dial` until
+        one answers. Numbers the dial plan refuses and targets already dialled are
+        skipped (the caller then gets the refusal's status, 482 for a loop); past
+        MAX_REDIRECTS the call fails 482. Otherwise (`relay`), `status` is returned."""
+        if self.config.calls.redirects != "follow":
+            return status
+        bridge.redirect = None
+        callid = bridge.call.callid
+        failure: int | None = None
+        for number in redirect_numbers(redirect):
+            if bridge.gave_up:
+                return 487
+            destination = route(number)
+            if isinstance(destination, Refused):
+                log.info("call %s: redirect to %s refused by the dial plan (%s)", callid,
+                         number, destination.reason)
+                failure = failure or destination.sip_status
+                continue
+            key = target_key(destination)
+            if key in bridge.targets:
+                log.info("call %s: redirect to %s, dialled already: a loop", callid, number)
+                failure = failure or LOOP_STATUS
+                continue
+            if len(bridge.targets) > MAX_REDIRECTS:  # (the first target, then redirects)
+                log.info("call %s: redirected more than %d times; giving up", callid,
+                         MAX_REDIRECTS)
+                return LOOP_STATUS
+            log.info("call %s: redirected (%d) to %s", callid, status, number)
+            bridge.targets += (key,)
+            result = await dial(destination)
+            if not isinstance(result, int) or bridge.gave_up:
+                return result
+            failure = result
+        return failure if failure is not None else 480
 
     async def _dial(
         self,
@@ -371,7 +482,8 @@ class B2BUA:
         max_forwards: int,
         trunk: Trunk | None = None,
     ) -> int | None:
-        """Place the callee leg; None once it is answered and bridged, else the failure."""
+        """Place the callee leg; None once it is answered and bridged, else the failure
+        (a 3xx is kept in `bridge.redirect`, for following or relaying)."""
         invite = self.build_invite(
             bridge.sdp.get("a", b""), bridge.content_type, uri, dest, from_user, to_user,
             max_forwards, trunk,
@@ -382,6 +494,7 @@ class B2BUA:
         if response.status >= 300:
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
+            bridge.redirect = response if is_redirect(response.status) else None
             return response.status
         if bridge.a is None:
             return self._answered_originated(bridge, leg, response)
@@ -395,19 +508,41 @@ class B2BUA:
         presented: str,
         attach: Callable[[Leg], None],
         on_behalf: str = "",
-    ) -> tuple[Leg, Dialog, bytes] | None:
+        reroute: Callable[[str], Destination] | None = None,
+    ) -> tuple[Leg, Dialog, bytes] | int:
         """Call `destination` with `offer` as a new leg of an answered call (a transfer
         target), trunks in failover order; `attach(leg)` enters each attempt in the
         registry. `presented` is the caller id the target is shown, `on_behalf` the
-        extension placing the leg (a trunk leg's `from` in the API). The answered leg, its
-        dialog and its SDP answer, or None."""
+        extension placing the leg (a trunk leg's `from` in the API). A 3xx is followed
+        (as `[calls] redirects` says) where `reroute(number)`, the dial plan of whoever
+        placed the leg, sends it; without `reroute` it is a failure. The answered leg,
+        its dialog and its SDP answer, or the failure's SIP status."""
+        bridge.targets = (target_key(destination),)
+        placed = await self._place(bridge, destination, offer, presented, attach, on_behalf,
+                                   reroute)
+        if not isinstance(placed, int):
+            bridge.targets = ()
+        return placed
+
+    async def _place(
+        self,
+        bridge: Bridge,
+        destination: ToExtension | ToTrunks,
+        offer: bytes,
+        presented: str,
+        attach: Callable[[Leg], None],
+        on_behalf: str,
+        reroute: Callable[[str], Destination] | None,
+    ) -> tuple[Leg, Dialog, bytes] | int:
         attempts: list[tuple[Leg, str, Peer, str, Trunk | None]] = []
         if isinstance(destination, ToExtension):
+            status = 480  # (not registered)
             for binding in self.registrar.contacts(destination.number)[:1]:
                 leg = Leg(LegKind.EXTENSION, presented, destination.number,
                           extension=destination.number)
                 attempts.append((leg, binding.contact, binding.source, presented, None))
         else:
+            status = 503  # (no trunk with a free channel)
             for name in destination.trunks:
                 trunk = self.trunks.get(name)
                 if trunk is None or not self.trunks.has_capacity(trunk):
@@ -419,9 +554,14 @@ class B2BUA:
                           trunk=trunk.name)
                 attempts.append((leg, f"sip:{destination.number}@{host}:{dest.port}", dest,
                                  from_number, trunk))
+
+        async def dial(target: ToExtension | ToTrunks) -> tuple[Leg, Dialog, bytes] | int:
+            return await self._place(bridge, target, offer, presented, attach, on_behalf,
+                                     reroute)
+
         for leg, uri, dest, from_user, trunk in attempts:
             if bridge.ended:
-                return None
+                return 487
             invite = self.build_invite(
                 offer, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
             )
@@ -435,9 +575,12 @@ class B2BUA:
                 return leg, ci.dialog, response.body
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
-            if response.status not in FAILOVER_STATUSES:
-                return None
-        return None
+            status = response.status
+            if is_redirect(status) and reroute is not None and not bridge.ended:
+                return await self._follow(bridge, status, response, reroute, dial)
+            if status not in FAILOVER_STATUSES:
+                return status
+        return 503 if status in FAILOVER_STATUSES else status
 
     def build_invite(
         self,
@@ -879,6 +1022,27 @@ class B2BUA:
 
         self.spawn(send())
 
+    def detach(self, bridge: Bridge, side: Side) -> Bridge | None:
+        """Take `side`'s dialog out of the call but keep it up: a transferor whose REFER
+        ippbx carries out gets NOTIFYs on it (RFC 3515). It is filed under a bridge of its
+        own that no call backs, so a BYE from that party ends this dialog alone, not the
+        call; `release()` ends it from our side. None if `side` has no dialog."""
+        dialog = bridge.dialog(side)
+        if dialog is None:
+            return None
+        bridge.set_dialog(side, None)
+        gone = Leg(LegKind.EXTENSION, "", "", status=LegStatus.ENDED)
+        alone = Bridge(Call(gone, ""), None, "", a_dialog=dialog)
+        self._dialogs[id(dialog)] = (alone, "a", dialog)
+        return alone
+
+    def release(self, alone: Bridge | None) -> None:
+        """BYE a dialog `detach()` kept up, unless its party has ended it already."""
+        if alone is None or alone.ended:
+            return
+        alone.ended = True
+        self.bye(alone.a_dialog)
+
     def hangup_side(self, bridge: Bridge, side: Side, cause: int) -> None:
         """`side` hung up (or failed): release the other side and end the call."""
         if bridge.ended:
@@ -893,14 +1057,25 @@ class B2BUA:
                 self.registry.end_leg(leg.id, cause)
 
     def _reject(self, bridge: Bridge, status: int) -> None:
-        """The call failed before it was answered: answer the caller, end its leg."""
+        """The call failed before it was answered: answer the caller, end its leg. A 3xx
+        the callee answered (`[calls] redirects = "relay"`) goes with its Contacts, made
+        to reach the same numbers through ippbx."""
         if bridge.ended:
             return
         if bridge.a is not None and bridge.a.was_cancelled:
             bridge.call.hangup_by = bridge.call.hangup_by or "caller"
         self.finish(bridge)
         if bridge.a is not None and not bridge.a.final_sent:
-            bridge.a.respond(status, to_tag=bridge.a_tag)
+            redirect, bridge.redirect = bridge.redirect, None
+            if redirect is not None and redirect.status == status:
+                transport = bridge.a.source.transport
+                contacts = relayed_contacts(
+                    redirect, lambda number: self.ua.contact_uri(number, transport))
+                bridge.a.respond(status, redirect.reason,
+                                 headers=[("Contact", value) for value in contacts],
+                                 to_tag=bridge.a_tag)
+            else:
+                bridge.a.respond(status, to_tag=bridge.a_tag)
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)

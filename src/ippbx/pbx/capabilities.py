@@ -6,8 +6,9 @@ advertises is what it does.
 
 - `ALLOW`: the methods ippbx answers as a B2BUA (PRACK, UPDATE and INFO inside calls,
   REFER for blind transfer, REGISTER for extensions).
-- `option_tags(session_timers)`: `100rel` (RFC 3262: reliable provisional responses, PRACK)
-  and, when `[calls] session_expires` is not 0, `timer` (RFC 4028).
+- `option_tags(session_timers)`: `100rel` (RFC 3262: reliable provisional responses, PRACK),
+  `norefersub` (RFC 4488: a REFER with `Refer-Sub: false` gets no NOTIFYs) and, when
+  `[calls] session_expires` is not 0, `timer` (RFC 4028).
 - `ACCEPT`: the only session description format ippbx reads.
 """
 
@@ -21,13 +22,14 @@ ALLOW = ", ".join(ALLOW_METHODS)
 ACCEPT = "application/sdp"
 
 RELIABLE_PROVISIONALS = "100rel"  # RFC 3262
+NO_REFER_SUB = "norefersub"  # RFC 4488
 SESSION_TIMERS = "timer"  # RFC 4028
 
 
 def option_tags(session_timers: bool) -> tuple[str, ...]:
     """The option tags ippbx supports (for `Supported`, and accepted in `Require`)."""
-    return (RELIABLE_PROVISIONALS, SESSION_TIMERS) if session_timers else (
-        RELIABLE_PROVISIONALS,)
+    base = (RELIABLE_PROVISIONALS, NO_REFER_SUB)
+    return (*base, SESSION_TIMERS) if session_timers else base
 
 
 def supported_header(session_timers: bool) -> tuple[str, str]:

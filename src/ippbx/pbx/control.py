@@ -10,10 +10,16 @@ do; the application follows them through `outbound/query` and the call reports.
 - hold/unhold: re-INVITE the other party with the extension's last SDP set to
   `sendonly` / `sendrecv`; both legs show `Wait` while held.
 - blind transfer: routed as if the transferor dialled the target, with its permissions
-  (a party on a trunk reaches trunks only if its inbound route has `allow_transfer_out`);
+  (a party on a trunk reaches trunks only if its inbound route has `allow_transfer_out`;
+  a 3xx from the target is followed with the same permissions);
   BYE the transferor, INVITE the target with the remaining party's SDP, then re-INVITE
   the remaining party with the target's answer. The remaining leg (and so
   an `outboundid` on it) carries on; the call keeps its callid.
+- transfer from a phone (REFER, RFC 3515): 202, then the same blind transfer, the
+  transferor kept informed: a NOTIFY with a `100 Trying` sipfrag at once, one with the
+  target's final status (`200 OK` once it answered, `486 Busy Here`…, ending the
+  subscription) when known, then its BYE. Its dialog leaves the call at once (its BYE ends
+  only it) but stays up for those. `Refer-Sub: false` (RFC 4488): no NOTIFY, BYE at once.
 - click-to-call (RFC 3725 flow I): INVITE the extension without SDP (auto-answer headers
   on request), then INVITE the target with the extension's offer, and complete the
   extension's 2xx with the target's answer in the ACK.
@@ -24,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from functools import partial
 from weakref import WeakKeyDictionary
 
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
@@ -35,11 +43,12 @@ from ippbx.pbx.session_keeper import with_side
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
-from ippbx.sip.message import Response
+from ippbx.sip.message import REASONS, Response
 from ippbx.sip.ua import ServerRequest
 
 log = logging.getLogger(__name__)
 
+NOTIFY_TIMEOUT = 4.0  # seconds a NOTIFY to a transferor may take before we go on without it
 AUTO_ANSWER_HEADERS = (
     ("Call-Info", "<sip:ippbx>;answer-after=0"),
     ("Alert-Info", "<http://ippbx/>;info=alert-autoanswer"),
@@ -193,8 +202,8 @@ class CallControl:
         return bridge, side, destination
 
     def _on_refer(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
-        """A phone transfers its call (REFER, RFC 3515): accept, tell it the transfer is
-        done (NOTIFY with a 200 sipfrag), then transfer as the API would."""
+        """A phone transfers its call (REFER, RFC 3515): accept (202), then transfer as
+        the API would, telling the phone how it goes (`_refer`)."""
         leg = bridge.leg(side)
         try:
             target = NameAddr.parse(sr.request.get("Refer-To") or "").sip_uri().unescaped_user or ""
@@ -208,24 +217,70 @@ class CallControl:
         except ControlError as exc:
             sr.respond(_REFER_REFUSALS.get(exc.reason, 603))
             return
-        sr.respond(202)
+        # RFC 4488: the transferor may ask for no implicit subscription, hence no NOTIFY
+        refer_sub = (sr.request.get("Refer-Sub") or "").partition(";")[0]
+        subscribe = refer_sub.strip().lower() != "false"
+        sr.respond(202, headers=() if subscribe else [("Refer-Sub", "false")])
         self.registry.transferred(bridge.call, leg, target)
-        self.b2bua.spawn(self._refer(bridge, side, destination))
+        self.b2bua.spawn(self._refer(bridge, side, destination, subscribe))
 
     async def _refer(
-        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks
+        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks,
+        subscribe: bool,
     ) -> None:
-        dialog = bridge.dialog(side)
-        if dialog is not None:
-            notify = self.b2bua.ua.request_in_dialog(dialog, "NOTIFY", b"SIP/2.0 200 OK\r\n", [
-                ("Event", "refer"),
-                ("Subscription-State", "terminated;reason=noresource"),
-                ("Content-Type", "message/sipfrag;version=2.0"),
-            ])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(notify, timeout=4.0)
-        if not bridge.ended and bridge.dialog(side) is dialog:
+        """Carry out an accepted REFER. With its implicit subscription, the transferor's
+        dialog leaves the call but stays up (`B2BUA.detach`) for the NOTIFYs (RFC 3515
+        §2.4.4): a `100 Trying` sipfrag now, the target's final status once known
+        (`_conclude`), then a BYE."""
+        if bridge.ended or bridge.dialog(side) is None:  # the call ended meanwhile
+            return
+        if not subscribe:
             await self._transfer(bridge, side, destination)
+            return
+        b2bua = self.b2bua
+        transferor = b2bua.detach(bridge, side)
+        trying = asyncio.ensure_future(self._notify(transferor, 100))
+        concluded = False
+
+        def outcome(status: int) -> None:
+            nonlocal concluded
+            concluded = True
+            b2bua.spawn(self._conclude(transferor, trying, status))
+
+        try:
+            await self._transfer(bridge, side, destination, outcome)
+        finally:
+            if not concluded:  # (stopping, or a failure of our own)
+                trying.cancel()
+                b2bua.release(transferor)
+
+    async def _conclude(self, transferor: Bridge | None, trying: asyncio.Future[None],
+                        status: int) -> None:
+        """The INVITE to the transfer target ended with `status` (200: answered): after
+        the `100 Trying` NOTIFY, a final one ends the subscription; then the BYE."""
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(trying, NOTIFY_TIMEOUT)
+            await self._notify(transferor, status)
+        finally:
+            self.b2bua.release(transferor)
+
+    async def _notify(self, transferor: Bridge | None, status: int) -> None:
+        """A NOTIFY of the REFER's implicit subscription (RFC 3515 §2.4.5) carrying the
+        status line `status` as a sipfrag; a provisional keeps the subscription active, a
+        final one ends it. Nothing if the transferor has hung up; an unanswered NOTIFY is
+        given up after NOTIFY_TIMEOUT."""
+        if transferor is None or transferor.ended or transferor.a_dialog is None:
+            return
+        state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
+        frag = f"SIP/2.0 {status} {REASONS.get(status, '')}\r\n"  # (the SP stays)
+        sent = self.b2bua.ua.request_in_dialog(transferor.a_dialog, "NOTIFY", frag.encode(), [
+            ("Event", "refer"),
+            ("Subscription-State", state),
+            ("Content-Type", "message/sipfrag;version=2.0"),
+        ])
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(sent, NOTIFY_TIMEOUT)
 
     @staticmethod
     def _other_extension(bridge: Bridge, side: Side) -> str | None:
@@ -233,13 +288,19 @@ class CallControl:
         return other.extension if other is not None else None
 
     async def _transfer(
-        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks
+        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks,
+        outcome: Callable[[int], None] | None = None,
     ) -> None:
+        """Blind transfer: `side` leaves, the other party is connected to `destination`.
+        `outcome(status)` hears the target's final status (200: answered) when known."""
         b2bua = self.b2bua
         keep: Side = "b" if side == "a" else "a"
         old = bridge.leg(side)
         kept = bridge.leg(keep)
         assert old is not None and kept is not None
+        # a 3xx from the target is followed with the transferor's permissions
+        reroute = partial(b2bua.dialplan.route_transfer, old.extension or "",
+                          bridge.call.inbound_route if old is bridge.call.inbound_leg else "")
         b2bua.bye(bridge.dialog(side))  # the transferor leaves now (BYE, then forgotten)
         bridge.set_dialog(side, None)
         offer = bridge.sdp.get(keep, b"")
@@ -258,7 +319,7 @@ class CallControl:
         on_behalf = old.extension or self._other_extension(bridge, side) or ""
         try:
             placed = await b2bua.place_leg(
-                bridge, destination, offer, presented, attach, on_behalf
+                bridge, destination, offer, presented, attach, on_behalf, reroute
             )
         except asyncio.CancelledError:  # stopping: CANCEL the target, release the other
             pending = bridge.b_invite
@@ -266,7 +327,9 @@ class CallControl:
                 pending.cancel()
             b2bua.hangup_side(bridge, side, 503)
             raise
-        if placed is None:  # the target did not answer: the remaining party is released
+        if outcome is not None:
+            outcome(placed if isinstance(placed, int) else 200)
+        if isinstance(placed, int):  # the target did not answer: the other party is released
             b2bua.hangup_side(bridge, side, 480)
             return
         new_leg, dialog, answer = placed
