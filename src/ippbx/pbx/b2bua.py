@@ -70,6 +70,7 @@ from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
 from ippbx.sip.reliable import RELIABLE, has_tag, rack_of, rseq_of
 from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
+from ippbx.sip.uri import uri_host
 from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ class B2BUA:
             from_number = (ext.callerid if ext and ext.callerid else "") or trunk.callerid \
                 or caller.from_number
             dest = self.trunks.destination(trunk)
-            host = f"[{dest.host}]" if ":" in dest.host else dest.host
+            host = uri_host(dest.host)
             uri = f"sip:{plan.number}@{host}:{dest.port}"
             # `from` in the API is the calling extension (what an application matches);
             # the caller id presented to the carrier goes only into the SIP From
@@ -548,7 +549,7 @@ class B2BUA:
                 if trunk is None or not self.trunks.has_capacity(trunk):
                     continue
                 dest = self.trunks.destination(trunk)
-                host = f"[{dest.host}]" if ":" in dest.host else dest.host
+                host = uri_host(dest.host)
                 from_number = trunk.callerid or presented
                 leg = Leg(LegKind.TRUNK, on_behalf or from_number, destination.number,
                           trunk=trunk.name)
@@ -593,9 +594,9 @@ class B2BUA:
         max_forwards: int,
         trunk: Trunk | None,
     ) -> Request:
-        local = self.ua.transport.local_host
+        local = uri_host(self.ua.transport.local_host)
         port = self.ua.transport.port_for(dest.transport)
-        domain = trunk.host if trunk is not None else dest.host
+        domain = uri_host(trunk.host if trunk is not None else dest.host)
         headers = [
             ("From", f"<sip:{from_user}@{local}:{port}>;tag={self.ua.new_tag()}"),
             ("To", f"<sip:{to_user}@{domain}>"),

@@ -77,7 +77,7 @@ from ippbx.sip.transaction import (
     TxKey,
     make_cancel,
 )
-from ippbx.sip.uri import SipUri, UriError
+from ippbx.sip.uri import SipUri, UriError, uri_host
 from ippbx.sip.wire import Peer
 
 __all__ = ["UNREACHABLE", "UserAgent", "ServerRequest", "ClientInvite", "Peer",
@@ -547,7 +547,7 @@ class UserAgent:
     @property
     def advertised_host(self) -> str:
         host = self.host or self.transport.local_host
-        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return uri_host(host)
 
     def via(self, transport: str = "udp", branch: str | None = None) -> str:
         """Our Via value for a new request (fresh branch unless given; asks for rport)."""

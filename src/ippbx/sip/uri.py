@@ -164,6 +164,11 @@ class SipUri:
         return replace(self, params=params)
 
 
+def uri_host(host: str) -> str:
+    """A host as a URI writes it: an IPv6 address in brackets (RFC 3261 §25.1)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def split_host_port(text: str) -> tuple[str, int | None]:
     """Split "host[:port]" (IPv6 references in brackets); raise UriError if malformed."""
     text = text.strip()
