@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ippbx.sip.message import Request, Response, parse_message
+from ippbx.sip.message import Request, Response, Sent, parse_message
 from ippbx.sip.ua import UserAgent
 from ippbx.sip.wire import Peer, fix_via
 
@@ -49,11 +49,12 @@ class FakeTransport:
     async def stop(self) -> None:
         self.net.endpoints.pop((self.local_host, self.local_port), None)
 
-    def send(self, message: Msg, dest: Peer) -> None:
+    def send(self, message: Msg | Sent, dest: Peer) -> None:
         data = message.to_bytes()
         me = Peer(self.local_host, self.local_port, dest.transport)
-        self.net.log.append((me, dest, parse_message(data)))
-        if self.net.drop is not None and self.net.drop(message, dest):
+        parsed = parse_message(data)
+        self.net.log.append((me, dest, parsed))
+        if self.net.drop is not None and self.net.drop(parsed, dest):
             return
         target = self.net.endpoints.get((dest.host, dest.port))
         if target is not None:

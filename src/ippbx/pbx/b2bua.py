@@ -88,8 +88,12 @@ class Bridge:
     """The two dialogs of one call and the registry record they feed."""
 
     call: Call
-    a: ServerRequest | None  # the caller's INVITE; None for calls ippbx originates
+    # the caller's INVITE until its ACK (then let go: a held call keeps its dialogs, not
+    # parsed messages); None for calls ippbx originates
+    a: ServerRequest | None
     a_tag: str
+    originated: bool = False  # a call ippbx placed (click-to-call): no caller's INVITE
+    a_transport: str = "udp"  # the transport the caller's INVITE came over
     a_dialog: Dialog | None = None
     b_invite: ClientInvite | None = None
     b_dialog: Dialog | None = None
@@ -331,7 +335,8 @@ class B2BUA:
             self.teardown(bridge, 500)
 
     def new_bridge(self, call: Call, sr: ServerRequest | None) -> Bridge:
-        bridge = Bridge(call, sr, self.ua.new_tag())
+        bridge = Bridge(call, sr, self.ua.new_tag(), originated=sr is None,
+                        a_transport=sr.source.transport if sr is not None else "udp")
         self.bridges[call.callid] = bridge
         return bridge
 
@@ -497,7 +502,7 @@ class B2BUA:
                 self.registry.end_leg(leg.id, response.status)
             bridge.redirect = response if is_redirect(response.status) else None
             return response.status
-        if bridge.a is None:
+        if bridge.originated:
             return self._answered_originated(bridge, leg, response)
         return await self._answered(bridge, leg, response)
 
@@ -677,7 +682,7 @@ class B2BUA:
         return response
 
     def _ring_timeout(self, bridge: Bridge) -> float:
-        if bridge.a is None and bridge.a_dialog is not None:
+        if bridge.originated and bridge.a_dialog is not None:
             # A call ippbx originated holds the first party's 200 un-ACKed until the
             # second answers (RFC 3725 flow I); that party gives up at 64*T1 = 32 s.
             return min(self.config.sip.no_answer_seconds, 25.0)
@@ -802,6 +807,7 @@ class B2BUA:
         self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         ack = await bridge.a.acked()
+        bridge.a = None  # (answered and ACKed: its INVITE and ACK are not needed again)
         if late:
             self._ack_with_answer(bridge, callee, ack, "a")
         if ack is None and not bridge.ended:  # the caller never confirmed: tear down
@@ -848,8 +854,8 @@ class B2BUA:
 
     def _contact(self, bridge: Bridge) -> str:
         """Our Contact towards the caller, for the transport its INVITE came over."""
-        transport = bridge.a.source.transport if bridge.a is not None else "udp"
-        return f"<{self.ua.contact_uri(bridge.call.caller.to_number or 'ippbx', transport)}>"
+        user = bridge.call.caller.to_number or "ippbx"
+        return f"<{self.ua.contact_uri(user, bridge.a_transport)}>"
 
     # -- in-dialog requests -------------------------------------------------------------
     def _in_dialog(self, sr: ServerRequest) -> None:

@@ -31,7 +31,7 @@ from typing import Literal
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
-from ippbx.sip.message import Message, Request, Response
+from ippbx.sip.message import Message, Request, Response, Sent
 from ippbx.sip.uri import SipUri, UriError
 
 __all__ = [
@@ -117,7 +117,7 @@ class Dialog:
         self.local_contact = local_contact  # the Contact value we advertised
         self.invite_cseq = invite_cseq  # CSeq number of the last INVITE we sent (for ACK)
         self.peer = peer  # opaque: where the UA sends requests of this dialog
-        self.last_ack: Request | None = None  # the UA's ACK for the last 2xx, to resend
+        self.last_ack: Sent | None = None  # the UA's ACK for the last 2xx, to resend
         self._strict = False
         self._check_routes()
 

@@ -29,6 +29,7 @@ __all__ = [
     "Message",
     "Request",
     "Response",
+    "Sent",
     "parse_message",
     "StreamParser",
     "make_response",
@@ -113,6 +114,24 @@ REASONS = {
     505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
     603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
+
+
+class Sent:
+    """A request kept only as the bytes it went out as, to send again (the ACK for a 2xx,
+    re-sent when that 2xx is retransmitted): a held call keeps this, not a parsed
+    request. Transports send it like a message (`to_bytes()`)."""
+
+    __slots__ = ("data", "cseq")
+
+    def __init__(self, data: bytes, cseq: int) -> None:
+        self.data = data
+        self.cseq = cseq  # its CSeq number
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<Sent {self.data.split(b' ', 1)[0].decode(errors='replace')} CSeq {self.cseq}>"
 
 
 class Message:

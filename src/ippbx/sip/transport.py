@@ -76,7 +76,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
-from ippbx.sip.message import MAX_MESSAGE, Request, Response, StreamParser
+from ippbx.sip.message import MAX_MESSAGE, Request, Response, Sent, StreamParser
 from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.wire import Peer, Rejection, read_datagram, read_stream, reply_address
 
@@ -367,7 +367,7 @@ class SipTransport:
         self._per_ip.clear()
 
     # -- sending ----------------------------------------------------------------------------
-    def send(self, message: Request | Response, dest: Peer) -> None:
+    def send(self, message: Request | Response | Sent, dest: Peer) -> None:
         """Send `message` to `dest`; never blocks, never raises (failures are logged)."""
         try:
             data = message.to_bytes()

@@ -54,7 +54,7 @@ from ippbx.sip.checks import SIP_SCHEMES, check_request, malformed
 from ippbx.sip.dialog import CONFIRMED, Dialog, DialogError, DialogStore, Retransmit2xx
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
-from ippbx.sip.message import Request, Response, make_response
+from ippbx.sip.message import Request, Response, Sent, make_response
 from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT, UdpOnly, rewrite_top_via, tcp_instead
 from ippbx.sip.ratelog import RateLimitedLog
@@ -101,7 +101,7 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, message: Request | Response, dest: Peer) -> None: ...
+    def send(self, message: Request | Response | Sent, dest: Peer) -> None: ...
 
     def response_destination(self, response: Response, source: Peer) -> Peer: ...
 
@@ -613,8 +613,8 @@ class UserAgent:
         ack = dialog.create_ack(body, headers)
         dest = self.dialog_destination(dialog)
         self._complete(ack, dest)
-        dialog.last_ack = ack
-        self._transmit(ack, dest)
+        sent = dialog.last_ack = Sent(ack.to_bytes(), ack.cseq[0])
+        self._transmit(sent, dest)
         return ack
 
     def forget_dialog(self, dialog: Dialog) -> None:
@@ -823,7 +823,7 @@ class UserAgent:
 
     def _reack(self, dialog: Dialog, response: Response) -> None:
         ack = dialog.last_ack
-        if ack is not None and ack.cseq[0] == response.cseq[0]:
+        if ack is not None and ack.cseq == response.cseq[0]:
             self._transmit(ack, self.dialog_destination(dialog))
 
     def _drop_fork(self, call: ClientInvite, response: Response) -> None:
@@ -1065,7 +1065,7 @@ class UserAgent:
                  udp.port, call.request.method)
         self._start_client(call)
 
-    def _transmit(self, message: Request | Response, dest: Peer) -> None:
+    def _transmit(self, message: Request | Response | Sent, dest: Peer) -> None:
         try:
             self.transport.send(message, dest)
         except Exception:
