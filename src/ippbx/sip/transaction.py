@@ -214,22 +214,25 @@ START = "Start"  # before the first stimulus ("TU request" or "request")
 # unless a response went out), "timeout", "error", "start_retx" (arm A/E/G at T1 if
 # unreliable), "retx_if_provisional" (start_retx, if a provisional was sent), "backoff"
 # (double the A/E/G interval, E/G capped at T2, and re-arm), "retx_t2" (re-arm E at T2),
-# "arm:X" (arm timer X at its fixed duration; "100" is the 100 Trying delay), "stop:X".
+# "arm:X" (arm timer X at its fixed duration; "100" is the 100 Trying delay), "stop:X",
+# "drop_request" / "drop_response" (let go of what the state reached has no use for:
+# finished transactions linger up to 32 s, and a busy PBX has thousands of them).
 Table = dict[tuple[str, str], tuple[str, tuple[str, ...]]]
 
-_FINAL_ACKED = ("stop:A", "stop:B", "to_tu", "ack", "arm:D")
+_FINAL_ACKED = ("stop:A", "stop:B", "to_tu", "ack", "drop_request", "arm:D")
 
 CLIENT_INVITE: Table = {  # RFC 3261 Figure 5 + RFC 6026 Figure 3
     (START, "TU request"): (CALLING, ("send", "start_retx", "arm:B")),
     (CALLING, "timer A"): (CALLING, ("resend", "backoff")),
     (CALLING, "timer B"): (TERMINATED, ("timeout",)),
     (CALLING, "1xx"): (PROCEEDING, ("stop:A", "stop:B", "arm:C", "to_tu")),
-    (CALLING, "2xx"): (ACCEPTED, ("stop:A", "stop:B", "to_tu", "arm:M")),
+    (CALLING, "2xx"): (ACCEPTED, ("stop:A", "stop:B", "to_tu", "drop_request", "arm:M")),
     (CALLING, "300-699"): (COMPLETED, _FINAL_ACKED),
     (CALLING, "transport error"): (TERMINATED, ("error",)),
     (PROCEEDING, "1xx"): (PROCEEDING, ("arm:C", "to_tu")),
-    (PROCEEDING, "2xx"): (ACCEPTED, ("stop:C", "to_tu", "arm:M")),
-    (PROCEEDING, "300-699"): (COMPLETED, ("stop:C", "to_tu", "ack", "arm:D")),
+    (PROCEEDING, "2xx"): (ACCEPTED, ("stop:C", "to_tu", "drop_request", "arm:M")),
+    (PROCEEDING, "300-699"): (COMPLETED, ("stop:C", "to_tu", "ack", "drop_request",
+                                          "arm:D")),
     (PROCEEDING, "timer C"): (TERMINATED, ("timeout",)),
     (PROCEEDING, "transport error"): (TERMINATED, ("error",)),
     (COMPLETED, "300-699"): (COMPLETED, ("ack",)),  # our ACK was lost: send it again
@@ -243,7 +246,7 @@ CLIENT_INVITE: Table = {  # RFC 3261 Figure 5 + RFC 6026 Figure 3
     (ACCEPTED, "timer M"): (TERMINATED, ()),
 }
 
-_NI_FINAL = ("stop:E", "stop:F", "to_tu", "arm:K")
+_NI_FINAL = ("stop:E", "stop:F", "to_tu", "drop_request", "arm:K")
 
 CLIENT_NON_INVITE: Table = {  # RFC 3261 Figure 6
     (START, "TU request"): (TRYING, ("send", "start_retx", "arm:F")),
@@ -271,9 +274,12 @@ SERVER_INVITE: Table = {  # RFC 3261 Figure 7 + RFC 6026 Figure 5 (see the modul
     (PROCEEDING, "request"): (PROCEEDING, ("resend",)),  # the last provisional, if any
     (PROCEEDING, "ACK"): (PROCEEDING, ()),
     (PROCEEDING, "TU 1xx"): (PROCEEDING, ("stop:100", "send")),
-    (PROCEEDING, "TU 2xx"): (ACCEPTED, ("stop:100", "send", "arm:L")),
+    # (Accepted: the UA core resends the 2xx until the ACK; the transaction only absorbs
+    # retransmitted INVITEs and passes ACKs up, so it keeps neither message)
+    (PROCEEDING, "TU 2xx"): (ACCEPTED, ("stop:100", "send", "drop_request", "drop_response",
+                                        "arm:L")),
     (PROCEEDING, "TU 300-699"): (COMPLETED, ("stop:100", "send", "retx_if_provisional",
-                                             "arm:H")),
+                                             "drop_request", "arm:H")),
     (PROCEEDING, "transport error"): (TERMINATED, ("error",)),
     (COMPLETED, "request"): (COMPLETED, ("resend",)),
     (COMPLETED, "timer G"): (COMPLETED, ("resend", "backoff")),
@@ -285,7 +291,7 @@ SERVER_INVITE: Table = {  # RFC 3261 Figure 7 + RFC 6026 Figure 5 (see the modul
     (CONFIRMED, "timer I"): (TERMINATED, ()),
     (ACCEPTED, "request"): (ACCEPTED, ()),
     (ACCEPTED, "ACK"): (ACCEPTED, ("ack_to_tu",)),
-    (ACCEPTED, "TU 2xx"): (ACCEPTED, ("send",)),
+    (ACCEPTED, "TU 2xx"): (ACCEPTED, ("send", "drop_response")),
     (ACCEPTED, "timer L"): (TERMINATED, ()),
 }
 
@@ -294,12 +300,12 @@ SERVER_NON_INVITE: Table = {  # RFC 3261 Figure 8
     (START, "CANCEL"): (TRYING, ()),  # a new CANCEL: the layer answers it, not the TU
     (TRYING, "request"): (TRYING, ()),
     (TRYING, "TU 1xx"): (PROCEEDING, ("send",)),
-    (TRYING, "TU 2xx"): (COMPLETED, ("send", "arm:J")),
-    (TRYING, "TU 300-699"): (COMPLETED, ("send", "arm:J")),
+    (TRYING, "TU 2xx"): (COMPLETED, ("send", "drop_request", "arm:J")),
+    (TRYING, "TU 300-699"): (COMPLETED, ("send", "drop_request", "arm:J")),
     (PROCEEDING, "request"): (PROCEEDING, ("resend",)),
     (PROCEEDING, "TU 1xx"): (PROCEEDING, ("send",)),
-    (PROCEEDING, "TU 2xx"): (COMPLETED, ("send", "arm:J")),
-    (PROCEEDING, "TU 300-699"): (COMPLETED, ("send", "arm:J")),
+    (PROCEEDING, "TU 2xx"): (COMPLETED, ("send", "drop_request", "arm:J")),
+    (PROCEEDING, "TU 300-699"): (COMPLETED, ("send", "drop_request", "arm:J")),
     (PROCEEDING, "transport error"): (TERMINATED, ("error",)),
     (COMPLETED, "request"): (COMPLETED, ("resend",)),
     (COMPLETED, "timer J"): (TERMINATED, ()),
@@ -673,6 +679,12 @@ class TransactionLayer:
             tx.provisional_sent = True
             self._out.append(Send(tx.last_response, tx.peer, tx.key))
 
+    def _a_drop_request(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
+        tx.request = None
+
+    def _a_drop_response(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
+        tx.last_response = None
+
     def _a_timeout(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
         self._out.append(Timeout(tx.key))
 
@@ -728,6 +740,8 @@ _ACTIONS: dict[str, _Action] = {
     "ack_to_tu": TransactionLayer._a_ack_to_tu,
     "trying": TransactionLayer._a_trying,
     "timeout": TransactionLayer._a_timeout,
+    "drop_request": TransactionLayer._a_drop_request,
+    "drop_response": TransactionLayer._a_drop_response,
     "error": TransactionLayer._a_error,
     "start_retx": TransactionLayer._a_start_retx,
     "retx_if_provisional": TransactionLayer._a_retx_if_provisional,

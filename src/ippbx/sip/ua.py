@@ -345,6 +345,7 @@ class ServerRequest:
         self._final_status = status
         self._cancel_event = None
         if is_invite:
+            self.ua._servers.pop(self.key, None)  # (kept for CANCEL, which no longer matters)
             if status < 300:
                 self.ua._start_2xx(self, response)
             else:
