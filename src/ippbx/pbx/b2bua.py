@@ -287,6 +287,9 @@ class B2BUA:
             return
         trunk = self.trunks.match_source(sr.source, from_user, from_user in self._extensions)
         if trunk is not None:
+            if not self.trunks.has_capacity(trunk):  # all its channels in use (both ways)
+                sr.respond(503, "All Channels In Use")
+                return
             did = dialled or _user_of(req.to.uri)
             caller = Leg(LegKind.TRUNK, from_user, did, trunk=trunk.name)
             destination: ToExtension | ToTrunks | Refused = self.dialplan.route_inbound(

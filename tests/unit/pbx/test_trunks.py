@@ -183,6 +183,10 @@ async def test_an_inbound_call_takes_a_channel_of_its_trunk(world: World) -> Non
     outbound = await phone.call("9" + NUMBER)
     assert (await outbound.final()).status == 200
     assert len(second.got("INVITE")) == 1 and len(carrier.got("INVITE")) == 0
+    # a second inbound call finds the trunk's one channel taken: 503, nothing rings
+    refused = await carrier.call("5550100", from_user="0699999999")
+    assert (await refused.final()).status == 503
+    assert len(ext.got("INVITE")) == 1
     await phone.hangup()
     await carrier.hangup()
     await ext.wait_for("BYE")
