@@ -36,6 +36,7 @@ from ippbx.config import Config
 from ippbx.gc_policy import FullCollector
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
+from ippbx.pbx.ids import set_node
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
@@ -76,6 +77,7 @@ class App:
     ) -> None:
         self.config = config
         self.boot_time = wall_clock()
+        set_node(config.calls.node)  # (call and leg ids: "node-<unix>.<seq>")
         self.registry = CallRegistry()
         self.store = Store(config.store.path)
         self.registry.subscribe(CdrRecorder(self.store))

@@ -208,6 +208,9 @@ class CallsSection(_Model):
     session_expires: int = Field(1800, ge=0)
     max_duration: int = Field(0, ge=0)
     redirects: Literal["follow", "relay"] = "follow"
+    # this node's name, prefixed to every call and leg id ("pbx2-1589938378.1130"), as
+    # Asterisk's systemname does; "" (one node): plain ids
+    node: str = Field("", max_length=32, pattern=r"^[A-Za-z0-9_]*$")
 
     @field_validator("session_expires")
     @classmethod

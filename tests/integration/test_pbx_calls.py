@@ -393,3 +393,25 @@ async def test_fifty_calls_at_25_per_second(start_pbx: Start, sipp: SippFactory)
     counts = await pbx.ua_counts_zero(timeout=40)
     assert counts == dict.fromkeys(counts, 0)
     await pbx.stop()
+
+
+async def test_a_named_node_prefixes_its_call_ids(start_pbx: Start, sipp: SippFactory) -> None:
+    """`[calls] node` (Asterisk's systemname): every id the API and the CDR show starts
+    with the node's name, so two nodes never hand out the same id."""
+    trunk_port = free_port()
+    pbx = await start_pbx([TrunkSpec("carrier", trunk_port)], extra='[calls]\nnode = "pbx2"\n')
+    try:
+        far = carrier(sipp, trunk_port, "uas.xml")
+        near = caller(sipp, pbx, "uac_auth.xml", "9" + NUMBER, duration_ms=1000)
+        await far.astart()
+        await near.astart()
+        call = await wait_status(pbx, "Talking")
+        oid = call["outboundid"]
+        assert re.fullmatch(r"pbx2-\d+\.\d+", oid), oid
+        assert await pbx.outbound(oid) == [call]
+        (await near.await_result(15)).assert_ok(calls=1)
+        await pbx.wait_idle()
+        [cdr] = pbx.app.store.cdrs()
+        assert cdr.outboundid == oid and cdr.callid.startswith("pbx2-")
+    finally:
+        await pbx.stop()

@@ -71,3 +71,12 @@ def test_redirects_setting() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(API + '[calls]\nredirects = "ignore"\n', "x.toml")
     assert str(info.value).startswith("x.toml: calls.redirects"), str(info.value)
+
+
+def test_node_name() -> None:
+    assert parse_config(API).calls.node == ""
+    assert parse_config(API + '[calls]\nnode = "pbx_2"\n').calls.node == "pbx_2"
+    for bad in ('"pbx-2"', '"a b"', '"' + "x" * 33 + '"'):
+        with pytest.raises(ConfigError) as info:
+            parse_config(API + f"[calls]\nnode = {bad}\n", "x.toml")
+        assert str(info.value).startswith("x.toml: calls.node"), str(info.value)

@@ -4,7 +4,7 @@ import pytest
 
 from ippbx.pbx import events
 from ippbx.pbx.calls import CallRegistry, CallType, Leg, LegKind, LegStatus, UnknownCall
-from ippbx.pbx.ids import IdGenerator
+from ippbx.pbx.ids import IdGenerator, set_node, use
 
 
 def ext_leg(number: str, dialled: str) -> Leg:
@@ -92,3 +92,16 @@ def test_unknown_leg_raises_and_bad_subscriber_is_isolated() -> None:
         reg.end_leg("1.1")
     reg.end_leg(call.caller.id)
     assert len(reg) == 0
+
+
+def test_a_node_name_prefixes_ids_and_the_counter_goes_on() -> None:
+    gen = IdGenerator(clock=lambda: 1589938378.9, start=7, node="pbx2")
+    assert gen.next() == "pbx2-1589938378.7"
+    gen.node = ""
+    assert gen.next() == "1589938378.8"
+    previous = use(gen)
+    try:
+        set_node("east")
+        assert Leg(LegKind.EXTENSION, "1", "2").id == "east-1589938378.9"
+    finally:
+        use(previous)
