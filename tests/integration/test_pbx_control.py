@@ -527,8 +527,8 @@ async def test_hold_and_unhold(start_pbx: Start, sipp: SippFactory, pace: str) -
         assert call is not None
         bridge = pbx.app.pbx.b2bua.bridges[call.callid]
         before = bridge.sdp["a"]
-        pbx.app.pbx.control.hold(call, "1001", True)
-        pbx.app.pbx.control.hold(call, "1001", False)
+        pbx.app.pbx.control.hold(call.callid, "1001", True)
+        pbx.app.pbx.control.hold(call.callid, "1001", False)
 
         async def unheld() -> bool:  # 1001's SDP as last offered: sendrecv once more
             return bridge.sdp["a"] != before and direction(bridge.sdp["a"]) == "sendrecv"

@@ -1,7 +1,8 @@
 """Call control on behalf of an application: hang up, hold, blind transfer, click-to-call.
 
 The API layer finds the call (by outboundid, inboundid, extension or callid) and asks
-here; everything SIP happens in the B2BUA's primitives. Operations that take time
+here by its callid (a string: no live object crosses, so the call may one day live in a
+store shared by several nodes); everything SIP happens in the B2BUA's primitives. Operations that take time
 (transfer, originate, hold) run as B2BUA tasks and return at once, as the vendors' APIs
 do; the application follows them through `outbound/query` and the call reports.
 
@@ -35,7 +36,7 @@ from functools import partial
 from weakref import WeakKeyDictionary
 
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
-from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
+from ippbx.pbx.calls import Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
@@ -78,8 +79,8 @@ class CallControl:
         b2bua.on_refer = self._on_refer
         self._reinvite_locks: WeakKeyDictionary[Bridge, asyncio.Lock] = WeakKeyDictionary()
 
-    def _bridge(self, call: Call) -> Bridge:
-        bridge = self.b2bua.bridges.get(call.callid)
+    def _bridge(self, callid: str) -> Bridge:
+        bridge = self.b2bua.bridges.get(callid)
         if bridge is None or bridge.ended:
             raise ControlError(ControlError.NO_CALL)
         return bridge
@@ -89,9 +90,10 @@ class CallControl:
         return bridge.a_dialog is not None and bridge.b_dialog is not None
 
     # -- hang up ------------------------------------------------------------------------
-    def hangup(self, call: Call) -> None:
-        """End `call` whatever its state."""
-        bridge = self._bridge(call)
+    def hangup(self, callid: str) -> None:
+        """End call `callid` whatever its state."""
+        bridge = self._bridge(callid)
+        call = bridge.call
         call.hangup_by = call.hangup_by or "api"
         if self._answered(bridge):
             self.b2bua.teardown(bridge, 200)
@@ -103,7 +105,7 @@ class CallControl:
         calls = self.registry.by_extension(number)
         for call in calls:
             if call.callid in self.b2bua.bridges:
-                self.hangup(call)
+                self.hangup(call.callid)
         return len(calls)
 
     # -- hold ---------------------------------------------------------------------------
@@ -114,9 +116,9 @@ class CallControl:
                 return side  # type: ignore[return-value]
         raise ControlError(ControlError.NO_CALL)
 
-    def hold(self, call: Call, extension: str, on: bool) -> None:
+    def hold(self, callid: str, extension: str, on: bool) -> None:
         """Put the party `extension` talks to on hold (`on`) or take it off."""
-        bridge = self._bridge(call)
+        bridge = self._bridge(callid)
         side = self._side_of_extension(bridge, extension)
         if not self._answered(bridge):
             raise ControlError(ControlError.NOT_CONNECTED)
@@ -175,15 +177,16 @@ class CallControl:
                 return side  # type: ignore[return-value]
         raise ControlError(ControlError.NO_CALL)
 
-    def transfer(self, call: Call, transferor: str, target: str) -> None:
+    def transfer(self, callid: str, transferor: str, target: str) -> None:
         """Blind transfer: `transferor` leaves, the other party is connected to `target`."""
-        bridge, side, destination = self._prepare_transfer(call, transferor, target)
+        bridge, side, destination = self._prepare_transfer(callid, transferor, target)
         self.b2bua.spawn(self._transfer(bridge, side, destination))
 
     def _prepare_transfer(
-        self, call: Call, transferor: str, target: str
+        self, callid: str, transferor: str, target: str
     ) -> tuple[Bridge, Side, ToExtension | ToTrunks]:
-        bridge = self._bridge(call)
+        bridge = self._bridge(callid)
+        call = bridge.call
         side = self._transferor_side(bridge, transferor)
         if not self._answered(bridge):
             raise ControlError(ControlError.NOT_CONNECTED)
@@ -213,7 +216,7 @@ class CallControl:
             sr.respond(400, "Bad Refer-To")
             return
         try:
-            _, _, destination = self._prepare_transfer(bridge.call, leg.id, target)
+            _, _, destination = self._prepare_transfer(bridge.call.callid, leg.id, target)
         except ControlError as exc:
             sr.respond(_REFER_REFUSALS.get(exc.reason, 603))
             return
@@ -360,8 +363,8 @@ class CallControl:
             raise ControlError(ControlError.NO_EXTENSION)
         return contacts
 
-    def dial(self, extension: str, target: str, autoanswer: bool = False) -> Call:
-        """Ring `extension`; once it answers, call `target` from it. Returns the call."""
+    def dial(self, extension: str, target: str, autoanswer: bool = False) -> str:
+        """Ring `extension`; once it answers, call `target` from it. Returns the callid."""
         b2bua = self.b2bua
         contacts = self.require_extension(extension)
         destination = b2bua.dialplan.route_from_extension(extension, target)
@@ -372,7 +375,7 @@ class CallControl:
         call = self.registry.start_call(leg, target)
         bridge = b2bua.new_bridge(call, None)
         b2bua.spawn(self._dial(bridge, contacts[0], destination, target, autoanswer))
-        return call
+        return call.callid
 
     async def _dial(
         self, bridge: Bridge, binding: Binding, destination: ToExtension | ToTrunks,

@@ -80,20 +80,20 @@ def stranger_call() -> Call:
 # -- hang up -------------------------------------------------------------------------------
 async def test_hangup_of_an_answered_call_byes_both_parties(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world)
-    pbx.control.hangup(call)
+    pbx.control.hangup(call.callid)
     await phone.wait_for("BYE")
     await carrier.wait_for("BYE")
     await pbx.idle()
     assert call.hangup_by == "api"
     with pytest.raises(ControlError) as refused:  # it is gone
-        pbx.control.hangup(call)
+        pbx.control.hangup(call.callid)
     assert refused.value.reason == ControlError.NO_CALL
     await world.settled()
 
 
 async def test_hangup_of_a_ringing_call_cancels_the_callee(world: World) -> None:
     pbx, _, carrier, call, out = await outbound_call(world, answer=False)
-    pbx.control.hangup(call)
+    pbx.control.hangup(call.callid)
     assert (await out.final()).status == 487
     await until(lambda: carrier.requests[0].was_cancelled, "the carrier's CANCEL")
     await pbx.idle()
@@ -113,21 +113,21 @@ async def test_hangup_extension_ends_its_calls(world: World) -> None:
 async def test_hangup_of_an_unknown_call_is_refused(world: World) -> None:
     pbx = await world.start_pbx()
     with pytest.raises(ControlError) as refused:
-        pbx.control.hangup(stranger_call())
+        pbx.control.hangup(stranger_call().callid)
     assert refused.value.reason == ControlError.NO_CALL
 
 
 # -- hold ----------------------------------------------------------------------------------
 async def test_hold_and_unhold_reinvite_the_other_party(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world)
-    pbx.control.hold(call, "1001", True)
+    pbx.control.hold(call.callid, "1001", True)
     hold = await carrier.wait_for("INVITE", 2)
     assert sdp_name(hold.body) == "1001"  # 1001's own SDP, re-offered
     assert b"a=sendonly" in hold.body and b"a=sendrecv" not in hold.body
     await until(lambda: statuses(call) == [LegStatus.WAIT, LegStatus.WAIT], "Wait")
     assert phone.got("INVITE") == []  # the held party's phone hears nothing of it
 
-    pbx.control.hold(call, "1001", False)
+    pbx.control.hold(call.callid, "1001", False)
     unhold = await carrier.wait_for("INVITE", 3)
     assert b"a=sendrecv" in unhold.body and b"a=sendonly" not in unhold.body
     await until(lambda: statuses(call) == [LegStatus.TALKING, LegStatus.TALKING], "Talking")
@@ -139,8 +139,8 @@ async def test_hold_and_unhold_reinvite_the_other_party(world: World) -> None:
 async def test_hold_then_unhold_at_once_sends_one_reinvite_at_a_time(world: World) -> None:
     """RFC 3261 §14.1: the unhold re-INVITE waits for the hold's answer."""
     pbx, phone, carrier, call, _ = await outbound_call(world)
-    pbx.control.hold(call, "1001", True)
-    pbx.control.hold(call, "1001", False)
+    pbx.control.hold(call.callid, "1001", True)
+    pbx.control.hold(call.callid, "1001", False)
     unhold = await carrier.wait_for("INVITE", 3)
     hold = carrier.got("INVITE")[1]
     assert b"a=sendonly" in hold.body and b"a=sendrecv" in unhold.body
@@ -156,15 +156,15 @@ async def test_hold_then_unhold_at_once_sends_one_reinvite_at_a_time(world: Worl
 async def test_hold_is_refused_before_the_answer_and_for_strangers(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world, answer=False)
     with pytest.raises(ControlError) as refused:
-        pbx.control.hold(call, "1001", True)
+        pbx.control.hold(call.callid, "1001", True)
     assert refused.value.reason == ControlError.NOT_CONNECTED
     with pytest.raises(ControlError) as refused:
-        pbx.control.hold(call, "1003", True)  # not a party of this call
+        pbx.control.hold(call.callid, "1003", True)  # not a party of this call
     assert refused.value.reason == ControlError.NO_CALL
     with pytest.raises(ControlError) as refused:
-        pbx.control.hold(stranger_call(), "1001", True)
+        pbx.control.hold(stranger_call().callid, "1001", True)
     assert refused.value.reason == ControlError.NO_CALL
-    pbx.control.hangup(call)
+    pbx.control.hangup(call.callid)
     await pbx.idle()
 
 
@@ -175,7 +175,7 @@ async def test_transfer_to_an_extension(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world)
     target = await world.phone("1002")
     callid, carrier_leg = call.callid, call.callee
-    pbx.control.transfer(call, "1001", "1002")
+    pbx.control.transfer(call.callid, "1001", "1002")
     await phone.wait_for("BYE")
     invite = await target.wait_for("INVITE")
     assert sdp_name(invite.body) == "carrier"
@@ -209,12 +209,12 @@ async def test_hold_then_transfer_an_inbound_call(world: World) -> None:
     call = pbx.only_call()
     inbound_id = call.caller.id
     await until(lambda: first.acks, "1002's ACK")
-    pbx.control.hold(call, "1002", True)
+    pbx.control.hold(call.callid, "1002", True)
     hold = await carrier.wait_for("INVITE")  # (the carrier's first INVITE was its own)
     assert b"a=sendonly" in hold.body and sdp_name(hold.body) == "1002"
     await until(lambda: statuses(call) == [LegStatus.WAIT, LegStatus.WAIT], "Wait")
 
-    pbx.control.transfer(call, "1002", "1003")
+    pbx.control.transfer(call.callid, "1002", "1003")
     await first.wait_for("BYE")
     invite = await second.wait_for("INVITE")
     assert sdp_name(invite.body) == "carrier" and b"a=recvonly" not in invite.body
@@ -231,7 +231,7 @@ async def test_hold_then_transfer_an_inbound_call(world: World) -> None:
 async def test_transfer_to_an_external_number(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world, SECOND_ROUTE, two_trunks=True)
     [second] = [party for party in world.parties if party.name == "second"]
-    pbx.control.transfer(call, "1001", "85550199")
+    pbx.control.transfer(call.callid, "1001", "85550199")
     await phone.wait_for("BYE")
     invite = await second.wait_for("INVITE")
     assert invite.uri == f"sip:5550199@{SECOND.host}:5060"
@@ -254,7 +254,7 @@ async def test_a_transfer_target_that_is_busy_releases_the_remaining_party(
     pbx, phone, carrier, call, _ = await outbound_call(world)
     target = await world.phone("1002")
     target.answer = 486
-    pbx.control.transfer(call, "1001", "1002")
+    pbx.control.transfer(call.callid, "1001", "1002")
     await phone.wait_for("BYE")
     await target.wait_for("INVITE")
     await carrier.wait_for("BYE")
@@ -265,10 +265,10 @@ async def test_hangup_while_the_transfer_target_rings_cancels_it(world: World) -
     pbx, phone, carrier, call, _ = await outbound_call(world)
     target = await world.phone("1002")
     target.answer = None
-    pbx.control.transfer(call, "1001", "1002")
+    pbx.control.transfer(call.callid, "1001", "1002")
     await target.wait_for("INVITE")
     await until(lambda: call.caller.ringing is not None, "1002 to ring")
-    pbx.control.hangup(call)
+    pbx.control.hangup(call.callid)
     await carrier.wait_for("BYE")
     await until(lambda: target.requests[0].was_cancelled, "the target's CANCEL")
     await pbx.idle()
@@ -285,7 +285,7 @@ async def test_transfers_that_cannot_be_done(world: World, transferor: str, targ
                                              reason: str) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world, ONLY_1002_ROUTE)
     with pytest.raises(ControlError) as refused:
-        pbx.control.transfer(call, transferor, target)
+        pbx.control.transfer(call.callid, transferor, target)
     assert refused.value.reason == reason
     assert phone.got("BYE") == [] and len(carrier.got("INVITE")) == 1  # nothing happened
     await phone.hangup()
@@ -296,9 +296,9 @@ async def test_transfer_before_the_answer_is_refused(world: World) -> None:
     pbx, _, _, call, _ = await outbound_call(world, answer=False)
     await world.phone("1002")
     with pytest.raises(ControlError) as refused:
-        pbx.control.transfer(call, "1001", "1002")
+        pbx.control.transfer(call.callid, "1001", "1002")
     assert refused.value.reason == ControlError.NOT_CONNECTED
-    pbx.control.hangup(call)
+    pbx.control.hangup(call.callid)
     await pbx.idle()
 
 
@@ -393,13 +393,20 @@ async def test_refer_that_cannot_be_done_is_refused(world: World, target: str,
 
 
 # -- click-to-call ---------------------------------------------------------------------------
+def click_to_call(pbx: Pbx, extension: str, target: str, autoanswer: bool = False) -> Call:
+    """`CallControl.dial` (which answers a callid) and the call it started."""
+    call = pbx.registry.get(pbx.control.dial(extension, target, autoanswer))
+    assert call is not None
+    return call
+
+
 async def test_dial_rings_the_extension_then_the_target(world: World) -> None:
     """RFC 3725 flow I: 1003 is rung without SDP (auto-answer asked for); its 200 offers
     SDP, which the carrier gets; the carrier's answer reaches 1003 in the ACK."""
     pbx = await world.start_pbx()
     carrier = await world.carrier()
     ext = await world.phone("1003")
-    call = pbx.control.dial("1003", "9" + NUMBER, autoanswer=True)
+    call = click_to_call(pbx, "1003", "9" + NUMBER, autoanswer=True)
     assert pbx.registry.get(call.callid) is call
     assert (call.caller.extension, call.caller.to_number) == ("1003", "9" + NUMBER)
 
@@ -425,7 +432,7 @@ async def test_dial_an_extension_without_autoanswer(world: World) -> None:
     pbx = await world.start_pbx()
     callee = await world.phone("1004")
     ext = await world.phone("1003")
-    call = pbx.control.dial("1003", "1004")
+    call = click_to_call(pbx, "1003", "1004")
     invite = await ext.wait_for("INVITE")
     assert invite.get("Call-Info") is None
     assert (await callee.wait_for("INVITE")).body == ext.sdp
@@ -452,19 +459,19 @@ async def test_a_click_to_call_that_fails_leaves_nothing(world: World, case: str
         ext.answer = None
     else:
         carrier.answer = None
-    call = pbx.control.dial("1003", "9" + NUMBER)
+    call = click_to_call(pbx, "1003", "9" + NUMBER)
     if case == "hung up while the extension rings":
         await ext.wait_for("INVITE")
         bridge = pbx.b2bua.bridges[call.callid]
         await until(lambda: bridge.b_invite is not None
                     and bridge.b_invite.provisional is not None, "1003 to ring")
-        pbx.control.hangup(call)
+        pbx.control.hangup(call.callid)
         await until(lambda: ext.requests[0].was_cancelled, "1003's CANCEL")
     elif case == "hung up while the carrier rings":
         await carrier.wait_for("INVITE")
         await until(lambda: call.callee is not None and call.callee.ringing is not None,
                     "the carrier to ring")
-        pbx.control.hangup(call)
+        pbx.control.hangup(call.callid)
         await until(lambda: carrier.requests[0].was_cancelled, "the carrier's CANCEL")
         await ext.wait_for("BYE")
     elif case == "carrier busy":

@@ -51,13 +51,13 @@ def _do(action: Any, *args: Any) -> Any:
 
 def outbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
     call = _found(req.ctx.registry.by_outboundid(req.require("outboundid")))
-    _do(_control(req).hangup, call)
+    _do(_control(req).hangup, call.callid)
     return {}
 
 
 def inbound_hangup(req: ApiRequest) -> Mapping[str, Any]:
     call = _found(req.ctx.registry.by_inboundid(req.require("inboundid")))
-    _do(_control(req).hangup, call)
+    _do(_control(req).hangup, call.callid)
     return {}
 
 
@@ -76,13 +76,13 @@ def _extension_call(req: ApiRequest) -> tuple[Call, str]:
 
 def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
     call, extid = _extension_call(req)
-    _do(_control(req).hold, call, extid, True)
+    _do(_control(req).hold, call.callid, extid, True)
     return {}
 
 
 def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
     call, extid = _extension_call(req)
-    _do(_control(req).hold, call, extid, False)
+    _do(_control(req).hold, call.callid, extid, False)
     return {}
 
 
@@ -91,7 +91,7 @@ def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
     transferor = req.require("transferor")
     target = req.require("transferto")
     call = _found(req.ctx.registry.find(callid))
-    _do(_control(req).transfer, call, transferor, target)
+    _do(_control(req).transfer, call.callid, transferor, target)
     return {}
 
 
@@ -101,7 +101,7 @@ def outbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
     call = _found(req.ctx.registry.by_outboundid(leg_id))
     # the outbound party stays; the extension on the call (or `fromext`) leaves
     transferor = req.text("fromext") or _other_party(call, leg_id)
-    _do(_control(req).transfer, call, transferor, target)
+    _do(_control(req).transfer, call.callid, transferor, target)
     return {"callid": call.callid}
 
 
@@ -110,7 +110,7 @@ def inbound_transfer(req: ApiRequest) -> Mapping[str, Any]:
     target = req.require("number")
     call = _found(req.ctx.registry.by_inboundid(leg_id))
     transferor = req.text("fromext") or _other_party(call, leg_id)
-    _do(_control(req).transfer, call, transferor, target)
+    _do(_control(req).transfer, call.callid, transferor, target)
     return {"callid": call.callid}
 
 
@@ -129,16 +129,14 @@ def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
     control = _control(req)
     _do(control.require_extension, caller)
     _do(control.require_extension, callee)  # an extension, not any number: 10006
-    call = _do(control.dial, caller, callee, auto)
-    return {"callid": call.callid}
+    return {"callid": _do(control.dial, caller, callee, auto)}
 
 
 def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
     extid = req.require("extid")
     outto = req.require("outto")
     auto = (req.text("autoanswer") or "no").lower() in _YES
-    call = _do(_control(req).dial, extid, outto, auto)
-    return {"callid": call.callid}
+    return {"callid": _do(_control(req).dial, extid, outto, auto)}
 
 
 ENDPOINTS = [
