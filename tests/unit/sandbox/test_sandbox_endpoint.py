@@ -12,55 +12,16 @@ import random
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from sip_net import FakeNet, FakeTransport, Msg
 
 from ippbx.sandbox.carrier import Carrier, CarrierBehaviour
 from ippbx.sandbox.endpoint import AnswerPlan, CallOutcome, answer_direction, make_sdp
 from ippbx.sandbox.phones import Phone, PhoneBehaviour
-from ippbx.sip.message import Request, Response, parse_message
-from ippbx.sip.wire import Peer, fix_via
+from ippbx.sip.message import Response
+from ippbx.sip.wire import Peer
 
-Msg = Request | Response
 QUICK = CarrierBehaviour(busy_rate=0, no_answer_rate=0, ring=(0.01, 0.02),
                          post_dial=(0.01, 0.02), hangup_rate=0, hold=(0.05, 0.06))
-
-
-class FakeNet:
-    def __init__(self) -> None:
-        self.endpoints: dict[tuple[str, int], FakeTransport] = {}
-        self.log: list[Msg] = []
-
-
-class FakeTransport:
-    def __init__(self, net: FakeNet, host: str, port: int,
-                 on_message: Callable[[Msg, Peer], None]) -> None:
-        self.net, self.local_host, self.local_port = net, host, port
-        self.on_message = on_message
-
-    async def start(self) -> None:
-        self.net.endpoints[(self.local_host, self.local_port)] = self
-
-    async def stop(self) -> None:
-        self.net.endpoints.pop((self.local_host, self.local_port), None)
-
-    def send(self, message: Msg, dest: Peer) -> None:
-        data = message.to_bytes()
-        self.net.log.append(parse_message(data))
-        target = self.net.endpoints.get((dest.host, dest.port))
-        if target is not None:
-            me = Peer(self.local_host, self.local_port, dest.transport)
-            asyncio.get_running_loop().call_soon(target.deliver, data, me)
-
-    def response_destination(self, response: Response, source: Peer) -> Peer:
-        return source
-
-    def port_for(self, transport: str) -> int:
-        return self.local_port
-
-    def deliver(self, data: bytes, source: Peer) -> None:
-        message = parse_message(data)
-        if isinstance(message, Request):
-            fix_via(message, source)
-        self.on_message(message, source)
 
 
 CARRIER = Peer("127.0.0.1", 5080)
@@ -94,7 +55,7 @@ async def make(net: FakeNet) -> AsyncIterator[Callable[..., object]]:
 
 
 def sent(net: FakeNet, first_line: str) -> list[Msg]:
-    return [m for m in net.log if m.start_line().startswith(first_line)]
+    return net.sent(lambda m: m.start_line().startswith(first_line))
 
 
 async def idle(*endpoints: Phone | Carrier) -> None:
@@ -112,7 +73,7 @@ async def test_answered_caller_hangs_up(make: Callable[..., object], net: FakeNe
     invite = sent(net, "INVITE sip:5551234@ippbx.test")[0]
     assert invite.get("Content-Type") == "application/sdp" and b"m=audio" in invite.body
     assert (invite.get("User-Agent") or "").startswith("ippbx-sandbox-phone")
-    assert [m.start_line() for m in net.log
+    assert [m.start_line() for m in net.sent(lambda m: isinstance(m, Response))
             if isinstance(m, Response) and m.status > 100][:2] == [
         "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
     assert sent(net, "ACK ") and sent(net, "BYE ")
