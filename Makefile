@@ -54,7 +54,7 @@ test-fast: $(STAMP) debs
 # arbitrary bytes, UDP and TCP): FUZZ_EXAMPLES per transport, about 4 s per thousand.
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SIP_PROPS_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/sip/test_fuzz_stack.py tests/unit/sip/test_message_props.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SIP_PROPS_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/sip/test_fuzz_stack.py tests/unit/sip/test_message_props.py tests/unit/pbx/test_early_dialog_fuzz.py
 
 bench: $(STAMP) debs
 	@echo "see bench/README in BENCHMARKS.md for the scripts"

@@ -65,7 +65,7 @@ from ippbx.pbx.session_timers import (
     retry_interval,
 )
 from ippbx.pbx.trunks import Trunks
-from ippbx.sip.dialog import Dialog
+from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
 from ippbx.sip.reliable import RELIABLE, has_tag, rack_of, rseq_of
@@ -958,7 +958,10 @@ class B2BUA:
         request = sr.request
         other_side: Side = "b" if side == "a" else "a"
         other = bridge.peer_dialog(other_side)
-        if other is None or bridge.ended:
+        # (or an early dialog the UA has ended while the call goes on a moment: the
+        # callee's at its final answer, the caller's at ours, e.g. 504 for a 1xx it
+        # never PRACKed): 481, where the relay would fail and leave it unanswered
+        if other is None or bridge.ended or other.state == TERMINATED:
             sr.respond(481)
             return
         offer = request.method == "UPDATE" and bool(request.body)

@@ -2,9 +2,10 @@
 
 The API layer finds the call (by outboundid, inboundid, extension or callid) and asks
 here by its callid (a string: no live object crosses, so the call may one day live in a
-store shared by several nodes); everything SIP happens in the B2BUA's primitives. Operations that take time
-(transfer, originate, hold) run as B2BUA tasks and return at once, as the vendors' APIs
-do; the application follows them through `outbound/query` and the call reports.
+store shared by several nodes); everything SIP happens in the B2BUA's primitives.
+Operations that take time (transfer, originate, hold) run as B2BUA tasks and return at
+once, as the vendors' APIs do; the application follows them through `outbound/query`
+and the call reports.
 
 - hang up: BYE both dialogs of an answered call; before the answer, CANCEL the callee
   and answer the caller 487.

@@ -214,7 +214,13 @@ class ClientInvite(_ClientCall):
         if self._cancel_sent:
             return
         self._cancel_sent = True
-        self.ua._end_early_uac(self)  # (nothing more is to be said in them)
+        # its early dialogs leave the dialog store (nothing more is to be said in them)
+        # but stay with the INVITE until its final answer: a 2xx crossing the CANCEL
+        # confirms one, and the BYE for it must count on from the PRACKs and UPDATEs
+        # sent in it (a fresh dialog's CSeq would be too low: 500, the call left up)
+        if self.early:
+            for dialog in self.early.values():
+                self.ua.dialogs.remove(dialog)
         self.ua._start_client(_ClientCall(self.ua, make_cancel(self.request), self.dest, None,
                                           want_future=False))
         if self.key is not None:  # no 487 within 64*T1: the INVITE ends all the same
@@ -803,6 +809,7 @@ class UserAgent:
             if early is not None:  # the early dialog of its 1xx goes on (CSeq, routes)
                 early.receive_response(response)
                 call.dialog = early
+                self.dialogs.add(early)  # (out of the store if we had CANCELled)
             elif call.dialog is None:
                 try:
                     call.dialog = Dialog.from_uac(call.request, response, peer=call.dest)
