@@ -228,15 +228,22 @@ class B2BUA:
     def active_tasks(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None], answering: ServerRequest | None = None) -> None:
+        """Run `coro` as a call task; if it fails before answering the request it serves
+        (`answering`), that request gets a 500 rather than no answer at all."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(partial(self._task_done, answering))
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, answering: ServerRequest | None, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
+            if answering is not None and not answering.final_sent:
+                try:
+                    answering.respond(500)
+                except Exception:  # best effort on an error path
+                    log.debug("could not answer 500 to %r", answering, exc_info=True)
 
     # -- dispatch -----------------------------------------------------------------------
     def on_request(self, sr: ServerRequest) -> None:
@@ -878,12 +885,12 @@ class B2BUA:
                     "caller" if side == "a" else "callee")
                 bridge.abort()
         elif method == "INVITE":
-            self.spawn(self._relay_reinvite(bridge, side, sr))
+            self.spawn(self._relay_reinvite(bridge, side, sr), sr)
         elif method == "UPDATE" and confirmed and not sr.request.body:  # a session refresh
             sr.respond(200, headers=self._session_headers(bridge, side))
             self.keeper.refreshed(bridge, side)
         elif method in ("UPDATE", "INFO"):
-            self.spawn(self._relay_request(bridge, side, sr))
+            self.spawn(self._relay_request(bridge, side, sr), sr)
         elif method == "OPTIONS":
             sr.respond(200)
         elif method == "REFER" and self.on_refer is not None:

@@ -488,6 +488,32 @@ async def test_info_is_relayed_to_the_other_party(world: World) -> None:
     await carrier.wait_for("BYE")
 
 
+async def test_a_relay_that_fails_still_answers_the_request(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relay task that crashes (here: sending the INFO on fails) answers 500, never
+    leaves the request unanswered and its transaction behind; the call goes on."""
+    pbx = await world.start_pbx()
+    carrier = await world.carrier()
+    phone = await world.phone("1001", register=False)
+    out = await phone.call("9" + NUMBER)
+    assert (await out.final()).status == 200
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the far side's dialog is in a state nobody foresaw")
+
+    monkeypatch.setattr(pbx.ua, "request_in_dialog", broken)
+    assert phone.dialog is not None
+    answer = await phone.ua.request_in_dialog(phone.dialog, "INFO", b"Signal=1\r\n",
+                                              [("Content-Type", "application/dtmf-relay")])
+    assert answer.status == 500 and carrier.got("INFO") == []
+    assert "call task failed" in caplog.text
+    monkeypatch.undo()
+    await phone.hangup()
+    await carrier.wait_for("BYE")
+    await pbx.idle()
+
+
 async def test_a_late_offer_gets_its_answer_through_the_acks(world: World) -> None:
     """An INVITE without SDP: the carrier's offer comes in its 200, the caller's answer in
     its ACK, and ippbx ACKs the carrier with that answer."""
