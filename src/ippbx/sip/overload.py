@@ -21,15 +21,19 @@ retransmission storm). `LoadShedder` decides what to refuse instead. It is fed, 
 While the backlog is over `backlog_max` (512 KiB: about 400 datagrams, 50-100 ms of
 work) or the lag has been over `lag_max` (0.1 s) for three intervals, the number of new
 requests admitted per second (`limit`) is cut to 95 % of what was admitted in the last
-interval (multiplicative decrease); while neither holds, it grows by 3 % per interval, 10 %
-when the loop is calm (additive increase would take too long from a low value), and once
-it is well above what arrives (`RELEASE` x the admitted rate) the limit is lifted. New
-INVITEs and REGISTERs (out of dialog, not retransmissions of ones already accepted, and
-not INVITEs that carry credentials: those answer a challenge we sent, and refusing them
-would waste the work done) pass a token bucket of `limit` per second; the others get a
-stateless `503 Service Unavailable` with `Retry-After`, before any transaction, dialog or
-digest work. ACKs, CANCELs, BYEs, in-dialog requests, responses and retransmissions are
-always served, so the calls already accepted complete.
+interval (multiplicative decrease), once per rise of the queue: while a backlog over the
+threshold shrinks (by a tenth per interval) under a limit already set, the limit is
+held, not cut again (the queue of work admitted before the cut takes a few intervals to
+drain; cutting for each of them undershoots far below capacity); while neither holds, it
+grows by 3 % per interval, 10 % when the loop is calm (additive increase would take too
+long from a low value), and once it is well above what arrives (`RELEASE` x the admitted
+rate) the limit is lifted. New INVITEs and REGISTERs (out of dialog, not retransmissions
+of ones already accepted, and not INVITEs that carry credentials: those answer a
+challenge we sent, and refusing them would waste the work done) pass a token bucket of
+`limit` per second; the others get a stateless `503 Service Unavailable` with
+`Retry-After`, before any transaction, dialog or digest work. ACKs, CANCELs, BYEs,
+in-dialog requests, responses and retransmissions are always served, so the calls
+already accepted complete.
 
 Sans-IO: no clock, no loop; `UserAgent` measures and asks `admit(now)`.
 """
@@ -48,6 +52,7 @@ BURST = 0.2  # token bucket depth, in seconds of `limit`
 SMOOTHING = 0.2  # weight of the newest busy sample (about 0.5 s at 0.1 s intervals)
 CALM_BUSY = 0.5  # a loop busy less than this is calm: the limit may grow fast
 LATE_SAMPLES = 3  # intervals in a row with the lag over lag_max that count as overload
+DRAINING = 0.9  # a backlog under this share of the one before is draining: no new cut
 
 
 class LoadShedder:
@@ -55,7 +60,7 @@ class LoadShedder:
 
     __slots__ = ("lag_max", "backlog_max", "interval", "retry_after", "limit",
                  "busy", "lag", "backlog", "peak_lag", "peak_backlog", "shed", "admitted",
-                 "episodes", "_window", "_tokens", "_refilled", "_late")
+                 "episodes", "_window", "_tokens", "_refilled", "_late", "_previous")
 
     def __init__(self, *, lag_max: float = 0.1, backlog_max: int = 512 * 1024,
                  interval: float = 0.1, retry_after: int = 2) -> None:
@@ -78,6 +83,7 @@ class LoadShedder:
         self._tokens = 0.0
         self._refilled = 0.0
         self._late = 0  # samples in a row with the lag over lag_max
+        self._previous = 0  # the backlog of the sample before
 
     @property
     def limited(self) -> bool:
@@ -93,7 +99,11 @@ class LoadShedder:
         admitted_rate = self._window / self.interval
         self._window = 0
         self._late = self._late + 1 if self.lag > self.lag_max else 0
+        previous, self._previous = self._previous, backlog
         if self._late >= LATE_SAMPLES or backlog > self.backlog_max:
+            if (self.limit is not None and self._late < LATE_SAMPLES
+                    and backlog < DRAINING * previous):
+                return  # the queue shrinks under the limit set: no second cut for it
             base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
             if self.limit is None:
                 self.episodes += 1

@@ -52,9 +52,16 @@ def test_busy_loop_cuts_admissions_to_below_what_it_coped_with() -> None:
     assert shedder.limit == pytest.approx(950)
     admitted, refused = offer(shedder, now, 1000, 0.1)
     assert 85 <= admitted <= 97 and refused == 100 - admitted
-    shedder.sample(now + 0.1, busy=1.0, lag=0.01, backlog=600 * 1024)  # still a queue
+    # the queue is still over the threshold but shrinking (800 → 600 KiB): the work
+    # admitted before the cut drains, and the limit holds rather than being cut again
+    shedder.sample(now + 0.1, busy=1.0, lag=0.01, backlog=600 * 1024)
+    assert shedder.limit == pytest.approx(950)
+    now += 0.1
+    admitted, refused_too = offer(shedder, now, 1000, 0.1)
+    # it grows again (650 KiB): cut to what was admitted, once more
+    shedder.sample(now + 0.1, busy=1.0, lag=0.01, backlog=650 * 1024)
     assert shedder.limit == pytest.approx(0.95 * admitted / 0.1)
-    assert shedder.episodes == 1 and shedder.shed == refused
+    assert shedder.episodes == 1 and shedder.shed == refused + refused_too
 
 
 def test_one_late_interval_is_no_overload() -> None:
