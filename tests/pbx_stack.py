@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sip_net import FakeNet, make_ua, settled
+from sip_net import WAIT, FakeNet, make_ua, settled, until
 
 from ippbx.config import Config, parse_config
 from ippbx.pbx import events
@@ -49,7 +49,6 @@ from ippbx.sip.wire import Peer
 PBX = Peer("10.0.0.1", 5060)
 DOMAIN = "ippbx.test"
 SDP_HEADERS = [("Content-Type", "application/sdp")]
-WAIT = 2.0  # seconds any expected event may take (they take milliseconds)
 
 
 def ext_password(number: str) -> str:
@@ -105,16 +104,6 @@ def timing(config: Config, *, no_answer_seconds: float | None = None,
     if max_duration is not None:
         calls = calls.model_copy(update={"max_duration": max_duration})
     return config.model_copy(update={"sip": sip, "calls": calls})
-
-
-async def until(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    """Wait (a loop turn at a time) until `predicate()` is true."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 def make_sdp(name: str, host: str, version: int = 1, direction: str = "sendrecv") -> bytes:

@@ -5,7 +5,8 @@ hand each other serialized bytes on the next loop turn (no sockets, no threads).
 came from and where it went; `FakeNet.drop(message, dest)` may lose messages on the way.
 A message for an address nobody listens on is lost, as UDP would lose it. `make_ua`
 builds a UA with short SIP timers (T1 = 5 ms), so retransmissions and timeouts take
-milliseconds; `settled` waits until UAs hold no transaction, dialog, task or waiter.
+milliseconds; `settled` waits until UAs hold no transaction, dialog, task or waiter,
+`until` for any condition, at most WAIT seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ippbx.sip.ua import UserAgent
 from ippbx.sip.wire import Peer, fix_via
 
 T1 = 0.005
+WAIT = 2.0  # seconds any expected event may take (they take milliseconds)
 Msg = Request | Response
 
 
@@ -88,3 +90,13 @@ async def settled(*uas: UserAgent, timeout: float = 3.0) -> None:
         if loop.time() > end:
             raise AssertionError([ua.counts() for ua in uas])
         await asyncio.sleep(0.01)
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    """Wait (a loop turn at a time) until `predicate()` is true."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)

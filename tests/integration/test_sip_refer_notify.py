@@ -51,6 +51,15 @@ async def answered_by_1002(pbx: PbxHarness) -> dict[str, str]:
     return call
 
 
+async def hang_up_the_transferred_call(pbx: PbxHarness, carrier: Sipp, target: Sipp) -> None:
+    """Once 1002 took 1001's place, the API hangs up; the carrier and 1002 both end well."""
+    call = await answered_by_1002(pbx)
+    assert (await pbx.post("outbound/hangup", {"outboundid": call["outboundid"]})
+            ).json() == {"status": "Success"}
+    (await carrier.await_result(15)).assert_ok(calls=1)
+    (await target.await_result(15)).assert_ok(calls=1)
+
+
 def sipfrag(notify: LoggedMessage) -> str:
     """The status line a NOTIFY's message/sipfrag body carries."""
     return notify.text.split("\n\n", 1)[1].strip()
@@ -131,11 +140,7 @@ async def test_refer_sub_false_gets_no_notify(tmp_path: Path, sipp: SippFactory)
         assert accepted.header("Refer-Sub") == "false"
         assert received(result, "NOTIFY ") == []
 
-        call = await answered_by_1002(pbx)
-        assert (await pbx.post("outbound/hangup", {"outboundid": call["outboundid"]})
-                ).json() == {"status": "Success"}
-        (await carrier.await_result(15)).assert_ok(calls=1)
-        (await target.await_result(15)).assert_ok(calls=1)
+        await hang_up_the_transferred_call(pbx, carrier, target)
     finally:
         await pbx.stop()
 
@@ -165,10 +170,6 @@ async def test_a_transferor_hanging_up_early_does_not_end_the_transfer(
         assert sipfrag(notify) == "SIP/2.0 100 Trying"
 
         # 1002 answers later: the carrier party is connected to it all the same
-        call = await answered_by_1002(pbx)
-        assert (await pbx.post("outbound/hangup", {"outboundid": call["outboundid"]})
-                ).json() == {"status": "Success"}
-        (await carrier.await_result(15)).assert_ok(calls=1)
-        (await target.await_result(15)).assert_ok(calls=1)
+        await hang_up_the_transferred_call(pbx, carrier, target)
     finally:
         await pbx.stop()

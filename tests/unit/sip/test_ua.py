@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from sip_net import T1, FakeNet, Msg, make_ua, settled
+from sip_net import T1, FakeNet, Msg, make_ua, settled, until
 
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.message import Request, Response, make_response, parse_message
@@ -576,13 +576,12 @@ class ReliableCallee:
             sr.respond(183, reliable=True, body=b"v=0 early",
                        headers=[("Content-Type", "application/sdp")])
             if not self.answer:
-                while not sr.final_sent and not sr.was_cancelled:
-                    await asyncio.sleep(T1)
+                await until(lambda: sr.final_sent or sr.was_cancelled,
+                            "a CANCEL or our final answer")
                 if not sr.final_sent:
                     sr.respond(487)
                 return
-            while len(self.pracks) < 2:
-                await asyncio.sleep(T1)
+            await until(lambda: len(self.pracks) >= 2, "both PRACKs")
             sr.respond(200, body=b"v=0 answer", headers=[("Content-Type", "application/sdp")])
             await sr.acked()
         elif sr.dialog is not None and sr.dialog.state == "early":
@@ -645,8 +644,7 @@ async def test_a_prack_that_names_nothing_gets_481(
     ReliableCallee(b, answer=False)
     provisional: list[Response] = []
     ci = a.invite(new_invite(a), B, on_provisional=provisional.append)
-    while not provisional:
-        await asyncio.sleep(T1)
+    await until(lambda: provisional, "the reliable 180")
     assert ci.early is not None
     early = next(iter(ci.early.values()))
     rseq = int(provisional[0].get("RSeq") or 0)
@@ -676,8 +674,7 @@ async def test_bye_in_the_early_dialog_reaches_the_tu(
     provisional: list[Response] = []
     ci = a.invite(new_invite(a), B, on_provisional=lambda r: (provisional.append(r),
                                                                ci.prack(r)))
-    while len(callee.pracks) < 2:
-        await asyncio.sleep(T1)
+    await until(lambda: len(callee.pracks) >= 2, "both PRACKs")
     assert ci.early is not None and len(b.dialogs) == 1
     early = next(iter(ci.early.values()))
     assert (await a.request_in_dialog(early, "BYE")).status == 200
