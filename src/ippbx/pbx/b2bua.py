@@ -43,6 +43,7 @@ from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
 from ippbx.pbx.dialplan import Destination, Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
+from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.pbx.redirects import (
     LOOP_STATUS,
     MAX_REDIRECTS,
@@ -121,6 +122,16 @@ class Bridge:
     # dialled: the first and each redirect's (pbx/redirects.py); emptied once answered
     redirect: Response | None = None
     targets: tuple[str, ...] = ()
+    # with anchored media: keeps the caller's answers in the order the callee's came
+    # while their SDP is with the engine (made on demand, let go once answered), and
+    # the side hearing music on hold ("" none)
+    media_lock: asyncio.Lock | None = None
+    moh: str = ""
+
+    def media_order(self) -> asyncio.Lock:
+        if self.media_lock is None:
+            self.media_lock = asyncio.Lock()
+        return self.media_lock
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -211,6 +222,9 @@ class B2BUA:
         self.session_expires = float(config.calls.session_expires)
         self.min_se = min(MIN_SE, config.calls.session_expires) or MIN_SE
         self.keeper = SessionKeeper(self, float(config.calls.max_duration))
+        # the media engine every SDP goes through (pbx/media_anchor.py); None: SDP passes
+        # end to end untouched
+        self.media: MediaAnchor | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -353,6 +367,8 @@ class B2BUA:
     def finish(self, bridge: Bridge) -> None:
         self._forget_early(bridge)
         self.keeper.stop(bridge)
+        if self.media is not None:
+            self.media.end(bridge.call.callid)
         bridge.ended = True
         bridge.abort()  # an INVITE still out for this call (a transfer) gives up
         self.bridges.pop(bridge.call.callid, None)
@@ -500,9 +516,9 @@ class B2BUA:
     ) -> int | None:
         """Place the callee leg; None once it is answered and bridged, else the failure
         (a 3xx is kept in `bridge.redirect`, for following or relaying)."""
+        offer = await self.offer_sdp(bridge, bridge.call.caller, leg, bridge.sdp.get("a", b""))
         invite = self.build_invite(
-            bridge.sdp.get("a", b""), bridge.content_type, uri, dest, from_user, to_user,
-            max_forwards, trunk,
+            offer, bridge.content_type, uri, dest, from_user, to_user, max_forwards, trunk,
         )
         self.registry.add_callee(bridge.call, leg)
         bridge.dialling = leg
@@ -513,7 +529,7 @@ class B2BUA:
             bridge.redirect = response if is_redirect(response.status) else None
             return response.status
         if bridge.originated:
-            return self._answered_originated(bridge, leg, response)
+            return await self._answered_originated(bridge, leg, response)
         return await self._answered(bridge, leg, response)
 
     async def place_leg(
@@ -525,17 +541,19 @@ class B2BUA:
         attach: Callable[[Leg], None],
         on_behalf: str = "",
         reroute: Callable[[str], Destination] | None = None,
+        offerer: Leg | None = None,
     ) -> tuple[Leg, Dialog, bytes] | int:
-        """Call `destination` with `offer` as a new leg of an answered call (a transfer
-        target), trunks in failover order; `attach(leg)` enters each attempt in the
-        registry. `presented` is the caller id the target is shown, `on_behalf` the
-        extension placing the leg (a trunk leg's `from` in the API). A 3xx is followed
-        (as `[calls] redirects` says) where `reroute(number)`, the dial plan of whoever
-        placed the leg, sends it; without `reroute` it is a failure. The answered leg,
-        its dialog and its SDP answer, or the failure's SIP status."""
+        """Call `destination` with `offer` (the SDP of `offerer`) as a new leg of an
+        answered call (a transfer target), trunks in failover order; `attach(leg)` enters
+        each attempt in the registry. `presented` is the caller id the target is shown,
+        `on_behalf` the extension placing the leg (a trunk leg's `from` in the API). A 3xx
+        is followed (as `[calls] redirects` says) where `reroute(number)`, the dial plan
+        of whoever placed the leg, sends it; without `reroute` it is a failure. The
+        answered leg, its dialog and its SDP answer (as the target sent it), or the
+        failure's SIP status."""
         bridge.targets = (target_key(destination),)
         placed = await self._place(bridge, destination, offer, presented, attach, on_behalf,
-                                   reroute)
+                                   reroute, offerer)
         if not isinstance(placed, int):
             bridge.targets = ()
         return placed
@@ -549,6 +567,7 @@ class B2BUA:
         attach: Callable[[Leg], None],
         on_behalf: str,
         reroute: Callable[[str], Destination] | None,
+        offerer: Leg | None,
     ) -> tuple[Leg, Dialog, bytes] | int:
         attempts: list[tuple[Leg, str, Peer, str, Trunk | None]] = []
         if isinstance(destination, ToExtension):
@@ -573,13 +592,14 @@ class B2BUA:
 
         async def dial(target: ToExtension | ToTrunks) -> tuple[Leg, Dialog, bytes] | int:
             return await self._place(bridge, target, offer, presented, attach, on_behalf,
-                                     reroute)
+                                     reroute, offerer)
 
         for leg, uri, dest, from_user, trunk in attempts:
             if bridge.ended:
                 return 487
+            sdp = await self.offer_sdp(bridge, offerer, leg, offer)
             invite = self.build_invite(
-                offer, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
+                sdp, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
             )
             attach(leg)
             bridge.dialling = leg
@@ -588,6 +608,8 @@ class B2BUA:
             if response.status < 300 and ci is not None and ci.dialog is not None:
                 self.ua.ack(ci.dialog)
                 bridge.b_invite = None  # (answered: its request and future are garbage)
+                # (the engine learns the answer; the caller of place_leg gets it as sent)
+                await self.answer_sdp(bridge, offerer, leg, response.body)
                 return leg, ci.dialog, response.body
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
@@ -736,13 +758,34 @@ class B2BUA:
         assert a is not None
         if ci is not None and ci.early:
             self._remember_early(bridge, "b", ci.early.get(response.to.tag or ""))
+        reliable_out = caller_requires or (reliable and caller_supports)
+        if self.media is not None and (response.body or bridge.media_lock is not None):
+            # its SDP goes through the engine first; what comes after waits its turn
+            self.spawn(self._anchored_ringing(bridge, response, reliable_out, offer))
+            return
+        self._ringing_to_caller(bridge, response, response.body, reliable_out, offer)
+
+    async def _anchored_ringing(self, bridge: Bridge, response: Response, reliable: bool,
+                                offer: bool) -> None:
+        async with bridge.media_order():
+            caller, callee = bridge.call.caller, bridge.dialling
+            body = (await self.offer_sdp(bridge, callee, caller, response.body) if offer
+                    else await self.answer_sdp(bridge, caller, callee, response.body))
+            a = bridge.a
+            if a is None or a.final_sent or bridge.ended or bridge.gave_up:
+                return
+            self._ringing_to_caller(bridge, response, body, reliable, offer)
+
+    def _ringing_to_caller(self, bridge: Bridge, response: Response, body: bytes,
+                           reliable: bool, offer: bool) -> None:
+        a = bridge.a
+        assert a is not None
         headers = [("Allow", ALLOW)]  # (UPDATE in the early dialog, RFC 3311 §5.1)
-        if response.body and (ct := response.get("Content-Type")):
+        if body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
         relayed = a.respond(
-            response.status, response.reason, headers=headers, body=response.body,
-            to_tag=bridge.a_tag, contact=self._contact(bridge),
-            reliable=caller_requires or (reliable and caller_supports),
+            response.status, response.reason, headers=headers, body=body,
+            to_tag=bridge.a_tag, contact=self._contact(bridge), reliable=reliable,
         )
         self._remember_early(bridge, "a", a.dialog)
         if offer:
@@ -762,7 +805,18 @@ class B2BUA:
         if prack.body:
             bridge.sdp["a"] = prack.body
             headers.append(("Content-Type", prack.get("Content-Type") or bridge.content_type))
+            if self.media is not None:
+                self.spawn(self._anchored_prack(bridge, ci, pending[0], prack.body, headers))
+                return
         ci.prack(pending[0], prack.body, headers)
+
+    async def _anchored_prack(self, bridge: Bridge, ci: ClientInvite, provisional: Response,
+                              body: bytes, headers: list[tuple[str, str]]) -> None:
+        """PRACK the callee with the caller's answer, once through the engine."""
+        async with bridge.media_order():
+            body = await self.answer_sdp(bridge, bridge.dialling, bridge.call.caller, body)
+            if not bridge.ended:
+                ci.prack(provisional, body, headers)
 
     def _remember_early(self, bridge: Bridge, side: Side, dialog: Dialog | None) -> None:
         """An early dialog of this call: in-dialog requests in it find the bridge."""
@@ -796,18 +850,24 @@ class B2BUA:
         assert bridge.a is not None
         if not late or bridge.gave_up:
             self.ua.ack(callee)
+        body = response.body
+        if self.media is not None:
+            async with bridge.media_order():  # (after the 1xx still with the engine)
+                caller = bridge.call.caller
+                body = (await self.offer_sdp(bridge, leg, caller, body) if late
+                        else await self.answer_sdp(bridge, caller, leg, body))
         if bridge.gave_up:  # the caller gave up as the callee answered
             self.bye(callee)
             self.registry.end_leg(leg.id, 487)
             self._reject(bridge, 487)
             return None
         headers = [("Allow", ALLOW)]
-        if response.body and (ct := response.get("Content-Type")):
+        if body and (ct := response.get("Content-Type")):
             headers.append(("Content-Type", ct))
         if bridge.a_session is not None:
             headers += answer_headers(bridge.a_session)
         bridge.a.respond(
-            200, headers=headers, body=response.body, to_tag=bridge.a_tag,
+            200, headers=headers, body=body, to_tag=bridge.a_tag,
             contact=self._contact(bridge),
         )
         bridge.a_dialog = bridge.a.dialog
@@ -819,23 +879,25 @@ class B2BUA:
         ack = await bridge.a.acked()
         bridge.a = None  # (answered and ACKed: its INVITE and ACK are not needed again)
         if late:
-            self._ack_with_answer(bridge, callee, ack, "a")
+            await self._ack_with_answer(bridge, callee, ack, "a")
         if ack is None and not bridge.ended:  # the caller never confirmed: tear down
             self.teardown(bridge, 408)
         return None
 
-    def _ack_with_answer(
+    async def _ack_with_answer(
         self, bridge: Bridge, dialog: Dialog, ack: Request | None, side: Side
     ) -> None:
         """ACK a 2xx that carried an offer, with the answer `side` sent in its ACK."""
         if ack is not None and ack.body:
             bridge.sdp[side] = ack.body
             content_type = ack.get("Content-Type") or bridge.content_type
-            self.ua.ack(dialog, ack.body, [("Content-Type", content_type)])
+            body = await self.answer_sdp(bridge, bridge.leg(_other(side)), bridge.leg(side),
+                                         ack.body)
+            self.ua.ack(dialog, body, [("Content-Type", content_type)])
         else:
             self.ua.ack(dialog)
 
-    def _answered_originated(self, bridge: Bridge, leg: Leg, response: Response) -> None:
+    async def _answered_originated(self, bridge: Bridge, leg: Leg, response: Response) -> None:
         """The second party of a call ippbx originated answered: complete the first
         party's pending 2xx with this answer (RFC 3725 flow I) and bridge them."""
         ci = bridge.b_invite
@@ -845,7 +907,8 @@ class B2BUA:
         self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
         headers = [("Content-Type", response.get("Content-Type") or bridge.content_type)]
-        self.ua.ack(bridge.a_dialog, response.body, headers if response.body else ())
+        body = await self.answer_sdp(bridge, bridge.call.caller, leg, response.body)
+        self.ua.ack(bridge.a_dialog, body, headers if body else ())
         self.registry.set_status(leg.id, LegStatus.TALKING)
         if self.session_expires:  # (the first party's 200 came without our offer)
             bridge.a_session = SessionTimer(self.session_expires, we_refresh=True)
@@ -856,6 +919,7 @@ class B2BUA:
         """Both legs are up: start their session timers and the longest-call limit, and
         let go of the callee's INVITE (a held call keeps only what it needs)."""
         bridge.b_invite = None
+        bridge.media_lock = None
         self._forget_early(bridge)
         b_session = (from_response(response, bridge.b_asked, self.min_se)
                      if self.session_expires else None)
@@ -915,9 +979,15 @@ class B2BUA:
             headers.append(("Content-Type", ct))
         bridge.answering = with_side(bridge.answering, side)
         bridge.reinviting = with_side(bridge.reinviting, other_side)
+        leg, other_leg = bridge.leg(side), bridge.leg(other_side)
         try:
-            response = await self.ua.request_in_dialog(other, "INVITE", sr.request.body,
-                                                       headers)
+            offer = await self.offer_sdp(bridge, leg, other_leg, sr.request.body)
+            response = await self.ua.request_in_dialog(other, "INVITE", offer, headers)
+            answer = response.body
+            if answer and response.status < 300:
+                answer = (await self.answer_sdp(bridge, leg, other_leg, answer)
+                          if sr.request.body
+                          else await self.offer_sdp(bridge, other_leg, leg, answer))
         finally:
             bridge.answering = bridge.answering.replace(side, "")
             bridge.reinviting = bridge.reinviting.replace(other_side, "")
@@ -928,7 +998,7 @@ class B2BUA:
         if answered:
             if not late:
                 self.ua.ack(other)
-                self._hold_status(bridge, sr.request.body)
+                self._hold_status(bridge, sr.request.body, side)
             if sr.request.body:
                 bridge.sdp[side] = sr.request.body
             if response.body:
@@ -940,23 +1010,42 @@ class B2BUA:
             out_headers.append(("Content-Type", ct))
         if answered:
             out_headers += self._session_headers(bridge, side)
-        sr.respond(response.status, response.reason, headers=out_headers, body=response.body)
+        sr.respond(response.status, response.reason, headers=out_headers, body=answer)
         if late:
             ack = await sr.acked()
-            self._ack_with_answer(bridge, other, ack, side)
+            await self._ack_with_answer(bridge, other, ack, side)
             if ack is None:
                 if not bridge.ended:
                     self.teardown(bridge, 408)
             else:
-                self._hold_status(bridge, ack.body)
+                self._hold_status(bridge, ack.body, side)
 
-    def _hold_status(self, bridge: Bridge, sdp: bytes) -> None:
-        """A side's new SDP (offer or answer) puts the call on hold or takes it off."""
+    def _hold_status(self, bridge: Bridge, sdp: bytes, holder: Side) -> None:
+        """`holder`'s new SDP (offer or answer) puts the call on hold or takes it off."""
         held = b"a=sendonly" in sdp or b"a=inactive" in sdp
-        status = LegStatus.WAIT if held else LegStatus.TALKING
+        self.set_held(bridge, _other(holder) if held else None)
+
+    def set_held(self, bridge: Bridge, held: Side | None) -> None:
+        """The call is on hold, `held` the party put on hold (None: off hold): the legs'
+        status says so, and with anchored media the held party hears music on hold."""
+        status = LegStatus.WAIT if held is not None else LegStatus.TALKING
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.set_status(leg.id, status)
+        media = self.media
+        if media is None or bridge.moh == (held or ""):
+            return
+        callid = bridge.call.callid
+        was = bridge.leg("a" if bridge.moh == "a" else "b") if bridge.moh else None
+        if was is not None:
+            self.spawn(self._hold_music(media, callid, was.id, False))
+        bridge.moh = held or ""
+        if held is not None and (leg := bridge.leg(held)) is not None:
+            self.spawn(self._hold_music(media, callid, leg.id, True))
+
+    @staticmethod
+    async def _hold_music(media: MediaAnchor, callid: str, leg_id: str, on: bool) -> None:
+        await media.hold_music(callid, leg_id, on)
 
     async def _relay_request(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
         """Relay an UPDATE (RFC 3311: an offer, in an early or a confirmed dialog) or an
@@ -984,9 +1073,19 @@ class B2BUA:
             bridge.reinviting = with_side(bridge.reinviting, other_side)
         headers = [(name, value) for name in RELAYED_HEADERS
                    for value in request.get_all(name)]
+        leg, other_leg = bridge.leg(side), bridge.leg(other_side)
+        if bridge.a_dialog is None:  # (early: the callee is the leg being dialled)
+            if side == "b":
+                leg = bridge.dialling
+            else:
+                other_leg = bridge.dialling
         try:
-            response = await self.ua.request_in_dialog(other, request.method, request.body,
-                                                       headers)
+            body = (await self.offer_sdp(bridge, leg, other_leg, request.body) if offer
+                    else request.body)
+            response = await self.ua.request_in_dialog(other, request.method, body, headers)
+            answer = response.body
+            if offer and answer and response.status < 300:
+                answer = await self.answer_sdp(bridge, leg, other_leg, answer)
         finally:
             if offer:
                 bridge.answering = bridge.answering.replace(side, "")
@@ -999,13 +1098,31 @@ class B2BUA:
             if response.body:
                 bridge.sdp[other_side] = response.body
             if bridge.a_dialog is not None and bridge.b_dialog is not None:
-                self._hold_status(bridge, request.body)
+                self._hold_status(bridge, request.body, side)
                 self.keeper.refreshed(bridge, side)
                 self.keeper.refreshed(bridge, other_side)
                 out_headers += self._session_headers(bridge, side)
         if not sr.final_sent:
-            sr.respond(response.status, response.reason, headers=out_headers,
-                       body=response.body)
+            sr.respond(response.status, response.reason, headers=out_headers, body=answer)
+
+    # -- anchored media (pbx/media_anchor.py) ------------------------------------------
+    async def offer_sdp(self, bridge: Bridge, offerer: Leg | None, answerer: Leg | None,
+                        sdp: bytes) -> bytes:
+        """`offerer`'s SDP offer as `answerer` must see it (the engine's, when media is
+        anchored; else as it is)."""
+        if self.media is None or not sdp or offerer is None:
+            return sdp
+        return await self.media.offer(bridge.call.callid, offerer.id,
+                                      answerer.id if answerer is not None else None, sdp,
+                                      bridge.content_type)
+
+    async def answer_sdp(self, bridge: Bridge, offerer: Leg | None, answerer: Leg | None,
+                         sdp: bytes) -> bytes:
+        """`answerer`'s SDP answer to `offerer`'s offer, as `offerer` must see it."""
+        if self.media is None or not sdp or offerer is None or answerer is None:
+            return sdp
+        return await self.media.answer(bridge.call.callid, offerer.id, answerer.id, sdp,
+                                       bridge.content_type)
 
     def _session_headers(self, bridge: Bridge, side: Side) -> list[tuple[str, str]]:
         """Session-Expires (and Require) for a 2xx to a refresh from `side`, if that side
@@ -1119,6 +1236,10 @@ class B2BUA:
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)
+
+
+def _other(side: Side) -> Side:
+    return "b" if side == "a" else "a"
 
 
 def _retry_with(invite: Request, interval: float) -> Request:

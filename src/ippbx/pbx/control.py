@@ -10,7 +10,10 @@ and the call reports.
 - hang up: BYE both dialogs of an answered call; before the answer, CANCEL the callee
   and answer the caller 487.
 - hold/unhold: re-INVITE the other party with the extension's last SDP set to
-  `sendonly` / `sendrecv`; both legs show `Wait` while held.
+  `sendonly` / `sendrecv`; both legs show `Wait` while held, and with anchored media
+  the held party hears music on hold.
+- mute/unmute (anchored media only): the media engine stops (lets again) what the
+  extension says reaching the other party.
 - blind transfer: routed as if the transferor dialled the target, with its permissions
   (a party on a trunk reaches trunks only if its inbound route has `allow_transfer_out`;
   a 3xx from the target is followed with the same permissions);
@@ -65,6 +68,7 @@ class ControlError(Exception):
     NOT_PERMITTED = "not permitted"
     NO_ROUTE = "no route"
     NOT_CONNECTED = "not connected"
+    NO_MEDIA = "no media engine"  # the call's audio does not pass through ippbx
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -136,10 +140,27 @@ class CallControl:
         if response is None or response.status >= 300 or bridge.ended:
             return
         bridge.sdp[side] = offer
-        status = LegStatus.WAIT if on else LegStatus.TALKING
-        for leg in bridge.call.legs():
-            if leg.live:
-                self.registry.set_status(leg.id, status)
+        self.b2bua.set_held(bridge, other if on else None)
+
+    # -- mute ---------------------------------------------------------------------------
+    def mute(self, callid: str, extension: str, on: bool) -> None:
+        """Mute `extension` in its call (`on`) or unmute it: the other party no longer
+        hears it, it still hears them. Needs the call's media anchored on the engine; it
+        ends with the call."""
+        bridge = self._bridge(callid)
+        side = self._side_of_extension(bridge, extension)
+        if not self._answered(bridge):
+            raise ControlError(ControlError.NOT_CONNECTED)
+        media = self.b2bua.media
+        leg = bridge.leg(side)
+        if media is None or leg is None or not media.anchored(callid):
+            raise ControlError(ControlError.NO_MEDIA)
+        self.b2bua.spawn(self._mute(callid, leg.id, on))
+
+    async def _mute(self, callid: str, leg_id: str, on: bool) -> None:
+        media = self.b2bua.media
+        if media is not None:
+            await media.mute(callid, leg_id, on)
 
     async def _reinvite(self, bridge: Bridge, dialog: Dialog, body: bytes) -> Response | None:
         """Send a re-INVITE in `dialog` (ACKed if answered 2xx), after any other that
@@ -150,13 +171,19 @@ class CallControl:
         async with lock:
             if bridge.ended:
                 return None
-            ua = self.b2bua.ua
+            b2bua = self.b2bua
+            ua = b2bua.ua
             side: Side = "a" if dialog is bridge.a_dialog else "b"
+            # (`body` is the other side's SDP: with anchored media, as the engine has it)
+            offerer, answerer = bridge.leg("b" if side == "a" else "a"), bridge.leg(side)
             bridge.reinviting = with_side(bridge.reinviting, side)  # (crossing one: 491)
             try:
+                body = await b2bua.offer_sdp(bridge, offerer, answerer, body)
                 response = await ua.request_in_dialog(
                     dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
                 )
+                if response.status < 300 and response.body:
+                    await b2bua.answer_sdp(bridge, offerer, answerer, response.body)
             finally:
                 bridge.reinviting = bridge.reinviting.replace(side, "")
             if response.status < 300:
@@ -323,7 +350,7 @@ class CallControl:
         on_behalf = old.extension or self._other_extension(bridge, side) or ""
         try:
             placed = await b2bua.place_leg(
-                bridge, destination, offer, presented, attach, on_behalf, reroute
+                bridge, destination, offer, presented, attach, on_behalf, reroute, kept
             )
         except asyncio.CancelledError:  # stopping: CANCEL the target, release the other
             pending = bridge.b_invite

@@ -2,7 +2,8 @@
 
 OpenVox: `outbound/hangup {outboundid}`, `inbound/hangup {inboundid}`, `extension/hangup
 {extid}`, `calltransfer {callid, transferor, transferto}`, `extension/hold|unhold
-{extid}`, `extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
+{extid}`, `extension/mute|unmute {extid}` (anchored media only; otherwise 30001),
+`extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
 {extid, outto, autoanswer}`. Yeastar adds `outbound/transfer_number` and
 `inbound/transfer_number {…id, number, fromext}`. Dial endpoints also return the new
 call's `callid` (Yeastar does; OpenVox clients ignore the extra key). The work is done by
@@ -25,6 +26,7 @@ _ERRNOS = {
     ControlError.NOT_PERMITTED: Errno.NO_OUTBOUND_PERMISSION,
     ControlError.NO_ROUTE: Errno.NUMBER_NOT_FOUND,
     ControlError.NOT_CONNECTED: Errno.CALL_NOT_CONNECTED,
+    ControlError.NO_MEDIA: Errno.INTERNAL,
 }
 
 _YES = frozenset({"yes", "1", "true", "on"})
@@ -83,6 +85,18 @@ def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
 def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
     call, extid = _extension_call(req)
     _do(_control(req).hold, call.callid, extid, False)
+    return {}
+
+
+def extension_mute(req: ApiRequest) -> Mapping[str, Any]:
+    call, extid = _extension_call(req)
+    _do(_control(req).mute, call.callid, extid, True)
+    return {}
+
+
+def extension_unmute(req: ApiRequest) -> Mapping[str, Any]:
+    call, extid = _extension_call(req)
+    _do(_control(req).mute, call.callid, extid, False)
     return {}
 
 
@@ -145,6 +159,8 @@ ENDPOINTS = [
     Endpoint("extension/hangup", extension_hangup),
     Endpoint("extension/hold", extension_hold),
     Endpoint("extension/unhold", extension_unhold),
+    Endpoint("extension/mute", extension_mute),
+    Endpoint("extension/unmute", extension_unmute),
     Endpoint("calltransfer", calltransfer),
     Endpoint("outbound/transfer_number", outbound_transfer),
     Endpoint("inbound/transfer_number", inbound_transfer),

@@ -1,0 +1,172 @@
+"""Anchored media: every SDP that crosses a bridged call goes through the media engine.
+
+With a media engine (rtpengine), neither party of a call sees the other's address: each
+sees the engine's, and the engine relays the RTP (learning each phone's real source
+address, so a phone behind NAT gets audio). The B2BUA tells the anchor each time an SDP
+crosses the bridge, as what it is in the offer/answer model (RFC 3264): an `offer` from
+one leg to the other, or the `answer` of one leg to the other's offer. The anchor hands
+it to the engine (`offer` / `answer` commands: the engine's call is ippbx's call id, each
+leg's tag its leg id) and returns the SDP to send on.
+
+On top of that, what a PBX does with the audio of a call: music on hold for a held party
+(`play media`, looped until taken off hold), mute (`block media`: what a party says no
+longer reaches the call), prompts. `end(call)` deletes the engine's call.
+
+A failing engine does not fail the call: the SDP passes through untouched (the parties
+then talk end to end, as without an engine) and the call is marked unanchored, so the rest
+of its offers and answers pass through too. When the engine restarts, every call anchored
+on the dead one has lost its audio: `lost()` gives their ids, for the PBX to hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+# play media's loop: the held party hears the music until taken off hold; a repeat count
+# far beyond any call (an hour-long file played this often outlasts max_duration)
+MOH_REPEATS = 10_000
+
+
+class MediaControl(Protocol):
+    """What the anchor needs of the engine's control client (`ippbx.media.rtpengine`)."""
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                    to_tag: str | None = None) -> bytes: ...
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes: ...
+
+    async def delete(self, call_id: str, from_tag: str | None = None) -> None: ...
+
+    async def play_media(self, call_id: str, from_tag: str, file: str,
+                         repeat_times: int | None = None) -> int: ...
+
+    async def stop_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def block_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
+
+
+class MediaAnchor:
+    """The calls whose media ippbx anchors on the engine, and what it does with it."""
+
+    def __init__(self, control: MediaControl, moh: str,
+                 error_types: tuple[type[BaseException], ...] = (Exception,)) -> None:
+        self.control = control
+        self.moh = moh  # the WAV a held party hears
+        self._errors = error_types
+        self._anchored: set[str] = set()  # call ids with an engine call
+        self._unanchored: set[str] = set()  # calls whose engine failed them: passthrough
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failures = 0  # engine commands that failed (each logged)
+
+    # -- offer / answer -----------------------------------------------------------------
+    async def offer(self, call_id: str, offerer: str, answerer: str | None, sdp: bytes,
+                    content_type: str = SDP) -> bytes:
+        """The SDP `offerer` (a leg id) offers `answerer`, as `answerer` must see it."""
+        if not self._applies(call_id, sdp, content_type):
+            return sdp
+        try:
+            out = await self.control.offer(call_id, offerer, sdp, to_tag=answerer)
+        except self._errors as exc:
+            return self._failed(call_id, "offer", exc, sdp)
+        self._anchored.add(call_id)
+        return out
+
+    async def answer(self, call_id: str, offerer: str, answerer: str, sdp: bytes,
+                     content_type: str = SDP) -> bytes:
+        """`answerer`'s answer to `offerer`'s offer, as `offerer` must see it."""
+        if not self._applies(call_id, sdp, content_type) or call_id not in self._anchored:
+            return sdp
+        try:
+            return await self.control.answer(call_id, offerer, answerer, sdp)
+        except self._errors as exc:
+            return self._failed(call_id, "answer", exc, sdp)
+
+    def _applies(self, call_id: str, sdp: bytes, content_type: str) -> bool:
+        return bool(sdp) and call_id not in self._unanchored \
+            and content_type.partition(";")[0].strip().lower() == SDP
+
+    def _failed(self, call_id: str, what: str, exc: BaseException, sdp: bytes) -> bytes:
+        self.failures += 1
+        log.warning("media engine: %s for call %s failed (%s); its media goes end to end",
+                    what, call_id, exc)
+        self._unanchored.add(call_id)
+        return sdp
+
+    def anchored(self, call_id: str) -> bool:
+        return call_id in self._anchored
+
+    # -- what a PBX does with the audio -------------------------------------------------
+    async def hold_music(self, call_id: str, held: str, on: bool) -> bool:
+        """Start (or stop) the music on hold the party `held` (a leg id) hears."""
+        if call_id not in self._anchored or not self.moh:
+            return False
+        try:
+            if on:
+                await self.control.play_media(call_id, held, self.moh, MOH_REPEATS)
+            else:
+                await self.control.stop_media(call_id, held)
+        except self._errors as exc:
+            # (stopping what no longer plays is no failure worth a warning)
+            log.log(logging.WARNING if on else logging.DEBUG,
+                    "media engine: music on hold %s for %s failed (%s)",
+                    "start" if on else "stop", held, exc)
+            return False
+        return True
+
+    async def mute(self, call_id: str, party: str, on: bool) -> bool:
+        """Stop (or let again) what `party` says reaching the call."""
+        if call_id not in self._anchored:
+            return False
+        try:
+            if on:
+                await self.control.block_media(call_id, party)
+            else:
+                await self.control.unblock_media(call_id, party)
+        except self._errors as exc:
+            log.warning("media engine: %s of %s failed (%s)", "mute" if on else "unmute",
+                        party, exc)
+            return False
+        return True
+
+    # -- the end of calls -----------------------------------------------------------------
+    def end(self, call_id: str) -> None:
+        """The call is over: delete its engine call (in the background)."""
+        self._unanchored.discard(call_id)
+        if call_id in self._anchored:
+            self._anchored.discard(call_id)
+            self._spawn(self._delete(call_id))
+
+    async def _delete(self, call_id: str) -> None:
+        try:
+            await self.control.delete(call_id)
+        except self._errors as exc:
+            log.warning("media engine: delete of call %s failed (%s)", call_id, exc)
+
+    def lost(self) -> list[str]:
+        """The engine restarted: the calls it anchored have lost their audio (their ids);
+        they are forgotten here."""
+        lost = sorted(self._anchored)
+        self._anchored.clear()
+        return lost
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Let the deletes still under way finish (bounded)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+
+    @property
+    def calls(self) -> int:
+        return len(self._anchored)
+
