@@ -30,7 +30,7 @@ from typing import Any
 
 from ippbx.api import codec
 from ippbx.api.codec import CodecError, Format
-from ippbx.api.endpoints import auth, calls, cdr, config, control, system
+from ippbx.api.endpoints import auth, calls, cdr, config, control, recording, system
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import (
     ApiContext,
@@ -99,7 +99,7 @@ YEASTAR = Dialect(
 DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
-    e.path: e for module in (auth, calls, cdr, config, control, system)
+    e.path: e for module in (auth, calls, cdr, config, control, recording, system)
     for e in module.ENDPOINTS
 }
 

@@ -31,7 +31,9 @@ class Errno(IntEnum):
     TOKEN_EXPIRED = 20006  # expired, still remembered
     EMPTY_BODY = 20007  # a body is required and none was sent
     BAD_PORT = 20008  # `port` at login/heartbeat is not 0..65535
-    BAD_ALLOWED_IP = 20015  # cdr/get_random `allowedip` not an address; download from elsewhere
+    RECORDING_RANDOM_INVALID = 20012  # recording/download random unknown, expired, used
+    RECORDING_NOT_FOUND = 20014  # recording/get_random|download: no such recording
+    BAD_ALLOWED_IP = 20015  # */get_random `allowedip` not an address; download from elsewhere
     CDR_TIME_FORMAT = 20019  # cdr/get_random time not YYYY-MM-DD HH:MM:SS
     CDR_RANDOM_INVALID = 20020  # cdr/download random unknown, expired, used or not this query's
     CDR_NOT_FOUND = 20021  # cdr/download: no CDR in the range

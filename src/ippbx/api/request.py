@@ -27,6 +27,7 @@ from ippbx.store.sqlite import Store
 
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
+    from ippbx.media.recordings import Recordings
     from ippbx.pbx.control import CallControl
 
 
@@ -64,6 +65,7 @@ class ApiContext:
     downloads: DownloadTickets = field(default_factory=DownloadTickets)
     control: CallControl | None = None  # hang up / transfer / dial (None: no PBX behind)
     views: CallViews = field(default_factory=CallViews)  # the call queries' encoded items
+    recordings: Recordings | None = None  # recording/download's WAVs (None: no recordings)
 
 
 @dataclass(slots=True)

@@ -58,10 +58,9 @@ def _time(req: ApiRequest, name: str) -> tuple[str, float]:
         raise ApiError(Errno.CDR_TIME_FORMAT, f"{name} must be YYYY-MM-DD HH:MM:SS") from None
 
 
-def get_random(req: ApiRequest) -> Mapping[str, Any]:
-    extid = req.require("extid").strip()
-    start_text, start = _time(req, "starttime")
-    end_text, end = _time(req, "endtime")
+def download_addresses(req: ApiRequest) -> frozenset[str]:
+    """Who may use a download random: the session's login source and heartbeat `ipaddr`,
+    plus the request's `allowedip` (20015 if it is not an address)."""
     addresses = set()
     session = req.session
     if session is not None:
@@ -72,10 +71,17 @@ def get_random(req: ApiRequest) -> Mapping[str, Any]:
             addresses.add(str(ipaddress.ip_address(allowed)))
         except ValueError:
             raise ApiError(Errno.BAD_ALLOWED_IP, "allowedip is not an address") from None
+    return frozenset(addresses)
+
+
+def get_random(req: ApiRequest) -> Mapping[str, Any]:
+    extid = req.require("extid").strip()
+    start_text, start = _time(req, "starttime")
+    end_text, end = _time(req, "endtime")
+    addresses = download_addresses(req)
     params = {"extid": extid, "starttime": start_text, "endtime": end_text,
               "start": start, "end": end}
-    random = req.ctx.downloads.issue(req.token or "", _TICKET_KIND, params,
-                                     frozenset(addresses))
+    random = req.ctx.downloads.issue(req.token or "", _TICKET_KIND, params, addresses)
     return {"extid": extid, "starttime": start_text, "endtime": end_text, "random": random}
 
 

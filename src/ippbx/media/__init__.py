@@ -1,0 +1,1 @@
+"""The media plane: rtpengine control, supervision, recordings."""
