@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := sip-tester:sipp wrk:wrk baresip:baresip
+DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine
 
 .PHONY: run test test-unit test-fast lint debs venv clean bench fuzz
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests use (sipp from sip-tester, wrk); installed only when missing.
+# Debian packages the tests use (sipp from sip-tester, wrk, baresip) and ippbx runs
+# (rtpengine from rtpengine-daemon, the media engine); installed only when missing.
 debs:
 	@missing=""; for pair in $(DEBS); do pkg=$${pair%%:*}; cmd=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -27,7 +28,7 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-run: $(STAMP)
+run: $(STAMP) debs
 	$(BIN)/ippbx serve --config examples/demo.toml
 
 # Sandbox: the demo PBX plus simulated phones and a carrier placing calls (`ippbx demo`).

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ippbx.media.rtpengine import parse_ng_address
 from ippbx.pbx.patterns import PatternError, compile_pattern
 
 
@@ -220,6 +221,65 @@ class CallsSection(_Model):
         return v
 
 
+class MediaSection(_Model):
+    """The media engine (ippbx.media): rtpengine anchors call audio. `engine` "auto" uses
+    rtpengine when its binary is installed (else none, said once in the log); `ng` ""
+    spawns ippbx's own rtpengine, "host:port" (or a list) uses running ones instead.
+    `interface` is the address put in SDP (rtpengine's `--interface`; "LOCAL!PUBLIC"
+    advertises PUBLIC while binding LOCAL), RTP ports come from port_min..port_max.
+    `moh` is the music-on-hold WAV ("" = the built-in one), `prompts` the directory of
+    announcement WAVs, `recordings` where call recordings go, kept keep_recordings_days
+    (0 = forever)."""
+
+    engine: Literal["auto", "rtpengine", "none"] = "auto"
+    ng: list[str] | str = ""
+    interface: str = "127.0.0.1"
+    port_min: int = Field(30000, ge=1024, le=65535)
+    port_max: int = Field(40000, ge=1024, le=65535)
+    moh: str = ""
+    prompts: str = "prompts"
+    recordings: str = "recordings"
+    keep_recordings_days: int = Field(30, ge=0)
+
+    @field_validator("ng")
+    @classmethod
+    def _check_ng(cls, v: list[str] | str) -> list[str] | str:
+        for item in [v] if isinstance(v, str) else v:
+            if isinstance(v, str) and not item.strip():
+                continue
+            parse_ng_address(item)  # ValueError: "bad ng address ... (want host:port)"
+        return v
+
+    @field_validator("interface")
+    @classmethod
+    def _check_interface(cls, v: str) -> str:
+        for part in v.split("!"):
+            try:
+                ipaddress.ip_address(part)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address (or LOCAL!PUBLIC)") from None
+        if v.count("!") > 1:
+            raise ValueError(f"{v!r}: at most one ! (LOCAL!PUBLIC)")
+        return v
+
+    @field_validator("moh")
+    @classmethod
+    def _check_moh(cls, v: str) -> str:
+        return _existing_file(v)
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> MediaSection:
+        if self.port_min >= self.port_max:
+            raise ValueError("port_min must be below port_max")
+        return self
+
+    @property
+    def ng_addresses(self) -> list[str]:
+        """The external engines' "host:port" ([] = spawn our own)."""
+        items = [self.ng] if isinstance(self.ng, str) else self.ng
+        return [item.strip() for item in items if item.strip()]
+
+
 class StoreSection(_Model):
     path: str = "ippbx.sqlite3"
 
@@ -371,6 +431,7 @@ class Config(_Model):
     sip: SipSection = SipSection()
     api: ApiSection
     calls: CallsSection = CallsSection()
+    media: MediaSection = MediaSection()
     store: StoreSection = StoreSection()
     reports: ReportsSection = ReportsSection()
     security: SecuritySection = SecuritySection()

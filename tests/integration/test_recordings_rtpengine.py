@@ -2,8 +2,8 @@
 pcap's link type and file names are the ones ippbx.media.recordings expects, and the WAV
 holds both parties.
 
-rtpengine is driven here over its ng protocol (bencode over UDP) by a helper small
-enough to live in this file: `offer` with `"record call": "yes"`, `answer`, `delete`.
+rtpengine is ippbx's own (`MediaEngine`), driven by its ng client: `offer` with
+`"record call": "yes"`, `answer`, `delete`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ import asyncio
 import random
 import re
 import secrets
-import shutil
 import socket
 import struct
-import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rtp_audio import RtpEndpoint, parse_media, read_wav, sdp_offer, tone_power_ratio
-from sipp_harness import free_port
 
+from ippbx.media.engine import MediaEngine
 from ippbx.media.recordings import (
     Recordings,
     metadata_files,
@@ -31,70 +28,7 @@ from ippbx.media.recordings import (
     recording_name,
     rtpengine_stem,
 )
-
-# (`make test` installs Debian's rtpengine-daemon: without it this fails, never skips)
-RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
-
-
-# -- ng protocol: bencode over UDP ----------------------------------------------------------
-
-
-def bencode(value: Any) -> bytes:
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        return b"d" + b"".join(bencode(k) + bencode(value[k]) for k in sorted(value)) + b"e"
-    raise TypeError(f"cannot bencode {type(value).__name__}")
-
-
-def bdecode(data: bytes, at: int = 0) -> tuple[Any, int]:
-    kind = data[at : at + 1]
-    if kind == b"i":
-        end = data.index(b"e", at)
-        return int(data[at + 1 : end]), end + 1
-    if kind in (b"l", b"d"):
-        items, at = [], at + 1
-        while data[at : at + 1] != b"e":
-            item, at = bdecode(data, at)
-            items.append(item)
-        if kind == b"l":
-            return items, at + 1
-        return {k.decode(): v for k, v in zip(items[::2], items[1::2], strict=True)}, at + 1
-    colon = data.index(b":", at)
-    start = colon + 1
-    end = start + int(data[at:colon])
-    return data[start:end], end
-
-
-def ng(port: int, command: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]:
-    """One ng command to rtpengine on 127.0.0.1:`port` and its (decoded) answer."""
-    cookie = secrets.token_hex(6).encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(cookie + b" " + bencode(command), ("127.0.0.1", port))
-        while True:
-            reply = sock.recv(65535)
-            got, _, body = reply.partition(b" ")
-            if got == cookie:
-                answer, _ = bdecode(body)
-                assert isinstance(answer, dict)
-                return answer
-
-
-def test_bencode_round_trip() -> None:
-    value = {"command": "offer", "flags": ["a", "b"], "n": -3, "sdp": b"v=0\r\n"}
-    decoded, end = bdecode(bencode(value))
-    assert end == len(bencode(value))
-    assert decoded == {"command": b"offer", "flags": [b"a", b"b"], "n": -3, "sdp": b"v=0\r\n"}
-
-
-# -- rtpengine ------------------------------------------------------------------------------
+from ippbx.media.rtpengine import NgClient
 
 
 def free_udp_block(size: int) -> int:
@@ -117,64 +51,41 @@ def free_udp_block(size: int) -> int:
 
 
 @pytest.fixture
-def rtpengine(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A recording rtpengine on loopback: (its ng port, its recording directory)."""
+async def rtpengine(tmp_path: Path) -> AsyncIterator[tuple[NgClient, Path]]:
+    """ippbx's own recording rtpengine on loopback: (its ng client, its spool directory)."""
     spool = tmp_path / "spool"
-    spool.mkdir()
-    port = free_port()
     low = free_udp_block(40)
-    log = (tmp_path / "rtpengine.log").open("wb")
-    proc = subprocess.Popen(
-        [RTPENGINE, "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{port}",
-         "--foreground", "--log-stderr", f"--port-min={low}", f"--port-max={low + 39}",
-         f"--recording-dir={spool}", "--recording-method=pcap"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    engine = MediaEngine(port_min=low, port_max=low + 39, recording_dir=spool)
+    await engine.start()
     try:
-        for _ in range(50):
-            assert proc.poll() is None, (tmp_path / "rtpengine.log").read_text()
-            try:
-                if ng(port, {"command": "ping"}, timeout=0.1).get("result") == b"pong":
-                    break
-            except (TimeoutError, ConnectionRefusedError):
-                continue
-        else:
-            pytest.fail("rtpengine did not answer ping")
-        yield port, spool
+        assert engine.client is not None
+        yield engine.client, spool
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        await engine.stop()
 
 
 async def test_a_recorded_call_becomes_a_wav_with_both_parties(
-    rtpengine: tuple[int, Path], tmp_path: Path
+    rtpengine: tuple[NgClient, Path], tmp_path: Path
 ) -> None:
-    port, spool = rtpengine
+    client, spool = rtpengine
     caller, callee = RtpEndpoint(), RtpEndpoint()
     await caller.start()
     await callee.start()
     call_id = f"rec-{secrets.token_hex(4)}@127.0.0.1"
     try:
-        offer = ng(port, {"command": "offer", "call-id": call_id, "from-tag": "caller",
-                          "sdp": sdp_offer(*caller.address, 1), "record call": "yes"})
-        assert offer["result"] == b"ok", offer
-        to_callee = parse_media(offer["sdp"])
-        answer = ng(port, {"command": "answer", "call-id": call_id, "from-tag": "caller",
-                           "to-tag": "callee", "sdp": sdp_offer(*callee.address, 1)})
-        assert answer["result"] == b"ok", answer
-        to_caller = parse_media(answer["sdp"])
+        offer = await client.offer(call_id, "caller", sdp_offer(*caller.address, 1),
+                                   flags={"record call": "yes"})
+        to_callee = parse_media(offer)
+        answer = await client.answer(call_id, "caller", "callee",
+                                     sdp_offer(*callee.address, 1))
+        to_caller = parse_media(answer)
         callee.set_remote(to_callee.ip, to_callee.port)
         caller.set_remote(to_caller.ip, to_caller.port)
         caller.play_tone(700)
         callee.play_tone(1300)
         await asyncio.sleep(1.0)
         assert tone_power_ratio(await callee.wait_audio(0.2), 700) > 0.8  # through rtpengine
-        deleted = ng(port, {"command": "delete", "call-id": call_id, "delete delay": 0})
-        assert deleted["result"] == b"ok", deleted
+        await client.delete(call_id)  # (at once: no delete delay)
     finally:
         await caller.stop()
         await callee.stop()
