@@ -1,8 +1,9 @@
 """The composition root: build every part of ippbx from a Config and run them in one loop.
 
 `App.components` is the start order (each has `async start()` / `async stop()`): the
-call reports (outbox delivery, BootUp to the sessions kept from the last run), the PBX
-(SIP transport, UA, registrar, B2BUA), then the API: plain HTTP (`api`) and, when
+call reports (outbox delivery, BootUp to the sessions kept from the last run), the media
+engine (`[media]`: ippbx's own rtpengine, which the B2BUA then anchors every call's
+audio on), the PBX (SIP transport, UA, registrar, B2BUA), then the API: plain HTTP (`api`) and, when
 `[api] https_listen` is set, HTTPS (`api_tls`) with the same API handler, so one session
 manager serves both and a token from either works on the other (the certificate is made
 or loaded when `api_tls` starts, see `ippbx.api.tls`). They are stopped in reverse order,
@@ -37,6 +38,7 @@ from ippbx.gc_policy import FullCollector
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.ids import set_node
+from ippbx.pbx.media_service import MediaService
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
@@ -82,6 +84,7 @@ class App:
         self.store = Store(config.store.path)
         self.registry.subscribe(CdrRecorder(self.store))
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
+        self.media = MediaService(config, self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
         )
@@ -99,6 +102,7 @@ class App:
             pbx=self.status,
             store=self.store,
             control=self.pbx.control,
+            recordings=self.media.recordings,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address
@@ -112,7 +116,8 @@ class App:
         apis: list[Component] = [self.api] if self.api_tls is None else [self.api, self.api_tls]
         # last to start: everything built so far is frozen out of garbage collection
         self.gc = FullCollector(lambda: len(self.registry) > 0)
-        self.components: list[Component] = [self.reports, self.pbx, *apis, self.gc]
+        self.components: list[Component] = [self.reports, self.media, self.pbx, *apis,
+                                            self.gc]
         self._started: list[Component] = []
 
     def _guard(self) -> HttpGuard:

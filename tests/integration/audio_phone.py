@@ -116,6 +116,9 @@ class AudioPhone:
                             user_agent=f"ippbx-audio-phone/{self.name}")
         self.ua.on_request = self._on_request
         self.rtp = RtpEndpoint(symmetric=symmetric)
+        # the media address its SDP names, when not its RTP socket's (a phone behind NAT
+        # names its private address; its packets come from elsewhere)
+        self.advertise: tuple[str, int] | None = None
         if tone is not None:
             self.rtp.play_tone(tone)
         self.dialog: Dialog | None = None  # the current call's
@@ -308,7 +311,7 @@ class AudioPhone:
     def _offer(self, direction: str) -> bytes:
         """Our next offer (session version + 1) with `direction`; kept in `local_sdps`."""
         self._version += 1
-        host, port = self.rtp.address
+        host, port = self.advertise or self.rtp.address
         body = sdp_offer(host, port, self._version, direction, session_id=self._session_id)
         self.local_sdps.append(body)
         return body
@@ -332,7 +335,7 @@ class AudioPhone:
     def _answer(self, offer: bytes) -> bytes:
         """Our answer to `offer` (mirrored direction), and the media set up for it."""
         self._version += 1
-        host, port = self.rtp.address
+        host, port = self.advertise or self.rtp.address
         body = sdp_answer(offer, host, port, self._version, session_id=self._session_id)
         self.local_sdps.append(body)
         self.local_direction = parse_media(body).direction

@@ -34,6 +34,9 @@ from ippbx.config import Config, parse_config
 API_PASSWORD = "apipass"
 
 
+MEDIA_NONE: dict[str, Any] = {"engine": "none"}
+
+
 def ext_password(number: str) -> str:
     return f"secret{number}"
 
@@ -65,6 +68,7 @@ def build_config(
     sip_port: int, store: Path, trunks: list[TrunkSpec], extra: str = "", *,
     no_answer_seconds: int = 20, route_trunks: list[str] | None = None,
     security: dict[str, Any] | None = None, sip: dict[str, Any] | None = None,
+    media: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "[pbx]", 'sn = "ippbxtest01"',
@@ -73,6 +77,8 @@ def build_config(
         *(f"{k} = {toml_value(v)}" for k, v in (sip or {}).items()),
         "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
         "[store]", f'path = "{store}"',
+        # no media engine unless the test asks for one: SDP passes through untouched
+        "[media]", *(f"{k} = {toml_value(v)}" for k, v in (media or MEDIA_NONE).items()),
         "[security]",
     ]
     lines += [f"{k} = {toml_value(v)}" for k, v in {**SIPP_SECURITY, **(security or {})}.items()]
@@ -107,11 +113,14 @@ class PbxHarness:
         route_trunks: list[str] | None = None, api_version: str = "v0.0.1",
         security: dict[str, Any] | None = None, sip: dict[str, Any] | None = None,
         adjust: Callable[[Config], Config] | None = None,
+        media: dict[str, Any] | None = None,
     ) -> PbxHarness:
         port = sip_port or free_port()
+        if media is not None:  # (recordings under the test's directory, not the cwd)
+            media = {"recordings": str(tmp_path / "recordings"), **media}
         text = build_config(port, tmp_path / "ippbx.sqlite3", trunks or [], extra,
                             no_answer_seconds=no_answer_seconds, route_trunks=route_trunks,
-                            security=security, sip=sip)
+                            security=security, sip=sip, media=media)
         config = parse_config(text)
         app = App(adjust(config) if adjust is not None else config)
         await app.start()

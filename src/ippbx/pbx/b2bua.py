@@ -1035,17 +1035,20 @@ class B2BUA:
         media = self.media
         if media is None or bridge.moh == (held or ""):
             return
-        callid = bridge.call.callid
-        was = bridge.leg("a" if bridge.moh == "a" else "b") if bridge.moh else None
-        if was is not None:
-            self.spawn(self._hold_music(media, callid, was.id, False))
+        if bridge.moh:
+            was: Side = "a" if bridge.moh == "a" else "b"
+            self.spawn(self._hold_music(media, bridge, was, False))
         bridge.moh = held or ""
-        if held is not None and (leg := bridge.leg(held)) is not None:
-            self.spawn(self._hold_music(media, callid, leg.id, True))
+        if held is not None:
+            self.spawn(self._hold_music(media, bridge, held, True))
 
     @staticmethod
-    async def _hold_music(media: MediaAnchor, callid: str, leg_id: str, on: bool) -> None:
-        await media.hold_music(callid, leg_id, on)
+    async def _hold_music(media: MediaAnchor, bridge: Bridge, held: Side, on: bool) -> None:
+        """Music on hold for the `held` side (on or off), the other side kept from it."""
+        leg, holder = bridge.leg(held), bridge.leg(_other(held))
+        if leg is not None:
+            await media.hold_music(bridge.call.callid, leg.id,
+                                   holder.id if holder is not None else None, on)
 
     async def _relay_request(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
         """Relay an UPDATE (RFC 3311: an offer, in an early or a confirmed dialog) or an

@@ -27,9 +27,8 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
-# play media's loop: the held party hears the music until taken off hold; a repeat count
-# far beyond any call (an hour-long file played this often outlasts max_duration)
-MOH_REPEATS = 10_000
+# play media's loop: the held party hears the music until taken off hold
+MOH_REPEATS = 1_000_000
 
 
 class MediaControl(Protocol):
@@ -56,12 +55,15 @@ class MediaAnchor:
     """The calls whose media ippbx anchors on the engine, and what it does with it."""
 
     def __init__(self, control: MediaControl, moh: str,
-                 error_types: tuple[type[BaseException], ...] = (Exception,)) -> None:
+                 error_types: tuple[type[BaseException], ...] = (Exception,),
+                 repeat: int = MOH_REPEATS) -> None:
         self.control = control
         self.moh = moh  # the WAV a held party hears
+        self.repeat = repeat  # times the music is played over (until off hold)
         self._errors = error_types
         self._anchored: set[str] = set()  # call ids with an engine call
         self._unanchored: set[str] = set()  # calls whose engine failed them: passthrough
+        self._muted: set[tuple[str, str]] = set()  # (call id, leg id) muted by the API
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0  # engine commands that failed (each logged)
 
@@ -103,20 +105,23 @@ class MediaAnchor:
         return call_id in self._anchored
 
     # -- what a PBX does with the audio -------------------------------------------------
-    async def hold_music(self, call_id: str, held: str, on: bool) -> bool:
-        """Start (or stop) the music on hold the party `held` (a leg id) hears."""
+    async def hold_music(self, call_id: str, held: str, holder: str | None, on: bool) -> bool:
+        """Start (or stop) the music on hold the party `held` (a leg id) hears instead of
+        `holder` (whose audio is kept from it meanwhile, unless muted anyway)."""
         if call_id not in self._anchored or not self.moh:
             return False
         try:
             if on:
-                await self.control.play_media(call_id, held, self.moh, MOH_REPEATS)
+                if holder is not None:
+                    await self.control.block_media(call_id, holder)
+                await self.control.play_media(call_id, held, self.moh, self.repeat)
             else:
                 await self.control.stop_media(call_id, held)
+                if holder is not None and (call_id, holder) not in self._muted:
+                    await self.control.unblock_media(call_id, holder)
         except self._errors as exc:
-            # (stopping what no longer plays is no failure worth a warning)
-            log.log(logging.WARNING if on else logging.DEBUG,
-                    "media engine: music on hold %s for %s failed (%s)",
-                    "start" if on else "stop", held, exc)
+            log.warning("media engine: music on hold %s for %s failed (%s)",
+                        "start" if on else "stop", held, exc)
             return False
         return True
 
@@ -126,8 +131,10 @@ class MediaAnchor:
             return False
         try:
             if on:
+                self._muted.add((call_id, party))
                 await self.control.block_media(call_id, party)
             else:
+                self._muted.discard((call_id, party))
                 await self.control.unblock_media(call_id, party)
         except self._errors as exc:
             log.warning("media engine: %s of %s failed (%s)", "mute" if on else "unmute",
@@ -139,6 +146,8 @@ class MediaAnchor:
     def end(self, call_id: str) -> None:
         """The call is over: delete its engine call (in the background)."""
         self._unanchored.discard(call_id)
+        if self._muted:
+            self._muted = {muted for muted in self._muted if muted[0] != call_id}
         if call_id in self._anchored:
             self._anchored.discard(call_id)
             self._spawn(self._delete(call_id))

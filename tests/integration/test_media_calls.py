@@ -1,0 +1,252 @@
+"""Calls with their audio anchored on ippbx's own rtpengine, checked by listening.
+
+Each phone (`AudioPhone`: ippbx's UA plus a real RTP endpoint) sends a tone of its own
+and records what it receives; numpy's FFT says whose tone arrived. The SDP each phone
+sees names rtpengine's address and a port of `[media] port_min..port_max`, never the
+other phone's. On top: music on hold (a held party hears `[media] moh`, here a known
+tone), mute through the API, a phone behind NAT (its SDP names an address nothing can
+reach), click-to-call, and rtpengine killed mid-call (the call is hung up, the next one
+has audio again). After each call, rtpengine holds no call of ippbx's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+from audio_phone import AudioPhone
+from pbx_harness import PbxHarness, Start, TrunkSpec
+from rtp_audio import Media, dominant_frequency, tone_power_ratio, write_tone_wav
+from sipp_harness import free_port
+from test_recordings_rtpengine import free_udp_block
+
+TONE_A = 700.0  # the first phone's
+TONE_B = 1300.0  # the second phone's (or the carrier's)
+MOH_TONE = 440.0  # the music on hold of these tests
+TOLERANCE = 20.0
+LISTEN = 0.5
+SETTLE = 0.25  # a media change through the engine (an ng command, a re-INVITE)
+
+
+async def start_media_pbx(start_pbx: Start, tmp_path: Path,
+                          trunks: list[TrunkSpec] | None = None) -> PbxHarness:
+    low = free_udp_block(40)
+    moh = write_tone_wav(tmp_path / "moh.wav", MOH_TONE, 2.0)
+    return await start_pbx(trunks or [], media={
+        "engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)})
+
+
+def assert_anchored(pbx: PbxHarness, seen: Media | None, other: AudioPhone) -> None:
+    """The SDP a phone got names rtpengine (its interface, a port of the range), not the
+    `other` phone's media."""
+    assert seen is not None
+    media = pbx.app.config.media
+    assert seen.ip == "127.0.0.1"
+    assert media.port_min <= seen.port <= media.port_max, seen
+    assert (seen.ip, seen.port) != other.rtp.address
+
+
+def hears(samples: np.ndarray, wanted: float, who: str) -> None:
+    assert samples.size >= 0.7 * LISTEN * 8000, f"{who} heard only {samples.size} samples"
+    found = dominant_frequency(samples)
+    assert abs(found - wanted) <= TOLERANCE, f"{who} heard {found:.1f} Hz, not {wanted}"
+    assert tone_power_ratio(samples, wanted) > 0.8, f"{who}: {wanted} Hz does not dominate"
+
+
+def silent_of(samples: np.ndarray, tone: float, who: str) -> None:
+    """`tone` does not reach `who` (silence, nothing, or something else)."""
+    if samples.size:
+        assert tone_power_ratio(samples, tone) < 0.05, f"{who} still hears {tone} Hz"
+
+
+async def until(pbx: PbxHarness, condition: object, what: str) -> None:
+    async def check() -> bool:
+        return bool(condition())  # type: ignore[operator]
+
+    await pbx.wait_for(check, timeout=5, what=what)
+
+
+async def listen(*phones: AudioPhone) -> list[np.ndarray]:
+    await asyncio.sleep(SETTLE)
+    return list(await asyncio.gather(*(p.rtp.record(LISTEN) for p in phones)))
+
+
+async def engine_calls(pbx: PbxHarness) -> list[str]:
+    engine = pbx.app.media.engine
+    assert engine is not None and engine.client is not None
+    return await engine.client.list_calls()
+
+
+async def no_engine_calls(pbx: PbxHarness) -> None:
+    async def none_left() -> bool:
+        return await engine_calls(pbx) == []
+
+    await pbx.wait_for(none_left, timeout=5, what="rtpengine to hold no call")
+
+
+async def test_audio_is_anchored_and_hold_plays_music(start_pbx: Start, tmp_path: Path) -> None:
+    pbx = await start_media_pbx(start_pbx, tmp_path)
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    try:
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+        assert_anchored(pbx, a.remote_media, b)
+        assert_anchored(pbx, b.remote_media, a)
+        assert len(await engine_calls(pbx)) == 1
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_a, TONE_B, "1001")
+        hears(heard_b, TONE_A, "1002")
+
+        # 1001 holds from its phone: 1002 is offered sendonly through the engine and
+        # hears the music on hold instead of 1001
+        assert (await a.hold()).status == 200
+        assert b.remote_media is not None and b.remote_media.direction == "sendonly"
+        assert_anchored(pbx, b.remote_media, a)
+        (held_b,) = await listen(b)
+        hears(held_b, MOH_TONE, "1002 on hold")
+        assert (await a.unhold()).status == 200
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_a, TONE_B, "1001 after unhold")
+        hears(heard_b, TONE_A, "1002 after unhold")
+
+        assert (await b.hangup()).status == 200
+        await a.wait_ended()
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_api_hold_plays_music_and_mute_silences(start_pbx: Start, tmp_path: Path) -> None:
+    pbx = await start_media_pbx(start_pbx, tmp_path)
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    try:
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+
+        async def ok(endpoint: str, extid: str) -> None:
+            answer = (await pbx.post(endpoint, {"extid": extid})).json()
+            assert answer["status"] == "Success", (endpoint, answer)
+
+        # mute 1001: 1002 stops hearing it, 1001 still hears 1002
+        await ok("extension/mute", "1001")
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_a, TONE_B, "1001 muted")
+        silent_of(heard_b, TONE_A, "1002 (1001 muted)")
+        await ok("extension/unmute", "1001")
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_b, TONE_A, "1002 after unmute")
+
+        # the application holds 1002's party (1001) for extension 1002: music for 1001
+        await ok("extension/hold", "1002")
+        await until(pbx, lambda: a.remote_media is not None
+                    and a.remote_media.direction == "sendonly", "the hold re-INVITE")
+        (held_a,) = await listen(a)
+        hears(held_a, MOH_TONE, "1001 held by the API")
+        await ok("extension/unhold", "1002")
+        await until(pbx, lambda: a.remote_media is not None
+                    and a.remote_media.direction == "sendrecv", "the unhold re-INVITE")
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_a, TONE_B, "1001 after unhold")
+        hears(heard_b, TONE_A, "1002 after unhold")
+
+        assert (await a.hangup()).status == 200
+        await b.wait_ended()
+        await no_engine_calls(pbx)
+        # no call: mute has nothing to act on
+        answer = (await pbx.post("extension/mute", {"extid": "1001"})).json()
+        assert answer["status"] == "Failed" and answer["errno"] == "10007", answer
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_phone_behind_nat_gets_audio(start_pbx: Start, tmp_path: Path) -> None:
+    """Its SDP names a private address nothing can reach (as a phone behind NAT does):
+    the engine answers to where its packets come from (symmetric RTP)."""
+    port = free_port()
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", port)])
+    carrier = await AudioPhone.carrier(pbx.sip_address, port, tone=TONE_B)
+    a = AudioPhone(pbx.sip_address, "1001", tone=TONE_A)
+    a.advertise = ("10.255.255.1", 4000)
+    await a.start()
+    try:
+        assert (await a.register()).status == 200
+        assert (await a.call("95551234")).status == 200
+        await carrier.wait_established()
+        assert_anchored(pbx, carrier.remote_media, a)
+        heard_a, heard_carrier = await listen(a, carrier)
+        hears(heard_a, TONE_B, "1001 behind NAT")
+        hears(heard_carrier, TONE_A, "the carrier")
+        assert (await a.hangup()).status == 200
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await carrier.stop()
+
+
+async def test_click_to_call_is_anchored(start_pbx: Start, tmp_path: Path) -> None:
+    port = free_port()
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", port)])
+    carrier = await AudioPhone.carrier(pbx.sip_address, port, tone=TONE_B)
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    try:
+        answer = (await pbx.post("extension/dial_outbound",
+                                 {"extid": "1001", "outto": "95551234"})).json()
+        assert answer["status"] == "Success", answer
+        await a.wait_established()
+        await carrier.wait_established()
+        await until(pbx, lambda: len(a.remote_sdps) == 1, "1001's ACK with the answer")
+        assert_anchored(pbx, a.remote_media, carrier)
+        assert_anchored(pbx, carrier.remote_media, a)
+        heard_a, heard_carrier = await listen(a, carrier)
+        hears(heard_a, TONE_B, "1001")
+        hears(heard_carrier, TONE_A, "the carrier")
+        assert (await carrier.hangup()).status == 200
+        await a.wait_ended()
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await carrier.stop()
+
+
+async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path) -> None:
+    """The engine dies: ippbx starts it again and hangs up the calls it carried (their
+    audio is gone); the next call has audio again."""
+    pbx = await start_media_pbx(start_pbx, tmp_path)
+    engine = pbx.app.media.engine
+    assert engine is not None
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    try:
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+        pid = engine.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await a.wait_ended(timeout=10)
+        await b.wait_ended(timeout=10)
+        await pbx.wait_idle()
+        assert engine.restarts == 1 and engine.pid not in (None, pid)
+
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+        assert_anchored(pbx, a.remote_media, b)
+        heard_a, heard_b = await listen(a, b)
+        hears(heard_a, TONE_B, "1001 after the restart")
+        hears(heard_b, TONE_A, "1002 after the restart")
+        assert (await a.hangup()).status == 200
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await b.stop()
