@@ -361,6 +361,7 @@ class Extension(_Model):
     callerid: str = ""
     max_contacts: int = Field(1, ge=1, le=100)
     report_status: bool = True  # ExtensionStatus reports for this extension
+    record: bool = False  # record its calls (needs the media engine)
 
 
 class Trunk(_Model):
@@ -375,6 +376,7 @@ class Trunk(_Model):
     callerid: str = ""
     max_channels: int = Field(0, ge=0)
     expires: int = Field(3600, ge=60)
+    record: bool = False  # record the calls through it (needs the media engine)
 
     @model_validator(mode="after")
     def _tls_port(self) -> Trunk:
@@ -396,6 +398,7 @@ class OutboundRoute(_Model):
     prepend: str = ""
     trunks: list[str] = Field(min_length=1)
     extensions: list[str] = []
+    record: bool = False  # record the calls it routes (needs the media engine)
 
     @field_validator("match")
     @classmethod
@@ -417,6 +420,7 @@ class InboundRoute(_Model):
     # an API transfer naming it as the transferor)? Off: anyone who can call the DID
     # could otherwise dial anywhere at the owner's cost.
     allow_transfer_out: bool = False
+    record: bool = False  # record the calls it admits (needs the media engine)
 
     @field_validator("destination")
     @classmethod

@@ -12,16 +12,22 @@ has audio again). After each call, rtpengine holds no call of ippbx's.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from audio_phone import AudioPhone
 from pbx_harness import PbxHarness, Start, TrunkSpec
-from rtp_audio import Media, dominant_frequency, tone_power_ratio, write_tone_wav
+from reports_harness import Receiver
+from rtp_audio import Media, dominant_frequency, read_wav, tone_power_ratio, write_tone_wav
 from sipp_harness import free_port
 from test_recordings_rtpengine import free_udp_block
+
+from ippbx.config import Config
 
 TONE_A = 700.0  # the first phone's
 TONE_B = 1300.0  # the second phone's (or the carrier's)
@@ -32,11 +38,12 @@ SETTLE = 0.25  # a media change through the engine (an ng command, a re-INVITE)
 
 
 async def start_media_pbx(start_pbx: Start, tmp_path: Path,
-                          trunks: list[TrunkSpec] | None = None) -> PbxHarness:
+                          trunks: list[TrunkSpec] | None = None, **kwargs: Any) -> PbxHarness:
     low = free_udp_block(40)
     moh = write_tone_wav(tmp_path / "moh.wav", MOH_TONE, 2.0)
     return await start_pbx(trunks or [], media={
-        "engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)})
+        "engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)},
+        **kwargs)
 
 
 def assert_anchored(pbx: PbxHarness, seen: Media | None, other: AudioPhone) -> None:
@@ -250,3 +257,68 @@ async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path) -> No
     finally:
         await a.stop()
         await b.stop()
+
+
+def recording(*numbers: str) -> Any:
+    """An `adjust` for the harness: these extensions have `record = true`."""
+    def adjust(config: Config) -> Config:
+        extensions = [e.model_copy(update={"record": e.number in numbers})
+                      for e in config.extensions]
+        return config.model_copy(update={"extensions": extensions})
+    return adjust
+
+
+async def test_a_recorded_call_is_a_wav_named_in_its_new_cdr(
+    start_pbx: Start, tmp_path: Path
+) -> None:
+    receiver = await Receiver().start()
+    pbx = await start_media_pbx(start_pbx, tmp_path, adjust=recording("1001"))
+    body = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest(),
+            "port": str(receiver.port)}
+    login = (await pbx.client.post(f"{pbx.api_url}/login", json=body)).json()
+    assert login["status"] == "Success", login
+    pbx.token = login["token"]
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_B)
+
+    def new_cdrs() -> list[dict[str, Any]]:
+        return [g.body for g in receiver.got if g.body.get("action") == "NewCdr"]
+
+    try:
+        assert (await a.call("1002")).status == 200  # 1001 records its calls
+        await b.wait_established()
+        await listen(a, b)
+        await asyncio.sleep(0.5)
+        assert (await a.hangup()).status == 200
+        await until(pbx, lambda: len(new_cdrs()) == 1, "the NewCdr")
+        name = new_cdrs()[0]["recording"]
+        assert re.fullmatch(r"exten-1001-1002-\d{8}-\d{6}-.+\.wav", name), name
+        await until(pbx, lambda: pbx.app.media.converted == 1, "the WAV")
+
+        answer = (await pbx.post("recording/get_random", {"recording": name})).json()
+        assert answer["status"] == "Success", answer
+        got = await pbx.client.get(f"{pbx.api_url}/recording/download", params={
+            "recording": name, "random": answer["random"], "token": pbx.token})
+        assert got.status_code == 200 and got.content[:4] == b"RIFF", got
+        wav = tmp_path / "downloaded.wav"
+        wav.write_bytes(got.content)
+        samples = read_wav(wav)
+        assert samples.size >= 1.0 * 8000  # the whole talk, both parties in one mix
+        assert tone_power_ratio(samples, TONE_A) > 0.2, "1001 is not in the recording"
+        assert tone_power_ratio(samples, TONE_B) > 0.2, "1002 is not in the recording"
+
+        # a call none of whose parties records: no recording, none in its NewCdr
+        assert (await b.call("1003")).status == 200
+        await c.wait_established()
+        assert (await c.hangup()).status == 200
+        await until(pbx, lambda: len(new_cdrs()) == 2, "the second NewCdr")
+        assert "recording" not in new_cdrs()[1]
+        assert sorted(p.name for p in (tmp_path / "pbx0" / "recordings").glob("*.wav")) \
+            == [name]
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        for phone in (a, b, c):
+            await phone.stop()
+        await receiver.stop()

@@ -38,9 +38,11 @@ from functools import partial
 from typing import Literal, TypeVar
 
 from ippbx.config import Config, Trunk
+from ippbx.media.recordings import recording_name
 from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
+from ippbx.pbx.cdr import zone
 from ippbx.pbx.dialplan import Destination, Dialplan, Refused, ToExtension, ToTrunks
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.media_anchor import MediaAnchor
@@ -225,6 +227,7 @@ class B2BUA:
         # the media engine every SDP goes through (pbx/media_anchor.py); None: SDP passes
         # end to end untouched
         self.media: MediaAnchor | None = None
+        self.zone = zone(config.pbx.timezone)  # (recording names are in local time)
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -394,6 +397,7 @@ class B2BUA:
         """Send the call out through `plan`'s trunks, in failover order: None once
         answered and bridged, else the failure's SIP status. A 3xx is followed."""
         self._dialling(bridge, plan)
+        bridge.call.outbound_route = plan.route
         caller = bridge.call.caller
         ext = self._extensions.get(caller.extension or "")
         status = 503
@@ -925,6 +929,27 @@ class B2BUA:
                      if self.session_expires else None)
         self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
         self.keeper.start(bridge, "b", b_session, allows_update(response))
+        if self.media is not None and self.records(bridge.call):
+            call = bridge.call
+            name = recording_name(call.origin.from_number, call.dialled,
+                                  call.answered or call.created, call.callid, self.zone)
+            if self.media.record(call.callid, name):
+                call.recording = name
+
+    def records(self, call: Call) -> bool:
+        """Is `call` to be recorded: one of its extensions, its trunks or its route
+        says `record = true`."""
+        config = self.config
+        for leg in call.legs():
+            ext = self._extensions.get(leg.extension or "")
+            if ext is not None and ext.record:
+                return True
+            trunk = self.trunks.get(leg.trunk) if leg.trunk else None
+            if trunk is not None and trunk.record:
+                return True
+        routes = [*(r for r in config.outbound_routes if r.name == call.outbound_route),
+                  *(r for r in config.inbound_routes if r.name == call.inbound_route)]
+        return any(route.record for route in routes)
 
     def _contact(self, bridge: Bridge) -> str:
         """Our Contact towards the caller, for the transport its INVITE came over."""

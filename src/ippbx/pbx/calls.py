@@ -77,6 +77,8 @@ class Call:
     callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
     hangup_by: str = ""  # who ended it: "caller", "callee", "api" or "pbx" (timeouts…)
     inbound_route: str = ""  # the inbound route that admitted a call from a trunk
+    outbound_route: str = ""  # the outbound route that sent it out through trunks
+    recording: str = ""  # the recording's file name, when the call is recorded
     origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
     extensions: list[str] = field(default_factory=list)  # every extension that took part
 

@@ -69,6 +69,7 @@ class CdrRecord:
     cause: int = 0
     hangup_by: str = ""  # "caller", "callee", "api", "pbx" ("" when nobody answered)
     extensions: tuple[str, ...] = ()  # every extension that took part, in order
+    recording: str = ""  # the recording's file name ("" when not recorded)
 
 
 def status_for(answered: bool, cause: int | None) -> str:
@@ -127,6 +128,7 @@ def from_call(call: Call) -> CdrRecord:
         cause=200 if answered else failure_cause(call),
         hangup_by=call.hangup_by,
         extensions=tuple(call.extensions),
+        recording=call.recording,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class MediaControl(Protocol):
 
     async def stop_media(self, call_id: str, from_tag: str) -> None: ...
 
+    async def start_recording(self, call_id: str) -> None: ...
+
     async def block_media(self, call_id: str, from_tag: str) -> None: ...
 
     async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
@@ -64,6 +67,9 @@ class MediaAnchor:
         self._anchored: set[str] = set()  # call ids with an engine call
         self._unanchored: set[str] = set()  # calls whose engine failed them: passthrough
         self._muted: set[tuple[str, str]] = set()  # (call id, leg id) muted by the API
+        self._recorded: dict[str, str] = {}  # call id → its recording's name
+        # a recorded call's engine call is gone (its pcap complete): (call id, name)
+        self.on_recorded: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0  # engine commands that failed (each logged)
 
@@ -142,6 +148,21 @@ class MediaAnchor:
             return False
         return True
 
+    def record(self, call_id: str, name: str) -> bool:
+        """Record the call (both parties) as `name`, from now to its end."""
+        if call_id not in self._anchored or call_id in self._recorded:
+            return False
+        self._recorded[call_id] = name
+        self._spawn(self._start_recording(call_id))
+        return True
+
+    async def _start_recording(self, call_id: str) -> None:
+        try:
+            await self.control.start_recording(call_id)
+        except self._errors as exc:
+            log.warning("media engine: recording call %s failed (%s)", call_id, exc)
+            self._recorded.pop(call_id, None)
+
     # -- the end of calls -----------------------------------------------------------------
     def end(self, call_id: str) -> None:
         """The call is over: delete its engine call (in the background)."""
@@ -157,6 +178,9 @@ class MediaAnchor:
             await self.control.delete(call_id)
         except self._errors as exc:
             log.warning("media engine: delete of call %s failed (%s)", call_id, exc)
+        name = self._recorded.pop(call_id, None)
+        if name is not None and self.on_recorded is not None:
+            self.on_recorded(call_id, name)
 
     def lost(self) -> list[str]:
         """The engine restarted: the calls it anchored have lost their audio (their ids);

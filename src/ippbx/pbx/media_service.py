@@ -5,19 +5,25 @@ rtpengine, or external ones; nothing with `engine = "none"` or no rtpengine inst
 and hands the B2BUA a `MediaAnchor` on it, so every call's SDP goes through the engine
 from then on. When the engine dies and is started again, the calls it carried have lost
 their audio: they are hung up (BYE to both parties, their CDRs and reports as for any
-call ippbx ends), rather than left up in silence. `stop()` lets the engine's deletes
-finish and stops it; it runs after the PBX has ended its calls.
+call ippbx ends), rather than left up in silence. A recorded call (`record = true` on
+one of its extensions, trunks or routes) that ended becomes a WAV in `[media]
+recordings` once the engine's pcap of it is closed (converted in a worker thread);
+recordings older than `keep_recordings_days` are pruned hourly. `stop()` lets the
+engine's deletes and the conversions under way finish and stops the engine; it runs
+after the PBX has ended its calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 
 from ippbx.config import Config
 from ippbx.media.engine import MediaEngine
 from ippbx.media.moh import write_default
-from ippbx.media.recordings import Recordings
+from ippbx.media.recordings import RecordingError, Recordings
 from ippbx.media.rtpengine import REPEAT_FOREVER, MediaError
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.media_anchor import MediaAnchor
@@ -26,6 +32,8 @@ log = logging.getLogger(__name__)
 
 SPOOL = ".spool"  # rtpengine's recording directory, inside [media] recordings
 MOH_FILE = "ippbx-moh.wav"  # the built-in music, written beside the store
+PCAP_WAIT = 5.0  # seconds a deleted call's pcap may take to be closed
+PRUNE_EVERY = 3600.0  # seconds between two prunings of old recordings
 
 
 class MediaService:
@@ -41,6 +49,9 @@ class MediaService:
         if self.engine is not None:  # (rtpengine writes its pcaps there)
             self.engine.recording_dir = Path(media.recordings).resolve() / SPOOL
         self.anchor: MediaAnchor | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pruner: asyncio.Task[None] | None = None
+        self.converted = 0  # recordings made into WAVs
 
     @property
     def enabled(self) -> bool:
@@ -63,14 +74,21 @@ class MediaService:
         assert self.engine.client is not None
         self.anchor = MediaAnchor(self.engine.client, self.moh_file(), (MediaError,),
                                   repeat=REPEAT_FOREVER)
+        self.anchor.on_recorded = self._recorded
         self.b2bua.media = self.anchor
+        self._pruner = asyncio.ensure_future(self._prune_now_and_then())
         log.info("media: rtpengine at %s, media on %s ports %d-%d",
                  ", ".join(self.engine.ng_addresses), self.config.media.interface,
                  self.config.media.port_min, self.config.media.port_max)
 
     async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
         if self.anchor is not None:
             await self.anchor.stop()
+        if self._tasks:  # (recordings still being converted; a pcap left is kept)
+            await asyncio.wait(list(self._tasks), timeout=10.0)
         self.b2bua.media = None
         self.anchor = None
         if self.engine is not None:
@@ -86,3 +104,43 @@ class MediaService:
                         "carried", len(bridges))
         for bridge in bridges:
             self.b2bua.teardown(bridge, 503)
+
+    # -- recordings ---------------------------------------------------------------------
+    def _recorded(self, call_id: str, name: str) -> None:
+        task = asyncio.ensure_future(self._convert(call_id, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _convert(self, call_id: str, name: str) -> None:
+        """The engine's pcap of a recorded call that ended becomes the WAV `name`."""
+        recordings = self.recordings
+        deadline = time.monotonic() + PCAP_WAIT
+        while True:
+            pcaps = recordings.pcaps_for(call_id)
+            if pcaps and all(recordings.is_closed(p) for p in pcaps):
+                break
+            if time.monotonic() > deadline:
+                log.warning("recording %s: rtpengine's pcap of call %s %s", name, call_id,
+                            "never closed" if pcaps else "not found")
+                if not pcaps:
+                    return
+                break
+            await asyncio.sleep(0.05)
+        try:
+            await asyncio.to_thread(recordings.finish, pcaps[-1], name)
+        except (RecordingError, OSError, ValueError) as exc:
+            log.warning("recording %s of call %s could not be made (%s)", name, call_id, exc)
+            return
+        self.converted += 1
+
+    async def _prune_now_and_then(self) -> None:
+        keep = self.config.media.keep_recordings_days
+        while keep:
+            try:
+                removed = await asyncio.to_thread(self.recordings.prune, keep)
+            except OSError as exc:
+                log.warning("pruning old recordings failed (%s)", exc)
+            else:
+                if removed:
+                    log.info("removed %d recording(s) older than %d days", removed, keep)
+            await asyncio.sleep(PRUNE_EVERY)

@@ -251,13 +251,17 @@ def render(report: Report, form: Form, sn: str, tz: tzinfo) -> dict[str, Any]:
     if action is Action.NEW_CDR:
         r = report.record
         assert r is not None
-        return {
+        out = {
             "action": action.value, "callid": r.callid,
             "timestart": cdr.local_time(r.start, tz), "callfrom": r.callfrom,
             "callto": r.callto, "callduraction": str(r.duration),
             "talkduraction": str(r.talk), "status": r.status, "type": r.type,
-            "srctrunkname": r.src_trunk, "desttrunkname": r.dst_trunk, "sn": sn,
+            "srctrunkname": r.src_trunk, "desttrunkname": r.dst_trunk,
         }
+        if r.recording:  # (present only when the call was recorded)
+            out["recording"] = r.recording
+        out["sn"] = sn
+        return out
     name = "ANSWER" if action is Action.ANSWERED and not yeastar else action.value
     out: dict[str, Any] = {"action": name}
     if action is Action.CALL_FAILED:
