@@ -39,6 +39,7 @@ from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.ids import set_node
 from ippbx.pbx.media_service import MediaService
+from ippbx.pbx.prompt_calls import PromptCalls
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
@@ -85,6 +86,7 @@ class App:
         self.registry.subscribe(CdrRecorder(self.store))
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.media = MediaService(config, self.pbx.b2bua)
+        self.prompts = PromptCalls(self.pbx.b2bua, config.media.prompts)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
         )
@@ -103,6 +105,7 @@ class App:
             store=self.store,
             control=self.pbx.control,
             recordings=self.media.recordings,
+            prompts=self.prompts,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address

@@ -38,12 +38,14 @@ SETTLE = 0.25  # a media change through the engine (an ng command, a re-INVITE)
 
 
 async def start_media_pbx(start_pbx: Start, tmp_path: Path,
-                          trunks: list[TrunkSpec] | None = None, **kwargs: Any) -> PbxHarness:
+                          trunks: list[TrunkSpec] | None = None, prompts: str = "",
+                          **kwargs: Any) -> PbxHarness:
     low = free_udp_block(40)
     moh = write_tone_wav(tmp_path / "moh.wav", MOH_TONE, 2.0)
-    return await start_pbx(trunks or [], media={
-        "engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)},
-        **kwargs)
+    media = {"engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)}
+    if prompts:
+        media["prompts"] = prompts
+    return await start_pbx(trunks or [], media=media, **kwargs)
 
 
 def assert_anchored(pbx: PbxHarness, seen: Media | None, other: AudioPhone) -> None:
@@ -322,3 +324,81 @@ async def test_a_recorded_call_is_a_wav_named_in_its_new_cdr(
         for phone in (a, b, c):
             await phone.stop()
         await receiver.stop()
+
+
+async def test_playprompt_calls_play_and_report(start_pbx: Start, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    write_tone_wav(prompts / "greet1.wav", 500.0, 1.5)
+    write_tone_wav(prompts / "menu2.wav", 900.0, 1.5)
+    receiver = await Receiver().start()
+    port = free_port()
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", port)],
+                                prompts=str(prompts))
+    body = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest(),
+            "port": str(receiver.port)}
+    login = (await pbx.client.post(f"{pbx.api_url}/login", json=body)).json()
+    pbx.token = login["token"]
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    carrier = await AudioPhone.carrier(pbx.sip_address, port, tone=TONE_B)
+
+    def reports(action: str) -> list[dict[str, Any]]:
+        return [g.body for g in receiver.got if g.body.get("action") == action]
+
+    try:
+        answer = (await pbx.post("extension/playprompt", {
+            "extid": "1001", "prompt": "greet1+menu2", "autoanswer": "yes"})).json()
+        assert answer["status"] == "Success", answer
+        callid = answer["callid"]
+        await a.wait_established()
+        [invite] = a.incoming
+        assert "answer-after=0" in (invite.get("Call-Info") or "")
+        assert_anchored(pbx, a.remote_media, a)
+        (first,) = await listen(a)
+        hears(first, 500.0, "1001 (first prompt)")
+        await a.send_dtmf("5")  # a key pressed while it plays: the DTMF report
+        await asyncio.sleep(0.8)
+        (second,) = await listen(a)
+        hears(second, 900.0, "1001 (second prompt)")
+        await a.wait_ended(timeout=5)  # ippbx hangs up after the last prompt
+        await until(pbx, lambda: reports("PlayPromptEnd"), "PlayPromptEnd")
+        [end] = reports("PlayPromptEnd")
+        assert end["callid"] == callid and end["prompt"] == "greet1+menu2", end
+        assert end["ext"] == {"extid": "1001"}, end
+        [dtmf] = reports("DTMF")
+        assert dtmf["callid"] == callid and dtmf["info"] == "5", dtmf
+        await until(pbx, lambda: reports("NewCdr"), "the NewCdr")
+        assert reports("NewCdr")[0]["status"] == "ANSWERED"
+
+        # out through a trunk, route prefix included
+        answer = (await pbx.post("outbound/playprompt",
+                                 {"outto": "95550009999", "prompt": "menu2"})).json()
+        assert answer["status"] == "Success", answer
+        await carrier.wait_established()
+        assert user_of_uri(carrier.incoming[0].uri) == "5550009999"
+        (heard,) = await listen(carrier)
+        hears(heard, 900.0, "the carrier")
+        await carrier.wait_ended(timeout=5)
+
+        for fields, errno in (
+            ({"extid": "1001", "prompt": "nosuch"}, "10023"),
+            ({"extid": "1001", "prompt": "../prompts/greet1"}, "10023"),
+            ({"extid": "1001", "prompt": "123"}, "10023"),  # (no letter)
+            ({"extid": "1004", "prompt": "greet1"}, "10006"),  # not registered
+            ({"extid": "1001"}, "10004"),
+        ):
+            answer = (await pbx.post("extension/playprompt", fields)).json()
+            assert answer == {"status": "Failed", "errno": errno}, (fields, answer)
+        answer = (await pbx.post("outbound/playprompt",
+                                 {"outto": "12345", "prompt": "greet1"})).json()
+        assert answer == {"status": "Failed", "errno": "10011"}, answer
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await carrier.stop()
+        await receiver.stop()
+
+
+def user_of_uri(uri: str) -> str:
+    return uri.partition(":")[2].partition("@")[0]

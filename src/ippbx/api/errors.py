@@ -21,6 +21,7 @@ class Errno(IntEnum):
     CALL_NOT_FOUND = 10007
     NUMBER_NOT_FOUND = 10011  # no route for the number dialled
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
+    PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name
     NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use
     ONLY_JSON = 20000  # Yeastar dialect: body is XML, or JSON that does not parse
     ONLY_POST = 20001  # method other than POST on an API endpoint

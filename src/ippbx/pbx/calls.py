@@ -232,6 +232,22 @@ class CallRegistry:
         leg.ringing = time.time() if now is None else now
         self._publish(events.LegRinging(call, leg))
 
+    def dtmf(self, callid: str, leg_id: str, digit: str) -> None:
+        """A party of call `callid` (leg `leg_id`) sent a DTMF digit; unknown ids ignored
+        (a call that just ended)."""
+        call = self._calls.get(callid)
+        leg = self._by_leg.get(leg_id)
+        if call is None or leg is not call:
+            return
+        self._publish(events.DtmfPressed(call, _leg_of(call, leg_id), digit))
+
+    def prompt_ended(self, callid: str, leg_id: str, prompt: str) -> None:
+        """The prompts `prompt` played to leg `leg_id` of call `callid` have ended."""
+        call = self._calls.get(callid)
+        if call is None or self._by_leg.get(leg_id) is not call:
+            return
+        self._publish(events.PromptEnded(call, _leg_of(call, leg_id), prompt))
+
     def registration_changed(self, extension: str, registered: bool) -> None:
         """Publish an extension's registration change (the registrar's `on_change` hook)."""
         self._publish(events.ExtensionRegistration(extension, registered))

@@ -62,6 +62,24 @@ class CallTransferred:
 
 
 @dataclass(frozen=True, slots=True)
+class DtmfPressed:
+    """A party of the call sent a DTMF digit (RFC 4733, as the media engine saw it)."""
+
+    call: Call
+    leg: Leg
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptEnded:
+    """The prompts played to `leg` (`prompt`: their names, `+`-joined) have ended."""
+
+    call: Call
+    leg: Leg
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionRegistration:
     """An extension went from unregistered to registered (`registered`) or back."""
 
@@ -71,5 +89,5 @@ class ExtensionRegistration:
 
 DomainEvent = (
     CallCreated | LegAdded | LegRinging | LegStatusChanged | LegEnded | CallEnded
-    | CallTransferred | ExtensionRegistration
+    | CallTransferred | DtmfPressed | PromptEnded | ExtensionRegistration
 )

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ippbx.config import Config
-from ippbx.media.engine import MediaEngine
+from ippbx.media.engine import DtmfEvent, MediaEngine
 from ippbx.media.moh import write_default
 from ippbx.media.recordings import RecordingError, Recordings
 from ippbx.media.rtpengine import REPEAT_FOREVER, MediaError
@@ -45,7 +45,7 @@ class MediaService:
         media = config.media
         self.recordings = Recordings(media.recordings, Path(media.recordings) / SPOOL)
         self.engine: MediaEngine | None = MediaEngine.from_config(
-            media, on_restart=self._restarted)
+            media, on_restart=self._restarted, on_dtmf=self._dtmf)
         if self.engine is not None:  # (rtpengine writes its pcaps there)
             self.engine.recording_dir = Path(media.recordings).resolve() / SPOOL
         self.anchor: MediaAnchor | None = None
@@ -104,6 +104,11 @@ class MediaService:
                         "carried", len(bridges))
         for bridge in bridges:
             self.b2bua.teardown(bridge, 503)
+
+    def _dtmf(self, event: DtmfEvent) -> None:
+        """A digit rtpengine saw (its call id is ours, its tag the sender's leg id)."""
+        if event.digit:
+            self.b2bua.registry.dtmf(event.call_id, event.source_tag, event.digit)
 
     # -- recordings ---------------------------------------------------------------------
     def _recorded(self, call_id: str, name: str) -> None:

@@ -3,6 +3,8 @@
 OpenVox: `outbound/hangup {outboundid}`, `inbound/hangup {inboundid}`, `extension/hangup
 {extid}`, `calltransfer {callid, transferor, transferto}`, `extension/hold|unhold
 {extid}`, `extension/mute|unmute {extid}` (anchored media only; otherwise 30001),
+`extension/playprompt {extid, prompt, autoanswer}` and `outbound/playprompt {outto, prompt}`
+(a call that plays prompts, `pbx/prompt_calls.py`; 10023 for an unknown prompt),
 `extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
 {extid, outto, autoanswer}`. Yeastar adds `outbound/transfer_number` and
 `inbound/transfer_number {…id, number, fromext}`. Dial endpoints also return the new
@@ -19,6 +21,7 @@ from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint
 from ippbx.pbx.calls import Call
 from ippbx.pbx.control import CallControl, ControlError
+from ippbx.pbx.prompt_calls import PromptCalls, PromptError
 
 _ERRNOS = {
     ControlError.NO_CALL: Errno.CALL_NOT_FOUND,
@@ -30,6 +33,13 @@ _ERRNOS = {
 }
 
 _YES = frozenset({"yes", "1", "true", "on"})
+_PROMPT_ERRNOS = {
+    PromptError.NO_PROMPT: Errno.PROMPT_NOT_FOUND,
+    PromptError.NO_EXTENSION: Errno.EXTENSION_NOT_FOUND,
+    PromptError.NOT_PERMITTED: Errno.NO_OUTBOUND_PERMISSION,
+    PromptError.NO_ROUTE: Errno.NUMBER_NOT_FOUND,
+    PromptError.NO_MEDIA: Errno.INTERNAL,
+}
 
 
 def _control(req: ApiRequest) -> CallControl:
@@ -153,6 +163,30 @@ def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
     return {"callid": _do(_control(req).dial, extid, outto, auto)}
 
 
+def _prompts(req: ApiRequest) -> PromptCalls:
+    if req.ctx.prompts is None:
+        raise ApiError(Errno.INTERNAL, "no PBX behind this API")
+    return req.ctx.prompts
+
+
+def _placed(action: Any, *args: Any) -> Mapping[str, Any]:
+    try:
+        return {"callid": action(*args)}
+    except PromptError as exc:
+        raise ApiError(_PROMPT_ERRNOS[exc.reason], exc.reason) from None
+
+
+def extension_playprompt(req: ApiRequest) -> Mapping[str, Any]:
+    extid = req.require("extid")
+    prompt = req.require("prompt")
+    auto = (req.text("autoanswer") or "no").lower() in _YES
+    return _placed(_prompts(req).to_extension, extid, prompt, auto)
+
+
+def outbound_playprompt(req: ApiRequest) -> Mapping[str, Any]:
+    return _placed(_prompts(req).to_number, req.require("outto"), req.require("prompt"))
+
+
 ENDPOINTS = [
     Endpoint("outbound/hangup", outbound_hangup),
     Endpoint("inbound/hangup", inbound_hangup),
@@ -166,4 +200,6 @@ ENDPOINTS = [
     Endpoint("inbound/transfer_number", inbound_transfer),
     Endpoint("extension/dial_extension", dial_extension),
     Endpoint("extension/dial_outbound", dial_outbound),
+    Endpoint("extension/playprompt", extension_playprompt),
+    Endpoint("outbound/playprompt", outbound_playprompt),
 ]

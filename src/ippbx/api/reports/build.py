@@ -15,6 +15,9 @@ Yeastar `call:[…]` form. Theory of operation, per event:
 - CallEnded: CallFailed if it was never answered (reason: the failure's SIP status, a
   dial-plan refusal's 404/403 included), NewCdr.
 - CallTransferred (REFER from a phone): Tranfer.
+- DtmfPressed (a digit the media engine saw): DTMF, `info` the digit, the party that
+  pressed it. PromptEnded (a prompt call's prompts have played): PlayPromptEnd, `prompt`
+  their names, the party that heard them.
 - ExtensionRegistration: ExtensionStatus Registered / Unregistered.
 
 ExtensionStatus can be turned off for all extensions (`[reports] extension_status`) or one
@@ -63,6 +66,8 @@ class Action(StrEnum):
     TRANSFER = "Tranfer"  # sic: the vendors' spelling
     CALL_FAILED = "CallFailed"
     NEW_CDR = "NewCdr"
+    DTMF = "DTMF"
+    PLAY_PROMPT_END = "PlayPromptEnd"
 
 
 class Form(StrEnum):
@@ -92,6 +97,7 @@ class Report:
     extension: str = ""
     state: ExtState | None = None
     record: cdr.CdrRecord | None = None
+    info: str = ""  # DTMF: the digit; PlayPromptEnd: the prompts played
 
     @property
     def lane(self) -> str:
@@ -152,6 +158,12 @@ class ReportBuilder:
             if other is not None:
                 parties += (party(event.call, other),)
             return [Report(Action.TRANSFER, event.call.callid, parties), *status]
+        if isinstance(event, events.DtmfPressed):
+            return [Report(Action.DTMF, event.call.callid, (party(event.call, event.leg),),
+                           info=event.digit), *status]
+        if isinstance(event, events.PromptEnded):
+            return [Report(Action.PLAY_PROMPT_END, event.call.callid,
+                           (party(event.call, event.leg),), info=event.prompt), *status]
         return status
 
     def _status(self, event: events.DomainEvent) -> list[Report]:
@@ -267,6 +279,10 @@ def render(report: Report, form: Form, sn: str, tz: tzinfo) -> dict[str, Any]:
     if action is Action.CALL_FAILED:
         out["reason"] = yeastar_reason(report.reason) if yeastar else report.reason
     out["callid"] = report.callid
+    if action is Action.DTMF:
+        out["info"] = report.info
+    elif action is Action.PLAY_PROMPT_END:
+        out["prompt"] = report.info
     out.update(_call_list(report.parties) if yeastar else _flat(report.parties))
     out["sn"] = sn
     return out
