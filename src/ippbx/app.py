@@ -38,6 +38,7 @@ from ippbx.gc_policy import FullCollector
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.ids import set_node
+from ippbx.pbx.listen import Listening
 from ippbx.pbx.media_service import MediaService
 from ippbx.pbx.prompt_calls import PromptCalls
 from ippbx.pbx.service import PbxService
@@ -87,6 +88,7 @@ class App:
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.media = MediaService(config, self.pbx.b2bua)
         self.prompts = PromptCalls(self.pbx.b2bua, config.media.prompts)
+        self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
         )
@@ -106,6 +108,7 @@ class App:
             control=self.pbx.control,
             recordings=self.media.recordings,
             prompts=self.prompts,
+            listening=self.listening,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address

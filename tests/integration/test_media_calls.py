@@ -402,3 +402,51 @@ async def test_playprompt_calls_play_and_report(start_pbx: Start, tmp_path: Path
 
 def user_of_uri(uri: str) -> str:
     return uri.partition(":")[2].partition("@")[0]
+
+
+async def test_a_supervisor_listens_unheard(start_pbx: Start, tmp_path: Path) -> None:
+    """1003 listens to 1001's call with 1002: it hears 1002 (the monitored extension's
+    far end; the docs say why not both), and neither party hears 1003."""
+    pbx = await start_media_pbx(start_pbx, tmp_path)
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    listener = await AudioPhone.extension(pbx.sip_address, "1003", tone=MOH_TONE)
+    try:
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+        answer = (await pbx.post("extension/listen",
+                                 {"listener": "1003", "listenedext": "1001"})).json()
+        assert answer["status"] == "Success", answer
+        await listener.wait_established()
+        [invite] = listener.incoming
+        assert "answer-after=0" in (invite.get("Call-Info") or "")
+        assert_anchored(pbx, listener.remote_media, a)
+        assert listener.remote_media is not None
+        assert listener.remote_media.direction == "sendonly"
+        heard_l, heard_a, heard_b = await listen(listener, a, b)
+        hears(heard_l, TONE_B, "the listener")
+        hears(heard_a, TONE_B, "1001 (monitored)")  # the call goes on as before
+        hears(heard_b, TONE_A, "1002")
+        silent_of(heard_a, MOH_TONE, "1001")  # nobody hears the listener
+        silent_of(heard_b, MOH_TONE, "1002")
+
+        # a second listener for the same call, a busy listener, no call to listen to
+        for fields, errno in (({"listener": "1004", "listenedext": "1001"}, "10006"),
+                              ({"listener": "1003", "listenedext": "1002"}, "10008"),
+                              ({"listener": "1005", "listenedext": "1004"}, "10006")):
+            answer = (await pbx.post("extension/listen", fields)).json()
+            assert answer == {"status": "Failed", "errno": errno}, (fields, answer)
+
+        # the monitored call ends: so does the listening
+        assert (await b.hangup()).status == 200
+        await a.wait_ended()
+        await listener.wait_ended(timeout=5)
+        await no_engine_calls(pbx)
+        await pbx.wait_idle()
+        answer = (await pbx.post("extension/listen",
+                                 {"listener": "1003", "listenedext": "1001"})).json()
+        assert answer == {"status": "Failed", "errno": "10007"}, answer  # no call now
+        await pbx.stop()
+    finally:
+        for phone in (a, b, listener):
+            await phone.stop()

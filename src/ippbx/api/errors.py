@@ -19,6 +19,7 @@ class Errno(IntEnum):
     MISSING_PARAM = 10004  # a required parameter is missing, empty or of the wrong shape
     EXTENSION_NOT_FOUND = 10006  # no such extension (or it is not registered)
     CALL_NOT_FOUND = 10007
+    EXTENSION_NOT_IDLE = 10008  # extension/listen: the listener is busy (or the call has one)
     NUMBER_NOT_FOUND = 10011  # no route for the number dialled
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
     PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
     from ippbx.media.recordings import Recordings
     from ippbx.pbx.control import CallControl
+    from ippbx.pbx.listen import Listening
     from ippbx.pbx.prompt_calls import PromptCalls
 
 
@@ -68,6 +69,7 @@ class ApiContext:
     views: CallViews = field(default_factory=CallViews)  # the call queries' encoded items
     recordings: Recordings | None = None  # recording/download's WAVs (None: no recordings)
     prompts: PromptCalls | None = None  # the playprompt calls (None: no PBX behind)
+    listening: Listening | None = None  # extension/listen (None: no PBX behind)
 
 
 @dataclass(slots=True)

@@ -49,6 +49,12 @@ class MediaControl(Protocol):
 
     async def start_recording(self, call_id: str) -> None: ...
 
+    async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]: ...
+
+    async def subscribe_answer(self, call_id: str, to_tag: str, sdp: bytes) -> None: ...
+
+    async def unsubscribe(self, call_id: str, to_tag: str) -> None: ...
+
     async def block_media(self, call_id: str, from_tag: str) -> None: ...
 
     async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
@@ -173,6 +179,36 @@ class MediaAnchor:
         except self._errors as exc:
             log.warning("media engine: recording call %s failed (%s)", call_id, exc)
             self._recorded.pop(call_id, None)
+
+    async def subscribe(self, call_id: str, party: str) -> tuple[str, bytes] | None:
+        """A copy of what `party` sends, for a listener: (the subscription's tag, the
+        SDP offer to make the listener), None if the engine could not."""
+        if call_id not in self._anchored:
+            return None
+        try:
+            offered = await self.control.subscribe_request(call_id, party)
+        except self._errors as exc:
+            log.warning("media engine: listening to %s failed (%s)", party, exc)
+            return None
+        tag, sdp = offered.get("to-tag"), offered.get("sdp")
+        if not isinstance(tag, str) or not isinstance(sdp, bytes) or not tag:
+            return None
+        return tag, sdp
+
+    async def subscribed(self, call_id: str, tag: str, sdp: bytes) -> bool:
+        """The listener's answer to the subscription `tag`'s offer: audio flows."""
+        try:
+            await self.control.subscribe_answer(call_id, tag, sdp)
+        except self._errors as exc:
+            log.warning("media engine: the listener's answer failed (%s)", exc)
+            return False
+        return True
+
+    async def unsubscribe(self, call_id: str, tag: str) -> None:
+        try:
+            await self.control.unsubscribe(call_id, tag)
+        except self._errors as exc:
+            log.debug("media engine: unsubscribe %s failed (%s)", tag, exc)
 
     # -- the end of calls -----------------------------------------------------------------
     def end(self, call_id: str) -> None:

@@ -5,6 +5,7 @@ OpenVox: `outbound/hangup {outboundid}`, `inbound/hangup {inboundid}`, `extensio
 {extid}`, `extension/mute|unmute {extid}` (anchored media only; otherwise 30001),
 `extension/playprompt {extid, prompt, autoanswer}` and `outbound/playprompt {outto, prompt}`
 (a call that plays prompts, `pbx/prompt_calls.py`; 10023 for an unknown prompt),
+`extension/listen {listener, listenedext}` (silent monitoring, `pbx/listen.py`),
 `extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
 {extid, outto, autoanswer}`. Yeastar adds `outbound/transfer_number` and
 `inbound/transfer_number {…id, number, fromext}`. Dial endpoints also return the new
@@ -21,6 +22,7 @@ from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint
 from ippbx.pbx.calls import Call
 from ippbx.pbx.control import CallControl, ControlError
+from ippbx.pbx.listen import ListenError
 from ippbx.pbx.prompt_calls import PromptCalls, PromptError
 
 _ERRNOS = {
@@ -187,6 +189,25 @@ def outbound_playprompt(req: ApiRequest) -> Mapping[str, Any]:
     return _placed(_prompts(req).to_number, req.require("outto"), req.require("prompt"))
 
 
+_LISTEN_ERRNOS = {
+    ListenError.NO_EXTENSION: Errno.EXTENSION_NOT_FOUND,
+    ListenError.NO_CALL: Errno.CALL_NOT_FOUND,
+    ListenError.BUSY: Errno.EXTENSION_NOT_IDLE,
+    ListenError.NO_MEDIA: Errno.INTERNAL,
+}
+
+
+def extension_listen(req: ApiRequest) -> Mapping[str, Any]:
+    listener = req.require("listener")
+    listened = req.require("listenedext")
+    if req.ctx.listening is None:
+        raise ApiError(Errno.INTERNAL, "no PBX behind this API")
+    try:
+        return {"callid": req.ctx.listening.start(listener, listened)}
+    except ListenError as exc:
+        raise ApiError(_LISTEN_ERRNOS[exc.reason], exc.reason) from None
+
+
 ENDPOINTS = [
     Endpoint("outbound/hangup", outbound_hangup),
     Endpoint("inbound/hangup", inbound_hangup),
@@ -201,5 +222,6 @@ ENDPOINTS = [
     Endpoint("extension/dial_extension", dial_extension),
     Endpoint("extension/dial_outbound", dial_outbound),
     Endpoint("extension/playprompt", extension_playprompt),
+    Endpoint("extension/listen", extension_listen),
     Endpoint("outbound/playprompt", outbound_playprompt),
 ]
