@@ -80,6 +80,10 @@ class SipSection(_Model):
     default_expires: int = Field(600, ge=1)
     # ban_failures / ban_seconds moved to [security]; still read here (Config moves them)
     no_answer_seconds: int = Field(60, ge=1)
+    # every nat_keepalive seconds each phone registered over UDP gets a CRLF keep-alive
+    # (RFC 5626 §4.4.1) at the address its REGISTER came from, so the NAT in front of it
+    # keeps the mapping that lets calls reach it (0: off)
+    nat_keepalive: float = Field(25.0, ge=0)
     # SIP over TCP: connections capped per address and in all (below the descriptor
     # limit); closed after tcp_idle_seconds without a SIP message, which CRLF
     # keep-alives restart only tcp_max_keepalives times in a row (sip/transport.py)

@@ -83,6 +83,12 @@ class Registrar:
             bindings = self._bindings.get(extension, [])
         return sorted(bindings, key=lambda b: -b.expires_at)
 
+    def bindings(self) -> list[Binding]:
+        """Every live binding."""
+        now = self._clock()
+        return [b for bindings in list(self._bindings.values()) for b in bindings
+                if b.expires_at > now]
+
     def is_registered(self, extension: str) -> bool:
         return bool(self.contacts(extension))
 

@@ -32,12 +32,14 @@ from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
+from ippbx.sip.message import Sent
 from ippbx.sip.overload import LoadShedder
 from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import UserAgent
 from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+KEEPALIVE = Sent(b"\r\n\r\n", 0)  # a NAT keep-alive: a double CRLF (RFC 5626 §4.4.1)
 
 SIP_CERT_STEM = "ippbx-sip"
 
@@ -144,7 +146,18 @@ class PbxService:
         await self.transport.stop()
 
     async def _sweep(self) -> None:
-        """Expire registrations once a few seconds, so status changes are seen in time."""
+        """Expire registrations once a few seconds, so status changes are seen in time,
+        and keep the NAT mappings of phones registered over UDP open (`[sip]
+        nat_keepalive`: a CRLF to each at the address its REGISTER came from)."""
+        interval = self.config.sip.nat_keepalive
+        step = min(5.0, interval) if interval else 5.0
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + interval
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(step)
             self.registrar.expire()
+            if interval and loop.time() >= next_keepalive:
+                next_keepalive = loop.time() + interval
+                for binding in self.registrar.bindings():
+                    if binding.source.transport == "udp":
+                        self.transport.send(KEEPALIVE, binding.source)
