@@ -34,6 +34,7 @@ SPOOL = ".spool"  # rtpengine's recording directory, inside [media] recordings
 MOH_FILE = "ippbx-moh.wav"  # the built-in music, written beside the store
 PCAP_WAIT = 5.0  # seconds a deleted call's pcap may take to be closed
 PRUNE_EVERY = 3600.0  # seconds between two prunings of old recordings
+ENGINE_TIMEOUT = 86400  # seconds without RTP before our rtpengine drops a call itself
 
 
 class MediaService:
@@ -48,6 +49,10 @@ class MediaService:
             media, on_restart=self._restarted, on_dtmf=self._dtmf)
         if self.engine is not None:  # (rtpengine writes its pcaps there)
             self.engine.recording_dir = Path(media.recordings).resolve() / SPOOL
+            # rtpengine drops a call that received no RTP for --timeout (60 s by
+            # default): a call held both ways sends none. Calls end by SIP here (BYE,
+            # session timers, max_duration) and their engine call is deleted with them.
+            self.engine.extra_args.append(f"--timeout={ENGINE_TIMEOUT}")
         self.anchor: MediaAnchor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
