@@ -5,8 +5,10 @@ outside a dialog is a new call: the caller is identified (a trunk by its address
 extension by digest authentication), the dial plan picks a destination, the call is
 entered in the live-call registry, and a new INVITE goes out to the callee (an
 extension's registered contact or a trunk; trunks are tried in order on failure). The
-callee's provisional answers are relayed to the caller, its final answer too; SDP passes
-through untouched, so media flows end to end. A CANCEL from the caller cancels the callee
+callee's provisional answers are relayed to the caller, its final answer too. Every SDP
+that crosses goes through the media anchor when there is a media engine (each party then
+sees the engine's address: `pbx/media_anchor.py`, offer or answer as the message makes it),
+else passes through untouched and media flows end to end. A CANCEL from the caller cancels the callee
 leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed to the
 other side. The registry is updated at every step so `outbound/query` sees calls live,
 and a call leaves it only once both legs are over.
