@@ -8,8 +8,8 @@ extension's registered contact or a trunk; trunks are tried in order on failure)
 callee's provisional answers are relayed to the caller, its final answer too. Every SDP
 that crosses goes through the media anchor when there is a media engine (each party then
 sees the engine's address: `pbx/media_anchor.py`, offer or answer as the message makes it),
-else passes through untouched and media flows end to end. A CANCEL from the caller cancels the callee
-leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed to the
+else passes through untouched and media flows end to end. A CANCEL from the caller
+cancels the callee leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed to the
 other side. The registry is updated at every step so `outbound/query` sees calls live,
 and a call leaves it only once both legs are over.
 
