@@ -9,9 +9,9 @@ callee's provisional answers are relayed to the caller, its final answer too. Ev
 that crosses goes through the media anchor when there is a media engine (each party then
 sees the engine's address: `pbx/media_anchor.py`, offer or answer as the message makes it),
 else passes through untouched and media flows end to end. A CANCEL from the caller
-cancels the callee leg; a BYE from either side ends both. In-dialog re-INVITEs (hold) are relayed to the
-other side. The registry is updated at every step so `outbound/query` sees calls live,
-and a call leaves it only once both legs are over.
+cancels the callee leg; a BYE from either side ends both. In-dialog re-INVITEs (hold)
+are relayed to the other side. The registry is updated at every step so
+`outbound/query` sees calls live, and a call leaves it only once both legs are over.
 
 A 3xx from the callee is followed: each number its Contacts name (highest q first) is
 dialled as a new dial by the caller, through the caller's own dial plan (an extension's
