@@ -450,3 +450,36 @@ async def test_a_supervisor_listens_unheard(start_pbx: Start, tmp_path: Path) ->
     finally:
         for phone in (a, b, listener):
             await phone.stop()
+
+
+async def test_a_transferred_call_keeps_its_audio(start_pbx: Start, tmp_path: Path) -> None:
+    """1001 calls 1002, the application transfers 1002's side to 1003: 1001 and 1003
+    hear each other through the same engine call, and 1001's media address is the
+    engine's throughout."""
+    pbx = await start_media_pbx(start_pbx, tmp_path)
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    c = await AudioPhone.extension(pbx.sip_address, "1003", tone=MOH_TONE * 2)
+    try:
+        assert (await a.call("1002")).status == 200
+        await b.wait_established()
+        [call] = pbx.app.registry.by_extension("1001")
+        answer = (await pbx.post("calltransfer", {"callid": call.callid, "transferor": "1002",
+                                                  "transferto": "1003"})).json()
+        assert answer["status"] == "Success", answer
+        await b.wait_ended()
+        await c.wait_established()
+        await until(pbx, lambda: len(a.remote_sdps) >= 2, "1001 re-INVITEd with 1003's media")
+        assert_anchored(pbx, c.remote_media, a)
+        assert_anchored(pbx, a.remote_media, c)
+        heard_a, heard_c = await listen(a, c)
+        hears(heard_a, MOH_TONE * 2, "1001 after the transfer")
+        hears(heard_c, TONE_A, "1003")
+        assert await engine_calls(pbx) == [call.callid]
+        assert (await c.hangup()).status == 200
+        await a.wait_ended()
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        for phone in (a, b, c):
+            await phone.stop()
