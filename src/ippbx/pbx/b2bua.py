@@ -604,6 +604,8 @@ class B2BUA:
             if bridge.ended:
                 return 487
             sdp = await self.offer_sdp(bridge, offerer, leg, offer)
+            if bridge.ended:
+                return 487
             invite = self.build_invite(
                 sdp, bridge.content_type, uri, dest, from_user, leg.to_number, 70, trunk
             )
@@ -1009,6 +1011,9 @@ class B2BUA:
         leg, other_leg = bridge.leg(side), bridge.leg(other_side)
         try:
             offer = await self.offer_sdp(bridge, leg, other_leg, sr.request.body)
+            if bridge.ended or other.state == TERMINATED:  # (over while with the engine)
+                sr.respond(481)
+                return
             response = await self.ua.request_in_dialog(other, "INVITE", offer, headers)
             answer = response.body
             if answer and response.status < 300:
@@ -1112,6 +1117,9 @@ class B2BUA:
         try:
             body = (await self.offer_sdp(bridge, leg, other_leg, request.body) if offer
                     else request.body)
+            if bridge.ended or other.state == TERMINATED:  # (over while with the engine)
+                sr.respond(481)
+                return
             response = await self.ua.request_in_dialog(other, request.method, body, headers)
             answer = response.body
             if offer and answer and response.status < 300:
@@ -1142,6 +1150,8 @@ class B2BUA:
         anchored; else as it is)."""
         if self.media is None or not sdp or offerer is None:
             return sdp
+        if bridge.ended:  # (the engine's call is gone: nothing to say of its media)
+            return b""
         return await self.media.offer(bridge.call.callid, offerer.id,
                                       answerer.id if answerer is not None else None, sdp,
                                       bridge.content_type)
@@ -1151,6 +1161,8 @@ class B2BUA:
         """`answerer`'s SDP answer to `offerer`'s offer, as `offerer` must see it."""
         if self.media is None or not sdp or offerer is None or answerer is None:
             return sdp
+        if bridge.ended:
+            return b""
         return await self.media.answer(bridge.call.callid, offerer.id, answerer.id, sdp,
                                        bridge.content_type)
 

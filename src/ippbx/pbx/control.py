@@ -45,7 +45,7 @@ from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
 from ippbx.pbx.session_keeper import with_side
-from ippbx.sip.dialog import Dialog
+from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import REASONS, Response
@@ -179,6 +179,8 @@ class CallControl:
             bridge.reinviting = with_side(bridge.reinviting, side)  # (crossing one: 491)
             try:
                 body = await b2bua.offer_sdp(bridge, offerer, answerer, body)
+                if bridge.ended or dialog.state == TERMINATED:
+                    return None
                 response = await ua.request_in_dialog(
                     dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
                 )

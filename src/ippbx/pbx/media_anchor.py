@@ -73,6 +73,8 @@ class MediaAnchor:
         self._anchored: set[str] = set()  # call ids with an engine call
         self._unanchored: set[str] = set()  # calls whose engine failed them: passthrough
         self._muted: set[tuple[str, str]] = set()  # (call id, leg id) muted by the API
+        self._inflight: dict[str, int] = {}  # call id → its offers out to the engine
+        self._gone: set[str] = set()  # calls that ended with an offer out
         self._recorded: dict[str, str] = {}  # call id → its recording's name
         # a recorded call's engine call is gone (its pcap complete): (call id, name)
         self.on_recorded: Callable[[str, str], None] | None = None
@@ -85,18 +87,33 @@ class MediaAnchor:
         """The SDP `offerer` (a leg id) offers `answerer`, as `answerer` must see it."""
         if not self._applies(call_id, sdp, content_type):
             return sdp
+        self._inflight[call_id] = self._inflight.get(call_id, 0) + 1
         try:
             out = await self.control.offer(call_id, offerer, sdp, to_tag=answerer)
         except self._errors as exc:
             return self._failed(call_id, "offer", exc, sdp)
+        finally:
+            left = self._inflight.pop(call_id) - 1
+            if left:
+                self._inflight[call_id] = left
+        if call_id in self._gone:  # the call ended while its offer was out
+            if not left:  # (that offer may have made the engine's call anew)
+                self._gone.discard(call_id)
+                self._spawn(self._delete(call_id))
+            return b""  # (nothing to say of the media of a call that is over)
         self._anchored.add(call_id)
         return out
 
     async def answer(self, call_id: str, offerer: str, answerer: str, sdp: bytes,
                      content_type: str = SDP) -> bytes:
-        """`answerer`'s answer to `offerer`'s offer, as `offerer` must see it."""
-        if not self._applies(call_id, sdp, content_type) or call_id not in self._anchored:
+        """`answerer`'s answer to `offerer`'s offer, as `offerer` must see it; nothing
+        (b"") when no offer of the call went through the engine: an SDP that answers
+        nothing (early media a callee shows before any offer) would give `offerer` the
+        other party's own address."""
+        if not self._applies(call_id, sdp, content_type):
             return sdp
+        if call_id not in self._anchored:
+            return b""
         try:
             return await self.control.answer(call_id, offerer, answerer, sdp)
         except self._errors as exc:
@@ -214,6 +231,8 @@ class MediaAnchor:
     def end(self, call_id: str) -> None:
         """The call is over: delete its engine call (in the background)."""
         self._unanchored.discard(call_id)
+        if call_id in self._inflight:
+            self._gone.add(call_id)
         if self._muted:
             self._muted = {muted for muted in self._muted if muted[0] != call_id}
         if call_id in self._anchored:

@@ -9,7 +9,8 @@ at once or not at all), the carrier's provisional answers (180/183, reliable or 
 with or without SDP, in its own early dialog or in another To tag's, as a forking
 carrier sends them), its final answer (200 with or without SDP, 486, 503, none: the
 no-answer timer ends the call) and what it does with a CANCEL (487, or ignore it), and,
-interleaved with those, requests in the early dialogs: from the caller PRACK (naming
+and whether the call's media is anchored on a (modelled) media engine that answers after
+a pause; interleaved with those, requests in the early dialogs: from the caller PRACK (naming
 our 1xx or not), UPDATE with or without SDP, INFO and BYE, from the carrier UPDATE and
 INFO, and the caller's CANCEL. An answered call then gets requests from either side
 (re-INVITE with or without SDP, UPDATE with or without SDP, INFO) and is hung up by the
@@ -20,7 +21,8 @@ request that reaches ippbx gets a final response from it (the net's log shows it
 each request a party sends ends within bounded time; in the end the PBX is idle (no
 call, bridge, B2BUA task, dialog, leg or trunk channel: `Pbx.idle()`), its UA holds
 nothing (`ua.counts()` all zero), the phone has no dialog left and the carrier no call
-up.
+up; with anchored media, neither party ever received an SDP but the engine's, and the
+engine holds no call.
 
 Each example runs on an event loop whose clock jumps to the next timer whenever nothing
 is ready (the in-memory net never needs waiting for), so the SIP timers (T1 = 5 ms,
@@ -56,6 +58,7 @@ from pbx_stack import (
 )
 from sip_net import T1, FakeNet, settled
 
+from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog
 from ippbx.sip.message import Request, Response, make_response
 from ippbx.sip.reliable import rseq_of
@@ -150,6 +153,9 @@ class Scenario:
     # "carrier" or "both" (their BYEs crossing)
     after: tuple[tuple[tuple[str, str], float], ...]
     bye_by: str
+    # the call's media anchored on an engine (EngineModel) whose answers take this long
+    # (seconds), None: SDP passes end to end
+    engine_delay: float | None = None
 
 
 @st.composite
@@ -182,7 +188,65 @@ SCENARIOS = st.builds(
         st.sampled_from(["INVITE", "INVITE-nosdp", "UPDATE", "UPDATE-sdp", "INFO"])), GAPS),
         max_size=3).map(tuple),
     bye_by=st.sampled_from(["caller", "carrier", "both"]),
+    engine_delay=st.sampled_from([None, None, 0.0, 0.002, 0.03]),
 )
+
+
+# -- the media engine -----------------------------------------------------------------------
+ENGINE_HOST = "10.9.9.9"
+
+
+class EngineModel:
+    """rtpengine's offer/answer as the B2BUA sees it, in memory: each SDP it gives names
+    the engine (ENGINE_HOST) and the tag it is for; an answer without an offer of that
+    call first fails as rtpengine's does (unknown call); every command takes `delay`."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: set[str] = set()
+        self.deleted: set[str] = set()
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                    to_tag: str | None = None) -> bytes:
+        await asyncio.sleep(self.delay)
+        self.calls.add(call_id)
+        return make_sdp(f"engine-for-{to_tag}", ENGINE_HOST)
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes:
+        await asyncio.sleep(self.delay)
+        if call_id not in self.calls:
+            raise LookupError("Unknown call-id")
+        return make_sdp(f"engine-for-{from_tag}", ENGINE_HOST)
+
+    async def delete(self, call_id: str, from_tag: str | None = None) -> None:
+        await asyncio.sleep(self.delay)
+        self.calls.discard(call_id)
+        self.deleted.add(call_id)
+
+    async def play_media(self, call_id: str, from_tag: str, file: str,
+                         repeat_times: int | None = None) -> int:
+        return 1000
+
+    async def stop_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def block_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def start_recording(self, call_id: str) -> None: ...
+
+    async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]:
+        raise LookupError("not modelled")
+
+    async def subscribe_answer(self, call_id: str, to_tag: str, sdp: bytes) -> None: ...
+
+    async def unsubscribe(self, call_id: str, to_tag: str) -> None: ...
+
+
+def sdps_to(net: FakeNet, host: str) -> list[bytes]:
+    """Every SDP body the net carried to `host`."""
+    return [m.body for _, dest, m in net.log
+            if dest.host == host and m.body and b"v=0" in m.body]
 
 
 # -- the parties ----------------------------------------------------------------------------
@@ -358,6 +422,10 @@ def send_in_dialog(party: Scripted, dialog: Dialog | None, what: str,
 
 async def play(world: World, s: Scenario) -> None:
     pbx = await world.start_pbx(timing(pbx_config(), no_answer_seconds=NO_ANSWER))
+    engine = None
+    if s.engine_delay is not None:
+        engine = EngineModel(s.engine_delay)
+        pbx.b2bua.media = MediaAnchor(engine, "moh.wav", (LookupError,))
     carrier = Carrier(world.net, s.on_cancel)
     phone = Caller(world.net, "1001", phone_host("1001"), number="1001")
     for party in (carrier, phone):
@@ -409,6 +477,14 @@ async def play(world: World, s: Scenario) -> None:
     await until(lambda: not len(phone.ua.dialogs), "the phone to have no dialog", BOUND)
     assert not [d for d in carrier.ua.dialogs if d.state == CONFIRMED]
     assert unanswered(world.net) == []
+    if engine is not None:
+        # anchored: neither party ever saw an SDP but the engine's, and the engine holds
+        # no call once the call is over
+        for host in (phone_host("1001"), CARRIER.host):
+            seen = sdps_to(world.net, host)
+            assert all(ENGINE_HOST.encode() in body for body in seen), (host, seen)
+        assert pbx.b2bua.media is not None
+        await until(lambda: not engine.calls, "the engine's delete", BOUND)
 
 
 async def hang_up(party: Party) -> None:
