@@ -137,13 +137,13 @@ class PbxHarness:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.app.api.port}/api/{self.api_version}"
 
-    async def login(self, version: str | None = None) -> None:
+    async def login(self, version: str | None = None, report_port: int = 8260) -> None:
         """Log in (again) through `version` (default: the current one); later requests
-        use that dialect's paths."""
+        use that dialect's paths. The session's reports go to 127.0.0.1:`report_port`."""
         if version is not None:
             self.api_version = version
         body = {"username": "api", "password": hashlib.md5(API_PASSWORD.encode()).hexdigest(),
-                "port": "8260"}
+                "port": str(report_port)}
         answer = (await self.client.post(f"{self.api_url}/login?type=json", json=body)).json()
         assert answer["status"] == "Success", answer
         self.token = answer["token"]

@@ -12,7 +12,6 @@ has audio again). After each call, rtpengine holds no call of ippbx's.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import signal
@@ -275,11 +274,7 @@ async def test_a_recorded_call_is_a_wav_named_in_its_new_cdr(
 ) -> None:
     receiver = await Receiver().start()
     pbx = await start_media_pbx(start_pbx, tmp_path, adjust=recording("1001"))
-    body = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest(),
-            "port": str(receiver.port)}
-    login = (await pbx.client.post(f"{pbx.api_url}/login", json=body)).json()
-    assert login["status"] == "Success", login
-    pbx.token = login["token"]
+    await pbx.login(report_port=receiver.port)
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
     c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_B)
@@ -335,10 +330,7 @@ async def test_playprompt_calls_play_and_report(start_pbx: Start, tmp_path: Path
     port = free_port()
     pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", port)],
                                 prompts=str(prompts))
-    body = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest(),
-            "port": str(receiver.port)}
-    login = (await pbx.client.post(f"{pbx.api_url}/login", json=body)).json()
-    pbx.token = login["token"]
+    await pbx.login(report_port=receiver.port)
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
     carrier = await AudioPhone.carrier(pbx.sip_address, port, tone=TONE_B)
 

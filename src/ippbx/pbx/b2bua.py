@@ -721,6 +721,26 @@ class B2BUA:
             return response
         return response
 
+    async def call_first_party(self, bridge: Bridge, invite: Request, dest: Peer,
+                               trunk: Trunk | None) -> Response | None:
+        """INVITE the first party of a call ippbx places itself (click-to-call, a prompt
+        call, a listener): once it answers, its 2xx (not ACKed yet), its dialog now the
+        call's caller side; None if it did not (its leg ended with the failure, the call
+        finished)."""
+        leg = bridge.call.caller
+        response = await self.send_invite(bridge, invite, dest, trunk)
+        if response.status >= 300 or bridge.ended:
+            if leg.live:
+                self.registry.end_leg(leg.id, response.status)
+            self.finish(bridge)
+            return None
+        ci = bridge.b_invite
+        assert ci is not None and ci.dialog is not None
+        bridge.b_invite = None
+        bridge.a_dialog = ci.dialog
+        self.remember(bridge, "a", ci.dialog)
+        return response
+
     def _ring_timeout(self, bridge: Bridge) -> float:
         if bridge.originated and bridge.a_dialog is not None:
             # A call ippbx originated holds the first party's 200 un-ACKed until the

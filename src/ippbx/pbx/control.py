@@ -424,17 +424,10 @@ class CallControl:
             if autoanswer:
                 for name, value in AUTO_ANSWER_HEADERS:
                     invite.add(name, value)
-            response = await b2bua.send_invite(bridge, invite, binding.source, None)
-            if response.status >= 300 or bridge.ended:
-                if caller.live:
-                    self.registry.end_leg(caller.id, response.status)
-                b2bua.finish(bridge)
+            response = await b2bua.call_first_party(bridge, invite, binding.source, None)
+            if response is None:
                 return
-            assert bridge.b_invite is not None and bridge.b_invite.dialog is not None
-            dialog = bridge.b_invite.dialog
-            bridge.b_invite = None
-            bridge.a_dialog = dialog
-            b2bua.remember(bridge, "a", dialog)
+            dialog = bridge.a_dialog
             bridge.sdp["a"] = offer = response.body
             bridge.content_type = response.get("Content-Type") or bridge.content_type
             self.registry.set_status(caller.id, LegStatus.TALKING)

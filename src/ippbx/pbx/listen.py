@@ -24,7 +24,7 @@ import logging
 from ippbx.pbx import events
 from ippbx.pbx.b2bua import B2BUA, Bridge
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
-from ippbx.pbx.prompt_calls import AUTO_ANSWER_HEADERS
+from ippbx.pbx.control import AUTO_ANSWER_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,10 @@ class Listening:
                                         70, None)
             for name, value in AUTO_ANSWER_HEADERS:
                 invite.add(name, value)
-            response = await b2bua.send_invite(bridge, invite, binding[0].source, None)
-            if response.status >= 300 or bridge.ended:
-                if leg.live:
-                    self.registry.end_leg(leg.id, response.status)
-                b2bua.finish(bridge)
+            response = await b2bua.call_first_party(bridge, invite, binding[0].source, None)
+            if response is None or bridge.a_dialog is None:
                 return
-            ci = bridge.b_invite
-            assert ci is not None and ci.dialog is not None
-            bridge.b_invite = None
-            bridge.a_dialog = ci.dialog
-            b2bua.remember(bridge, "a", ci.dialog)
-            b2bua.ua.ack(ci.dialog)
+            b2bua.ua.ack(bridge.a_dialog)
             self.registry.set_status(leg.id, LegStatus.TALKING)
             call.answered = leg.answered  # (its only party answered)
             if not await media.subscribed(monitored, subscription, response.body):

@@ -24,6 +24,7 @@ from pathlib import Path
 from ippbx.config import Trunk
 from ippbx.pbx.b2bua import B2BUA, Bridge
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
+from ippbx.pbx.control import AUTO_ANSWER_HEADERS
 from ippbx.pbx.dialplan import Refused, ToTrunks
 from ippbx.sip.message import Request
 from ippbx.sip.uri import uri_host
@@ -32,10 +33,6 @@ from ippbx.sip.wire import Peer
 log = logging.getLogger(__name__)
 
 PLAYER = "ippbx-player"  # the engine-side tag of a prompt call's other party
-AUTO_ANSWER_HEADERS = (
-    ("Call-Info", "<sip:ippbx>;answer-after=0"),
-    ("Alert-Info", "<http://ippbx/>;info=alert-autoanswer"),
-)
 _NAME = re.compile(r"[A-Za-z0-9_.-]*[A-Za-z][A-Za-z0-9_.-]*")
 _RTPMAP = re.compile(rb"^a=rtpmap:(\d+) ([^/\s]+)/(\d+)", re.MULTILINE)
 TAIL = 0.2  # seconds after a prompt's stated end before the next (or the hang-up)
@@ -150,18 +147,10 @@ class PromptCalls:
         b2bua, call = self.b2bua, bridge.call
         leg = call.caller
         try:
-            response = await b2bua.send_invite(bridge, invite, dest, trunk)
-            if response.status >= 300 or bridge.ended:
-                if leg.live:
-                    self.registry.end_leg(leg.id, response.status)
-                b2bua.finish(bridge)
+            response = await b2bua.call_first_party(bridge, invite, dest, trunk)
+            dialog = bridge.a_dialog
+            if response is None or dialog is None:
                 return
-            ci = bridge.b_invite
-            assert ci is not None and ci.dialog is not None
-            dialog = ci.dialog
-            bridge.b_invite = None
-            bridge.a_dialog = dialog
-            b2bua.remember(bridge, "a", dialog)
             bridge.sdp["a"] = response.body
             answer = await self._anchor(bridge, response.body)
             b2bua.ua.ack(dialog, answer, [("Content-Type", "application/sdp")] if answer else ())
