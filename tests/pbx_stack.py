@@ -11,6 +11,8 @@ trunk → extension 1002, the other settings their defaults; `timing()` sets
 timers shorter than the configuration allows (past its validation), so a test needs no
 seconds to see a timeout.
 
+`EngineModel` plays rtpengine's offer/answer for a B2BUA given a `MediaAnchor` on it.
+
 A `Party` is a phone or a carrier: it answers INVITEs as told (`answer`: a final status,
 or None to ring until cancelled; `ring`: 180 first; `delay` before answering;
 `on_cancel`: the answer once cancelled, 487, a 200 crossing the CANCEL, or none), answers
@@ -415,3 +417,54 @@ class World:
             await self.pbx.ua.stop()
         for party in self.parties:
             await party.ua.stop()
+
+
+# -- the media engine -----------------------------------------------------------------------
+ENGINE_HOST = "10.9.9.9"
+
+
+class EngineModel:
+    """rtpengine's offer/answer as the B2BUA sees it, in memory: each SDP it gives names
+    the engine (ENGINE_HOST) and the tag it is for; an answer without an offer of that
+    call first fails as rtpengine's does (unknown call); every command takes `delay`."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: set[str] = set()
+        self.deleted: set[str] = set()
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                    to_tag: str | None = None) -> bytes:
+        await asyncio.sleep(self.delay)
+        self.calls.add(call_id)
+        return make_sdp(f"engine-for-{to_tag}", ENGINE_HOST)
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes:
+        await asyncio.sleep(self.delay)
+        if call_id not in self.calls:
+            raise LookupError("Unknown call-id")
+        return make_sdp(f"engine-for-{from_tag}", ENGINE_HOST)
+
+    async def delete(self, call_id: str, from_tag: str | None = None) -> None:
+        await asyncio.sleep(self.delay)
+        self.calls.discard(call_id)
+        self.deleted.add(call_id)
+
+    async def play_media(self, call_id: str, from_tag: str, file: str,
+                         repeat_times: int | None = None) -> int:
+        return 1000
+
+    async def stop_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def block_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
+
+    async def start_recording(self, call_id: str) -> None: ...
+
+    async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]:
+        raise LookupError("not modelled")
+
+    async def subscribe_answer(self, call_id: str, to_tag: str, sdp: bytes) -> None: ...
+
+    async def unsubscribe(self, call_id: str, to_tag: str) -> None: ...

@@ -344,6 +344,7 @@ class MediaEngine:
         self._stderr_task: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._ready = False  # our rtpengine runs and has answered ping
         self._recent: collections.deque[str] = collections.deque(maxlen=_STDERR_KEEP)
         self._ratelog = RateLimitedLog(log)
 
@@ -368,6 +369,12 @@ class MediaEngine:
         if self._proc is None or self._proc.returncode is not None:
             return None
         return self._proc.pid
+
+    @property
+    def ready(self) -> bool:
+        """Can calls be anchored now: our rtpengine runs and answered (False while it is
+        being restarted), or the engines are external (theirs to keep up)."""
+        return bool(self.external) or (self._ready and self.pid is not None)
 
     @property
     def ng_addresses(self) -> list[str]:
@@ -522,6 +529,7 @@ class MediaEngine:
         except BaseException:
             await self._terminate()
             raise
+        self._ready = True
         log.info("media: rtpengine (pid %d) answers on %s; RTP on %s ports %d-%d",
                  proc.pid, name, self.interface, self.port_min, self.port_max)
 
@@ -573,6 +581,7 @@ class MediaEngine:
             assert proc is not None
             started = loop.time()
             code = await proc.wait()
+            self._ready = False
             if self._stopping:
                 return
             if loop.time() - started >= _GOOD_RUN:

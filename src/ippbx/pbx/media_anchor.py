@@ -65,8 +65,12 @@ class MediaAnchor:
 
     def __init__(self, control: MediaControl, moh: str,
                  error_types: tuple[type[BaseException], ...] = (Exception,),
-                 repeat: int = MOH_REPEATS) -> None:
+                 repeat: int = MOH_REPEATS,
+                 available: Callable[[], bool] = lambda: True) -> None:
         self.control = control
+        # is the engine up? (not while it is being restarted: a call set up meanwhile
+        # keeps its SDP end to end rather than wait for an engine that is not there)
+        self.available = available
         self.moh = moh  # the WAV a held party hears
         self.repeat = repeat  # times the music is played over (until off hold)
         self._errors = error_types
@@ -86,6 +90,9 @@ class MediaAnchor:
                     content_type: str = SDP) -> bytes:
         """The SDP `offerer` (a leg id) offers `answerer`, as `answerer` must see it."""
         if not self._applies(call_id, sdp, content_type):
+            return sdp
+        if call_id not in self._anchored and not self.available():
+            self._unanchored.add(call_id)
             return sdp
         self._inflight[call_id] = self._inflight.get(call_id, 0) + 1
         try:

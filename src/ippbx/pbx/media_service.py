@@ -77,8 +77,9 @@ class MediaService:
             return
         await self.engine.start()
         assert self.engine.client is not None
-        self.anchor = MediaAnchor(self.engine.client, self.moh_file(), (MediaError,),
-                                  repeat=REPEAT_FOREVER)
+        engine = self.engine
+        self.anchor = MediaAnchor(engine.client, self.moh_file(), (MediaError,),
+                                  repeat=REPEAT_FOREVER, available=lambda: engine.ready)
         self.anchor.on_recorded = self._recorded
         self.b2bua.media = self.anchor
         self._pruner = asyncio.ensure_future(self._prune_now_and_then())

@@ -45,8 +45,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbx_stack import (
     CARRIER,
+    ENGINE_HOST,
     PBX,
     SDP_HEADERS,
+    EngineModel,
     Outgoing,
     Party,
     World,
@@ -190,57 +192,6 @@ SCENARIOS = st.builds(
     bye_by=st.sampled_from(["caller", "carrier", "both"]),
     engine_delay=st.sampled_from([None, None, 0.0, 0.002, 0.03]),
 )
-
-
-# -- the media engine -----------------------------------------------------------------------
-ENGINE_HOST = "10.9.9.9"
-
-
-class EngineModel:
-    """rtpengine's offer/answer as the B2BUA sees it, in memory: each SDP it gives names
-    the engine (ENGINE_HOST) and the tag it is for; an answer without an offer of that
-    call first fails as rtpengine's does (unknown call); every command takes `delay`."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.calls: set[str] = set()
-        self.deleted: set[str] = set()
-
-    async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
-                    to_tag: str | None = None) -> bytes:
-        await asyncio.sleep(self.delay)
-        self.calls.add(call_id)
-        return make_sdp(f"engine-for-{to_tag}", ENGINE_HOST)
-
-    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes:
-        await asyncio.sleep(self.delay)
-        if call_id not in self.calls:
-            raise LookupError("Unknown call-id")
-        return make_sdp(f"engine-for-{from_tag}", ENGINE_HOST)
-
-    async def delete(self, call_id: str, from_tag: str | None = None) -> None:
-        await asyncio.sleep(self.delay)
-        self.calls.discard(call_id)
-        self.deleted.add(call_id)
-
-    async def play_media(self, call_id: str, from_tag: str, file: str,
-                         repeat_times: int | None = None) -> int:
-        return 1000
-
-    async def stop_media(self, call_id: str, from_tag: str) -> None: ...
-
-    async def block_media(self, call_id: str, from_tag: str) -> None: ...
-
-    async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
-
-    async def start_recording(self, call_id: str) -> None: ...
-
-    async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]:
-        raise LookupError("not modelled")
-
-    async def subscribe_answer(self, call_id: str, to_tag: str, sdp: bytes) -> None: ...
-
-    async def unsubscribe(self, call_id: str, to_tag: str) -> None: ...
 
 
 def sdps_to(net: FakeNet, host: str) -> list[bytes]:

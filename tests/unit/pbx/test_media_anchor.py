@@ -1,0 +1,71 @@
+"""The media anchor's own rules (pbx/media_anchor.py), against the engine model of
+`pbx_stack`: what passes through when the engine is down or failing,
+what happens to a call that ends with an offer out, and what a finished call leaves."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pbx_stack import ENGINE_HOST, EngineModel, make_sdp
+
+from ippbx.pbx.media_anchor import MediaAnchor
+
+PHONE = make_sdp("phone", "10.0.2.1")
+CARRIER = make_sdp("carrier", "10.0.1.1")
+
+
+def anchor(engine: EngineModel, **kw: object) -> MediaAnchor:
+    return MediaAnchor(engine, "moh.wav", (LookupError,), **kw)  # type: ignore[arg-type]
+
+
+async def test_offer_and_answer_give_the_engine_sdp_and_end_deletes() -> None:
+    engine = EngineModel(0.0)
+    media = anchor(engine)
+    offered = await media.offer("c1", "a", "b", PHONE)
+    assert ENGINE_HOST.encode() in offered and media.anchored("c1")
+    answered = await media.answer("c1", "a", "b", CARRIER)
+    assert ENGINE_HOST.encode() in answered
+    media.end("c1")
+    await media.stop()
+    assert engine.calls == set() and engine.deleted == {"c1"} and media.calls == 0
+
+
+async def test_an_engine_being_restarted_is_not_waited_for() -> None:
+    engine = EngineModel(0.0)
+    up = [False]
+    media = anchor(engine, available=lambda: up[0])
+    assert await media.offer("c1", "a", "b", PHONE) == PHONE  # end to end, at once
+    up[0] = True
+    # the call stays end to end; a new call is anchored again
+    assert await media.offer("c1", "a", "b", PHONE) == PHONE
+    assert await media.answer("c1", "a", "b", CARRIER) == CARRIER
+    assert ENGINE_HOST.encode() in await media.offer("c2", "a", "b", PHONE)
+    assert engine.calls == {"c2"}
+
+
+async def test_an_answer_to_no_offer_is_dropped_not_relayed() -> None:
+    media = anchor(EngineModel(0.0))
+    assert await media.answer("c1", "a", "b", CARRIER) == b""
+
+
+async def test_a_call_ending_with_its_offer_out_leaves_no_engine_call() -> None:
+    engine = EngineModel(0.05)
+    media = anchor(engine)
+    offer = asyncio.ensure_future(media.offer("c1", "a", "b", PHONE))
+    await asyncio.sleep(0.01)
+    media.end("c1")  # (the offer is still with the engine)
+    assert await offer == b""  # nothing to relay for a finished call
+    await media.stop()
+    assert engine.calls == set() and not media.anchored("c1")
+
+
+async def test_a_failing_engine_lets_the_call_through_end_to_end() -> None:
+    class Broken(EngineModel):
+        async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                        to_tag: str | None = None) -> bytes:
+            raise LookupError("engine gone")
+
+    media = anchor(Broken(0.0))
+    assert await media.offer("c1", "a", "b", PHONE) == PHONE
+    assert await media.answer("c1", "a", "b", CARRIER) == CARRIER  # (unanchored: as is)
+    assert media.failures == 1 and not media.anchored("c1")
