@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/held_profile.py                  # 2,000 calls held
     .venv/bin/python bench/held_profile.py --calls 5000 --top 30
+    .venv/bin/python bench/held_profile.py --media          # calls anchored on rtpengine
 
 RSS (held_calls.py) is a high-water mark: a ramp ends with ~32 s of setup transactions
 alive, and CPython keeps the memory they free. This script counts what a held call keeps
@@ -14,7 +15,9 @@ one once the N calls are up and --settle-seconds have passed (their setup transa
 gone). The report: traced bytes and GC objects per held call, the allocation sites that
 grew most (file:line) and the object types that grew most, per call.
 
-tracemalloc slows ippbx down about 2x: the ramp rate is low (--rate). Exit 0 when both
+With --media, ippbx runs with `[media] engine = "rtpengine"` (else "none"), so what a held
+call keeps includes its media anchoring (the engine's own memory is held_calls.py
+--media's). tracemalloc slows ippbx down about 2x: the ramp rate is low (--rate). Exit 0 when both
 dumps were taken and every call was up, 1 otherwise, 2 if sipp is missing.
 """
 
@@ -41,6 +44,7 @@ from benchlib import (
     workdir,
 )
 from heldlib import OutboundBench
+from medialib import DEFAULT_PORTS, parse_media_ports
 
 SITECUSTOMIZE = '''\
 """Installed by bench/held_profile.py: SIGUSR1 dumps a tracemalloc snapshot and GC counts."""
@@ -66,6 +70,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=100.0, help="ramp rate, calls/s")
     p.add_argument("--settle-seconds", type=float, default=35.0)
     p.add_argument("--top", type=int, default=20, help="rows in each table")
+    p.add_argument("--media", action="store_true",
+                   help="anchor every call on ippbx's own rtpengine")
+    p.add_argument("--media-ports", default=DEFAULT_PORTS, metavar="MIN-MAX",
+                   help="rtpengine's RTP ports with --media (4 per call)")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args()
@@ -97,7 +105,11 @@ def main(procs: Procs) -> int:
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     heap = wd / "heap"
     env = {"PYTHONPATH": str(hook), "PYTHONTRACEMALLOC": "1", "IPPBX_HEAP_DUMP": str(heap)}
-    bench = OutboundBench(procs, wd, env=env)
+    media: dict[str, str | int] | None = None
+    if args.media:
+        low, high = parse_media_ports(args.media_ports)
+        media = {"engine": "rtpengine", "port_min": low, "port_max": high}
+    bench = OutboundBench(procs, wd, env=env, media=media)
     n = args.calls
     try:
         bench.start()

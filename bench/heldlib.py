@@ -44,11 +44,13 @@ class OutboundBench:
     script kills them (`close()`), so no batch needs to know how long the script runs.
     """
 
-    def __init__(self, procs: Procs, wd: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, procs: Procs, wd: Path, env: Mapping[str, str] | None = None,
+                 media: dict[str, str | int] | None = None) -> None:
         self.procs, self.wd = procs, wd
         self.uas_port, self.ext_port = free_port(), free_port()
         cfg = PbxConfig(free_port(), free_port(), wd / "ippbx.sqlite3",
-                        trunks=[("carrier", self.uas_port)], outbound_trunks=["carrier"])
+                        trunks=[("carrier", self.uas_port)], outbound_trunks=["carrier"],
+                        media=media)  # None: engine "none" (see PbxConfig)
         self.pbx = Ippbx(procs, wd, cfg, env=env)
         self.uas: Sipp | None = None
         self.uacs: list[Sipp] = []

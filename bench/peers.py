@@ -56,6 +56,9 @@ class PbxConfig:
     inbound: list[tuple[str, str, str]] = field(default_factory=list)  # (trunk, did, ext)
     sip_extra: list[str] = field(default_factory=list)  # more [sip] lines (only when set:
     # a benchmarked older commit rejects keys it does not know)
+    media: dict[str, str | int] | None = None  # the [media] section; None: engine "none"
+    # when the ippbx that runs has a media engine (else no [media] at all), so SIP
+    # figures stay SIP only (ippbx's default "auto" anchors every call on rtpengine)
 
     def toml(self) -> str:
         lines = [
@@ -68,6 +71,11 @@ class PbxConfig:
             # names the server only (docs/testing.md)
             "[security]", 'trusted = ["127.0.0.0/8"]', 'digest_uri = "host"',
         ]
+        media = self.media if self.media is not None else \
+            ({"engine": "none"} if media_supported() else {})
+        if media:
+            lines.append("[media]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in media.items()]
         for n in range(1001, 1006):
             lines += ["[[extensions]]", f'number = "{n}"', f'password = "{ext_password(str(n))}"']
         for name, port in self.trunks:
@@ -81,6 +89,15 @@ class PbxConfig:
             lines += ["[[inbound_routes]]", f'name = "in{i}"', f'trunk = "{trunk}"',
                       f'did = "{did}"', f'destination = "extension:{ext}"']
         return "\n".join(lines) + "\n"
+
+
+def media_supported() -> bool:
+    """Whether the ippbx that runs (see `ippbx_source`) has a `[media]` section."""
+    src, _ = ippbx_source()
+    try:
+        return "class MediaSection" in (src / "ippbx" / "config.py").read_text()
+    except OSError:
+        return False
 
 
 class Ippbx:
@@ -278,13 +295,18 @@ class Sipp:
         rate: float | None = None, limit: int | None = None, hold_ms: int | None = None,
         auth: tuple[str, str] | None = None, keys: Mapping[str, str] | None = None,
         service: str | None = None, recv_timeout_ms: int | None = 10000,
-        timeout_s: float | None = None,
+        timeout_s: float | None = None, rtp_pcap: Path | None = None,
+        pcma: bool = False, rtp_echo: bool = False,
     ) -> None:
         self.procs, self.name = procs, name
         self.wd = wd / name
         self.wd.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         shutil.copyfile(SCENARIOS / scenario, self.wd / scenario)
+        if rtp_pcap is not None:  # RTP from the answer on: the pcap played to the callee
+            with_rtp(self.wd / scenario, rtp_pcap)
+        if pcma:
+            sdp_pcma(self.wd / scenario)
         argv = ["sipp", "-sf", scenario]
         if remote:
             argv.append(remote)
@@ -306,6 +328,8 @@ class Sipp:
             argv += ["-s", service]
         for k, v in (keys or {}).items():
             argv += ["-key", k, v]
+        if rtp_echo:
+            argv.append("-rtp_echo")
         self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -357,6 +381,26 @@ class Sipp:
         if self.proc is not None:
             self.procs.stop(self.proc, signal.SIGKILL, 5)
         return self.result()
+
+
+def with_rtp(scenario: Path, pcap: Path) -> None:
+    """Make a UAC scenario send RTP once its call is up: before its `<pause/>` (after the
+    ACK), sipp plays `pcap`'s RTP (sipp's `play_pcap_audio`, a thread per call) to the
+    media address of the answer's SDP, for as long as the pcap lasts or the call does.
+    sipp's g711a.pcap is PCMA: give both ends `pcma` SDP."""
+    text = scenario.read_text()
+    if text.count("<pause/>") != 1:
+        raise ValueError(f"{scenario.name}: want exactly one <pause/> to send RTP from")
+    play = (f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+            "  <pause/>")
+    scenario.write_text(text.replace("<pause/>", play))
+
+
+def sdp_pcma(scenario: Path) -> None:
+    """The scenario's SDP offers (or answers) PCMA, payload type 8, instead of PCMU."""
+    text = scenario.read_text()
+    scenario.write_text(text.replace("RTP/AVP 0", "RTP/AVP 8")
+                        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"))
 
 
 def register(procs: Procs, wd: Path, pbx: Ippbx, ext: str, port: int) -> None:

@@ -10,6 +10,9 @@ Run from the repository root with the project's virtualenv:
     .venv/bin/python bench/sip_cps.py --with-session --max-minutes 16   # reports' cost
     .venv/bin/python bench/sip_cps.py --fixed-rate 200 --step-seconds 10 --with-session
     .venv/bin/python bench/sip_cps.py --profile 300 --with-session  # ... where reports go
+    .venv/bin/python bench/sip_cps.py --media                       # media anchored: cost
+    .venv/bin/python bench/sip_cps.py --fixed-rate 300 --step-seconds 20 --media
+    .venv/bin/python bench/sip_cps.py --profile 300 --media         # ... what media costs
 
 Scenarios (ippbx pinned to core 0, sipp on core 1, everything on 127.0.0.1):
   (a) an authenticated extension calls out through a trunk: 1001 REGISTERs once (a short
@@ -43,6 +46,24 @@ without and their ratio (goal: clean rate with >= 0.90 x without), ippbx's CPU i
 reports received vs expected (7 per completed call), and the reports still in ippbx's
 SQLite outbox when it stopped (up to --drain-seconds after the calls ended for deliveries
 to catch up).
+
+With media anchored (--media; scenario (a)): every step "a+media" runs ippbx with
+`[media] engine = "rtpengine"` (RTP ports --media-ports), so each call's SDP goes through
+ippbx's own rtpengine (ng offer on the INVITE, answer on the 200, delete at the end); the
+other steps run with `engine = "none"` (SDP untouched), as every step does without
+--media. rtpengine is ippbx's child and inherits its core (0): the two share one core
+(--engine-cpu 1 moves rtpengine's threads to the load generators' core instead).
+After (a)'s search, the same as with a session: a search with media from (a)'s clean rate
+if --max-minutes leaves room (else one step at that rate); with --fixed-rate RATE one
+step each at RATE. Reported: both rates and their ratio, ippbx's CPU, rtpengine's CPU
+(% of one core over the step) and peak RSS, the calls it managed (ended) during the step,
+those it ended by its own RTP timeout, the RTP packets it relayed, and the calls it still
+holds (ng `list`) once ippbx's registry is empty and up to 10 s more (goal: 0). sipp sends
+no RTP unless --rtp: then the caller plays sipp's g711a.pcap (7 s of PCMA, 33 packets/s)
+from its answer on and the callee echoes it (sipp -rtp_echo), in every step (also without
+media, end to end); call setup is what is measured either way (the calling sipp does not
+read the echo: RcvbufErrors count it). Any WARNING or worse line in ippbx's log is counted
+and shown under the step.
 
 Method: a step holds an offered rate for --step-seconds. A step is clean with 0 failed
 calls, 0 retransmissions, 0 out-of-call / dead-call messages (UAC and UAS counted) and an
@@ -94,6 +115,14 @@ from benchlib import (
     wait_bound,
     workdir,
 )
+from medialib import (
+    DEFAULT_PORTS,
+    NgProbe,
+    find_engine,
+    log_problems,
+    parse_media_ports,
+    pin_threads,
+)
 from peers import Ippbx, PbxConfig, Sipp, achieved_rate, ext_password, register, row_elapsed
 
 SIPPY_VENV = BENCH / ".venv-sippy"
@@ -103,6 +132,9 @@ STEP_OVERHEAD_S = 8.0  # start ippbx, register, UAS, drain, stop
 SESSION = "a+app"  # scenario (a) with an API application logged in, its receiver answering
 SESSION_OVERHEAD_S = 5.0  # the report sink; (plus up to --drain-seconds)
 GOAL_SESSION_RATIO = 0.9  # clean rate with a session / without
+MEDIA = "a+media"  # scenario (a) with every call's media anchored on ippbx's rtpengine
+MEDIA_OVERHEAD_S = 15.0  # the engine's start, its calls deleted
+RTP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")  # sipp's own (Debian sip-tester)
 CALL_REPORTS = {"ALERT": 1, "RING": 1, "ANSWER": 2, "BYE": 2, "NewCdr": 1}  # per call of
 # (a), OpenVox form (the caller side's ANSWERED is an ANSWER there)
 
@@ -135,6 +167,16 @@ class Step:
     reports_expected: int = -1
     outbox_left: int = -1
     reports_done_after_s: float = float("nan")
+    # with media (MEDIA steps): rtpengine's CPU % (one core) over the step and peak RSS;
+    # what its statistics say after the step: calls managed (ended), ended by its RTP
+    # timeout, RTP packets relayed; the calls its ng `list` still had at the end
+    engine_cpu_percent: float = float("nan")
+    engine_rss_kb: int = 0
+    engine_managed: int = -1
+    engine_timeouts: int = -1
+    rtp_packets: int = -1
+    engine_calls_left: int = -1
+    log_problems: dict[str, int] | None = None  # ippbx's WARNING+ lines, by kind
 
     def line(self) -> str:
         verdict = "clean" if self.clean else f"NOT clean ({self.why})"
@@ -147,6 +189,15 @@ class Step:
             text += (f"\n         reports received {self.reports_received} (expected >= "
                      f"{self.reports_expected}), outbox left {self.outbox_left}, by action "
                      f"{json.dumps(self.reports, sort_keys=True)}")
+        if self.engine_managed >= 0 or self.engine_rss_kb:
+            text += (f"\n         rtpengine cpu {self.engine_cpu_percent:.1f}%, rss "
+                     f"{self.engine_rss_kb / 1024:.1f} MiB, calls managed "
+                     f"{self.engine_managed}, RTP timeouts {self.engine_timeouts}, RTP "
+                     f"packets relayed {self.rtp_packets}, calls left (ng list) "
+                     f"{self.engine_calls_left}")
+        if self.log_problems:
+            text += "\n         ippbx log: " + "; ".join(
+                f"{n} x {k}" for k, n in sorted(self.log_problems.items(), key=lambda kv: -kv[1]))
         return text
 
 
@@ -217,8 +268,12 @@ def ensure_sippy() -> Path:
 class Runner:
     def __init__(self, procs: Procs, base: Path, hold_ms: int, deadline: float,
                  sippy_python: Path | None = None, sip_extra: list[str] | None = None,
-                 drain_s: float = 30.0) -> None:
+                 drain_s: float = 30.0, media_ports: tuple[int, int] = (10000, 32000),
+                 rtp: bool = False, engine_cpu: int | None = None) -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.engine_cpu = engine_cpu  # None: rtpengine stays on ippbx's core
+        self.media_ports = media_ports
+        self.rtp_pcap = RTP_PCAP if rtp else None
         self.drain_s = drain_s
         self.sip_extra = sip_extra or []
         self.deadline = deadline
@@ -230,7 +285,8 @@ class Runner:
         return self.deadline - time.monotonic()
 
     def fits(self, seconds: float, setup: str = "a") -> bool:
-        extra = SESSION_OVERHEAD_S + self.drain_s if setup == SESSION else 0.0
+        extra = SESSION_OVERHEAD_S + self.drain_s if setup == SESSION else \
+            MEDIA_OVERHEAD_S if setup == MEDIA else 0.0
         return self.time_left() > seconds + self.hold_ms / 1000 + STEP_OVERHEAD_S + 5 + extra
 
     def step(self, setup: str, rate: float, seconds: float,
@@ -246,25 +302,39 @@ class Runner:
         target = None
         uas: Sipp | None = None
         sink: Sink | None = None
+        engine_sampler: ProcSampler | None = None
+        probe: NgProbe | None = None
         try:
             common = dict(remote=f"127.0.0.1:{sip_port}", port=uac_port, calls=calls,
                           rate=rate, limit=int(rate * (hold_s + 3)) + 20,
                           hold_ms=self.hold_ms, timeout_s=seconds + hold_s + 60)
-            if setup in ("a", SESSION):
+            if setup in ("a", SESSION, MEDIA):
                 cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
                                 trunks=[("carrier", uas_port)], outbound_trunks=["carrier"],
                                 sip_extra=self.sip_extra)
+                if setup == MEDIA:
+                    cfg.media = {"engine": "rtpengine", "port_min": self.media_ports[0],
+                                 "port_max": self.media_ports[1]}
                 if setup == SESSION:
                     sink = Sink(self.procs, wd)
                 pbx = Ippbx(self.procs, wd, cfg).start()
                 target = pbx.proc
+                if setup == MEDIA:
+                    engine = find_engine(pbx.pid)
+                    if self.engine_cpu is not None:
+                        pin_threads(engine.pid, {self.engine_cpu})
+                    engine_sampler = ProcSampler(engine.pid)
+                    probe = NgProbe(engine.ng_port)
                 if sink is not None:  # reports to http://127.0.0.1:<sink>/ from now on
                     pbx.login(port=str(sink.port))
-                uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port).start(uas=True)
+                rtp = self.rtp_pcap is not None
+                uas = Sipp(self.procs, wd, "uas", "uas.xml", port=uas_port, pcma=rtp,
+                           rtp_echo=rtp).start(uas=True)
                 register(self.procs, wd, pbx, "1001", uac_port)
                 uac = Sipp(self.procs, wd, "uac", "ext_uac_auth.xml",
                            auth=("1001", ext_password("1001")), keys={"user": "1001"},
-                           service="95551234", **common)  # type: ignore[arg-type]
+                           service="95551234", rtp_pcap=self.rtp_pcap, pcma=rtp,
+                           **common)  # type: ignore[arg-type]
             elif setup == "b":
                 cfg = PbxConfig(sip_port, api_port, wd / "ippbx.sqlite3",
                                 trunks=[("carrier", uac_port)],
@@ -302,12 +372,17 @@ class Runner:
             sampler = ProcSampler(target.pid)
             snmp0 = rcvbuf_errors()
             sampler.sample()
+            if engine_sampler is not None:
+                engine_sampler.sample()
             t0 = time.monotonic()
             uac.start()
 
             def tick() -> None:
                 if target.poll() is None:
                     sampler.sample()
+                    if engine_sampler is not None:
+                        with contextlib.suppress(OSError):
+                            engine_sampler.sample()
 
             res = uac.wait(seconds + hold_s + 70, on_tick=tick)
             tick()
@@ -334,6 +409,15 @@ class Runner:
                 result.leftover_calls = len(pbx.wait_empty(query, settle))
                 result.empty_after_s = (time.monotonic() - settled
                                         if result.leftover_calls == 0 else math.nan)
+            if engine_sampler is not None and probe is not None:
+                result.engine_cpu_percent = engine_sampler.cpu_percent(t0, t0 + seconds)
+                result.engine_rss_kb = engine_sampler.max_rss
+                probe.wait_empty(10.0)  # ippbx deletes a call's engine call once it ended
+                result.engine_calls_left = len(probe.list_calls())
+                stats = probe.statistics()
+                result.engine_managed = stats["managed"]
+                result.engine_timeouts = stats["timeouts"] + stats["silent_timeouts"]
+                result.rtp_packets = stats["relayed_packets"]
             why = []
             if target.poll() is not None:
                 why.append(f"{setup} exited ({target.returncode})")
@@ -351,6 +435,8 @@ class Runner:
                 why.append(f"achieved {result.achieved:.0f} < 0.95 x {rate:g}")
             if result.leftover_calls > 0:
                 why.append(f"{result.leftover_calls} calls left in the registry")
+            if result.engine_calls_left > 0:
+                why.append(f"{result.engine_calls_left} calls left in rtpengine")
             result.clean, result.why = not why, ", ".join(why)
             if res.errors and not result.clean:
                 (wd / "why.txt").write_text(res.errors)
@@ -369,6 +455,7 @@ class Runner:
                 uas.kill()
             if pbx is not None:
                 pbx.stop()
+                result.log_problems = dict(log_problems(wd / "ippbx.stderr"))
             elif target is not None:
                 self.procs.stop(target)
             if sink is not None:
@@ -502,6 +589,8 @@ class Found:
     rss_kb: int = 0
     rcvbuf_errors: int = 0
     setup_ms: float = float("nan")
+    engine_cpu_percent: float = float("nan")  # MEDIA: rtpengine's, median of the steps
+    engine_rss_kb: int = 0
     note: str = ""
 
 
@@ -576,6 +665,8 @@ def search(runner: Runner, setup: str, args: argparse.Namespace, start: float) -
     found.rss_kb = max(s.rss_kb for s in full)
     found.rcvbuf_errors = sum(s.rcvbuf_errors for s in full)
     found.setup_ms = median([s.setup_ms for s in full])
+    found.engine_cpu_percent = median([s.engine_cpu_percent for s in full])
+    found.engine_rss_kb = max(s.engine_rss_kb for s in full)
     return found
 
 
@@ -620,37 +711,74 @@ def shorten(frame: str) -> str:
 # -- main ---------------------------------------------------------------------------------------
 
 
-def session_steps(runner: Runner, results: dict[str, Found],
-                  args: argparse.Namespace) -> dict[str, object]:
-    """After (a)'s search: a search with the session from (a)'s clean rate if it fits
-    (its first step is at that rate), else one SESSION step at that rate; adds the search
-    to `results`; the comparison's figures."""
-    found = results["a"]
-    if not found.runs or not runner.fits(args.step_seconds, SESSION):
-        log("session steps skipped: no clean rate without a session, or not enough time "
-            "left (raise --max-minutes)")
-        return {}
+WHAT = {SESSION: ("session", "an application logged in"),
+        MEDIA: ("media", "media anchored on rtpengine")}
 
-    def at_rate(setup: str) -> list[Step]:
-        return [s for s in runner.steps if s.setup == setup and s.offered == found.rate
+
+def paired_steps(runner: Runner, results: dict[str, Found], args: argparse.Namespace,
+                 setup: str) -> tuple[Step, Step, Found, Found | None] | None:
+    """After (a)'s search: a search of `setup` (SESSION or MEDIA) from (a)'s clean rate
+    if it fits (its first step is at that rate), else one `setup` step at that rate; adds
+    the search to `results`. (a)'s step and `setup`'s at the same rate, and both searches;
+    None when there was no time or no clean rate."""
+    tag, what = WHAT[setup]
+    found = results["a"]
+    if not found.runs or not runner.fits(args.step_seconds, setup):
+        log(f"{tag} steps skipped: no clean rate of (a), or not enough time left (raise "
+            "--max-minutes)")
+        return None
+
+    def at_rate(name: str) -> list[Step]:
+        return [s for s in runner.steps if s.setup == name and s.offered == found.rate
                 and s.seconds == args.step_seconds]
 
-    found_app = None
-    if runner.fits(3 * args.step_seconds, SESSION):
-        log(f"session: searching (a) with an application logged in, from (a)'s clean rate "
-            f"{found.rate:g}/s")
-        found_app = results[SESSION] = search(runner, SESSION, args, found.rate)
+    found_with = None
+    if runner.fits(3 * args.step_seconds, setup):
+        log(f"{tag}: searching (a) with {what}, from (a)'s clean rate {found.rate:g}/s")
+        found_with = results[setup] = search(runner, setup, args, found.rate)
     else:
-        log("session: no time for a search with the session (raise --max-minutes)")
-    for setup in ("a", SESSION):
-        if not at_rate(setup) and runner.fits(args.step_seconds, setup):
-            log(f"session: (a) at {found.rate:g}/s, {setup}")
-            runner.step(setup, found.rate, args.step_seconds)
-    without, with_app = at_rate("a"), at_rate(SESSION)
-    if not without or not with_app:
-        log("session: no time left for the steps at the same rate (raise --max-minutes)")
-        return {}
-    return session_report(without[-1], with_app[0], found, found_app)
+        log(f"{tag}: no time for a search with {what} (raise --max-minutes)")
+    for name in ("a", setup):
+        if not at_rate(name) and runner.fits(args.step_seconds, name):
+            log(f"{tag}: (a) at {found.rate:g}/s, {name}")
+            runner.step(name, found.rate, args.step_seconds)
+    without, with_it = at_rate("a"), at_rate(setup)
+    if not without or not with_it:
+        log(f"{tag}: no time left for the steps at the same rate (raise --max-minutes)")
+        return None
+    return without[-1], with_it[0], found, found_with
+
+
+def media_report(without: Step, with_media: Step, found: Found | None = None,
+                 found_media: Found | None = None) -> dict[str, object]:
+    """Log the comparison of (a) without and with media anchored; its figures."""
+    ratio = with_media.achieved / without.achieved if without.achieved else math.nan
+    done = with_media.successful / without.successful if without.successful else math.nan
+    log(f"media: at {without.offered:g}/s offered: engine none achieved "
+        f"{without.achieved:.1f}/s ({'clean' if without.clean else 'NOT clean'}), ippbx cpu "
+        f"{without.cpu_percent:.0f} %; anchored on rtpengine achieved "
+        f"{with_media.achieved:.1f}/s ({'clean' if with_media.clean else 'NOT clean'}), "
+        f"ippbx cpu {with_media.cpu_percent:.0f} %, rtpengine cpu "
+        f"{with_media.engine_cpu_percent:.0f} % and rss "
+        f"{with_media.engine_rss_kb / 1024:.1f} MiB; ratio {ratio:.2f} (calls completed: "
+        f"{with_media.successful} vs {without.successful} = {done:.2f})")
+    log(f"media: rtpengine managed {with_media.engine_managed} calls ({with_media.successful} "
+        f"completed), ended {with_media.engine_timeouts} by its RTP timeout, relayed "
+        f"{with_media.rtp_packets} RTP packets; calls it still holds (ng list) after the "
+        f"step: {with_media.engine_calls_left} "
+        f"({'OK' if with_media.engine_calls_left == 0 else 'NOT 0'})")
+    out: dict[str, object] = {"same_rate": {"without": asdict(without),
+                                            "with": asdict(with_media), "ratio": ratio,
+                                            "completed_ratio": done}}
+    if found is not None and found_media is not None:
+        clean_ratio = (found_media.median_achieved / found.median_achieved
+                       if found.median_achieved else math.nan)
+        log(f"media: clean rate with media anchored {found_media.median_achieved:.0f}/s "
+            f"({found_media.clean_runs}/{found_media.runs} clean, rtpengine cpu "
+            f"{found_media.engine_cpu_percent:.0f} %) vs {found.median_achieved:.0f}/s "
+            f"with engine none = {clean_ratio:.2f} x")
+        out["clean_ratio"] = clean_ratio
+    return out
 
 
 def parse_args() -> argparse.Namespace:
@@ -692,6 +820,19 @@ def parse_args() -> argparse.Namespace:
                    help="(a) also with one API application logged in and its receiver "
                         "(bench/report_sink.py) answering: a step at the clean rate found "
                         "(or --fixed-rate), then a search with the session if time allows")
+    p.add_argument("--media", action="store_true",
+                   help="(a) also with every call's media anchored on ippbx's rtpengine "
+                        "([media] engine = \"rtpengine\"): a step at the clean rate found "
+                        "(or --fixed-rate), then a search with media if time allows")
+    p.add_argument("--media-ports", default=DEFAULT_PORTS, metavar="MIN-MAX",
+                   help="rtpengine's RTP ports with --media (4 per call: RTP and RTCP on "
+                        "each leg; clear of the ephemeral ports, see bench/medialib.py)")
+    p.add_argument("--engine-cpu", type=int, metavar="CPU",
+                   help="with --media: move rtpengine's threads to this core (default: it "
+                        f"shares ippbx's, {IPPBX_CPU}; the load generators run on {LOAD_CPU})")
+    p.add_argument("--rtp", action="store_true",
+                   help="the caller sends RTP from the answer on (sipp play_pcap_audio of "
+                        f"{RTP_PCAP}, 7 s), in every step")
     p.add_argument("--drain-seconds", type=float, default=30.0,
                    help="with a session: wait up to this long after the calls for the "
                         "reports to arrive before stopping ippbx")
@@ -713,24 +854,34 @@ def main(procs: Procs) -> int:
     deadline = time.monotonic() + args.max_minutes * 60 - 15
     out: dict[str, object] = {"machine": info, "args": vars(args)}
 
-    if args.fixed_rate is not None:  # the issue 4 check (and the session's cost)
-        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds)
+    media_ports = parse_media_ports(args.media_ports)
+    if args.rtp and not RTP_PCAP.exists():
+        log(f"error: --rtp needs {RTP_PCAP} (Debian sip-tester)")
+        return 2
+    if args.fixed_rate is not None:  # the issue 4 check (and the session's, media's cost)
+        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
+                        media_ports=media_ports, rtp=args.rtp,
+                        engine_cpu=args.engine_cpu)
         passed = True
         steps = {}
-        for setup in ("a", SESSION) if args.with_session else ("a",):
+        setups = ["a"] + [SESSION] * args.with_session + [MEDIA] * args.media
+        for setup in setups:
             step = steps[setup] = runner.step(setup, args.fixed_rate, args.step_seconds)
             ok = step.failed == 0 and \
                 step.successful == round(args.fixed_rate * args.step_seconds)
-            empty = step.leftover_calls == 0
-            log(f"issue 4 check{' (with the application)' if setup == SESSION else ''}: "
-                f"{step.successful} calls ok, {step.failed} failed; "
-                f"outbound/query after the run: "
-                f"{'[]' if empty else f'{step.leftover_calls} calls left'} -> "
+            empty = step.leftover_calls == 0 and step.engine_calls_left <= 0
+            left = f"{step.leftover_calls} calls left" if step.leftover_calls else "[]"
+            if setup == MEDIA:
+                left += f", rtpengine holds {step.engine_calls_left} calls"
+            log(f"issue 4 check ({setup}): {step.successful} calls ok, {step.failed} failed; "
+                f"outbound/query after the run: {left} -> "
                 f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
             passed = passed and ok and empty
         out["fixed"] = asdict(steps["a"])
         if args.with_session:
             out["session"] = session_report(steps["a"], steps[SESSION])
+        if args.media:
+            out["media"] = media_report(steps["a"], steps[MEDIA])
         save_json(args.json, out)
         return 0 if passed else 1
 
@@ -745,10 +896,12 @@ def main(procs: Procs) -> int:
         return 0
 
     if args.profile is not None:
-        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds)
+        runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
+                        media_ports=media_ports, rtp=args.rtp,
+                        engine_cpu=args.engine_cpu)
         profile = base / "py-spy.txt"
-        step = runner.step(SESSION if args.with_session else "a", args.profile,
-                           args.step_seconds, profile=profile)
+        setup = SESSION if args.with_session else MEDIA if args.media else "a"
+        step = runner.step(setup, args.profile, args.step_seconds, profile=profile)
         if not profile.exists():
             log("py-spy wrote no profile (see py-spy.stderr in the work directory)")
             return 1
@@ -765,15 +918,22 @@ def main(procs: Procs) -> int:
 
     sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
     runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra,
-                    drain_s=args.drain_seconds)
+                    drain_s=args.drain_seconds, media_ports=media_ports, rtp=args.rtp,
+                        engine_cpu=args.engine_cpu)
     results: dict[str, Found] = {}
     if args.scenario in ("a", "all"):
         results["a"] = search(runner, "a", args, args.start_rate)
         clean = results["a"].median_achieved
         if args.with_session:
-            out["session"] = session_steps(runner, results, args)
+            pair = paired_steps(runner, results, args, SESSION)
+            out["session"] = session_report(*pair) if pair else {}
+        if args.media:
+            pair = paired_steps(runner, results, args, MEDIA)
+            out["media"] = media_report(*pair) if pair else {}
         needed = args.step_seconds + args.settle_seconds + STEP_OVERHEAD_S
-        if args.overload and clean > 0 and runner.fits(needed):
+        if args.overload and args.media:
+            log("overload step skipped with --media (run it on its own: --overload-from)")
+        elif args.overload and clean > 0 and runner.fits(needed):
             step = overload_step(runner, clean, args)
             out["overload"] = {"clean_rate": clean, "step": asdict(step)}
         elif args.overload:
@@ -793,6 +953,8 @@ def main(procs: Procs) -> int:
         rows.append(found_row(results["a"], "(a) ippbx ext→trunk, digest"))
     if SESSION in results:
         rows.append(found_row(results[SESSION], "(a) with an application logged in"))
+    if MEDIA in results:
+        rows.append(found_row(results[MEDIA], "(a) with media anchored on rtpengine"))
     if "b" in results:
         rows.append(found_row(results["b"], "(b) ippbx trunk→ext (no trunk→trunk route)"))
         rows.append(found_row(results["sippy"], "(b) baseline sippy b2bua_simple"))

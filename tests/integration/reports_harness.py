@@ -93,6 +93,7 @@ def config_text(store: Path, sip_port: int, trunks: dict[str, tuple[str, int]], 
     (docs/testing.md) and lets one sipp place bursts of calls (a challenge each)."""
     lines = ["[pbx]", f'sn = "{SN}"',
              "[sip]", f'listen = "127.0.0.1:{sip_port}"', f"no_answer_seconds = {no_answer}",
+             "[media]", 'engine = "none"',
              "[api]", f'listen = "127.0.0.1:{api_port}"', 'password = "apipass"',
              "[store]", f'path = "{store}"',
              "[security]", 'digest_uri = "host"', "rate_limit = 1000", "rate_burst = 2000",

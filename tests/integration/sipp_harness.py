@@ -38,6 +38,7 @@ from pathlib import Path
 
 __all__ = [
     "SCENARIO_DIR", "SIPP", "Sipp", "SippError", "SippFactory", "SippResult", "free_port",
+    "free_port_block",
     "sipp_available", "wait_bound", "await_bound", "parse_message_log", "LoggedMessage",
 ]
 
@@ -66,6 +67,27 @@ def _below_ephemeral() -> range:
     except (OSError, ValueError, IndexError):
         return range(0)
     return range(max(1024, low - 12000), low)
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive UDP ports free on 127.0.0.1 now, below the range
+    `free_port` draws from (a media engine's RTP range: a SIP or report port a test picks
+    later cannot fall inside it)."""
+    for _ in range(200):
+        base = random.randrange(10000, 20000 - size, 2)  # (below free_port's range)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free block of UDP ports")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

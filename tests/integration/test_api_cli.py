@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -103,6 +104,10 @@ def test_serve_subprocess_answers_and_exits_cleanly_on_sigterm(
     assert "API listening on http://127.0.0.1:" in output
     assert token not in output
     assert "Traceback" not in output
+    # its own rtpengine ([media] engine "auto", installed by make test) came and went
+    found = re.search(r"rtpengine \(pid (\d+)\) answers", output)
+    assert found is not None, output
+    assert not Path(f"/proc/{found.group(1)}").exists(), "rtpengine outlived ippbx serve"
 
 
 def test_check_config_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:

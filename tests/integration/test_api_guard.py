@@ -23,7 +23,7 @@ LOGIN = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest()}
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, **api: object) -> AsyncIterator[App]:
-    lines = ["[sip]", f'listen = "127.0.0.1:{free_port()}"', "[api]",
+    lines = ["[sip]", f'listen = "127.0.0.1:{free_port()}"', "[media]", 'engine = "none"', "[api]",
              'listen = "127.0.0.1:0"', 'password = "apipass"',
              *(f"{k} = {v}" for k, v in api.items()),
              "[store]", f'path = "{tmp_path / "db.sqlite3"}"']

@@ -41,6 +41,8 @@ sn = "tlstest01"
 name = "tls pbx"
 [sip]
 listen = "127.0.0.1:0"
+[media]
+engine = "none"
 [api]
 listen = "127.0.0.1:0"
 https_listen = "127.0.0.1:{https_port}"

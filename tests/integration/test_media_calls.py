@@ -23,8 +23,7 @@ from audio_phone import AudioPhone
 from pbx_harness import PbxHarness, Start, TrunkSpec
 from reports_harness import Receiver
 from rtp_audio import Media, dominant_frequency, read_wav, tone_power_ratio, write_tone_wav
-from sipp_harness import free_port
-from test_recordings_rtpengine import free_udp_block
+from sipp_harness import free_port, free_port_block
 
 from ippbx.config import Config
 
@@ -39,7 +38,7 @@ SETTLE = 0.25  # a media change through the engine (an ng command, a re-INVITE)
 async def start_media_pbx(start_pbx: Start, tmp_path: Path,
                           trunks: list[TrunkSpec] | None = None, prompts: str = "",
                           **kwargs: Any) -> PbxHarness:
-    low = free_udp_block(40)
+    low = free_port_block(40)
     moh = write_tone_wav(tmp_path / "moh.wav", MOH_TONE, 2.0)
     media = {"engine": "rtpengine", "port_min": low, "port_max": low + 39, "moh": str(moh)}
     if prompts:

@@ -9,16 +9,15 @@ rtpengine is ippbx's own (`MediaEngine`), driven by its ng client: `offer` with
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import secrets
-import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from rtp_audio import RtpEndpoint, parse_media, read_wav, sdp_offer, tone_power_ratio
+from sipp_harness import free_port_block
 
 from ippbx.media.engine import MediaEngine
 from ippbx.media.recordings import (
@@ -31,30 +30,11 @@ from ippbx.media.recordings import (
 from ippbx.media.rtpengine import NgClient
 
 
-def free_udp_block(size: int) -> int:
-    """The first of `size` consecutive UDP ports free on 127.0.0.1 now."""
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - size, 2)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free block of UDP ports")
-
-
 @pytest.fixture
 async def rtpengine(tmp_path: Path) -> AsyncIterator[tuple[NgClient, Path]]:
     """ippbx's own recording rtpengine on loopback: (its ng client, its spool directory)."""
     spool = tmp_path / "spool"
-    low = free_udp_block(40)
+    low = free_port_block(40)
     engine = MediaEngine(port_min=low, port_max=low + 39, recording_dir=spool)
     await engine.start()
     try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import uvloop
 from sip_wire import read_message
 
 from ippbx.sip.message import Request, Response, make_response, parse_message
@@ -136,6 +138,29 @@ async def test_udp_round_trip_and_same_port_for_tcp(make_transport: Factory) -> 
     response, peer = await client_inbox.get()
     assert isinstance(response, Response) and response.status == 200
     assert peer == Peer("127.0.0.1", server.local_port, "udp")
+
+
+def test_no_other_socket_can_share_the_sip_udp_port() -> None:
+    """A process binding with SO_REUSEADDR (rtpengine does, for each RTP port of its
+    range) cannot take ippbx's SIP UDP port and its datagrams: on uvloop, ippbx's loop,
+    which sets SO_REUSEADDR on a datagram socket it is handed."""
+
+    async def main() -> int:
+        transport = SipTransport("127.0.0.1", 0, lambda message, source: None)
+        await transport.start()
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            other.bind(("127.0.0.1", transport.local_port))
+        except OSError as exc:
+            return exc.errno or 0
+        finally:
+            other.close()
+            await transport.stop()
+        return 0
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) == errno.EADDRINUSE
 
 
 async def test_received_and_rport_filled(make_transport: Factory, udp_client: UdpClient) -> None:

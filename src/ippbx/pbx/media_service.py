@@ -50,9 +50,11 @@ class MediaService:
         if self.engine is not None:  # (rtpengine writes its pcaps there)
             self.engine.recording_dir = Path(media.recordings).resolve() / SPOOL
             # rtpengine drops a call that received no RTP for --timeout (60 s by
-            # default): a call held both ways sends none. Calls end by SIP here (BYE,
+            # default; --silent-timeout, an hour, for a held one) without a word to us:
+            # a call held both ways sends none. Calls end by SIP here (BYE,
             # session timers, max_duration) and their engine call is deleted with them.
-            self.engine.extra_args.append(f"--timeout={ENGINE_TIMEOUT}")
+            self.engine.extra_args += [f"--timeout={ENGINE_TIMEOUT}",
+                                       f"--silent-timeout={ENGINE_TIMEOUT}"]
         self.anchor: MediaAnchor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None

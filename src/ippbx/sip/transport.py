@@ -130,6 +130,14 @@ def _is_numeric_host(host: str) -> bool:
     return False
 
 
+def _exclusive(udp: asyncio.BaseTransport) -> None:
+    """Clear SO_REUSEADDR on the transport's UDP socket (Linux lets a second socket bind
+    a UDP address only while every socket on it has that option set)."""
+    sock = udp.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+
+
 def _set_buffers(sock: socket.socket, size: int) -> None:
     for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
                          (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
@@ -239,6 +247,10 @@ class SipTransport:
         try:
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), sock=udp_sock)
+            # uvloop sets SO_REUSEADDR on a datagram socket it is handed; with it set,
+            # any other process binding with SO_REUSEADDR too (rtpengine does, for every
+            # RTP port of its range) could share our SIP port and get its datagrams
+            _exclusive(self._udp)
             self._server = await loop.create_server(
                 lambda: _Connection(self, None), sock=tcp_sock, backlog=1024)
         except BaseException:
