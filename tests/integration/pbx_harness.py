@@ -211,6 +211,10 @@ class PbxHarness:
             if check_leaks:
                 await self.wait_idle()
                 assert len(self.app.registry) == 0, self.app.registry.calls()
+                anchor = self.app.media.anchor  # (with a media engine: no call's trace)
+                if anchor is not None:
+                    await anchor.stop()  # (its deletes under way)
+                    assert anchor.held() == 0, anchor.held()
         finally:
             await self.client.aclose()
             await self.app.stop()

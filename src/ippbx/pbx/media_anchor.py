@@ -95,10 +95,11 @@ class MediaAnchor:
             self._unanchored.add(call_id)
             return sdp
         self._inflight[call_id] = self._inflight.get(call_id, 0) + 1
+        error: BaseException | None = None
         try:
             out = await self.control.offer(call_id, offerer, sdp, to_tag=answerer)
         except self._errors as exc:
-            return self._failed(call_id, "offer", exc, sdp)
+            error = exc
         finally:
             left = self._inflight.pop(call_id) - 1
             if left:
@@ -108,6 +109,8 @@ class MediaAnchor:
                 self._gone.discard(call_id)
                 self._spawn(self._delete(call_id))
             return b""  # (nothing to say of the media of a call that is over)
+        if error is not None:
+            return self._failed(call_id, "offer", error, sdp)
         self._anchored.add(call_id)
         return out
 
@@ -275,4 +278,9 @@ class MediaAnchor:
     @property
     def calls(self) -> int:
         return len(self._anchored)
+
+    def held(self) -> int:
+        """How many call ids the anchor holds anything for (0 once every call ended)."""
+        return len(self._anchored | self._unanchored | self._gone | set(self._inflight)
+                   | set(self._recorded) | {call for call, _ in self._muted})
 

@@ -434,8 +434,10 @@ async def play(world: World, s: Scenario) -> None:
         for host in (phone_host("1001"), CARRIER.host):
             seen = sdps_to(world.net, host)
             assert all(ENGINE_HOST.encode() in body for body in seen), (host, seen)
-        assert pbx.b2bua.media is not None
+        media = pbx.b2bua.media
+        assert media is not None
         await until(lambda: not engine.calls, "the engine's delete", BOUND)
+        assert media.held() == 0
 
 
 async def hang_up(party: Party) -> None:

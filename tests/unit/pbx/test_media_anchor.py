@@ -56,7 +56,7 @@ async def test_a_call_ending_with_its_offer_out_leaves_no_engine_call() -> None:
     media.end("c1")  # (the offer is still with the engine)
     assert await offer == b""  # nothing to relay for a finished call
     await media.stop()
-    assert engine.calls == set() and not media.anchored("c1")
+    assert engine.calls == set() and not media.anchored("c1") and media.held() == 0
 
 
 async def test_a_failing_engine_lets_the_call_through_end_to_end() -> None:
@@ -69,3 +69,19 @@ async def test_a_failing_engine_lets_the_call_through_end_to_end() -> None:
     assert await media.offer("c1", "a", "b", PHONE) == PHONE
     assert await media.answer("c1", "a", "b", CARRIER) == CARRIER  # (unanchored: as is)
     assert media.failures == 1 and not media.anchored("c1")
+
+
+async def test_a_call_ending_while_its_offer_fails_leaves_nothing() -> None:
+    class Slow(EngineModel):
+        async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                        to_tag: str | None = None) -> bytes:
+            await asyncio.sleep(0.05)
+            raise LookupError("engine gone")
+
+    media = anchor(Slow(0.0))
+    offer = asyncio.ensure_future(media.offer("c1", "a", "b", PHONE))
+    await asyncio.sleep(0.01)
+    media.end("c1")
+    assert await offer == b""
+    await media.stop()
+    assert media.held() == 0
