@@ -81,6 +81,23 @@ async def listen(*phones: AudioPhone) -> list[np.ndarray]:
     return list(await asyncio.gather(*(p.rtp.record(LISTEN) for p in phones)))
 
 
+async def hear_each_other(a: AudioPhone, tone_a: float, b: AudioPhone, tone_b: float,
+                          when: str = "") -> None:
+    """a hears b's tone and b hears a's, over the next LISTEN seconds."""
+    heard_a, heard_b = await listen(a, b)
+    hears(heard_a, tone_b, f"{a.name} {when}".strip())
+    hears(heard_b, tone_a, f"{b.name} {when}".strip())
+
+
+async def hang_up(pbx: PbxHarness, by: AudioPhone, other: AudioPhone) -> None:
+    """`by` hangs up, `other` gets the BYE, the engine keeps no call, the PBX stops
+    with nothing left."""
+    assert (await by.hangup()).status == 200
+    await other.wait_ended()
+    await no_engine_calls(pbx)
+    await pbx.stop()
+
+
 async def engine_calls(pbx: PbxHarness) -> list[str]:
     engine = pbx.app.media.engine
     assert engine is not None and engine.client is not None
@@ -104,9 +121,7 @@ async def test_audio_is_anchored_and_hold_plays_music(start_pbx: Start, tmp_path
         assert_anchored(pbx, a.remote_media, b)
         assert_anchored(pbx, b.remote_media, a)
         assert len(await engine_calls(pbx)) == 1
-        heard_a, heard_b = await listen(a, b)
-        hears(heard_a, TONE_B, "1001")
-        hears(heard_b, TONE_A, "1002")
+        await hear_each_other(a, TONE_A, b, TONE_B)
 
         # 1001 holds from its phone: 1002 is offered sendonly through the engine and
         # hears the music on hold instead of 1001
@@ -116,14 +131,9 @@ async def test_audio_is_anchored_and_hold_plays_music(start_pbx: Start, tmp_path
         (held_b,) = await listen(b)
         hears(held_b, MOH_TONE, "1002 on hold")
         assert (await a.unhold()).status == 200
-        heard_a, heard_b = await listen(a, b)
-        hears(heard_a, TONE_B, "1001 after unhold")
-        hears(heard_b, TONE_A, "1002 after unhold")
+        await hear_each_other(a, TONE_A, b, TONE_B)
 
-        assert (await b.hangup()).status == 200
-        await a.wait_ended()
-        await no_engine_calls(pbx)
-        await pbx.stop()
+        await hang_up(pbx, b, a)
     finally:
         await a.stop()
         await b.stop()
@@ -159,9 +169,7 @@ async def test_api_hold_plays_music_and_mute_silences(start_pbx: Start, tmp_path
         await ok("extension/unhold", "1002")
         await until(pbx, lambda: a.remote_media is not None
                     and a.remote_media.direction == "sendrecv", "the unhold re-INVITE")
-        heard_a, heard_b = await listen(a, b)
-        hears(heard_a, TONE_B, "1001 after unhold")
-        hears(heard_b, TONE_A, "1002 after unhold")
+        await hear_each_other(a, TONE_A, b, TONE_B)
 
         assert (await a.hangup()).status == 200
         await b.wait_ended()
@@ -189,9 +197,7 @@ async def test_a_phone_behind_nat_gets_audio(start_pbx: Start, tmp_path: Path) -
         assert (await a.call("95551234")).status == 200
         await carrier.wait_established()
         assert_anchored(pbx, carrier.remote_media, a)
-        heard_a, heard_carrier = await listen(a, carrier)
-        hears(heard_a, TONE_B, "1001 behind NAT")
-        hears(heard_carrier, TONE_A, "the carrier")
+        await hear_each_other(a, TONE_A, carrier, TONE_B)
         assert (await a.hangup()).status == 200
         await no_engine_calls(pbx)
         await pbx.stop()
@@ -214,13 +220,8 @@ async def test_click_to_call_is_anchored(start_pbx: Start, tmp_path: Path) -> No
         await until(pbx, lambda: len(a.remote_sdps) == 1, "1001's ACK with the answer")
         assert_anchored(pbx, a.remote_media, carrier)
         assert_anchored(pbx, carrier.remote_media, a)
-        heard_a, heard_carrier = await listen(a, carrier)
-        hears(heard_a, TONE_B, "1001")
-        hears(heard_carrier, TONE_A, "the carrier")
-        assert (await carrier.hangup()).status == 200
-        await a.wait_ended()
-        await no_engine_calls(pbx)
-        await pbx.stop()
+        await hear_each_other(a, TONE_A, carrier, TONE_B)
+        await hang_up(pbx, carrier, a)
     finally:
         await a.stop()
         await carrier.stop()
@@ -248,9 +249,7 @@ async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path) -> No
         assert (await a.call("1002")).status == 200
         await b.wait_established()
         assert_anchored(pbx, a.remote_media, b)
-        heard_a, heard_b = await listen(a, b)
-        hears(heard_a, TONE_B, "1001 after the restart")
-        hears(heard_b, TONE_A, "1002 after the restart")
+        await hear_each_other(a, TONE_A, b, TONE_B)
         assert (await a.hangup()).status == 200
         await no_engine_calls(pbx)
         await pbx.stop()
@@ -463,14 +462,9 @@ async def test_a_transferred_call_keeps_its_audio(start_pbx: Start, tmp_path: Pa
         await until(pbx, lambda: len(a.remote_sdps) >= 2, "1001 re-INVITEd with 1003's media")
         assert_anchored(pbx, c.remote_media, a)
         assert_anchored(pbx, a.remote_media, c)
-        heard_a, heard_c = await listen(a, c)
-        hears(heard_a, MOH_TONE * 2, "1001 after the transfer")
-        hears(heard_c, TONE_A, "1003")
+        await hear_each_other(a, TONE_A, c, MOH_TONE * 2)
         assert await engine_calls(pbx) == [call.callid]
-        assert (await c.hangup()).status == 200
-        await a.wait_ended()
-        await no_engine_calls(pbx)
-        await pbx.stop()
+        await hang_up(pbx, c, a)
     finally:
         for phone in (a, b, c):
             await phone.stop()
