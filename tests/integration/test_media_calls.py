@@ -12,6 +12,7 @@ has audio again). After each call, rtpengine holds no call of ippbx's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from audio_phone import AudioPhone
 from pbx_harness import PbxHarness, Start, TrunkSpec
 from reports_harness import Receiver
@@ -227,9 +229,11 @@ async def test_click_to_call_is_anchored(start_pbx: Start, tmp_path: Path) -> No
         await carrier.stop()
 
 
-async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path) -> None:
-    """The engine dies: ippbx starts it again and hangs up the calls it carried (their
-    audio is gone); the next call has audio again."""
+async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The engine dies: ippbx says so, starts it again and hangs up the calls it carried
+    (their audio is gone); the next call has audio again."""
+    caplog.set_level(logging.INFO)
     pbx = await start_media_pbx(start_pbx, tmp_path)
     engine = pbx.app.media.engine
     assert engine is not None
@@ -245,6 +249,9 @@ async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path) -> No
         await b.wait_ended(timeout=10)
         await pbx.wait_idle()
         assert engine.restarts == 1 and engine.pid not in (None, pid)
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(f"rtpengine (pid {pid}) exited" in m for m in said), said
+        assert any("hanging up 1 call(s)" in m for m in said), said
 
         assert (await a.call("1002")).status == 200
         await b.wait_established()
