@@ -35,7 +35,7 @@ from sip_net import WAIT, FakeNet, make_ua, settled, until
 
 from ippbx.config import Config, parse_config
 from ippbx.pbx import events
-from ippbx.pbx.auth import ExtensionAuth
+from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import Call, CallRegistry
 from ippbx.pbx.capabilities import option_tags
@@ -129,15 +129,6 @@ def sdp_name(body: bytes) -> str:
         if line.startswith("s="):
             return line[2:]
     return ""
-
-
-def next_attempt(request: Request) -> Request:
-    """`request` to send again (after a challenge): next CSeq, no Via."""
-    retry = request.copy()
-    retry.remove("Via")
-    number, method = retry.cseq
-    retry.set("CSeq", f"{number + 1} {method}")
-    return retry
 
 
 @dataclass
@@ -432,6 +423,8 @@ class EngineModel:
         self.delay = delay
         self.calls: set[str] = set()
         self.deleted: set[str] = set()
+        self.playing: set[tuple[str, str]] = set()  # (call, tag) hearing a file
+        self.blocked: set[tuple[str, str]] = set()  # (call, tag) whose media is blocked
 
     async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
                     to_tag: str | None = None) -> bytes:
@@ -452,13 +445,21 @@ class EngineModel:
 
     async def play_media(self, call_id: str, from_tag: str, file: str,
                          repeat_times: int | None = None) -> int:
+        await asyncio.sleep(self.delay)
+        self.playing.add((call_id, from_tag))
         return 1000
 
-    async def stop_media(self, call_id: str, from_tag: str) -> None: ...
+    async def stop_media(self, call_id: str, from_tag: str) -> None:
+        await asyncio.sleep(self.delay)
+        self.playing.discard((call_id, from_tag))
 
-    async def block_media(self, call_id: str, from_tag: str) -> None: ...
+    async def block_media(self, call_id: str, from_tag: str) -> None:
+        await asyncio.sleep(self.delay)
+        self.blocked.add((call_id, from_tag))
 
-    async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
+    async def unblock_media(self, call_id: str, from_tag: str) -> None:
+        await asyncio.sleep(self.delay)
+        self.blocked.discard((call_id, from_tag))
 
     async def start_recording(self, call_id: str) -> None: ...
 

@@ -40,6 +40,7 @@ from types import TracebackType
 
 from rtp_audio import Media, RtpEndpoint, parse_media, sdp_answer, sdp_offer
 
+from ippbx.pbx.auth import next_attempt
 from ippbx.sip.dialog import Dialog
 from ippbx.sip.digest import DigestError, answer_challenge
 from ippbx.sip.headers import NameAddr
@@ -76,22 +77,12 @@ def user_of(uri: str) -> str:
     return SipUri.parse(NameAddr.parse(uri).uri).user or ""
 
 
-def retry_of(request: Request) -> Request:
-    """`request` to send again after a challenge: the next CSeq, no Via (a new
-    transaction: the UA adds a fresh Via)."""
-    retry = request.copy()
-    retry.remove("Via")
-    number, method = retry.cseq
-    retry.set("CSeq", f"{number + 1} {method}")
-    return retry
-
-
 def with_credentials(request: Request, challenge: Response, user: str,
                      password: str) -> Request:
     """The retry of `request` answering the 401/407 `challenge` with `user`'s password."""
     proxy = challenge.status == 407
     header = challenge.get("Proxy-Authenticate" if proxy else "WWW-Authenticate") or ""
-    retry = retry_of(request)
+    retry = next_attempt(request)
     retry.set("Proxy-Authorization" if proxy else "Authorization",
               answer_challenge(header, request.method, request.uri, user, password))
     return retry

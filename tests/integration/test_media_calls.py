@@ -91,6 +91,17 @@ async def hear_each_other(a: AudioPhone, tone_a: float, b: AudioPhone, tone_b: f
     hears(heard_b, tone_a, f"{b.name} {when}".strip())
 
 
+async def starts_hearing(phone: AudioPhone, tone: float, timeout: float = 4.0) -> None:
+    """Until `tone` dominates what `phone` receives (0.1 s windows), at most `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        window = await phone.rtp.record(0.1)
+        if window.size and tone_power_ratio(window, tone) > 0.8:
+            return
+    raise AssertionError(f"{phone.name} never heard {tone} Hz")
+
+
 async def hang_up(pbx: PbxHarness, by: AudioPhone, other: AudioPhone) -> None:
     """`by` hangs up, `other` gets the BYE, the engine keeps no call, the PBX stops
     with nothing left."""
@@ -200,9 +211,7 @@ async def test_a_phone_behind_nat_gets_audio(start_pbx: Start, tmp_path: Path) -
         await carrier.wait_established()
         assert_anchored(pbx, carrier.remote_media, a)
         await hear_each_other(a, TONE_A, carrier, TONE_B)
-        assert (await a.hangup()).status == 200
-        await no_engine_calls(pbx)
-        await pbx.stop()
+        await hang_up(pbx, a, carrier)
     finally:
         await a.stop()
         await carrier.stop()
@@ -257,9 +266,7 @@ async def test_rtpengine_killed_mid_call(start_pbx: Start, tmp_path: Path,
         await b.wait_established()
         assert_anchored(pbx, a.remote_media, b)
         await hear_each_other(a, TONE_A, b, TONE_B)
-        assert (await a.hangup()).status == 200
-        await no_engine_calls(pbx)
-        await pbx.stop()
+        await hang_up(pbx, a, b)
     finally:
         await a.stop()
         await b.stop()
@@ -290,8 +297,8 @@ async def test_a_recorded_call_is_a_wav_named_in_its_new_cdr(
     try:
         assert (await a.call("1002")).status == 200  # 1001 records its calls
         await b.wait_established()
-        await listen(a, b)
-        await asyncio.sleep(0.5)
+        for _ in range(2):  # (1.5 s of talk, both ways: what the recording must hold)
+            await hear_each_other(a, TONE_A, b, TONE_B)
         assert (await a.hangup()).status == 200
         await until(pbx, lambda: len(new_cdrs()) == 1, "the NewCdr")
         name = new_cdrs()[0]["recording"]
@@ -354,7 +361,7 @@ async def test_playprompt_calls_play_and_report(start_pbx: Start, tmp_path: Path
         (first,) = await listen(a)
         hears(first, 500.0, "1001 (first prompt)")
         await a.send_dtmf("5")  # a key pressed while it plays: the DTMF report
-        await asyncio.sleep(0.8)
+        await starts_hearing(a, 900.0)  # the second prompt
         (second,) = await listen(a)
         hears(second, 900.0, "1001 (second prompt)")
         await a.wait_ended(timeout=5)  # ippbx hangs up after the last prompt
@@ -376,6 +383,16 @@ async def test_playprompt_calls_play_and_report(start_pbx: Start, tmp_path: Path
         (heard,) = await listen(carrier)
         hears(heard, 900.0, "the carrier")
         await carrier.wait_ended(timeout=5)
+
+        # a prompt the engine cannot play (not a WAV): the call ends, no PlayPromptEnd
+        (prompts / "broken.wav").write_bytes(b"not a wav file at all")
+        answer = (await pbx.post("extension/playprompt",
+                                 {"extid": "1001", "prompt": "broken"})).json()
+        assert answer["status"] == "Success", answer
+        await a.wait_established()
+        await a.wait_ended(timeout=5)
+        await until(pbx, lambda: len(reports("NewCdr")) == 3, "the third NewCdr")
+        assert [r["prompt"] for r in reports("PlayPromptEnd")] == ["greet1+menu2", "menu2"]
 
         for fields, errno in (
             ({"extid": "1001", "prompt": "nosuch"}, "10023"),

@@ -230,6 +230,9 @@ class B2BUA:
         # end to end untouched
         self.media: MediaAnchor | None = None
         self.zone = zone(config.pbx.timezone)  # (recording names are in local time)
+        # the routes whose calls are recorded (outbound and inbound names may coincide)
+        self._recorded_out = frozenset(r.name for r in config.outbound_routes if r.record)
+        self._recorded_in = frozenset(r.name for r in config.inbound_routes if r.record)
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -963,7 +966,6 @@ class B2BUA:
     def records(self, call: Call) -> bool:
         """Is `call` to be recorded: one of its extensions, its trunks or its route
         says `record = true`."""
-        config = self.config
         for leg in call.legs():
             ext = self._extensions.get(leg.extension or "")
             if ext is not None and ext.record:
@@ -971,9 +973,8 @@ class B2BUA:
             trunk = self.trunks.get(leg.trunk) if leg.trunk else None
             if trunk is not None and trunk.record:
                 return True
-        routes = [*(r for r in config.outbound_routes if r.name == call.outbound_route),
-                  *(r for r in config.inbound_routes if r.name == call.inbound_route)]
-        return any(route.record for route in routes)
+        return call.outbound_route in self._recorded_out \
+            or call.inbound_route in self._recorded_in
 
     def _contact(self, bridge: Bridge) -> str:
         """Our Contact towards the caller, for the transport its INVITE came over."""
@@ -1058,7 +1059,7 @@ class B2BUA:
             self.keeper.refreshed(bridge, side)  # (a re-INVITE refreshes both sessions)
             self.keeper.refreshed(bridge, other_side)
         out_headers = []
-        if response.body and (ct := response.get("Content-Type")):
+        if answer and (ct := response.get("Content-Type")):  # (dropped: no Content-Type)
             out_headers.append(("Content-Type", ct))
         if answered:
             out_headers += self._session_headers(bridge, side)
@@ -1149,7 +1150,7 @@ class B2BUA:
                 bridge.answering = bridge.answering.replace(side, "")
                 bridge.reinviting = bridge.reinviting.replace(other_side, "")
         out_headers = []
-        if response.body and (ct := response.get("Content-Type")):
+        if answer and (ct := response.get("Content-Type")):  # (dropped: no Content-Type)
             out_headers.append(("Content-Type", ct))
         if offer and response.status < 300:
             bridge.sdp[side] = request.body

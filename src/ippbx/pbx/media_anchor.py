@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class MediaAnchor:
         self._inflight: dict[str, int] = {}  # call id → its offers out to the engine
         self._gone: set[str] = set()  # calls that ended with an offer out
         self._recorded: dict[str, str] = {}  # call id → its recording's name
+        self._moh_order: dict[str, asyncio.Lock] = {}  # call id → its hold music changes
         # a recorded call's engine call is gone (its pcap complete): (call id, name)
         self.on_recorded: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,23 +95,10 @@ class MediaAnchor:
         if call_id not in self._anchored and not self.available():
             self._unanchored.add(call_id)
             return sdp
-        self._inflight[call_id] = self._inflight.get(call_id, 0) + 1
-        error: BaseException | None = None
-        try:
-            out = await self.control.offer(call_id, offerer, sdp, to_tag=answerer)
-        except self._errors as exc:
-            error = exc
-        finally:
-            left = self._inflight.pop(call_id) - 1
-            if left:
-                self._inflight[call_id] = left
-        if call_id in self._gone:  # the call ended while its offer was out
-            if not left:  # (that offer may have made the engine's call anew)
-                self._gone.discard(call_id)
-                self._spawn(self._delete(call_id))
-            return b""  # (nothing to say of the media of a call that is over)
-        if error is not None:
-            return self._failed(call_id, "offer", error, sdp)
+        out = await self._sdp_command(call_id, "offer", self.control.offer(
+            call_id, offerer, sdp, to_tag=answerer))
+        if out is None:  # (ended meanwhile: nothing to relay; or failed: as it is)
+            return sdp if call_id in self._unanchored else b""
         self._anchored.add(call_id)
         return out
 
@@ -124,21 +112,46 @@ class MediaAnchor:
             return sdp
         if call_id not in self._anchored:
             return b""
+        out = await self._sdp_command(call_id, "answer", self.control.answer(
+            call_id, offerer, answerer, sdp))
+        if out is None:
+            return sdp if call_id in self._unanchored else b""
+        return out
+
+    async def _sdp_command(self, call_id: str, what: str,
+                           command: Awaitable[bytes]) -> bytes | None:
+        """Run an offer or an answer: the engine's SDP; None when the call ended
+        meanwhile (nothing to relay) or the engine failed (the call is unanchored)."""
+        self._inflight[call_id] = self._inflight.get(call_id, 0) + 1
+        error: BaseException | None = None
+        out = b""
         try:
-            return await self.control.answer(call_id, offerer, answerer, sdp)
+            out = await command
         except self._errors as exc:
-            return self._failed(call_id, "answer", exc, sdp)
+            error = exc
+        finally:
+            left = self._inflight.pop(call_id) - 1
+            if left:
+                self._inflight[call_id] = left
+        if call_id in self._gone:  # the call ended while this was out
+            if not left:  # (an offer may have made the engine's call anew)
+                self._gone.discard(call_id)
+                self._spawn(self._delete(call_id))
+            return None
+        if error is not None:
+            self._failed(call_id, what, error)
+            return None
+        return out
 
     def _applies(self, call_id: str, sdp: bytes, content_type: str) -> bool:
         return bool(sdp) and call_id not in self._unanchored \
             and content_type.partition(";")[0].strip().lower() == SDP
 
-    def _failed(self, call_id: str, what: str, exc: BaseException, sdp: bytes) -> bytes:
+    def _failed(self, call_id: str, what: str, exc: BaseException) -> None:
         self.failures += 1
         log.warning("media engine: %s for call %s failed (%s); its media goes end to end",
                     what, call_id, exc)
         self._unanchored.add(call_id)
-        return sdp
 
     def anchored(self, call_id: str) -> bool:
         return call_id in self._anchored
@@ -149,15 +162,18 @@ class MediaAnchor:
         `holder` (whose audio is kept from it meanwhile, unless muted anyway)."""
         if call_id not in self._anchored or not self.moh:
             return False
+        # in the order asked: a hold and an unhold at once must not cross at the engine
+        lock = self._moh_order.setdefault(call_id, asyncio.Lock())
         try:
-            if on:
-                if holder is not None:
-                    await self.control.block_media(call_id, holder)
-                await self.control.play_media(call_id, held, self.moh, self.repeat)
-            else:
-                await self.control.stop_media(call_id, held)
-                if holder is not None and (call_id, holder) not in self._muted:
-                    await self.control.unblock_media(call_id, holder)
+            async with lock:
+                if on:
+                    if holder is not None:
+                        await self.control.block_media(call_id, holder)
+                    await self.control.play_media(call_id, held, self.moh, self.repeat)
+                else:
+                    await self.control.stop_media(call_id, held)
+                    if holder is not None and (call_id, holder) not in self._muted:
+                        await self.control.unblock_media(call_id, holder)
         except self._errors as exc:
             log.warning("media engine: music on hold %s for %s failed (%s)",
                         "start" if on else "stop", held, exc)
@@ -241,6 +257,7 @@ class MediaAnchor:
     def end(self, call_id: str) -> None:
         """The call is over: delete its engine call (in the background)."""
         self._unanchored.discard(call_id)
+        self._moh_order.pop(call_id, None)
         if call_id in self._inflight:
             self._gone.add(call_id)
         if self._muted:
@@ -282,5 +299,6 @@ class MediaAnchor:
     def held(self) -> int:
         """How many call ids the anchor holds anything for (0 once every call ended)."""
         return len(self._anchored | self._unanchored | self._gone | set(self._inflight)
-                   | set(self._recorded) | {call for call, _ in self._muted})
+                   | set(self._recorded) | set(self._moh_order)
+                   | {call for call, _ in self._muted})
 

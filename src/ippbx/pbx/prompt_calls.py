@@ -156,10 +156,15 @@ class PromptCalls:
             b2bua.ua.ack(dialog, answer, [("Content-Type", "application/sdp")] if answer else ())
             self.registry.set_status(leg.id, LegStatus.TALKING)
             call.answered = leg.answered  # (its only party answered: the call is)
-            await self._play(bridge, leg, files)
-            if not bridge.ended:
+            played = await self._play(bridge, leg, files)
+            if bridge.ended:
+                return
+            if played:
                 self.registry.prompt_ended(call.callid, leg.id, prompts)
-                b2bua.teardown(bridge, 200)
+            else:  # (no PlayPromptEnd for prompts nobody heard)
+                log.warning("prompt call %s: the media engine could not play %s",
+                            call.callid, prompts)
+            b2bua.teardown(bridge, 200 if played else 503)
         except asyncio.CancelledError:
             b2bua.teardown(bridge, 503)
             raise
@@ -176,14 +181,19 @@ class PromptCalls:
         to_player = await media.offer(callid, party, PLAYER, offer)
         return await media.answer(callid, party, PLAYER, player_answer(to_player))
 
-    async def _play(self, bridge: Bridge, leg: Leg, files: list[Path]) -> None:
+    async def _play(self, bridge: Bridge, leg: Leg, files: list[Path]) -> bool:
+        """Play `files` to `leg` one after the other: False if the engine could not
+        (the call then ends), True once all have played or the party hung up."""
         media = self.b2bua.media
         for path in files:
-            if media is None or bridge.ended:
-                return
+            if media is None:
+                return False
+            if bridge.ended:
+                return True
             seconds = await media.play(bridge.call.callid, leg.id, str(path))
             if seconds is None:
-                return
+                return False
             # (until it has played, or the party hangs up: finish() aborts the bridge)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bridge.abort_event().wait(), seconds + TAIL)
+        return True

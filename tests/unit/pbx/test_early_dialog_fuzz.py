@@ -531,3 +531,20 @@ def test_a_request_for_an_early_dialog_just_ended_gets_481(
     assert [m.status for src, _, m in net.log if src.host == PBX.host
             and isinstance(m, Response) and m.cseq[1] == method] == [481]
     assert_quiet(caplog)
+
+
+@pytest.mark.parametrize("engine_delay", [0.002])
+def test_an_answer_with_the_engine_as_the_call_fails_leaves_nothing(
+    caplog: pytest.LogCaptureFixture, engine_delay: float
+) -> None:
+    """A reliable 180 offered media (anchored), a later 180's SDP went to the engine as
+    its answer, and the 486 ended the call before the engine answered: the anchor kept
+    the call as "unanchored" for good (the answer failed once the call was deleted)."""
+    caplog.set_level(logging.WARNING)
+    plain = Ring(180, False, False, False)
+    run(Scenario(offer=False, rel="Supported", pracks=True,
+                 steps=((plain, 0.0), (plain, 0.005), (Ring(180, True, True, False), 0.005),
+                        (Ring(180, False, True, False), 0.0)),
+                 final=486, final_sdp=False, on_cancel=487, after=(), bye_by="caller",
+                 engine_delay=engine_delay))
+    assert_quiet(caplog)

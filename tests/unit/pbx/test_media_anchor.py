@@ -85,3 +85,24 @@ async def test_a_call_ending_while_its_offer_fails_leaves_nothing() -> None:
     assert await offer == b""
     await media.stop()
     assert media.held() == 0
+
+
+async def test_hold_then_unhold_at_once_ends_off_hold_at_the_engine() -> None:
+    """Both asked before the engine answered the first: they reach it in that order, so
+    no music plays and the holder is heard again."""
+    engine = EngineModel(0.01)
+    media = anchor(engine)
+    await media.offer("c1", "a", "b", PHONE)
+    hold = asyncio.ensure_future(media.hold_music("c1", "b", "a", True))
+    unhold = asyncio.ensure_future(media.hold_music("c1", "b", "a", False))
+    assert await hold and await unhold
+    assert engine.playing == set() and engine.blocked == set()
+    # muted by the API meanwhile: the unhold leaves the holder muted
+    assert await media.mute("c1", "a", True)
+    assert await media.hold_music("c1", "b", "a", True)
+    assert engine.playing == {("c1", "b")}
+    assert await media.hold_music("c1", "b", "a", False)
+    assert engine.playing == set() and engine.blocked == {("c1", "a")}
+    media.end("c1")
+    await media.stop()
+    assert media.held() == 0

@@ -15,7 +15,7 @@ call's `callid` (Yeastar does; OpenVox clients ignore the extra key). The work i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ippbx.api.errors import ApiError, Errno
@@ -88,28 +88,17 @@ def _extension_call(req: ApiRequest) -> tuple[Call, str]:
     return _found(calls[0] if calls else None), extid
 
 
-def extension_hold(req: ApiRequest) -> Mapping[str, Any]:
-    call, extid = _extension_call(req)
-    _do(_control(req).hold, call.callid, extid, True)
-    return {}
+def _switch(action: Callable[[CallControl, str, str, bool], None],
+            on: bool) -> Callable[[ApiRequest], Mapping[str, Any]]:
+    """The endpoint turning `action` (CallControl.hold, .mute) on or off for the call of
+    extension `extid`."""
 
+    def endpoint(req: ApiRequest) -> Mapping[str, Any]:
+        call, extid = _extension_call(req)
+        _do(action, _control(req), call.callid, extid, on)
+        return {}
 
-def extension_unhold(req: ApiRequest) -> Mapping[str, Any]:
-    call, extid = _extension_call(req)
-    _do(_control(req).hold, call.callid, extid, False)
-    return {}
-
-
-def extension_mute(req: ApiRequest) -> Mapping[str, Any]:
-    call, extid = _extension_call(req)
-    _do(_control(req).mute, call.callid, extid, True)
-    return {}
-
-
-def extension_unmute(req: ApiRequest) -> Mapping[str, Any]:
-    call, extid = _extension_call(req)
-    _do(_control(req).mute, call.callid, extid, False)
-    return {}
+    return endpoint
 
 
 def calltransfer(req: ApiRequest) -> Mapping[str, Any]:
@@ -212,10 +201,10 @@ ENDPOINTS = [
     Endpoint("outbound/hangup", outbound_hangup),
     Endpoint("inbound/hangup", inbound_hangup),
     Endpoint("extension/hangup", extension_hangup),
-    Endpoint("extension/hold", extension_hold),
-    Endpoint("extension/unhold", extension_unhold),
-    Endpoint("extension/mute", extension_mute),
-    Endpoint("extension/unmute", extension_unmute),
+    Endpoint("extension/hold", _switch(CallControl.hold, True)),
+    Endpoint("extension/unhold", _switch(CallControl.hold, False)),
+    Endpoint("extension/mute", _switch(CallControl.mute, True)),
+    Endpoint("extension/unmute", _switch(CallControl.mute, False)),
     Endpoint("calltransfer", calltransfer),
     Endpoint("outbound/transfer_number", outbound_transfer),
     Endpoint("inbound/transfer_number", inbound_transfer),
