@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ippbx.media.rtpengine import parse_ng_address
 from ippbx.pbx.patterns import PatternError, compile_pattern
@@ -358,7 +366,33 @@ def _move_sip_ban_keys(data: object) -> object:
     return {**data, "sip": sip, "security": {**security, **moved}}
 
 
+# Where a call may be sent: an extension, an IVR, a ring group, a queue, a mailbox
+# (`voicemail:N` leaves a message in N's), a number dialled as the one sending it would
+# dial it (`number:N`, route prefix included), or nowhere (`hangup`).
+DESTINATION_KINDS = ("extension", "ivr", "ringgroup", "queue", "voicemail", "number")
+_DESTINATION = re.compile(r"(?:(?:" + "|".join(DESTINATION_KINDS)
+                          + r"):[0-9A-Za-z*#+_.-]{1,32}|hangup)")
+
+
+def _destination(v: str) -> str:
+    if not _DESTINATION.fullmatch(v):
+        raise ValueError(f"{v!r} is not a destination (KIND:NUMBER with KIND one of "
+                         f"{', '.join(DESTINATION_KINDS)}; or hangup)")
+    return v
+
+
+Destination = Annotated[str, AfterValidator(_destination)]
+_OptionalDestination = Annotated[str, AfterValidator(lambda v: v and _destination(v))]
+
+
 class Extension(_Model):
+    """A phone user. Beyond its SIP account: voicemail (`voicemail`, its PIN `vm_pin`),
+    forwarding (always / on busy / on no answer, each a destination; "" = off; an
+    unanswered or busy extension with voicemail and no forwarding goes to its mailbox),
+    do-not-disturb, its ring timeout (0: `[sip] no_answer_seconds`) and longest call
+    (0: `[calls] max_duration`), and a mobile number rung with it (`ring_mobile`,
+    dialled as `mobile_prefix` + `mobile` through the outbound routes)."""
+
     number: _Number
     password: str = Field(min_length=1)
     name: str = ""
@@ -366,6 +400,59 @@ class Extension(_Model):
     max_contacts: int = Field(1, ge=1, le=100)
     report_status: bool = True  # ExtensionStatus reports for this extension
     record: bool = False  # record its calls (needs the media engine)
+    email: str = ""
+    voicemail: bool = False
+    vm_pin: str = Field("", pattern=r"^[0-9]{0,16}$")
+    vm_email: str = ""
+    dnd: bool = False
+    forward_always: _OptionalDestination = ""
+    forward_busy: _OptionalDestination = ""
+    forward_noanswer: _OptionalDestination = ""
+    ring_timeout: int = Field(0, ge=0, le=600)
+    max_duration: int = Field(0, ge=0)
+    mobile: str = Field("", pattern=r"^[0-9+*#]{0,32}$")
+    mobile_prefix: str = Field("", pattern=r"^[0-9*#]{0,8}$")
+    ring_mobile: bool = False
+
+
+class Ivr(_Model):
+    """An auto attendant: answers, plays `prompt` (from `[media] prompts` or the
+    built-in set), waits `timeout` s for a key, `repeat` times, then goes to `default`.
+    `options` maps a key ("0"-"9", "*", "#") to a destination; with `direct_dial`, the
+    caller may key an extension's number instead."""
+
+    number: _Number
+    name: str = Field("", max_length=31)
+    prompt: str = Field("welcome", pattern=r"^[A-Za-z0-9_.-]+$")
+    timeout: int = Field(5, ge=1, le=60)
+    repeat: int = Field(2, ge=1, le=5)
+    options: dict[Annotated[str, Field(pattern=r"^[0-9*#]$")], Destination] = {}
+    default: Destination = "hangup"
+    direct_dial: bool = True
+
+
+class RingGroup(_Model):
+    """Several extensions rung for one number: all at once (`ringall`: the first to
+    answer takes the call) or one after another (`sequential`, each for
+    `member_seconds`); after `ring_seconds` in all, `failover`."""
+
+    number: _Number
+    name: str = Field("", max_length=31)
+    strategy: Literal["ringall", "sequential"] = "ringall"
+    members: list[_Number] = Field(min_length=1)
+    ring_seconds: int = Field(20, ge=1, le=600)
+    member_seconds: int = Field(10, ge=1, le=600)
+    failover: Destination = "hangup"
+
+
+class VoicemailSection(_Model):
+    """Mailboxes: messages (WAV) under `directory`, at most `max_seconds` long each
+    (`#` or hanging up ends one sooner), and mailbox features codes."""
+
+    directory: str = "voicemail"
+    max_seconds: int = Field(180, ge=5, le=3600)
+    max_messages: int = Field(100, ge=1)
+    unsolicited_mwi: bool = True  # NOTIFY phones that did not SUBSCRIBE too
 
 
 class Trunk(_Model):
@@ -429,9 +516,10 @@ class InboundRoute(_Model):
     @field_validator("destination")
     @classmethod
     def _check_destination(cls, v: str) -> str:
-        if v != "hangup" and not re.fullmatch(r"extension:[0-9A-Za-z*#+_.-]+", v):
-            raise ValueError('destination must be "extension:NUMBER" or "hangup"')
-        return v
+        if v.startswith("number:"):
+            raise ValueError("an inbound route sends calls to a number of the PBX, "
+                             "not out again (number:)")
+        return _destination(v)
 
 
 class Config(_Model):
@@ -443,10 +531,13 @@ class Config(_Model):
     store: StoreSection = StoreSection()
     reports: ReportsSection = ReportsSection()
     security: SecuritySection = SecuritySection()
+    voicemail: VoicemailSection = VoicemailSection()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     outbound_routes: list[OutboundRoute] = []
     inbound_routes: list[InboundRoute] = []
+    ivrs: list[Ivr] = []
+    ring_groups: list[RingGroup] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -471,11 +562,48 @@ class Config(_Model):
         for i, route in enumerate(self.inbound_routes):
             if route.trunk not in trunks:
                 raise ValueError(f"inbound_routes[{i}].trunk: no trunk named {route.trunk!r}")
-            if route.destination.startswith("extension:"):
-                ext = route.destination.partition(":")[2]
-                if ext not in exts:
-                    raise ValueError(f"inbound_routes[{i}].destination: no extension {ext!r}")
+        self._check_numbers()
         return self
+
+    def _check_numbers(self) -> None:
+        """Extensions, IVRs and ring groups share one number space, and every
+        destination names something that exists."""
+        owners: dict[str, str] = {}
+        for section, items in (("extensions", self.extensions), ("ivrs", self.ivrs),
+                               ("ring_groups", self.ring_groups)):
+            for i, item in enumerate(items):
+                number = item.number  # type: ignore[attr-defined]
+                if number in owners:
+                    raise ValueError(f"{section}[{i}].number: {number!r} is already "
+                                     f"{owners[number]}")
+                owners[number] = f"{section}[{i}]"
+        kinds = {
+            "extension": {e.number for e in self.extensions},
+            "voicemail": {e.number for e in self.extensions},
+            "ivr": {v.number for v in self.ivrs},
+            "ringgroup": {g.number for g in self.ring_groups},
+        }
+        where: list[tuple[str, str]] = []
+        for i, route in enumerate(self.inbound_routes):
+            where.append((f"inbound_routes[{i}].destination", route.destination))
+        for i, ext in enumerate(self.extensions):
+            for key in ("forward_always", "forward_busy", "forward_noanswer"):
+                if value := getattr(ext, key):
+                    where.append((f"extensions[{i}].{key}", value))
+        for i, ivr in enumerate(self.ivrs):
+            where.append((f"ivrs[{i}].default", ivr.default))
+            where += [(f"ivrs[{i}].options.{key}", value)
+                      for key, value in ivr.options.items()]
+        for i, group in enumerate(self.ring_groups):
+            where.append((f"ring_groups[{i}].failover", group.failover))
+            for j, member in enumerate(group.members):
+                if member not in kinds["extension"]:
+                    raise ValueError(f"ring_groups[{i}].members[{j}]: no extension "
+                                     f"{member!r}")
+        for place, value in where:
+            kind, _, number = value.partition(":")
+            if kind in kinds and number not in kinds[kind]:
+                raise ValueError(f"{place}: no {kind} {number!r}")
 
     def extension(self, number: str) -> Extension | None:
         for ext in self.extensions:
@@ -525,7 +653,8 @@ def _format_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    if msg.startswith(("outbound_routes[", "inbound_routes[", "extensions[", "trunks[")):
+    if msg.startswith(("outbound_routes[", "inbound_routes[", "extensions[", "trunks[",
+                       "ivrs[", "ring_groups[")):
         return msg
     return f"{loc}: {msg}" if loc else msg
 

@@ -218,6 +218,8 @@ class B2BUA:
         self.bridges: dict[str, Bridge] = {}  # live calls by callid
         # REFER from a phone (blind transfer): set by CallControl
         self.on_refer: Callable[[Bridge, Side, ServerRequest], None] | None = None
+        # SUBSCRIBE, new or in its dialog (message-waiting: pbx/mwi.py); None: 489
+        self.on_subscribe: Callable[[ServerRequest], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         # the dialogs of answered calls, for the next start to end after a crash
@@ -273,7 +275,12 @@ class B2BUA:
         if self._stopping:
             sr.respond(503)
             return
-        if sr.dialog is not None:
+        if method == "SUBSCRIBE":
+            if self.on_subscribe is not None:
+                self.on_subscribe(sr)
+            else:
+                sr.respond(489)  # Bad Event (RFC 6665 §8.2.2): no event package here
+        elif sr.dialog is not None:
             self._in_dialog(sr)
         elif method == "INVITE":
             self.spawn(self._new_call(sr))
