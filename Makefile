@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine
 
-.PHONY: run test test-unit test-fast lint debs venv clean bench fuzz
+.PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ippbx needs Python >= 3.11"'
@@ -56,6 +56,11 @@ test-fast: $(STAMP) debs
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SIP_PROPS_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/sip/test_fuzz_stack.py tests/unit/sip/test_message_props.py tests/unit/pbx/test_early_dialog_fuzz.py
+
+# The built-in voice prompts of src/ippbx/prompts/, made again from espeak-ng's voice
+# (needs Debian's espeak-ng and sox; the script itself is stdlib only).
+prompts:
+	$(PYTHON) tools/make_prompts.py
 
 bench: $(STAMP) debs
 	@echo "see bench/README in BENCHMARKS.md for the scripts"

@@ -5,9 +5,10 @@ party: ippbx INVITEs it without SDP (auto-answer headers on request), and once i
 with its offer, the media engine answers on ippbx's behalf (`offer` from the party, then
 an `answer` from the engine's own "player" side, whose RTP goes nowhere), so the party's
 audio is anchored and the engine can play to it. The prompts (`[media] prompts`/NAME.wav,
-several joined by `+`) are played one after the other; when the last one has ended, a
-`PlayPromptEnd` report names them, and ippbx hangs up. DTMF the party sends meanwhile
-comes as `DTMF` reports like any call's.
+or else ippbx's built-in NAME, `ippbx.media.prompts`; several joined by `+`) are played
+one after the other; when the last one has ended, a `PlayPromptEnd` report names them,
+and ippbx hangs up. DTMF the party sends meanwhile comes as `DTMF` reports like any
+call's.
 
 Prompt names, as the vendors define them: a file name without extension, with at least
 one letter, no `+` (the separator), and here no path either.
@@ -22,6 +23,7 @@ import re
 from pathlib import Path
 
 from ippbx.config import Trunk
+from ippbx.media.prompts import find_prompt
 from ippbx.pbx.b2bua import B2BUA, Bridge
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
 from ippbx.pbx.control import AUTO_ANSWER_HEADERS
@@ -53,12 +55,15 @@ class PromptError(Exception):
 
 
 def prompt_files(directory: Path, prompts: str) -> list[Path]:
-    """The WAV of each `+`-joined prompt name (PromptError NO_PROMPT for a bad name or a
-    missing file)."""
+    """The WAV of each `+`-joined prompt name: the user's in `directory`, else the built-in
+    one (PromptError NO_PROMPT for a bad name or neither file)."""
     files = []
     for name in prompts.split("+"):
-        path = directory / f"{name}.wav"
-        if not _NAME.fullmatch(name) or not path.is_file():
+        if not _NAME.fullmatch(name):
+            raise PromptError(PromptError.NO_PROMPT)
+        user = directory / f"{name}.wav"  # (as before: any name _NAME takes)
+        path = user if user.is_file() else find_prompt(name, directory)
+        if path is None:
             raise PromptError(PromptError.NO_PROMPT)
         files.append(path.resolve())
     return files
