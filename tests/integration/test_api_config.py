@@ -230,8 +230,139 @@ async def test_extension_query_one_idle_extension(
         "btransferto": "", "btransferext": "", "btransferprefix": "", "btransfernum": "",
         "enablemobile": "off", "ringsimultaneous": "off", "mobileprefix": "",
         "allowbeingmonitored": "off", "monitormode": "disable", "ringtimeout": "25",
-        "maxduration": "10800", "dnd": "off",
+        "maxduration": "Unlimited", "dnd": "off",
     }
+
+
+FEATURES = """
+[sip]
+no_answer_seconds = 25
+[calls]
+max_duration = 7200
+[api]
+password = "apipass"
+[[extensions]]
+number = "2101"
+password = "Sip#2101x"
+name = "alice"
+email = "alice@example.net"
+voicemail = true
+vm_pin = "2468"
+vm_email = "alice@example.net"
+dnd = true
+forward_noanswer = "voicemail:2101"
+forward_busy = "extension:2102"
+ring_timeout = 30
+max_duration = 3600
+mobile = "15550001111"
+mobile_prefix = "9"
+ring_mobile = true
+[[extensions]]
+number = "2102"
+password = "Sip#2102x"
+mobile = "15550002222"
+forward_noanswer = "number:915550002222"
+forward_busy = "number:95550003333"
+[[extensions]]
+number = "2103"
+password = "Sip#2103x"
+forward_noanswer = "ivr:6000"
+forward_busy = "hangup"
+[[ivrs]]
+number = "6000"
+"""
+
+
+def features(info: dict[str, Any]) -> dict[str, Any]:
+    """extension/query's fields from `email` on, without the vendor defaults of what ippbx
+    has nothing behind (web login, language, monitoring)."""
+    keys = EXT_1002_KEYS[EXT_1002_KEYS.index("email"):]
+    skip = {"language", "allowbeingmonitored", "monitormode"}
+    return {key: info[key] for key in keys if key not in skip}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_extension_query_shows_the_configured_features(
+    cfg_api: ApiHarness, clock: FakeClock, version: str
+) -> None:
+    cfg_api.reset(parse_config(FEATURES), clock)
+    answer = await ask_json(cfg_api, version, "extension/query")
+    alice, bob, carol = answer["extinfos"]
+    assert [list(info) for info in (alice, bob, carol)] == [EXT_1002_KEYS] * 3
+    assert features(alice) == {
+        "email": "alice@example.net", "moblie": "15550001111", "hasvoicemail": "on",
+        "vmsecret": "2468", "enablevmtoemail": "on",
+        "noanswerforward": "on", "ntransferto": "Voicemail", "ntransferext": "2101",
+        "ntransferprefix": "", "ntransfernum": "",
+        "busyforward": "on", "btransferto": "Extension", "btransferext": "2102",
+        "btransferprefix": "", "btransfernum": "",
+        "enablemobile": "on", "ringsimultaneous": "on", "mobileprefix": "9",
+        "ringtimeout": "30", "maxduration": "3600", "dnd": "on",
+    }
+    assert (alice["loginpassword"], alice["language"], alice["allowbeingmonitored"],
+            alice["monitormode"]) == ("", "", "off", "disable")
+    assert features(bob) == {
+        "email": "", "moblie": "15550002222", "hasvoicemail": "off", "vmsecret": "",
+        "enablevmtoemail": "off",
+        # the mobile dialled through route 9 (no mobile_prefix): a number like any other
+        "noanswerforward": "on", "ntransferto": "Custom Number", "ntransferext": "",
+        "ntransferprefix": "", "ntransfernum": "915550002222",
+        "busyforward": "on", "btransferto": "Custom Number", "btransferext": "",
+        "btransferprefix": "", "btransfernum": "95550003333",
+        "enablemobile": "on", "ringsimultaneous": "off", "mobileprefix": "",
+        "ringtimeout": "25", "maxduration": "7200", "dnd": "off",  # the system's values
+    }
+    assert features(carol) == {
+        "email": "", "moblie": "", "hasvoicemail": "off", "vmsecret": "",
+        "enablevmtoemail": "off",
+        # an IVR is dialled like an extension; hangup: forwarded to nowhere
+        "noanswerforward": "on", "ntransferto": "Extension", "ntransferext": "6000",
+        "ntransferprefix": "", "ntransfernum": "",
+        "busyforward": "on", "btransferto": "", "btransferext": "",
+        "btransferprefix": "", "btransfernum": "",
+        "enablemobile": "off", "ringsimultaneous": "off", "mobileprefix": "",
+        "ringtimeout": "25", "maxduration": "7200", "dnd": "off",
+    }
+
+
+async def test_extension_query_mobile_number_forward_and_xml(
+    cfg_api: ApiHarness, clock: FakeClock
+) -> None:
+    config = FEATURES.replace('forward_busy = "extension:2102"',
+                              'forward_busy = "number:915550001111"')
+    cfg_api.reset(parse_config(config), clock)
+    xml = await ask(cfg_api, "v0.0.1", "extension/query", b"<xml><extid>2101</extid></xml>",
+                    "xml")
+    assert (
+        b"            <email>alice@example.net</email>\n"
+        b"            <moblie>15550001111</moblie>\n"
+        b"            <language></language>\n"
+        b"            <hasvoicemail>on</hasvoicemail>\n"
+        b"            <vmsecret>2468</vmsecret>\n"
+        b"            <enablevmtoemail>on</enablevmtoemail>\n"
+        b"            <noanswerforward>on</noanswerforward>\n"
+        b"            <ntransferto>Voicemail</ntransferto>\n"
+        b"            <ntransferext>2101</ntransferext>\n"
+        b"            <ntransferprefix></ntransferprefix>\n"
+        b"            <ntransfernum></ntransfernum>\n"
+        b"            <busyforward>on</busyforward>\n"
+        b"            <btransferto>Mobile Number</btransferto>\n"
+        b"            <btransferext></btransferext>\n"
+        b"            <btransferprefix></btransferprefix>\n"
+        b"            <btransfernum>915550001111</btransfernum>\n"
+        b"            <enablemobile>on</enablemobile>\n"
+        b"            <ringsimultaneous>on</ringsimultaneous>\n"
+        b"            <mobileprefix>9</mobileprefix>\n"
+        b"            <allowbeingmonitored>off</allowbeingmonitored>\n"
+        b"            <monitormode>disable</monitormode>\n"
+        b"            <ringtimeout>30</ringtimeout>\n"
+        b"            <maxduration>3600</maxduration>\n"
+        b"            <dnd>on</dnd>\n"
+        b"        </item>\n    </extinfos>\n</xml>\n"
+    ) in xml
+    info = (await ask_json(cfg_api, "v1.1.0", "extension/query", {"extid": "2101"}))[
+        "extinfos"][0]
+    assert (info["btransferto"], info["btransfernum"]) == ("Mobile Number", "915550001111")
 
 
 @pytest.mark.parametrize("version", VERSIONS)

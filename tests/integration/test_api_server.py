@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import wave
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -88,3 +92,32 @@ async def test_app_start_failure_stops_what_started(demo_config: Config) -> None
     assert log == ["start a", "stop a"]
     with pytest.raises(RuntimeError):
         _ = app.api.port  # the API server was stopped too
+
+
+async def test_app_serves_the_pbx_mailboxes(demo_config: Config, tmp_path: Path) -> None:
+    base = _on_port_0(demo_config, str(tmp_path / "ippbx.sqlite3"))
+    config = base.model_copy(update={
+        "voicemail": base.voicemail.model_copy(update={"directory": str(tmp_path / "vm")}),
+        "media": base.media.model_copy(update={"engine": "none"}),
+    })
+    app = App(config)
+    assert app.api_context.mailboxes is app.pbx.mailboxes
+    recorded = tmp_path / "recorded.wav"
+    with wave.open(str(recorded), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\0\0" * 800)
+    app.pbx.mailboxes.deposit("1001", "1002", recorded, 1)
+    assert (tmp_path / "vm" / "1001" / "msg0000.wav").is_file()
+    await app.start()
+    try:
+        async with httpx.AsyncClient(base_url=app.api.url, timeout=5) as client:
+            login = {"username": "api", "password": hashlib.md5(b"apipass").hexdigest()}
+            token = (await client.post("/api/v0.0.1/login", json=login)).json()["token"]
+            answer = (await client.post(f"/api/v0.0.1/voicemail/query?token={token}")).json()
+    finally:
+        await app.stop()
+        app.close()
+    assert answer["voicemails"][0]["extid"] == "1001"
+    assert answer["voicemails"][0]["voicemail"][0]["voicemailfile"] == "msg0000.wav"

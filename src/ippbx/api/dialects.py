@@ -30,7 +30,17 @@ from typing import Any
 
 from ippbx.api import codec
 from ippbx.api.codec import CodecError, Format
-from ippbx.api.endpoints import auth, calls, cdr, config, control, recording, system
+from ippbx.api.endpoints import (
+    auth,
+    calls,
+    cdr,
+    config,
+    control,
+    ivr,
+    recording,
+    system,
+    voicemail,
+)
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import (
     ApiContext,
@@ -99,7 +109,8 @@ YEASTAR = Dialect(
 DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
-    e.path: e for module in (auth, calls, cdr, config, control, recording, system)
+    e.path: e
+    for module in (auth, calls, cdr, config, control, ivr, recording, system, voicemail)
     for e in module.ENDPOINTS
 }
 

@@ -21,6 +21,9 @@ class Errno(IntEnum):
     CALL_NOT_FOUND = 10007
     EXTENSION_NOT_IDLE = 10008  # extension/listen: the listener is busy (or the call has one)
     NUMBER_NOT_FOUND = 10011  # no route for the number dialled
+    IVR_NOT_FOUND = 10012  # ivr/query: none of the IVRs asked for exists
+    QUEUE_NOT_FOUND = 10013
+    RINGGROUP_NOT_FOUND = 10014
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
     PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name
     NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use
@@ -36,6 +39,9 @@ class Errno(IntEnum):
     RECORDING_RANDOM_INVALID = 20012  # recording/download random unknown, expired, used
     RECORDING_NOT_FOUND = 20014  # recording/get_random|download: no such recording
     BAD_ALLOWED_IP = 20015  # */get_random `allowedip` not an address; download from elsewhere
+    VOICEMAIL_STATUS_WRONG = 20016  # (Yeastar's; v0.0.1 has no voicemail status to be wrong)
+    VOICEMAIL_RANDOM_INVALID = 20017  # voicemail/download random unknown, expired, used
+    VOICEMAIL_NOT_FOUND = 20018  # voicemail/delete|get_random|download: no such message
     CDR_TIME_FORMAT = 20019  # cdr/get_random time not YYYY-MM-DD HH:MM:SS
     CDR_RANDOM_INVALID = 20020  # cdr/download random unknown, expired, used or not this query's
     CDR_NOT_FOUND = 20021  # cdr/download: no CDR in the range

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ippbx.media.recordings import Recordings
     from ippbx.pbx.control import CallControl
     from ippbx.pbx.listen import Listening
+    from ippbx.pbx.mailboxes import Mailboxes
     from ippbx.pbx.prompt_calls import PromptCalls
 
 
@@ -70,6 +71,7 @@ class ApiContext:
     recordings: Recordings | None = None  # recording/download's WAVs (None: no recordings)
     prompts: PromptCalls | None = None  # the playprompt calls (None: no PBX behind)
     listening: Listening | None = None  # extension/listen (None: no PBX behind)
+    mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
 
 
 @dataclass(slots=True)

@@ -12,6 +12,14 @@ unknown names dropped, and no match is a success with an empty list (never 10006
 `trunkname` and the routes' `name` are required (missing or empty: 10004).
 
 Ids of trunks and routes are their 1-based position in the config file, as strings.
+
+`extension/query` shows an extension's features as the config sets them (read through
+`effective_settings`): voicemail, its PIN and e-mail; forwarding on no answer and on busy
+(`Voicemail`, `Extension`, `Custom Number`, or `Mobile Number` when the number is the
+extension's mobile with its prefix; the number as dialled, so the prefix field stays
+empty); the mobile number and whether it rings too; DND; the ring timeout (else `[sip]
+no_answer_seconds`) and the longest call (else `[calls] max_duration`; `Unlimited` when
+neither sets one).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from ippbx.api.codec import ItemList
 from ippbx.api.endpoints.calls import parse_ids
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint, PbxView
-from ippbx.config import Extension, InboundRoute, OutboundRoute, Trunk
+from ippbx.config import Config, Extension, InboundRoute, OutboundRoute, Trunk
 from ippbx.pbx.calls import Call, LegKind
 from ippbx.pbx.extension_state import ExtState
 from ippbx.pbx.status import PbxStatus
@@ -33,36 +41,12 @@ T = TypeVar("T")
 TRUNK_TYPE = "SIP"  # trunklist/query `type`: every ippbx trunk is SIP
 TRUNK_TECH = "pjsip"  # siptrunk/query `tech`, as OpenVox shows it
 
-# extension/query fields for features ippbx does not have (yet): voicemail, forwarding,
-# mobility, monitoring, DND, web login, a call-length limit. They are emitted with the
-# vendor's defaults ("off", "disable", "", 10800 s) so that clients reading them keep
-# working; they describe what ippbx does (nothing), except `maxduration`, which is the
-# vendor's default limit where ippbx has none.
-_FEATURE_DEFAULTS: dict[str, str] = {
-    "loginpassword": "",
-    "email": "",
-    "moblie": "",  # sic: the vendor's spelling
-    "language": "",
-    "hasvoicemail": "off",
-    "vmsecret": "",
-    "enablevmtoemail": "off",
-    "noanswerforward": "off",
-    "ntransferto": "",
-    "ntransferext": "",
-    "ntransferprefix": "",
-    "ntransfernum": "",
-    "busyforward": "off",
-    "btransferto": "",
-    "btransferext": "",
-    "btransferprefix": "",
-    "btransfernum": "",
-    "enablemobile": "off",
-    "ringsimultaneous": "off",
-    "mobileprefix": "",
-    "allowbeingmonitored": "off",
-    "monitormode": "disable",
-}
-_MAX_DURATION = "10800"
+UNLIMITED = "Unlimited"  # maxduration when no limit applies (the vendor's own word)
+# forwarding destination kind → the vendor's `ntransferto`/`btransferto`. IVRs, ring
+# groups and queues share the extensions' number space, so dialling them is "Extension".
+_FORWARD_KINDS = {"voicemail": "Voicemail", "extension": "Extension", "ivr": "Extension",
+                  "ringgroup": "Extension", "queue": "Extension", "number": "Custom Number"}
+MOBILE_NUMBER = "Mobile Number"
 
 
 def status_word(state: ExtState) -> str:
@@ -125,6 +109,61 @@ def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
     )}
 
 
+def effective_settings(ext: Extension) -> Extension:
+    """The settings the extension works with now: those of the config file (the one
+    place a runtime change, by feature code say, would be applied to what is shown)."""
+    return ext
+
+
+def on_off(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def forward_fields(destination: str, ext: Extension, key: str) -> dict[str, str]:
+    """A forwarding destination as `{key}forward` on/off and `{k}transferto|ext|prefix|num`
+    (`k` its first letter); the number is as dialled, route prefix included."""
+    kind, _, target = destination.partition(":")
+    to = _FORWARD_KINDS.get(kind, "")
+    number = target if kind == "number" else ""
+    if number and ext.mobile and number == ext.mobile_prefix + ext.mobile:
+        to = MOBILE_NUMBER
+    k = key[0]
+    return {f"{key}forward": on_off(bool(destination)), f"{k}transferto": to,
+            f"{k}transferext": target if kind != "number" else "",
+            f"{k}transferprefix": "", f"{k}transfernum": number}
+
+
+def max_duration(ext: Extension, config: Config) -> str:
+    """The extension's limit, else the system's (`[calls] max_duration`); none: Unlimited."""
+    seconds = ext.max_duration or config.calls.max_duration
+    return str(seconds) if seconds else UNLIMITED
+
+
+def feature_fields(ext: Extension, config: Config) -> dict[str, Any]:
+    """extension/query's fields from `loginpassword` to `dnd`, in the vendor's order. Web
+    login, prompt language and monitoring, which ippbx has nothing behind, carry the
+    vendor's defaults so that clients reading them keep working."""
+    return {
+        "loginpassword": "",
+        "email": ext.email,
+        "moblie": ext.mobile,  # sic: the vendor's spelling
+        "language": "",
+        "hasvoicemail": on_off(ext.voicemail),
+        "vmsecret": ext.vm_pin,
+        "enablevmtoemail": on_off(bool(ext.vm_email)),
+        **forward_fields(ext.forward_noanswer, ext, "noanswer"),
+        **forward_fields(ext.forward_busy, ext, "busy"),
+        "enablemobile": on_off(bool(ext.mobile)),
+        "ringsimultaneous": on_off(ext.ring_mobile),
+        "mobileprefix": ext.mobile_prefix,
+        "allowbeingmonitored": "off",
+        "monitormode": "disable",
+        "ringtimeout": ext.ring_timeout or config.sip.no_answer_seconds,
+        "maxduration": max_duration(ext, config),
+        "dnd": on_off(ext.dnd),
+    }
+
+
 def extension_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     config = req.ctx.config
@@ -139,10 +178,7 @@ def extension_query(req: ApiRequest) -> Mapping[str, Any]:
             # The SIP password, as the vendors show it: API users can read every secret.
             "registerpassword": ext.password,
             "maxregistrations": ext.max_contacts,
-            **_FEATURE_DEFAULTS,
-            "ringtimeout": config.sip.no_answer_seconds,
-            "maxduration": _MAX_DURATION,
-            "dnd": "off",
+            **feature_fields(effective_settings(ext), config),
         }
         call = pbx.extension_call(ext.number)
         if call is not None:
