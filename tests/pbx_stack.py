@@ -463,6 +463,8 @@ class EngineModel:
 
     async def start_recording(self, call_id: str) -> None: ...
 
+    async def stop_recording(self, call_id: str) -> None: ...
+
     async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]:
         raise LookupError("not modelled")
 

@@ -35,6 +35,7 @@ from ippbx.api.sessions import SessionManager
 from ippbx.api.tls import api_ssl_context
 from ippbx.config import Config
 from ippbx.gc_policy import FullCollector
+from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.ids import set_node
@@ -88,6 +89,10 @@ class App:
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.media = MediaService(config, self.pbx.b2bua)
         self.prompts = PromptCalls(self.pbx.b2bua, config.media.prompts)
+        # IVRs, voicemail, the mailbox menu and feature codes answer calls themselves
+        self.applications = Applications(self.pbx.b2bua, config, self.pbx.mailboxes,
+                                         self.pbx.features, self.media.claim_recording)
+        self.pbx.b2bua.apps = self.applications
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
@@ -109,6 +114,7 @@ class App:
             recordings=self.media.recordings,
             prompts=self.prompts,
             listening=self.listening,
+            mailboxes=self.pbx.mailboxes,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address

@@ -118,6 +118,8 @@ class AudioPhone:
         self.incoming: list[Request] = []  # the new INVITEs we got (calls to us)
         self.requests: list[Request] = []  # every in-dialog request we got (re-INVITE, BYE…)
         self.provisional: list[Response] = []  # the 1xx to our last INVITE
+        self.notifies: list[Request] = []  # NOTIFYs outside a call (message waiting)
+        self.cancelled = 0  # calls to us that were cancelled while ringing
         self.local_direction = "sendrecv"
         self.remote_direction = "sendrecv"
         self.established = asyncio.Event()  # in a call (set until the call ends)
@@ -298,6 +300,18 @@ class AudioPhone:
         """One RFC 4733 event on our RTP stream."""
         await self.rtp.send_dtmf(digit, duration_ms)
 
+    async def send_keys(self, keys: str, pause: float = 0.15) -> None:
+        """RFC 4733 events, one key after the other."""
+        for key in keys:
+            await self.rtp.send_dtmf(key, 100)
+            await asyncio.sleep(pause)
+
+    async def send_info(self, key: str) -> Response:
+        """A key as SIP INFO (application/dtmf-relay), as some phones send them."""
+        body = f"Signal={key}\r\nDuration=160\r\n".encode()
+        return await asyncio.wait_for(self.ua.request_in_dialog(
+            self._current(), "INFO", body, [("Content-Type", "application/dtmf-relay")]), WAIT)
+
     # -- media ---------------------------------------------------------------------------
     def _offer(self, direction: str) -> bytes:
         """Our next offer (session version + 1) with `direction`; kept in `local_sdps`."""
@@ -347,6 +361,9 @@ class AudioPhone:
         if sr.dialog is None:
             if method == "INVITE":
                 await self._new_call(sr)
+            elif method == "NOTIFY":
+                self.notifies.append(sr.request)
+                sr.respond(200)
             else:  # OPTIONS keep-alives and the like
                 sr.respond(200 if method == "OPTIONS" else 405)
             return
@@ -374,6 +391,7 @@ class AudioPhone:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sr.cancelled.wait(), self.answer_delay)
         if sr.was_cancelled:
+            self.cancelled += 1
             sr.respond(487)
             return
         if self.answer_status >= 300:

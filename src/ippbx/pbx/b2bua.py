@@ -37,7 +37,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from ippbx.config import Config, Trunk
 from ippbx.media.recordings import recording_name
@@ -45,7 +45,15 @@ from ippbx.pbx.auth import ExtensionAuth, next_attempt
 from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
 from ippbx.pbx.cdr import zone
-from ippbx.pbx.dialplan import Destination, Dialplan, Refused, ToExtension, ToTrunks
+from ippbx.pbx.dialplan import (
+    Destination,
+    Dialplan,
+    Refusal,
+    Refused,
+    ToExtension,
+    ToRingGroup,
+    ToTrunks,
+)
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.pbx.redirects import (
@@ -131,6 +139,10 @@ class Bridge:
     # the side hearing music on hold ("" none)
     media_lock: asyncio.Lock | None = None
     moh: str = ""
+    # the caller was answered by ippbx itself (an IVR, voicemail: pbx/applications.py):
+    # a party connected later is bridged without a new answer to the caller
+    answered_by_pbx: bool = False
+    digits: asyncio.Queue[str] | None = None  # DTMF for the application answering
 
     def media_order(self) -> asyncio.Lock:
         if self.media_lock is None:
@@ -186,6 +198,36 @@ class Bridge:
         return self.aborted or (self.a is not None and self.a.was_cancelled)
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One INVITE a dial may send: the leg, where to, the caller id it shows."""
+
+    leg: Leg
+    uri: str
+    dest: Peer
+    from_user: str
+    trunk: Trunk | None = None
+
+
+class Applications(Protocol):
+    """What answers calls itself (pbx/applications.py): IVRs, voicemail, features."""
+
+    async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
+                  depth: int) -> int | None: ...
+
+
+class ExtensionSettings(Protocol):
+    """An extension's do-not-disturb and forward-always as they stand (feature codes
+    change them at run time)."""
+
+    def dnd(self, number: str) -> bool: ...
+
+    def forward_always(self, number: str) -> str: ...
+
+
+MAX_DEPTH = 8  # destinations one call may pass through (forwards, failovers, menus)
+
+
 def _user_of(uri_text: str) -> str:
     """The user part of a SIP URI ("sip:1001@host" → "1001"), or "" if none."""
     _, _, rest = uri_text.partition(":")
@@ -235,6 +277,9 @@ class B2BUA:
         # the routes whose calls are recorded (outbound and inbound names may coincide)
         self._recorded_out = frozenset(r.name for r in config.outbound_routes if r.record)
         self._recorded_in = frozenset(r.name for r in config.inbound_routes if r.record)
+        self.groups = {g.number: g for g in config.ring_groups}
+        self.apps: Applications | None = None  # IVRs, voicemail (None: 404 for those)
+        self.settings: ExtensionSettings | None = None  # run-time DND and forwarding
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -328,9 +373,7 @@ class B2BUA:
                 return
             did = dialled or _user_of(req.to.uri)
             caller = Leg(LegKind.TRUNK, from_user, did, trunk=trunk.name)
-            destination: ToExtension | ToTrunks | Refused = self.dialplan.route_inbound(
-                trunk.name, did, from_user
-            )
+            destination = self.dialplan.route_inbound(trunk.name, did, from_user)
         else:
             ext = self.auth.authenticate(sr, proxy=True)
             if ext is None:
@@ -353,19 +396,16 @@ class B2BUA:
             return
         sr.respond(100)
         call = self.registry.start_call(caller, dialled)
-        if trunk is not None and isinstance(destination, ToExtension):
-            call.inbound_route = destination.route
+        if trunk is not None:
+            call.inbound_route = getattr(destination, "route", "")
         bridge = self.new_bridge(call, sr)
         bridge.a_session = session
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:
-            if isinstance(destination, ToExtension):
-                status = await self.call_extension(bridge, destination.number, max_forwards - 1)
-            else:
-                status = await self.call_trunks(bridge, destination, max_forwards - 1)
+            status = await self.deliver(bridge, destination, max_forwards - 1)
             if status is not None:  # the call failed before being answered
-                self._reject(bridge, status)
+                self.fail(bridge, status)
         except asyncio.CancelledError:
             self.teardown(bridge, 503)
             raise
@@ -380,7 +420,7 @@ class B2BUA:
         return bridge
 
     def finish(self, bridge: Bridge) -> None:
-        self._forget_early(bridge)
+        self.forget_early(bridge)
         self.keeper.stop(bridge)
         if self.media is not None:
             self.media.end(bridge.call.callid)
@@ -388,22 +428,161 @@ class B2BUA:
         bridge.abort()  # an INVITE still out for this call (a transfer) gives up
         self.bridges.pop(bridge.call.callid, None)
 
-    async def call_extension(self, bridge: Bridge, number: str, max_forwards: int) -> int | None:
-        """Ring extension `number` for the call: None once answered and bridged, else the
-        failure's SIP status. A 3xx it answers is followed (`_follow`)."""
-        self._dialling(bridge, ToExtension(number))
-        contacts = self.registrar.contacts(number)
-        if not contacts:
+    def fail(self, bridge: Bridge, status: int) -> None:
+        """The call could not be put through (`status`): answer the caller so, or hang
+        up a caller ippbx had answered itself."""
+        if bridge.answered_by_pbx:
+            self.teardown(bridge, status)
+        else:
+            self._reject(bridge, status)
+
+    async def deliver(self, bridge: Bridge, destination: Destination, max_forwards: int,
+                      depth: int = 0) -> int | None:
+        """Put the call through to `destination`: None once a party answered it (or
+        ippbx did, for an application), else the failure's SIP status. `depth` counts
+        the destinations passed through (forwards, failovers), MAX_DEPTH at most."""
+        if depth > MAX_DEPTH:
+            log.info("call %s: more than %d destinations in a row; a loop", bridge.call.callid,
+                     MAX_DEPTH)
+            return LOOP_STATUS
+        if bridge.gave_up or bridge.ended:
+            return 487
+        if isinstance(destination, Refused):
+            return destination.sip_status
+        if isinstance(destination, ToExtension):
+            return await self.call_extension(bridge, destination.number, max_forwards, depth)
+        if isinstance(destination, ToTrunks):
+            return await self.call_trunks(bridge, destination, max_forwards)
+        if isinstance(destination, ToRingGroup):
+            return await self.ring_group(bridge, destination.number, max_forwards, depth)
+        if self.apps is None or self.media is None:  # (applications need the engine)
+            log.info("call %s: %s needs the media engine", bridge.call.callid, destination)
             return 480
-        binding = contacts[0]
+        return await self.apps.run(bridge, destination, max_forwards, depth)
+
+    def _presented(self, bridge: Bridge) -> str:
+        """The caller id an extension rung for the call is shown."""
         caller = bridge.call.caller
         ext = self._extensions.get(caller.extension or "")
-        from_number = (ext.callerid if ext and ext.callerid else caller.from_number)
-        leg = Leg(LegKind.EXTENSION, from_number, number, extension=number)
-        status = await self._dial(
-            bridge, leg, binding.contact, binding.source, from_number, number, max_forwards
-        )
-        return await self._redirected(bridge, status, max_forwards)
+        return ext.callerid if ext and ext.callerid else caller.from_number
+
+    def _extension_attempts(self, bridge: Bridge, number: str,
+                            with_mobile: bool = True) -> list[Attempt]:
+        """The INVITEs ringing extension `number` takes: one per registered phone, and its
+        mobile (through the outbound routes, with its own permissions) when it rings
+        with it."""
+        presented = self._presented(bridge)
+        attempts = [
+            Attempt(Leg(LegKind.EXTENSION, presented, number, extension=number),
+                    binding.contact, binding.source, presented)
+            for binding in self.registrar.contacts(number)
+        ]
+        ext = self._extensions.get(number)
+        if with_mobile and ext is not None and ext.ring_mobile and ext.mobile:
+            routed = self.dialplan.route_outbound(number, ext.mobile_prefix + ext.mobile)
+            if isinstance(routed, ToTrunks):
+                trunk = next((t for name in routed.trunks
+                              if (t := self.trunks.get(name)) is not None
+                              and self.trunks.has_capacity(t)), None)
+                if trunk is not None:
+                    dest = self.trunks.destination(trunk)
+                    uri = f"sip:{routed.number}@{uri_host(dest.host)}:{dest.port}"
+                    leg = Leg(LegKind.TRUNK, number, routed.number, trunk=trunk.name)
+                    attempts.append(Attempt(leg, uri, dest, trunk.callerid or presented,
+                                            trunk))
+        return attempts
+
+    async def call_extension(self, bridge: Bridge, number: str, max_forwards: int,
+                             depth: int = 0) -> int | None:
+        """Ring extension `number` for the call, as its settings say: do-not-disturb,
+        forwarding (always, on busy, on no answer), its ring timeout, every phone it has
+        registered (and its mobile) at once, voicemail when nobody answers. None once
+        answered and bridged, else the failure's SIP status. A 3xx it answers is
+        followed (`_follow`)."""
+        self._dialling(bridge, ToExtension(number))
+        ext = self._extensions.get(number)
+        settings = self.settings
+        if ext is None:
+            return 404
+        if settings is not None and (always := settings.forward_always(number)):
+            return await self._forward(bridge, number, always, max_forwards, depth)
+        if settings is not None and settings.dnd(number):
+            status: int | None = 486
+        else:
+            attempts = self._extension_attempts(bridge, number)
+            timeout = float(ext.ring_timeout or self.config.sip.no_answer_seconds)
+            status = await self._ring(bridge, attempts, max_forwards, timeout)
+            if len(attempts) == 1:
+                status = await self._redirected(bridge, status, max_forwards)
+        if status is None or bridge.gave_up or bridge.ended:
+            return status
+        # nobody took it: the extension's forwarding, else its mailbox
+        busy = status in (486, 600)
+        forward = ext.forward_busy if busy else ext.forward_noanswer
+        if forward:
+            return await self._forward(bridge, number, forward, max_forwards, depth)
+        if ext.voicemail and status in (480, 486, 600, 603, 408, 404):
+            return await self.deliver(bridge, self.dialplan.resolve(f"voicemail:{number}"),
+                                      max_forwards, depth + 1)
+        return status
+
+    async def _forward(self, bridge: Bridge, number: str, spec: str, max_forwards: int,
+                       depth: int) -> int | None:
+        """Extension `number` forwards the call to `spec` (a number dialled with its
+        permissions)."""
+        log.info("call %s: extension %s forwards to %s", bridge.call.callid, number, spec)
+        return await self.deliver(bridge, self.dialplan.resolve(spec, acting_ext=number),
+                                  max_forwards, depth + 1)
+
+    def _busy(self, number: str) -> bool:
+        return bool(self.registry.by_extension(number))
+
+    async def ring_group(self, bridge: Bridge, number: str, max_forwards: int,
+                         depth: int = 0) -> int | None:
+        """Ring group `number`: its members not in a call, all at once (`ringall`) or in
+        turn (`sequential`), for `ring_seconds` in all; then its failover."""
+        group = self.groups.get(number)
+        if group is None:
+            return 404
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + group.ring_seconds
+        members = [m for m in group.members if not self._busy(m)]
+        status: int | None = 480
+        if group.strategy == "ringall":
+            attempts = [a for m in members
+                        for a in self._extension_attempts(bridge, m, with_mobile=False)]
+            if attempts:
+                status = await self._ring(bridge, attempts, max_forwards, group.ring_seconds)
+        else:
+            for member in members:
+                left = deadline - loop.time()
+                attempts = self._extension_attempts(bridge, member, with_mobile=False)
+                if left <= 0.5 or bridge.gave_up or bridge.ended:
+                    break
+                if not attempts:
+                    continue
+                status = await self._ring(bridge, attempts, max_forwards,
+                                          min(float(group.member_seconds), left))
+                if status is None:
+                    break
+        if status is None or bridge.gave_up or bridge.ended:
+            return 487 if status is not None else None
+        log.info("call %s: ring group %s unanswered (%d); failover to %s",
+                 bridge.call.callid, number, status, group.failover)
+        return await self.deliver(bridge, self.dialplan.resolve(group.failover),
+                                  max_forwards, depth + 1)
+
+    async def _ring(self, bridge: Bridge, attempts: list[Attempt], max_forwards: int,
+                    timeout: float) -> int | None:
+        """Ring `attempts` for at most `timeout` s: one INVITE as a plain dial (its
+        early media and 3xx relayed), several at once as a fork."""
+        if not attempts:
+            return 480
+        if len(attempts) == 1:
+            a = attempts[0]
+            return await self._dial(bridge, a.leg, a.uri, a.dest, a.from_user,
+                                    a.leg.to_number, max_forwards, a.trunk, timeout)
+        return await self._fork(bridge, attempts, max_forwards, timeout)
 
     async def call_trunks(self, bridge: Bridge, plan: ToTrunks, max_forwards: int) -> int | None:
         """Send the call out through `plan`'s trunks, in failover order: None once
@@ -497,6 +676,8 @@ class B2BUA:
             if bridge.gave_up:
                 return 487
             destination = route(number)
+            if not isinstance(destination, ToExtension | ToTrunks | Refused):
+                destination = Refused(Refusal.NO_ROUTE)  # (redirects reach parties only)
             if isinstance(destination, Refused):
                 log.info("call %s: redirect to %s refused by the dial plan (%s)", callid,
                          number, destination.reason)
@@ -529,24 +710,146 @@ class B2BUA:
         to_user: str,
         max_forwards: int,
         trunk: Trunk | None = None,
+        timeout: float | None = None,
     ) -> int | None:
-        """Place the callee leg; None once it is answered and bridged, else the failure
-        (a 3xx is kept in `bridge.redirect`, for following or relaying)."""
+        """Place the callee leg (ringing `timeout` s at most); None once it is answered
+        and bridged, else the failure (a 3xx is kept in `bridge.redirect`, for following
+        or relaying)."""
         offer = await self.offer_sdp(bridge, bridge.call.caller, leg, bridge.sdp.get("a", b""))
         invite = self.build_invite(
             offer, bridge.content_type, uri, dest, from_user, to_user, max_forwards, trunk,
         )
         self.registry.add_callee(bridge.call, leg)
         bridge.dialling = leg
-        response = await self.send_invite(bridge, invite, dest, trunk)
+        response = await self.send_invite(bridge, invite, dest, trunk, timeout)
         if response.status >= 300:
             if leg.live:
                 self.registry.end_leg(leg.id, response.status)
             bridge.redirect = response if is_redirect(response.status) else None
             return response.status
+        return await self._connect(bridge, leg, response)
+
+    async def _connect(self, bridge: Bridge, leg: Leg, response: Response) -> None:
+        """The callee `leg` answered (`bridge.b_invite` its INVITE): bridge it to the
+        caller, as the caller's state asks."""
+        if bridge.answered_by_pbx:
+            return await self._answered_connected(bridge, leg, response)
         if bridge.originated:
             return await self._answered_originated(bridge, leg, response)
         return await self._answered(bridge, leg, response)
+
+    async def _fork(self, bridge: Bridge, attempts: list[Attempt], max_forwards: int,
+                    timeout: float) -> int | None:
+        """Ring every attempt at once (a ring group, an extension's several phones):
+        the first to answer 2xx is bridged, the others get CANCEL. The caller hears
+        ringing (a 180 without early media: which branch's would it be?). None once
+        answered, else 487 (given up), 480 (no answer in `timeout` s), 486 (every branch
+        busy) or the one branch's failure."""
+        call, caller = bridge.call, bridge.call.caller
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ringing: dict[asyncio.Future[Response], tuple[Attempt, ClientInvite]] = {}
+        for attempt in attempts:
+            if bridge.gave_up or bridge.ended:
+                break
+            offer = await self.offer_sdp(bridge, caller, attempt.leg, bridge.sdp.get("a", b""))
+            invite = self.build_invite(offer, bridge.content_type, attempt.uri, attempt.dest,
+                                       attempt.from_user, attempt.leg.to_number,
+                                       max_forwards, attempt.trunk)
+            self.registry.add_branch(call, attempt.leg)
+            holder: list[ClientInvite] = []
+            ci = self.ua.invite(invite, attempt.dest, on_provisional=partial(
+                self._fork_ringing, bridge, attempt.leg, holder))
+            holder.append(ci)
+            ringing[asyncio.ensure_future(ci.final())] = (attempt, ci)
+        statuses: list[int] = []
+        winner: tuple[Attempt, ClientInvite, Response] | None = None
+        aborted = asyncio.ensure_future(bridge.abort_event().wait())
+        cancelled = (asyncio.ensure_future(bridge.a.cancelled.wait())
+                     if bridge.a is not None and not bridge.a.final_sent else None)
+        try:
+            while ringing and winner is None:
+                waits: set[asyncio.Future[object]] = {aborted, *ringing}  # type: ignore[arg-type]
+                if cancelled is not None:
+                    waits.add(cancelled)  # type: ignore[arg-type]
+                done, _ = await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done or aborted in done or (cancelled is not None and cancelled in done):
+                    break
+                for final in done:
+                    attempt, ci = ringing.pop(final)  # type: ignore[call-overload]
+                    response = final.result()
+                    if response.status < 300 and winner is None and ci.dialog is not None:
+                        winner = (attempt, ci, response)
+                    elif response.status < 300:  # (a second answer at the same moment)
+                        self._drop_late_answer(ci, final)  # type: ignore[arg-type]
+                        self.registry.end_leg(attempt.leg.id, 487)
+                    else:
+                        statuses.append(response.status)
+                        if attempt.leg.live:
+                            self.registry.end_leg(attempt.leg.id, response.status)
+        finally:
+            aborted.cancel()
+            if cancelled is not None:
+                cancelled.cancel()
+            if not bridge.aborted:
+                bridge._abort_event = None
+            for final, (attempt, ci) in ringing.items():  # the branches that lost
+                ci.cancel()
+                final.add_done_callback(partial(self._drop_late_answer, ci))
+                if attempt.leg.live:
+                    self.registry.end_leg(attempt.leg.id, 487)
+        if winner is None:
+            if bridge.gave_up:
+                return 487
+            if ringing or not statuses:
+                return 480
+            if all(status == 486 for status in statuses):
+                return 486
+            return statuses[0] if len(statuses) == 1 else 480
+        attempt, ci, response = winner
+        self.registry.elect(call, attempt.leg)
+        bridge.b_invite = ci
+        bridge.dialling = attempt.leg
+        return await self._connect(bridge, attempt.leg, response)
+
+    def _fork_ringing(self, bridge: Bridge, leg: Leg, holder: list[ClientInvite],
+                      response: Response) -> None:
+        """A branch's 1xx: PRACK it if reliable, and tell the caller it rings (once)."""
+        if response.status == 100 or bridge.ended or bridge.gave_up:
+            return
+        self.registry.ringing(leg.id)
+        if holder and rseq_of(response) is not None:
+            holder[0].prack(response)
+        a = bridge.a
+        if a is None or a.final_sent or a.dialog is not None:  # (told already)
+            return
+        reliable = has_tag(a.request, "Require", RELIABLE)
+        a.respond(180, headers=[("Allow", ALLOW)], to_tag=bridge.a_tag,
+                  contact=self.caller_contact(bridge), reliable=reliable)
+        self._remember_early(bridge, "a", a.dialog)
+
+    async def _answered_connected(self, bridge: Bridge, leg: Leg, response: Response) -> None:
+        """The callee answered a caller ippbx had answered itself (an IVR's choice, a
+        voicemail's operator): the engine bridges their media; the caller's SDP with the
+        engine stays as it was (its side of the engine keeps its ports)."""
+        ci = bridge.b_invite
+        assert ci is not None and ci.dialog is not None
+        bridge.b_dialog = ci.dialog
+        bridge.sdp["b"] = response.body
+        self.remember(bridge, "b", ci.dialog)
+        self.ua.ack(ci.dialog)
+        await self.answer_sdp(bridge, bridge.call.caller, leg, response.body)
+        if bridge.ended:
+            self.bye(ci.dialog)
+            if leg.live:
+                self.registry.end_leg(leg.id, 487)
+            return None
+        if self.media is not None:  # the application's player is done with the caller
+            self.media.stop_playing(bridge.call.callid, bridge.call.caller.id)
+        self.registry.set_status(leg.id, LegStatus.TALKING)
+        self._keep(bridge, response, False)
+        return None
 
     async def place_leg(
         self,
@@ -670,7 +973,8 @@ class B2BUA:
         return Request("INVITE", uri, headers, body)
 
     async def send_invite(
-        self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None
+        self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None,
+        timeout: float | None = None,
     ) -> Response:
         """Send the INVITE (answering one digest challenge for register trunks); wait for a
         final answer, the caller's CANCEL (→ 487), or the no-answer timer (→ 480)."""
@@ -687,7 +991,7 @@ class B2BUA:
             try:
                 done, _ = await asyncio.wait(
                     waits,
-                    timeout=self._ring_timeout(bridge),
+                    timeout=self._ring_timeout(bridge, timeout),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -751,12 +1055,13 @@ class B2BUA:
         self.remember(bridge, "a", ci.dialog)
         return response
 
-    def _ring_timeout(self, bridge: Bridge) -> float:
-        if bridge.originated and bridge.a_dialog is not None:
+    def _ring_timeout(self, bridge: Bridge, timeout: float | None = None) -> float:
+        seconds = self.config.sip.no_answer_seconds if timeout is None else timeout
+        if bridge.originated and bridge.a_dialog is not None and not bridge.answered_by_pbx:
             # A call ippbx originated holds the first party's 200 un-ACKed until the
             # second answers (RFC 3725 flow I); that party gives up at 64*T1 = 32 s.
-            return min(self.config.sip.no_answer_seconds, 25.0)
-        return self.config.sip.no_answer_seconds
+            return min(seconds, 25.0)
+        return seconds
 
     def _drop_late_answer(self, ci: ClientInvite, task: asyncio.Future[Response]) -> None:
         """The final answer of an INVITE we gave up on before it said anything."""
@@ -823,7 +1128,7 @@ class B2BUA:
             headers.append(("Content-Type", ct))
         relayed = a.respond(
             response.status, response.reason, headers=headers, body=body,
-            to_tag=bridge.a_tag, contact=self._contact(bridge), reliable=reliable,
+            to_tag=bridge.a_tag, contact=self.caller_contact(bridge), reliable=reliable,
         )
         self._remember_early(bridge, "a", a.dialog)
         if offer:
@@ -865,7 +1170,7 @@ class B2BUA:
             bridge.early = []
         bridge.early.append((side, dialog))
 
-    def _forget_early(self, bridge: Bridge) -> None:
+    def forget_early(self, bridge: Bridge) -> None:
         """The call is up or over: let go of its early dialogs (but the confirmed ones)."""
         if bridge.early:
             for side, dialog in bridge.early:
@@ -906,7 +1211,7 @@ class B2BUA:
             headers += answer_headers(bridge.a_session)
         bridge.a.respond(
             200, headers=headers, body=body, to_tag=bridge.a_tag,
-            contact=self._contact(bridge),
+            contact=self.caller_contact(bridge),
         )
         bridge.a_dialog = bridge.a.dialog
         if bridge.a_dialog is not None:
@@ -958,7 +1263,7 @@ class B2BUA:
         let go of the callee's INVITE (a held call keeps only what it needs)."""
         bridge.b_invite = None
         bridge.media_lock = None
-        self._forget_early(bridge)
+        self.forget_early(bridge)
         b_session = (from_response(response, bridge.b_asked, self.min_se)
                      if self.session_expires else None)
         self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
@@ -983,10 +1288,34 @@ class B2BUA:
         return call.outbound_route in self._recorded_out \
             or call.inbound_route in self._recorded_in
 
-    def _contact(self, bridge: Bridge) -> str:
+    def caller_contact(self, bridge: Bridge) -> str:
         """Our Contact towards the caller, for the transport its INVITE came over."""
         user = bridge.call.caller.to_number or "ippbx"
         return f"<{self.ua.contact_uri(user, bridge.a_transport)}>"
+
+    # -- keys for the applications ------------------------------------------------------
+    def digit(self, callid: str, leg_id: str, digit: str) -> None:
+        """The caller of call `callid` pressed `digit` (rtpengine's DTMF events, SIP
+        INFO): an application answering the call gets it."""
+        bridge = self.bridges.get(callid)
+        if bridge is not None and bridge.digits is not None and not bridge.ended \
+                and leg_id == bridge.call.caller.id and bridge.b_dialog is None:
+            bridge.digits.put_nowait(digit)
+
+    def _info_digit(self, bridge: Bridge, sr: ServerRequest) -> bool:
+        """An INFO with a key (`application/dtmf-relay`, RFC 6086's common use) for an
+        application answering the call: queued and answered here."""
+        content_type = (sr.request.get("Content-Type") or "").partition(";")[0].strip()
+        if content_type.lower() not in ("application/dtmf-relay", "application/dtmf"):
+            return False
+        digit = dtmf_relay_digit(sr.request.body)
+        if digit is None:
+            sr.respond(400, "Bad DTMF")
+            return True
+        sr.respond(200)
+        self.registry.dtmf(bridge.call.callid, bridge.call.caller.id, digit)
+        self.digit(bridge.call.callid, bridge.call.caller.id, digit)
+        return True
 
     # -- in-dialog requests -------------------------------------------------------------
     def _in_dialog(self, sr: ServerRequest) -> None:
@@ -1010,6 +1339,9 @@ class B2BUA:
         elif method == "UPDATE" and confirmed and not sr.request.body:  # a session refresh
             sr.respond(200, headers=self._session_headers(bridge, side))
             self.keeper.refreshed(bridge, side)
+        elif method == "INFO" and bridge.answered_by_pbx and bridge.b_dialog is None \
+                and side == "a" and self._info_digit(bridge, sr):
+            pass
         elif method in ("UPDATE", "INFO"):
             self.spawn(self._relay_request(bridge, side, sr), sr)
         elif method == "OPTIONS":
@@ -1306,6 +1638,23 @@ class B2BUA:
         for leg in bridge.call.legs():
             if leg.live:
                 self.registry.end_leg(leg.id, status)
+
+
+def dtmf_relay_digit(body: bytes) -> str | None:
+    """The key of an `application/dtmf-relay` body (`Signal=5`) or a bare
+    `application/dtmf` one (`5`): 0-9, *, #, A-D; None if there is none."""
+    text = body.decode("ascii", "replace").strip()
+    for line in text.splitlines() or [""]:
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() == "signal":
+            text = value.strip()
+            break
+    text = text.upper()
+    if text == "10":
+        return "*"
+    if text == "11":
+        return "#"
+    return text if len(text) == 1 and text in "0123456789*#ABCD" else None
 
 
 def _other(side: Side) -> Side:

@@ -81,6 +81,9 @@ class Call:
     recording: str = ""  # the recording's file name, when the call is recorded
     origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
     extensions: list[str] = field(default_factory=list)  # every extension that took part
+    # callee legs ringing at once (a ring group, an extension's several phones): the
+    # first to answer becomes the callee (None: no such legs; most calls have none)
+    branches: list[Leg] | None = None
 
     def __post_init__(self) -> None:
         self.origin = self.caller
@@ -109,7 +112,10 @@ class Call:
         return caller if caller.kind is LegKind.TRUNK and not caller.outgoing else None
 
     def legs(self) -> list[Leg]:
-        return [self.caller] if self.callee is None else [self.caller, self.callee]
+        legs = [self.caller] if self.callee is None else [self.caller, self.callee]
+        if self.branches:
+            legs += self.branches
+        return legs
 
 
 Subscriber = Callable[[events.DomainEvent], None]
@@ -122,6 +128,9 @@ def _leg_of(call: Call, leg_id: str) -> Leg:
     callee = call.callee
     if callee is not None and callee.id == leg_id:
         return callee
+    for branch in call.branches or ():
+        if branch.id == leg_id:
+            return branch
     raise UnknownCall(leg_id)  # pragma: no cover - index and call disagree
 
 
@@ -173,6 +182,27 @@ class CallRegistry:
         leg.outgoing = True
         self._index_leg(call, leg)
         self._publish(events.LegAdded(call, leg))
+
+    def add_branch(self, call: Call, leg: Leg) -> None:
+        """A callee leg ringing beside others (no live callee leg meanwhile); `elect`
+        makes the one that answers the callee."""
+        if call.callid not in self._calls:
+            raise UnknownCall(call.callid)
+        if call.branches is None:
+            call.branches = []
+        call.branches.append(leg)
+        leg.outgoing = True
+        self._index_leg(call, leg)
+        self._publish(events.LegAdded(call, leg))
+
+    def elect(self, call: Call, leg: Leg) -> None:
+        """The branch `leg` answered: it is the call's callee now (the other branches
+        must be ended by whoever rang them)."""
+        if call.branches and leg in call.branches:
+            call.branches.remove(leg)
+            if not call.branches:
+                call.branches = None
+        call.callee = leg
 
     def replace_leg(self, call: Call, old_id: str, leg: Leg, cause: int = 200) -> None:
         """Put `leg` (placed by us) in the place of the live leg `old_id` (a transfer):
@@ -260,6 +290,12 @@ class CallRegistry:
         leg.end_cause = cause
         self._unindex_leg(call, leg)
         self._publish(events.LegEnded(call, leg, cause))
+        if call.branches and leg in call.branches:
+            call.branches.remove(leg)
+            if not call.branches:
+                call.branches = None
+            if call.callee is None:  # (the call's records name the last one rung)
+                call.callee = leg
         if not any(other.live for other in call.legs()):
             del self._calls[call.callid]
             self._publish(events.CallEnded(call))

@@ -4,7 +4,14 @@ Outbound routes follow the FreePBX model the OpenVox API exposes: the dialled st
 be `prefix` followed by something matching the Asterisk pattern `match`; the prefix is
 stripped, `prepend` is added, and the result goes out through the route's trunks in
 order. A route may be limited to some extensions. Numbers equal to an extension ring that
-extension. Inbound routes map (trunk, DID, caller id) to an extension or a hang-up.
+extension; numbers of IVRs and ring groups reach them (one number space), and feature
+codes reach the mailbox menu (`*97` one's own, `*98` any) and toggle do-not-disturb
+(`*78` on, `*79` off) and forwarding (`*72NUMBER` always to NUMBER, `*73` off). Inbound
+routes map (trunk, DID, caller id) to a destination of the PBX or a hang-up.
+
+A destination string of the configuration (`extension:N`, `ivr:N`, `ringgroup:N`,
+`voicemail:N`, `queue:N`, `number:N`, `hangup`) becomes a decision with `resolve`;
+`number:N` is routed as a dial of N by the extension it acts for (its permissions).
 
 A transfer is routed as if the transferor dialled the target (`route_transfer`): an
 extension with its own permissions; a party on a trunk (an inbound caller, or the far end
@@ -38,6 +45,53 @@ class ToTrunks:
     trunks: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ToIvr:
+    """Answer with IVR `number`'s menu."""
+
+    number: str
+    route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToRingGroup:
+    """Ring group `number`'s members."""
+
+    number: str
+    route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToVoicemail:
+    """Take a message for `mailbox` (its greeting, a beep, the recording)."""
+
+    mailbox: str
+    route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToMailbox:
+    """The mailbox menu: `mailbox`'s after its PIN ("": ask which mailbox first)."""
+
+    mailbox: str
+
+
+class Feature(StrEnum):
+    DND_ON = "dnd on"
+    DND_OFF = "dnd off"
+    FORWARD_ON = "forward on"
+    FORWARD_OFF = "forward off"
+
+
+@dataclass(frozen=True, slots=True)
+class ToFeature:
+    """A feature code: set `feature` for `extension` (`target`: a forwarding's)."""
+
+    feature: Feature
+    extension: str
+    target: str = ""
+
+
 class Refusal(StrEnum):
     NO_ROUTE = "no route"  # SIP 404
     FORBIDDEN = "forbidden"  # a route matched but this extension may not use it: SIP 403
@@ -53,7 +107,11 @@ class Refused:
         return {Refusal.NO_ROUTE: 404, Refusal.FORBIDDEN: 403, Refusal.HANGUP: 603}[self.reason]
 
 
-Destination = ToExtension | ToTrunks | Refused
+# where a call goes to be answered by ippbx itself (pbx/applications.py)
+ToApplication = ToIvr | ToVoicemail | ToMailbox | ToFeature
+Destination = ToExtension | ToTrunks | ToRingGroup | ToApplication | Refused
+FEATURE_CODES = {"*78": Feature.DND_ON, "*79": Feature.DND_OFF, "*73": Feature.FORWARD_OFF}
+FORWARD_CODE = "*72"  # followed by the number to forward to
 
 
 def _field_matches(spec: str, value: str) -> bool:
@@ -70,6 +128,8 @@ class Dialplan:
 
     def __init__(self, config: Config) -> None:
         self._extensions = frozenset(e.number for e in config.extensions)
+        self._ivrs = frozenset(i.number for i in config.ivrs)
+        self._groups = frozenset(g.number for g in config.ring_groups)
         self._outbound: tuple[OutboundRoute, ...] = tuple(config.outbound_routes)
         # Routes naming a DID are more specific than catch-alls: try them first.
         inbound = list(config.inbound_routes)
@@ -96,31 +156,82 @@ class Dialplan:
             return ToTrunks(route.name, route.prepend + rest, tuple(route.trunks))
         return Refused(Refusal.FORBIDDEN if matched_any else Refusal.NO_ROUTE)
 
+    def local(self, number: str, route: str = "") -> ToExtension | ToIvr | ToRingGroup | None:
+        """The extension, IVR or ring group `number` names, if any."""
+        if number in self._extensions:
+            return ToExtension(number, route)
+        if number in self._ivrs:
+            return ToIvr(number, route)
+        if number in self._groups:
+            return ToRingGroup(number, route)
+        return None
+
     def route_from_extension(self, caller_ext: str, dialled: str) -> Destination:
         """Where a call from extension `caller_ext` to `dialled` goes."""
-        if dialled in self._extensions:
-            return ToExtension(dialled)
+        local = self.local(dialled)
+        if local is not None:
+            return local
+        if dialled.startswith("*") and caller_ext:
+            feature = self._feature(caller_ext, dialled)
+            if feature is not None:
+                return feature
         return self.route_outbound(caller_ext, dialled)
 
-    def route_inbound(self, trunk: str, did: str, caller: str) -> ToExtension | Refused:
+    def _feature(self, ext: str, dialled: str) -> ToApplication | Refused | None:
+        if dialled == "*97":
+            return ToMailbox(ext)
+        if dialled == "*98":
+            return ToMailbox("")
+        if dialled in FEATURE_CODES:
+            return ToFeature(FEATURE_CODES[dialled], ext)
+        if dialled.startswith(FORWARD_CODE) and len(dialled) > len(FORWARD_CODE):
+            number = dialled[len(FORWARD_CODE):]
+            if number in self._extensions:
+                return ToFeature(Feature.FORWARD_ON, ext, f"extension:{number}")
+            routed = self.route_outbound(ext, number)  # (what the phone could dial itself)
+            if isinstance(routed, Refused):
+                return routed
+            return ToFeature(Feature.FORWARD_ON, ext, f"number:{number}")
+        return None
+
+    def resolve(self, spec: str, acting_ext: str = "", route: str = "") -> Destination:
+        """The decision a configured destination string stands for; `number:N` is
+        dialled as extension `acting_ext` would dial N (its permissions)."""
+        kind, _, number = spec.partition(":")
+        if kind == "hangup":
+            return Refused(Refusal.HANGUP)
+        if kind == "extension" and number in self._extensions:
+            return ToExtension(number, route)
+        if kind == "ivr" and number in self._ivrs:
+            return ToIvr(number, route)
+        if kind == "ringgroup" and number in self._groups:
+            return ToRingGroup(number, route)
+        if kind == "voicemail" and number in self._extensions:
+            return ToVoicemail(number, route)
+        if kind == "number" and number:
+            return self.route_outbound(acting_ext, number)
+        return Refused(Refusal.NO_ROUTE)  # (queues: not in this version)
+
+    def route_inbound(self, trunk: str, did: str, caller: str) -> Destination:
         """Where a call arriving on `trunk` for `did` from `caller` goes."""
         for route in self._inbound:
             if route.trunk != trunk:
                 continue
             if not _field_matches(route.did, did) or not _field_matches(route.callerid, caller):
                 continue
-            if route.destination == "hangup":
-                return Refused(Refusal.HANGUP)
-            return ToExtension(route.destination.partition(":")[2], route.name)
+            return self.resolve(route.destination, route=route.name)
         return Refused(Refusal.NO_ROUTE)
 
     def route_transfer(self, transferor_ext: str, inbound_route: str,
-                       target: str) -> Destination:
+                       target: str) -> ToExtension | ToTrunks | Refused:
         """Where a transfer to `target` goes, with the transferor's permissions: those of
         extension `transferor_ext`, or ("" for a party on a trunk) those the inbound route
         `inbound_route` that admitted the call grants ("" for none)."""
         if transferor_ext:
-            return self.route_from_extension(transferor_ext, target)
+            decided = self.route_from_extension(transferor_ext, target)
+            if isinstance(decided, ToExtension | ToTrunks | Refused):
+                return decided
+            return Refused(Refusal.NO_ROUTE)  # (transfers reach extensions and trunks)
         if target in self._extensions:
             return ToExtension(target)
         if not self._transfer_out.get(inbound_route, False):

@@ -49,6 +49,8 @@ class MediaControl(Protocol):
 
     async def start_recording(self, call_id: str) -> None: ...
 
+    async def stop_recording(self, call_id: str) -> None: ...
+
     async def subscribe_request(self, call_id: str, from_tag: str) -> dict[str, object]: ...
 
     async def subscribe_answer(self, call_id: str, to_tag: str, sdp: bytes) -> None: ...
@@ -190,6 +192,23 @@ class MediaAnchor:
         except self._errors as exc:
             log.warning("media engine: playing %s to %s failed (%s)", file, party, exc)
             return None
+
+    def stop_playing(self, call_id: str, party: str) -> None:
+        """Stop what is being played to `party` (in the background)."""
+        if call_id in self._anchored:
+            self._spawn(self._quietly(self.control.stop_media(call_id, party)))
+
+    def stop_recording(self, call_id: str) -> None:
+        """Record no more of the call (what was recorded is kept, made into the
+        recording when the call ends)."""
+        if call_id in self._recorded:
+            self._spawn(self._quietly(self.control.stop_recording(call_id)))
+
+    async def _quietly(self, command: Awaitable[None]) -> None:
+        try:
+            await command
+        except self._errors as exc:
+            log.debug("media engine: %s", exc)
 
     async def mute(self, call_id: str, party: str, on: bool) -> bool:
         """Stop (or let again) what `party` says reaching the call."""

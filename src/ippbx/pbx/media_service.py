@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ippbx.config import Config
@@ -59,6 +60,13 @@ class MediaService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
         self.converted = 0  # recordings made into WAVs
+        # call id → what takes its recording once made (voicemail), instead of the
+        # recordings directory keeping it
+        self._claims: dict[str, Callable[[Path], None]] = {}
+
+    def claim_recording(self, call_id: str, take: Callable[[Path], None]) -> None:
+        """The recording of call `call_id`, once made, goes to `take(wav)`."""
+        self._claims[call_id] = take
 
     @property
     def enabled(self) -> bool:
@@ -117,6 +125,7 @@ class MediaService:
         """A digit rtpengine saw (its call id is ours, its tag the sender's leg id)."""
         if event.digit:
             self.b2bua.registry.dtmf(event.call_id, event.source_tag, event.digit)
+            self.b2bua.digit(event.call_id, event.source_tag, event.digit)
 
     # -- recordings ---------------------------------------------------------------------
     def _recorded(self, call_id: str, name: str) -> None:
@@ -125,7 +134,9 @@ class MediaService:
         task.add_done_callback(self._tasks.discard)
 
     async def _convert(self, call_id: str, name: str) -> None:
-        """The engine's pcap of a recorded call that ended becomes the WAV `name`."""
+        """The engine's pcap of a recorded call that ended becomes the WAV `name` (or
+        goes to whoever claimed it)."""
+        take = self._claims.pop(call_id, None)
         recordings = self.recordings
         deadline = time.monotonic() + PCAP_WAIT
         while True:
@@ -140,11 +151,17 @@ class MediaService:
                 break
             await asyncio.sleep(0.05)
         try:
-            await asyncio.to_thread(recordings.finish, pcaps[-1], name)
+            wav = await asyncio.to_thread(recordings.finish, pcaps[-1], name)
         except (RecordingError, OSError, ValueError) as exc:
             log.warning("recording %s of call %s could not be made (%s)", name, call_id, exc)
             return
         self.converted += 1
+        if take is not None:
+            try:
+                take(wav)
+            except Exception:  # (one failing mailbox must not stop the next recordings)
+                log.exception("recording %s of call %s: could not be handed over", name,
+                              call_id)
 
     async def _prune_now_and_then(self) -> None:
         keep = self.config.media.keep_recordings_days

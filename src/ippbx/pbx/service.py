@@ -1,4 +1,5 @@
-"""The PBX as one startable component: SIP transport, UA core, registrar, trunks, B2BUA.
+"""The PBX as one startable component: SIP transport, UA core, registrar, trunks, B2BUA,
+and the voicemail mailboxes (`mailboxes`, which the API reads too).
 
 `App` adds it to its components; tests start it on free loopback ports. Stopping closes
 the sockets, cancels call tasks and expires nothing: registrations stay in SQLite so a
@@ -28,7 +29,9 @@ from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.capabilities import option_tags
 from ippbx.pbx.control import CallControl
+from ippbx.pbx.extension_features import ExtensionFeatures
 from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
+from ippbx.pbx.mailboxes import Mailboxes
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
@@ -103,6 +106,11 @@ class PbxService:
         self.b2bua.journal = self.journal
         self.b2bua.attach()
         self.control = CallControl(self.b2bua)
+        # do-not-disturb and forwarding as phones set them (feature codes)
+        self.features = ExtensionFeatures(config, store)
+        self.b2bua.settings = self.features
+        self.mailboxes = Mailboxes(config.voicemail.directory, store, clock=clock,
+                                   max_messages=config.voicemail.max_messages)
         self.registrations = [
             TrunkRegistration(trunk, self.trunks, self.ua)
             for trunk in config.trunks if trunk.type == "register"

@@ -1,6 +1,7 @@
 """SQLite persistence for what must survive a restart: registrations, CDRs, the report
-outbox, API sessions and the dialogs of answered calls (the last four in `store/cdr.py`,
-`outbox.py`, `sessions.py`, `dialogs.py`, mixed into `Store`).
+outbox, API sessions, the dialogs of answered calls, extension features set from phones
+and the voicemail messages (in `store/cdr.py`, `outbox.py`, `sessions.py`, `dialogs.py`,
+`features.py`, `voicemail.py`, mixed into `Store`).
 
 One connection in WAL mode (synchronous=NORMAL), used from the event loop thread. Writes
 are queued and committed together, one transaction per `FLUSH_DELAY` (5 ms) at most
@@ -19,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ippbx.store import cdr, dialogs, outbox, sessions
+from ippbx.store import cdr, dialogs, features, outbox, sessions, voicemail
 from ippbx.store.batch import FLUSH_CAP, FLUSH_DELAY
 
 __all__ = ["FLUSH_CAP", "FLUSH_DELAY", "RegistrationRow", "Store"]
@@ -67,7 +68,8 @@ def _private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.DialogTable):
+class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.DialogTable,
+            features.FeatureTable, voicemail.VoicemailTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -81,6 +83,7 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.Dia
         outbox.migrate(self._db)
         self._db.executescript(
             _SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA + dialogs.SCHEMA
+            + features.SCHEMA + voicemail.SCHEMA
         )
         cdr.migrate(self._db)
         self._open_queue()
