@@ -302,3 +302,63 @@ async def test_an_extension_with_two_phones_rings_both(start_pbx: Start,
         for phone in (a, desk, soft):
             await phone.stop()
 
+
+
+async def test_calls_into_an_ivr_and_a_ring_group_from_the_api(start_pbx: Start,
+                                                               tmp_path: Path) -> None:
+    carrier_port = free_port()
+    ivr = {**IVR, "options": {"3": "extension:1003"}}
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", carrier_port)],
+                                adjust=configure([ivr], groups=[group("ringall")]))
+    await pbx.login()
+    carrier = await AudioPhone.carrier(pbx.sip_address, carrier_port, tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_C, answer_delay=30)
+    try:
+        # ivr/dial_extension: 1002 answers into the menu, keys 3, talks to 1003
+        c.answer_delay = 0
+        answer = (await pbx.post("ivr/dial_extension", {"extid": "1002", "ivrid": "6000"}))
+        assert answer.json()["status"] == "Success", answer.text
+        await b.wait_established()
+        await hears_sound(b)
+        await b.send_dtmf("3")
+        await c.wait_established()
+        await hear_each_other(b, TONE_B, c, TONE_C)
+        assert (await b.hangup()).status == 200
+        await c.wait_ended()
+
+        # ringgroup/dial_outbound: the carrier's party answers, the group rings, 1002
+        # (the first to answer) talks to it
+        c.answer_delay = 30
+        answer = await pbx.post("ringgroup/dial_outbound",
+                                {"ringgroupid": "6300", "outto": "95550123"})
+        assert answer.json()["status"] == "Success", answer.text
+        await b.wait_established()
+        await until(lambda: c.cancelled == 1, "1003's CANCEL")
+        await hear_each_other(carrier, TONE_A, b, TONE_B)
+        [outbound] = await pbx.outbound()
+        assert outbound["to"] == "5550123", outbound  # (the route prefix stripped)
+        assert (await b.hangup()).status == 200
+        await carrier.wait_ended()
+
+        # ivr/dial_outbound: the party hears the menu
+        answer = await pbx.post("ivr/dial_outbound", {"ivrid": "6000", "outto": "95550123"})
+        assert answer.json()["status"] == "Success", answer.text
+        await carrier.wait_established()
+        await hears_sound(carrier)
+        assert (await carrier.hangup()).status == 200
+
+        # what does not exist, in both dialects
+        for body, errno in (({"extid": "1002", "ivrid": "6999"}, "10012"),
+                            ({"extid": "1009", "ivrid": "6000"}, "10006")):
+            failed = (await pbx.post("ivr/dial_extension", body)).json()
+            assert failed == {"status": "Failed", "errno": errno}, failed
+        xml = await pbx.post("ringgroup/dial_outbound",
+                             "<xml><ringgroupid>6399</ringgroupid><outto>95550123</outto>"
+                             "</xml>", type="xml")
+        assert "<errno>10014</errno>" in xml.text, xml.text
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        for phone in (carrier, b, c):
+            await phone.stop()

@@ -27,7 +27,10 @@ and the call reports.
   only it) but stays up for those. `Refer-Sub: false` (RFC 4488): no NOTIFY, BYE at once.
 - click-to-call (RFC 3725 flow I): INVITE the extension without SDP (auto-answer headers
   on request), then INVITE the target with the extension's offer, and complete the
-  extension's 2xx with the target's answer in the ACK.
+  extension's 2xx with the target's answer in the ACK. The target may be an IVR or a
+  ring group too (`ivr/dial_extension`), and the first party an external number
+  (`ivr/dial_outbound`, `ringgroup/dial_outbound`): an IVR completes the 2xx with its own
+  answer (pbx/applications.py).
 """
 
 from __future__ import annotations
@@ -39,17 +42,20 @@ from collections.abc import Callable
 from functools import partial
 from weakref import WeakKeyDictionary
 
+from ippbx.config import Trunk
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
-from ippbx.pbx.dialplan import Refusal, Refused, ToExtension, ToTrunks
+from ippbx.pbx.dialplan import Destination, Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
 from ippbx.pbx.session_keeper import with_side
 from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
-from ippbx.sip.message import REASONS, Response
+from ippbx.sip.message import REASONS, Request, Response
 from ippbx.sip.ua import ServerRequest
+from ippbx.sip.uri import uri_host
+from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
 
@@ -394,47 +400,78 @@ class CallControl:
         return contacts
 
     def dial(self, extension: str, target: str, autoanswer: bool = False) -> str:
-        """Ring `extension`; once it answers, call `target` from it. Returns the callid."""
+        """Ring `extension`; once it answers, call `target` from it (a party, or an IVR
+        or ring group by its number). Returns the callid."""
         b2bua = self.b2bua
         contacts = self.require_extension(extension)
         destination = b2bua.dialplan.route_from_extension(extension, target)
         _check(destination)
         if isinstance(destination, ToExtension):
             self.require_extension(destination.number)
+        binding = contacts[0]
         leg = Leg(LegKind.EXTENSION, extension, target, extension=extension, outgoing=True)
+        invite = b2bua.build_invite(b"", "application/sdp", binding.contact, binding.source,
+                                    target, extension, 70, None)
+        if autoanswer:
+            for name, value in AUTO_ANSWER_HEADERS:
+                invite.add(name, value)
+        return self._originate(leg, target, invite, binding.source, None, destination)
+
+    def dial_number(self, number: str, target: str, fromext: str = "") -> str:
+        """Call the external `number` (route prefix included, with `fromext`'s outbound
+        permissions, all extensions' when ""); once it answers, put it through to the
+        IVR or ring group numbered `target`. Returns the callid."""
+        b2bua = self.b2bua
+        destination = b2bua.dialplan.local(target)
+        if destination is None:
+            raise ControlError(ControlError.NO_ROUTE)
+        routed = b2bua.dialplan.route_outbound(fromext, number)
+        _check(routed)
+        assert isinstance(routed, ToTrunks)
+        trunk = next((t for name in routed.trunks
+                      if (t := b2bua.trunks.get(name)) is not None
+                      and b2bua.trunks.has_capacity(t)), None)
+        if trunk is None:
+            raise ControlError(ControlError.NO_ROUTE)
+        dest = b2bua.trunks.destination(trunk)
+        uri = f"sip:{routed.number}@{uri_host(dest.host)}:{dest.port}"
+        presented = trunk.callerid or fromext or "ippbx"
+        leg = Leg(LegKind.TRUNK, fromext or presented, routed.number, trunk=trunk.name,
+                  outgoing=True)
+        invite = b2bua.build_invite(b"", "application/sdp", uri, dest, presented,
+                                    routed.number, 70, trunk)
+        callid = self._originate(leg, target, invite, dest, trunk, destination)
+        call = self.registry.get(callid)
+        if call is not None:
+            call.outbound_route = routed.route
+        return callid
+
+    def _originate(self, leg: Leg, target: str, invite: Request, dest: Peer,
+                   trunk: Trunk | None, destination: Destination) -> str:
+        b2bua = self.b2bua
         call = self.registry.start_call(leg, target)
         bridge = b2bua.new_bridge(call, None)
-        b2bua.spawn(self._dial(bridge, contacts[0], destination, target, autoanswer))
+        b2bua.spawn(self._dial(bridge, invite, dest, trunk, destination))
         return call.callid
 
     async def _dial(
-        self, bridge: Bridge, binding: Binding, destination: ToExtension | ToTrunks,
-        target: str, autoanswer: bool,
+        self, bridge: Bridge, invite: Request, dest: Peer, trunk: Trunk | None,
+        destination: Destination,
     ) -> None:
         b2bua = self.b2bua
         call = bridge.call
         caller = call.caller
-        dialog: Dialog | None = None  # the extension's, once it answered
+        dialog: Dialog | None = None  # the first party's, once it answered
         offer = b""  # the SDP it offered in its 200
         try:
-            invite = b2bua.build_invite(
-                b"", bridge.content_type, binding.contact, binding.source,
-                target, caller.extension or "", 70, None,
-            )
-            if autoanswer:
-                for name, value in AUTO_ANSWER_HEADERS:
-                    invite.add(name, value)
-            response = await b2bua.call_first_party(bridge, invite, binding.source, None)
+            response = await b2bua.call_first_party(bridge, invite, dest, trunk)
             if response is None:
                 return
             dialog = bridge.a_dialog
             bridge.sdp["a"] = offer = response.body
             bridge.content_type = response.get("Content-Type") or bridge.content_type
             self.registry.set_status(caller.id, LegStatus.TALKING)
-            if isinstance(destination, ToExtension):
-                status = await b2bua.call_extension(bridge, destination.number, 70)
-            else:
-                status = await b2bua.call_trunks(bridge, destination, 70)
+            status = await b2bua.deliver(bridge, destination, 70)
             if status is not None:  # the target failed
                 self._drop_originated(bridge, dialog, offer, status)
         except asyncio.CancelledError:  # stopping
@@ -471,7 +508,7 @@ _REFER_REFUSALS = {
 }
 
 
-def _check(destination: ToExtension | ToTrunks | Refused) -> None:
+def _check(destination: Destination) -> None:
     if isinstance(destination, Refused):
         raise ControlError(
             ControlError.NOT_PERMITTED if destination.reason is Refusal.FORBIDDEN

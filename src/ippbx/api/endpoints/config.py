@@ -109,10 +109,15 @@ def extensionlist_query(req: ApiRequest) -> Mapping[str, Any]:
     )}
 
 
-def effective_settings(ext: Extension) -> Extension:
-    """The settings the extension works with now: those of the config file (the one
-    place a runtime change, by feature code say, would be applied to what is shown)."""
-    return ext
+def effective_settings(ext: Extension, req: ApiRequest) -> Extension:
+    """The settings the extension works with now: the config file's, with do-not-disturb
+    and forward-always as the phone set them (feature codes)."""
+    control = req.ctx.control
+    settings = control.b2bua.settings if control is not None else None
+    if settings is None:
+        return ext
+    return ext.model_copy(update={"dnd": settings.dnd(ext.number),
+                                  "forward_always": settings.forward_always(ext.number)})
 
 
 def on_off(flag: bool) -> str:
@@ -178,7 +183,7 @@ def extension_query(req: ApiRequest) -> Mapping[str, Any]:
             # The SIP password, as the vendors show it: API users can read every secret.
             "registerpassword": ext.password,
             "maxregistrations": ext.max_contacts,
-            **feature_fields(effective_settings(ext), config),
+            **feature_fields(effective_settings(ext, req), config),
         }
         call = pbx.extension_call(ext.number)
         if call is not None:

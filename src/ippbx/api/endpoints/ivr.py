@@ -7,6 +7,14 @@ an IVR answer 10012 (an empty config with no name asked is an empty list).
 
 Each IVR: `ivrid` (its number), `promptrepeat` (times the prompt plays), `responsetimeout`
 (seconds waited for a key after it), `ivrname` and `prompt`.
+
+Calls into an IVR or a ring group (Yeastar's): `ivr/dial_extension {extid, ivrid}` rings
+the extension, which once it answers is in the IVR's menu; `ivr/dial_outbound {outto,
+ivrid, fromext?}` and `ringgroup/dial_outbound {ringgroupid, outto, fromext?}` call an
+external number (route prefix included; `fromext`'s outbound permissions, else those
+open to all) and put it through to the IVR / ring group once it answers. Each answers
+the new call's `callid`. 10012 no such IVR, 10014 no such ring group, 10006 the extension
+is unknown or not registered, 10011 / 10024 the number has no route / not for `fromext`.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from typing import Any
 
 from ippbx.api.codec import ItemList
 from ippbx.api.endpoints.calls import parse_ids
+from ippbx.api.endpoints.control import _control, _do
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint
 from ippbx.config import Ivr
@@ -46,4 +55,38 @@ def query(req: ApiRequest) -> Mapping[str, Any]:
     return {"ivr": ItemList(ivr_view(ivr) for ivr in ivrs)}
 
 
-ENDPOINTS = [Endpoint("ivr/query", query)]
+def _number_of(req: ApiRequest, field: str, numbers: list[str], missing: Errno) -> str:
+    number = req.require(field).strip()
+    if number not in numbers:
+        raise ApiError(missing)
+    return number
+
+
+def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
+    ivr = _number_of(req, "ivrid", [i.number for i in req.ctx.config.ivrs],
+                     Errno.IVR_NOT_FOUND)
+    extid = req.require("extid")
+    return {"callid": _do(_control(req).dial, extid, ivr)}
+
+
+def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
+    ivr = _number_of(req, "ivrid", [i.number for i in req.ctx.config.ivrs],
+                     Errno.IVR_NOT_FOUND)
+    outto = req.require("outto")
+    return {"callid": _do(_control(req).dial_number, outto, ivr, req.text("fromext") or "")}
+
+
+def ringgroup_dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
+    group = _number_of(req, "ringgroupid", [g.number for g in req.ctx.config.ring_groups],
+                       Errno.RINGGROUP_NOT_FOUND)
+    outto = req.require("outto")
+    return {"callid": _do(_control(req).dial_number, outto, group,
+                          req.text("fromext") or "")}
+
+
+ENDPOINTS = [
+    Endpoint("ivr/query", query),
+    Endpoint("ivr/dial_extension", dial_extension),
+    Endpoint("ivr/dial_outbound", dial_outbound),
+    Endpoint("ringgroup/dial_outbound", ringgroup_dial_outbound),
+]
