@@ -95,11 +95,14 @@ async def test_ivr_call_from_a_trunk_keys_1_and_talks_to_1002(start_pbx: Start,
     try:
         assert (await carrier.call("5550100")).status == 200  # answered by the IVR
         await hears_sound(carrier)  # the welcome prompt
+        [waiting] = await pbx.inbound()
+        assert waiting["callee"] == {"ivrid": "6000"} and waiting["status"] == "Wait", waiting
         await carrier.send_dtmf("1")
         await b.wait_established()
         await hear_each_other(carrier, TONE_A, b, TONE_B)
         inbound = await pbx.inbound()
         assert len(inbound) == 1 and inbound[0]["callee"] == {"extid": "1002"}, inbound
+        assert inbound[0]["status"] == "Talking", inbound
         assert (await carrier.hangup()).status == 200
         await b.wait_ended()
         await no_engine_calls(pbx)

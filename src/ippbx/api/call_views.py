@@ -41,7 +41,8 @@ def outbound_view(leg: Leg) -> dict[str, Any]:
 def _callee(call: Call) -> dict[str, str]:
     callee = call.callee
     if callee is None:
-        return {"extid": ""}
+        kind, _, number = call.application.partition(":")
+        return {"ivrid": number} if kind == "ivr" else {"extid": ""}
     if callee.kind is LegKind.TRUNK:
         return {"outboundid": callee.id}
     return {"extid": callee.extension or ""}

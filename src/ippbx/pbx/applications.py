@@ -111,8 +111,12 @@ class Applications:
                   depth: int) -> int | None:
         if not bridge.answered_by_pbx and not await self.answer(bridge):
             return 503 if not bridge.gave_up else 487
-        self.b2bua.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
+        registry = self.b2bua.registry
+        registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         if isinstance(destination, ToIvr):
+            # (in the menu, the caller waits: `Wait`, its callee the IVR)
+            bridge.call.application = f"ivr:{destination.number}"
+            registry.set_status(bridge.call.caller.id, LegStatus.WAIT)
             return await self._ivr(bridge, self.ivrs[destination.number], max_forwards, depth)
         if isinstance(destination, ToVoicemail):
             await self._leave_message(bridge, destination.mailbox)
@@ -288,6 +292,7 @@ class Applications:
             if destination.reason is Refusal.HANGUP:
                 await self.play(bridge, ["goodbye"], keys=False)
             return destination.sip_status
+        bridge.call.application = ""
         path = self._file("please-hold")
         if media is not None and path is not None and not isinstance(
                 destination, ToVoicemail | ToMailbox | ToIvr):

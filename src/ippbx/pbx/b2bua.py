@@ -848,6 +848,7 @@ class B2BUA:
         if self.media is not None:  # the application's player is done with the caller
             self.media.stop_playing(bridge.call.callid, bridge.call.caller.id)
         self.registry.set_status(leg.id, LegStatus.TALKING)
+        self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         self._keep(bridge, response, False)
         return None
 
@@ -1266,14 +1267,23 @@ class B2BUA:
         self.forget_early(bridge)
         b_session = (from_response(response, bridge.b_asked, self.min_se)
                      if self.session_expires else None)
-        self.keeper.start(bridge, "a", bridge.a_session, a_allows_update)
-        self.keeper.start(bridge, "b", b_session, allows_update(response))
+        longest = self._max_duration(bridge.call)
+        self.keeper.start(bridge, "a", bridge.a_session, a_allows_update, longest)
+        self.keeper.start(bridge, "b", b_session, allows_update(response), longest)
         if self.media is not None and self.records(bridge.call):
             call = bridge.call
             name = recording_name(call.origin.from_number, call.dialled,
                                   call.answered or call.created, call.callid, self.zone)
             if self.media.record(call.callid, name):
                 call.recording = name
+
+    def _max_duration(self, call: Call) -> float | None:
+        """The longest the call may last: the shortest `max_duration` of its extensions
+        that set one, else None (`[calls] max_duration`)."""
+        limits = [ext.max_duration for leg in call.legs()
+                  if (ext := self._extensions.get(leg.extension or "")) is not None
+                  and ext.max_duration]
+        return float(min(limits)) if limits else None
 
     def records(self, call: Call) -> bool:
         """Is `call` to be recorded: one of its extensions, its trunks or its route

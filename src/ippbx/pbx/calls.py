@@ -2,7 +2,9 @@
 
 A call has a `callid` (its caller leg's id) and up to two legs at a time: the caller's
 (an extension or an inbound trunk) and the callee's (an extension or an outbound trunk).
-A callee leg that fails may be replaced by another (trunk failover); the call leaves the
+A callee leg that fails may be replaced by another (trunk failover). While a ring group
+or an extension with several phones rings, the call has several callee legs at once
+(`branches`); the one that answers becomes the callee (`elect`). The call leaves the
 registry when its caller leg has ended and no callee leg is live. Every change is
 published as a domain event (`ippbx.pbx.events`) to the subscribers, in order.
 """
@@ -79,6 +81,9 @@ class Call:
     inbound_route: str = ""  # the inbound route that admitted a call from a trunk
     outbound_route: str = ""  # the outbound route that sent it out through trunks
     recording: str = ""  # the recording's file name, when the call is recorded
+    # the application of ippbx's the caller is in ("ivr:6000"; "" none): what
+    # `inbound/query` shows as the callee while no party is
+    application: str = ""
     origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
     extensions: list[str] = field(default_factory=list)  # every extension that took part
     # callee legs ringing at once (a ring group, an extension's several phones): the
@@ -294,7 +299,7 @@ class CallRegistry:
             call.branches.remove(leg)
             if not call.branches:
                 call.branches = None
-            if call.callee is None:  # (the call's records name the last one rung)
+            if call.callee is None:  # (the call's records name a party it rang)
                 call.callee = leg
         if not any(other.live for other in call.legs()):
             del self._calls[call.callid]

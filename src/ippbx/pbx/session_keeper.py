@@ -32,6 +32,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ippbx.pbx.session_timers import SessionTimer
@@ -96,11 +97,14 @@ class SessionKeeper:
         return len(self._kept)
 
     def start(self, bridge: Bridge, side: Side, timer: SessionTimer | None,
-              allows_update: bool) -> None:
-        """Run `timer` for `side` of `bridge` (None: no session timer on that side)."""
+              allows_update: bool, max_duration: float | None = None) -> None:
+        """Run `timer` for `side` of `bridge` (None: no session timer on that side).
+        The call lasts `max_duration` s at most (None: `[calls] max_duration`; 0: no
+        limit), counted from its first start."""
         kept = self._kept.setdefault(id(bridge), _Kept())
-        if kept.limit is None and self.max_duration > 0:
-            kept.limit = self._later(self.max_duration, self._limit_reached, bridge)
+        limit = self.max_duration if max_duration is None else max_duration
+        if kept.limit is None and limit > 0:
+            kept.limit = self._later(limit, partial(self._limit_reached, limit), bridge)
         old = kept.sides.pop(side, None)
         if old is not None and old.handle is not None:
             old.handle.cancel()
@@ -193,11 +197,11 @@ class SessionKeeper:
                  bridge.call.callid, "caller" if side == "a" else "callee")
         self._end(bridge, 408)
 
-    def _limit_reached(self, bridge: Bridge) -> None:
+    def _limit_reached(self, limit: float, bridge: Bridge) -> None:
         if bridge.ended or id(bridge) not in self._kept:
             return
-        log.info("call %s reached [calls] max_duration (%g s); hanging up",
-                 bridge.call.callid, self.max_duration)
+        log.info("call %s reached its longest duration (%g s); hanging up",
+                 bridge.call.callid, limit)
         self._end(bridge, 200)
 
     def _end(self, bridge: Bridge, status: int) -> None:

@@ -105,3 +105,41 @@ def test_a_node_name_prefixes_ids_and_the_counter_goes_on() -> None:
         assert Leg(LegKind.EXTENSION, "1", "2").id == "east-1589938378.9"
     finally:
         use(previous)
+
+
+def test_branches_ring_together_and_the_elected_one_is_the_callee() -> None:
+    reg = CallRegistry()
+    seen: list[str] = []
+    reg.subscribe(lambda e: seen.append(type(e).__name__))
+    call = reg.start_call(ext_leg("1001", "6300"), "6300")
+    desk, soft, mobile = ext_leg("1002", "6300"), ext_leg("1003", "6300"), trunk_leg("1003",
+                                                                                      "555")
+    for leg in (desk, soft, mobile):
+        reg.add_branch(call, leg)
+    assert call.callee is None and call.legs() == [call.caller, desk, soft, mobile]
+    assert reg.by_extension("1003") == [call] and reg.by_outboundid(mobile.id) is call
+    assert seen.count("LegAdded") == 3
+    reg.end_leg(mobile.id, 487)
+    reg.elect(call, soft)
+    reg.set_status(soft.id, LegStatus.TALKING, now=5.0)
+    assert call.callee is soft and call.answered == 5.0
+    reg.end_leg(desk.id, 487)
+    assert call.branches is None and call.legs() == [call.caller, soft]
+    assert reg.by_extension("1002") == []
+    reg.end_leg(soft.id)
+    reg.end_leg(call.caller.id)
+    assert len(reg) == 0 and seen[-1] == "CallEnded"
+
+
+def test_a_call_whose_branches_all_failed_names_the_first_to_fail() -> None:
+    reg = CallRegistry()
+    call = reg.start_call(ext_leg("1001", "6300"), "6300")
+    first, second = ext_leg("1002", "6300"), ext_leg("1003", "6300")
+    reg.add_branch(call, first)
+    reg.add_branch(call, second)
+    reg.end_leg(first.id, 486)
+    reg.end_leg(second.id, 480)
+    assert call.callee is first and call.branches is None  # (its CDR's callee)
+    assert len(reg) == 1
+    reg.end_leg(call.caller.id, 480)
+    assert len(reg) == 0

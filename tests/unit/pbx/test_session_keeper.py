@@ -153,6 +153,17 @@ async def test_max_duration_hangs_up() -> None:
     assert b2bua.torn_down == [200] and len(keep) == 0
 
 
+async def test_an_extensions_own_longest_call_wins() -> None:
+    keep, b2bua = keeper([], max_duration=0.0)  # (no limit for the system)
+    call = bridge()
+    keep.start(call, "a", None, allows_update=False, max_duration=0.3)
+    keep.start(call, "b", None, allows_update=False, max_duration=0.3)
+    await asyncio.sleep(0.1)
+    assert b2bua.torn_down == []
+    await asyncio.sleep(0.5)
+    assert b2bua.torn_down == [200] and len(keep) == 0
+
+
 async def test_stop_cancels_everything() -> None:
     keep, b2bua = keeper([], max_duration=0.1)
     call = bridge()
