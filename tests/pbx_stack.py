@@ -1,7 +1,7 @@
 """ippbx's PBX core (UA + B2BUA + CallRegistry + Registrar + Trunks + ExtensionAuth +
-CallControl) over the in-memory network of `sip_net`, with phones and carriers played by
-further `UserAgent`s on the same network: the PBX domain tested end to end in
-milliseconds, without sockets or sipp.
+CallControl + MessageWaiting) over the in-memory network of `sip_net`, with phones and
+carriers played by further `UserAgent`s on the same network: the PBX domain tested end
+to end in milliseconds, without sockets or sipp.
 
 Addresses: the PBX is 10.0.0.1:5060; carrier trunks live on 10.0.1.N:5060 (the trunk
 `carrier` on 10.0.1.1, `second` on 10.0.1.2 unless a test says otherwise); extension
@@ -40,6 +40,7 @@ from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import Call, CallRegistry
 from ippbx.pbx.capabilities import option_tags
 from ippbx.pbx.control import CallControl
+from ippbx.pbx.mwi import MessageWaiting
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import Dialog
@@ -340,6 +341,11 @@ class Pbx:
                            self.auth)
         self.b2bua.attach()
         self.control = CallControl(self.b2bua)
+        self.mwi = MessageWaiting(
+            self.ua, self.auth, self.registrar, lambda mailbox: (0, 0), DOMAIN,
+            unsolicited=config.voicemail.unsolicited_mwi, clock=clock,
+            mailboxes=frozenset(e.number for e in config.extensions))
+        self.b2bua.on_subscribe = self.mwi.on_subscribe
         self.events: list[events.DomainEvent] = []  # everything the registry published
         self.registry.subscribe(self.events.append)
 
@@ -350,10 +356,10 @@ class Pbx:
     async def idle(self) -> None:
         """Wait until no call, bridge or call task is left; then check nothing leaked:
         no live leg, no trunk channel in use, no session timer, no SIP dialog in the
-        PBX's UA or the B2BUA."""
+        PBX's UA or the B2BUA, no NOTIFY under way."""
         await until(lambda: not len(self.registry) and not self.b2bua.bridges
-                    and not self.b2bua.active_tasks and not len(self.ua.dialogs),
-                    "the PBX to be idle")
+                    and not self.b2bua.active_tasks and not len(self.ua.dialogs)
+                    and not self.mwi.active_tasks, "the PBX to be idle")
         assert self.registry.leg_count() == 0
         assert set(self.trunks.in_use.values()) <= {0}, self.trunks.in_use
         assert len(self.b2bua.keeper) == 0  # no session timer left running
@@ -405,6 +411,7 @@ class World:
     async def stop(self) -> None:
         if self.pbx is not None:
             await self.pbx.b2bua.stop()
+            await self.pbx.mwi.stop()
             await self.pbx.ua.stop()
         for party in self.parties:
             await party.ua.stop()

@@ -11,8 +11,9 @@ starts `App`, logs in to the API,
 and offers `query()` helpers; `api_version` is the dialect it logs in through and posts
 to ("v0.0.1" OpenVox, "v1.1.0" Yeastar; `login(version)` switches). `stop()` stops
 everything and checks nothing leaked: no live call in the registry, no B2BUA task, no SIP
-dialog left in the UA. (UA transactions outlive a call by their timers, up to 32 s; tests
-that care wait for `ua_counts_zero`.)
+dialog left in the UA (a message-waiting subscription is one: end it first), no
+message-waiting NOTIFY under way, and none left once stopped. (UA transactions outlive a
+call by their timers, up to 32 s; tests that care wait for `ua_counts_zero`.)
 """
 
 from __future__ import annotations
@@ -181,14 +182,15 @@ class PbxHarness:
 
         async def idle() -> bool:
             return (len(self.app.registry) == 0 and pbx.b2bua.active_tasks == 0
-                    and pbx.ua.counts()["dialogs"] == 0)
+                    and pbx.ua.counts()["dialogs"] == 0 and pbx.mwi.active_tasks == 0)
 
         try:
             await self.wait_for(idle, timeout, "the PBX to become idle")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: calls {self.app.registry.calls()}, "
                                  f"B2BUA tasks {pbx.b2bua.active_tasks}, "
-                                 f"UA {pbx.ua.counts()}") from None
+                                 f"UA {pbx.ua.counts()}, MWI tasks {pbx.mwi.active_tasks}, "
+                                 f"subscriptions {len(pbx.mwi)}") from None
 
     async def ua_counts_zero(self, timeout: float) -> dict[str, int]:
         """Wait until every UA count (transactions, dialogs, tasks…) is zero; the counts."""
@@ -219,6 +221,9 @@ class PbxHarness:
             await self.client.aclose()
             await self.app.stop()
             self.app.close()
+        if check_leaks:  # (stopping cancels what the PBX still had under way)
+            mwi = self.app.pbx.mwi
+            assert mwi.active_tasks == 0 and len(mwi) == 0, (mwi.active_tasks, len(mwi))
 
 
 async def phone(sipp: SippFactory, pbx: PbxHarness, ext: str, scenario: str,

@@ -1,5 +1,6 @@
 """The PBX as one startable component: SIP transport, UA core, registrar, trunks, B2BUA,
-and the voicemail mailboxes (`mailboxes`, which the API reads too).
+the voicemail mailboxes (`mailboxes`, which the API reads too) and the message-waiting
+notifier (`mwi`: SUBSCRIBE, and a NOTIFY to the phones whenever a mailbox changes).
 
 `App` adds it to its components; tests start it on free loopback ports. Stopping closes
 the sockets, cancels call tasks and expires nothing: registrations stay in SQLite so a
@@ -32,6 +33,7 @@ from ippbx.pbx.control import CallControl
 from ippbx.pbx.extension_features import ExtensionFeatures
 from ippbx.pbx.leftover_dialogs import DialogJournal, end_leftovers
 from ippbx.pbx.mailboxes import Mailboxes
+from ippbx.pbx.mwi import MessageWaiting
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
 from ippbx.pbx.trunks import Trunks
@@ -111,6 +113,13 @@ class PbxService:
         self.b2bua.settings = self.features
         self.mailboxes = Mailboxes(config.voicemail.directory, store, clock=clock,
                                    max_messages=config.voicemail.max_messages)
+        # message waiting: each mailbox's counts, NOTIFYs when they change
+        self.mwi = MessageWaiting(
+            self.ua, self.auth, self.registrar, self.mailboxes.counts, config.sip.domain,
+            unsolicited=config.voicemail.unsolicited_mwi, clock=clock,
+            mailboxes=frozenset(e.number for e in config.extensions))
+        self.mailboxes.on_change = self.mwi.changed
+        self.b2bua.on_subscribe = self.mwi.on_subscribe
         self.registrations = [
             TrunkRegistration(trunk, self.trunks, self.ua)
             for trunk in config.trunks if trunk.type == "register"
@@ -147,6 +156,7 @@ class PbxService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leftovers
         await self.b2bua.stop()
+        await self.mwi.stop()
         await self.journal.stop()
         for registration in self.registrations:
             await registration.stop()
