@@ -78,6 +78,7 @@ def build_config(
         *(f"{k} = {toml_value(v)}" for k, v in (sip or {}).items()),
         "[api]", 'listen = "127.0.0.1:0"', f'password = "{API_PASSWORD}"',
         "[store]", f'path = "{store}"',
+        "[voicemail]", f'directory = "{store.parent / "voicemail"}"',
         # no media engine unless the test asks for one: SDP passes through untouched
         "[media]", *(f"{k} = {toml_value(v)}" for k, v in (media or MEDIA_NONE).items()),
         "[security]",

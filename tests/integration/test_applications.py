@@ -32,6 +32,7 @@ from test_media_calls import (
 from ippbx.config import Config
 
 TONE_C = 1000.0 + 170.0  # the third phone's (not the beep's 1000 Hz)
+BEEP = 1000.0  # the built-in beep before a recording
 
 
 def configure(ivrs: list[dict[str, Any]] | None = None,
@@ -154,7 +155,7 @@ async def test_unanswered_call_leaves_a_message_that_the_mailbox_plays_back(
         assert b.cancelled == 1
         await hears_sound(a)  # the greeting
         await a.send_dtmf("#")  # (skips it)
-        await asyncio.sleep(1.0)  # the beep
+        await starts_hearing(a, BEEP, timeout=5)
         await asyncio.sleep(2.0)  # 2 s of the caller's tone
         await a.send_dtmf("#")
         await a.wait_ended(timeout=10)  # goodbye, hung up
@@ -364,4 +365,113 @@ async def test_calls_into_an_ivr_and_a_ring_group_from_the_api(start_pbx: Start,
         await pbx.stop()
     finally:
         for phone in (carrier, b, c):
+            await phone.stop()
+
+
+async def test_busy_and_unregistered_extensions_go_to_voicemail_and_the_greeting_is_theirs(
+        start_pbx: Start, tmp_path: Path) -> None:
+    vm = {"voicemail": True, "vm_pin": "", "dnd": True}
+    pbx = await start_media_pbx(start_pbx, tmp_path, adjust=configure(
+        extensions={"1002": vm, "1003": {"voicemail": True}}))
+    await pbx.login()
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
+    try:
+        # 1003 has no phone registered: its mailbox answers at once
+        assert (await a.call("1003")).status == 200
+        await hears_sound(a)
+        assert (await a.hangup()).status == 200  # (before the beep: no message)
+        # 1002 is on DND (busy): its mailbox answers, its phone never rings
+        assert (await a.call("1002")).status == 200
+        assert b.incoming == []
+        assert (await a.hangup()).status == 200
+
+        # 1002 records its greeting (its tone) from the mailbox menu: no PIN, no
+        # messages, 5 for the greeting, # to end it
+        assert (await b.call("*97")).status == 200
+        await hears_sound(b)  # "no messages"
+        await b.send_dtmf("5")
+        await starts_hearing(b, BEEP, timeout=10)  # "record your greeting…", the beep
+        await asyncio.sleep(2.0)  # its tone, recorded
+        await b.send_dtmf("#")
+        await b.wait_ended(timeout=15)
+        greeting = tmp_path / "pbx0" / "voicemail" / "1002" / "greeting.wav"
+        await until(greeting.exists, "the greeting to be saved")
+
+        # the next caller hears 1002's greeting: its tone
+        assert (await a.call("1002")).status == 200
+        await starts_hearing(a, TONE_B, timeout=5)
+        assert (await a.hangup()).status == 200
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_the_mailbox_menu_deletes_a_message(start_pbx: Start, tmp_path: Path) -> None:
+    vm = {"voicemail": True, "vm_pin": "42", "ring_timeout": 1}
+    pbx = await start_media_pbx(start_pbx, tmp_path,
+                                adjust=configure(extensions={"1002": vm}))
+    await pbx.login()
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B, register=False)
+    try:
+        assert (await a.call("1002")).status == 200
+        await a.send_dtmf("#")  # (skips the greeting)
+        await starts_hearing(a, BEEP, timeout=5)
+        await asyncio.sleep(2.0)
+        assert (await a.hangup()).status == 200  # hanging up ends the message too
+
+        async def messages() -> list[Any]:
+            answer = (await pbx.post("voicemail/query", {"extid": "1002"})).json()
+            return [m for box in answer.get("voicemails", []) for m in box["voicemail"]]
+
+        async def one() -> bool:
+            return len(await messages()) == 1
+        await pbx.wait_for(one, timeout=10, what="the message")
+        # *98: which mailbox, its PIN, the message, 7 deletes it
+        assert (await b.call("*98")).status == 200
+        await hears_sound(b)
+        await b.send_keys("1002#")
+        await asyncio.sleep(0.5)
+        await b.send_keys("42#")
+        await starts_hearing(b, TONE_A, timeout=15)  # the message
+        await b.send_dtmf("7")
+        await b.wait_ended(timeout=15)  # "deleted", no more, goodbye
+
+        async def none() -> bool:
+            return await messages() == []
+        await pbx.wait_for(none, timeout=5, what="the message deleted")
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_the_mobile_rings_with_the_extension(start_pbx: Start, tmp_path: Path) -> None:
+    carrier_port = free_port()
+    mobile = {"mobile": "5550177", "mobile_prefix": "9", "ring_mobile": True}
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", carrier_port)],
+                                adjust=configure(extensions={"1002": mobile}))
+    await pbx.login()
+    a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B, answer_delay=30)
+    carrier = await AudioPhone.carrier(pbx.sip_address, carrier_port, tone=TONE_C,
+                                       answer_delay=0.5)
+    try:
+        assert (await a.call("1002")).status == 200
+        assert len(b.incoming) == 1 and len(carrier.incoming) == 1
+        assert carrier.incoming[0].uri.startswith("sip:5550177@")
+        await until(lambda: b.cancelled == 1, "the desk phone's CANCEL")
+        await hear_each_other(a, TONE_A, carrier, TONE_C)
+        [outbound] = await pbx.outbound()
+        assert outbound["from"] == "1002" and outbound["to"] == "5550177", outbound
+        assert (await a.hangup()).status == 200
+        await carrier.wait_ended()
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        for phone in (a, b, carrier):
             await phone.stop()

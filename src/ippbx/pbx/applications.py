@@ -197,7 +197,7 @@ class Applications:
             if keys:
                 key = await self.key(bridge, seconds + TAIL)
                 if key is not None:
-                    media.stop_playing(bridge.call.callid, bridge.call.caller.id)
+                    await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
                     return key
             else:
                 await self._pause(bridge, seconds + TAIL)
@@ -363,8 +363,12 @@ class Applications:
                 return
         messages = sorted(self.mailboxes.messages(mailbox), key=lambda m: m.heard)
         new = sum(1 for m in messages if not m.heard)
-        if not messages:
+        if not messages:  # (the greeting can still be recorded)
             await self.play(bridge, ["vm-no-messages"], keys=False)
+            key = await self.play(bridge, ["vm-menu"]) or await self.key(bridge, MENU_SECONDS)
+            if key == "5":
+                await self._record_greeting(bridge, mailbox)
+                return
         elif new:
             await self.play(bridge, ["vm-you-have", *self._say_number(new), "vm-new-messages"])
         index = 0

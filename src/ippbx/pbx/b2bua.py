@@ -846,7 +846,7 @@ class B2BUA:
                 self.registry.end_leg(leg.id, 487)
             return None
         if self.media is not None:  # the application's player is done with the caller
-            self.media.stop_playing(bridge.call.callid, bridge.call.caller.id)
+            self.spawn(self.media.stop_playing(bridge.call.callid, bridge.call.caller.id))
         self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         self._keep(bridge, response, False)

@@ -193,10 +193,10 @@ class MediaAnchor:
             log.warning("media engine: playing %s to %s failed (%s)", file, party, exc)
             return None
 
-    def stop_playing(self, call_id: str, party: str) -> None:
-        """Stop what is being played to `party` (in the background)."""
+    async def stop_playing(self, call_id: str, party: str) -> None:
+        """Stop what is being played to `party` (before what is played next)."""
         if call_id in self._anchored:
-            self._spawn(self._quietly(self.control.stop_media(call_id, party)))
+            await self._quietly(self.control.stop_media(call_id, party))
 
     def stop_recording(self, call_id: str) -> None:
         """Record no more of the call (what was recorded is kept, made into the
