@@ -30,6 +30,10 @@ class FakeNet:
         self.endpoints: dict[tuple[str, int], FakeTransport] = {}
         self.log: list[tuple[Peer, Peer, Msg]] = []  # (from, to, message as parsed)
         self.drop: Callable[[Msg, Peer], bool] | None = None
+        # more messages than this on the net is a storm (requests back and forth for
+        # ever): the net carries no more (a test then sees `stormed`; None: no limit)
+        self.max_messages: int | None = None
+        self.stormed = False
 
     def sent(self, pred: Callable[[Msg], bool]) -> list[Msg]:
         return [m for _, _, m in self.log if pred(m)]
@@ -55,6 +59,9 @@ class FakeTransport:
         data = message.to_bytes()
         me = Peer(self.local_host, self.local_port, dest.transport)
         parsed = parse_message(data)
+        if self.net.max_messages is not None and len(self.net.log) >= self.net.max_messages:
+            self.net.stormed = True
+            return
         self.net.log.append((me, dest, parsed))
         if self.net.drop is not None and self.net.drop(parsed, dest):
             return

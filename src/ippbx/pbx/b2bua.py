@@ -748,7 +748,17 @@ class B2BUA:
         call, caller = bridge.call, bridge.call.caller
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        bridge.b_asked = self.session_expires  # (what each INVITE asks: offer_headers)
         ringing: dict[asyncio.Future[Response], tuple[Attempt, ClientInvite]] = {}
+        invites: dict[str, Request] = {}  # leg id → its INVITE (for a challenge)
+
+        def send(attempt: Attempt, invite: Request) -> None:
+            holder: list[ClientInvite] = []
+            ci = self.ua.invite(invite, attempt.dest, on_provisional=partial(
+                self._fork_ringing, bridge, attempt.leg, holder))
+            holder.append(ci)
+            ringing[asyncio.ensure_future(ci.final())] = (attempt, ci)
+
         for attempt in attempts:
             if bridge.gave_up or bridge.ended:
                 break
@@ -757,11 +767,8 @@ class B2BUA:
                                        attempt.from_user, attempt.leg.to_number,
                                        max_forwards, attempt.trunk)
             self.registry.add_branch(call, attempt.leg)
-            holder: list[ClientInvite] = []
-            ci = self.ua.invite(invite, attempt.dest, on_provisional=partial(
-                self._fork_ringing, bridge, attempt.leg, holder))
-            holder.append(ci)
-            ringing[asyncio.ensure_future(ci.final())] = (attempt, ci)
+            invites[attempt.leg.id] = invite
+            send(attempt, invite)
         statuses: list[int] = []
         winner: tuple[Attempt, ClientInvite, Response] | None = None
         aborted = asyncio.ensure_future(bridge.abort_event().wait())
@@ -784,6 +791,12 @@ class B2BUA:
                     elif response.status < 300:  # (a second answer at the same moment)
                         self._drop_late_answer(ci, final)  # type: ignore[arg-type]
                         self.registry.end_leg(attempt.leg.id, 487)
+                    elif response.status in (401, 407) and attempt.trunk is not None \
+                            and attempt.trunk.username and attempt.leg.id in invites:
+                        # a register trunk's challenge (the mobile's leg): once, answered
+                        first = invites.pop(attempt.leg.id)
+                        send(attempt, self.auth.answer_challenge(first, response,
+                                                                 attempt.trunk))
                     else:
                         statuses.append(response.status)
                         if attempt.leg.live:

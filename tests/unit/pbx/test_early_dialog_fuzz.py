@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import selectors
 from dataclasses import dataclass
 
 import pytest
@@ -59,6 +58,7 @@ from pbx_stack import (
     until,
 )
 from sip_net import T1, FakeNet, settled
+from virtual_time import VirtualClockLoop, assert_quiet, unanswered
 
 from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog
@@ -70,41 +70,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 NUMBER = "5551234"  # dialled as 9 + NUMBER
 NO_ANSWER = 0.4  # seconds the PBX lets the carrier ring
 BOUND = 10.0  # seconds (virtual) anything may take: above the B2BUA's CANCEL grace (2 s)
-VIRTUAL_LIMIT = 300.0  # seconds (virtual) an example may run before it counts as a hang
 DTMF = (b"Signal=5\r\nDuration=160\r\n", [("Content-Type", "application/dtmf-relay")])
-
-
-# -- an event loop on virtual time ----------------------------------------------------------
-class _JumpingSelector(selectors.DefaultSelector):
-    """Polls without blocking; where the loop would wait, moves its clock on instead."""
-
-    def __init__(self, loop: VirtualClockLoop) -> None:
-        super().__init__()
-        self._clock = loop
-        self._tripped = False  # (said once: the runner's clean-up may still run timers)
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
-        if ready:
-            return ready
-        if timeout is None:
-            raise RuntimeError("a hang: every task waits and no timer is set")
-        self._clock.virtual_now += timeout
-        if self._clock.virtual_now > VIRTUAL_LIMIT and not self._tripped:
-            self._tripped = True
-            raise RuntimeError(f"a hang: still running after {VIRTUAL_LIMIT} s")
-        return ready
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose time passes only while it would wait (for a timer)."""
-
-    def __init__(self) -> None:
-        self.virtual_now = 0.0
-        super().__init__(_JumpingSelector(self))
-
-    def time(self) -> float:
-        return self.virtual_now
 
 
 # -- what hypothesis picks ------------------------------------------------------------------
@@ -314,20 +280,6 @@ class Carrier(Scripted):
 
 
 # -- one example ----------------------------------------------------------------------------
-def _key(message: Request | Response) -> tuple[str | None, tuple[int, str]]:
-    return message.top_via.branch, message.cseq
-
-
-def unanswered(net: FakeNet) -> list[Request]:
-    """The requests that reached ippbx and got no final response from it."""
-    answered = {_key(m) for src, _, m in net.log
-                if (src.host, src.port) == (PBX.host, PBX.port)
-                and isinstance(m, Response) and m.status >= 200}
-    return [m for _, dest, m in net.log
-            if (dest.host, dest.port) == (PBX.host, PBX.port) and isinstance(m, Request)
-            and m.method != "ACK" and _key(m) not in answered]
-
-
 def send_in_dialog(party: Scripted, dialog: Dialog | None, what: str,
                    ) -> asyncio.Task[Response | None] | None:
     """Send the request `what` names (METHOD or METHOD-variant) in `dialog`, a task for
@@ -464,11 +416,6 @@ def run(scenario: Scenario) -> FakeNet:
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         runner.run(main())
     return world.net
-
-
-def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
-    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
-    assert noisy == [], [r.getMessage() for r in noisy]
 
 
 def test_random_early_dialogs_leave_nothing_behind(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,74 @@
+"""Running SIP examples on virtual time, and what every such example must show.
+
+`VirtualClockLoop` is an event loop whose clock jumps to the next timer whenever nothing
+is ready (the in-memory net never needs waiting for), so SIP timers, ring timeouts and
+prompt lengths cost no wall-clock time and nothing depends on the machine's speed; a
+loop left with nothing to wait for (every task blocked, no timer set: a hang) raises.
+`unanswered(net)` lists the requests that reached the PBX without a final response;
+`assert_quiet(caplog)` fails on anything logged at ERROR or with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import selectors
+
+import pytest
+from pbx_stack import PBX
+from sip_net import FakeNet
+
+from ippbx.sip.message import Request, Response
+
+VIRTUAL_LIMIT = 300.0  # seconds (virtual) an example may run before it counts as a hang
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """Polls without blocking; where the loop would wait, moves its clock on instead."""
+
+    def __init__(self, loop: VirtualClockLoop) -> None:
+        super().__init__()
+        self._clock = loop
+        self._tripped = False  # (said once: the runner's clean-up may still run timers)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
+        if ready:
+            return ready
+        if timeout is None:
+            raise RuntimeError("a hang: every task waits and no timer is set")
+        self._clock.virtual_now += timeout
+        if self._clock.virtual_now > VIRTUAL_LIMIT and not self._tripped:
+            self._tripped = True
+            raise RuntimeError(f"a hang: still running after {VIRTUAL_LIMIT} s")
+        return ready
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time passes only while it would wait (for a timer)."""
+
+    def __init__(self) -> None:
+        self.virtual_now = 0.0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.virtual_now
+
+
+def _key(message: Request | Response) -> tuple[str | None, tuple[int, str]]:
+    return message.top_via.branch, message.cseq
+
+
+def unanswered(net: FakeNet) -> list[Request]:
+    """The requests that reached ippbx and got no final response from it."""
+    answered = {_key(m) for src, _, m in net.log
+                if (src.host, src.port) == (PBX.host, PBX.port)
+                and isinstance(m, Response) and m.status >= 200}
+    return [m for _, dest, m in net.log
+            if (dest.host, dest.port) == (PBX.host, PBX.port) and isinstance(m, Request)
+            and m.method != "ACK" and _key(m) not in answered]
+
+
+def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert noisy == [], [r.getMessage() for r in noisy]
