@@ -18,6 +18,7 @@ from typing import Any
 
 from audio_phone import AudioPhone
 from pbx_harness import Start, TrunkSpec
+from reports_harness import Receiver
 from rtp_audio import dominant_frequency, read_wav, rms_dbfs
 from sipp_harness import free_port
 from test_media_calls import (
@@ -90,7 +91,8 @@ async def test_ivr_call_from_a_trunk_keys_1_and_talks_to_1002(start_pbx: Start,
     carrier_port = free_port()
     pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", carrier_port)],
                                 adjust=configure([IVR], inbound="ivr:6000"))
-    await pbx.login()
+    receiver = await Receiver().start()
+    await pbx.login(report_port=receiver.port)
     carrier = await AudioPhone.carrier(pbx.sip_address, carrier_port, tone=TONE_A)
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
     try:
@@ -106,11 +108,21 @@ async def test_ivr_call_from_a_trunk_keys_1_and_talks_to_1002(start_pbx: Start,
         assert inbound[0]["status"] == "Talking", inbound
         assert (await carrier.hangup()).status == 200
         await b.wait_ended()
+        # the reports: the key (DTMF, the inbound party), 1002's answer, an answered CDR
+        await until(lambda: reports(receiver, "NewCdr"), "the NewCdr")
+        [key] = reports(receiver, "DTMF")
+        assert key["info"] == "1" and key["inbound"]["from"] == carrier.user, key
+        answers = reports(receiver, "ANSWER")  # (callee side, then caller side)
+        assert answers and {r["ext"]["extid"] for r in answers} == {"1002"}, answers
+        assert reports(receiver, "CallFailed") == []
+        [record] = reports(receiver, "NewCdr")
+        assert record["status"] == "ANSWERED" and record["type"] == "Inbound", record
         await no_engine_calls(pbx)
         await pbx.stop()
     finally:
         await carrier.stop()
         await b.stop()
+        await receiver.stop()
 
 
 async def test_ivr_without_a_key_goes_to_its_default_and_info_keys_work(
@@ -147,7 +159,8 @@ async def test_unanswered_call_leaves_a_message_that_the_mailbox_plays_back(
     vm = {"voicemail": True, "vm_pin": "1234", "ring_timeout": 2}
     pbx = await start_media_pbx(start_pbx, tmp_path,
                                 adjust=configure(extensions={"1002": vm}))
-    await pbx.login()
+    receiver = await Receiver().start()
+    await pbx.login(report_port=receiver.port)
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B, answer_delay=60)
     try:
@@ -173,6 +186,10 @@ async def test_unanswered_call_leaves_a_message_that_the_mailbox_plays_back(
         assert 1 <= int(message["voicemaillength"]) <= 4, message
         await until(lambda: any(b"Messages-Waiting: yes" in n.body for n in b.notifies),
                     "message waiting NOTIFY to 1002")
+        # a call that reached the mailbox did not fail: its CDR says VOICEMAIL
+        await until(lambda: reports(receiver, "NewCdr"), "the NewCdr")
+        assert reports(receiver, "CallFailed") == []
+        assert reports(receiver, "NewCdr")[0]["status"] == "VOICEMAIL"
 
         key = (await pbx.post("voicemail/get_random", {
             "extid": "1002", "voicemailfile": message["voicemailfile"]})).json()
@@ -197,6 +214,11 @@ async def test_unanswered_call_leaves_a_message_that_the_mailbox_plays_back(
     finally:
         await a.stop()
         await b.stop()
+        await receiver.stop()
+
+
+def reports(receiver: Receiver, action: str) -> list[dict[str, Any]]:
+    return [g.body for g in receiver.got if g.body.get("action") == action]
 
 
 def group(strategy: str, **more: Any) -> dict[str, Any]:
@@ -208,6 +230,8 @@ async def test_ringall_rings_both_the_first_to_answer_takes_it(start_pbx: Start,
                                                               tmp_path: Path) -> None:
     pbx = await start_media_pbx(start_pbx, tmp_path,
                                 adjust=configure(groups=[group("ringall")]))
+    receiver = await Receiver().start()
+    await pbx.login(report_port=receiver.port)
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B, answer_delay=1.0)
     c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_C, answer_delay=30)
@@ -220,11 +244,20 @@ async def test_ringall_rings_both_the_first_to_answer_takes_it(start_pbx: Start,
         assert call.callee is not None and call.callee.extension == "1002"
         assert (await a.hangup()).status == 200
         await b.wait_ended()
+        # both members' phones rang (RING), the one that answered is named (ANSWER)
+        await until(lambda: reports(receiver, "NewCdr"), "the NewCdr")
+        rang = {r["ext"]["extid"][0] for r in reports(receiver, "RING")}
+        assert rang == {"1002", "1003"}, reports(receiver, "RING")
+        assert {tuple(r["ext"]["extid"]) for r in reports(receiver, "ANSWER")} \
+            == {("1002", "1001"), ("1001", "1002")}
+        [record] = reports(receiver, "NewCdr")
+        assert record["status"] == "ANSWERED" and record["callto"] == "6300", record
         await no_engine_calls(pbx)
         await pbx.stop()
     finally:
         for phone in (a, b, c):
             await phone.stop()
+        await receiver.stop()
 
 
 async def test_sequential_rings_in_turn_and_fails_over_to_voicemail(

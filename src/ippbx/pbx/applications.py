@@ -111,14 +111,17 @@ class Applications:
                   depth: int) -> int | None:
         if not bridge.answered_by_pbx and not await self.answer(bridge):
             return 503 if not bridge.gave_up else 487
-        registry = self.b2bua.registry
-        registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
+        registry, call = self.b2bua.registry, bridge.call
+        registry.set_status(call.caller.id, LegStatus.TALKING)
+        if call.answered is None:  # (answered by ippbx: a connected call, no CallFailed)
+            call.answered = call.caller.answered
         if isinstance(destination, ToIvr):
             # (in the menu, the caller waits: `Wait`, its callee the IVR)
             bridge.call.application = f"ivr:{destination.number}"
             registry.set_status(bridge.call.caller.id, LegStatus.WAIT)
             return await self._ivr(bridge, self.ivrs[destination.number], max_forwards, depth)
         if isinstance(destination, ToVoicemail):
+            call.application = f"voicemail:{destination.mailbox}"  # (its CDR: VOICEMAIL)
             await self._leave_message(bridge, destination.mailbox)
         elif isinstance(destination, ToMailbox):
             await self._mailbox_menu(bridge, destination.mailbox)

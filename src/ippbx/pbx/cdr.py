@@ -41,6 +41,7 @@ ANSWERED = "ANSWERED"
 NO_ANSWER = "NO ANSWER"
 BUSY = "BUSY"
 FAILED = "FAILED"
+VOICEMAIL = "VOICEMAIL"  # the caller was put through to a mailbox (and left a message)
 
 _BUSY_CAUSES = frozenset({486, 600})
 _NO_ANSWER_CAUSES = frozenset({408, 480, 487, 603})
@@ -117,7 +118,8 @@ def from_call(call: Call) -> CdrRecord:
         callto=callto,
         duration=_seconds(end - call.created),
         talk=_seconds(end - call.answered) if call.answered is not None else 0,
-        status=status_for(answered, None if answered else failure_cause(call)),
+        status=VOICEMAIL if call.application.startswith("voicemail:")
+        else status_for(answered, None if answered else failure_cause(call)),
         type=call_type.value,
         src_trunk=(inbound.trunk or "") if inbound is not None else "",
         dst_trunk=(outbound.trunk or "") if outbound is not None else "",

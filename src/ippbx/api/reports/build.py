@@ -7,7 +7,8 @@ Yeastar `call:[…]` form. Theory of operation, per event:
 - Any call event: ExtensionStatus for each extension whose state changed
   (`ippbx.pbx.extension_state`, the machine the queries read too): before the call's own
   reports when a call starts, rings or is answered, after them when a leg or the call ends.
-- LegRinging (a callee leg's or a transfer target's first 180/183): ALERT, RING.
+- LegRinging (a callee leg's or a transfer target's first 180/183): ALERT, RING (for
+  callee legs ringing at once, a ring group's, RING for each and one ALERT).
 - LegStatusChanged (that leg Progress → Talking): ALERT and RING first if the leg never
   rang (so RING always brings the ids), then ANSWER, ANSWERED.
 - LegEnded of an answered leg while the call is answered: BYE, the ended leg's party first
@@ -178,8 +179,8 @@ class ReportBuilder:
     def _placed(call: Call, leg: Leg) -> Leg | None:
         """The party that hears ringback while `leg` (a callee leg or a transfer target)
         rings: the other side of the call; None for any other leg."""
-        if leg is call.callee:
-            return call.caller
+        if leg is call.callee or (call.branches and leg in call.branches):
+            return call.caller  # (a ring group's members ring at once: each is a callee)
         if leg.replaces and leg is call.caller:
             return call.callee
         return None
@@ -189,8 +190,10 @@ class ReportBuilder:
         if other is None:
             return []
         caller, callee = party(call, other), party(call, leg)
-        return [Report(Action.ALERT, call.callid, (caller,)),
-                Report(Action.RING, call.callid, (callee, caller))]
+        ring = Report(Action.RING, call.callid, (callee, caller))
+        if call.branches and any(b.ringing is not None for b in call.branches if b is not leg):
+            return [ring]  # (the caller hears ringback once: one ALERT)
+        return [Report(Action.ALERT, call.callid, (caller,)), ring]
 
     def _answered(self, call: Call, leg: Leg, old: str) -> list[Report]:
         other = self._placed(call, leg)
