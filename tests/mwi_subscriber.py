@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 
+from sip_net import register_request
+
 from ippbx.pbx.auth import next_attempt
 from ippbx.sip.dialog import Dialog, DialogStore
 from ippbx.sip.digest import answer_challenge
@@ -138,15 +140,7 @@ class Subscriber:
             self.dialogs.pending[(request.call_id, request.from_.tag or "")] = request
 
     async def register(self, expires: int = 300) -> Response:
-        aor = f"sip:{self.number}@{self.domain}"
-        request = Request("REGISTER", f"sip:{self.domain}", [
-            ("From", f"<{aor}>;tag={self.ua.new_tag()}"),
-            ("To", f"<{aor}>"),
-            ("Call-ID", self.ua.new_call_id()),
-            ("CSeq", "1 REGISTER"),
-            ("Contact", f"<{self.ua.contact_uri(self.number)}>"),
-            ("Expires", str(expires)),
-        ])
+        request = register_request(self.ua, self.number, self.domain, expires)
         return (await self._authenticated(request))[1]
 
     async def subscribe(self, mailbox: str = "", expires: int | None = 3600,

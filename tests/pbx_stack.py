@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sip_net import WAIT, FakeNet, make_ua, settled, until
+from sip_net import WAIT, FakeNet, make_ua, register_request, settled, until
 
 from ippbx.config import Config, parse_config
 from ippbx.pbx import events
@@ -276,15 +276,7 @@ class Party:
         """REGISTER our contact for our extension (or `aor_user`'s address), answering
         the 401 with our extension's credentials."""
         assert self.number
-        aor = f"sip:{aor_user or self.number}@{DOMAIN}"
-        request = Request("REGISTER", f"sip:{DOMAIN}", [
-            ("From", f"<{aor}>;tag={self.ua.new_tag()}"),
-            ("To", f"<{aor}>"),
-            ("Call-ID", self.ua.new_call_id()),
-            ("CSeq", "1 REGISTER"),
-            ("Contact", f"<{self.ua.contact_uri(self.number)}>"),
-            ("Expires", str(expires)),
-        ])
+        request = register_request(self.ua, self.number, DOMAIN, expires, aor_user)
         first = await asyncio.wait_for(self.ua.request(request, self.pbx), WAIT)
         assert first.status == 401, first
         retry = next_attempt(request)

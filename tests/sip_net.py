@@ -107,3 +107,18 @@ async def until(predicate: Callable[[], object], what: str, timeout: float = WAI
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.001)
+
+
+def register_request(ua: UserAgent, number: str, domain: str, expires: int = 300,
+                     aor_user: str = "") -> Request:
+    """A phone's REGISTER of its contact on `ua` for extension `number` (the address of
+    record `aor_user`'s, if given), before any challenge."""
+    aor = f"sip:{aor_user or number}@{domain}"
+    return Request("REGISTER", f"sip:{domain}", [
+        ("From", f"<{aor}>;tag={ua.new_tag()}"),
+        ("To", f"<{aor}>"),
+        ("Call-ID", ua.new_call_id()),
+        ("CSeq", "1 REGISTER"),
+        ("Contact", f"<{ua.contact_uri(number)}>"),
+        ("Expires", str(expires)),
+    ])

@@ -39,6 +39,7 @@ import secrets
 from types import TracebackType
 
 from rtp_audio import Media, RtpEndpoint, parse_media, sdp_answer, sdp_offer
+from sip_net import register_request
 
 from ippbx.pbx.auth import next_attempt
 from ippbx.sip.dialog import Dialog
@@ -195,15 +196,7 @@ class AudioPhone:
     # -- registering ---------------------------------------------------------------------
     async def register(self, expires: int = 300) -> Response:
         """REGISTER our contact for our extension, answering the challenge."""
-        aor = f"sip:{self.number}@{self.domain}"
-        request = Request("REGISTER", f"sip:{self.domain}", [
-            ("From", f"<{aor}>;tag={self.ua.new_tag()}"),
-            ("To", f"<{aor}>"),
-            ("Call-ID", self.ua.new_call_id()),
-            ("CSeq", "1 REGISTER"),
-            ("Contact", f"<{self.ua.contact_uri(self.number)}>"),
-            ("Expires", str(expires)),
-        ])
+        request = register_request(self.ua, self.number, self.domain, expires)
         response = await asyncio.wait_for(self.ua.request(request, self.pbx), WAIT)
         if response.status in (401, 407):
             retry = with_credentials(request, response, self.number, self.password)

@@ -107,7 +107,7 @@ async def test_ivr_query_xml(ivr_api: ApiHarness) -> None:
 
 
 async def test_no_ivrs(api: ApiHarness) -> None:
-    assert not api.ctx.config.ivrs  # (the demo config)
+    api.ctx.config = api.ctx.config.model_copy(update={"ivrs": []})  # (the demo has one)
     assert json.loads(await ask(api, "v0.0.1", None)) == {"status": "Success", "ivr": []}
     assert await ask(api, "v0.0.1", None, "xml") == (
         DECL + b"<xml>\n    <status>Success</status>\n    <ivr></ivr>\n</xml>\n")

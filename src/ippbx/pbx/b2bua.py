@@ -20,10 +20,20 @@ callee leg ending and a new one taking its place; a loop or more than three redi
 fail the call (482). With `[calls] redirects = "relay"` the 3xx goes to the caller
 instead, its Contacts pointing at the same numbers through ippbx (`pbx/redirects.py`).
 
+Where a call goes is the dial plan's decision (`pbx/dialplan.py`), carried out by
+`deliver`: an extension rings as its settings say (do-not-disturb, forwarding always /
+on busy / on no answer, its ring timeout, every phone it registered and its mobile at
+once, its mailbox when nobody answers); a ring group rings its free members all at once
+or in turn, then its failover; trunks in failover order; IVRs, mailboxes and feature
+codes are applications that answer the caller themselves (`pbx/applications.py`). A
+party reached after that (an IVR's choice) is bridged without a new answer to the
+caller. Several INVITEs at once are a fork (`_fork`): the caller hears one 180, the
+first 2xx wins, the others are CANCELled.
+
 The public methods that are not `on_request` (new_bridge, build_invite, send_invite,
-place_leg, call_extension, call_trunks, remember, bye, detach, release, hangup_side,
-teardown, spawn) are the primitives `control.py` builds hang-up, hold, transfer and
-click-to-call on.
+place_leg, deliver, call_extension, call_trunks, remember, bye, detach, release,
+hangup_side, teardown, fail, spawn, digit) are the primitives `control.py` and the
+applications build hang-up, hold, transfer, click-to-call and the menus on.
 
 Failures as the caller sees them: 404 no route, 403 route not allowed, 480 callee not
 registered or not answering, 486 busy (relayed), 503 every trunk failed, 483 when
@@ -480,17 +490,22 @@ class B2BUA:
         ext = self._extensions.get(number)
         if with_mobile and ext is not None and ext.ring_mobile and ext.mobile:
             routed = self.dialplan.route_outbound(number, ext.mobile_prefix + ext.mobile)
-            if isinstance(routed, ToTrunks):
-                trunk = next((t for name in routed.trunks
-                              if (t := self.trunks.get(name)) is not None
-                              and self.trunks.has_capacity(t)), None)
-                if trunk is not None:
-                    dest = self.trunks.destination(trunk)
-                    uri = f"sip:{routed.number}@{uri_host(dest.host)}:{dest.port}"
-                    leg = Leg(LegKind.TRUNK, number, routed.number, trunk=trunk.name)
-                    attempts.append(Attempt(leg, uri, dest, trunk.callerid or presented,
-                                            trunk))
+            found = self.free_trunk(routed) if isinstance(routed, ToTrunks) else None
+            if found is not None:
+                trunk, dest, uri = found
+                leg = Leg(LegKind.TRUNK, number, routed.number, trunk=trunk.name)
+                attempts.append(Attempt(leg, uri, dest, trunk.callerid or presented, trunk))
         return attempts
+
+    def free_trunk(self, plan: ToTrunks) -> tuple[Trunk, Peer, str] | None:
+        """The first of `plan`'s trunks with a free channel: it, where its INVITE goes,
+        and the Request-URI for `plan`'s number; None if none is free."""
+        for name in plan.trunks:
+            trunk = self.trunks.get(name)
+            if trunk is not None and self.trunks.has_capacity(trunk):
+                dest = self.trunks.destination(trunk)
+                return trunk, dest, f"sip:{plan.number}@{uri_host(dest.host)}:{dest.port}"
+        return None
 
     async def call_extension(self, bridge: Bridge, number: str, max_forwards: int,
                              depth: int = 0) -> int | None:

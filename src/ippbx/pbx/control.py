@@ -54,7 +54,6 @@ from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import REASONS, Request, Response
 from ippbx.sip.ua import ServerRequest
-from ippbx.sip.uri import uri_host
 from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
@@ -428,13 +427,10 @@ class CallControl:
         routed = b2bua.dialplan.route_outbound(fromext, number)
         _check(routed)
         assert isinstance(routed, ToTrunks)
-        trunk = next((t for name in routed.trunks
-                      if (t := b2bua.trunks.get(name)) is not None
-                      and b2bua.trunks.has_capacity(t)), None)
-        if trunk is None:
+        found = b2bua.free_trunk(routed)
+        if found is None:
             raise ControlError(ControlError.NO_ROUTE)
-        dest = b2bua.trunks.destination(trunk)
-        uri = f"sip:{routed.number}@{uri_host(dest.host)}:{dest.port}"
+        trunk, dest, uri = found
         presented = trunk.callerid or fromext or "ippbx"
         leg = Leg(LegKind.TRUNK, fromext or presented, routed.number, trunk=trunk.name,
                   outgoing=True)

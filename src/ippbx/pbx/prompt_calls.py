@@ -29,7 +29,6 @@ from ippbx.pbx.calls import Leg, LegKind, LegStatus
 from ippbx.pbx.control import AUTO_ANSWER_HEADERS
 from ippbx.pbx.dialplan import Refused, ToTrunks
 from ippbx.sip.message import Request
-from ippbx.sip.uri import uri_host
 from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
@@ -116,13 +115,10 @@ class PromptCalls:
         if isinstance(destination, Refused):
             raise PromptError(PromptError.NOT_PERMITTED if destination.sip_status == 403
                               else PromptError.NO_ROUTE)
-        trunk = next((t for name in destination.trunks
-                      if (t := b2bua.trunks.get(name)) is not None
-                      and b2bua.trunks.has_capacity(t)), None)
-        if trunk is None:
+        found = b2bua.free_trunk(destination)
+        if found is None:
             raise PromptError(PromptError.NO_ROUTE)
-        dest = b2bua.trunks.destination(trunk)
-        uri = f"sip:{destination.number}@{uri_host(dest.host)}:{dest.port}"
+        trunk, dest, uri = found
         leg = Leg(LegKind.TRUNK, trunk.callerid or "ippbx", destination.number,
                   trunk=trunk.name, outgoing=True)
         return self._start(leg, uri, dest, trunk, files, prompts, False, destination)
