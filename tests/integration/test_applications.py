@@ -463,6 +463,10 @@ async def test_the_mailbox_menu_deletes_a_message(start_pbx: Start, tmp_path: Pa
         async def one() -> bool:
             return len(await messages()) == 1
         await pbx.wait_for(one, timeout=10, what="the message")
+        # 1002's phone registers: it is told at once that a message waits
+        assert (await b.register()).status == 200
+        await until(lambda: any(b"Messages-Waiting: yes" in n.body for n in b.notifies),
+                    "message waiting NOTIFY at registration")
         # *98: which mailbox, its PIN, the message, 7 deletes it
         assert (await b.call("*98")).status == 200
         await hears_sound(b)
@@ -476,6 +480,8 @@ async def test_the_mailbox_menu_deletes_a_message(start_pbx: Start, tmp_path: Pa
         async def none() -> bool:
             return await messages() == []
         await pbx.wait_for(none, timeout=5, what="the message deleted")
+        await until(lambda: b"Messages-Waiting: no" in b.notifies[-1].body,
+                    "the light off once the message is deleted")
         await no_engine_calls(pbx)
         await pbx.stop()
     finally:

@@ -323,6 +323,12 @@ class MessageWaiting:
                 self._pushing[key] = False
                 self._spawn(self._push(key, binding))
 
+    def registered(self, mailbox: str) -> None:
+        """A phone of `mailbox`'s extension registered where none was: if the mailbox
+        holds messages, its phones hear so (as on a change), not only at the next one."""
+        if not self._stopped and self.counts(mailbox) != (0, 0):
+            self.changed(mailbox)
+
     # -- lifetime of a subscription ---------------------------------------------------------
     def _arm(self, sub: _Subscription, seconds: float) -> None:
         if sub.timer is not None:

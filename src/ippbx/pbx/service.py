@@ -119,6 +119,7 @@ class PbxService:
             unsolicited=config.voicemail.unsolicited_mwi, clock=clock,
             mailboxes=frozenset(e.number for e in config.extensions))
         self.mailboxes.on_change = self.mwi.changed
+        self.registrar.on_change = self._registration_changed
         self.b2bua.on_subscribe = self.mwi.on_subscribe
         self.registrations = [
             TrunkRegistration(trunk, self.trunks, self.ua)
@@ -126,6 +127,11 @@ class PbxService:
         ]
         self._sweeper: asyncio.Task[None] | None = None
         self._leftovers: asyncio.Task[int] | None = None
+
+    def _registration_changed(self, extension: str, registered: bool) -> None:
+        self.registry.registration_changed(extension, registered)
+        if registered:  # (its message-waiting light, if the mailbox holds messages)
+            self.mwi.registered(extension)
 
     def _on_message(self, message: object, source: object) -> None:
         self.ua.receive(message, source)  # type: ignore[arg-type]
