@@ -6,8 +6,8 @@ what telephone audio ends up as anyway), written to `src/ippbx/prompts/` (or the
 directory given as the only argument). Speech is espeak-ng's synthetic en-us voice at
 150 words a minute, taken by sox down to 8 kHz, with its leading and trailing silence
 trimmed and its peak normalised to -3 dBFS; nobody's recorded voice is in it, so the
-set is ours to ship. The beep is a sine computed below. Needs `espeak-ng` and `sox` on
-the PATH; `make prompts` runs it.
+set is ours to ship. The beep and the ringback are sines computed below. Needs
+`espeak-ng` and `sox` on the PATH; `make prompts` runs it.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ SPEECH: dict[str, str] = {
     "forward-off": "Call forwarding is off.",
     **{f"digit-{n}": word for n, word in enumerate(_DIGITS)},
 }
-# name -> (frequency in Hz, seconds, fade in and out in seconds)
-TONES: dict[str, tuple[float, float, float]] = {
-    "beep": (1000.0, 0.4, 0.01),
+# name -> (frequency in Hz, seconds, fade in and out in seconds, silence after it)
+TONES: dict[str, tuple[float, float, float, float]] = {
+    "beep": (1000.0, 0.4, 0.01, 0.0),
+    # the ringback a caller hears while ippbx rings a party for it (ETSI: 425 Hz, 1 s on,
+    # 4 s off), played over and over
+    "ringback": (425.0, 1.0, 0.01, 4.0),
 }
 NAMES = frozenset(SPEECH) | frozenset(TONES)
 
@@ -75,12 +78,14 @@ def tone_samples(freq: float, seconds: float, fade: float) -> array:
     return out
 
 
-def write_tone(path: Path, freq: float, seconds: float, fade: float) -> None:
+def write_tone(path: Path, freq: float, seconds: float, fade: float,
+               silence: float = 0.0) -> None:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(RATE)
-        wav.writeframes(tone_samples(freq, seconds, fade).tobytes())
+        wav.writeframes(tone_samples(freq, seconds, fade).tobytes()
+                        + bytes(2 * round(RATE * silence)))
 
 
 def write_speech(path: Path, text: str, scratch: Path) -> None:

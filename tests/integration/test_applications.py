@@ -34,6 +34,7 @@ from ippbx.config import Config
 
 TONE_C = 1000.0 + 170.0  # the third phone's (not the beep's 1000 Hz)
 BEEP = 1000.0  # the built-in beep before a recording
+RINGBACK = 425.0  # what a caller put through from a menu hears while the party rings
 
 
 def configure(ivrs: list[dict[str, Any]] | None = None,
@@ -352,13 +353,16 @@ async def test_calls_into_an_ivr_and_a_ring_group_from_the_api(start_pbx: Start,
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
     c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_C, answer_delay=30)
     try:
-        # ivr/dial_extension: 1002 answers into the menu, keys 3, talks to 1003
-        c.answer_delay = 0
+        # ivr/dial_extension: 1002 answers into the menu, keys 3, hears ringback while
+        # 1003 rings, then talks to it
+        c.answer_delay = 3.0
         answer = (await pbx.post("ivr/dial_extension", {"extid": "1002", "ivrid": "6000"}))
         assert answer.json()["status"] == "Success", answer.text
         await b.wait_established()
         await hears_sound(b)
         await b.send_dtmf("3")
+        await rings(c)
+        await starts_hearing(b, RINGBACK, timeout=2)
         await c.wait_established()
         await hear_each_other(b, TONE_B, c, TONE_C)
         assert (await b.hangup()).status == 200

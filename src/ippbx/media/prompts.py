@@ -13,7 +13,7 @@ from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "prompts"
 BUILTIN_PROMPTS = frozenset({
-    "welcome", "please-hold", "leave-message", "beep", "invalid", "goodbye",
+    "welcome", "please-hold", "leave-message", "beep", "ringback", "invalid", "goodbye",
     "vm-enter-mailbox", "vm-enter-pin", "vm-wrong-pin", "vm-you-have", "vm-new-messages",
     "vm-no-messages", "vm-message", "vm-menu", "vm-deleted", "vm-no-more",
     "vm-record-greeting", "vm-greeting-saved",

@@ -10,7 +10,8 @@ events or SIP INFO `application/dtmf-relay`, both queued on the bridge by
   times, then its default. A key with an option goes there; with `direct_dial`, keys
   that begin an extension's (or IVR's, ring group's) number are collected until the
   number is complete (2 s between keys, or `#`). The call is then put through from
-  here: the party that answers is bridged to the caller without a new answer to it
+  here, the caller hearing ringback (the built-in `ringback`) meanwhile: the party that
+  answers is bridged to the caller without a new answer to it
   (`B2BUA._answered_connected`).
 - Voicemail (a message for a mailbox): the mailbox's greeting (else the built-in
   `leave-message`), a beep, then the caller's audio is recorded by the engine until
@@ -62,6 +63,7 @@ PIN_SECONDS = 10.0  # to key a PIN or a mailbox number
 MENU_SECONDS = 6.0  # for a key after the mailbox menu
 GREETING_SECONDS = 60.0
 PIN_TRIES = 3
+RINGBACK_TIMES = 200  # the ringback's 5 s, over and over while a party rings (16 min)
 
 
 class MessageStore(Protocol):
@@ -109,7 +111,11 @@ class Applications:
     # -- the entry point ----------------------------------------------------------------
     async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
                   depth: int) -> int | None:
-        if not bridge.answered_by_pbx and not await self.answer(bridge):
+        media = self.b2bua.media
+        if bridge.answered_by_pbx:  # (from a menu: its ringback, if any, stops)
+            if media is not None:
+                await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
+        elif not await self.answer(bridge):
             return 503 if not bridge.gave_up else 487
         registry, call = self.b2bua.registry, bridge.call
         registry.set_status(call.caller.id, LegStatus.TALKING)
@@ -296,10 +302,11 @@ class Applications:
                 await self.play(bridge, ["goodbye"], keys=False)
             return destination.sip_status
         bridge.call.application = ""
-        path = self._file("please-hold")
+        path = self._file("ringback")
         if media is not None and path is not None and not isinstance(
-                destination, ToVoicemail | ToMailbox | ToIvr):
-            await media.play(bridge.call.callid, bridge.call.caller.id, str(path))
+                destination, ToVoicemail | ToMailbox | ToIvr):  # (until someone answers)
+            await media.play(bridge.call.callid, bridge.call.caller.id, str(path),
+                             RINGBACK_TIMES)
         return await self.b2bua.deliver(bridge, destination, max_forwards, depth + 1)
 
     # -- voicemail ----------------------------------------------------------------------

@@ -182,13 +182,14 @@ class MediaAnchor:
             return False
         return True
 
-    async def play(self, call_id: str, party: str, file: str) -> float | None:
-        """Play the WAV `file` once to `party`; how long it lasts (seconds), None if the
-        engine could not."""
+    async def play(self, call_id: str, party: str, file: str,
+                   times: int = 1) -> float | None:
+        """Play the WAV `file` to `party` (`times` over); how long it lasts once
+        (seconds), None if the engine could not."""
         if call_id not in self._anchored:
             return None
         try:
-            return await self.control.play_media(call_id, party, file, 1) / 1000
+            return await self.control.play_media(call_id, party, file, times) / 1000
         except self._errors as exc:
             log.warning("media engine: playing %s to %s failed (%s)", file, party, exc)
             return None

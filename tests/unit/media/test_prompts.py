@@ -50,6 +50,14 @@ def test_each_built_in_prompt_is_short_audible_telephone_audio(name: str) -> Non
     assert 0.5 * 32768 < peak < 32767, peak  # (about -3 dBFS, not clipped)
 
 
+def test_the_ringback_rings_one_second_in_five_at_425_hz() -> None:
+    samples = read_wav(BUILTIN_DIR / "ringback.wav")
+    assert samples.size == 5 * 8000
+    tone, pause = samples[: 8000], samples[8000:]
+    assert abs(dominant_frequency(tone) - 425.0) < 5
+    assert not pause.any()
+
+
 def test_the_beep_is_a_one_kilohertz_tone_with_soft_edges() -> None:
     samples = read_wav(BUILTIN_DIR / "beep.wav")
     assert abs(dominant_frequency(samples) - 1000.0) < 10
