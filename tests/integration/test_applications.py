@@ -291,6 +291,7 @@ async def test_sequential_rings_in_turn_and_fails_over_to_voicemail(
 
 async def test_dnd_and_forwarding_from_the_phone(start_pbx: Start, tmp_path: Path) -> None:
     pbx = await start_media_pbx(start_pbx, tmp_path)
+    await pbx.login()
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONE_A)
     b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B)
     c = await AudioPhone.extension(pbx.sip_address, "1003", tone=TONE_C)
@@ -302,6 +303,8 @@ async def test_dnd_and_forwarding_from_the_phone(start_pbx: Start, tmp_path: Pat
 
         await feature("*78")  # do not disturb
         assert (await a.call("1002")).status == 486
+        shown = (await pbx.post("extension/query", {"extid": "1002"})).json()
+        assert shown["extinfos"][0]["dnd"] == "on", shown
         await feature("*79")
         await feature("*721003")  # forward everything to 1003
         assert (await a.call("1002")).status == 200
