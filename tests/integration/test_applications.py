@@ -477,9 +477,7 @@ async def test_the_mailbox_menu_deletes_a_message(start_pbx: Start, tmp_path: Pa
         # *98: which mailbox, its PIN, the message, 7 deletes it
         assert (await b.call("*98")).status == 200
         await hears_sound(b)
-        await b.send_keys("1002#")
-        await asyncio.sleep(0.5)
-        await b.send_keys("42#")
+        await b.send_keys("1002#42#")  # (the PIN's keys wait for its prompt)
         await starts_hearing(b, TONE_A, timeout=15)  # the message
         await b.send_dtmf("7")
         await b.wait_ended(timeout=15)  # "deleted", no more, goodbye

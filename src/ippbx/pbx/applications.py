@@ -163,7 +163,8 @@ class Applications:
             b2bua.forget_early(bridge)
             ack = await a.acked()
             bridge.a = None
-            if ack is None:
+            if ack is None:  # never confirmed: its dialog is ours to end (BYE), as for
+                bridge.answered_by_pbx = True  # a call a party answered
                 return False
         elif bridge.originated and bridge.a_dialog is not None:
             b2bua.ua.ack(bridge.a_dialog, answer, headers)  # (its 2xx carried its offer)

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pbx_stack import EngineModel, Party, World, pbx_config, phone_host, timing, until
+from pbx_stack import EngineModel, Party, Pbx, World, pbx_config, phone_host, timing, until
 from sip_net import settled
 from virtual_time import VirtualClockLoop, assert_quiet, unanswered
 
@@ -119,11 +119,9 @@ class Callee(Party):
                 await self.hangup()
 
 
-async def play(world: World, s: Scenario, directory: Path) -> None:
-    config = app_config()
-    data = config.model_dump()
-    data["ring_groups"][0]["strategy"] = s.strategy
-    config = Config.model_validate(data)
+async def app_pbx(world: World, config: Config,
+                  directory: Path) -> tuple[Pbx, EngineModel, Store]:
+    """The PBX with its media on the modelled engine and the applications wired."""
     pbx = await world.start_pbx(timing(config, no_answer_seconds=3))
     engine = EngineModel(0.001)
     b2bua = pbx.b2bua
@@ -133,6 +131,16 @@ async def play(world: World, s: Scenario, directory: Path) -> None:
     b2bua.settings = features
     mailboxes = Mailboxes(directory, store)
     b2bua.apps = Applications(b2bua, config, mailboxes, features, lambda call, take: None)
+    return pbx, engine, store
+
+
+async def play(world: World, s: Scenario, directory: Path) -> None:
+    config = app_config()
+    data = config.model_dump()
+    data["ring_groups"][0]["strategy"] = s.strategy
+    config = Config.model_validate(data)
+    pbx, engine, store = await app_pbx(world, config, directory)
+    b2bua = pbx.b2bua
 
     caller = await world.phone("1001")
     for number, behaviour in zip(("1002", "1003"), s.phones, strict=True):
@@ -229,3 +237,26 @@ def test_a_ring_group_call_that_lasts_refreshes_its_sessions_calmly(
     answers = Phone(True, 200, 0.5, None)
     run(Scenario("6300", "ringall", (answers, ringing), (("", 1.0),), False), tmp_path)
     assert_quiet(caplog)
+
+
+def test_a_caller_that_never_acks_the_menus_answer_is_hung_up(tmp_path: Path) -> None:
+    """ippbx answered for the IVR; the caller never ACKs: its dialog is ended (BYE), as
+    for a call a party answered, and nothing is left."""
+    world = World()
+
+    async def main() -> None:
+        try:
+            pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
+            caller = await world.phone("1001")
+            out = await caller.call("6000")
+            final = await asyncio.wait_for(out.invite.final(), BOUND)
+            assert final.status == 200  # (and no ACK from us)
+            await caller.wait_for("BYE")
+            await pbx.idle()
+            await until(lambda: not engine.calls, "the engine's delete", BOUND)
+            store.close()
+        finally:
+            await world.stop()
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        runner.run(main())
