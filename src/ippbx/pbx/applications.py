@@ -63,6 +63,7 @@ PIN_SECONDS = 10.0  # to key a PIN or a mailbox number
 MENU_SECONDS = 6.0  # for a key after the mailbox menu
 GREETING_SECONDS = 60.0
 PIN_TRIES = 3
+KEYS_KEPT = 64  # keys a caller may press ahead of the application (more are dropped)
 RINGBACK_TIMES = 200  # the ringback's 5 s, over and over while a party rings (16 min)
 
 
@@ -143,7 +144,7 @@ class Applications:
         call = bridge.call
         offer = bridge.sdp.get("a", b"")
         if bridge.digits is None:
-            bridge.digits = asyncio.Queue()
+            bridge.digits = asyncio.Queue(KEYS_KEPT)
         if media is None or not offer:
             return False  # (a caller's INVITE without SDP: not answered by applications)
         to_player = await media.offer(call.callid, call.caller.id, PLAYER, offer)

@@ -1337,7 +1337,8 @@ class B2BUA:
         INFO): an application answering the call gets it."""
         bridge = self.bridges.get(callid)
         if bridge is not None and bridge.digits is not None and not bridge.ended \
-                and leg_id == bridge.call.caller.id and bridge.b_dialog is None:
+                and leg_id == bridge.call.caller.id and bridge.b_dialog is None \
+                and not bridge.digits.full():  # (a caller pressing keys by the thousand)
             bridge.digits.put_nowait(digit)
 
     def _info_digit(self, bridge: Bridge, sr: ServerRequest) -> bool:

@@ -37,7 +37,7 @@ from sip_net import settled
 from virtual_time import VirtualClockLoop, assert_quiet, unanswered
 
 from ippbx.config import Config
-from ippbx.pbx.applications import Applications
+from ippbx.pbx.applications import KEYS_KEPT, Applications
 from ippbx.pbx.extension_features import ExtensionFeatures
 from ippbx.pbx.mailboxes import Mailboxes
 from ippbx.pbx.media_anchor import MediaAnchor
@@ -252,6 +252,37 @@ def test_a_caller_that_never_acks_the_menus_answer_is_hung_up(tmp_path: Path) ->
             final = await asyncio.wait_for(out.invite.final(), BOUND)
             assert final.status == 200  # (and no ACK from us)
             await caller.wait_for("BYE")
+            await pbx.idle()
+            await until(lambda: not engine.calls, "the engine's delete", BOUND)
+            store.close()
+        finally:
+            await world.stop()
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        runner.run(main())
+
+
+def test_a_flood_of_keys_is_answered_and_kept_bounded(tmp_path: Path) -> None:
+    """A caller sends 300 keys (SIP INFO) while the mailbox menu speaks: each is
+    answered, at most KEYS_KEPT wait for the application, the call ends cleanly."""
+    world = World()
+
+    async def main() -> None:
+        try:
+            pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
+            caller = await world.phone("1001")
+            out = await caller.call("*97")
+            final = await asyncio.wait_for(out.final(), BOUND)
+            assert final.status == 200 and caller.dialog is not None
+            dialog = caller.dialog
+            answers = await asyncio.gather(*(
+                caller.ua.request_in_dialog(dialog, "INFO", b"Signal=5\r\n",
+                                            [("Content-Type", "application/dtmf-relay")])
+                for _ in range(300)))
+            assert {r.status for r in answers} == {200}
+            [bridge] = pbx.b2bua.bridges.values()
+            assert bridge.digits is not None and bridge.digits.qsize() <= KEYS_KEPT
+            await caller.hangup()
             await pbx.idle()
             await until(lambda: not engine.calls, "the engine's delete", BOUND)
             store.close()
