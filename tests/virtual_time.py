@@ -5,7 +5,8 @@ is ready (the in-memory net never needs waiting for), so SIP timers, ring timeou
 prompt lengths cost no wall-clock time and nothing depends on the machine's speed; a
 loop left with nothing to wait for (every task blocked, no timer set: a hang) raises.
 `unanswered(net)` lists the requests that reached the PBX without a final response;
-`assert_quiet(caplog)` fails on anything logged at ERROR or with a traceback.
+`assert_quiet(caplog)` fails on anything logged at ERROR or with a traceback;
+`run_world` runs one example on a fresh loop and stops its parties after it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import selectors
+from collections.abc import Awaitable, Callable
 
 import pytest
-from pbx_stack import PBX
+from pbx_stack import PBX, World
 from sip_net import FakeNet
 
 from ippbx.sip.message import Request, Response
@@ -72,3 +74,16 @@ def unanswered(net: FakeNet) -> list[Request]:
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
     noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert noisy == [], [r.getMessage() for r in noisy]
+
+
+def run_world(world: World, body: Callable[[], Awaitable[None]]) -> None:
+    """Run `body` on a fresh virtual-time loop, then stop `world`'s UAs whatever
+    happened."""
+    async def main() -> None:
+        try:
+            await body()
+        finally:
+            await world.stop()
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        runner.run(main())

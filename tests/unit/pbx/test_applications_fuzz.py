@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbx_stack import EngineModel, Party, Pbx, World, pbx_config, phone_host, timing, until
 from sip_net import settled
-from virtual_time import VirtualClockLoop, assert_quiet, unanswered
+from virtual_time import assert_quiet, run_world, unanswered
 
 from ippbx.config import Config
 from ippbx.pbx.applications import KEYS_KEPT, Applications
@@ -134,13 +134,21 @@ async def app_pbx(world: World, config: Config,
     return pbx, engine, store
 
 
+async def left_nothing(pbx: Pbx, engine: EngineModel, store: Store) -> None:
+    """The PBX idle, the engine holding no call, the anchor nothing; the store closed."""
+    await pbx.idle()
+    await until(lambda: not engine.calls, "the engine's delete", BOUND)
+    media = pbx.b2bua.media
+    assert media is not None and media.held() == 0
+    store.close()
+
+
 async def play(world: World, s: Scenario, directory: Path) -> None:
     config = app_config()
     data = config.model_dump()
     data["ring_groups"][0]["strategy"] = s.strategy
     config = Config.model_validate(data)
     pbx, engine, store = await app_pbx(world, config, directory)
-    b2bua = pbx.b2bua
 
     caller = await world.phone("1001")
     for number, behaviour in zip(("1002", "1003"), s.phones, strict=True):
@@ -185,27 +193,16 @@ async def play(world: World, s: Scenario, directory: Path) -> None:
     for response in await asyncio.wait_for(asyncio.gather(*sent), BOUND):
         assert response.status >= 200
 
-    await pbx.idle()
     await settled(pbx.ua, timeout=BOUND)
     assert unanswered(world.net) == []
     assert not [p for p in world.parties if p.dialog is not None]
-    await until(lambda: not engine.calls, "the engine's delete", BOUND)
-    assert b2bua.media.held() == 0
-    store.close()
+    await left_nothing(pbx, engine, store)
 
 
 def run(scenario: Scenario, directory: Path) -> None:
     world = World()
     world.net.max_messages = MAX_MESSAGES
-
-    async def main() -> None:
-        try:
-            await play(world, scenario, directory)
-        finally:
-            await world.stop()
-
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        runner.run(main())
+    run_world(world, lambda: play(world, scenario, directory))
     assert not world.net.stormed, f"more than {MAX_MESSAGES} messages: a storm"
 
 
@@ -244,22 +241,16 @@ def test_a_caller_that_never_acks_the_menus_answer_is_hung_up(tmp_path: Path) ->
     for a call a party answered, and nothing is left."""
     world = World()
 
-    async def main() -> None:
-        try:
-            pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
-            caller = await world.phone("1001")
-            out = await caller.call("6000")
-            final = await asyncio.wait_for(out.invite.final(), BOUND)
-            assert final.status == 200  # (and no ACK from us)
-            await caller.wait_for("BYE")
-            await pbx.idle()
-            await until(lambda: not engine.calls, "the engine's delete", BOUND)
-            store.close()
-        finally:
-            await world.stop()
+    async def body() -> None:
+        pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
+        caller = await world.phone("1001")
+        out = await caller.call("6000")
+        final = await asyncio.wait_for(out.invite.final(), BOUND)
+        assert final.status == 200  # (and no ACK from us)
+        await caller.wait_for("BYE")
+        await left_nothing(pbx, engine, store)
 
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        runner.run(main())
+    run_world(world, body)
 
 
 def test_a_flood_of_keys_is_answered_and_kept_bounded(tmp_path: Path) -> None:
@@ -267,27 +258,21 @@ def test_a_flood_of_keys_is_answered_and_kept_bounded(tmp_path: Path) -> None:
     answered, at most KEYS_KEPT wait for the application, the call ends cleanly."""
     world = World()
 
-    async def main() -> None:
-        try:
-            pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
-            caller = await world.phone("1001")
-            out = await caller.call("*97")
-            final = await asyncio.wait_for(out.final(), BOUND)
-            assert final.status == 200 and caller.dialog is not None
-            dialog = caller.dialog
-            answers = await asyncio.gather(*(
-                caller.ua.request_in_dialog(dialog, "INFO", b"Signal=5\r\n",
-                                            [("Content-Type", "application/dtmf-relay")])
-                for _ in range(300)))
-            assert {r.status for r in answers} == {200}
-            [bridge] = pbx.b2bua.bridges.values()
-            assert bridge.digits is not None and bridge.digits.qsize() <= KEYS_KEPT
-            await caller.hangup()
-            await pbx.idle()
-            await until(lambda: not engine.calls, "the engine's delete", BOUND)
-            store.close()
-        finally:
-            await world.stop()
+    async def body() -> None:
+        pbx, engine, store = await app_pbx(world, app_config(), tmp_path)
+        caller = await world.phone("1001")
+        out = await caller.call("*97")
+        final = await asyncio.wait_for(out.final(), BOUND)
+        assert final.status == 200 and caller.dialog is not None
+        dialog = caller.dialog
+        answers = await asyncio.gather(*(
+            caller.ua.request_in_dialog(dialog, "INFO", b"Signal=5\r\n",
+                                        [("Content-Type", "application/dtmf-relay")])
+            for _ in range(300)))
+        assert {r.status for r in answers} == {200}
+        [bridge] = pbx.b2bua.bridges.values()
+        assert bridge.digits is not None and bridge.digits.qsize() <= KEYS_KEPT
+        await caller.hangup()
+        await left_nothing(pbx, engine, store)
 
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        runner.run(main())
+    run_world(world, body)

@@ -58,7 +58,7 @@ from pbx_stack import (
     until,
 )
 from sip_net import T1, FakeNet, settled
-from virtual_time import VirtualClockLoop, assert_quiet, unanswered
+from virtual_time import assert_quiet, run_world, unanswered
 
 from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog
@@ -406,15 +406,7 @@ async def hang_up(party: Party) -> None:
 def run(scenario: Scenario) -> FakeNet:
     """Play `scenario` on a fresh PBX (and a fresh event loop): the net it ran on."""
     world = World()
-
-    async def main() -> None:
-        try:
-            await play(world, scenario)
-        finally:
-            await world.stop()
-
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        runner.run(main())
+    run_world(world, lambda: play(world, scenario))
     return world.net
 
 
