@@ -53,6 +53,12 @@ SPEECH: dict[str, str] = {
     "dnd-off": "Do not disturb is off.",
     "forward-on": "Call forwarding is on.",
     "forward-off": "Call forwarding is off.",
+    "queue-position": "You are caller number",
+    "queue-in-line": "in line.",
+    "agent-login": "Agent logged in.",
+    "agent-logout": "Agent logged out.",
+    "agent-paused": "Agent paused.",
+    "agent-unpaused": "Agent unpaused.",
     **{f"digit-{n}": word for n, word in enumerate(_DIGITS)},
 }
 # name -> (frequency in Hz, seconds, fade in and out in seconds, silence after it)

@@ -445,6 +445,50 @@ class RingGroup(_Model):
     failover: Destination = "hangup"
 
 
+QUEUE_STRATEGIES = ("ringall", "roundrobin", "leastrecent", "fewestcalls", "random", "linear")
+
+
+class Queue(_Model):
+    """A call queue (ACD): callers wait hearing music on hold (`moh`: a WAV of `[media]
+    prompts`, "" the built-in music), told their place every `announce_seconds` when
+    `announce_position`; the agents free to take one (static `agents`, and extensions
+    logged in as dynamic agents: any extension with `password` as the queue's PIN, or
+    only those of `dynamic_agents` when it is set) are offered it by `strategy`, each
+    ringing `ring_seconds`; after a queue call an agent rests `wrapup_seconds`. A
+    caller waits `max_wait` s at most, then goes to `failover`; with no agent logged in
+    at all, callers do not join (`join_empty` off) or leave (`leave_when_empty`)."""
+
+    number: _Number
+    name: str = Field("", max_length=31)
+    strategy: Literal["ringall", "roundrobin", "leastrecent", "fewestcalls", "random",
+                      "linear"] = "ringall"
+    agents: list[_Number] = []
+    dynamic_agents: list[_Number] = []
+    password: str = Field("", pattern=r"^[0-9]{0,16}$")
+    max_wait: int = Field(300, ge=1, le=86400)
+    failover: Destination = "hangup"
+    moh: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$")
+    announce_position: bool = True
+    announce_seconds: int = Field(30, ge=0, le=3600)
+    wrapup_seconds: int = Field(5, ge=0, le=3600)
+    ring_seconds: int = Field(15, ge=1, le=600)
+    retry_seconds: int = Field(5, ge=0, le=600)
+    join_empty: bool = True
+    leave_when_empty: bool = False
+
+
+class PagingGroup(_Model):
+    """A number that auto-answers every idle member's phone (`Call-Info:
+    answer-after=0`, `Alert-Info`) and lets them hear the caller. `duplex` (the
+    vendors' "intercom") is shown as such; the members' voices reach no one until a
+    mixer joins them (a conference)."""
+
+    number: _Number
+    name: str = Field("", max_length=31)
+    members: list[_Number] = Field(min_length=1)
+    duplex: bool = False
+
+
 class VoicemailSection(_Model):
     """Mailboxes: messages (WAV) under `directory`, at most `max_seconds` long each
     (`#` or hanging up ends one sooner), and mailbox features codes."""
@@ -538,6 +582,8 @@ class Config(_Model):
     inbound_routes: list[InboundRoute] = []
     ivrs: list[Ivr] = []
     ring_groups: list[RingGroup] = []
+    queues: list[Queue] = []
+    paging_groups: list[PagingGroup] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -566,11 +612,12 @@ class Config(_Model):
         return self
 
     def _check_numbers(self) -> None:
-        """Extensions, IVRs and ring groups share one number space, and every
-        destination names something that exists."""
+        """Extensions, IVRs, ring groups, queues and paging groups share one number
+        space, and every destination names something that exists."""
         owners: dict[str, str] = {}
         for section, items in (("extensions", self.extensions), ("ivrs", self.ivrs),
-                               ("ring_groups", self.ring_groups)):
+                               ("ring_groups", self.ring_groups), ("queues", self.queues),
+                               ("paging_groups", self.paging_groups)):
             for i, item in enumerate(items):
                 number = item.number  # type: ignore[attr-defined]
                 if number in owners:
@@ -582,6 +629,7 @@ class Config(_Model):
             "voicemail": {e.number for e in self.extensions},
             "ivr": {v.number for v in self.ivrs},
             "ringgroup": {g.number for g in self.ring_groups},
+            "queue": {q.number for q in self.queues},
         }
         where: list[tuple[str, str]] = []
         for i, route in enumerate(self.inbound_routes):
@@ -599,6 +647,17 @@ class Config(_Model):
             for j, member in enumerate(group.members):
                 if member not in kinds["extension"]:
                     raise ValueError(f"ring_groups[{i}].members[{j}]: no extension "
+                                     f"{member!r}")
+        for i, queue in enumerate(self.queues):
+            where.append((f"queues[{i}].failover", queue.failover))
+            for key in ("agents", "dynamic_agents"):
+                for j, member in enumerate(getattr(queue, key)):
+                    if member not in kinds["extension"]:
+                        raise ValueError(f"queues[{i}].{key}[{j}]: no extension {member!r}")
+        for i, paging in enumerate(self.paging_groups):
+            for j, member in enumerate(paging.members):
+                if member not in kinds["extension"]:
+                    raise ValueError(f"paging_groups[{i}].members[{j}]: no extension "
                                      f"{member!r}")
         for place, value in where:
             kind, _, number = value.partition(":")
@@ -654,7 +713,7 @@ def _format_error(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     if msg.startswith(("outbound_routes[", "inbound_routes[", "extensions[", "trunks[",
-                       "ivrs[", "ring_groups[")):
+                       "ivrs[", "ring_groups[", "queues[", "paging_groups[")):
         return msg
     return f"{loc}: {msg}" if loc else msg
 

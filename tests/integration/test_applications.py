@@ -306,14 +306,14 @@ async def test_dnd_and_forwarding_from_the_phone(start_pbx: Start, tmp_path: Pat
         shown = (await pbx.post("extension/query", {"extid": "1002"})).json()
         assert shown["extinfos"][0]["dnd"] == "on", shown
         await feature("*79")
-        await feature("*721003")  # forward everything to 1003
+        await feature("*211003")  # forward everything to 1003
         assert (await a.call("1002")).status == 200
         await c.wait_established()
         assert len(b.incoming) == 0
         await hear_each_other(a, TONE_A, c, TONE_C)
         assert (await a.hangup()).status == 200
         await c.wait_ended()
-        await feature("*73")
+        await feature("*22")
         assert pbx.app.pbx.features.forward_always("1002") == ""
         await no_engine_calls(pbx)
         await pbx.stop()

@@ -18,6 +18,8 @@ BUILTIN_PROMPTS = frozenset({
     "vm-no-messages", "vm-message", "vm-menu", "vm-deleted", "vm-no-more",
     "vm-record-greeting", "vm-greeting-saved",
     "dnd-on", "dnd-off", "forward-on", "forward-off",
+    "queue-position", "queue-in-line", "agent-login", "agent-logout", "agent-paused",
+    "agent-unpaused",
     *(f"digit-{n}" for n in range(10)),
 })
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

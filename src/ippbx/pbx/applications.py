@@ -21,7 +21,7 @@ events or SIP INFO `application/dtmf-relay`, both queued on the bridge by
 - Mailbox menu (`*97` own mailbox, `*98` any): the PIN (three tries), how many new
   messages, then each message (new first) with its menu: 1 again, 7 delete, 9 next,
   5 record the greeting, * leave.
-- Feature codes: `*78`/`*79` do-not-disturb on/off, `*72NUMBER`/`*73` forward-always
+- Feature codes: `*78`/`*79` do-not-disturb on/off, `*21NUMBER`/`*22` forward-always
   on/off, confirmed by a prompt.
 """
 
@@ -49,6 +49,8 @@ from ippbx.pbx.dialplan import (
     ToFeature,
     ToIvr,
     ToMailbox,
+    ToPaging,
+    ToQueue,
     ToVoicemail,
 )
 from ippbx.pbx.extension_features import ExtensionFeatures
@@ -93,6 +95,14 @@ class MessageLike(Protocol):
     def heard(self) -> bool: ...
 
 
+class Runner(Protocol):
+    """An application that decides itself when to answer the caller (queues, paging):
+    it calls `Applications.enter` then."""
+
+    async def run(self, apps: Applications, bridge: Bridge, destination: ToQueue | ToPaging,
+                  max_forwards: int, depth: int) -> int | None: ...
+
+
 class Applications:
     """Runs the applications on calls the B2BUA hands it (`B2BUA.apps`)."""
 
@@ -107,21 +117,26 @@ class Applications:
         # the recording of a call, once made (its WAV), goes to the callback given
         self.claim_recording = claim_recording
         self.ivrs: dict[str, Ivr] = {i.number: i for i in config.ivrs}
-        self._numbers = sorted({*b2bua.extensions, *self.ivrs, *b2bua.groups})
+        self._numbers = sorted({*b2bua.extensions, *self.ivrs, *b2bua.groups,
+                                *(q.number for q in config.queues),
+                                *(p.number for p in config.paging_groups)})
+        self.queues: Runner | None = None  # call queues (pbx/queues.py)
+        self.paging: Runner | None = None  # paging groups (pbx/paging.py)
+        # a queue agent's feature code (`*71`-`*74`): carried out, the prompt to confirm
+        self.agent_code: Callable[[ToFeature], str] | None = None
 
     # -- the entry point ----------------------------------------------------------------
     async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
                   depth: int) -> int | None:
-        media = self.b2bua.media
-        if bridge.answered_by_pbx:  # (from a menu: its ringback, if any, stops)
-            if media is not None:
-                await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
-        elif not await self.answer(bridge):
-            return 503 if not bridge.gave_up else 487
+        if isinstance(destination, ToQueue | ToPaging):  # (they answer when they choose)
+            runner = self.queues if isinstance(destination, ToQueue) else self.paging
+            if runner is None:
+                return 480
+            return await runner.run(self, bridge, destination, max_forwards, depth)
+        status = await self.enter(bridge)
+        if status is not None:
+            return status
         registry, call = self.b2bua.registry, bridge.call
-        registry.set_status(call.caller.id, LegStatus.TALKING)
-        if call.answered is None:  # (answered by ippbx: a connected call, no CallFailed)
-            call.answered = call.caller.answered
         if isinstance(destination, ToIvr):
             # (in the menu, the caller waits: `Wait`, its callee the IVR)
             bridge.call.application = f"ivr:{destination.number}"
@@ -135,6 +150,22 @@ class Applications:
         elif isinstance(destination, ToFeature):
             await self._feature(bridge, destination)
         self._hang_up(bridge)
+        return None
+
+    async def enter(self, bridge: Bridge) -> int | None:
+        """Have the caller answered by ippbx for an application (a caller answered
+        already, by a menu, stops hearing its ringback): None once it is, else the
+        status to fail the call with."""
+        media = self.b2bua.media
+        if bridge.answered_by_pbx:
+            if media is not None:
+                await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
+        elif not await self.answer(bridge):
+            return 503 if not bridge.gave_up else 487
+        call = bridge.call
+        self.b2bua.registry.set_status(call.caller.id, LegStatus.TALKING)
+        if call.answered is None:  # (answered by ippbx: a connected call, no CallFailed)
+            call.answered = call.caller.answered
         return None
 
     async def answer(self, bridge: Bridge) -> bool:
@@ -283,10 +314,10 @@ class Applications:
                 log.info("call %s: IVR %s: no option %r", bridge.call.callid, ivr.number, key)
                 await self.play(bridge, ["invalid"], keys=False)
                 continue
-            return await self._go(bridge, destination, max_forwards, depth)
+            return await self.go(bridge, destination, max_forwards, depth)
         if bridge.ended:
             return None
-        return await self._go(bridge, dialplan.resolve(ivr.default), max_forwards, depth)
+        return await self.go(bridge, dialplan.resolve(ivr.default), max_forwards, depth)
 
     def _begins_number(self, key: str) -> bool:
         return any(n.startswith(key) and n != key for n in self._numbers)
@@ -295,7 +326,7 @@ class Applications:
         """`keyed` is a number and no longer one begins with it."""
         return keyed in self._numbers and not self._begins_number(keyed)
 
-    async def _go(self, bridge: Bridge, destination: Destination, max_forwards: int,
+    async def go(self, bridge: Bridge, destination: Destination, max_forwards: int,
                   depth: int) -> int | None:
         """Put the caller through to `destination` (saying "please hold" meanwhile)."""
         media = self.b2bua.media
@@ -306,7 +337,7 @@ class Applications:
         bridge.call.application = ""
         path = self._file("ringback")
         if media is not None and path is not None and not isinstance(
-                destination, ToVoicemail | ToMailbox | ToIvr):  # (until someone answers)
+                destination, ToVoicemail | ToMailbox | ToIvr | ToQueue | ToPaging):
             await media.play(bridge.call.callid, bridge.call.caller.id, str(path),
                              RINGBACK_TIMES)
         return await self.b2bua.deliver(bridge, destination, max_forwards, depth + 1)
@@ -436,9 +467,13 @@ class Applications:
         elif code.feature is Feature.FORWARD_ON:
             features.set_forward(code.extension, code.target)
             prompt = "forward-on"
-        else:
+        elif code.feature is Feature.FORWARD_OFF:
             features.set_forward(code.extension, "")
             prompt = "forward-off"
+        elif self.agent_code is not None:  # (a queue agent's)
+            prompt = self.agent_code(code)
+        else:
+            prompt = "invalid"
         await self.play(bridge, [prompt, "goodbye"], keys=False)
 
 

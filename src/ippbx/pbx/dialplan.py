@@ -5,8 +5,10 @@ be `prefix` followed by something matching the Asterisk pattern `match`; the pre
 stripped, `prepend` is added, and the result goes out through the route's trunks in
 order. A route may be limited to some extensions. Numbers equal to an extension ring that
 extension; numbers of IVRs and ring groups reach them (one number space), and feature
-codes reach the mailbox menu (`*97` one's own, `*98` any) and toggle do-not-disturb
-(`*78` on, `*79` off) and forwarding (`*72NUMBER` always to NUMBER, `*73` off). Inbound
+codes reach the mailbox menu (`*97` one's own, `*98` any), toggle do-not-disturb
+(`*78` on, `*79` off) and forwarding (`*21NUMBER` always to NUMBER, `*22` off), and
+sign a queue agent in and out (`*71`/`*72`, optionally followed by a queue's number) and
+pause it (`*73`/`*74`). Numbers of queues and paging groups reach them too. Inbound
 routes map (trunk, DID, caller id) to a destination of the PBX or a hang-up.
 
 A destination string of the configuration (`extension:N`, `ivr:N`, `ringgroup:N`,
@@ -62,6 +64,22 @@ class ToRingGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class ToQueue:
+    """Wait in queue `number` for an agent."""
+
+    number: str
+    route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToPaging:
+    """Page group `number`'s members (auto-answered, they hear the caller)."""
+
+    number: str
+    route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ToVoicemail:
     """Take a message for `mailbox` (its greeting, a beep, the recording)."""
 
@@ -81,11 +99,16 @@ class Feature(StrEnum):
     DND_OFF = "dnd off"
     FORWARD_ON = "forward on"
     FORWARD_OFF = "forward off"
+    AGENT_LOGIN = "agent login"
+    AGENT_LOGOUT = "agent logout"
+    AGENT_PAUSE = "agent pause"
+    AGENT_UNPAUSE = "agent unpause"
 
 
 @dataclass(frozen=True, slots=True)
 class ToFeature:
-    """A feature code: set `feature` for `extension` (`target`: a forwarding's)."""
+    """A feature code: set `feature` for `extension` (`target`: a forwarding's, or the
+    queue an agent code names, "" for every queue it may serve)."""
 
     feature: Feature
     extension: str
@@ -108,10 +131,15 @@ class Refused:
 
 
 # where a call goes to be answered by ippbx itself (pbx/applications.py)
-ToApplication = ToIvr | ToVoicemail | ToMailbox | ToFeature
+ToApplication = ToIvr | ToVoicemail | ToMailbox | ToFeature | ToQueue | ToPaging
 Destination = ToExtension | ToTrunks | ToRingGroup | ToApplication | Refused
-FEATURE_CODES = {"*78": Feature.DND_ON, "*79": Feature.DND_OFF, "*73": Feature.FORWARD_OFF}
-FORWARD_CODE = "*72"  # followed by the number to forward to
+Local = ToExtension | ToIvr | ToRingGroup | ToQueue | ToPaging
+FEATURE_CODES = {"*78": Feature.DND_ON, "*79": Feature.DND_OFF, "*22": Feature.FORWARD_OFF}
+FORWARD_CODE = "*21"  # followed by the number to forward to
+# queue agents: the code alone (every queue the extension may serve) or followed by a
+# queue's number
+AGENT_CODES = {"*71": Feature.AGENT_LOGIN, "*72": Feature.AGENT_LOGOUT,
+               "*73": Feature.AGENT_PAUSE, "*74": Feature.AGENT_UNPAUSE}
 
 
 def _field_matches(spec: str, value: str) -> bool:
@@ -130,6 +158,8 @@ class Dialplan:
         self._extensions = frozenset(e.number for e in config.extensions)
         self._ivrs = frozenset(i.number for i in config.ivrs)
         self._groups = frozenset(g.number for g in config.ring_groups)
+        self._queues = frozenset(q.number for q in config.queues)
+        self._paging = frozenset(p.number for p in config.paging_groups)
         self._outbound: tuple[OutboundRoute, ...] = tuple(config.outbound_routes)
         # Routes naming a DID are more specific than catch-alls: try them first.
         inbound = list(config.inbound_routes)
@@ -156,14 +186,18 @@ class Dialplan:
             return ToTrunks(route.name, route.prepend + rest, tuple(route.trunks))
         return Refused(Refusal.FORBIDDEN if matched_any else Refusal.NO_ROUTE)
 
-    def local(self, number: str, route: str = "") -> ToExtension | ToIvr | ToRingGroup | None:
-        """The extension, IVR or ring group `number` names, if any."""
+    def local(self, number: str, route: str = "") -> Local | None:
+        """The extension, IVR, ring group, queue or paging group `number` names, if any."""
         if number in self._extensions:
             return ToExtension(number, route)
         if number in self._ivrs:
             return ToIvr(number, route)
         if number in self._groups:
             return ToRingGroup(number, route)
+        if number in self._queues:
+            return ToQueue(number, route)
+        if number in self._paging:
+            return ToPaging(number, route)
         return None
 
     def route_from_extension(self, caller_ext: str, dialled: str) -> Destination:
@@ -184,6 +218,9 @@ class Dialplan:
             return ToMailbox("")
         if dialled in FEATURE_CODES:
             return ToFeature(FEATURE_CODES[dialled], ext)
+        code, queue = dialled[:3], dialled[3:]
+        if code in AGENT_CODES and (not queue or queue in self._queues):
+            return ToFeature(AGENT_CODES[code], ext, queue)
         if dialled.startswith(FORWARD_CODE) and len(dialled) > len(FORWARD_CODE):
             number = dialled[len(FORWARD_CODE):]
             if number in self._extensions:
@@ -206,11 +243,13 @@ class Dialplan:
             return ToIvr(number, route)
         if kind == "ringgroup" and number in self._groups:
             return ToRingGroup(number, route)
+        if kind == "queue" and number in self._queues:
+            return ToQueue(number, route)
         if kind == "voicemail" and number in self._extensions:
             return ToVoicemail(number, route)
         if kind == "number" and number:
             return self.route_outbound(acting_ext, number)
-        return Refused(Refusal.NO_ROUTE)  # (queues: not in this version)
+        return Refused(Refusal.NO_ROUTE)
 
     def route_inbound(self, trunk: str, did: str, caller: str) -> Destination:
         """Where a call arriving on `trunk` for `did` from `caller` goes."""

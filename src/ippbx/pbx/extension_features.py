@@ -1,5 +1,5 @@
 """Do-not-disturb and forward-always as they stand: the configuration's values, unless a
-phone changed them with a feature code (`*78`/`*79`, `*72NUMBER`/`*73`); those changes
+phone changed them with a feature code (`*78`/`*79`, `*21NUMBER`/`*22`); those changes
 are kept in the store and outlive a restart."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ MAX_MESSAGES = 2000  # an example sends a few dozen: more is a storm
 WAIT_END = 60.0  # seconds (virtual) a caller that does not hang up waits for the end
 KEYS = "0123456789*#"
 TARGETS = ["6000", "6000", "6000", "6300", "6300", "6300", "1002", "1002", "1003", "*97",
-           "*98", "*78", "*79", "*721003", "*73"]
+           "*98", "*78", "*79", "*211003", "*22"]
 
 
 def app_config() -> Config:

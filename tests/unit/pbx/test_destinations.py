@@ -83,13 +83,13 @@ def test_feature_codes() -> None:
     assert plan.route_from_extension("1001", "*98") == ToMailbox("")
     assert plan.route_from_extension("1001", "*78") == ToFeature(Feature.DND_ON, "1001")
     assert plan.route_from_extension("1001", "*79") == ToFeature(Feature.DND_OFF, "1001")
-    assert plan.route_from_extension("1001", "*721002") == \
+    assert plan.route_from_extension("1001", "*211002") == \
         ToFeature(Feature.FORWARD_ON, "1001", "extension:1002")
-    assert plan.route_from_extension("1002", "*7295551234") == \
+    assert plan.route_from_extension("1002", "*2195551234") == \
         ToFeature(Feature.FORWARD_ON, "1002", "number:95551234")
     # forwarding somewhere the extension may not dial is refused like the dial itself
-    assert plan.route_from_extension("1001", "*7295551234") == Refused(Refusal.FORBIDDEN)
-    assert plan.route_from_extension("1001", "*73") == ToFeature(Feature.FORWARD_OFF, "1001")
+    assert plan.route_from_extension("1001", "*2195551234") == Refused(Refusal.FORBIDDEN)
+    assert plan.route_from_extension("1001", "*22") == ToFeature(Feature.FORWARD_OFF, "1001")
     # a transfer reaches parties only
     assert plan.route_transfer("1001", "", "6000") == Refused(Refusal.NO_ROUTE)
 
