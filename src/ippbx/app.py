@@ -42,6 +42,7 @@ from ippbx.pbx.ids import set_node
 from ippbx.pbx.listen import Listening
 from ippbx.pbx.media_service import MediaService
 from ippbx.pbx.prompt_calls import PromptCalls
+from ippbx.pbx.queues import Queues
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
 from ippbx.store.sqlite import Store
@@ -93,6 +94,10 @@ class App:
         self.applications = Applications(self.pbx.b2bua, config, self.pbx.mailboxes,
                                          self.pbx.features, self.media.claim_recording)
         self.pbx.b2bua.apps = self.applications
+        # call queues: callers wait for agents (their sign-ins and pauses are stored)
+        self.queues = Queues(self.pbx.b2bua, config, self.store)
+        self.applications.queues = self.queues
+        self.applications.agent_code = self.queues.feature_code
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
@@ -115,6 +120,7 @@ class App:
             prompts=self.prompts,
             listening=self.listening,
             mailboxes=self.pbx.mailboxes,
+            queues=self.queues,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address
@@ -149,6 +155,7 @@ class App:
 
     async def stop(self) -> None:
         """Stop the started components in reverse order (errors are logged, not raised)."""
+        self.queues.stop()
         while self._started:
             component = self._started.pop()
             try:

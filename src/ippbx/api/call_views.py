@@ -40,9 +40,11 @@ def outbound_view(leg: Leg) -> dict[str, Any]:
 
 def _callee(call: Call) -> dict[str, str]:
     callee = call.callee
-    if callee is None:
+    if callee is None or (call.application and not callee.live):
         kind, _, number = call.application.partition(":")
-        return {"ivrid": number} if kind == "ivr" else {"extid": ""}
+        if kind in ("ivr", "queue"):  # (in a menu, waiting in line)
+            return {f"{kind}id": number}
+        return {"extid": ""}
     if callee.kind is LegKind.TRUNK:
         return {"outboundid": callee.id}
     return {"extid": callee.extension or ""}

@@ -63,6 +63,11 @@ class ItemList(list[Any]):
     """A configuration list: XML wraps each entry in `<item id="N">` inside one container."""
 
 
+class JsonNumber(int):
+    """A response value the vendor's JSON shows as a number, not a string (the one case:
+    `queuestatus/query`'s `callercount`); XML shows it as text like any other."""
+
+
 # -- requests ---------------------------------------------------------------------------------
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -166,13 +171,16 @@ def scalar_text(value: Any) -> str:
 
 
 def stringify(value: Any) -> Any:
-    """Copy a payload with every scalar turned into a string (list kinds preserved)."""
+    """Copy a payload with every scalar turned into a string (list kinds preserved;
+    a `JsonNumber` stays a number)."""
     if isinstance(value, Mapping):
         return {str(k): stringify(v) for k, v in value.items()}
     if isinstance(value, ItemList):
         return ItemList(stringify(v) for v in value)
     if isinstance(value, (list, tuple)):
         return [stringify(v) for v in value]
+    if isinstance(value, JsonNumber):
+        return int(value)
     return scalar_text(value)
 
 

@@ -37,6 +37,7 @@ from ippbx.api.endpoints import (
     config,
     control,
     ivr,
+    queues,
     recording,
     system,
     voicemail,
@@ -110,7 +111,8 @@ DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
-    for module in (auth, calls, cdr, config, control, ivr, recording, system, voicemail)
+    for module in (auth, calls, cdr, config, control, ivr, queues, recording, system,
+                   voicemail)
     for e in module.ENDPOINTS
 }
 

@@ -25,6 +25,7 @@ class Errno(IntEnum):
     QUEUE_NOT_FOUND = 10013
     RINGGROUP_NOT_FOUND = 10014
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
+    WRONG_PASSWORD = 10032  # queue/add|del_dynamicagent: not the queue's password
     PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name
     NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use
     ONLY_JSON = 20000  # Yeastar dialect: body is XML, or JSON that does not parse

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ippbx.pbx.listen import Listening
     from ippbx.pbx.mailboxes import Mailboxes
     from ippbx.pbx.prompt_calls import PromptCalls
+    from ippbx.pbx.queues import Queues
 
 
 class PbxView(Protocol):
@@ -72,6 +73,7 @@ class ApiContext:
     prompts: PromptCalls | None = None  # the playprompt calls (None: no PBX behind)
     listening: Listening | None = None  # extension/listen (None: no PBX behind)
     mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
+    queues: Queues | None = None  # queue/* (None: no PBX behind)
 
 
 @dataclass(slots=True)

@@ -242,7 +242,7 @@ class Applications:
                     await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
                     return key
             else:
-                await self._pause(bridge, seconds + TAIL)
+                await self.pause(bridge, seconds + TAIL)
         return None
 
     async def key(self, bridge: Bridge, seconds: float) -> str | None:
@@ -265,7 +265,7 @@ class Applications:
             return getting.result()
         return None
 
-    async def _pause(self, bridge: Bridge, seconds: float) -> None:
+    async def pause(self, bridge: Bridge, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(bridge.abort_event().wait(), seconds)
 

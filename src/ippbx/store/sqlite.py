@@ -1,7 +1,8 @@
 """SQLite persistence for what must survive a restart: registrations, CDRs, the report
-outbox, API sessions, the dialogs of answered calls, extension features set from phones
-and the voicemail messages (in `store/cdr.py`, `outbox.py`, `sessions.py`, `dialogs.py`,
-`features.py`, `voicemail.py`, mixed into `Store`).
+outbox, API sessions, the dialogs of answered calls, extension features set from phones,
+the voicemail messages and the queues' run-time agents (in `store/cdr.py`, `outbox.py`,
+`sessions.py`, `dialogs.py`, `features.py`, `voicemail.py`, `queue_agents.py`, mixed
+into `Store`).
 
 One connection in WAL mode (synchronous=NORMAL), used from the event loop thread. Writes
 are queued and committed together, one transaction per `FLUSH_DELAY` (5 ms) at most
@@ -20,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ippbx.store import cdr, dialogs, features, outbox, sessions, voicemail
+from ippbx.store import cdr, dialogs, features, outbox, queue_agents, sessions, voicemail
 from ippbx.store.batch import FLUSH_CAP, FLUSH_DELAY
 
 __all__ = ["FLUSH_CAP", "FLUSH_DELAY", "RegistrationRow", "Store"]
@@ -69,7 +70,8 @@ def _private(path: Path) -> None:
 
 
 class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.DialogTable,
-            features.FeatureTable, voicemail.VoicemailTable):
+            features.FeatureTable, voicemail.VoicemailTable,
+            queue_agents.QueueAgentTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -83,7 +85,7 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.Dia
         outbox.migrate(self._db)
         self._db.executescript(
             _SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA + dialogs.SCHEMA
-            + features.SCHEMA + voicemail.SCHEMA
+            + features.SCHEMA + voicemail.SCHEMA + queue_agents.SCHEMA
         )
         cdr.migrate(self._db)
         self._open_queue()
