@@ -121,6 +121,7 @@ class App:
             listening=self.listening,
             mailboxes=self.pbx.mailboxes,
             queues=self.queues,
+            inbound=self.pbx.b2bua.inbound,
         )
         web = build_app(self.api_context)
         host, port = config.api.listen_address

@@ -216,11 +216,15 @@ class CallsSection(_Model):
     peer vanished ends within one interval (0 = off, else at least 90 s, the RFC's
     minimum), and the longest a call may last (0 = no limit). What a 3xx from the callee
     does: ippbx dials the number it names for the caller, through the caller's dial plan
-    (`follow`), or passes it on to the caller (`relay`)."""
+    (`follow`), or passes it on to the caller (`relay`). How long an inbound call on a
+    route with `control_inbound_call` waits for an application's inbound/accept or
+    inbound/refuse before it is let through (`inbound_control_seconds`; the vendor's
+    fixed 10 s by default)."""
 
     session_expires: int = Field(1800, ge=0)
     max_duration: int = Field(0, ge=0)
     redirects: Literal["follow", "relay"] = "follow"
+    inbound_control_seconds: float = Field(10.0, gt=0, le=60)
     # this node's name, prefixed to every call and leg id ("pbx2-1589938378.1130"), as
     # Asterisk's systemname does; "" (one node): plain ids
     node: str = Field("", max_length=32, pattern=r"^[A-Za-z0-9_]*$")
@@ -556,6 +560,9 @@ class InboundRoute(_Model):
     # could otherwise dial anywhere at the owner's cost.
     allow_transfer_out: bool = False
     record: bool = False  # record the calls it admits (needs the media engine)
+    # Yeastar's "Control Inbound Call": each call it admits rings the caller and waits
+    # for an application's inbound/accept or inbound/refuse (`pbx/inbound_control.py`)
+    control_inbound_call: bool = False
 
     @field_validator("destination")
     @classmethod

@@ -36,6 +36,7 @@ from ippbx.api.endpoints import (
     cdr,
     config,
     control,
+    inbound,
     ivr,
     queues,
     recording,
@@ -111,8 +112,8 @@ DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
-    for module in (auth, calls, cdr, config, control, ivr, queues, recording, system,
-                   voicemail)
+    for module in (auth, calls, cdr, config, control, inbound, ivr, queues, recording,
+                   system, voicemail)
     for e in module.ENDPOINTS
 }
 

@@ -25,9 +25,10 @@ class Errno(IntEnum):
     QUEUE_NOT_FOUND = 10013
     RINGGROUP_NOT_FOUND = 10014
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
-    WRONG_PASSWORD = 10032  # queue/add|del_dynamicagent: not the queue's password
+    INBOUND_TOO_LATE = 10016  # inbound/accept|refuse: the call's decision is made already
     PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name
     NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use
+    WRONG_PASSWORD = 10032  # queue/add|del_dynamicagent: not the queue's password
     ONLY_JSON = 20000  # Yeastar dialect: body is XML, or JSON that does not parse
     ONLY_POST = 20001  # method other than POST on an API endpoint
     IP_LOCKED = 20002  # too many failed logins, or the address is not in allowed_ips

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
     from ippbx.media.recordings import Recordings
     from ippbx.pbx.control import CallControl
+    from ippbx.pbx.inbound_control import InboundControl
     from ippbx.pbx.listen import Listening
     from ippbx.pbx.mailboxes import Mailboxes
     from ippbx.pbx.prompt_calls import PromptCalls
@@ -74,6 +75,7 @@ class ApiContext:
     listening: Listening | None = None  # extension/listen (None: no PBX behind)
     mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
     queues: Queues | None = None  # queue/* (None: no PBX behind)
+    inbound: InboundControl | None = None  # inbound/accept|refuse (None: no PBX behind)
 
 
 @dataclass(slots=True)

@@ -37,7 +37,9 @@ applications build hang-up, hold, transfer, click-to-call and the menus on.
 
 Failures as the caller sees them: 404 no route, 403 route not allowed, 480 callee not
 registered or not answering, 486 busy (relayed), 503 every trunk failed, 483 when
-Max-Forwards runs out, 482 a redirect loop (404/403 a redirect the dial plan refuses).
+Max-Forwards runs out, 482 a redirect loop (404/403 a redirect the dial plan refuses),
+603 an inbound call an application refused (a route with `control_inbound_call` holds
+its calls, ringing, for inbound/accept or inbound/refuse first: `pbx/inbound_control.py`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from ippbx.pbx.dialplan import (
     ToRingGroup,
     ToTrunks,
 )
+from ippbx.pbx.inbound_control import Decision, InboundControl
 from ippbx.pbx.leftover_dialogs import DialogJournal
 from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.pbx.redirects import (
@@ -104,6 +107,10 @@ FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
 # the headers of an UPDATE or INFO that go across with its body
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
 CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
+# an inbound call an application refused (inbound/refuse): 603 Decline, the answer of an
+# explicit no that the caller should not try elsewhere (RFC 3261 §21.6.2), as for an
+# inbound route that says hang up
+REFUSED_STATUS = 603
 
 
 @dataclass(eq=False)
@@ -290,6 +297,11 @@ class B2BUA:
         self.groups = {g.number: g for g in config.ring_groups}
         self.apps: Applications | None = None  # IVRs, voicemail (None: 404 for those)
         self.settings: ExtensionSettings | None = None  # run-time DND and forwarding
+        # Control Inbound Call: the inbound routes whose calls wait for an application's
+        # inbound/accept or inbound/refuse, and the calls waiting (pbx/inbound_control.py)
+        self._controlled_in = frozenset(
+            r.name for r in config.inbound_routes if r.control_inbound_call)
+        self.inbound = InboundControl(registry, config.calls.inbound_control_seconds)
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -413,6 +425,9 @@ class B2BUA:
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
         try:
+            if trunk is not None and call.inbound_route in self._controlled_in \
+                    and not await self._let_through(bridge):
+                return
             status = await self.deliver(bridge, destination, max_forwards - 1)
             if status is not None:  # the call failed before being answered
                 self.fail(bridge, status)
@@ -422,6 +437,33 @@ class B2BUA:
         except Exception:
             log.exception("call %s failed", bridge.call.callid)
             self.teardown(bridge, 500)
+
+    async def _let_through(self, bridge: Bridge) -> bool:
+        """Hold an inbound call for an application's accept or refuse (Control Inbound
+        Call, `pbx/inbound_control.py`), its caller hearing ringing (180) meanwhile.
+        False if refused: the caller was answered 603 Decline. True otherwise: accepted
+        (by default too), or given up while held (`deliver` then ends it, 487)."""
+        a = bridge.a
+        if a is None or bridge.gave_up:
+            return True
+        a.respond(180, headers=[("Allow", ALLOW)], to_tag=bridge.a_tag,
+                  contact=self.caller_contact(bridge),
+                  reliable=has_tag(a.request, "Require", RELIABLE))
+        self._remember_early(bridge, "a", a.dialog)
+        gave_up = [asyncio.ensure_future(bridge.abort_event().wait()),
+                   asyncio.ensure_future(a.cancelled.wait())]
+        try:
+            decision = await self.inbound.hold(bridge.call, gave_up)
+        finally:
+            for waiter in gave_up:
+                waiter.cancel()
+            if not bridge.aborted:
+                bridge._abort_event = None  # (no one waits any more)
+        if decision is Decision.REFUSED:
+            bridge.call.hangup_by = "api"
+            self._reject(bridge, REFUSED_STATUS)
+            return False
+        return True
 
     def new_bridge(self, call: Call, sr: ServerRequest | None) -> Bridge:
         bridge = Bridge(call, sr, self.ua.new_tag(), originated=sr is None,

@@ -283,6 +283,14 @@ class CallRegistry:
             return
         self._publish(events.PromptEnded(call, _leg_of(call, leg_id), prompt))
 
+    def inbound_held(self, call: Call) -> None:
+        """Inbound call `call` waits for an application to accept or refuse it."""
+        self._publish(events.InboundHeld(call, call.caller))
+
+    def inbound_admitted(self, call: Call) -> None:
+        """Held inbound call `call` is let through to its destination."""
+        self._publish(events.InboundAdmitted(call, call.caller))
+
     def registration_changed(self, extension: str, registered: bool) -> None:
         """Publish an extension's registration change (the registrar's `on_change` hook)."""
         self._publish(events.ExtensionRegistration(extension, registered))

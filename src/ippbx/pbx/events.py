@@ -80,6 +80,24 @@ class PromptEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundHeld:
+    """An inbound call (`leg`: its trunk leg) on a route with `control_inbound_call` is
+    held, its caller hearing ringing, until an application accepts or refuses it."""
+
+    call: Call
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
+class InboundAdmitted:
+    """A held inbound call is let through to its route's destination: an application
+    accepted it, or none decided in time."""
+
+    call: Call
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionRegistration:
     """An extension went from unregistered to registered (`registered`) or back."""
 
@@ -89,5 +107,6 @@ class ExtensionRegistration:
 
 DomainEvent = (
     CallCreated | LegAdded | LegRinging | LegStatusChanged | LegEnded | CallEnded
-    | CallTransferred | DtmfPressed | PromptEnded | ExtensionRegistration
+    | CallTransferred | DtmfPressed | PromptEnded | InboundHeld | InboundAdmitted
+    | ExtensionRegistration
 )

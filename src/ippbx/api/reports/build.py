@@ -19,6 +19,9 @@ Yeastar `call:[…]` form. Theory of operation, per event:
 - DtmfPressed (a digit the media engine saw): DTMF, `info` the digit, the party that
   pressed it. PromptEnded (a prompt call's prompts have played): PlayPromptEnd, `prompt`
   their names, the party that heard them.
+- InboundHeld (a call on a route with `control_inbound_call` waits for accept/refuse):
+  Invite; InboundAdmitted (it is let through, accepted or by default): Incoming; both
+  with the one `inbound` party (Yeastar's only form has `call:[{"inbound":…}]`).
 - ExtensionRegistration: ExtensionStatus Registered / Unregistered.
 
 ExtensionStatus can be turned off for all extensions (`[reports] extension_status`) or one
@@ -69,6 +72,8 @@ class Action(StrEnum):
     NEW_CDR = "NewCdr"
     DTMF = "DTMF"
     PLAY_PROMPT_END = "PlayPromptEnd"
+    INVITE = "Invite"  # an inbound call waits for inbound/accept or inbound/refuse
+    INCOMING = "Incoming"  # that call is let through
 
 
 class Form(StrEnum):
@@ -162,6 +167,9 @@ class ReportBuilder:
         if isinstance(event, events.DtmfPressed):
             return [Report(Action.DTMF, event.call.callid, (party(event.call, event.leg),),
                            info=event.digit), *status]
+        if isinstance(event, events.InboundHeld | events.InboundAdmitted):
+            action = Action.INVITE if isinstance(event, events.InboundHeld) else Action.INCOMING
+            return [*status, Report(action, event.call.callid, (party(event.call, event.leg),))]
         if isinstance(event, events.PromptEnded):
             return [Report(Action.PLAY_PROMPT_END, event.call.callid,
                            (party(event.call, event.leg),), info=event.prompt), *status]
