@@ -41,6 +41,7 @@ from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.ids import set_node
 from ippbx.pbx.listen import Listening
 from ippbx.pbx.media_service import MediaService
+from ippbx.pbx.paging import Paging
 from ippbx.pbx.prompt_calls import PromptCalls
 from ippbx.pbx.queues import Queues
 from ippbx.pbx.service import PbxService
@@ -98,6 +99,8 @@ class App:
         self.queues = Queues(self.pbx.b2bua, config, self.store)
         self.applications.queues = self.queues
         self.applications.agent_code = self.queues.feature_code
+        self.applications.paging = Paging(self.pbx.b2bua, config.paging_groups,
+                                          config.media.prompts)
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock

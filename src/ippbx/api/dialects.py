@@ -38,6 +38,7 @@ from ippbx.api.endpoints import (
     control,
     inbound,
     ivr,
+    paging,
     queues,
     recording,
     system,
@@ -112,8 +113,8 @@ DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
-    for module in (auth, calls, cdr, config, control, inbound, ivr, queues, recording,
-                   system, voicemail)
+    for module in (auth, calls, cdr, config, control, inbound, ivr, paging, queues,
+                   recording, system, voicemail)
     for e in module.ENDPOINTS
 }
 

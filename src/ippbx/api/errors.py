@@ -20,7 +20,7 @@ class Errno(IntEnum):
     EXTENSION_NOT_FOUND = 10006  # no such extension (or it is not registered)
     CALL_NOT_FOUND = 10007
     EXTENSION_NOT_IDLE = 10008  # extension/listen: the listener is busy (or the call has one)
-    NUMBER_NOT_FOUND = 10011  # no route for the number dialled
+    NUMBER_NOT_FOUND = 10011  # no route for the number dialled; no such paging group
     IVR_NOT_FOUND = 10012  # ivr/query: none of the IVRs asked for exists
     QUEUE_NOT_FOUND = 10013
     RINGGROUP_NOT_FOUND = 10014
