@@ -9,7 +9,8 @@ the harness's ippbx send the `9…` calls there) and answers the same way, witho
 registering. In a call it holds and takes off hold with a re-INVITE (sendonly /
 sendrecv offers), answers the re-INVITEs and UPDATEs it gets in the mirrored direction
 (sendonly with recvonly, inactive with inactive, …; an offerless re-INVITE with an offer
-whose answer comes in the ACK), and hangs up with BYE or answers the other side's BYE.
+whose answer comes in the ACK), transfers (REFER), and hangs up with BYE or answers the
+other side's BYE.
 
 Its RTP follows the SDP: each SDP it receives (`remote_sdps` keeps them all, in order,
 so a test can assert where the media points) re-points the endpoint at the address
@@ -304,6 +305,13 @@ class AudioPhone:
         body = f"Signal={key}\r\nDuration=160\r\n".encode()
         return await asyncio.wait_for(self.ua.request_in_dialog(
             self._current(), "INFO", body, [("Content-Type", "application/dtmf-relay")]), WAIT)
+
+    async def refer(self, target: str) -> Response:
+        """Transfer the call to `target` (a blind transfer: REFER, RFC 3515); the answer
+        (202 when taken). The NOTIFYs that follow land in `requests`, the BYE ends it."""
+        return await asyncio.wait_for(self.ua.request_in_dialog(self._current(), "REFER", b"", [
+            ("Refer-To", f"<sip:{target}@{self.domain}>"),
+            ("Referred-By", f"<sip:{self.user}@{self.domain}>")]), WAIT)
 
     # -- media ---------------------------------------------------------------------------
     def _offer(self, direction: str) -> bytes:

@@ -198,8 +198,9 @@ class Applications:
             if ack is None:  # never confirmed: its dialog is ours to end (BYE), as for
                 bridge.answered_by_pbx = True  # a call a party answered
                 return False
-        elif bridge.originated and bridge.a_dialog is not None:
-            b2bua.ua.ack(bridge.a_dialog, answer, headers)  # (its 2xx carried its offer)
+        elif bridge.a_dialog is not None:  # (its 2xx carried its offer: a call ippbx
+            # originated, or a party a transfer hands over, re-INVITEd without SDP)
+            b2bua.ua.ack(bridge.a_dialog, answer, headers)
         else:
             return False
         bridge.answered_by_pbx = True
@@ -344,7 +345,7 @@ class Applications:
 
     # -- voicemail ----------------------------------------------------------------------
     async def _leave_message(self, bridge: Bridge, mailbox: str) -> None:
-        caller = bridge.call.origin
+        caller = bridge.call.caller  # (the party served: after a transfer, the one left)
         greeting = self.mailboxes.greeting(mailbox)
         await self.play(bridge, [greeting if greeting is not None else "leave-message"])
         await self.play(bridge, ["beep"], keys=False)

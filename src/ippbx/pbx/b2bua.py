@@ -232,6 +232,15 @@ class Applications(Protocol):
     async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
                   depth: int) -> int | None: ...
 
+    async def answer(self, bridge: Bridge) -> bool:
+        """Answer the caller side with the engine's SDP against ippbx's player."""
+        ...
+
+    async def go(self, bridge: Bridge, destination: Destination, max_forwards: int,
+                 depth: int) -> int | None:
+        """Put a caller ippbx answered through to `destination` (ringback meanwhile)."""
+        ...
+
 
 class ExtensionSettings(Protocol):
     """An extension's do-not-disturb and forward-always as they stand (feature codes

@@ -99,7 +99,7 @@ class Call:
     def type(self) -> CallType:
         if self.caller.kind is LegKind.TRUNK and not self.caller.outgoing:
             return CallType.INBOUND  # (a trunk leg a transfer placed is no inbound call)
-        if self.callee is not None and self.callee.kind is LegKind.TRUNK:
+        if self.outbound_leg is not None:  # (a callee's, or a caller's ippbx called)
             return CallType.OUTBOUND
         return CallType.INTERNAL
 
@@ -234,6 +234,15 @@ class CallRegistry:
             call.callee = leg
         self._index_leg(call, leg)
         self._publish(events.LegAdded(call, leg))
+
+    def swap_sides(self, call: Call) -> None:
+        """The callee leg takes the caller's place and the caller's leg the callee's: a
+        party a transfer hands to what ippbx answers itself (an IVR, a ring group) is
+        served as the call's caller (`pbx/control.py`). No leg changes: nothing is
+        published."""
+        if call.callee is None or self._calls.get(call.callid) is not call:
+            raise UnknownCall(call.callid)
+        call.caller, call.callee = call.callee, call.caller
 
     def transferred(self, call: Call, leg: Leg, target: str) -> None:
         """A party transferred the call from its phone (reported as `Tranfer`)."""

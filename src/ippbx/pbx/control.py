@@ -14,23 +14,36 @@ and the call reports.
   the held party hears music on hold.
 - mute/unmute (anchored media only): the media engine stops (lets again) what the
   extension says reaching the other party.
-- blind transfer: routed as if the transferor dialled the target, with its permissions
-  (a party on a trunk reaches trunks only if its inbound route has `allow_transfer_out`;
-  a 3xx from the target is followed with the same permissions);
-  BYE the transferor, INVITE the target with the remaining party's SDP, then re-INVITE
-  the remaining party with the target's answer. The remaining leg (and so
-  an `outboundid` on it) carries on; the call keeps its callid.
+- blind transfer: routed as if the transferor dialled the target (`route_transfer`:
+  the numbers of extensions, IVRs, ring groups, queues and paging groups for anyone;
+  other numbers with the transferor's permissions, a party on a trunk reaching trunks
+  only if its inbound route has `allow_transfer_out`; a 3xx from the target is followed
+  with the same permissions). To a party (an extension, an outside number): BYE the
+  transferor, INVITE the target with the remaining party's SDP, then re-INVITE the
+  remaining party with the target's answer. To what ippbx answers or rings itself (an
+  IVR, a ring group, a queue, a paging group; anchored media only): BYE the transferor,
+  re-INVITE the remaining party without SDP and answer its offer (in the ACK) with the
+  engine's SDP against ippbx's player, as an application answers a caller; the call then
+  goes on as a call answered by ippbx (`Applications.go`: ringback while a ring group
+  rings, whose member is bridged by `B2BUA._answered_connected`). The applications serve
+  the call's caller side: a remaining callee takes the caller's place first
+  (`CallRegistry.swap_sides`). The remaining leg (and so an `outboundid` on it) carries
+  on; the call keeps its callid.
 - transfer from a phone (REFER, RFC 3515): 202, then the same blind transfer, the
   transferor kept informed: a NOTIFY with a `100 Trying` sipfrag at once, one with the
   target's final status (`200 OK` once it answered, `486 Busy Here`…, ending the
-  subscription) when known, then its BYE. Its dialog leaves the call at once (its BYE ends
+  subscription; `200 OK` as soon as ippbx answered the remaining party for an IVR, a
+  ring group, a queue) when known, then its BYE. Its dialog leaves the call at once (its BYE ends
   only it) but stays up for those. `Refer-Sub: false` (RFC 4488): no NOTIFY, BYE at once.
 - click-to-call (RFC 3725 flow I): INVITE the extension without SDP (auto-answer headers
   on request), then INVITE the target with the extension's offer, and complete the
-  extension's 2xx with the target's answer in the ACK. The target may be an IVR or a
-  ring group too (`ivr/dial_extension`), and the first party an external number
-  (`ivr/dial_outbound`, `ringgroup/dial_outbound`): an IVR completes the 2xx with its own
-  answer (pbx/applications.py).
+  extension's 2xx with the target's answer in the ACK. The target may be any local
+  number (an IVR, a ring group, a queue, a paging group: `ivr/dial_extension`), and the
+  first party an external number (`outbound/dial_outbound`, the callback, whose target
+  may be an external number too; `ivr/dial_outbound`, `ringgroup/dial_outbound`,
+  `queue/dial_outbound`): an application completes the 2xx with its own answer
+  (pbx/applications.py). With anchored media, an external first party is answered so at
+  once and hears ringback while its target rings (not held un-ACKed for up to 25 s).
 """
 
 from __future__ import annotations
@@ -45,7 +58,7 @@ from weakref import WeakKeyDictionary
 from ippbx.config import Trunk
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
-from ippbx.pbx.dialplan import Destination, Refusal, Refused, ToExtension, ToTrunks
+from ippbx.pbx.dialplan import Destination, Local, Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
 from ippbx.pbx.session_keeper import with_side
@@ -58,6 +71,7 @@ from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
 
+Transfer = Local | ToTrunks  # where a blind transfer may go (`Dialplan.route_transfer`)
 NOTIFY_TIMEOUT = 4.0  # seconds a NOTIFY to a transferor may take before we go on without it
 AUTO_ANSWER_HEADERS = (
     ("Call-Info", "<sip:ippbx>;answer-after=0"),
@@ -219,7 +233,7 @@ class CallControl:
 
     def _prepare_transfer(
         self, callid: str, transferor: str, target: str
-    ) -> tuple[Bridge, Side, ToExtension | ToTrunks]:
+    ) -> tuple[Bridge, Side, Transfer]:
         bridge = self._bridge(callid)
         call = bridge.call
         side = self._transferor_side(bridge, transferor)
@@ -233,9 +247,14 @@ class CallControl:
             leg.extension or "", call.inbound_route if leg is call.inbound_leg else "", target
         )
         _check(destination)
+        # refuse now rather than drop the transferor and then the remaining party
         if isinstance(destination, ToExtension):
-            # refuse now rather than drop the transferor and then the remaining party
             self.require_extension(destination.number)
+        elif not isinstance(destination, ToTrunks):
+            media = self.b2bua.media
+            # (ippbx answers the remaining party itself: its audio must be the engine's)
+            if media is None or self.b2bua.apps is None or not media.anchored(call.callid):
+                raise ControlError(ControlError.NO_MEDIA)
         assert not isinstance(destination, Refused)
         return bridge, side, destination
 
@@ -263,8 +282,7 @@ class CallControl:
         self.b2bua.spawn(self._refer(bridge, side, destination, subscribe))
 
     async def _refer(
-        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks,
-        subscribe: bool,
+        self, bridge: Bridge, side: Side, destination: Transfer, subscribe: bool,
     ) -> None:
         """Carry out an accepted REFER. With its implicit subscription, the transferor's
         dialog leaves the call but stays up (`B2BUA.detach`) for the NOTIFYs (RFC 3515
@@ -326,11 +344,14 @@ class CallControl:
         return other.extension if other is not None else None
 
     async def _transfer(
-        self, bridge: Bridge, side: Side, destination: ToExtension | ToTrunks,
+        self, bridge: Bridge, side: Side, destination: Transfer,
         outcome: Callable[[int], None] | None = None,
     ) -> None:
         """Blind transfer: `side` leaves, the other party is connected to `destination`.
         `outcome(status)` hears the target's final status (200: answered) when known."""
+        if not isinstance(destination, ToExtension | ToTrunks):
+            await self._hand_over(bridge, side, destination, outcome)
+            return
         b2bua = self.b2bua
         keep: Side = "b" if side == "a" else "a"
         old = bridge.leg(side)
@@ -387,6 +408,110 @@ class CallControl:
             if response is not None and response.status < 300 and response.body:
                 bridge.sdp[keep] = response.body
 
+    async def _hand_over(
+        self, bridge: Bridge, side: Side, destination: Local,
+        outcome: Callable[[int], None] | None = None,
+    ) -> None:
+        """Blind transfer to what ippbx answers or rings itself (an IVR, a ring group, a
+        queue, a paging group): `side` leaves, ippbx answers the other party (the
+        call's caller side from now on) as an application does, then puts it through to
+        `destination` as a call it answered. `outcome(200)` once the party is answered
+        (as a PBX reports a blind transfer it took over), else the failure."""
+        b2bua, registry = self.b2bua, self.registry
+        apps = b2bua.apps
+        assert apps is not None  # (`_prepare_transfer` saw to it)
+        old = bridge.leg(side)
+        b2bua.bye(bridge.dialog(side))  # the transferor leaves now (a REFER's is detached)
+        bridge.set_dialog(side, None)
+        try:
+            await self._end_hold(bridge)
+            if bridge.ended:  # the remaining party hung up meanwhile
+                if outcome is not None:
+                    outcome(487)
+                return
+            if old is not None and old.live:
+                registry.end_leg(old.id, 200)
+            if side == "a":  # the callee stays: it is served as the caller from now on
+                self._callee_to_caller(bridge)
+            b2bua.keeper.start(bridge, "b", None, False)  # (the transferor's timer)
+            bridge.call.application = ""
+            answered = await self._answer_by_pbx(bridge)
+            if outcome is not None:
+                outcome(200 if answered else 487 if bridge.ended else 503)
+            if not answered:
+                b2bua.teardown(bridge, 503)
+                return
+            status = await apps.go(bridge, destination, 70, 0)
+            if status is not None:  # nobody took it: the party is hung up
+                b2bua.fail(bridge, status)
+        except asyncio.CancelledError:  # stopping: release the remaining party
+            b2bua.teardown(bridge, 503)
+            raise
+        except Exception:
+            log.exception("transfer of call %s to %s failed", bridge.call.callid,
+                          destination)
+            b2bua.teardown(bridge, 500)
+            raise
+
+    async def _end_hold(self, bridge: Bridge) -> None:
+        """A hold between the transferor and the remaining party ends with the transfer:
+        the music on hold stops and the holder's audio is let through again."""
+        media, held = self.b2bua.media, bridge.moh
+        if not held:
+            return
+        bridge.moh = ""
+        held_leg = bridge.leg("a" if held == "a" else "b")
+        holder = bridge.leg("b" if held == "a" else "a")
+        if media is not None and held_leg is not None:
+            await media.hold_music(bridge.call.callid, held_leg.id,
+                                   holder.id if holder is not None else None, False)
+
+    def _callee_to_caller(self, bridge: Bridge) -> None:
+        """The caller side has left: the callee's dialog, SDP and leg take its place (the
+        applications, the dial plan's deliveries and DTMF serve the caller side)."""
+        dialog = bridge.b_dialog
+        bridge.a_dialog, bridge.b_dialog = dialog, None
+        bridge.sdp = {"a": bridge.sdp.get("b", b"")}
+        self.registry.swap_sides(bridge.call)
+        self.b2bua.remember(bridge, "a", dialog)  # (its requests come as the caller's)
+
+    async def _answer_by_pbx(self, bridge: Bridge) -> bool:
+        """Re-INVITE the caller side without SDP; its 2xx carries its offer, which ippbx
+        answers in the ACK against its player (`Applications.answer`, as for a call it
+        originated): the party is a call answered by ippbx. ippbx refreshes its session
+        from now on. False if that could not be done (the 2xx is then completed with the
+        party's own SDP made inactive)."""
+        b2bua, apps = self.b2bua, self.b2bua.apps
+        dialog = bridge.a_dialog
+        lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
+        async with lock:  # (after a hold or unhold of ippbx's still out)
+            if apps is None or dialog is None or bridge.ended or dialog.state == TERMINATED:
+                return False
+            headers = [("Supported", "timer"), ("Session-Expires",
+                        f"{int(b2bua.session_expires)};refresher=uac")
+                       ] if b2bua.session_expires else []
+            bridge.reinviting = with_side(bridge.reinviting, "a")  # (a crossing one: 491)
+            try:
+                response = await b2bua.ua.request_in_dialog(dialog, "INVITE", b"", headers)
+            finally:
+                bridge.reinviting = bridge.reinviting.replace("a", "")
+            if response.status >= 300 or bridge.ended:
+                return False
+            offer = response.body
+            bridge.sdp = {"a": offer}
+            bridge.content_type = response.get("Content-Type") or bridge.content_type
+            if bridge.digits is not None:
+                while not bridge.digits.empty():  # (keys meant for an earlier menu)
+                    bridge.digits.get_nowait()
+            if offer and await apps.answer(bridge):
+                b2bua.keeper.start(bridge, "a", bridge.a_session, False)
+                return True
+            last = dialog.last_ack
+            if last is None or last.cseq != dialog.invite_cseq:  # (2xx not ACKed yet)
+                b2bua.ua.ack(dialog, with_direction(offer, "inactive") if offer else b"",
+                             [("Content-Type", bridge.content_type)] if offer else ())
+            return False
+
     # -- click-to-call ------------------------------------------------------------------
     def require_extension(self, number: str) -> list[Binding]:
         """The contacts of extension `number`; NO_EXTENSION if it is unknown or not
@@ -399,8 +524,8 @@ class CallControl:
         return contacts
 
     def dial(self, extension: str, target: str, autoanswer: bool = False) -> str:
-        """Ring `extension`; once it answers, call `target` from it (a party, or an IVR
-        or ring group by its number). Returns the callid."""
+        """Ring `extension`; once it answers, call `target` from it (a party, or an IVR,
+        ring group, queue or paging group by its number). Returns the callid."""
         b2bua = self.b2bua
         contacts = self.require_extension(extension)
         destination = b2bua.dialplan.route_from_extension(extension, target)
@@ -416,17 +541,37 @@ class CallControl:
                 invite.add(name, value)
         return self._originate(leg, target, invite, binding.source, None, destination)
 
+    def require_local(self, number: str) -> None:
+        """`number` is an extension that could ring, an IVR, a ring group, a queue or a
+        paging group; NO_EXTENSION otherwise."""
+        local = self.b2bua.dialplan.local(number)
+        if local is None:
+            raise ControlError(ControlError.NO_EXTENSION)
+        if isinstance(local, ToExtension):
+            self.require_extension(number)
+
     def dial_number(self, number: str, target: str, fromext: str = "") -> str:
-        """Call the external `number` (route prefix included, with `fromext`'s outbound
-        permissions, all extensions' when ""); once it answers, put it through to the
-        IVR or ring group numbered `target`. Returns the callid."""
+        """Call the external `number` (route prefix included, with extension `fromext`'s
+        outbound permissions, those open to all extensions when ""); once it answers, put
+        it through to `target`: an extension, IVR, ring group, queue or paging group by
+        its number, or another external number (routed the same way: a callback).
+        Returns the callid."""
         b2bua = self.b2bua
-        destination = b2bua.dialplan.local(target)
-        if destination is None:
-            raise ControlError(ControlError.NO_ROUTE)
-        routed = b2bua.dialplan.route_outbound(fromext, number)
+        dialplan = b2bua.dialplan
+        if fromext and fromext not in b2bua.extensions:
+            raise ControlError(ControlError.NO_EXTENSION)
+        routed = dialplan.route_outbound(fromext, number)
         _check(routed)
         assert isinstance(routed, ToTrunks)
+        destination: Destination | None = dialplan.local(target)
+        if destination is None:  # an outside number: the second leg goes out too
+            destination = dialplan.route_outbound(fromext, target)
+            _check(destination)
+            assert isinstance(destination, ToTrunks)
+            if b2bua.free_trunk(destination) is None:
+                raise ControlError(ControlError.NO_ROUTE)
+        elif isinstance(destination, ToExtension):
+            self.require_extension(destination.number)
         found = b2bua.free_trunk(routed)
         if found is None:
             raise ControlError(ControlError.NO_ROUTE)
@@ -467,7 +612,7 @@ class CallControl:
             bridge.sdp["a"] = offer = response.body
             bridge.content_type = response.get("Content-Type") or bridge.content_type
             self.registry.set_status(caller.id, LegStatus.TALKING)
-            status = await b2bua.deliver(bridge, destination, 70)
+            status = await self._put_through(bridge, destination)
             if status is not None:  # the target failed
                 self._drop_originated(bridge, dialog, offer, status)
         except asyncio.CancelledError:  # stopping
@@ -477,6 +622,17 @@ class CallControl:
             log.exception("click-to-call %s failed", call.callid)
             self._drop_originated(bridge, dialog, offer, 500)
             raise
+
+    async def _put_through(self, bridge: Bridge, destination: Destination) -> int | None:
+        """Connect the answered first party of a call ippbx placed to `destination`. An
+        external party (a callback) is answered by ippbx against its player when the
+        media is anchored, and hears ringback while the target rings; otherwise its 2xx
+        waits for the target's answer (RFC 3725 flow I)."""
+        b2bua, apps = self.b2bua, self.b2bua.apps
+        if bridge.call.caller.kind is LegKind.TRUNK and apps is not None \
+                and b2bua.media is not None and await apps.answer(bridge):
+            return await apps.go(bridge, destination, 70, 0)
+        return await b2bua.deliver(bridge, destination, 70)
 
     def _drop_originated(
         self, bridge: Bridge, dialog: Dialog | None, offer: bytes, status: int
@@ -497,6 +653,7 @@ class CallControl:
 
 _REFER_REFUSALS = {
     ControlError.NOT_PERMITTED: 403,
+    ControlError.NO_MEDIA: 488,  # (the target is answered by ippbx: needs the engine)
     ControlError.NO_ROUTE: 404,
     ControlError.NO_EXTENSION: 404,
     ControlError.NOT_CONNECTED: 491,

@@ -15,10 +15,13 @@ A destination string of the configuration (`extension:N`, `ivr:N`, `ringgroup:N`
 `voicemail:N`, `queue:N`, `number:N`, `hangup`) becomes a decision with `resolve`;
 `number:N` is routed as a dial of N by the extension it acts for (its permissions).
 
-A transfer is routed as if the transferor dialled the target (`route_transfer`): an
-extension with its own permissions; a party on a trunk (an inbound caller, or the far end
-of an outbound call) may reach extensions, and trunks only when the inbound route that
-admitted its call says `allow_transfer_out` (then through routes open to all extensions).
+A transfer is routed as if the transferor dialled the target (`route_transfer`): the
+numbers of extensions, IVRs, ring groups, queues and paging groups are reached by anyone
+(they cost nothing); other numbers go out with the transferor's permissions: an
+extension's own, while a party on a trunk (an inbound caller, or the far end of an
+outbound call) reaches trunks only when the inbound route that admitted its call says
+`allow_transfer_out` (then through routes open to all extensions). Feature codes are no
+transfer targets.
 """
 
 from __future__ import annotations
@@ -262,17 +265,19 @@ class Dialplan:
         return Refused(Refusal.NO_ROUTE)
 
     def route_transfer(self, transferor_ext: str, inbound_route: str,
-                       target: str) -> ToExtension | ToTrunks | Refused:
-        """Where a transfer to `target` goes, with the transferor's permissions: those of
-        extension `transferor_ext`, or ("" for a party on a trunk) those the inbound route
-        `inbound_route` that admitted the call grants ("" for none)."""
+                       target: str) -> Local | ToTrunks | Refused:
+        """Where a transfer to `target` goes: a local number (extension, IVR, ring group,
+        queue, paging group) for anyone; else out with the transferor's permissions:
+        those of extension `transferor_ext`, or ("" for a party on a trunk) those the
+        inbound route `inbound_route` that admitted the call grants ("" for none)."""
+        local = self.local(target)
+        if local is not None:
+            return local
         if transferor_ext:
             decided = self.route_from_extension(transferor_ext, target)
-            if isinstance(decided, ToExtension | ToTrunks | Refused):
+            if isinstance(decided, ToTrunks | Refused):
                 return decided
-            return Refused(Refusal.NO_ROUTE)  # (transfers reach extensions and trunks)
-        if target in self._extensions:
-            return ToExtension(target)
+            return Refused(Refusal.NO_ROUTE)  # (a feature code is no transfer target)
         if not self._transfer_out.get(inbound_route, False):
             return Refused(Refusal.FORBIDDEN)
         return self.route_outbound("", target)

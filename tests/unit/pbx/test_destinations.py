@@ -14,6 +14,8 @@ from ippbx.pbx.dialplan import (
     ToFeature,
     ToIvr,
     ToMailbox,
+    ToPaging,
+    ToQueue,
     ToRingGroup,
     ToTrunks,
     ToVoicemail,
@@ -90,8 +92,30 @@ def test_feature_codes() -> None:
     # forwarding somewhere the extension may not dial is refused like the dial itself
     assert plan.route_from_extension("1001", "*2195551234") == Refused(Refusal.FORBIDDEN)
     assert plan.route_from_extension("1001", "*22") == ToFeature(Feature.FORWARD_OFF, "1001")
-    # a transfer reaches parties only
-    assert plan.route_transfer("1001", "", "6000") == Refused(Refusal.NO_ROUTE)
+    # a transfer reaches local numbers, never a feature code
+    assert plan.route_transfer("1001", "", "*97") == Refused(Refusal.NO_ROUTE)
+    assert plan.route_transfer("1001", "", "*211002") == Refused(Refusal.NO_ROUTE)
+
+
+def test_a_transfer_reaches_every_local_number_whoever_transfers() -> None:
+    plan = Dialplan(parse_config(APPS + """
+[[queues]]
+number = "6800"
+agents = ["1001"]
+[[paging_groups]]
+number = "6900"
+members = ["1002"]
+"""))
+    for transferor, route in (("1001", ""), ("", "main"), ("", "")):
+        assert plan.route_transfer(transferor, route, "6000") == ToIvr("6000")
+        assert plan.route_transfer(transferor, route, "6800") == ToQueue("6800")
+        assert plan.route_transfer(transferor, route, "6900") == ToPaging("6900")
+        assert plan.route_transfer(transferor, route, "6300") == ToRingGroup("6300")
+        assert plan.route_transfer(transferor, route, "1002") == ToExtension("1002")
+    # outside numbers: with the transferor's permissions (no trunk for a trunk party)
+    assert plan.route_transfer("1002", "", "95551234") == ToTrunks("local", "5551234", ("t1",))
+    assert plan.route_transfer("1001", "", "95551234") == Refused(Refusal.FORBIDDEN)
+    assert plan.route_transfer("", "main", "95551234") == Refused(Refusal.FORBIDDEN)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

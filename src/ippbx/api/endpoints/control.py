@@ -7,10 +7,16 @@ OpenVox: `outbound/hangup {outboundid}`, `inbound/hangup {inboundid}`, `extensio
 (a call that plays prompts, `pbx/prompt_calls.py`; 10023 for an unknown prompt),
 `extension/listen {listener, listenedext}` (silent monitoring, `pbx/listen.py`),
 `extension/dial_extension {caller, callee, autoanswer}`, `extension/dial_outbound
-{extid, outto, autoanswer}`. Yeastar adds `outbound/transfer_number` and
-`inbound/transfer_number {…id, number, fromext}`. Dial endpoints also return the new
-call's `callid` (Yeastar does; OpenVox clients ignore the extra key). The work is done by
-`ippbx.pbx.control`; this module only finds the call and maps failures to errnos.
+{extid, outto, autoanswer}`, `outbound/dial_outbound {caller, outto, fromext?}` (the
+callback: ippbx calls the external `caller` first, then connects it to `outto`, an
+external number or any local one). Yeastar adds `outbound/transfer_number` and
+`inbound/transfer_number {…id, number, fromext}`. A transfer reaches extensions, IVRs,
+ring groups, queues, paging groups and outside numbers (those answered by ippbx only with
+anchored media: 30001 otherwise). Dial endpoints also return the new call's `callid`
+(Yeastar does; OpenVox clients ignore the extra key). `extension/dial_extension`'s
+`callee` is an extension or another local number (IVR, ring group, queue, paging group),
+never an external one (10006). The work is done by `ippbx.pbx.control`; this module only
+finds the call and maps failures to errnos.
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ def dial_extension(req: ApiRequest) -> Mapping[str, Any]:
     auto = (req.text("autoanswer") or "no").lower() in _YES
     control = _control(req)
     _do(control.require_extension, caller)
-    _do(control.require_extension, callee)  # an extension, not any number: 10006
+    _do(control.require_local, callee)  # a local number, not an outside one: 10006
     return {"callid": _do(control.dial, caller, callee, auto)}
 
 
@@ -152,6 +158,14 @@ def dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
     outto = req.require("outto")
     auto = (req.text("autoanswer") or "no").lower() in _YES
     return {"callid": _do(_control(req).dial, extid, outto, auto)}
+
+
+def callback(req: ApiRequest) -> Mapping[str, Any]:
+    """`outbound/dial_outbound`: call `caller` (external), then connect it to `outto`."""
+    caller = req.require("caller")
+    outto = req.require("outto")
+    return {"callid": _do(_control(req).dial_number, caller, outto,
+                          req.text("fromext") or "")}
 
 
 def _prompts(req: ApiRequest) -> PromptCalls:
@@ -210,6 +224,7 @@ ENDPOINTS = [
     Endpoint("inbound/transfer_number", inbound_transfer),
     Endpoint("extension/dial_extension", dial_extension),
     Endpoint("extension/dial_outbound", dial_outbound),
+    Endpoint("outbound/dial_outbound", callback),
     Endpoint("extension/playprompt", extension_playprompt),
     Endpoint("extension/listen", extension_listen),
     Endpoint("outbound/playprompt", outbound_playprompt),

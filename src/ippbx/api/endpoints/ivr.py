@@ -8,13 +8,15 @@ an IVR answer 10012 (an empty config with no name asked is an empty list).
 Each IVR: `ivrid` (its number), `promptrepeat` (times the prompt plays), `responsetimeout`
 (seconds waited for a key after it), `ivrname` and `prompt`.
 
-Calls into an IVR or a ring group (Yeastar's): `ivr/dial_extension {extid, ivrid}` rings
+Calls into an IVR, a ring group or a queue: `ivr/dial_extension {extid, ivrid}` rings
 the extension, which once it answers is in the IVR's menu; `ivr/dial_outbound {outto,
-ivrid, fromext?}` and `ringgroup/dial_outbound {ringgroupid, outto, fromext?}` call an
-external number (route prefix included; `fromext`'s outbound permissions, else those
-open to all) and put it through to the IVR / ring group once it answers. Each answers
-the new call's `callid`. 10012 no such IVR, 10014 no such ring group, 10006 the extension
-is unknown or not registered, 10011 / 10024 the number has no route / not for `fromext`.
+ivrid, fromext?}`, `ringgroup/dial_outbound {ringgroupid, outto, fromext?}` and
+`queue/dial_outbound {queueid, outto, fromext?}` call an external number (route prefix
+included; `fromext`'s outbound permissions, else those open to all) and put it through
+to the IVR / ring group / queue once it answers. Each answers the new call's `callid`.
+10012 no such IVR, 10013 no such queue, 10014 no such ring group, 10006 the extension (or
+`fromext`) is unknown or not registered, 10011 / 10024 the number has no route / not for
+`fromext`.
 """
 
 from __future__ import annotations
@@ -84,9 +86,18 @@ def ringgroup_dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
                           req.text("fromext") or "")}
 
 
+def queue_dial_outbound(req: ApiRequest) -> Mapping[str, Any]:
+    queue = _number_of(req, "queueid", [q.number for q in req.ctx.config.queues],
+                       Errno.QUEUE_NOT_FOUND)
+    outto = req.require("outto")
+    return {"callid": _do(_control(req).dial_number, outto, queue,
+                          req.text("fromext") or "")}
+
+
 ENDPOINTS = [
     Endpoint("ivr/query", query),
     Endpoint("ivr/dial_extension", dial_extension),
     Endpoint("ivr/dial_outbound", dial_outbound),
     Endpoint("ringgroup/dial_outbound", ringgroup_dial_outbound),
+    Endpoint("queue/dial_outbound", queue_dial_outbound),
 ]
