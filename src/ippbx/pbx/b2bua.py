@@ -914,13 +914,18 @@ class B2BUA:
         engine stays as it was (its side of the engine keeps its ports)."""
         ci = bridge.b_invite
         assert ci is not None and ci.dialog is not None
+        ended_before = bridge.ended
         bridge.b_dialog = ci.dialog
         bridge.sdp["b"] = response.body
         self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
         await self.answer_sdp(bridge, bridge.call.caller, leg, response.body)
         if bridge.ended:
-            self.bye(ci.dialog)
+            # ended while with the engine: the callee's dialog was the bridge's then, so
+            # whoever ended it (the callee's BYE, the caller's, a teardown) saw to it; a
+            # second BYE would go out twice or on a dialog already forgotten
+            if ended_before:
+                self.bye(ci.dialog)
             if leg.live:
                 self.registry.end_leg(leg.id, 487)
             return None
