@@ -19,7 +19,7 @@ from typing import Any
 from audio_phone import AudioPhone, user_of
 from pbx_harness import PbxHarness, Start, TrunkSpec
 from reports_harness import Receiver
-from sipp_harness import free_port
+from sipp_harness import SippFactory, free_port
 from test_applications import IVR, RINGBACK, TONE_C, hears_sound, reports, rings, until
 from test_media_calls import (
     TONE_A,
@@ -280,3 +280,38 @@ async def test_callback_and_queue_dial_errors_and_every_local_number_is_dialled(
     finally:
         await carrier.stop()
         await b.stop()
+
+
+async def test_callback_to_a_sipp_carrier_then_the_extension(
+        start_pbx: Start, sipp: SippFactory, tmp_path: Path) -> None:
+    """The outside party is sipp's UAS (another SIP stack than ours): it is called first,
+    answers, and only then 1002 rings; both legs show in `outbound/query` and the reports
+    while they talk; 1002 hanging up sends the carrier its BYE."""
+    carrier_port = free_port()
+    pbx = await start_media_pbx(start_pbx, tmp_path, [TrunkSpec("carrier", carrier_port)])
+    receiver = await Receiver().start()
+    await pbx.login(report_port=receiver.port)
+    far = await sipp("uas.xml", port=carrier_port, calls=1, sipp_timeout_s=30).astart()
+    b = await AudioPhone.extension(pbx.sip_address, "1002", tone=TONE_B, answer_delay=0.5)
+    try:
+        answer = await ok(pbx, "outbound/dial_outbound",
+                          {"caller": "95550001111", "outto": "1002"})
+        await b.wait_established(timeout=10)
+        [leg] = await pbx.outbound()
+        assert (leg["from"], leg["to"], leg["trunk"], leg["status"]) == \
+            ("66666", "5550001111", "carrier", "Talking"), leg
+        assert pbx.app.registry.by_outboundid(leg["outboundid"]).callid == \
+            answer["callid"]  # type: ignore[union-attr]
+        assert (await b.hangup()).status == 200
+        (await far.await_result(20)).assert_ok(calls=1)  # (its INVITE, ACK, then our BYE)
+        await until(lambda: reports(receiver, "NewCdr"), "the NewCdr")
+        answered = first(receiver, "ANSWER")
+        assert answered["ext"] == {"extid": "1002"}, answered
+        assert answered["outbound"]["outboundid"] == leg["outboundid"], answered
+        [record] = reports(receiver, "NewCdr")
+        assert (record["status"], record["type"]) == ("ANSWERED", "Outbound"), record
+        await no_engine_calls(pbx)
+        await pbx.stop()
+    finally:
+        await b.stop()
+        await receiver.stop()
