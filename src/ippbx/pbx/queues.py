@@ -415,9 +415,10 @@ class Queues:
             if q.leave_when_empty and not self.signed_in(live):
                 return 480
             agents = self._choose(live, caller, now)
-            if not agents:
-                until = deadline if not caller.retry_at else min(deadline, caller.retry_at)
-                await self._sleep(caller, until - now)
+            if not agents:  # until woken, its retry is due, or the deadline
+                wake_at = min(deadline, caller.retry_at) if caller.retry_at > now \
+                    else deadline
+                await self._sleep(caller, wake_at - now)
                 continue
             status = await self._offer(live, caller, agents,
                                        min(float(q.ring_seconds), deadline - now),
@@ -504,8 +505,10 @@ class Queues:
         return None
 
     async def _sleep(self, caller: Caller, seconds: float) -> None:
-        """Until the caller is woken (`_kick`), hangs up, or `seconds` pass."""
+        """Until the caller is woken (`_kick`), hangs up, or `seconds` pass (a turn of
+        the loop at least: the caller's loop must never spin without yielding)."""
         if seconds <= 0:
+            await asyncio.sleep(0)
             return
         caller.wake.clear()
         woken = asyncio.ensure_future(caller.wake.wait())
