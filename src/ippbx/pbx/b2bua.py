@@ -785,6 +785,9 @@ class B2BUA:
         invite = self.build_invite(
             offer, bridge.content_type, uri, dest, from_user, to_user, max_forwards, trunk,
         )
+        if bridge.gave_up or bridge.ended or self.registry.get(bridge.call.callid) \
+                is not bridge.call:
+            return 487  # (the caller left while the engine made the offer)
         self.registry.add_callee(bridge.call, leg)
         bridge.dialling = leg
         response = await self.send_invite(bridge, invite, dest, trunk, timeout)
@@ -832,6 +835,8 @@ class B2BUA:
             invite = self.build_invite(offer, bridge.content_type, attempt.uri, attempt.dest,
                                        attempt.from_user, attempt.leg.to_number,
                                        max_forwards, attempt.trunk)
+            if bridge.gave_up or bridge.ended or self.registry.get(call.callid) is not call:
+                break  # (the caller left while the engine made the offer)
             self.registry.add_branch(call, attempt.leg)
             invites[attempt.leg.id] = invite
             send(attempt, invite)
