@@ -39,7 +39,12 @@ class _JumpingSelector(selectors.DefaultSelector):
             return ready
         if timeout is None:
             raise RuntimeError("a hang: every task waits and no timer is set")
-        self._clock.virtual_now += timeout
+        # To the next timer itself: `now + (when - now)` can fall one ulp short of `when`
+        # and a loop that waits for that timer would then never see time move.
+        scheduled = self._clock._scheduled  # type: ignore[attr-defined]
+        if timeout > 0:
+            self._clock.virtual_now = max(self._clock.virtual_now + timeout,
+                                          scheduled[0].when() if scheduled else 0.0)
         if self._clock.virtual_now > VIRTUAL_LIMIT and not self._tripped:
             self._tripped = True
             raise RuntimeError(f"a hang: still running after {VIRTUAL_LIMIT} s")

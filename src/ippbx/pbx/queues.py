@@ -56,6 +56,10 @@ from ippbx.pbx.dialplan import Feature, ToFeature, ToPaging, ToQueue
 log = logging.getLogger(__name__)
 
 MUSIC_TIMES = 1000  # the hold music, over and over, while a caller waits
+# A moment closer than this counts as come: asyncio fires a timer up to its clock's
+# resolution early, and a caller that slept until its deadline must not find it a hair
+# away and sleep again (on a clock that only moves while the loop idles, forever).
+SOON = 0.001  # seconds
 
 
 class AgentStatus(IntEnum):
@@ -408,15 +412,15 @@ class Queues:
         the queue empties with `leave_when_empty` (480) or the caller hangs up (487)."""
         bridge, q = caller.bridge, live.config
         deadline = caller.joined + q.max_wait
-        while not bridge.ended:
+        while not (bridge.ended or bridge.gave_up):  # (a hang-up sets gave_up first)
             now = self.clock()
-            if now >= deadline:
+            if now >= deadline - SOON:
                 return 408
             if q.leave_when_empty and not self.signed_in(live):
                 return 480
             agents = self._choose(live, caller, now)
             if not agents:  # until woken, its retry is due, or the deadline
-                wake_at = min(deadline, caller.retry_at) if caller.retry_at > now \
+                wake_at = min(deadline, caller.retry_at) if caller.retry_at > now + SOON \
                     else deadline
                 await self._sleep(caller, wake_at - now)
                 continue
@@ -446,7 +450,7 @@ class Queues:
         if not untried:  # every idle agent tried: rest `retry_seconds`, then start over
             if not caller.retry_at:
                 caller.retry_at = now + live.config.retry_seconds
-            if now < caller.retry_at:
+            if now < caller.retry_at - SOON:
                 return []
             caller.tried.clear()
             untried = idle
@@ -498,7 +502,10 @@ class Queues:
         agent = live.agents.get(callee.extension or "")
         if agent is not None:
             agent.calls += 1
-            self._answered[callee.id] = (live, agent)
+            if callee.live:
+                self._answered[callee.id] = (live, agent)
+            else:  # (a hang-up crossed the answer: its LegEnded has been and gone)
+                self._rest(live, agent)
         bridge.call.application = ""  # (its callee is the agent now)
         log.info("call %s: queue %s: agent %s answered", bridge.call.callid, live.number,
                  callee.extension)
@@ -537,17 +544,20 @@ class Queues:
         if isinstance(event, events.LegEnded):
             answered = self._answered.pop(event.leg.id, None)
             if answered is not None:  # an agent's queue call: it rests, then serves again
-                live, agent = answered
-                now = self.clock()
-                agent.last_call = now
-                wrapup = live.config.wrapup_seconds
-                if wrapup:
-                    agent.wrapup_until = now + wrapup
-                    self._later(wrapup, live)
+                self._rest(*answered)
             if event.leg.extension is not None:
                 self._kick_agent((event.leg.extension,))
         elif isinstance(event, events.ExtensionRegistration) and event.registered:
             self._kick_agent((event.extension,))
+
+    def _rest(self, live: LiveQueue, agent: Agent) -> None:
+        """The agent's queue call ended: wrap-up time, then it serves again."""
+        now = self.clock()
+        agent.last_call = now
+        wrapup = live.config.wrapup_seconds
+        if wrapup:
+            agent.wrapup_until = now + wrapup
+            self._later(wrapup, live)
 
     def _later(self, seconds: float, live: LiveQueue) -> None:
         try:

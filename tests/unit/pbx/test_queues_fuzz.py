@@ -14,7 +14,7 @@ reached ippbx got a final response; no agent rings for two queue calls at once; 
 agent gets no new offer; in the end the PBX is idle (no call, bridge, task, dialog, leg),
 the engine holds no call and the queue nothing (no caller in line, no agent reserved,
 no call remembered). Virtual time: waits, ringing and music cost nothing.
-`FUZZ_EXAMPLES` sets the number of examples (60 by default).
+`FUZZ_EXAMPLES` sets the number of examples (200 by default).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ippbx.config import QUEUE_STRATEGIES, Config
 from ippbx.pbx.queues import Queues
 from ippbx.sip.ua import ServerRequest
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 CALLERS = ("1001", "1004", "1005")
 PAUSE_GRACE = 0.05  # seconds: an offer chosen just before a pause may still go out
 
@@ -193,7 +193,9 @@ async def play(world: World, s: Scenario, directory: Path) -> None:
         late = [t for t in agents[0].invited_at if start + PAUSE_GRACE < t < end]
         assert not late, f"1002 offered calls while paused ({start}-{end}): {late}"
     live = queues.queues["6500"]
-    assert live.callers == [] and not queues._reserved and not queues._answered
+    assert live.callers == []
+    assert not queues._reserved, queues._reserved
+    assert not queues._answered, queues._answered
     queues.stop()
     await left_nothing(pbx, engine, store)
 
