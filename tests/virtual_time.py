@@ -6,7 +6,9 @@ prompt lengths cost no wall-clock time and nothing depends on the machine's spee
 loop left with nothing to wait for (every task blocked, no timer set: a hang) raises.
 `unanswered(net)` lists the requests that reached the PBX without a final response;
 `assert_quiet(caplog)` fails on anything logged at ERROR or with a traceback;
-`run_world` runs one example on a fresh loop and stops its parties after it.
+`run_world` runs one example on a fresh loop and stops its parties after it;
+`run_example` does so on a fresh in-memory net with a cap on its messages, and
+`check_examples` runs hypothesis's examples of a scenario that way, each quiet.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import asyncio
 import logging
 import selectors
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pbx_stack import PBX, World
 from sip_net import FakeNet
 
 from ippbx.sip.message import Request, Response
+
+S = TypeVar("S")
+Play = Callable[[World, S, Path], Awaitable[None]]
 
 VIRTUAL_LIMIT = 300.0  # seconds (virtual) an example may run before it counts as a hang
 
@@ -92,3 +101,30 @@ def run_world(world: World, body: Callable[[], Awaitable[None]]) -> None:
 
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         runner.run(main())
+
+
+def run_example(play: Play[S], scenario: S, directory: Path, max_messages: int) -> None:
+    """`play` one scenario in a fresh world; more than `max_messages` is a storm."""
+    world = World()
+    world.net.max_messages = max_messages
+    run_world(world, lambda: play(world, scenario, directory))
+    assert not world.net.stormed, f"more than {max_messages} messages: a storm"
+
+
+def check_examples(play: Play[S], scenarios: st.SearchStrategy[S], *, examples: int,
+                   max_messages: int, caplog: pytest.LogCaptureFixture,
+                   directory: Path) -> None:
+    """`examples` scenarios drawn by hypothesis, each played in its own directory and
+    quiet (nothing at ERROR, no traceback)."""
+    count = iter(range(1_000_000))
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow,
+                                     HealthCheck.function_scoped_fixture])
+    @given(scenarios)
+    def check(scenario: S) -> None:
+        caplog.clear()
+        run_example(play, scenario, directory / str(next(count)), max_messages)
+        assert_quiet(caplog)
+
+    check()

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbx_stack import EngineModel, Party, Pbx, World, pbx_config, phone_host, timing, until
 from sip_net import settled
-from virtual_time import assert_quiet, run_world, unanswered
+from virtual_time import assert_quiet, check_examples, run_example, run_world, unanswered
 
 from ippbx.config import Config
 from ippbx.pbx.applications import KEYS_KEPT, Applications
@@ -200,27 +199,14 @@ async def play(world: World, s: Scenario, directory: Path) -> None:
 
 
 def run(scenario: Scenario, directory: Path) -> None:
-    world = World()
-    world.net.max_messages = MAX_MESSAGES
-    run_world(world, lambda: play(world, scenario, directory))
-    assert not world.net.stormed, f"more than {MAX_MESSAGES} messages: a storm"
+    run_example(play, scenario, directory, MAX_MESSAGES)
 
 
 def test_random_callers_of_the_applications_leave_nothing_behind(
         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     caplog.set_level(logging.WARNING)
-    count = iter(range(1_000_000))
-
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow,
-                                     HealthCheck.function_scoped_fixture])
-    @given(SCENARIOS)
-    def check(scenario: Scenario) -> None:
-        caplog.clear()
-        run(scenario, tmp_path / str(next(count)))
-        assert_quiet(caplog)
-
-    check()
+    check_examples(play, SCENARIOS, examples=EXAMPLES, max_messages=MAX_MESSAGES,
+                   caplog=caplog, directory=tmp_path)
 
 
 # -- what the property found, kept as plain examples ----------------------------------------

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbx_stack import Party, World, phone_host
 from sip_net import settled
 from test_applications_fuzz import BOUND, MAX_MESSAGES, app_config, app_pbx, left_nothing
-from virtual_time import assert_quiet, run_world, unanswered
+from virtual_time import check_examples, run_example, unanswered
 
 from ippbx.config import QUEUE_STRATEGIES, Config
 from ippbx.pbx.queues import Queues
@@ -200,25 +199,13 @@ async def play(world: World, s: Scenario, directory: Path) -> None:
     await left_nothing(pbx, engine, store)
 
 
+
 def run(scenario: Scenario, directory: Path) -> None:
-    world = World()
-    world.net.max_messages = MAX_MESSAGES
-    run_world(world, lambda: play(world, scenario, directory))
-    assert not world.net.stormed, f"more than {MAX_MESSAGES} messages: a storm"
+    run_example(play, scenario, directory, MAX_MESSAGES)
 
 
 def test_random_callers_and_agents_of_a_queue_leave_nothing_behind(
         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     caplog.set_level(logging.WARNING)
-    count = iter(range(1_000_000))
-
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow,
-                                     HealthCheck.function_scoped_fixture])
-    @given(SCENARIOS)
-    def check(scenario: Scenario) -> None:
-        caplog.clear()
-        run(scenario, tmp_path / str(next(count)))
-        assert_quiet(caplog)
-
-    check()
+    check_examples(play, SCENARIOS, examples=EXAMPLES, max_messages=MAX_MESSAGES,
+                   caplog=caplog, directory=tmp_path)
