@@ -3,12 +3,13 @@
 `VirtualClockLoop` is an event loop whose clock jumps to the next timer whenever nothing
 is ready (the in-memory net never needs waiting for), so SIP timers, ring timeouts and
 prompt lengths cost no wall-clock time and nothing depends on the machine's speed; a
-loop left with nothing to wait for (every task blocked, no timer set: a hang) raises.
+loop left with nothing to wait for (every task blocked, no timer set: a hang) raises, and
+so does one that turns `SPIN_LIMIT` times without its clock moving (a spin).
 `unanswered(net)` lists the requests that reached the PBX without a final response;
 `assert_quiet(caplog)` fails on anything logged at ERROR or with a traceback;
 `run_world` runs one example on a fresh loop and stops its parties after it;
 `run_example` does so on a fresh in-memory net with a cap on its messages, and
-`check_examples` runs hypothesis's examples of a scenario that way, each quiet.
+`check_examples` runs hypothesis's examples of a scenario, each quiet.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ S = TypeVar("S")
 Play = Callable[[World, S, Path], Awaitable[None]]
 
 VIRTUAL_LIMIT = 300.0  # seconds (virtual) an example may run before it counts as a hang
+SPIN_LIMIT = 200_000  # turns of the loop at one virtual instant that count as a spin
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -41,6 +43,7 @@ class _JumpingSelector(selectors.DefaultSelector):
         super().__init__()
         self._clock = loop
         self._tripped = False  # (said once: the runner's clean-up may still run timers)
+        self._turns = 0  # loop turns since the clock last moved
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
@@ -48,12 +51,18 @@ class _JumpingSelector(selectors.DefaultSelector):
             return ready
         if timeout is None:
             raise RuntimeError("a hang: every task waits and no timer is set")
+        if timeout == 0:  # (something is ready: the clock stays)
+            self._turns += 1
+            if self._turns == SPIN_LIMIT:
+                raise RuntimeError(f"a spin: {SPIN_LIMIT} turns of the loop and time never "
+                                   "moved")
+            return ready
+        self._turns = 0
         # To the next timer itself: `now + (when - now)` can fall one ulp short of `when`
         # and a loop that waits for that timer would then never see time move.
         scheduled = self._clock._scheduled  # type: ignore[attr-defined]
-        if timeout > 0:
-            self._clock.virtual_now = max(self._clock.virtual_now + timeout,
-                                          scheduled[0].when() if scheduled else 0.0)
+        nearest = scheduled[0].when() if scheduled else 0.0
+        self._clock.virtual_now = max(self._clock.virtual_now + timeout, nearest)
         if self._clock.virtual_now > VIRTUAL_LIMIT and not self._tripped:
             self._tripped = True
             raise RuntimeError(f"a hang: still running after {VIRTUAL_LIMIT} s")
@@ -111,20 +120,18 @@ def run_example(play: Play[S], scenario: S, directory: Path, max_messages: int) 
     assert not world.net.stormed, f"more than {max_messages} messages: a storm"
 
 
-def check_examples(play: Play[S], scenarios: st.SearchStrategy[S], *, examples: int,
-                   max_messages: int, caplog: pytest.LogCaptureFixture,
-                   directory: Path) -> None:
-    """`examples` scenarios drawn by hypothesis, each played in its own directory and
-    quiet (nothing at ERROR, no traceback)."""
-    count = iter(range(1_000_000))
 
+def check_examples(run: Callable[[S], object], scenarios: st.SearchStrategy[S], *,
+                   examples: int, caplog: pytest.LogCaptureFixture) -> None:
+    """`run` `examples` scenarios drawn by hypothesis; each must also be quiet (nothing
+    at ERROR, no traceback)."""
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow,
                                      HealthCheck.function_scoped_fixture])
     @given(scenarios)
     def check(scenario: S) -> None:
         caplog.clear()
-        run_example(play, scenario, directory / str(next(count)), max_messages)
+        run(scenario)
         assert_quiet(caplog)
 
     check()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,8 @@ def run(scenario: Scenario, directory: Path) -> None:
 def test_random_callers_of_the_applications_leave_nothing_behind(
         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     caplog.set_level(logging.WARNING)
-    check_examples(play, SCENARIOS, examples=EXAMPLES, max_messages=MAX_MESSAGES,
-                   caplog=caplog, directory=tmp_path)
+    check_examples(lambda s: run(s, Path(tempfile.mkdtemp(dir=tmp_path))), SCENARIOS,
+                   examples=EXAMPLES, caplog=caplog)
 
 
 # -- what the property found, kept as plain examples ----------------------------------------

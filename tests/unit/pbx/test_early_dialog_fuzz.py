@@ -40,7 +40,6 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbx_stack import (
     CARRIER,
@@ -58,7 +57,7 @@ from pbx_stack import (
     until,
 )
 from sip_net import T1, FakeNet, settled
-from virtual_time import assert_quiet, run_world, unanswered
+from virtual_time import assert_quiet, check_examples, run_world, unanswered
 
 from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog
@@ -412,17 +411,7 @@ def run(scenario: Scenario) -> FakeNet:
 
 def test_random_early_dialogs_leave_nothing_behind(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow,
-                                     HealthCheck.function_scoped_fixture])
-    @given(SCENARIOS)
-    def check(scenario: Scenario) -> None:
-        caplog.clear()
-        run(scenario)
-        assert_quiet(caplog)
-
-    check()
+    check_examples(run, SCENARIOS, examples=EXAMPLES, caplog=caplog)
 
 
 # -- what the property found, kept as plain examples ----------------------------------------
