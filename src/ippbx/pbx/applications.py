@@ -28,7 +28,6 @@ events or SIP INFO `application/dtmf-relay`, both queued on the bridge by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import wave
@@ -243,7 +242,7 @@ class Applications:
                     await media.stop_playing(bridge.call.callid, bridge.call.caller.id)
                     return key
             else:
-                await self.pause(bridge, seconds + TAIL)
+                await bridge.pause(seconds + TAIL)
         return None
 
     async def key(self, bridge: Bridge, seconds: float) -> str | None:
@@ -265,10 +264,6 @@ class Applications:
         if getting in done and not getting.cancelled():
             return getting.result()
         return None
-
-    async def pause(self, bridge: Bridge, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(bridge.abort_event().wait(), seconds)
 
     async def keys(self, bridge: Bridge, first: str, seconds: float,
                    done: Callable[[str], bool] = lambda _: False) -> str:

@@ -209,6 +209,16 @@ class Bridge:
                 self._abort_event.set()
         return self._abort_event
 
+    async def pause(self, seconds: float) -> None:
+        """`seconds`, or until `abort()`. (Not `wait_for`: on 3.11 it loses a cancellation
+        that comes as its wait ends, and a task cancelled while pausing in a hung-up call
+        would go on.)"""
+        aborted = asyncio.ensure_future(self.abort_event().wait())
+        try:
+            await asyncio.wait({aborted}, timeout=seconds)
+        finally:
+            aborted.cancel()
+
     @property
     def gave_up(self) -> bool:
         """The caller cancelled or the API hung up before the answer."""
@@ -785,9 +795,8 @@ class B2BUA:
         invite = self.build_invite(
             offer, bridge.content_type, uri, dest, from_user, to_user, max_forwards, trunk,
         )
-        if bridge.gave_up or bridge.ended or self.registry.get(bridge.call.callid) \
-                is not bridge.call:
-            return 487  # (the caller left while the engine made the offer)
+        if self._caller_left(bridge):  # (while the engine made the offer)
+            return 487
         self.registry.add_callee(bridge.call, leg)
         bridge.dialling = leg
         response = await self.send_invite(bridge, invite, dest, trunk, timeout)
@@ -835,8 +844,8 @@ class B2BUA:
             invite = self.build_invite(offer, bridge.content_type, attempt.uri, attempt.dest,
                                        attempt.from_user, attempt.leg.to_number,
                                        max_forwards, attempt.trunk)
-            if bridge.gave_up or bridge.ended or self.registry.get(call.callid) is not call:
-                break  # (the caller left while the engine made the offer)
+            if self._caller_left(bridge):  # (while the engine made the offer)
+                break
             self.registry.add_branch(call, attempt.leg)
             invites[attempt.leg.id] = invite
             send(attempt, invite)
@@ -1152,6 +1161,12 @@ class B2BUA:
             # second answers (RFC 3725 flow I); that party gives up at 64*T1 = 32 s.
             return min(seconds, 25.0)
         return seconds
+
+    def _caller_left(self, bridge: Bridge) -> bool:
+        """The caller hung up (or was hung up): no callee leg may be added to its call,
+        which may be gone from the registry already."""
+        return bridge.gave_up or bridge.ended \
+            or self.registry.get(bridge.call.callid) is not bridge.call
 
     def _drop_late_answer(self, ci: ClientInvite, task: asyncio.Future[Response]) -> None:
         """The final answer of an INVITE we gave up on before it said anything."""

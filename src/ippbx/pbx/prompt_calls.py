@@ -17,7 +17,6 @@ one letter, no `+` (the separator), and here no path either.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from pathlib import Path
@@ -195,6 +194,5 @@ class PromptCalls:
             if seconds is None:
                 return False
             # (until it has played, or the party hangs up: finish() aborts the bridge)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(bridge.abort_event().wait(), seconds + TAIL)
+            await bridge.pause(seconds + TAIL)
         return True

@@ -56,10 +56,10 @@ from ippbx.pbx.dialplan import Feature, ToFeature, ToPaging, ToQueue
 log = logging.getLogger(__name__)
 
 MUSIC_TIMES = 1000  # the hold music, over and over, while a caller waits
-# A moment closer than this counts as come: asyncio fires a timer up to its clock's
-# resolution early, and a caller that slept until its deadline must not find it a hair
-# away and sleep again (on a clock that only moves while the loop idles, forever).
-SOON = 0.001  # seconds
+# The shortest sleep of a waiting caller: asyncio fires a timer up to its clock's
+# resolution early, so a caller that slept until its deadline could wake a hair before
+# it and sleep again and again (forever on a clock that only moves while the loop idles).
+MIN_SLEEP = 0.001  # seconds
 
 
 class AgentStatus(IntEnum):
@@ -380,6 +380,8 @@ class Queues:
             await media.stop_playing(callid, call.caller.id)
         if status is None or bridge.ended:
             return None
+        if bridge.gave_up:  # (hung up by the API: the call's task ends it, BYE)
+            return status
         call.application = ""
         log.info("call %s: queue %s: %s; failover to %s", callid, q.number,
                  "waited too long" if status == 408 else "no agent", q.failover)
@@ -394,7 +396,7 @@ class Queues:
         q = live.config
         moh = (find_prompt(q.moh, self._prompts) if q.moh else None) or media.moh
         callid, party = bridge.call.callid, bridge.call.caller.id
-        while not bridge.ended:
+        while not (bridge.ended or bridge.gave_up):
             if q.announce_position and caller in live.callers:
                 position = live.callers.index(caller) + 1
                 await apps.play(bridge, ["queue-position", *_digits(position),
@@ -404,7 +406,7 @@ class Queues:
             await media.play(callid, party, str(moh), MUSIC_TIMES)
             if not q.announce_position or not q.announce_seconds:
                 return
-            await apps.pause(bridge, float(q.announce_seconds))
+            await bridge.pause(float(q.announce_seconds))
             await media.stop_playing(callid, party)
 
     async def _wait(self, live: LiveQueue, caller: Caller, max_forwards: int) -> int | None:
@@ -414,13 +416,13 @@ class Queues:
         deadline = caller.joined + q.max_wait
         while not (bridge.ended or bridge.gave_up):  # (a hang-up sets gave_up first)
             now = self.clock()
-            if now >= deadline - SOON:
+            if now >= deadline:
                 return 408
             if q.leave_when_empty and not self.signed_in(live):
                 return 480
             agents = self._choose(live, caller, now)
             if not agents:  # until woken, its retry is due, or the deadline
-                wake_at = min(deadline, caller.retry_at) if caller.retry_at > now + SOON \
+                wake_at = min(deadline, caller.retry_at) if caller.retry_at > now \
                     else deadline
                 await self._sleep(caller, wake_at - now)
                 continue
@@ -450,7 +452,7 @@ class Queues:
         if not untried:  # every idle agent tried: rest `retry_seconds`, then start over
             if not caller.retry_at:
                 caller.retry_at = now + live.config.retry_seconds
-            if now < caller.retry_at - SOON:
+            if now < caller.retry_at:
                 return []
             caller.tried.clear()
             untried = idle
@@ -512,16 +514,13 @@ class Queues:
         return None
 
     async def _sleep(self, caller: Caller, seconds: float) -> None:
-        """Until the caller is woken (`_kick`), hangs up, or `seconds` pass (a turn of
-        the loop at least: the caller's loop must never spin without yielding)."""
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+        """Until the caller is woken (`_kick`), hangs up, or `seconds` pass (MIN_SLEEP at
+        least: the caller's loop must never spin)."""
         caller.wake.clear()
         woken = asyncio.ensure_future(caller.wake.wait())
         gone = asyncio.ensure_future(caller.bridge.abort_event().wait())
         try:
-            await asyncio.wait({woken, gone}, timeout=seconds,
+            await asyncio.wait({woken, gone}, timeout=max(seconds, MIN_SLEEP),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
