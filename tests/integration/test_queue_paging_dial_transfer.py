@@ -31,7 +31,7 @@ pytest.importorskip("ippbx.pbx.queues")
 pytest.importorskip("ippbx.pbx.paging")
 
 QUEUE = {"number": "6800", "name": "support", "agents": ["1003"], "ring_seconds": 10,
-         "announce_position": False}
+         "announce_position": False, "wrapup_seconds": 1}  # (`rings` waits 5 s at most)
 PAGING = {"number": "6900", "name": "hall", "members": ["1004"]}
 
 
@@ -93,8 +93,8 @@ async def test_either_side_transferred_to_a_queue_or_a_paging_group(
         await b.wait_established()
         assert (await a.refer("6800")).status == 202
         await a.wait_ended()
-        await rings(agent, 2)
-        await agent.wait_established(timeout=15)  # (after its wrap-up)
+        await rings(agent, 2)  # (once its 1 s wrap-up is over)
+        await agent.wait_established(timeout=15)
         await hear_each_other(b, TONE_B, agent, TONE_C)
         assert (await b.hangup()).status == 200
         await agent.wait_ended()
