@@ -163,6 +163,12 @@ async def test_garbage_huge_heads_and_handler_bugs_are_answered_and_closed(port:
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 70000 + b"\r\n\r\n")
     assert (await read_response(reader))[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert await reader.read() == b""
+    reader, writer = await connect(port)  # a huge head of small headers behind a request
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 90) for i in range(800))
+    writer.write(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n" + many + b"\r\n")
+    assert (await read_response(reader))[0] == b"HTTP/1.1 200 OK"
+    assert (await read_response(reader))[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert await reader.read() == b""
     reader, writer = await connect(port)  # a head line that never ends: cut at 64 KiB
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: ")
     for _ in range(20):

@@ -100,6 +100,8 @@ _STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS: dict[bytes, str] = {m.encode(): m for m in ("GET", "POST", "HEAD", "OPTIONS", "PUT",
+                                                       "DELETE", "PATCH")}
 
 
 class _Date:
@@ -169,12 +171,15 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0  # the head's length as the parser hands it over
+        self._length: bytes | None = None  # Content-Length as sent
+        self._expect = b""  # Expect as sent
         self._body: list[bytes] = []
         self._size = 0
         self._head_size = 0  # bytes received while a head is awaited or incomplete
         self._in_head = True
         self._too_large = False
-        self._http10 = False
+        self._connection_header = False  # the request has one (HTTP/1.0 keep-alive)
         self._loop = asyncio.get_running_loop()
 
     # -- connection ---------------------------------------------------------------------
@@ -253,6 +258,10 @@ class _Connection(asyncio.Protocol):
         self.in_request = True
         self._url = b""
         self._headers = []
+        self._head_bytes = 0
+        self._length = None
+        self._expect = b""
+        self._connection_header = False
         self._body = []
         self._size = 0
         self._too_large = False
@@ -262,24 +271,32 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if name == b"content-length":
+            self._length = value
+        elif name == b"expect":
+            self._expect = value
+        elif name == b"connection":
+            self._connection_header = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_size = 0
-        if len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers) > MAX_HEAD:
+        if self._head_bytes > MAX_HEAD:
             self._refuse(431, b"Request header fields too large.")  # (arrived whole at once)
             raise httptools.HttpParserCallbackError("head too large")
-        self._http10 = self.parser.get_http_version() == "1.0"
-        declared = _content_length(self._headers)
+        declared = _content_length(self._length)
         if declared is not None and declared > self.server.max_body:
             self._too_large = True
             self._answer(close=True)  # answered now; the body is not read
             return
-        if not self._http10 and _header(self._headers, b"expect") == b"100-continue" \
-                and self.transport is not None:
+        if self._expect and self._expect.strip().lower() == b"100-continue" \
+                and self.transport is not None and not self._http10():
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -306,20 +323,20 @@ class _Connection(asyncio.Protocol):
             return
         self.in_request = False
         self.served += 1
-        raw_path, query = _split_target(self._url)
+        url = self._url
+        if url[:1] == b"/" and b"#" not in url:  # (origin form, the usual one)
+            raw_path, _, query = url.partition(b"?")
+        else:
+            raw_path, query = _split_target(url)
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(raw_path.decode("utf-8", "replace"))
-        method = self.parser.get_method().decode("latin-1")
-        request = HttpRequest(
-            method=method,
-            path=path,
-            query=query,
-            headers=self._headers,
-            body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
-            client=self.client,
-            too_large=self._too_large,
-        )
+        raw_method = self.parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
+        body = self._body
+        request = HttpRequest(method, path, query, self._headers,
+                              body[0] if len(body) == 1 else b"".join(body),
+                              self.client, self._too_large)
         self._body = []
         try:
             response = self.server.handler(request)
@@ -342,7 +359,7 @@ class _Connection(asyncio.Protocol):
         lines.append(self.server.date.line())
         if close:
             lines.append(b"Connection: close\r\n")
-        elif self._http10:
+        elif self._connection_header and self._http10():  # (1.0 keeps alive when asked)
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         body = response.body
@@ -355,6 +372,9 @@ class _Connection(asyncio.Protocol):
             transport.write(b"".join(lines))
             transport.writelines(body)
 
+    def _http10(self) -> bool:
+        return self.parser.get_http_version() == "1.0"
+
     def _refuse(self, status: int, text: bytes) -> None:
         if self.transport is not None and not self.closing:
             self._write(HttpResponse(status, ((b"Content-Type", b"text/plain; charset=utf-8"),),
@@ -362,19 +382,22 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-_HEADS: dict[tuple[int, Headers], bytes] = {}
+_HEADS: dict[tuple[int, int], tuple[Headers, bytes]] = {}
 
 
 def _head(status: int, headers: Headers) -> bytes:
-    """The status line and `headers` as bytes (kept for the constant header sets)."""
-    key = (status, headers)
-    head = _HEADS.get(key) if isinstance(headers, tuple) else None
-    if head is None:
-        lines = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
-        lines += [name + b": " + value + b"\r\n" for name, value in headers]
-        head = b"".join(lines)
-        if isinstance(headers, tuple) and len(_HEADS) < 256:
-            _HEADS[key] = head
+    """The status line and `headers` as bytes (kept for the constant header sets: by the
+    tuple's identity, the tuple kept alive beside its bytes)."""
+    constant = isinstance(headers, tuple)
+    if constant:
+        kept = _HEADS.get((status, id(headers)))
+        if kept is not None and kept[0] is headers:
+            return kept[1]
+    lines = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    head = b"".join(lines)
+    if constant and len(_HEADS) < 256:
+        _HEADS[(status, id(headers))] = (headers, head)
     return head
 
 
@@ -392,16 +415,12 @@ def _split_target(url: bytes) -> tuple[bytes, bytes]:
     return parsed.path or b"/", parsed.query or b""
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value.strip().lower()
-    return None
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    value = _header(headers, b"content-length")
-    if value is None or not value.isdigit() or len(value) > 20:
+def _content_length(value: bytes | None) -> int | None:
+    """A Content-Length's value as a number (None: absent or not a number)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 20:
         return None
     return int(value)
 
