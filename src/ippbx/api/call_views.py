@@ -18,6 +18,7 @@ built from pieces is byte for byte the one the codec writes for the whole payloa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 from ippbx.api import codec
@@ -26,6 +27,7 @@ from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
 
 _SWEEP_SLACK = 1024
 """Entries allowed beyond twice the live legs before a sweep (small registries)."""
+_NO_CALLEE = repeat(None)  # (an outbound item's stamp has no callee)
 
 
 def outbound_view(leg: Leg) -> dict[str, Any]:
@@ -90,7 +92,8 @@ class CallViews:
         kept = self._whole(variant, registry) if ids is None else None
         if kept is not None:
             return kept
-        entries = ((leg, None, leg) for leg in registry.outbound_legs(ids))
+        legs = registry.outbound_legs(ids)
+        entries = zip(legs, _NO_CALLEE, legs, strict=False)  # (_NO_CALLEE never ends)
         return self._encode(variant, registry, ids, entries, outbound_view)
 
     def inbound(

@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
+from itertools import repeat
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -53,6 +54,9 @@ class Format(StrEnum):
     @property
     def content_type(self) -> str:
         return f"application/{self.value}; charset=utf-8"
+
+
+_XML_FORMAT = Format.XML  # (a module constant: an enum member's lookup costs)
 
 
 class CodecError(ValueError):
@@ -85,9 +89,9 @@ def looks_like_xml(body: bytes) -> bool:
 
 def decode(body: bytes, fmt: Format) -> dict[str, Any] | None:
     """Decode a request body; None when there is no body at all."""
-    if is_blank(body):
+    if body[:1] != b"{" and is_blank(body):  # (a JSON object, the usual body, is not)
         return None
-    return decode_xml(body) if fmt is Format.XML else decode_json(body)
+    return decode_xml(body) if fmt is _XML_FORMAT else decode_json(body)
 
 
 def _reject_constant(name: str) -> Any:
@@ -97,13 +101,22 @@ def _reject_constant(name: str) -> Any:
 _JSON = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=_reject_constant)
 
 
+_STR = repeat(str)  # (`map(isinstance, values, _STR)`: each value checked against str)
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
     try:
         # what json.loads does with bytes (UTF-8/16/32 found by sniffing), with a decoder
         # made once
-        encoding = "utf-8" if body[:1] == b"{" else json.detect_encoding(body)
-        text = body.decode(encoding, "surrogatepass")
-        value = _JSON.decode(text)
+        if body[:1] == b"{":
+            text = body.decode("utf-8", "surrogatepass")
+            # an object with nothing around it (the usual body): the scanner alone
+            value, end = _JSON.raw_decode(text) if text[-1] == "}" else (None, -1)
+            if end != len(text):
+                value = _JSON.decode(text)
+        else:
+            text = body.decode(json.detect_encoding(body), "surrogatepass")
+            value = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:
         raise CodecError(f"bad JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -111,7 +124,7 @@ def decode_json(body: bytes) -> dict[str, Any]:
     # a flat object of plain text (the usual request) can hold no lone surrogate and is
     # not deep: only other bodies are walked
     if "\\u" in text or (not text.isascii() and _SURROGATE.search(text)) or not all(
-            type(v) is str for v in value.values()):
+            map(isinstance, value.values(), _STR)):
         _check_json(value, 0)
     return value
 
@@ -274,24 +287,22 @@ class EncodedList:
     (`ippbx.api.call_views`): `body()` is the same bytes as `encode` of the whole payload,
     made once; `pieces()` gives it in parts for a large answer."""
 
-    __slots__ = ("key", "fmt", "items", "_size", "_body")
+    __slots__ = ("key", "fmt", "items", "_envelope", "_size", "_body")
 
     def __init__(self, key: str, fmt: Format, items: list[bytes]) -> None:
         self.key = key
         self.fmt = fmt
         self.items = items
-        self._size = -1
-        self._body: bytes | None = None
-
-    def _envelope(self) -> tuple[bytes, bytes, bytes]:
-        envelope = _ENVELOPES.get((self.key, self.fmt))
+        envelope = _ENVELOPES.get((key, fmt))
         if envelope is None:
-            if self.fmt is Format.JSON:
-                envelope = (_SUCCESS_JSON + b',"' + self.key.encode() + b'":[', b",", b"]}")
+            if fmt is Format.JSON:
+                envelope = (_SUCCESS_JSON + b',"' + key.encode() + b'":[', b",", b"]}")
             else:
                 envelope = (_SUCCESS_XML, b"", b"</xml>\n")
-            _ENVELOPES[(self.key, self.fmt)] = envelope
-        return envelope
+            _ENVELOPES[(key, fmt)] = envelope
+        self._envelope = envelope  # head, separator, tail
+        self._size = -1
+        self._body: bytes | None = None
 
     @property
     def size(self) -> int:
@@ -299,7 +310,7 @@ class EncodedList:
         if self._size < 0 and len(self.items) < 64:  # (small: joined at once)
             self._size = len(self.body())
         elif self._size < 0:
-            head, separator, tail = self._envelope()
+            head, separator, tail = self._envelope
             items = self.items
             self._size = (len(head) + len(tail) + sum(map(len, items))
                           + len(separator) * max(0, len(items) - 1))
@@ -308,13 +319,13 @@ class EncodedList:
     def body(self) -> bytes:
         """The whole answer."""
         if self._body is None:
-            head, separator, tail = self._envelope()
+            head, separator, tail = self._envelope
             self._body = b"".join((head, separator.join(self.items), tail))
         return self._body
 
     def pieces(self, piece: int) -> Iterator[bytes]:
         """The answer in parts of about `piece` bytes (at least one item each)."""
-        head, separator, tail = self._envelope()
+        head, separator, tail = self._envelope
         out: list[bytes] = [head]
         size = len(head)
         last = len(self.items) - 1

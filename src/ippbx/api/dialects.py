@@ -92,6 +92,7 @@ class Dialect:
 
 
 _FORMATS: dict[str, Format] = {fmt.value: fmt for fmt in Format}
+_JSON_FORMAT = Format.JSON  # (a module constant: an enum member's lookup costs)
 
 OPENVOX = Dialect(
     name="openvox",
@@ -119,10 +120,11 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-_ROUTES: dict[str, tuple[str, str]] = {
-    f"{API_PREFIX}{version}/{name}": (version, name)
-    for version in DIALECTS for name in ENDPOINTS
+_ROUTES: dict[str, tuple[str, str, Dialect, Endpoint]] = {
+    f"{API_PREFIX}{version}/{name}": (version, name, dialect, endpoint)
+    for version, dialect in DIALECTS.items() for name, endpoint in ENDPOINTS.items()
 }
+"""Every endpoint's path in every dialect (other paths are split and looked up)."""
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -131,19 +133,21 @@ def split_path(path: str) -> tuple[str, str]:
     return version, name.rstrip("/")
 
 
-def token_from(query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
+def token_from(query: Mapping[str, str], authorization: str | None) -> str | None:
     """The session token: `?token=`, else `?access_token=`, else `Authorization: Bearer`."""
     for key in ("token", "access_token"):
         value = query.get(key)
         if value:
             return value.strip()
-    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """The envelope to send and its format (or a file a download endpoint answers, or a
     list encoded already)."""
@@ -160,33 +164,39 @@ def dispatch(
     method: str,
     path: str,
     query: Mapping[str, str],
-    headers: Mapping[str, str],
+    authorization: str | None,
     client_ip: str,
     body: bytes,
     body_too_large: bool = False,
 ) -> Answer:
     """Run one API request (a path under `/api/`, its body read whole, or dropped for
-    being over `codec.MAX_BODY`) and return its envelope."""
-    version, name = _ROUTES.get(path) or split_path(path)
-    dialect = DIALECTS.get(version, OPENVOX)
-    fmt = Format.JSON
+    being over `codec.MAX_BODY`; `authorization` is its Authorization header) and return
+    its envelope."""
+    route = _ROUTES.get(path)
+    if route is not None:
+        version, name, dialect, found = route
+        endpoint: Endpoint | None = found
+    else:
+        version, name = split_path(path)
+        dialect = DIALECTS.get(version, OPENVOX)
+        endpoint = ENDPOINTS.get(name)
+    fmt = _JSON_FORMAT
     try:
         if version not in DIALECTS:
             raise ApiError(Errno.UNKNOWN_REQUEST, f"no API version {version!r}")
         asked = dialect.format_for(query.get("type"))
-        fmt = asked or Format.JSON
-        endpoint = ENDPOINTS.get(name)
+        fmt = asked or _JSON_FORMAT
         if method not in (endpoint.methods if endpoint else _DEFAULT_METHODS):
             raise ApiError(Errno.ONLY_POST)
         if endpoint is None:
             raise ApiError(Errno.UNKNOWN_REQUEST, f"no endpoint {name!r}")
         if body_too_large:
             raise ApiError(Errno.BAD_PACKET, f"body larger than {codec.MAX_BODY} bytes")
-        if asked is None and codec.looks_like_xml(body):
+        if asked is None and body[:1] != b"{" and codec.looks_like_xml(body):
             if Format.XML not in dialect.formats:
                 raise ApiError(Errno.ONLY_JSON)
             fmt = Format.XML
-        token = token_from(query, headers)
+        token = token_from(query, authorization)
         if endpoint.auth and not ctx.sessions.ip_allowed(client_ip):
             raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")  # (token or not)
         session = ctx.sessions.check(token) if endpoint.auth else None

@@ -50,6 +50,9 @@ def parse_query(raw: bytes) -> dict[str, str]:
         return {}
     text = raw.decode("latin-1")
     if "%" not in text and "+" not in text:
+        if "&" not in text:  # (one parameter, the token: the usual query)
+            name, _, value = text.partition("=")
+            return {name: value}
         out: dict[str, str] = {}
         for part in text.split("&"):
             if part:
@@ -59,11 +62,11 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
-def _authorization(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"authorization":
-            return {"authorization": value.decode("latin-1")}
-    return {}
+            return value.decode("latin-1")
+    return None
 
 
 def _response(answer: Answer) -> HttpResponse:
@@ -100,7 +103,7 @@ class ApiApp:
             method=method,
             path=path,
             query=parse_query(request.query),
-            headers=_authorization(request.headers),
+            authorization=_authorization(request.headers),
             client_ip=request.client,
             body=request.body,
             body_too_large=request.too_large,

@@ -48,12 +48,12 @@ def test_errno_mapping() -> None:
 
 
 def test_token_sources() -> None:
-    assert token_from({"token": "abc"}, {"authorization": "Bearer other"}) == "abc"
-    assert token_from({"access_token": "abc"}, {}) == "abc"
-    assert token_from({"token": ""}, {"authorization": "bearer  xyz "}) == "xyz"
-    assert token_from({}, {"authorization": "Basic xyz"}) is None
-    assert token_from({}, {"authorization": "Bearer"}) is None
-    assert token_from({}, {}) is None
+    assert token_from({"token": "abc"}, "Bearer other") == "abc"
+    assert token_from({"access_token": "abc"}, None) == "abc"
+    assert token_from({"token": ""}, "bearer  xyz ") == "xyz"
+    assert token_from({}, "Basic xyz") is None
+    assert token_from({}, "Bearer") is None
+    assert token_from({}, None) is None
 
 
 @pytest.mark.parametrize(
