@@ -3,15 +3,17 @@
     .venv/bin/python bench/api_query.py                      # N = 0, 1000, 10000, 50000
     .venv/bin/python bench/api_query.py --calls 0,1000 --seconds 3      # quick
 
-Baseline first (same run, same settings): bench/asgi_hello.py, a raw ASGI app answering a
-small JSON body, on uvicorn with httptools, uvloop and one worker, pinned to core 0 as
-ippbx is. Then one ippbx (core 0): extension 1001 registers and scenario (a) calls of
-sip_cps.py (digest-authenticated extension → trunk, sipp UAS as carrier) are added in
-batches at --rate calls/s until N are held. At each N, wrk on core 1
+One ippbx (core 0): extension 1001 registers and scenario (a) calls of sip_cps.py
+(digest-authenticated extension → trunk, sipp UAS as carrier) are added in batches at
+--rate calls/s until N are held, then --settle-seconds pass (the SIP transactions of the
+ramp are kept 32 s after they end: the figures are for N calls held, not for the ramp's
+tail). At each N the baseline is measured first, with ippbx holding its calls beside it:
+bench/asgi_hello.py, a raw ASGI app answering a small JSON body, on uvicorn with
+httptools, uvloop and one worker, pinned to core 0 as ippbx is. Then wrk on core 1
 (`wrk -t2 -c64 -d10s -s post.lua --latency`, POST JSON, token from a login) asks
 `outbound/query` for one live id, ten live ids, and all calls (with N = 0: ids that do not
 exist, and all = []). Each body is first checked once (status Success, the expected number
-of calls). Prints req/s, p50, p99 and the ratio to the baseline.
+of calls). Prints req/s, p50, p99 and the ratio to the baseline of the same N.
 
 Goals (BENCHMARKS.md): one id with 50k live >= 0.8 x raw ASGI req/s; all calls with 1k
 live p99 < 20 ms. Exit 0 when every figure was measured, 1 otherwise, 2 if sipp or wrk is
@@ -54,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", default="0,1000,10000,50000", help="comma list of N (ascending)")
     p.add_argument("--rate", type=float, default=300.0, help="rate calls are added at, /s")
+    p.add_argument("--settle-seconds", type=float, default=40.0,
+                   help="wait after each ramp before measuring")
     p.add_argument("--seconds", type=int, default=10, help="wrk -d")
     p.add_argument("--threads", type=int, default=2, help="wrk -t")
     p.add_argument("--connections", type=int, default=64, help="wrk -c")
@@ -62,8 +66,9 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def baseline(procs: Procs, base, args: argparse.Namespace) -> dict[str, object]:  # noqa: ANN001
-    wd = base / "asgi"
+def baseline(procs: Procs, base, args: argparse.Namespace,  # noqa: ANN001
+             label: str) -> dict[str, object]:
+    wd = base / f"asgi-{label}"
     wd.mkdir()
     port = free_port()
     argv = [str(VENV_BIN / "python"), "-m", "uvicorn", "asgi_hello:app",
@@ -80,7 +85,7 @@ def baseline(procs: Procs, base, args: argparse.Namespace) -> dict[str, object]:
                       body, args.seconds, args.threads, args.connections)
     finally:
         procs.stop(proc)
-    log(f"raw ASGI (uvicorn+httptools+uvloop, 1 worker): {res.rps:,.0f} req/s, "
+    log(f"{label}: raw ASGI (uvicorn+httptools+uvloop, 1 worker): {res.rps:,.0f} req/s, "
         f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms {res.errors}")
     return {"rps": res.rps, "p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "errors": res.errors,
             "non_2xx": res.non_2xx}
@@ -93,11 +98,9 @@ def main(procs: Procs) -> int:
     base = workdir("api")
     log(f"work directory: {base}")
     counts = sorted(int(n) for n in args.calls.split(",") if n.strip())
-    raw = baseline(procs, base, args)
-    raw_rps = float(raw["rps"]) or float("nan")  # type: ignore[arg-type]
-    rows: list[list[object]] = [["raw ASGI hello", "-", "-", f"{raw_rps:,.0f}",
-                                 f"{raw['p50_ms']:.2f}", f"{raw['p99_ms']:.2f}", "1.00", ""]]
+    rows: list[list[object]] = []
     results: list[dict[str, object]] = []
+    raws: dict[int, dict[str, object]] = {}
     ok = True
     wd = base / "ippbx"
     wd.mkdir()
@@ -111,8 +114,14 @@ def main(procs: Procs) -> int:
                 ramp = bench.hold(n - held, args.rate, hold_ms,
                                   timeout=(n - held) / args.rate * 2 + 60)
                 log(f"N={n}: ramp: {ramp.describe()} -> "
-                    f"{'clean' if ramp.clean else 'NOT clean'}")
+                    f"{'clean' if ramp.clean else 'NOT clean'}; "
+                    f"settling {args.settle_seconds:g} s")
                 held = n
+                time.sleep(args.settle_seconds)
+            raw = raws[n] = baseline(procs, base, args, f"N={n}")
+            raw_rps = float(raw["rps"]) or float("nan")  # type: ignore[arg-type]
+            rows.append(["raw ASGI hello", f"{n:,}", "-", f"{raw_rps:,.0f}",
+                         f"{raw['p50_ms']:.2f}", f"{raw['p99_ms']:.2f}", "1.00", ""])
             calls = bench.pbx.outbound(timeout=120)
             live = [c["outboundid"] for c in calls]
             if len(live) != n:
@@ -170,7 +179,7 @@ def main(procs: Procs) -> int:
         p99 = float(all1k[0]["p99_ms"])  # type: ignore[arg-type]
         log(f"goal all calls with 1k live p99 < {GOAL_ALL_1K_P99_MS:g} ms: "
             f"{'MET' if p99 < GOAL_ALL_1K_P99_MS else 'NOT MET'} ({p99:.1f} ms)")
-    save_json(args.json, {"machine": info, "args": vars(args), "raw": raw,
+    save_json(args.json, {"machine": info, "args": vars(args), "raw": raws,
                           "results": results})
     return 0 if ok else 1
 
