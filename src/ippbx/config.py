@@ -303,7 +303,8 @@ class StoreSection(_Model):
 class ReportsSection(_Model):
     """Call reports (webhooks): what is sent, and how it is delivered (per-POST timeout,
     retry window, backoff cap, tries for a report the receiver refuses, POSTs in flight per
-    destination, TLS checks for `https://` receivers)."""
+    destination, connections kept open for the next report, TLS checks for `https://`
+    receivers)."""
 
     extension_status: bool = True
     timeout: float = Field(5.0, gt=0)
@@ -311,6 +312,7 @@ class ReportsSection(_Model):
     backoff_max: float = Field(60.0, ge=0.01)
     rejected_tries: int = Field(3, ge=1, le=10)
     concurrency: int = Field(4, ge=1, le=64)
+    keep_alive: bool = True
     user_agent: str = "WebAPI"
     tls_verify: bool = True
     tls_ca: str = ""

@@ -68,7 +68,7 @@ async def test_answered_call_reports_in_both_forms(tmp_path: Path, sipp: SippFac
     for got in receiver.got:
         assert got.headers["content-type"] == "application/json"
         assert got.headers["user-agent"] == "WebAPI"
-        assert got.headers["connection"] == "close"
+        assert got.headers["connection"] == "keep-alive"  # ([reports] keep_alive, default)
         assert got.body["sn"] == SN
 
     ovr = call_reports(receiver.at("/ov"))

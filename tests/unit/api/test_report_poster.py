@@ -369,3 +369,136 @@ async def test_delivery_posts_with_it_by_default() -> None:
     assert delivery.delivered == 1 and store.outbox_count() == 0
     assert server.requests[0].startswith(b"POST /reports HTTP/1.1\r\n")
     assert b"\r\nUser-Agent: CRM-PBX\r\n" in server.requests[0]
+
+
+# -- connections kept open ([reports] keep_alive) ----------------------------------------------
+
+KEPT = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+
+
+def serve_kept(answers: int) -> Handler:
+    """An HTTP/1.1 receiver: answers up to `answers` requests on each connection, keeping
+    it open between them, then closes it."""
+
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        for _ in range(answers):
+            await server.read_request(reader)
+            writer.write(KEPT)
+            await writer.drain()
+        writer.close()
+
+    return handler
+
+
+async def test_a_receiver_that_keeps_the_connection_gets_every_report_on_it() -> None:
+    async with serving(serve_kept(100)) as server:
+        client = Poster(timeout=2, keep_alive=True)
+        url = f"http://127.0.0.1:{server.port}/cb"
+        outcomes = [await client(url, BODY) for _ in range(5)]
+        assert outcomes == [Outcome.DELIVERED] * 5
+        assert client.opened == 1 and client.idle() == 1
+        client.close()
+        await asyncio.wait_for(server.closed.wait(), 1.0)
+    assert server.requests == [
+        b"POST /cb HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:%d\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Accept: application/json\r\n"
+        b"User-Agent: WebAPI\r\n"
+        b"Connection: keep-alive\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (server.port, len(BODY), BODY)] * 5
+
+
+async def test_a_receiver_that_closes_after_each_answer_gets_a_connection_per_report() -> None:
+    async with serving(serve_kept(1)) as server:  # (what the vendors ask of receivers)
+        client = Poster(timeout=2, keep_alive=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        for _ in range(3):
+            assert await client(url, BODY) is Outcome.DELIVERED
+            await asyncio.sleep(0.05)  # (its close arrives before the next report)
+        assert client.opened == 3 and client.idle() == 0
+        # an answer without framing or with `Connection: close` is not kept either
+        for last in (b"HTTP/1.1 200 OK\r\n\r\n", OK):
+            async with serving(answer(last)) as other:
+                assert await client(f"http://127.0.0.1:{other.port}/", BODY) \
+                    is Outcome.DELIVERED
+            assert client.idle() == 0
+
+
+async def test_a_kept_connection_the_receiver_dropped_meanwhile_is_retried_on_a_new_one(
+) -> None:
+    connections = 0
+
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await server.read_request(reader)
+        writer.write(KEPT)
+        await writer.drain()
+        if connections == 1:  # the next request on it finds it closing: no answer
+            await server.read_request(reader)
+            writer.transport.abort()
+
+    async with serving(handler) as server:
+        client = Poster(timeout=2, keep_alive=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert await client(url, BODY) is Outcome.DELIVERED
+        t0 = time.monotonic()
+        assert await client(url, BODY) is Outcome.DELIVERED  # lost on the old, sent anew
+        assert time.monotonic() - t0 < 1.0 and client.opened == 2
+    assert len(server.requests) == 3  # (delivery is at least once)
+
+
+async def test_a_receiver_that_answers_once_per_connection_and_stays_silent() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(KEPT)  # framed, no `Connection: close`, and never another answer
+        await writer.drain()
+
+    async with serving(handler) as server:
+        client = Poster(timeout=0.3, keep_alive=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert await client(url, BODY) is Outcome.DELIVERED
+        assert await client(url, BODY) is Outcome.DELIVERED  # after one silent timeout
+        assert await client(url, BODY) is Outcome.DELIVERED
+        assert client.opened == 3 and client.idle() == 0
+    # (the request it left unanswered is not recorded); from the silence on: one
+    # connection per report, asked to close
+    assert [b"Connection: close" in r for r in server.requests] == [False, True, True]
+
+
+async def test_idle_connections_are_closed_after_a_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ippbx.api.reports.poster.KEEP_IDLE", 0.1)
+    async with serving(serve_kept(100)) as server:
+        client = Poster(timeout=2, keep_alive=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert await client(url, BODY) is Outcome.DELIVERED and client.idle() == 1
+        await asyncio.wait_for(server.closed.wait(), 1.0)  # closed by the client
+        assert client.idle() == 0
+        assert await client(url, BODY) is Outcome.DELIVERED and client.opened == 2
+
+
+async def test_delivery_keeps_connections_by_default_and_closes_them_at_stop() -> None:
+    config = load_config(None)
+    sessions = SessionManager(config.api)
+    async with serving(serve_kept(1000)) as server:
+        md5 = hashlib.md5(config.api.password.encode()).hexdigest()
+        session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(server.port))
+        store = Store(":memory:")
+        delivery = Delivery(store, sessions, config.reports)
+        await delivery.start()
+        try:
+            now = time.time()
+            delivery.add(store.outbox_add([(route_of(session), f"1.{i % 3}", BODY, now)
+                                           for i in range(30)]))
+            while delivery.pending():
+                await asyncio.sleep(0.01)
+        finally:
+            await delivery.stop()
+        await asyncio.wait_for(server.closed.wait(), 1.0)
+    assert delivery.delivered == 30 and len(server.requests) == 30
+    assert all(b"\r\nConnection: keep-alive\r\n" in r for r in server.requests)

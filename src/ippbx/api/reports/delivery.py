@@ -13,8 +13,9 @@ report a receiver will not take holds up only the reports of its own call (or ex
 Each destination has one dispatcher task. Lanes whose head may be sent now wait in a FIFO;
 the dispatcher gives each a sender task, at most `concurrency` at a time, which POSTs the
 lane's reports one after the other while they go through, never two of one lane at once
-(HTTP/1.1, `Content-Type: application/json`, `User-Agent`, `Connection: close`: one new
-connection per report, as the vendors do; `poster.Poster` is the client, lean enough for
+(HTTP/1.1, `Content-Type: application/json`, `User-Agent`; a new connection per report as
+the vendors do, or with `[reports] keep_alive` the connection of the last report when the
+receiver kept it open; `poster.Poster` is the client, lean enough for
 thousands of reports a second from the event loop that runs SIP, and a test can give
 `Delivery` any `(url, body) -> Outcome` coroutine instead). What an answer means for the
 head of a lane:
@@ -214,8 +215,11 @@ class Delivery:
         self._post: Post | None = None  # set while started
         self._stopping = False
         self._poster = poster  # tests inject a fake receiver
+        self._client: Poster | None = None  # the HTTP client, while started (no fake)
         self._seq = 0  # ties in the retry heaps
         self._refused: dict[str, set[str]] = {}  # by destination: the actions it refuses
+        self._routes_of: tuple[Session, ...] | None = None  # the live sessions, and …
+        self._routes: dict[str, list[str]] = {}  # … their destinations (`_live_routes`)
 
     # -- lifecycle --------------------------------------------------------------------------
     def load(self) -> None:
@@ -231,7 +235,7 @@ class Delivery:
         if kept or dropped:
             log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, dropped)
         rows = self.store.outbox_load()
-        for dest in {row.dest for row in rows} - live:
+        for dest in {row.dest for row in rows} - live.keys():
             self.dropped += self.store.outbox_delete_dest(dest)
         keep = [row for row in rows if row.dest in live]
         self.add(keep)
@@ -240,9 +244,12 @@ class Delivery:
 
     async def start(self) -> None:
         self._stopping = False
-        self._post = self._poster or Poster(
-            timeout=self.config.timeout, user_agent=self.config.user_agent,
-            tls_verify=self.config.tls_verify, tls_ca=self.config.tls_ca)
+        if self._poster is None:
+            self._client = Poster(
+                timeout=self.config.timeout, user_agent=self.config.user_agent,
+                tls_verify=self.config.tls_verify, tls_ca=self.config.tls_ca,
+                keep_alive=self.config.keep_alive)
+        self._post = self._poster or self._client
         for dest in self._dests.values():
             self._kick(dest)
 
@@ -261,6 +268,9 @@ class Delivery:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._post = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     # -- queueing ---------------------------------------------------------------------------
     def add(self, rows: Iterable[OutboxRow]) -> None:
@@ -293,8 +303,16 @@ class Delivery:
             dest.task = asyncio.create_task(self._run(dest), name="ippbx-report-destination")
         dest.wake.set()
 
-    def _live_routes(self) -> set[str]:
-        return {route_of(s) for s in self.sessions.live()}
+    def _live_routes(self) -> dict[str, list[str]]:
+        """The destinations in use, each with the tokens of its sessions (kept while the
+        live sessions are the same)."""
+        live = self.sessions.live()
+        if live is not self._routes_of:
+            routes: dict[str, list[str]] = {}
+            for session in live:
+                routes.setdefault(route_of(session), []).append(session.token)
+            self._routes_of, self._routes = live, routes
+        return self._routes
 
     # -- the dispatcher ---------------------------------------------------------------------
     async def _run(self, dest: _Destination) -> None:
@@ -379,11 +397,11 @@ class Delivery:
             dest.down_delay = dest.down_until = 0.0
         if outcome is Outcome.DELIVERED:
             self.delivered += 1
-            dest.refused.discard(action_of(row.body))
+            if dest.refused:
+                dest.refused.discard(action_of(row.body))
             self._done(dest, lane)
-            for session in self.sessions.live():
-                if route_of(session) == dest.key:
-                    self.sessions.touch(session.token)
+            for token in self._live_routes().get(dest.key, ()):
+                self.sessions.touch(token)
             return True
         if outcome is Outcome.UNREACHABLE:
             if self._too_old(row):
