@@ -203,9 +203,11 @@ def encode(payload: Mapping[str, Any], fmt: Format) -> bytes:
     return encode_xml(payload) if fmt is Format.XML else encode_json(payload)
 
 
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # (made once)
+
+
 def encode_json(payload: Mapping[str, Any]) -> bytes:
-    text = json.dumps(stringify(payload), ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8")
+    return _JSON_ENCODER.encode(stringify(payload)).encode("utf-8")
 
 
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -130,6 +130,10 @@ class SessionManager:
         self._store = store
         self._wall_clock = wall_clock
         self._persist_every = min(PERSIST_EVERY, self._ttl / 4)
+        self.revision = 0  # bumped by every login, logout, heartbeat and forgotten token
+        self._live: tuple[Session, ...] = ()  # what `live()` answered last …
+        self._live_revision = -1  # … at this revision …
+        self._live_until = 0.0  # … and until one of them may expire
         if store is not None:
             self._load(store)
 
@@ -178,6 +182,7 @@ class SessionManager:
             last_seen=now,
         )
         self._sessions[token] = session
+        self.revision += 1
         self._save(session)
         return session
 
@@ -185,6 +190,7 @@ class SessionManager:
         """End the session of a valid token (raises like `check` otherwise)."""
         session = self.check(token)
         del self._sessions[session.token]
+        self.revision += 1
         if self._store is not None:
             self._store.delete_session(session.token)
 
@@ -257,13 +263,22 @@ class SessionManager:
             session.url = url
         if urltag:
             session.urltag = urltag
+        self.revision += 1
         self._save(session)
         return session
 
-    def live(self) -> list[Session]:
-        """Sessions whose token is currently valid (the report destinations)."""
+    def live(self) -> tuple[Session, ...]:
+        """Sessions whose token is currently valid (the report destinations). The same
+        tuple is answered again while no session changed and none may have expired, so a
+        caller may keep what it derives from it while `live()` is that tuple."""
         now = self._clock()
-        return [s for s in self._sessions.values() if now - s.last_seen < self._ttl]
+        if self._live_revision == self.revision and now < self._live_until:
+            return self._live
+        live = tuple(s for s in self._sessions.values() if now - s.last_seen < self._ttl)
+        self._live, self._live_revision = live, self.revision
+        # (a renewal only pushes an expiry later: the first one due stays a safe bound)
+        self._live_until = min((s.last_seen for s in live), default=now) + self._ttl
+        return live
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -280,6 +295,7 @@ class SessionManager:
         gone = self._ttl + self._forget_after
         for token in [t for t, s in self._sessions.items() if now - s.last_seen >= gone]:
             del self._sessions[token]
+            self.revision += 1
             if self._store is not None:
                 self._store.delete_session(token)
         for ip in [

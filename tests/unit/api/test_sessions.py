@@ -137,7 +137,7 @@ def test_sliding_expiry_then_forgotten(clock: FakeClock) -> None:
         sessions.check(token)
     clock.advance(1800)
     assert errno_of(sessions.check, token) == Errno.TOKEN_EXPIRED
-    assert sessions.live() == []
+    assert sessions.live() == ()
     clock.advance(FORGET_AFTER)
     assert errno_of(sessions.check, token) == Errno.NO_SUCH_TOKEN
     assert len(sessions) == 0

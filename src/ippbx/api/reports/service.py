@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ippbx.api.reports.build import Action, Form, Report, ReportBuilder, render
 from ippbx.api.reports.delivery import Delivery, OutboxStore, form_of, route_of
-from ippbx.api.sessions import SessionManager
+from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import Config
 from ippbx.pbx import cdr, events
 from ippbx.pbx.calls import CallRegistry
@@ -27,6 +27,8 @@ from ippbx.pbx.extension_state import ExtensionStates
 from ippbx.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # (made once)
 
 
 class ReportStore(OutboxStore, Protocol):
@@ -57,6 +59,8 @@ class ReportService:
         self.tz = cdr.zone(config.pbx.timezone)
         self.builder = ReportBuilder(config, states or ExtensionStates(registry))
         self.delivery = Delivery(store, sessions, config.reports, clock=clock)
+        self._routes_of: tuple[Session, ...] | None = None  # the live sessions, and …
+        self._routes: dict[str, Form] = {}  # … their destinations and forms
         registry.subscribe(self.on_event)
 
     async def start(self) -> None:
@@ -74,7 +78,11 @@ class ReportService:
 
     def send(self, reports: list[Report]) -> None:
         """Store `reports` once for every destination in use and queue them for delivery."""
-        routes = {route_of(s): form_of(s) for s in self.sessions.live()}
+        live = self.sessions.live()
+        if live is not self._routes_of:  # (the same sessions: the same destinations)
+            self._routes_of = live
+            self._routes = {route_of(s): form_of(s) for s in live}
+        routes = self._routes
         if not routes:
             return
         now = self.clock()
@@ -88,5 +96,4 @@ class ReportService:
         self.delivery.add(self.store.outbox_add(rows))
 
     def encode(self, report: Report, form: Form) -> bytes:
-        payload = render(report, form, self.sn, self.tz)
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _JSON.encode(render(report, form, self.sn, self.tz)).encode("utf-8")
