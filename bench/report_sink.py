@@ -1,8 +1,11 @@
 """A fast report receiver for the benchmarks: takes POSTs, counts them by `action`, answers
 `200` with `Content-Length: 0`, and closes the connection (one report per connection, as
-ippbx sends them).
+the vendors ask of a receiver) or, with `--keep-alive`, keeps it open for the next report
+(as any HTTP/1.1 server does; a request with `Connection: close` is still answered and
+closed).
 
     .venv/bin/python bench/report_sink.py [--host 127.0.0.1] [--port 0] [--counts FILE]
+                                          [--keep-alive]
 
 It prints `listening on HOST:PORT` once bound (port 0: a free one). `GET /counts` answers
 the counts so far as JSON (`{"total": N, "actions": {"RING": n, …}, "bad": n}`); at exit
@@ -26,6 +29,7 @@ from typing import cast
 MAX_HEAD = 16384
 MAX_BODY = 1 << 20
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+OK_KEPT = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 ACTION = b'"action":"'
 
@@ -51,34 +55,41 @@ class Counts:
 
 
 class Sink(asyncio.Protocol):
-    def __init__(self, counts: Counts) -> None:
+    def __init__(self, counts: Counts, keep_alive: bool) -> None:
         self.counts = counts
+        self.keep_alive = keep_alive
         self.buf = b""
         self.body_at = -1  # where the body starts, once the head is in
         self.need = 0  # bytes of head and body
+        self.close_asked = False  # the request said `Connection: close`
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
         self.buf += data
+        while self.transport is not None and not self.transport.is_closing() and self.buf:
+            if not self._request():
+                return
+
+    def _request(self) -> bool:
+        """Answer the request at the start of the buffer, if whole; True if one was."""
         if self.body_at < 0:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
                     self._answer(BAD, bad=True)
-                return
+                return False
             head = self.buf[:end].lower()
             if head.startswith(b"get /counts"):
                 body = json.dumps(self.counts.as_dict()).encode()
                 self._answer(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
                              % (len(body), body))
-                return
+                return True
             length = 0
+            self.close_asked = False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 if name.strip() == b"content-length":
@@ -86,14 +97,24 @@ class Sink(asyncio.Protocol):
                         length = int(value)
                     except ValueError:
                         length = -1
+                elif name.strip() == b"connection":
+                    self.close_asked = value.strip() == b"close"
             if not 0 <= length <= MAX_BODY:
                 self._answer(BAD, bad=True)
-                return
+                return False
             self.body_at = end + 4
             self.need = self.body_at + length
-        if len(self.buf) >= self.need:
-            self.counts.add(self.buf[self.body_at:self.need])
-            self._answer(OK)
+        if len(self.buf) < self.need:
+            return False
+        self.counts.add(self.buf[self.body_at:self.need])
+        self.buf = self.buf[self.need:]
+        self.body_at = -1
+        if self.keep_alive and not self.close_asked:
+            assert self.transport is not None
+            self.transport.write(OK_KEPT)
+            return True
+        self._answer(OK)
+        return False
 
     def _answer(self, text: bytes, bad: bool = False) -> None:
         if bad:
@@ -103,10 +124,11 @@ class Sink(asyncio.Protocol):
         self.transport.close()
 
 
-async def serve(host: str, port: int, counts_file: str | None) -> None:
+async def serve(host: str, port: int, counts_file: str | None, keep_alive: bool) -> None:
     counts = Counts()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Sink(counts), host, port, backlog=4096)
+    server = await loop.create_server(lambda: Sink(counts, keep_alive), host, port,
+                                      backlog=4096)
     bound = server.sockets[0].getsockname()
     print(f"listening on {bound[0]}:{bound[1]}", flush=True)
     stop = asyncio.Event()
@@ -125,14 +147,16 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--counts", help="write the counts (JSON) to this file at exit")
+    p.add_argument("--keep-alive", action="store_true",
+                   help="keep each connection open for the next request")
     args = p.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.host, args.port, args.counts))
+        asyncio.run(serve(args.host, args.port, args.counts, args.keep_alive))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(args.host, args.port, args.counts))
+            runner.run(serve(args.host, args.port, args.counts, args.keep_alive))
     return 0
 
 

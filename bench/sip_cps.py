@@ -35,7 +35,10 @@ ghost calls).
 
 With an application logged in (--with-session; scenario (a)): every step "a+app" runs a
 report receiver (bench/report_sink.py, its own process on core 1: answers 200 with
-Content-Length: 0 and closes, counts reports by action) and logs in to ippbx's API with
+Content-Length: 0, counts reports by action; with --receiver keep-alive, the default, it
+keeps each connection open for the next report as an HTTP/1.1 server does, with
+--receiver close it closes after each answer, as the vendors ask of a receiver; ippbx
+reuses a connection a receiver keeps open) and logs in to ippbx's API with
 that receiver as the report `port` before placing calls, so ippbx POSTs ~7 reports per
 call (ALERT, RING, ANSWER x2, BYE x2, NewCdr; ExtensionStatus on top) while carrying
 them. After (a)'s search: if --max-minutes leaves room, a search for the clean rate with
@@ -207,11 +210,13 @@ class Step:
 class Sink:
     """bench/report_sink.py as its own process on LOAD_CPU."""
 
-    def __init__(self, procs: Procs, wd: Path) -> None:
+    def __init__(self, procs: Procs, wd: Path, keep_alive: bool) -> None:
         self.procs, self.wd = procs, wd
         self.port = free_port()
         argv = [str(VENV_BIN / "python"), str(BENCH / "report_sink.py"), "--port",
                 str(self.port), "--counts", str(wd / "sink.json")]
+        if keep_alive:
+            argv.append("--keep-alive")
         self.proc = procs.spawn(pinned(LOAD_CPU, argv), wd, "sink")
         if not wait_bound(self.port, "tcp", 15, self.proc):
             raise RuntimeError("report_sink.py did not start: "
@@ -269,8 +274,10 @@ class Runner:
     def __init__(self, procs: Procs, base: Path, hold_ms: int, deadline: float,
                  sippy_python: Path | None = None, sip_extra: list[str] | None = None,
                  drain_s: float = 30.0, media_ports: tuple[int, int] = (10000, 32000),
-                 rtp: bool = False, engine_cpu: int | None = None) -> None:
+                 rtp: bool = False, engine_cpu: int | None = None,
+                 receiver: str = "keep-alive") -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.receiver = receiver  # the report sink: "keep-alive" or "close"
         self.engine_cpu = engine_cpu  # None: rtpengine stays on ippbx's core
         self.media_ports = media_ports
         self.rtp_pcap = RTP_PCAP if rtp else None
@@ -316,7 +323,7 @@ class Runner:
                     cfg.media = {"engine": "rtpengine", "port_min": self.media_ports[0],
                                  "port_max": self.media_ports[1]}
                 if setup == SESSION:
-                    sink = Sink(self.procs, wd)
+                    sink = Sink(self.procs, wd, keep_alive=self.receiver == "keep-alive")
                 pbx = Ippbx(self.procs, wd, cfg).start()
                 target = pbx.proc
                 if setup == MEDIA:
@@ -820,6 +827,10 @@ def parse_args() -> argparse.Namespace:
                    help="(a) also with one API application logged in and its receiver "
                         "(bench/report_sink.py) answering: a step at the clean rate found "
                         "(or --fixed-rate), then a search with the session if time allows")
+    p.add_argument("--receiver", choices=["keep-alive", "close"], default="keep-alive",
+                   help="with --with-session: the report receiver keeps connections open "
+                        "(an HTTP/1.1 server) or closes each after its answer (what the "
+                        "vendors ask of a receiver)")
     p.add_argument("--media", action="store_true",
                    help="(a) also with every call's media anchored on ippbx's rtpengine "
                         "([media] engine = \"rtpengine\"): a step at the clean rate found "
@@ -849,6 +860,8 @@ def main(procs: Procs) -> int:
         args.probe_seconds = args.step_seconds
     info = machine_info()
     print_machine(info, "bench/sip_cps.py " + " ".join(sys.argv[1:]))
+    if args.with_session:
+        log(f"report receiver: {args.receiver} (bench/report_sink.py)")
     base = workdir("cps")
     log(f"work directory: {base}")
     deadline = time.monotonic() + args.max_minutes * 60 - 15
@@ -861,7 +874,7 @@ def main(procs: Procs) -> int:
     if args.fixed_rate is not None:  # the issue 4 check (and the session's, media's cost)
         runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
                         media_ports=media_ports, rtp=args.rtp,
-                        engine_cpu=args.engine_cpu)
+                        engine_cpu=args.engine_cpu, receiver=args.receiver)
         passed = True
         steps = {}
         setups = ["a"] + [SESSION] * args.with_session + [MEDIA] * args.media
@@ -898,7 +911,7 @@ def main(procs: Procs) -> int:
     if args.profile is not None:
         runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
                         media_ports=media_ports, rtp=args.rtp,
-                        engine_cpu=args.engine_cpu)
+                        engine_cpu=args.engine_cpu, receiver=args.receiver)
         profile = base / "py-spy.txt"
         setup = SESSION if args.with_session else MEDIA if args.media else "a"
         step = runner.step(setup, args.profile, args.step_seconds, profile=profile)
@@ -919,7 +932,7 @@ def main(procs: Procs) -> int:
     sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
     runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra,
                     drain_s=args.drain_seconds, media_ports=media_ports, rtp=args.rtp,
-                        engine_cpu=args.engine_cpu)
+                    engine_cpu=args.engine_cpu, receiver=args.receiver)
     results: dict[str, Found] = {}
     if args.scenario in ("a", "all"):
         results["a"] = search(runner, "a", args, args.start_rate)
