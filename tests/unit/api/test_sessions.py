@@ -182,3 +182,23 @@ def test_heartbeat_updates_given_fields_and_keeps_the_rest(clock: FakeClock) -> 
     assert errno_of(sessions.heartbeat, s.token, port="x") == Errno.BAD_PORT
     clock.advance(1800)
     assert errno_of(sessions.heartbeat, s.token) == Errno.TOKEN_EXPIRED
+
+
+def test_live_sessions_follow_every_change(clock: FakeClock) -> None:
+    """`live()` answers the same tuple while nothing changed (the report path keeps the
+    destinations it worked out from it), and a new one after any change or expiry."""
+    sessions = manager(clock)
+    assert sessions.live() == ()
+    a = sessions.login("api", GOOD, "10.0.0.1", "openvox", port="8260")
+    first = sessions.live()
+    assert first == (a,) and sessions.live() is first
+    clock.advance(1000)
+    b = sessions.login("api", GOOD, "10.0.0.2", "openvox", port="8260")
+    assert sessions.live() == (a, b)
+    kept = sessions.live()
+    sessions.heartbeat(b.token, port="9000")  # (moves b's destination)
+    assert sessions.live() is not kept and b.port == "9000"
+    clock.advance(800)  # a, unused for 1800 s, expires; b was renewed 800 s ago
+    assert sessions.live() == (b,)
+    sessions.logout(b.token)
+    assert sessions.live() == ()
