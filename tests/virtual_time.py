@@ -120,7 +120,6 @@ def run_example(play: Play[S], scenario: S, directory: Path, max_messages: int) 
     assert not world.net.stormed, f"more than {max_messages} messages: a storm"
 
 
-
 def check_examples(run: Callable[[S], object], scenarios: st.SearchStrategy[S], *,
                    examples: int, caplog: pytest.LogCaptureFixture) -> None:
     """`run` `examples` scenarios drawn by hypothesis; each must also be quiet (nothing

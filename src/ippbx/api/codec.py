@@ -79,17 +79,21 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def is_blank(body: bytes) -> bool:
     """True for an absent body (empty, whitespace, or a lone BOM)."""
+    if body[:1] == b"{":  # (a JSON object, the usual body: at once)
+        return False
     return not body.removeprefix(_BOM).strip()
 
 
 def looks_like_xml(body: bytes) -> bool:
     """Sniff the format of a body sent without `?type=`: a leading `<` means XML."""
+    if body[:1] == b"{":  # (a JSON object, the usual body: at once)
+        return False
     return body.removeprefix(_BOM).lstrip().startswith(b"<")
 
 
 def decode(body: bytes, fmt: Format) -> dict[str, Any] | None:
     """Decode a request body; None when there is no body at all."""
-    if body[:1] != b"{" and is_blank(body):  # (a JSON object, the usual body, is not)
+    if is_blank(body):
         return None
     return decode_xml(body) if fmt is _XML_FORMAT else decode_json(body)
 

@@ -192,7 +192,7 @@ def dispatch(
             raise ApiError(Errno.UNKNOWN_REQUEST, f"no endpoint {name!r}")
         if body_too_large:
             raise ApiError(Errno.BAD_PACKET, f"body larger than {codec.MAX_BODY} bytes")
-        if asked is None and body[:1] != b"{" and codec.looks_like_xml(body):
+        if asked is None and codec.looks_like_xml(body):
             if Format.XML not in dialect.formats:
                 raise ApiError(Errno.ONLY_JSON)
             fmt = Format.XML

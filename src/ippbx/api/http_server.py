@@ -382,22 +382,19 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-_HEADS: dict[tuple[int, int], tuple[Headers, bytes]] = {}
+_HEADS: dict[tuple[int, Headers], bytes] = {}
 
 
 def _head(status: int, headers: Headers) -> bytes:
-    """The status line and `headers` as bytes (kept for the constant header sets: by the
-    tuple's identity, the tuple kept alive beside its bytes)."""
-    constant = isinstance(headers, tuple)
-    if constant:
-        kept = _HEADS.get((status, id(headers)))
-        if kept is not None and kept[0] is headers:
-            return kept[1]
-    lines = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    head = b"".join(lines)
-    if constant and len(_HEADS) < 256:
-        _HEADS[(status, id(headers))] = (headers, head)
+    """The status line and `headers` as bytes (kept for the constant header sets)."""
+    key = (status, headers)
+    head = _HEADS.get(key) if isinstance(headers, tuple) else None
+    if head is None:
+        lines = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
+        lines += [name + b": " + value + b"\r\n" for name, value in headers]
+        head = b"".join(lines)
+        if isinstance(headers, tuple) and len(_HEADS) < 256:
+            _HEADS[key] = head
     return head
 
 

@@ -160,6 +160,14 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+@dataclass(eq=False, slots=True)
+class LiveRoute:
+    """A destination in use: the form its reports take and the sessions that use it."""
+
+    form: Form
+    tokens: list[str] = field(default_factory=list)
+
+
 Post = Callable[[str, bytes], Awaitable[Outcome]]
 """POSTs one report body to a URL and says what came of it (`Poster` by default)."""
 
@@ -219,12 +227,12 @@ class Delivery:
         self._seq = 0  # ties in the retry heaps
         self._refused: dict[str, set[str]] = {}  # by destination: the actions it refuses
         self._routes_of: tuple[Session, ...] | None = None  # the live sessions, and …
-        self._routes: dict[str, list[str]] = {}  # … their destinations (`_live_routes`)
+        self._routes: dict[str, LiveRoute] = {}  # … their destinations (`routes()`)
 
     # -- lifecycle --------------------------------------------------------------------------
     def load(self) -> None:
         """Queue the reports left in the outbox by a previous run."""
-        live = self._live_routes()
+        live = self.routes()
 
         def legacy(row: LegacyRow) -> tuple[str, str] | None:
             session = self.sessions.session(row.token)
@@ -303,14 +311,19 @@ class Delivery:
             dest.task = asyncio.create_task(self._run(dest), name="ippbx-report-destination")
         dest.wake.set()
 
-    def _live_routes(self) -> dict[str, list[str]]:
-        """The destinations in use, each with the tokens of its sessions (kept while the
-        live sessions are the same)."""
+    def routes(self) -> dict[str, LiveRoute]:
+        """The destinations in use (`route_of`), each with its form and the tokens of its
+        sessions; worked out again only when `SessionManager.live()` answers a new tuple
+        (a session logged in or out, moved, or may have expired)."""
         live = self.sessions.live()
         if live is not self._routes_of:
-            routes: dict[str, list[str]] = {}
+            routes: dict[str, LiveRoute] = {}
             for session in live:
-                routes.setdefault(route_of(session), []).append(session.token)
+                key = route_of(session)
+                route = routes.get(key)
+                if route is None:
+                    route = routes[key] = LiveRoute(form_of(session))
+                route.tokens.append(session.token)
             self._routes_of, self._routes = live, routes
         return self._routes
 
@@ -320,7 +333,7 @@ class Delivery:
         try:
             while not self._stopping and dest.pending:
                 dest.wake.clear()
-                if dest.key not in self._live_routes():  # logged out, expired, moved
+                if dest.key not in self.routes():  # logged out, expired, moved
                     self._drop_destination(dest)
                     break
                 now = loop.time()
@@ -400,7 +413,8 @@ class Delivery:
             if dest.refused:
                 dest.refused.discard(action_of(row.body))
             self._done(dest, lane)
-            for token in self._live_routes().get(dest.key, ()):
+            route = self.routes().get(dest.key)
+            for token in route.tokens if route is not None else ():
                 self.sessions.touch(token)
             return True
         if outcome is Outcome.UNREACHABLE:

@@ -179,6 +179,7 @@ class _Link(asyncio.Protocol):
         self.uses = 0  # POSTs sent on it
         self.idle_since = 0.0  # loop time it went back to the pool
         self.closed = False  # the receiver closed it or it broke
+        self.expired = False  # an answer did not come in time
         self.kept = False  # the last answer was whole and lets the connection be used again
         self.received = 0  # bytes of the current answer
         self.head = 0  # bytes received while the final head is not complete
@@ -201,6 +202,10 @@ class _Link(asyncio.Protocol):
         """Whether another POST may go out on this connection now."""
         return self.kept and not self.closed and self.transport is not None \
             and not self.transport.is_closing()
+
+    def fresh(self, oldest: float) -> bool:
+        """Reusable, and idle since after `oldest` (loop time)."""
+        return self.idle_since > oldest and self.reusable()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -257,7 +262,9 @@ class _Link(asyncio.Protocol):
             self.finish(Outcome.FAILED, "body too large")
 
     def on_message_complete(self) -> None:
-        if self.status:
+        if self.done is None or self.done.done():  # (an answer nobody asked for)
+            self.closed = True
+        elif self.status:
             self.kept = self.framed and self.parser.should_keep_alive()
             self.finish(outcome_of(self.status))
 
@@ -268,7 +275,7 @@ class _Link(asyncio.Protocol):
             self.done.set_result(outcome)
 
     def timed_out(self) -> None:
-        self.closed = True
+        self.closed = self.expired = True
         if self.status and not self.framed:
             self.finish(outcome_of(self.status))  # the body never ended: the status decides
         else:
@@ -382,8 +389,9 @@ class Poster:
 
     async def _exchange(self, link: _Link, key: _Key, target: Target, body: bytes,
                         reuse: bool) -> Outcome | None:
-        """One POST on `link`; None when a kept connection turned out closed before any
-        answer (the receiver closed it while it was idle: nothing was taken)."""
+        """One POST on `link`; None when nothing at all came back on a kept connection
+        (the receiver had closed it, or does not answer a second POST on a connection):
+        the POST is to be sent again on a new one."""
         assert link.transport is not None
         loop = link.loop
         done = link.begin()
@@ -398,14 +406,12 @@ class Poster:
                 self._put(key, link)
             else:
                 _abort(link)  # (close() could wait for a peer that reads nothing)
-        if link.uses > 1 and not link.received:
-            if link.why.startswith("read timeout"):  # it serves one POST per connection
+        if link.uses > 1 and not link.received and outcome is Outcome.FAILED:
+            if link.expired:  # silent, not closed: it serves one POST per connection
                 self._single.add(key)
                 log.info("report receiver %s does not answer a second POST on a "
                          "connection: one connection per report from now on", target.label)
-                return None
-            if outcome is Outcome.FAILED:
-                return None
+            return None
         if outcome is not Outcome.DELIVERED:
             log.debug("report to %s: %s", target.label, link.why or f"answered {link.status}")
         return outcome
@@ -417,7 +423,7 @@ class Poster:
         oldest = asyncio.get_running_loop().time() - KEEP_IDLE
         while links:
             link = links.pop()
-            if link.reusable() and link.idle_since > oldest:
+            if link.fresh(oldest):
                 return link
             _abort(link)
         return None
@@ -437,9 +443,11 @@ class Poster:
         loop = asyncio.get_running_loop()
         oldest = loop.time() - KEEP_IDLE
         for key, links in list(self._idle.items()):
-            fresh = [link for link in links if link.reusable() and link.idle_since > oldest]
+            fresh: list[_Link] = []
             for link in links:
-                if link not in fresh:
+                if link.fresh(oldest):
+                    fresh.append(link)
+                else:
                     _abort(link)
             if fresh:
                 self._idle[key] = fresh

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ippbx.api.reports.build import Action, Form, Report, ReportBuilder, render
-from ippbx.api.reports.delivery import Delivery, OutboxStore, form_of, route_of
-from ippbx.api.sessions import Session, SessionManager
+from ippbx.api.reports.delivery import Delivery, OutboxStore
+from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx import cdr, events
 from ippbx.pbx.calls import CallRegistry
@@ -59,8 +59,6 @@ class ReportService:
         self.tz = cdr.zone(config.pbx.timezone)
         self.builder = ReportBuilder(config, states or ExtensionStates(registry))
         self.delivery = Delivery(store, sessions, config.reports, clock=clock)
-        self._routes_of: tuple[Session, ...] | None = None  # the live sessions, and …
-        self._routes: dict[str, Form] = {}  # … their destinations and forms
         registry.subscribe(self.on_event)
 
     async def start(self) -> None:
@@ -78,17 +76,14 @@ class ReportService:
 
     def send(self, reports: list[Report]) -> None:
         """Store `reports` once for every destination in use and queue them for delivery."""
-        live = self.sessions.live()
-        if live is not self._routes_of:  # (the same sessions: the same destinations)
-            self._routes_of = live
-            self._routes = {route_of(s): form_of(s) for s in live}
-        routes = self._routes
+        routes = self.delivery.routes()
         if not routes:
             return
         now = self.clock()
         bodies: dict[Form, list[bytes]] = {}
         rows: list[tuple[str, str, bytes, float]] = []
-        for route, form in routes.items():
+        for route, live in routes.items():
+            form = live.form
             encoded = bodies.get(form)
             if encoded is None:
                 encoded = bodies[form] = [self.encode(r, form) for r in reports]
