@@ -26,6 +26,7 @@ from functools import partial
 from typing import Protocol
 
 import uvloop
+from pydantic import ValidationError
 
 from ippbx.api.guard import HttpGuard
 from ippbx.api.reports import ReportService
@@ -33,7 +34,7 @@ from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
 from ippbx.api.sessions import SessionManager
 from ippbx.api.tls import api_ssl_context
-from ippbx.config import Config
+from ippbx.config import Config, ConfigError, load_config
 from ippbx.gc_policy import FullCollector
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
@@ -46,6 +47,7 @@ from ippbx.pbx.prompt_calls import PromptCalls
 from ippbx.pbx.queues import Queues
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
+from ippbx.running_config import Change, RunningConfig
 from ippbx.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,16 @@ class App:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
-        self.config = config
+        self.config_path = config_path  # (SIGHUP re-reads it in TOML mode)
         self.boot_time = wall_clock()
         set_node(config.calls.node)  # (call and leg ids: "node-<unix>.<seq>")
         self.registry = CallRegistry()
         self.store = Store(config.store.path)
+        # the objects (extensions, trunks, routes, …) as the store or the file has them
+        self.running = RunningConfig.open(config, self.store)
+        config = self.config = self.running.config
         self.registry.subscribe(CdrRecorder(self.store))
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.media = MediaService(config, self.pbx.b2bua)
@@ -125,7 +131,9 @@ class App:
             mailboxes=self.pbx.mailboxes,
             queues=self.queues,
             inbound=self.pbx.b2bua.inbound,
+            running=self.running,
         )
+        self.running.listeners.append(self._reconfigure)
         web = build_app(self.api_context)
         host, port = config.api.listen_address
         raise_nofile_limit()  # (TCP connections are descriptors: SIP, API, reports)
@@ -141,6 +149,28 @@ class App:
         self.components: list[Component] = [self.reports, self.media, self.pbx, *apis,
                                             self.gc]
         self._started: list[Component] = []
+
+    def _reconfigure(self, old: Config, new: Config, change: Change) -> None:
+        """Apply a configuration change to every running part, then report it."""
+        self.config = new
+        self.pbx.reconfigure(new)
+        self.applications.reconfigure(new)
+        self.reports.reconfigure(new)
+        self.api_context.config = new
+        self.reports.config_changed(change.kind, change.operation, change.keys)
+
+    def reload(self) -> None:
+        """SIGHUP: in TOML mode, read the file again and apply its objects (a bad file is
+        logged and changes nothing); in store mode, nothing (the store is the truth)."""
+        if self.running.mode != "toml":
+            log.info("SIGHUP: the configuration lives in the store ([store] config = "
+                     "\"sqlite\"); nothing to re-read")
+            return
+        try:
+            file_config = load_config(self.config_path)
+            self.running.reload(file_config)
+        except (ConfigError, ValidationError) as exc:
+            log.error("SIGHUP: configuration not reloaded: %s", exc)
 
     def _guard(self) -> HttpGuard:
         api = self.config.api
@@ -185,6 +215,7 @@ class App:
 
         for sig in signals:
             loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self.start()
             await stopping.wait()
@@ -193,7 +224,7 @@ class App:
                 await self.stop()
             finally:
                 self.close()  # (commits the store's queued writes, even if stop was cut)
-            for sig in signals:
+            for sig in (*signals, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("ippbx stopped")
 

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ippbx.app import App
 
     try:
-        return App(config).run()
+        return App(config, config_path=args.config).run()
     except OSError as exc:
         print(f"ippbx: cannot start: {exc}", file=sys.stderr)
         return 1

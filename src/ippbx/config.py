@@ -152,10 +152,23 @@ class SipSection(_Model):
         return _host_port(self.tls_listen, 5061) if self.tls_listen.strip() else None
 
 
+class ApiUser(_Model):
+    """One more API user: `admin` may change the configuration and read its secrets,
+    `readonly` may not."""
+
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+    role: Literal["admin", "readonly"] = "readonly"
+
+
 class ApiSection(_Model):
+    """The HTTP API. `username`/`password` is the first user, an admin; `users` adds more
+    (each with a role)."""
+
     listen: str = "127.0.0.1:9011"
     username: str = "api"
     password: str = Field(min_length=1)
+    users: list[ApiUser] = []
     allowed_ips: list[str] = []
     token_ttl: int = Field(1800, ge=1)
     lockout_failures: int = Field(5, ge=1)
@@ -200,6 +213,20 @@ class ApiSection(_Model):
         for item in v:
             ipaddress.ip_network(item, strict=False)
         return v
+
+    @model_validator(mode="after")
+    def _check_users(self) -> ApiSection:
+        names = [self.username, *(user.username for user in self.users)]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"API user {name!r} is listed twice")
+        return self
+
+    @property
+    def all_users(self) -> list[ApiUser]:
+        """Every API user, the first (`username`/`password`) an admin."""
+        return [ApiUser(username=self.username, password=self.password, role="admin"),
+                *self.users]
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -297,7 +324,13 @@ class MediaSection(_Model):
 
 
 class StoreSection(_Model):
+    """The SQLite file, and where the objects (extensions, trunks, routes, …) live:
+    `sqlite` (the file seeds the store, the API and the CLI change it; see
+    `ippbx.running_config`) or `toml` (the file is the configuration; SIGHUP re-reads it,
+    the API cannot change it)."""
+
     path: str = "ippbx.sqlite3"
+    config: Literal["sqlite", "toml"] = "sqlite"
 
 
 class ReportsSection(_Model):
@@ -553,7 +586,7 @@ class OutboundRoute(_Model):
 
 class InboundRoute(_Model):
     name: str = Field(min_length=1)
-    trunk: str
+    trunk: str = ""  # the trunk whose calls it takes ("": calls of any trunk)
     did: str = ""
     callerid: str = ""
     destination: str
@@ -615,7 +648,7 @@ class Config(_Model):
                 if ext not in exts:
                     raise ValueError(f"outbound_routes[{i}].extensions[{j}]: no extension {ext!r}")
         for i, route in enumerate(self.inbound_routes):
-            if route.trunk not in trunks:
+            if route.trunk and route.trunk not in trunks:
                 raise ValueError(f"inbound_routes[{i}].trunk: no trunk named {route.trunk!r}")
         self._check_numbers()
         return self
@@ -713,7 +746,8 @@ def _expand_env(value: object, where: str) -> object:
     return value
 
 
-def _format_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError) -> str:
+    """The first problem of `exc` as one line: where, and what."""
     err = exc.errors()[0]
     loc = ""
     for part in err["loc"]:
@@ -737,7 +771,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_error(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -35,6 +35,7 @@ from ippbx.api.endpoints import (
     calls,
     cdr,
     config,
+    config_changes,
     control,
     inbound,
     ivr,
@@ -114,7 +115,8 @@ DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
-    for module in (auth, calls, cdr, config, control, inbound, ivr, paging, queues,
+    for module in (auth, calls, cdr, config, config_changes, control, inbound, ivr, paging,
+                   queues,
                    recording, system, voicemail)
     for e in module.ENDPOINTS
 }

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ippbx.pbx.mailboxes import Mailboxes
     from ippbx.pbx.prompt_calls import PromptCalls
     from ippbx.pbx.queues import Queues
+    from ippbx.running_config import RunningConfig
 
 
 class PbxView(Protocol):
@@ -76,6 +77,7 @@ class ApiContext:
     mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
     queues: Queues | None = None  # queue/* (None: no PBX behind)
     inbound: InboundControl | None = None  # inbound/accept|refuse (None: no PBX behind)
+    running: RunningConfig | None = None  # the write endpoints (None: configuration fixed)
 
 
 @dataclass(slots=True)

@@ -73,6 +73,7 @@ class Session:
     created: float = 0.0
     last_seen: float = 0.0
     persisted: float = field(default=0.0, repr=False, compare=False)
+    username: str = ""  # who logged in ("": the first user, from before names were kept)
 
     @property
     def report_ip(self) -> str:
@@ -116,8 +117,11 @@ class SessionManager:
         store: SessionStore | None = None,
         wall_clock: Clock = time.time,
     ) -> None:
-        self._username = config.username.encode("utf-8")
-        self._password_md5 = md5_hex(config.password).encode("ascii")
+        # username → (MD5 of the password, as clients send it; role)
+        self._users = {user.username.encode("utf-8"):
+                       (md5_hex(user.password).encode("ascii"), user.role)
+                       for user in config.all_users}
+        self._first_user = config.username
         self._ttl = float(config.token_ttl)
         self._max_failures = config.lockout_failures
         self._lockout = float(config.lockout_seconds)
@@ -163,9 +167,7 @@ class SessionManager:
         if not username or not password:
             raise ApiError(Errno.MISSING_PARAM, "username and password are required")
         port = check_port(port)
-        user_ok = hmac.compare_digest(username.encode("utf-8"), self._username)
-        pass_ok = hmac.compare_digest(password.encode("utf-8"), self._password_md5)
-        if not (user_ok and pass_ok):
+        if not self._credentials_ok(username, password):
             self._record_failure(source_ip, now)
             raise ApiError(Errno.BAD_CREDENTIALS)
         self._failures.pop(source_ip, None)
@@ -180,11 +182,28 @@ class SessionManager:
             version=version or "",
             created=now,
             last_seen=now,
+            username=username,
         )
         self._sessions[token] = session
         self.revision += 1
         self._save(session)
         return session
+
+    def _credentials_ok(self, username: str, password: str) -> bool:
+        """Is `password` (the MD5 hex clients send) `username`'s? Every user is
+        compared, in constant time, so the answer's timing tells nothing."""
+        name = username.encode("utf-8")
+        given = password.encode("utf-8")
+        ok = False
+        for user, (md5, _) in self._users.items():
+            ok |= hmac.compare_digest(name, user) & hmac.compare_digest(given, md5)
+        return ok
+
+    def role(self, session: Session) -> str:
+        """`admin` or `readonly`: the role of the user who opened `session` (a user
+        since removed from the configuration: readonly)."""
+        entry = self._users.get((session.username or self._first_user).encode("utf-8"))
+        return entry[1] if entry is not None else "readonly"
 
     def logout(self, token: str | None) -> None:
         """End the session of a valid token (raises like `check` otherwise)."""
@@ -316,6 +335,7 @@ class SessionManager:
             session.token, session.dialect, session.source_ip, session.port, session.url,
             session.urltag, session.version, session.ipaddr,
             wall - (now - session.created), wall - (now - session.last_seen),
+            session.username,
         ))
 
     def _touched(self, session: Session, now: float) -> None:
@@ -337,5 +357,5 @@ class SessionManager:
                 token=row.token, dialect=row.dialect, source_ip=row.source_ip,
                 port=row.port, url=row.url, urltag=row.urltag, version=row.version,
                 ipaddr=row.ipaddr, created=now - max(0.0, wall - row.created),
-                last_seen=last_seen, persisted=last_seen,
+                last_seen=last_seen, persisted=last_seen, username=row.username,
             )

@@ -124,6 +124,14 @@ class Applications:
         # a queue agent's feature code (`*71`-`*74`): carried out, the prompt to confirm
         self.agent_code: Callable[[ToFeature], str] | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        """The IVRs and numbers of a new configuration (after the B2BUA's)."""
+        self.config = config
+        self.ivrs = {i.number: i for i in config.ivrs}
+        self._numbers = sorted({*self.b2bua.extensions, *self.ivrs, *self.b2bua.groups,
+                                *(q.number for q in config.queues),
+                                *(p.number for p in config.paging_groups)})
+
     # -- the entry point ----------------------------------------------------------------
     async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
                   depth: int) -> int | None:

@@ -57,6 +57,13 @@ class ExtensionAuth:
                                  known_seconds=config.sip.max_expires, clock=clock)
         self._retry_after = str(max(1, math.ceil(1.0 / section.rate_limit)))
 
+    def reconfigure(self, config: Config) -> None:
+        """The extensions and passwords of a new configuration (the next request sees
+        them; a nonce issued before stays good, its answer is checked against the new
+        password)."""
+        self._passwords = {e.number: e.password for e in config.extensions}
+        self.security.set_extensions(frozenset(self._passwords))
+
     def is_banned(self, ip: str) -> bool:
         return self.security.is_banned(ip)
 

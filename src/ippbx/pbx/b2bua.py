@@ -322,6 +322,18 @@ class B2BUA:
             r.name for r in config.inbound_routes if r.control_inbound_call)
         self.inbound = InboundControl(registry, config.calls.inbound_control_seconds)
 
+    def reconfigure(self, config: Config) -> None:
+        """A new configuration for the next call (calls in progress keep what they
+        were set up with): extensions, routes, ring groups and their flags."""
+        self.config = config
+        self.dialplan = Dialplan(config)
+        self._extensions = self.extensions = {e.number: e for e in config.extensions}
+        self._recorded_out = frozenset(r.name for r in config.outbound_routes if r.record)
+        self._recorded_in = frozenset(r.name for r in config.inbound_routes if r.record)
+        self.groups = {g.number: g for g in config.ring_groups}
+        self._controlled_in = frozenset(
+            r.name for r in config.inbound_routes if r.control_inbound_call)
+
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self) -> None:
         self.ua.on_request = self.on_request

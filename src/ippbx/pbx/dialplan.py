@@ -164,11 +164,11 @@ class Dialplan:
         self._queues = frozenset(q.number for q in config.queues)
         self._paging = frozenset(p.number for p in config.paging_groups)
         self._outbound: tuple[OutboundRoute, ...] = tuple(config.outbound_routes)
-        # Routes naming a DID are more specific than catch-alls: try them first.
+        # Routes naming a DID are more specific than catch-alls, and a route naming its
+        # trunk than one for any trunk: try them first (else in the order given).
         inbound = list(config.inbound_routes)
         self._inbound: tuple[InboundRoute, ...] = tuple(
-            [r for r in inbound if r.did] + [r for r in inbound if not r.did]
-        )
+            sorted(inbound, key=lambda r: (not r.did, not r.trunk)))
         self._transfer_out = {r.name: r.allow_transfer_out for r in inbound}
 
     def is_extension(self, number: str) -> bool:
@@ -257,7 +257,7 @@ class Dialplan:
     def route_inbound(self, trunk: str, did: str, caller: str) -> Destination:
         """Where a call arriving on `trunk` for `did` from `caller` goes."""
         for route in self._inbound:
-            if route.trunk != trunk:
+            if route.trunk and route.trunk != trunk:
                 continue
             if not _field_matches(route.did, did) or not _field_matches(route.callerid, caller):
                 continue

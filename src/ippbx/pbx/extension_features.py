@@ -29,6 +29,10 @@ class ExtensionFeatures:
                 if forward is not None:
                     self._forward[number] = forward
 
+    def reconfigure(self, config: Config) -> None:
+        """The extensions of a new configuration (a phone's own settings are kept)."""
+        self._config = {e.number: e for e in config.extensions}
+
     def dnd(self, number: str) -> bool:
         ext = self._config.get(number)
         return self._dnd.get(number, ext.dnd if ext is not None else False)

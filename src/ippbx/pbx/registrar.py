@@ -71,6 +71,24 @@ class Registrar:
                                 row.user_agent)
                     )
 
+    def reconfigure(self, config: Config) -> None:
+        """A new configuration: the bindings of an extension that is gone, or whose
+        password changed, are dropped (its phone must register, and authenticate, anew);
+        the others stay."""
+        old = {e.number: e.password for e in self._config.extensions}
+        new = {e.number: e.password for e in config.extensions}
+        self._config = config
+        self._max_contacts = {e.number: e.max_contacts for e in config.extensions}
+        for extension in list(self._bindings):
+            if new.get(extension) is None or new[extension] != old.get(extension):
+                self.unbind(extension)
+
+    def unbind(self, extension: str) -> None:
+        """Forget every binding of `extension`."""
+        if self._store is not None:
+            self._store.delete_registration(extension)
+        self._set(extension, [])
+
     # -- lookups ------------------------------------------------------------------------
     def contacts(self, extension: str) -> list[Binding]:
         """Live bindings of `extension`, newest first."""

@@ -200,6 +200,12 @@ class Security:
         return limited
 
     # -- extensions -----------------------------------------------------------------------
+    def set_extensions(self, extensions: set[str] | frozenset[str]) -> None:
+        """The extensions that exist now (a configuration change): new ones start clean,
+        removed ones are forgotten, the others keep their counts and lockouts."""
+        self._extensions = {number: self._extensions.get(number) or _ExtensionState()
+                            for number in extensions}
+
     def is_locked(self, extension: str, address: str) -> bool:
         """Is `extension` locked out for a request from `address`?"""
         state = self._extensions.get(extension)

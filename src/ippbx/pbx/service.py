@@ -36,7 +36,7 @@ from ippbx.pbx.mailboxes import Mailboxes
 from ippbx.pbx.mwi import MessageWaiting
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
-from ippbx.pbx.trunks import Trunks
+from ippbx.pbx.trunks import Trunks, TrunkStatus
 from ippbx.sip.message import Sent
 from ippbx.sip.overload import LoadShedder
 from ippbx.sip.transport import SipTransport
@@ -126,7 +126,45 @@ class PbxService:
             for trunk in config.trunks if trunk.type == "register"
         ]
         self._sweeper: asyncio.Task[None] | None = None
+        self._reconfiguring: set[asyncio.Task[None]] = set()
         self._leftovers: asyncio.Task[int] | None = None
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a new configuration to the running PBX: the next call, REGISTER or
+        SUBSCRIBE sees it, calls in progress go on. An extension that is gone or whose
+        password changed loses its registrations; a register trunk that is new or changed
+        registers (after the old one unregistered), one that is gone unregisters."""
+        self.config = config
+        was_registered = {name: status is TrunkStatus.REGISTERED
+                          for name, status in self.trunks.status.items()}
+        moved = self.trunks.reconfigure(config)
+        self.auth.reconfigure(config)
+        self.registrar.reconfigure(config)
+        self.b2bua.reconfigure(config)
+        self.features.reconfigure(config)
+        self.mwi.mailboxes = frozenset(e.number for e in config.extensions)
+        wanted = {t.name: t for t in config.trunks if t.type == "register"}
+        keep = [r for r in self.registrations if wanted.get(r.trunk.name) == r.trunk]
+        ended = [r for r in self.registrations if r not in keep]
+        running = {r.trunk.name for r in keep}
+        started = [TrunkRegistration(trunk, self.trunks, self.ua)
+                   for name, trunk in wanted.items() if name not in running]
+        self.registrations = keep + started
+        if self._sweeper is None:  # (not started: start() starts them all)
+            return
+        task = asyncio.ensure_future(self._retrunk(ended, was_registered, moved, started))
+        self._reconfiguring.add(task)
+        task.add_done_callback(self._reconfiguring.discard)
+
+    async def _retrunk(self, ended: list[TrunkRegistration], was_registered: dict[str, bool],
+                       moved: list[str], started: list[TrunkRegistration]) -> None:
+        for registration in ended:
+            await registration.stop(was_registered.get(registration.trunk.name, False))
+        if moved:
+            await self.trunks.resolve(moved)
+        for registration in started:
+            if registration in self.registrations:  # (not replaced meanwhile)
+                registration.start()
 
     def _registration_changed(self, extension: str, registered: bool) -> None:
         self.registry.registration_changed(extension, registered)
@@ -161,6 +199,10 @@ class PbxService:
             self._leftovers.cancel()  # (its rows stay for the next start)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leftovers
+        for task in list(self._reconfiguring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.b2bua.stop()
         await self.mwi.stop()
         await self.journal.stop()

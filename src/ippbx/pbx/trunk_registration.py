@@ -64,14 +64,18 @@ class TrunkRegistration:
         self._call_id = self.ua.new_call_id()
         self._task = asyncio.ensure_future(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, registered: bool | None = None) -> None:
+        """End the loop and unregister if registered (`registered`: what the trunk's
+        status said before a configuration change reset it)."""
         if self._task is None:
             return
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        if self.trunks.status[self.trunk.name] is TrunkStatus.REGISTERED:
+        if registered is None:
+            registered = self.trunks.status.get(self.trunk.name) is TrunkStatus.REGISTERED
+        if registered:
             with contextlib.suppress(asyncio.TimeoutError, OSError):
                 await asyncio.wait_for(self.register_once(0), timeout=2.0)
 

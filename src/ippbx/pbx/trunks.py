@@ -9,6 +9,7 @@ lookup on the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 
 from ippbx.config import Config, Trunk
@@ -42,13 +43,35 @@ class Trunks:
         self.in_use: dict[str, int] = dict.fromkeys(self._trunks, 0)
         self._index()
 
-    async def resolve(self) -> None:
-        """Resolve trunk host names to IP addresses (once, at start)."""
-        for trunk in self._trunks.values():
+    async def resolve(self, names: Collection[str] | None = None) -> None:
+        """Resolve trunk host names to IP addresses (all at start; after a
+        configuration change, the trunks named)."""
+        for trunk in list(self._trunks.values()):
+            if names is not None and trunk.name not in names:
+                continue
             address = await resolve_host(trunk.host, trunk.port)
-            if address is not None:  # else keep the name; calls to it will fail over
-                self._ips[trunk.name] = address
+            if address is not None and self._trunks.get(trunk.name) is trunk:
+                self._ips[trunk.name] = address  # (else keep the name; calls fail over)
         self._index()
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """The trunks of a new configuration; returns the names whose address is new
+        (to `resolve`). Calls in progress keep their trunk's channel count, even when the
+        trunk is gone; a new or changed trunk starts with its status unknown."""
+        old = self._trunks
+        self._trunks = {t.name: t for t in config.trunks}
+        changed = []
+        for trunk in config.trunks:
+            before = old.get(trunk.name)
+            if before is None or (before.host, before.port) != (trunk.host, trunk.port):
+                self._ips[trunk.name] = trunk.host
+                changed.append(trunk.name)
+            if before != trunk:
+                self.status[trunk.name] = (TrunkStatus.UNKNOWN if trunk.type == "peer"
+                                           else TrunkStatus.REGISTERING)
+            self.in_use.setdefault(trunk.name, 0)
+        self._index()
+        return changed
 
     def _index(self) -> None:
         self._by_addr = {(self._ips[t.name], t.port): t for t in self._trunks.values()}
@@ -83,14 +106,15 @@ class Trunks:
         """Count live legs per trunk from the registry's events (for max_channels)."""
 
         def on_event(event: events.DomainEvent) -> None:
+            in_use = self.in_use
             if isinstance(event, events.CallCreated) and event.call.caller.trunk is not None:
-                self.in_use[event.call.caller.trunk] += 1
+                in_use[event.call.caller.trunk] = in_use.get(event.call.caller.trunk, 0) + 1
             elif isinstance(event, events.LegAdded) and event.leg.trunk is not None:
-                self.in_use[event.leg.trunk] += 1
+                in_use[event.leg.trunk] = in_use.get(event.leg.trunk, 0) + 1
             elif isinstance(event, events.LegEnded) and event.leg.trunk is not None:
-                self.in_use[event.leg.trunk] -= 1
+                in_use[event.leg.trunk] = in_use.get(event.leg.trunk, 0) - 1
 
         registry.subscribe(on_event)
 
     def has_capacity(self, trunk: Trunk) -> bool:
-        return trunk.max_channels == 0 or self.in_use[trunk.name] < trunk.max_channels
+        return trunk.max_channels == 0 or self.in_use.get(trunk.name, 0) < trunk.max_channels

@@ -7,6 +7,7 @@ other use at most once a minute, so a restart may make a token look up to that m
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from ippbx.store.batch import WriteQueue
@@ -22,11 +23,12 @@ CREATE TABLE IF NOT EXISTS sessions (
     version   TEXT NOT NULL DEFAULT '',
     ipaddr    TEXT NOT NULL DEFAULT '',
     created   REAL NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    username  TEXT NOT NULL DEFAULT ''
 );
 """
 
-_SAVE = "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)"
+_SAVE = "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _TOUCH = "UPDATE sessions SET last_seen=? WHERE token=?"
 _DELETE = "DELETE FROM sessions WHERE token=?"
 
@@ -43,6 +45,14 @@ class SessionRow:
     ipaddr: str
     created: float
     last_seen: float
+    username: str = ""  # ("": a session from before users had names: the first user)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Add `username` to a sessions table made before it existed."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+    if columns and "username" not in columns:
+        db.execute("ALTER TABLE sessions ADD COLUMN username TEXT NOT NULL DEFAULT ''")
 
 
 class SessionTable(WriteQueue):
@@ -50,7 +60,8 @@ class SessionTable(WriteQueue):
 
     def save_session(self, row: SessionRow) -> None:
         self._write(_SAVE, (row.token, row.dialect, row.source_ip, row.port, row.url,
-                            row.urltag, row.version, row.ipaddr, row.created, row.last_seen))
+                            row.urltag, row.version, row.ipaddr, row.created, row.last_seen,
+                            row.username))
 
     def touch_session(self, token: str, last_seen: float) -> None:
         self._write(_TOUCH, (last_seen, token))

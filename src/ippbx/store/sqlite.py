@@ -21,7 +21,16 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ippbx.store import cdr, dialogs, features, outbox, queue_agents, sessions, voicemail
+from ippbx.store import (
+    cdr,
+    config,
+    dialogs,
+    features,
+    outbox,
+    queue_agents,
+    sessions,
+    voicemail,
+)
 from ippbx.store.batch import FLUSH_CAP, FLUSH_DELAY
 
 __all__ = ["FLUSH_CAP", "FLUSH_DELAY", "RegistrationRow", "Store"]
@@ -71,7 +80,7 @@ def _private(path: Path) -> None:
 
 class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.DialogTable,
             features.FeatureTable, voicemail.VoicemailTable,
-            queue_agents.QueueAgentTable):
+            queue_agents.QueueAgentTable, config.ConfigTable):
     """The SQLite file behind ippbx (":memory:" works for tests that need no restart)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -85,9 +94,10 @@ class Store(cdr.CdrTable, outbox.OutboxTable, sessions.SessionTable, dialogs.Dia
         outbox.migrate(self._db)
         self._db.executescript(
             _SCHEMA + cdr.SCHEMA + outbox.SCHEMA + sessions.SCHEMA + dialogs.SCHEMA
-            + features.SCHEMA + voicemail.SCHEMA + queue_agents.SCHEMA
+            + features.SCHEMA + voicemail.SCHEMA + queue_agents.SCHEMA + config.SCHEMA
         )
         cdr.migrate(self._db)
+        sessions.migrate(self._db)
         self._open_queue()
         self._open_outbox()
 

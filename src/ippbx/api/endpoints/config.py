@@ -11,7 +11,9 @@ unknown names dropped, and no match is a success with an empty list (never 10006
 `extension/query`'s `extid` is optional (absent or empty: all); `siptrunk/query`'s
 `trunkname` and the routes' `name` are required (missing or empty: 10004).
 
-Ids of trunks and routes are their 1-based position in the config file, as strings.
+Ids of trunks and routes are the store's (they stay while the object lives; see
+`ippbx.running_config`), else their 1-based position in the config file. Passwords
+(`registerpassword`, `vmsecret`, a trunk's `password`) are shown to admin API users only.
 
 `extension/query` shows an extension's features as the config sets them (read through
 `effective_settings`): voicemail, its PIN and e-mail; forwarding on no answer and on busy
@@ -24,7 +26,7 @@ neither sets one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ippbx.api.codec import ItemList
@@ -35,6 +37,7 @@ from ippbx.config import Config, Extension, InboundRoute, OutboundRoute, Trunk
 from ippbx.pbx.calls import Call, LegKind
 from ippbx.pbx.extension_state import ExtState
 from ippbx.pbx.status import PbxStatus
+from ippbx.running_config import KEYS
 
 T = TypeVar("T")
 
@@ -68,11 +71,18 @@ def required_names(req: ApiRequest, name: str) -> list[str] | None:
     return parse_ids(",".join(parts))
 
 
-def select(items: Sequence[T], key: str, names: list[str] | None) -> list[tuple[int, T]]:
-    """(1-based config position, item) for all items, or for the names in request order."""
-    numbered = list(enumerate(items, start=1))
+def select(req: ApiRequest, kind: str, names: list[str] | None) -> list[tuple[int, Any]]:
+    """(id, item) of the configuration's `kind` (e.g. "trunks") for all items, or for the
+    names in request order. Ids are the store's (`RunningConfig.ids`), else 1-based
+    positions."""
+    items = getattr(req.ctx.config, kind)
+    running = req.ctx.running
+    ids = running.ids[kind] if running is not None and running.config is req.ctx.config \
+        else range(1, len(items) + 1)
+    numbered = list(zip(ids, items, strict=True))
     if names is None:
         return numbered
+    key = KEYS[kind]
     by_name = {getattr(item, key): (i, item) for i, item in numbered}
     return [by_name[n] for n in names if n in by_name]
 
@@ -169,22 +179,30 @@ def feature_fields(ext: Extension, config: Config) -> dict[str, Any]:
     }
 
 
+def may_see_secrets(req: ApiRequest) -> bool:
+    """Passwords are shown to admin API users only (a readonly one sees "")."""
+    return req.session is not None and req.ctx.sessions.role(req.session) == "admin"
+
+
 def extension_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     config = req.ctx.config
+    secrets = may_see_secrets(req)
     infos = ItemList()
-    for _, ext in select(config.extensions, "number", parse_ids(req.text("extid"))):
+    for _, ext in select(req, "extensions", parse_ids(req.text("extid"))):
         info: dict[str, Any] = {
             "extnumber": ext.number,
             "username": username(ext),
             "type": req.dialect.extension_type,
             "status": status_word(pbx.extension_status(ext.number)),
             "callerid": ext.callerid or ext.number,
-            # The SIP password, as the vendors show it: API users can read every secret.
-            "registerpassword": ext.password,
+            # The SIP password, as the vendors show it, to admin users only
+            "registerpassword": ext.password if secrets else "",
             "maxregistrations": ext.max_contacts,
             **feature_fields(effective_settings(ext, req), config),
         }
+        if not secrets:
+            info["vmsecret"] = ""
         call = pbx.extension_call(ext.number)
         if call is not None:
             info.update(live_call_fields(call, ext.number))
@@ -201,7 +219,7 @@ def trunklist_query(req: ApiRequest) -> Mapping[str, Any]:
     )}
 
 
-def siptrunk_view(index: int, trunk: Trunk) -> dict[str, Any]:
+def siptrunk_view(index: int, trunk: Trunk, secrets: bool = True) -> dict[str, Any]:
     info: dict[str, Any] = {
         "id": index,
         "trunkname": trunk.name,
@@ -213,21 +231,22 @@ def siptrunk_view(index: int, trunk: Trunk) -> dict[str, Any]:
     }
     if trunk.type == "register":  # a peer trunk has no credentials keys at all (§1.3)
         info.update(username=trunk.username, authname=trunk.username,
-                    fromuser=trunk.from_user, password=trunk.password)
+                    fromuser=trunk.from_user, password=trunk.password if secrets else "")
     return info
 
 
 def siptrunk_query(req: ApiRequest) -> Mapping[str, Any]:
-    chosen = select(req.ctx.config.trunks, "name", required_names(req, "trunkname"))
-    return {"trunks": ItemList(siptrunk_view(i, t) for i, t in chosen)}
+    chosen = select(req, "trunks", required_names(req, "trunkname"))
+    secrets = may_see_secrets(req)
+    return {"trunks": ItemList(siptrunk_view(i, t, secrets) for i, t in chosen)}
 
 
 # -- routes -----------------------------------------------------------------------------------
 def outroute_view(index: int, route: OutboundRoute) -> dict[str, Any]:
-    # `callerid` (a caller-number pattern) is always empty: ippbx limits a route to the
-    # extensions listed in its config instead, which this shape has no field for.
+    # `callerid`: the extensions that may use the route, a comma list ("": all)
     return {"id": index, "name": route.name, "prepend": route.prepend, "prefix": route.prefix,
-            "matchpattern": route.match, "callerid": "", "trunks": ",".join(route.trunks)}
+            "matchpattern": route.match, "callerid": ",".join(route.extensions),
+            "trunks": ",".join(route.trunks)}
 
 
 def inroute_view(index: int, route: InboundRoute) -> dict[str, Any]:
@@ -237,12 +256,12 @@ def inroute_view(index: int, route: InboundRoute) -> dict[str, Any]:
 
 
 def outroute_query(req: ApiRequest) -> Mapping[str, Any]:
-    chosen = select(req.ctx.config.outbound_routes, "name", required_names(req, "name"))
+    chosen = select(req, "outbound_routes", required_names(req, "name"))
     return {"outroutes": ItemList(outroute_view(i, r) for i, r in chosen)}
 
 
 def inroute_query(req: ApiRequest) -> Mapping[str, Any]:
-    chosen = select(req.ctx.config.inbound_routes, "name", required_names(req, "name"))
+    chosen = select(req, "inbound_routes", required_names(req, "name"))
     return {"inroutes": ItemList(inroute_view(i, r) for i, r in chosen)}
 
 

@@ -23,6 +23,9 @@ Yeastar `call:[…]` form. Theory of operation, per event:
   Invite; InboundAdmitted (it is let through, accepted or by default): Incoming; both
   with the one `inbound` party (Yeastar's only form has `call:[{"inbound":…}]`).
 - ExtensionRegistration: ExtensionStatus Registered / Unregistered.
+- A configuration change (not an event of the registry; `config_change`): ConfigChange,
+  Yeastar's, with `type` (extension, trunk, outroute, inroute), `extid` / `trunkname` /
+  `name` and `operation` (add, update, del), one per object changed.
 
 ExtensionStatus can be turned off for all extensions (`[reports] extension_status`) or one
 (`report_status` of an extension); the state machine still follows them.
@@ -74,6 +77,7 @@ class Action(StrEnum):
     PLAY_PROMPT_END = "PlayPromptEnd"
     INVITE = "Invite"  # an inbound call waits for inbound/accept or inbound/refuse
     INCOMING = "Incoming"  # that call is let through
+    CONFIG_CHANGE = "ConfigChange"  # an extension, trunk or route added, changed, deleted
 
 
 class Form(StrEnum):
@@ -104,6 +108,7 @@ class Report:
     state: ExtState | None = None
     record: cdr.CdrRecord | None = None
     info: str = ""  # DTMF: the digit; PlayPromptEnd: the prompts played
+    fields: tuple[tuple[str, str], ...] = ()  # ConfigChange: type, extid|trunkname|name, operation
 
     @property
     def lane(self) -> str:
@@ -111,6 +116,8 @@ class Report:
         reports ("" for BootUp)."""
         if self.action is Action.EXTENSION_STATUS:
             return "ext:" + self.extension
+        if self.action is Action.CONFIG_CHANGE:
+            return "config"
         return self.callid
 
 
@@ -146,6 +153,9 @@ class ReportBuilder:
     def __init__(self, config: Config, states: ExtensionStates) -> None:
         self.states = states
         self.extension_status = config.reports.extension_status
+        self.silent = frozenset(e.number for e in config.extensions if not e.report_status)
+
+    def reconfigure(self, config: Config) -> None:
         self.silent = frozenset(e.number for e in config.extensions if not e.report_status)
 
     def on_event(self, event: events.DomainEvent) -> list[Report]:
@@ -259,12 +269,31 @@ def _call_list(parties: tuple[Party, ...]) -> dict[str, Any]:
                      for p in parties]}
 
 
+# a configuration kind → ConfigChange's `type` and the field naming the object
+CONFIG_TYPES = {"extensions": ("extension", "extid"), "trunks": ("trunk", "trunkname"),
+                "outbound_routes": ("outroute", "name"),
+                "inbound_routes": ("inroute", "name")}
+CONFIG_OPERATIONS = {"add": "add", "update": "update", "delete": "del"}
+
+
+def config_change(kind: str, operation: str, keys: tuple[str, ...]) -> list[Report]:
+    """The ConfigChange reports of one change (none for kinds Yeastar does not report)."""
+    if kind not in CONFIG_TYPES:
+        return []
+    type_, field = CONFIG_TYPES[kind]
+    return [Report(Action.CONFIG_CHANGE, fields=(("type", type_), (field, key),
+                                                 ("operation", CONFIG_OPERATIONS[operation])))
+            for key in keys]
+
+
 def render(report: Report, form: Form, sn: str, tz: tzinfo) -> dict[str, Any]:
     """The JSON object of `report` in `form` (key order as the vendors show it)."""
     yeastar = form is Form.YEASTAR
     action = report.action
     if action is Action.BOOTUP:
         return {"action": action.value, "sn": sn}
+    if action is Action.CONFIG_CHANGE:
+        return {"action": action.value, **dict(report.fields), "sn": sn}
     if action is Action.EXTENSION_STATUS:
         state = report.state.value if report.state is not None else ""
         if report.state is ExtState.BUSY and not yeastar:

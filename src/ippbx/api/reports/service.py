@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ippbx.api.reports.build import Action, Form, Report, ReportBuilder, render
+from ippbx.api.reports.build import (
+    Action,
+    Form,
+    Report,
+    ReportBuilder,
+    config_change,
+    render,
+)
 from ippbx.api.reports.delivery import Delivery, OutboxStore
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
@@ -74,9 +81,25 @@ class ReportService:
         if reports:
             self.send(reports)
 
-    def send(self, reports: list[Report]) -> None:
-        """Store `reports` once for every destination in use and queue them for delivery."""
+    def reconfigure(self, config: Config) -> None:
+        """A new configuration: which extensions' status is reported."""
+        self.builder.reconfigure(config)
+
+    def config_changed(self, kind: str, operation: str, keys: tuple[str, ...]) -> None:
+        """ConfigChange reports of one change, to the Yeastar API's sessions (the action
+        is Yeastar's; OpenVox clients have never seen it)."""
+        reports = config_change(kind, operation, keys)
+        if reports:
+            self.send(reports, dialect="yeastar")
+
+    def send(self, reports: list[Report], *, dialect: str | None = None) -> None:
+        """Store `reports` once for every destination in use (with `dialect`: those with
+        a session of that API dialect) and queue them for delivery."""
         routes = self.delivery.routes()
+        if dialect is not None:
+            routes = {key: live for key, live in routes.items()
+                      if any((s := self.sessions.session(token)) is not None
+                             and s.dialect == dialect for token in live.tokens)}
         if not routes:
             return
         now = self.clock()

@@ -1,0 +1,358 @@
+"""Configuration changes: add / update / delete of extensions, SIP trunks and routes.
+
+`extension/add|update|delete`, `siptrunk/add|update|delete`, `outroute/add|update|delete`,
+`inroute/add|update|delete` (spec endpoints §1.3–§4.4), the same on both dialects. Each
+handler turns the vendor's fields into ippbx's (`ippbx.config`) and hands the change to
+`RunningConfig`, which validates the whole configuration, stores it and applies it live.
+
+Rules (the vendors leave them open; these are ours, documented in docs/configuration.md):
+- Only an `admin` API user may change anything (a `readonly` one: 10003, as if the
+  endpoint did not exist for it); with `[store] config = "toml"` no one may (10017).
+- `update` changes the fields given; the others keep their values.
+- Errors: a missing key field 10004; an unknown extension 10006; a value that is not
+  valid, a duplicate number or name, an unknown trunk or route, or a change that would
+  leave something pointing at nothing (a route naming a deleted trunk, a ring group
+  naming a deleted extension): 10017, the configuration unchanged.
+- `extension/add` without `registerpassword` makes one (20 random characters; read it
+  with `extension/query`).
+- Forwarding: `Voicemail` → the extension's mailbox, `Extension` → that number (an IVR,
+  ring group or queue number works too), `Mobile Number` → the extension's mobile with
+  its prefix, `Custom Number` → prefix + number, dialled through the outbound routes.
+- `outroute` `callerid`: a comma list of the extensions that may use the route ("": all).
+- `inroute`: ippbx's extra `trunk` field names the trunk whose calls the route takes
+  (absent: any trunk); `desttype` `conference`, `disa` and `callback` are refused (10017).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ippbx.api.errors import ApiError, Errno
+from ippbx.api.request import ApiRequest, Endpoint
+from ippbx.running_config import ChangeRefused, Refusal, RunningConfig, dump
+
+ADMIN = "admin"
+_ON_OFF = {"on": True, "off": False, "yes": True, "no": False, "1": True, "0": False,
+           "true": True, "false": False}
+MONITOR_MODES = frozenset({"disabled", "disable", "extensive", "listen", "whisper",
+                           "barge-in"})
+# inroute desttype → ippbx destination kind ("" : no target, e.g. hangup)
+_DEST_KINDS = {"extension": "extension", "voicemail": "voicemail", "ivr": "ivr",
+               "ringgroup": "ringgroup", "queue": "queue", "hangup": ""}
+_FORWARD_TARGETS = ("Voicemail", "Extension", "Mobile Number", "Custom Number")
+
+
+def invalid(detail: str) -> ApiError:
+    return ApiError(Errno.CONFIG_FAILED, detail)
+
+
+def running(req: ApiRequest) -> RunningConfig:
+    """The running configuration, if this request may change it (else ApiError)."""
+    ctx = req.ctx
+    if ctx.running is None:
+        raise ApiError(Errno.UNKNOWN_REQUEST, "no configuration store behind this API")
+    if req.session is None or ctx.sessions.role(req.session) != ADMIN:
+        raise ApiError(Errno.UNKNOWN_REQUEST, "configuration changes need an admin user")
+    return ctx.running
+
+
+def apply(req: ApiRequest, change: Callable[[RunningConfig], object], *,
+          not_found: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    try:
+        change(running(req))
+    except ChangeRefused as exc:
+        if exc.reason is Refusal.NOT_FOUND:
+            raise ApiError(not_found, exc.detail) from None
+        raise invalid(exc.detail) from None
+    return {}
+
+
+def names(req: ApiRequest, name: str, *, allow_all: bool = True) -> list[str] | None:
+    """A required comma list (None for `all` where allowed); 10004 when empty."""
+    parts = [part.strip() for part in req.require(name).split(",") if part.strip()]
+    if not parts:
+        raise ApiError(Errno.MISSING_PARAM, f"{name} has no name in it")
+    if allow_all and parts == ["all"]:
+        return None
+    return parts
+
+
+def flag(req: ApiRequest, name: str) -> bool | None:
+    value = req.text(name)
+    if value is None or value == "":
+        return None
+    try:
+        return _ON_OFF[value.strip().lower()]
+    except KeyError:
+        raise invalid(f"{name} must be on or off, not {value!r}") from None
+
+
+def number(req: ApiRequest, name: str) -> int | None:
+    value = req.text(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(f"{name} must be a number, not {value!r}") from None
+
+
+def present(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+# -- extensions -------------------------------------------------------------------------------
+def _forward(req: ApiRequest, key: str, ext: Mapping[str, Any],
+             local_kind: Callable[[str], str]) -> str | None:
+    """`{key}forward` + `{k}transferto|ext|prefix|num` as a destination (None: not given)."""
+    k = key[0]
+    on = flag(req, f"{key}forward")
+    target = req.text(f"{k}transferto")
+    if on is None and target is None:
+        return None
+    if on is False:
+        return ""
+    if not target:
+        raise ApiError(Errno.MISSING_PARAM, f"{k}transferto is required with {key}forward on")
+    if target not in _FORWARD_TARGETS:
+        raise invalid(f"{k}transferto must be one of {', '.join(_FORWARD_TARGETS)}")
+    if target == "Voicemail":
+        return f"voicemail:{ext['number']}"
+    if target == "Extension":
+        dest = req.require(f"{k}transferext")
+        return f"{local_kind(dest)}:{dest}"
+    if target == "Mobile Number":
+        mobile = ext.get("mobile", "")
+        if not mobile:
+            raise invalid(f"{k}transferto Mobile Number: the extension has no mobile")
+        return f"number:{ext.get('mobile_prefix', '')}{mobile}"
+    return f"number:{req.text(f'{k}transferprefix') or ''}{req.require(f'{k}transfernum')}"
+
+
+def _max_duration(req: ApiRequest) -> int | None:
+    value = req.text("maxduration")
+    if value is None or value == "":
+        return None
+    if value in ("Follow System", "Unlimited"):  # (0: `[calls] max_duration` applies)
+        return 0
+    return number(req, "maxduration")
+
+
+def extension_fields(req: ApiRequest, current: Mapping[str, Any],
+                     config: RunningConfig) -> dict[str, Any]:
+    """The extension fields this request sets, over `current` (the stored fields, or
+    {} for a new one), as a whole object."""
+    mode = req.text("monitormode")
+    if mode and mode.lower() not in MONITOR_MODES:
+        raise invalid(f"monitormode {mode!r} is not a monitoring mode")
+    flag(req, "allowbeingmonitored")  # (validated; nothing behind it yet)
+    fields = {**current, **present({
+        "name": req.text("username"),
+        "callerid": req.text("callerid"),
+        "password": req.text("registerpassword") or None,
+        "max_contacts": number(req, "maxregistrations"),
+        "email": req.text("email"),
+        "mobile": req.text("mobile"),
+        "mobile_prefix": req.text("mobileprefix"),
+        "voicemail": flag(req, "hasvoicemail"),
+        "vm_pin": req.text("vmsecret"),
+        "ring_mobile": flag(req, "ringsimultaneous"),
+        "ring_timeout": number(req, "ringtimeout"),
+        "max_duration": _max_duration(req),
+        "dnd": flag(req, "dnd"),
+    })}
+    if flag(req, "enablemobile") is False:
+        fields["mobile"], fields["ring_mobile"] = "", False
+    to_email = flag(req, "enablevmtoemail")
+    if to_email is not None:
+        fields["vm_email"] = fields.get("email", "") if to_email else ""
+
+    def local_kind(target: str) -> str:
+        cfg = config.config
+        for kind, items in (("ivr", cfg.ivrs), ("ringgroup", cfg.ring_groups),
+                            ("queue", cfg.queues)):
+            if any(item.number == target for item in items):
+                return kind
+        return "extension"
+
+    for key, name in (("noanswer", "forward_noanswer"), ("busy", "forward_busy")):
+        destination = _forward(req, key, fields, local_kind)
+        if destination is not None:
+            fields[name] = destination
+    return fields
+
+
+def _stored(config: RunningConfig, kind: str, key: str) -> dict[str, Any]:
+    item = config.find(kind, key)
+    return dump(kind, item) if item is not None else {}
+
+
+def extension_add(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    ext_number = req.require("number")
+    fields = extension_fields(req, {"number": ext_number}, config)
+    fields.setdefault("password", secrets.token_urlsafe(15))
+    return apply(req, lambda c: c.add("extensions", fields))
+
+
+def extension_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    extid = req.require("extid")
+    current = _stored(config, "extensions", extid)
+    if not current:
+        raise ApiError(Errno.EXTENSION_NOT_FOUND, f"no extension {extid!r}")
+    fields = extension_fields(req, current, config)
+    if new_number := req.text("extnumber"):
+        fields["number"] = new_number
+    return apply(req, lambda c: c.update("extensions", extid, fields),
+                 not_found=Errno.EXTENSION_NOT_FOUND)
+
+
+def extension_delete(req: ApiRequest) -> Mapping[str, Any]:
+    numbers = names(req, "number", allow_all=False)
+    return apply(req, lambda c: c.delete("extensions", numbers),
+                 not_found=Errno.EXTENSION_NOT_FOUND)
+
+
+# -- trunks -----------------------------------------------------------------------------------
+def trunk_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    trunk_type = req.text("trunktype")
+    if trunk_type == "account":
+        raise invalid("account trunks (a device registering to ippbx) are not supported: "
+                      "make it an extension")
+    if trunk_type not in (None, "", "peer", "register"):
+        raise invalid(f"trunktype must be register or peer, not {trunk_type!r}")
+    username = req.text("username") or req.text("authname")
+    return {**current, **present({
+        "name": req.text("trunkname") or None,
+        "type": trunk_type or None,
+        "host": req.text("host") or None,
+        "port": number(req, "port"),
+        "username": username,
+        "from_user": req.text("fromuser"),
+        "password": req.text("password"),
+    })}
+
+
+def siptrunk_add(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)
+    req.require("trunkname")
+    req.require("trunktype")
+    req.require("host")
+    fields = trunk_fields(req, {})
+    return apply(req, lambda c: c.add("trunks", fields))
+
+
+def _by_id(config: RunningConfig, kind: str, req: ApiRequest) -> str:
+    raw = req.require("id")
+    key = config.key_of(kind, int(raw)) if raw.strip().isdigit() else None
+    if key is None:
+        raise invalid(f"no {kind[:-1].replace('_', ' ')} with id {raw!r}")
+    return key
+
+
+def siptrunk_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    name = _by_id(config, "trunks", req)
+    fields = trunk_fields(req, _stored(config, "trunks", name))
+    return apply(req, lambda c: c.update("trunks", name, fields))
+
+
+def siptrunk_delete(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = names(req, "trunkname")
+    return apply(req, lambda c: c.delete("trunks", chosen))
+
+
+# -- outbound routes --------------------------------------------------------------------------
+def _comma_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def outroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    return {**current, **present({
+        "name": req.text("name") or None,
+        "prefix": req.text("prefix"),
+        "match": req.text("matchpattern") or None,
+        "prepend": req.text("prepend"),
+        "extensions": _comma_list(req.text("callerid")),
+        "trunks": _comma_list(req.text("trunks")) or None,
+    })}
+
+
+def outroute_add(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)
+    for field in ("name", "matchpattern", "trunks"):
+        req.require(field)
+    fields = outroute_fields(req, {})
+    return apply(req, lambda c: c.add("outbound_routes", fields))
+
+
+def outroute_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    name = _by_id(config, "outbound_routes", req)
+    fields = outroute_fields(req, _stored(config, "outbound_routes", name))
+    return apply(req, lambda c: c.update("outbound_routes", name, fields))
+
+
+def outroute_delete(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = names(req, "name")
+    return apply(req, lambda c: c.delete("outbound_routes", chosen))
+
+
+# -- inbound routes ---------------------------------------------------------------------------
+def inroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {**current, **present({
+        "did": req.text("did"),
+        "callerid": req.text("caller_id"),
+        "trunk": req.text("trunk"),
+    })}
+    desttype = req.text("desttype")
+    if desttype:
+        if desttype not in _DEST_KINDS:
+            raise invalid(f"desttype {desttype!r} is not supported")
+        kind = _DEST_KINDS[desttype]
+        fields["destination"] = f"{kind}:{req.require('dest')}" if kind else "hangup"
+    return fields
+
+
+def inroute_add(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)
+    name = req.require("name")
+    req.require("desttype")
+    fields = inroute_fields(req, {"name": name})
+    return apply(req, lambda c: c.add("inbound_routes", fields))
+
+
+def inroute_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    name = req.require("name")  # (no id: a route is chosen by name, never renamed)
+    current = _stored(config, "inbound_routes", name)
+    if not current:
+        raise invalid(f"no inbound route {name!r}")
+    fields = inroute_fields(req, current)
+    return apply(req, lambda c: c.update("inbound_routes", name, fields))
+
+
+def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
+    chosen = names(req, "name")
+    return apply(req, lambda c: c.delete("inbound_routes", chosen))
+
+
+ENDPOINTS = [
+    Endpoint("extension/add", extension_add, body_required=True),
+    Endpoint("extension/update", extension_update, body_required=True),
+    Endpoint("extension/delete", extension_delete, body_required=True),
+    Endpoint("siptrunk/add", siptrunk_add, body_required=True),
+    Endpoint("siptrunk/update", siptrunk_update, body_required=True),
+    Endpoint("siptrunk/delete", siptrunk_delete, body_required=True),
+    Endpoint("outroute/add", outroute_add, body_required=True),
+    Endpoint("outroute/update", outroute_update, body_required=True),
+    Endpoint("outroute/delete", outroute_delete, body_required=True),
+    Endpoint("inroute/add", inroute_add, body_required=True),
+    Endpoint("inroute/update", inroute_update, body_required=True),
+    Endpoint("inroute/delete", inroute_delete, body_required=True),
+]

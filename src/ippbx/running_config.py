@@ -1,0 +1,310 @@
+"""The running configuration: the objects the PBX works with (extensions, trunks, routes,
+IVRs, ring groups, queues, paging groups), changed while it runs, validated, persisted and
+announced.
+
+Two modes (`[store] config`):
+
+- `"sqlite"` (the default): the objects live in the store (`ippbx.store.config`). The TOML
+  file seeds them at the first start; later starts take the store's, unless the file's
+  objects changed since they were last imported *and* nothing was changed through the
+  API or the CLI since (then the file is imported again: an admin who only edits the file
+  loses nothing). When both changed, the store wins and the log says how to take the
+  file's (`ippbx config import FILE`). Changes are made with `add` / `update` / `delete`.
+- `"toml"`: the file is the truth (for configurations kept in git). Changes through the
+  API are refused; `reload` (SIGHUP) reads the file again.
+
+Every change builds a whole new `Config` through the same pydantic validation as the file
+(so a change that would make an invalid file is refused and changes nothing), saves the
+changed kinds in one transaction, then tells the listeners `(old, new, change)`; the app
+applies the new configuration to the running parts (the next call or registration sees
+it; calls in progress go on). The sections (`[sip]`, `[api]`, …) always come from the file.
+
+Ids: each object keeps the id the store gave it (the API's `id` of trunks and routes); in
+TOML mode an object's id is its 1-based place in its list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from ippbx.config import Config, ConfigError, format_validation_error
+from ippbx.store.config import ConfigTable, StoredObject
+
+log = logging.getLogger(__name__)
+
+# the configuration's object lists and the field that names an object in each
+KEYS: dict[str, str] = {
+    "extensions": "number",
+    "trunks": "name",
+    "outbound_routes": "name",
+    "inbound_routes": "name",
+    "ivrs": "number",
+    "ring_groups": "number",
+    "queues": "number",
+    "paging_groups": "number",
+}
+KINDS = tuple(KEYS)
+SECTIONS = tuple(name for name in Config.model_fields if name not in KEYS)
+# a field dumped even at its default, because its default depends on another field
+_ALWAYS = {"trunks": ("port",)}
+
+Operation = Literal["add", "update", "delete"]
+
+
+class Refusal(StrEnum):
+    """Why a change was refused."""
+
+    DUPLICATE = "duplicate"  # the number or name is taken
+    NOT_FOUND = "not found"  # no object by that key or id
+    INVALID = "invalid"  # a value (or what it refers to) is not valid
+    READ_ONLY = "read only"  # TOML mode: the file is the configuration
+
+
+class ChangeRefused(Exception):
+    """A change that was not made; the configuration is as it was."""
+
+    def __init__(self, reason: Refusal, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one change did: the kind, the operation and the keys it touched (for an
+    update that renamed, the new key)."""
+
+    kind: str
+    operation: Operation
+    keys: tuple[str, ...]
+    revision: int = 0
+
+
+Listener = Callable[[Config, Config, Change], None]
+
+
+def dump(kind: str, item: BaseModel) -> dict[str, Any]:
+    """An object's fields as the TOML would write them: the key, what differs from the
+    defaults, and the fields whose default depends on others."""
+    fields = item.model_dump(mode="json", exclude_defaults=True)
+    fields[KEYS[kind]] = getattr(item, KEYS[kind])
+    for name in _ALWAYS.get(kind, ()):
+        fields[name] = getattr(item, name)
+    return fields
+
+
+def objects_of(config: Config) -> dict[str, list[dict[str, Any]]]:
+    """Every object of `config`, dumped, by kind."""
+    return {kind: [dump(kind, item) for item in getattr(config, kind)] for kind in KINDS}
+
+
+def digest(objects: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """A digest of the objects' values (layout and comments of a file do not count)."""
+    text = json.dumps({kind: list(objects.get(kind, ())) for kind in KINDS},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build(sections: Config, objects: Mapping[str, Sequence[Mapping[str, Any]]]) -> Config:
+    """A whole `Config`: the sections of `sections`, the objects given (kinds not given:
+    those of `sections`). Raises `ValidationError` as the file would."""
+    data: dict[str, Any] = {name: getattr(sections, name) for name in SECTIONS}
+    for kind in KINDS:
+        data[kind] = list(objects[kind]) if kind in objects else getattr(sections, kind)
+    return Config.model_validate(data)
+
+
+def _refusal_of(message: str) -> Refusal:
+    return Refusal.DUPLICATE if ("duplicate" in message or "is already" in message) \
+        else Refusal.INVALID
+
+
+@dataclass(slots=True)
+class RunningConfig:
+    """The configuration in force, and the one way to change it."""
+
+    config: Config
+    ids: dict[str, list[int]]
+    store: ConfigTable | None = None
+    mode: Literal["sqlite", "toml"] = "sqlite"
+    revision: int = 0
+    listeners: list[Listener] = field(default_factory=list)
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, file_config: Config, store: ConfigTable | None) -> RunningConfig:
+        """The configuration to start with (see the module docstring for the rules)."""
+        if file_config.store.config == "toml" or store is None:
+            return cls(file_config, _positions(file_config), store,
+                       mode="toml" if file_config.store.config == "toml" else "sqlite")
+        file_objects = objects_of(file_config)
+        file_digest = digest(file_objects)
+        stored = store.config_load()
+        if stored is None or stored.imported_digest != file_digest and (
+                stored.revision == stored.imported_revision):
+            if stored is not None:
+                log.info("configuration: the file's objects changed and the store has no "
+                         "change of its own since the last import: importing the file again")
+            running = cls(file_config, {}, store)
+            running._save(file_config, {k: [0] * len(v) for k, v in file_objects.items()},
+                          imported_digest=file_digest)
+            return running
+        if stored.imported_digest != file_digest:
+            log.warning("configuration: the file's objects changed since they were imported, "
+                        "and the store was changed since too; the store's configuration is "
+                        "used (`ippbx config import FILE` takes the file's)")
+        objects = {kind: [obj.fields for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        try:
+            config = build(file_config, objects)
+        except ValidationError as exc:
+            raise ConfigError(f"{getattr(store, 'path', 'store')}: stored configuration: "
+                              f"{format_validation_error(exc)}") from None
+        ids = {kind: [obj.id for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        return cls(config, ids, store, revision=stored.revision)
+
+    # -- reading ----------------------------------------------------------------------------
+    def items(self, kind: str) -> list[Any]:
+        return list(getattr(self.config, kind))
+
+    def find(self, kind: str, key: str) -> Any | None:
+        """The object of `kind` named `key`, or None."""
+        attr = KEYS[kind]
+        return next((item for item in getattr(self.config, kind)
+                     if getattr(item, attr) == key), None)
+
+    def id_of(self, kind: str, key: str) -> int:
+        """The id of the object of `kind` named `key` (0: none)."""
+        attr = KEYS[kind]
+        for item, item_id in zip(getattr(self.config, kind), self.ids[kind], strict=True):
+            if getattr(item, attr) == key:
+                return item_id
+        return 0
+
+    def key_of(self, kind: str, item_id: int) -> str | None:
+        """The key of the object of `kind` with id `item_id`, or None."""
+        for item, known in zip(getattr(self.config, kind), self.ids[kind], strict=True):
+            if known == item_id:
+                return str(getattr(item, KEYS[kind]))
+        return None
+
+    # -- changing ---------------------------------------------------------------------------
+    def add(self, kind: str, fields: Mapping[str, Any]) -> Change:
+        """Add one object (at the end of its list)."""
+        key = str(fields.get(KEYS[kind], ""))
+        if self.find(kind, key) is not None:
+            raise ChangeRefused(Refusal.DUPLICATE, f"{kind}: {key!r} exists")
+        objects = [dump(kind, item) for item in getattr(self.config, kind)]
+        ids = [*self.ids[kind], 0]
+        return self._change(kind, [*objects, dict(fields)], ids, "add", (key,))
+
+    def update(self, kind: str, key: str, fields: Mapping[str, Any]) -> Change:
+        """Change some fields of the object named `key` (the others keep their values;
+        a field set to None goes back to its default). Renaming is allowed."""
+        attr = KEYS[kind]
+        items = getattr(self.config, kind)
+        index = next((i for i, item in enumerate(items) if getattr(item, attr) == key), None)
+        if index is None:
+            raise ChangeRefused(Refusal.NOT_FOUND, f"{kind}: no {key!r}")
+        objects = [dump(kind, item) for item in items]
+        merged = {**objects[index], **fields}
+        objects[index] = {name: value for name, value in merged.items() if value is not None}
+        new_key = str(objects[index].get(attr, ""))
+        if new_key != key and self.find(kind, new_key) is not None:
+            raise ChangeRefused(Refusal.DUPLICATE, f"{kind}: {new_key!r} exists")
+        return self._change(kind, objects, list(self.ids[kind]), "update", (new_key,))
+
+    def delete(self, kind: str, keys: Iterable[str] | None) -> Change:
+        """Delete the objects named `keys` (None: all of this kind). Every key must exist."""
+        attr = KEYS[kind]
+        items = getattr(self.config, kind)
+        present = [str(getattr(item, attr)) for item in items]
+        wanted = list(dict.fromkeys(present if keys is None else keys))
+        missing = [key for key in wanted if key not in present]
+        if missing:
+            raise ChangeRefused(Refusal.NOT_FOUND, f"{kind}: no {', '.join(missing)}")
+        kept = [(dump(kind, item), item_id)
+                for item, item_id, key in zip(items, self.ids[kind], present, strict=True)
+                if key not in wanted]
+        return self._change(kind, [obj for obj, _ in kept], [i for _, i in kept], "delete",
+                            tuple(wanted))
+
+    def replace(self, file_config: Config) -> Change:
+        """Take every object of `file_config` (`ippbx config import`); ids start anew."""
+        self._refuse_read_only()
+        objects = objects_of(file_config)
+        old = self.config
+        config = build(self.config, objects)
+        self._save(config, {k: [0] * len(v) for k, v in objects.items()},
+                   imported_digest=digest(objects))
+        change = Change("config", "update", (), self.revision)
+        self._announce(old, change)
+        return change
+
+    def reload(self, file_config: Config) -> Change:
+        """TOML mode: the file read again (SIGHUP) is the configuration."""
+        old = self.config
+        self.config = build(self.config, objects_of(file_config))
+        self.ids = _positions(self.config)
+        self.revision += 1
+        change = Change("config", "update", (), self.revision)
+        self._announce(old, change)
+        return change
+
+    # -- inside -----------------------------------------------------------------------------
+    def _refuse_read_only(self) -> None:
+        if self.mode == "toml":
+            raise ChangeRefused(Refusal.READ_ONLY, "the configuration is the TOML file "
+                                "([store] config = \"toml\"): edit it and send SIGHUP")
+
+    def _change(self, kind: str, objects: list[dict[str, Any]], ids: list[int],
+                operation: Operation, keys: tuple[str, ...]) -> Change:
+        self._refuse_read_only()
+        try:
+            config = build(self.config, {kind: objects})
+        except ValidationError as exc:
+            message = format_validation_error(exc)
+            raise ChangeRefused(_refusal_of(message), message) from None
+        old = self.config
+        self._save(config, {kind: ids}, kinds=(kind,))
+        change = Change(kind, operation, keys, self.revision)
+        self._announce(old, change)
+        return change
+
+    def _save(self, config: Config, ids: Mapping[str, list[int]], *,
+              kinds: Sequence[str] = KINDS, imported_digest: str | None = None) -> None:
+        """Store `config`'s objects of `kinds` (ids parallel to each list), then make it
+        the configuration in force."""
+        new_ids = dict(self.ids)
+        if self.store is not None:
+            rows = {kind: [StoredObject(item_id, str(getattr(item, KEYS[kind])),
+                                        dump(kind, item))
+                           for item, item_id in zip(getattr(config, kind), ids[kind],
+                                                    strict=True)]
+                    for kind in kinds}
+            self.revision, saved = self.store.config_save(rows, imported_digest=imported_digest)
+            new_ids.update(saved)
+        else:
+            self.revision += 1
+            new_ids.update(_positions(config))
+        self.config, self.ids = config, new_ids
+
+    def _announce(self, old: Config, change: Change) -> None:
+        log.info("configuration: %s %s %s (revision %d)", change.operation, change.kind,
+                 ",".join(change.keys), change.revision)
+        for listener in list(self.listeners):
+            try:
+                listener(old, self.config, change)
+            except Exception:
+                log.exception("applying configuration revision %d failed", change.revision)
+
+
+def _positions(config: Config) -> dict[str, list[int]]:
+    return {kind: list(range(1, len(getattr(config, kind)) + 1)) for kind in KINDS}

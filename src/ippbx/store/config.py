@@ -1,0 +1,127 @@
+"""The running configuration's objects (extensions, trunks, routes, IVRs, groups, queues),
+kept in SQLite so that changes made through the API or the CLI outlive a restart.
+
+One row per object: its kind (the config list it belongs to, e.g. `"trunks"`), its key
+(number or name), its place in that list (routes are tried in order), its fields as a JSON
+object (the TOML's keys and values) and an id that never changes while the object lives
+(the API's `id` of trunks and routes). `config_meta` holds the revision, bumped by every
+change, and what the objects were last imported from (the digest of the file's objects and
+the revision that import made), so a start can tell whether the file or the store is newer.
+
+A save replaces the objects of the kinds it is given in one transaction: all of it or none.
+It does not go through the write queue of `ippbx.store.batch`: a configuration change is
+committed before it is answered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ippbx.store.batch import WriteQueue
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS config_objects (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    body     TEXT NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE TABLE IF NOT EXISTS config_meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+Fields = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One configuration object as stored: its id (0: not stored yet), key and fields."""
+
+    id: int
+    key: str
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfig:
+    """Every stored object by kind, in list order, with the meta values."""
+
+    objects: Mapping[str, tuple[StoredObject, ...]]
+    revision: int
+    imported_digest: str
+    imported_revision: int
+
+
+class ConfigTable(WriteQueue):
+    """Mixin of `Store`: the configuration objects and their revision."""
+
+    def config_load(self) -> StoredConfig | None:
+        """What is stored, or None when nothing ever was (a first start)."""
+        self.flush()
+        meta = dict(self._db.execute("SELECT name, value FROM config_meta").fetchall())
+        if "revision" not in meta:
+            return None
+        objects: dict[str, list[StoredObject]] = {}
+        rows = self._db.execute(
+            "SELECT id, kind, key, body FROM config_objects ORDER BY kind, position")
+        for row_id, kind, key, body in rows.fetchall():
+            objects.setdefault(kind, []).append(StoredObject(row_id, key, json.loads(body)))
+        return StoredConfig({kind: tuple(items) for kind, items in objects.items()},
+                            int(meta["revision"]), meta.get("imported_digest", ""),
+                            int(meta.get("imported_revision", "-1")))
+
+    def config_save(self, objects: Mapping[str, Sequence[StoredObject]], *,
+                    imported_digest: str | None = None) -> tuple[int, dict[str, list[int]]]:
+        """Replace the objects of every kind in `objects` (others are kept) in one
+        transaction, bump the revision and return it with each kind's ids in list order
+        (new objects get theirs here). With `imported_digest`, the save is an import of
+        a file whose objects have that digest."""
+        self.flush()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = {kind: _save_kind(db, kind, items) for kind, items in objects.items()}
+            row = db.execute("SELECT value FROM config_meta WHERE name = 'revision'")
+            found = row.fetchone()
+            revision = (int(found[0]) if found else 0) + 1
+            meta = [("revision", str(revision))]
+            if imported_digest is not None:
+                meta += [("imported_digest", imported_digest),
+                         ("imported_revision", str(revision))]
+            db.executemany("INSERT OR REPLACE INTO config_meta VALUES (?, ?)", meta)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return revision, ids
+
+
+def _save_kind(db: sqlite3.Connection, kind: str, items: Sequence[StoredObject]) -> list[int]:
+    keep = [item.id for item in items if item.id]
+    marks = ",".join("?" * len(keep))
+    db.execute(f"DELETE FROM config_objects WHERE kind = ? AND id NOT IN ({marks})",
+               (kind, *keep))
+    # keys move between rows on a rename or a reorder: park the kept rows' keys first so
+    # that UNIQUE (kind, key) holds after every statement
+    db.execute("UPDATE config_objects SET key = char(1) || id WHERE kind = ?", (kind,))
+    ids = []
+    for position, item in enumerate(items):
+        body = json.dumps(item.fields, separators=(",", ":"), sort_keys=True)
+        if item.id:
+            db.execute("UPDATE config_objects SET key = ?, position = ?, body = ? WHERE id = ?",
+                       (item.key, position, body, item.id))
+            ids.append(item.id)
+        else:
+            cursor = db.execute(
+                "INSERT INTO config_objects (kind, key, position, body) VALUES (?,?,?,?)",
+                (kind, item.key, position, body))
+            ids.append(int(cursor.lastrowid or 0))
+    return ids
