@@ -160,15 +160,14 @@ class App:
         self.reports.config_changed(change.kind, change.operation, change.keys)
 
     def reload(self) -> None:
-        """SIGHUP: in TOML mode, read the file again and apply its objects (a bad file is
-        logged and changes nothing); in store mode, nothing (the store is the truth)."""
-        if self.running.mode != "toml":
-            log.info("SIGHUP: the configuration lives in the store ([store] config = "
-                     "\"sqlite\"); nothing to re-read")
-            return
+        """SIGHUP: in TOML mode, read the file again and apply its objects; in store mode,
+        take what another process wrote to the store (`ippbx config import`). A bad file
+        or store is logged and changes nothing."""
         try:
-            file_config = load_config(self.config_path)
-            self.running.reload(file_config)
+            if self.running.mode == "toml":
+                self.running.reload(load_config(self.config_path))
+            elif self.running.refresh() is None:
+                log.info("SIGHUP: the stored configuration is unchanged")
         except (ConfigError, ValidationError) as exc:
             log.error("SIGHUP: configuration not reloaded: %s", exc)
 

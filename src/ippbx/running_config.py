@@ -9,7 +9,8 @@ Two modes (`[store] config`):
   objects changed since they were last imported *and* nothing was changed through the
   API or the CLI since (then the file is imported again: an admin who only edits the file
   loses nothing). When both changed, the store wins and the log says how to take the
-  file's (`ippbx config import FILE`). Changes are made with `add` / `update` / `delete`.
+  file's (`ippbx config import FILE`). Changes are made with `add` / `update` / `delete`;
+  `refresh` (SIGHUP) takes what another process wrote to the store.
 - `"toml"`: the file is the truth (for configurations kept in git). Changes through the
   API are refused; `reload` (SIGHUP) reads the file again.
 
@@ -219,7 +220,9 @@ class RunningConfig:
         new_key = str(objects[index].get(attr, ""))
         if new_key != key and self.find(kind, new_key) is not None:
             raise ChangeRefused(Refusal.DUPLICATE, f"{kind}: {new_key!r} exists")
-        return self._change(kind, objects, list(self.ids[kind]), "update", (new_key,))
+        also = self._renamed_trunk(key, new_key) if kind == "trunks" else {}
+        return self._change(kind, objects, list(self.ids[kind]), "update", (new_key,),
+                            also=also)
 
     def delete(self, kind: str, keys: Iterable[str] | None) -> Change:
         """Delete the objects named `keys` (None: all of this kind). Every key must exist."""
@@ -248,6 +251,24 @@ class RunningConfig:
         self._announce(old, change)
         return change
 
+    def refresh(self) -> Change | None:
+        """Store mode: take the store's objects if another process changed them (`ippbx
+        config import`, or the CLI while this server was thought stopped); None if the
+        store is at this revision."""
+        if self.store is None or self.mode != "sqlite":
+            return None
+        stored = self.store.config_load()
+        if stored is None or stored.revision == self.revision:
+            return None
+        objects = {kind: [obj.fields for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        old = self.config
+        self.config = build(self.config, objects)
+        self.ids = {kind: [obj.id for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        self.revision = stored.revision
+        change = Change("config", "update", (), self.revision)
+        self._announce(old, change)
+        return change
+
     def reload(self, file_config: Config) -> Change:
         """TOML mode: the file read again (SIGHUP) is the configuration."""
         old = self.config
@@ -264,16 +285,35 @@ class RunningConfig:
             raise ChangeRefused(Refusal.READ_ONLY, "the configuration is the TOML file "
                                 "([store] config = \"toml\"): edit it and send SIGHUP")
 
+    def _renamed_trunk(self, old: str, new: str) -> dict[str, list[dict[str, Any]]]:
+        """The routes naming trunk `old`, made to name `new` (a rename carries over to
+        them in the same change, as the vendors' id-keyed routes do)."""
+        if old == new:
+            return {}
+        outbound = [dump("outbound_routes", r) for r in self.config.outbound_routes]
+        for route in outbound:
+            route["trunks"] = [new if name == old else name for name in route["trunks"]]
+        inbound = [dump("inbound_routes", r) for r in self.config.inbound_routes]
+        for route in inbound:
+            if route.get("trunk") == old:
+                route["trunk"] = new
+        return {"outbound_routes": outbound, "inbound_routes": inbound}
+
     def _change(self, kind: str, objects: list[dict[str, Any]], ids: list[int],
-                operation: Operation, keys: tuple[str, ...]) -> Change:
+                operation: Operation, keys: tuple[str, ...], *,
+                also: Mapping[str, list[dict[str, Any]]] | None = None) -> Change:
+        """Make `kind`'s list `objects` (ids parallel; `also`: other kinds' whole lists,
+        ids unchanged), validated as a whole, stored in one transaction."""
         self._refuse_read_only()
+        also = also or {}
         try:
-            config = build(self.config, {kind: objects})
+            config = build(self.config, {**also, kind: objects})
         except ValidationError as exc:
             message = format_validation_error(exc)
             raise ChangeRefused(_refusal_of(message), message) from None
         old = self.config
-        self._save(config, {kind: ids}, kinds=(kind,))
+        ids_by_kind = {other: list(self.ids[other]) for other in also}
+        self._save(config, {**ids_by_kind, kind: ids}, kinds=(*also, kind))
         change = Change(kind, operation, keys, self.revision)
         self._announce(old, change)
         return change
