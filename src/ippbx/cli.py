@@ -1,7 +1,9 @@
-"""The `ippbx` command: `serve [--config FILE]`, `check-config FILE` and `demo` (sandbox).
+"""The `ippbx` command: `serve [--config FILE]`, `check-config FILE`, `demo` (sandbox),
+and the runtime configuration's `config export|import`, `ext`, `trunk` and `route`
+(`ippbx.config_cli`).
 
-A bad configuration prints its one-line reason to stderr and exits with 2 (both
-commands); a listen address that cannot be bound exits with 1.
+A bad configuration prints its one-line reason to stderr and exits with 2 (every
+command); a listen address that cannot be bound exits with 1.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ippbx import __version__
+from ippbx import __version__, config_cli
 from ippbx.config import Config, ConfigError, load_config
 from ippbx.sandbox.cli import add_arguments as add_demo_arguments
 from ippbx.sandbox.cli import main as demo_main
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="the demo PBX with simulated phones and carrier placing calls (sandbox)"
     )
     add_demo_arguments(demo)
+    config_cli.add_parsers(sub)
     return parser
 
 
@@ -57,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return demo_main(args)
+    if args.command in config_cli.COMMANDS:
+        return config_cli.main(args)
     config = _load(args.config)
     if config is None:
         return 2

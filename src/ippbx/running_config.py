@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from ippbx.config import Config, ConfigError, format_validation_error
-from ippbx.store.config import ConfigTable, StoredObject
+from ippbx.store.config import ConfigTable, StaleConfig, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Refusal(StrEnum):
     NOT_FOUND = "not found"  # no object by that key or id
     INVALID = "invalid"  # a value (or what it refers to) is not valid
     READ_ONLY = "read only"  # TOML mode: the file is the configuration
+    STALE = "stale"  # another process changed the store; its configuration is taken
 
 
 class ChangeRefused(Exception):
@@ -149,16 +150,17 @@ class RunningConfig:
         file_objects = objects_of(file_config)
         file_digest = digest(file_objects)
         stored = store.config_load()
-        if stored is None or stored.imported_digest != file_digest and (
-                stored.revision == stored.imported_revision):
+        if stored is None or stored.file_digest != file_digest and (
+                stored.revision == stored.file_revision):
             if stored is not None:
                 log.info("configuration: the file's objects changed and the store has no "
-                         "change of its own since the last import: importing the file again")
-            running = cls(file_config, {}, store)
+                         "change of its own since: importing the file again")
+            running = cls(file_config, {}, store,
+                          revision=stored.revision if stored is not None else 0)
             running._save(file_config, {k: [0] * len(v) for k, v in file_objects.items()},
-                          imported_digest=file_digest)
+                          file_digest=file_digest)
             return running
-        if stored.imported_digest != file_digest:
+        if stored.file_digest != file_digest:
             log.warning("configuration: the file's objects changed since they were imported, "
                         "and the store was changed since too; the store's configuration is "
                         "used (`ippbx config import FILE` takes the file's)")
@@ -239,14 +241,18 @@ class RunningConfig:
         return self._change(kind, [obj for obj, _ in kept], [i for _, i in kept], "delete",
                             tuple(wanted))
 
-    def replace(self, file_config: Config) -> Change:
-        """Take every object of `file_config` (`ippbx config import`); ids start anew."""
+    def replace(self, file_config: Config, serving: Config | None = None) -> Change:
+        """Take every object of `file_config` (`ippbx config import FILE`); ids start
+        anew. `serving`: the configuration file the server starts with (its objects may
+        differ): the store is marked as agreeing with it, so the next start keeps what
+        was imported instead of importing that file again."""
         self._refuse_read_only()
         objects = objects_of(file_config)
         old = self.config
         config = build(self.config, objects)
-        self._save(config, {k: [0] * len(v) for k, v in objects.items()},
-                   imported_digest=digest(objects))
+        seen = objects_of(serving) if serving is not None else objects
+        self._save_or_refresh(config, {k: [0] * len(v) for k, v in objects.items()},
+                              file_digest=digest(seen))
         change = Change("config", "update", (), self.revision)
         self._announce(old, change)
         return change
@@ -313,13 +319,24 @@ class RunningConfig:
             raise ChangeRefused(_refusal_of(message), message) from None
         old = self.config
         ids_by_kind = {other: list(self.ids[other]) for other in also}
-        self._save(config, {**ids_by_kind, kind: ids}, kinds=(*also, kind))
+        self._save_or_refresh(config, {**ids_by_kind, kind: ids}, kinds=(*also, kind))
         change = Change(kind, operation, keys, self.revision)
         self._announce(old, change)
         return change
 
+    def _save_or_refresh(self, config: Config, ids: Mapping[str, list[int]], *,
+                         kinds: Sequence[str] = KINDS, file_digest: str | None = None) -> None:
+        """`_save`; if another process changed the store meanwhile, take its
+        configuration instead and refuse this change (made against an older one)."""
+        try:
+            self._save(config, ids, kinds=kinds, file_digest=file_digest)
+        except StaleConfig:
+            self.refresh()
+            raise ChangeRefused(Refusal.STALE, "the stored configuration was changed by "
+                                "another process; it is in force now: try again") from None
+
     def _save(self, config: Config, ids: Mapping[str, list[int]], *,
-              kinds: Sequence[str] = KINDS, imported_digest: str | None = None) -> None:
+              kinds: Sequence[str] = KINDS, file_digest: str | None = None) -> None:
         """Store `config`'s objects of `kinds` (ids parallel to each list), then make it
         the configuration in force."""
         new_ids = dict(self.ids)
@@ -329,7 +346,8 @@ class RunningConfig:
                            for item, item_id in zip(getattr(config, kind), ids[kind],
                                                     strict=True)]
                     for kind in kinds}
-            self.revision, saved = self.store.config_save(rows, imported_digest=imported_digest)
+            self.revision, saved = self.store.config_save(
+                rows, expected_revision=self.revision, file_digest=file_digest)
             new_ids.update(saved)
         else:
             self.revision += 1

@@ -203,3 +203,33 @@ def test_a_tls_trunk_on_port_5060_keeps_its_port_through_the_store(tmp_path: Pat
     trunk = again.config.trunk("tls")
     assert trunk is not None and trunk.port == 5060
     store.close()
+
+
+def test_a_change_made_against_an_older_store_is_refused_and_the_store_taken(
+        tmp_path: Path) -> None:
+    config = file_config(tmp_path)
+    server, server_store = open_running(config)
+    cli, cli_store = open_running(config)
+    cli.replace(file_config(tmp_path, '[[extensions]]\nnumber = "1008"\npassword = "p"\n'),
+                serving=config)
+    cli_store.close()
+    with pytest.raises(ChangeRefused) as refused:  # (made against the store before)
+        server.add("extensions", {"number": "1009", "password": "p"})
+    assert refused.value.reason is Refusal.STALE
+    assert server.config.extension("1008") is not None  # the import is in force …
+    server.add("extensions", {"number": "1009", "password": "p"})  # … and a retry works
+    stored = server_store.config_load()
+    assert stored is not None
+    assert [o.key for o in stored.objects["extensions"]] == ["1001", "1002", "1008", "1009"]
+    server_store.close()
+
+
+def test_an_imported_backup_outlives_a_start_with_another_file(tmp_path: Path) -> None:
+    config = file_config(tmp_path)
+    running, store = open_running(config)
+    backup = file_config(tmp_path, '[[extensions]]\nnumber = "1010"\npassword = "p"\n')
+    running.replace(backup, serving=config)  # (`ippbx config import backup --config file`)
+    store.close()
+    again, store = open_running(config)
+    assert again.config.extension("1010") is not None
+    store.close()

@@ -5,12 +5,15 @@ One row per object: its kind (the config list it belongs to, e.g. `"trunks"`), i
 (number or name), its place in that list (routes are tried in order), its fields as a JSON
 object (the TOML's keys and values) and an id that never changes while the object lives
 (the API's `id` of trunks and routes). `config_meta` holds the revision, bumped by every
-change, and what the objects were last imported from (the digest of the file's objects and
-the revision that import made), so a start can tell whether the file or the store is newer.
+change, and the configuration file the store last agreed with (the digest of that file's
+objects and the revision at which they agreed), so a start can tell whether the file or
+the store changed since.
 
-A save replaces the objects of the kinds it is given in one transaction: all of it or none.
-It does not go through the write queue of `ippbx.store.batch`: a configuration change is
-committed before it is answered.
+A save replaces the objects of the kinds it is given in one transaction: all of it or none,
+and only if the store is still at the revision the caller read (else `StaleConfig`: another
+process, `ippbx config import` say, changed it meanwhile). It does not go through the
+write queue of `ippbx.store.batch`: a configuration change is committed before it is
+answered.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ class StoredConfig:
 
     objects: Mapping[str, tuple[StoredObject, ...]]
     revision: int
-    imported_digest: str
-    imported_revision: int
+    file_digest: str  # the objects of the file the store last agreed with …
+    file_revision: int  # … and the revision then
+
+
+class StaleConfig(Exception):
+    """The store is not at the revision the change was made against."""
 
 
 class ConfigTable(WriteQueue):
@@ -75,27 +82,33 @@ class ConfigTable(WriteQueue):
         for row_id, kind, key, body in rows.fetchall():
             objects.setdefault(kind, []).append(StoredObject(row_id, key, json.loads(body)))
         return StoredConfig({kind: tuple(items) for kind, items in objects.items()},
-                            int(meta["revision"]), meta.get("imported_digest", ""),
-                            int(meta.get("imported_revision", "-1")))
+                            int(meta["revision"]), meta.get("file_digest", ""),
+                            int(meta.get("file_revision", "-1")))
 
     def config_save(self, objects: Mapping[str, Sequence[StoredObject]], *,
-                    imported_digest: str | None = None) -> tuple[int, dict[str, list[int]]]:
+                    expected_revision: int, file_digest: str | None = None,
+                    ) -> tuple[int, dict[str, list[int]]]:
         """Replace the objects of every kind in `objects` (others are kept) in one
         transaction, bump the revision and return it with each kind's ids in list order
-        (new objects get theirs here). With `imported_digest`, the save is an import of
-        a file whose objects have that digest."""
+        (new objects get theirs here). `expected_revision`: the revision the change was
+        made against (0: nothing stored yet); another one raises `StaleConfig` and
+        changes nothing. With `file_digest`, the store now agrees with the configuration
+        file whose objects have that digest."""
         self.flush()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            ids = {kind: _save_kind(db, kind, items) for kind, items in objects.items()}
             row = db.execute("SELECT value FROM config_meta WHERE name = 'revision'")
             found = row.fetchone()
-            revision = (int(found[0]) if found else 0) + 1
+            current = int(found[0]) if found else 0
+            if current != expected_revision:
+                raise StaleConfig(f"the store is at revision {current}, "
+                                  f"not {expected_revision}")
+            ids = {kind: _save_kind(db, kind, items) for kind, items in objects.items()}
+            revision = current + 1
             meta = [("revision", str(revision))]
-            if imported_digest is not None:
-                meta += [("imported_digest", imported_digest),
-                         ("imported_revision", str(revision))]
+            if file_digest is not None:
+                meta += [("file_digest", file_digest), ("file_revision", str(revision))]
             db.executemany("INSERT OR REPLACE INTO config_meta VALUES (?, ?)", meta)
             db.execute("COMMIT")
         except BaseException:

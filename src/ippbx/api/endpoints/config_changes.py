@@ -211,6 +211,7 @@ def extension_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def extension_delete(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)  # (a readonly user: 10003 before any check of the body)
     numbers = names(req, "number", allow_all=False)
     return apply(req, lambda c: c.delete("extensions", numbers),
                  not_found=Errno.EXTENSION_NOT_FOUND)
@@ -261,6 +262,7 @@ def siptrunk_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def siptrunk_delete(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)  # (a readonly user: 10003 before any check of the body)
     chosen = names(req, "trunkname")
     return apply(req, lambda c: c.delete("trunks", chosen))
 
@@ -299,6 +301,7 @@ def outroute_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def outroute_delete(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)  # (a readonly user: 10003 before any check of the body)
     chosen = names(req, "name")
     return apply(req, lambda c: c.delete("outbound_routes", chosen))
 
@@ -338,6 +341,7 @@ def inroute_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)  # (a readonly user: 10003 before any check of the body)
     chosen = names(req, "name")
     return apply(req, lambda c: c.delete("inbound_routes", chosen))
 
