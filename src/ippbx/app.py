@@ -105,8 +105,8 @@ class App:
         self.queues = Queues(self.pbx.b2bua, config, self.store)
         self.applications.queues = self.queues
         self.applications.agent_code = self.queues.feature_code
-        self.applications.paging = Paging(self.pbx.b2bua, config.paging_groups,
-                                          config.media.prompts)
+        self.paging = Paging(self.pbx.b2bua, config.paging_groups, config.media.prompts)
+        self.applications.paging = self.paging
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
@@ -155,6 +155,8 @@ class App:
         self.config = new
         self.pbx.reconfigure(new)
         self.applications.reconfigure(new)
+        self.queues.reconfigure(new)
+        self.paging.reconfigure(new.paging_groups)
         self.reports.reconfigure(new)
         self.api_context.config = new
         self.reports.config_changed(change.kind, change.operation, change.keys)

@@ -227,7 +227,9 @@ class RunningConfig:
                             also=also)
 
     def delete(self, kind: str, keys: Iterable[str] | None) -> Change:
-        """Delete the objects named `keys` (None: all of this kind). Every key must exist."""
+        """Delete the objects named `keys` (None: all of this kind). Every key must exist.
+        A deleted extension leaves the member lists that named it (`_without_extensions`)."""
+        self._refuse_read_only()
         attr = KEYS[kind]
         items = getattr(self.config, kind)
         present = [str(getattr(item, attr)) for item in items]
@@ -238,8 +240,9 @@ class RunningConfig:
         kept = [(dump(kind, item), item_id)
                 for item, item_id, key in zip(items, self.ids[kind], present, strict=True)
                 if key not in wanted]
+        also = self._without_extensions(set(wanted)) if kind == "extensions" else {}
         return self._change(kind, [obj for obj, _ in kept], [i for _, i in kept], "delete",
-                            tuple(wanted))
+                            tuple(wanted), also=also)
 
     def replace(self, file_config: Config, serving: Config | None = None) -> Change:
         """Take every object of `file_config` (`ippbx config import FILE`); ids start
@@ -290,6 +293,34 @@ class RunningConfig:
         if self.mode == "toml":
             raise ChangeRefused(Refusal.READ_ONLY, "the configuration is the TOML file "
                                 "([store] config = \"toml\"): edit it and send SIGHUP")
+
+    def _without_extensions(self, gone: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """The member lists that named the deleted extensions `gone`, without them (ring
+        groups, queue agents, paging groups, the extensions an outbound route is limited
+        to). A list left empty is refused by validation, and a route limited to deleted
+        extensions only is refused here (empty, it would be open to every extension).
+        Destinations (forwards, IVR keys, inbound routes) are not rewritten: deleting an
+        extension one still names is refused."""
+        lists = {"ring_groups": ("members",), "queues": ("agents", "dynamic_agents"),
+                 "paging_groups": ("members",), "outbound_routes": ("extensions",)}
+        also: dict[str, list[dict[str, Any]]] = {}
+        for kind, fields in lists.items():
+            items = [dump(kind, item) for item in getattr(self.config, kind)]
+            touched = False
+            for item in items:
+                for name in fields:
+                    members = item.get(name, [])
+                    if gone.intersection(members):
+                        touched = True
+                        item[name] = [m for m in members if m not in gone]
+                        if kind == "outbound_routes" and not item[name]:
+                            raise ChangeRefused(Refusal.INVALID, (
+                                f"outbound route {item['name']!r} is limited to "
+                                f"{', '.join(members)}: without them it would be open to "
+                                "every extension; change the route first"))
+            if touched:
+                also[kind] = items
+        return also
 
     def _renamed_trunk(self, old: str, new: str) -> dict[str, list[dict[str, Any]]]:
         """The routes naming trunk `old`, made to name `new` (a rename carries over to

@@ -233,3 +233,53 @@ def test_an_imported_backup_outlives_a_start_with_another_file(tmp_path: Path) -
     again, store = open_running(config)
     assert again.config.extension("1010") is not None
     store.close()
+
+
+GROUPS = """
+[[extensions]]
+number = "1003"
+password = "pw1003"
+[[ring_groups]]
+number = "6300"
+members = ["1002", "1003"]
+[[queues]]
+number = "6500"
+agents = ["1002"]
+dynamic_agents = ["1002", "1003"]
+[[paging_groups]]
+number = "6700"
+members = ["1002", "1003"]
+[[outbound_routes]]
+name = "staff"
+prefix = "8"
+match = "X."
+trunks = ["carrier"]
+extensions = ["1002", "1003"]
+"""
+
+
+def test_a_deleted_extension_leaves_the_groups_that_named_it(tmp_path: Path) -> None:
+    running, store = open_running(file_config(tmp_path, GROUPS))
+    change = running.delete("extensions", ["1002"])
+    assert change.keys == ("1002",)
+    config = running.config
+    assert config.ring_groups[0].members == ["1003"]
+    assert config.queues[0].agents == [] and config.queues[0].dynamic_agents == ["1003"]
+    assert config.paging_groups[0].members == ["1003"]
+    assert config.outbound_routes[1].extensions == ["1003"]
+    store.close()
+    again, store = open_running(file_config(tmp_path, GROUPS))  # (stored, in one change)
+    assert again.config == config
+    store.close()
+
+
+def test_deleting_the_last_extension_a_route_is_limited_to_is_refused(tmp_path: Path) -> None:
+    running, store = open_running(file_config(tmp_path, GROUPS))
+    running.delete("extensions", ["1002"])
+    before = running.config
+    with pytest.raises(ChangeRefused) as refused:  # (the route would be open to all)
+        running.delete("extensions", ["1003"])
+    assert refused.value.reason is Refusal.INVALID
+    assert "open to every extension" in refused.value.detail
+    assert running.config == before
+    store.close()

@@ -26,6 +26,8 @@ class Errno(IntEnum):
     RINGGROUP_NOT_FOUND = 10014
     CALL_NOT_CONNECTED = 10015  # the operation needs an answered call
     CONFIG_FAILED = 10017  # a configuration change refused (invalid, duplicate, unknown)
+    IVR_CONFIG_FAILED = 10018  # ivr/update refused
+    QUEUE_CONFIG_FAILED = 10019  # queue/update refused
     INBOUND_TOO_LATE = 10016  # inbound/accept|refuse: the call's decision is made already
     PROMPT_NOT_FOUND = 10023  # playprompt: no prompt file by that name
     NO_OUTBOUND_PERMISSION = 10024  # a route matched that this extension may not use

@@ -84,6 +84,10 @@ class Paging:
         self.prompts = Path(prompts)
         self.answer_seconds = answer_seconds
 
+    def reconfigure(self, groups: Sequence[PagingGroup]) -> None:
+        """The paging groups of a new configuration (pages under way go on)."""
+        self.groups = {g.number: g for g in groups}
+
     def reachable(self, group: PagingGroup, caller: str) -> list[str]:
         """The members of `group` a page from extension `caller` would reach now."""
         b2bua = self.b2bua

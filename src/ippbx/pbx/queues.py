@@ -182,6 +182,37 @@ class Queues:
         self._timers: set[asyncio.TimerHandle] = set()
         self.registry.subscribe(self._on_event)
 
+    def reconfigure(self, config: Config) -> None:
+        """The queues of a new configuration (after the B2BUA's). A queue that stays
+        keeps its callers and agents: static agents follow the new list, dynamic ones
+        stay signed in while they may (still an extension, still allowed). A new queue
+        starts empty; callers of a removed one keep waiting until their `max_wait`."""
+        extensions = self.b2bua.extensions
+        queues: dict[str, LiveQueue] = {}
+        for q in config.queues:
+            live = self.queues.get(q.number) or LiveQueue(q)
+            live.config = q
+            for ext, agent in list(live.agents.items()):
+                keep = ext in q.agents if not agent.dynamic else (
+                    ext in extensions and self._may_sign_in(live, ext))
+                if not keep:
+                    del live.agents[ext]
+                    if agent.dynamic and self.store is not None:
+                        self.store.queue_agent_delete(q.number, ext)
+            for ext in q.agents:
+                agent = live.agents.get(ext)
+                if agent is None:
+                    live.agents[ext] = Agent(ext)
+                elif agent.dynamic:  # (now a static agent: no longer signed in)
+                    agent.dynamic = False
+                    if self.store is not None:
+                        self.store.queue_agent_delete(q.number, ext)
+            queues[q.number] = live
+        self.queues = queues
+        self._moh = {q.number: q.moh for q in config.queues}
+        for live in queues.values():
+            self._kick(live)
+
     def _load(self, store: AgentStore) -> None:
         extensions = self.b2bua.extensions
         for queue, ext, dynamic, paused in store.queue_agents_load():

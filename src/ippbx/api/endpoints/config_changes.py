@@ -1,7 +1,9 @@
-"""Configuration changes: add / update / delete of extensions, SIP trunks and routes.
+"""Configuration changes: add / update / delete of extensions, SIP trunks, routes, and
+the settings of IVRs, queues and paging groups.
 
 `extension/add|update|delete`, `siptrunk/add|update|delete`, `outroute/add|update|delete`,
-`inroute/add|update|delete` (spec endpoints §1.3–§4.4), the same on both dialects. Each
+`inroute/add|update|delete`, `ivr/update`, `queue/update`, `paginggroup/add|update|delete`
+(spec endpoints §1.3–§4.4, §5.2, §6.2, §8.3–§8.5), the same on both dialects. Each
 handler turns the vendor's fields into ippbx's (`ippbx.config`) and hands the change to
 `RunningConfig`, which validates the whole configuration, stores it and applies it live.
 
@@ -9,10 +11,15 @@ Rules (the vendors leave them open; these are ours, documented in docs/configura
 - Only an `admin` API user may change anything (a `readonly` one: 10003, as if the
   endpoint did not exist for it); with `[store] config = "toml"` no one may (10017).
 - `update` changes the fields given; the others keep their values.
-- Errors: a missing key field 10004; an unknown extension 10006; a value that is not
-  valid, a duplicate number or name, an unknown trunk or route, or a change that would
-  leave something pointing at nothing (a route naming a deleted trunk, a ring group
-  naming a deleted extension): 10017, the configuration unchanged.
+- Errors: a missing key field 10004; an unknown extension 10006 (IVR 10012, queue 10013,
+  paging group 10011); a value that is not valid, a duplicate number or name, an unknown
+  trunk or route, or a change that would leave something pointing at nothing (a route
+  naming a deleted trunk, a forward to a deleted extension): 10017 (for an IVR 10018, a
+  queue 10019), the configuration unchanged.
+- IVRs and queues are changed, not added or deleted (the vendor API has no such
+  endpoints: the file, the CLI or `ippbx config import` do that). `queue/update`'s
+  `dynamicagents` is the list of extensions allowed to sign in; `announcefreq` `0` turns
+  the position announcement off.
 - `extension/add` without `registerpassword` makes one (20 random characters; read it
   with `extension/query`).
 - Forwarding: `Voicemail` → the extension's mailbox, `Extension` → that number (an IVR,
@@ -25,6 +32,7 @@ Rules (the vendors leave them open; these are ours, documented in docs/configura
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,13 +67,14 @@ def running(req: ApiRequest) -> RunningConfig:
 
 
 def apply(req: ApiRequest, change: Callable[[RunningConfig], object], *,
-          not_found: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+          not_found: Errno = Errno.CONFIG_FAILED,
+          failed: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
     try:
         change(running(req))
     except ChangeRefused as exc:
         if exc.reason is Refusal.NOT_FOUND:
             raise ApiError(not_found, exc.detail) from None
-        raise invalid(exc.detail) from None
+        raise ApiError(failed, exc.detail) from None
     return {}
 
 
@@ -89,7 +98,7 @@ def flag(req: ApiRequest, name: str) -> bool | None:
         raise invalid(f"{name} must be on or off, not {value!r}") from None
 
 
-def number(req: ApiRequest, name: str) -> int | None:
+def integer(req: ApiRequest, name: str) -> int | None:
     value = req.text(name)
     if value is None or value == "":
         return None
@@ -137,7 +146,7 @@ def _max_duration(req: ApiRequest) -> int | None:
         return None
     if value in ("Follow System", "Unlimited"):  # (0: `[calls] max_duration` applies)
         return 0
-    return number(req, "maxduration")
+    return integer(req, "maxduration")
 
 
 def extension_fields(req: ApiRequest, current: Mapping[str, Any],
@@ -152,14 +161,14 @@ def extension_fields(req: ApiRequest, current: Mapping[str, Any],
         "name": req.text("username"),
         "callerid": req.text("callerid"),
         "password": req.text("registerpassword") or None,
-        "max_contacts": number(req, "maxregistrations"),
+        "max_contacts": integer(req, "maxregistrations"),
         "email": req.text("email"),
         "mobile": req.text("mobile"),
         "mobile_prefix": req.text("mobileprefix"),
         "voicemail": flag(req, "hasvoicemail"),
         "vm_pin": req.text("vmsecret"),
         "ring_mobile": flag(req, "ringsimultaneous"),
-        "ring_timeout": number(req, "ringtimeout"),
+        "ring_timeout": integer(req, "ringtimeout"),
         "max_duration": _max_duration(req),
         "dnd": flag(req, "dnd"),
     })}
@@ -230,7 +239,7 @@ def trunk_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
         "name": req.text("trunkname") or None,
         "type": trunk_type or None,
         "host": req.text("host") or None,
-        "port": number(req, "port"),
+        "port": integer(req, "port"),
         "username": username,
         "from_user": req.text("fromuser"),
         "password": req.text("password"),
@@ -346,6 +355,107 @@ def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
     return apply(req, lambda c: c.delete("inbound_routes", chosen))
 
 
+# -- IVRs, queues, paging groups -------------------------------------------------------------
+_IVR_NAME = re.compile(r"[^!$()/#;,\[\]\"=<>&'`^%@{}|\\\s]{1,31}")
+# queue/query's `ringstrategy` words → ippbx's strategies
+STRATEGIES = {"ring all": "ringall", "rrmemory": "roundrobin", "least recent": "leastrecent",
+              "fewest calls": "fewestcalls", "random": "random", "linear": "linear"}
+
+
+def ivr_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    number = req.require("ivrid")
+    current = _stored(config, "ivrs", number)
+    if not current:
+        raise ApiError(Errno.IVR_NOT_FOUND, f"no IVR {number!r}")
+    name = req.text("ivrname")
+    if name is not None and not _IVR_NAME.fullmatch(name):
+        raise ApiError(Errno.IVR_CONFIG_FAILED, f"ivrname {name!r}: 1-31 characters, no "
+                       "space nor any of ! $ ( ) / # ; , [ ] \" = < > & ' ` ^ % @ { } | \\")
+    try:
+        fields = {**current, **present({"name": name, "repeat": integer(req, "promptrepeat"),
+                                        "timeout": integer(req, "responsetimeout")})}
+    except ApiError as exc:
+        raise ApiError(Errno.IVR_CONFIG_FAILED, exc.detail) from None
+    return apply(req, lambda c: c.update("ivrs", number, fields),
+                 not_found=Errno.IVR_NOT_FOUND, failed=Errno.IVR_CONFIG_FAILED)
+
+
+def _queue_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    strategy = req.text("ringstrategy")
+    if strategy and strategy.strip().lower() not in STRATEGIES:
+        raise invalid(f"ringstrategy {strategy!r} is not one of Ring All, Least Recent, "
+                      "Fewest Calls, Random, Rrmemory, Linear")
+    flag(req, "announceholdtime")  # (validated; ippbx announces no hold time)
+    frequency = integer(req, "announcefreq")
+    return {**current, **present({
+        "name": req.text("queuename"),
+        "password": req.text("password"),
+        "strategy": STRATEGIES[strategy.strip().lower()] if strategy else None,
+        "agents": _comma_list(req.text("agents")),
+        "dynamic_agents": _comma_list(req.text("dynamicagents")),
+        "ring_seconds": integer(req, "agenttimeout"),
+        "wrapup_seconds": integer(req, "wrapuptime"),
+        "retry_seconds": integer(req, "retry"),
+        "max_wait": integer(req, "maxwaittime"),
+        "join_empty": flag(req, "joinempty"),
+        "leave_when_empty": flag(req, "leavewhenempty"),
+        "announce_position": flag(req, "announcepos"),
+        "announce_seconds": frequency or None,  # (0: the queue/query word for "off")
+    })} | ({"announce_position": False} if frequency == 0 else {})
+
+
+def queue_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    number = req.require("queueid")
+    current = _stored(config, "queues", number)
+    if not current:
+        raise ApiError(Errno.QUEUE_NOT_FOUND, f"no queue {number!r}")
+    try:
+        fields = _queue_fields(req, current)
+    except ApiError as exc:
+        raise ApiError(Errno.QUEUE_CONFIG_FAILED, exc.detail) from None
+    return apply(req, lambda c: c.update("queues", number, fields),
+                 not_found=Errno.QUEUE_NOT_FOUND, failed=Errno.QUEUE_CONFIG_FAILED)
+
+
+def _paging_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    kind = req.text("type")
+    if kind not in (None, "", "paging", "intercom"):
+        raise invalid(f"type must be paging or intercom, not {kind!r}")
+    return {**current, **present({
+        "name": req.text("name"),
+        "duplex": (kind == "intercom") if kind else None,
+        "members": _comma_list(req.text("member")),
+    })}
+
+
+def paginggroup_add(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)
+    number = req.require("number")
+    req.require("member")
+    fields = _paging_fields(req, {"number": number})
+    return apply(req, lambda c: c.add("paging_groups", fields))
+
+
+def paginggroup_update(req: ApiRequest) -> Mapping[str, Any]:
+    config = running(req)
+    number = req.require("number")
+    current = _stored(config, "paging_groups", number)
+    if not current:
+        raise ApiError(Errno.NUMBER_NOT_FOUND, f"no paging group {number!r}")
+    fields = _paging_fields(req, current)
+    return apply(req, lambda c: c.update("paging_groups", number, fields),
+                 not_found=Errno.NUMBER_NOT_FOUND)
+
+
+def paginggroup_delete(req: ApiRequest) -> Mapping[str, Any]:
+    running(req)
+    chosen = names(req, "number")
+    return apply(req, lambda c: c.delete("paging_groups", chosen),
+                 not_found=Errno.NUMBER_NOT_FOUND)
+
+
 ENDPOINTS = [
     Endpoint("extension/add", extension_add, body_required=True),
     Endpoint("extension/update", extension_update, body_required=True),
@@ -359,4 +469,9 @@ ENDPOINTS = [
     Endpoint("inroute/add", inroute_add, body_required=True),
     Endpoint("inroute/update", inroute_update, body_required=True),
     Endpoint("inroute/delete", inroute_delete, body_required=True),
+    Endpoint("ivr/update", ivr_update, body_required=True),
+    Endpoint("queue/update", queue_update, body_required=True),
+    Endpoint("paginggroup/add", paginggroup_add, body_required=True),
+    Endpoint("paginggroup/update", paginggroup_update, body_required=True),
+    Endpoint("paginggroup/delete", paginggroup_delete, body_required=True),
 ]
