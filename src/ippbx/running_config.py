@@ -204,9 +204,8 @@ class RunningConfig:
         key = str(fields.get(KEYS[kind], ""))
         if self.find(kind, key) is not None:
             raise ChangeRefused(Refusal.DUPLICATE, f"{kind}: {key!r} exists")
-        objects = [dump(kind, item) for item in getattr(self.config, kind)]
-        ids = [*self.ids[kind], 0]
-        return self._change(kind, [*objects, dict(fields)], ids, "add", (key,))
+        objects: list[Any] = [*getattr(self.config, kind), dict(fields)]
+        return self._change(kind, objects, [*self.ids[kind], 0], "add", (key,))
 
     def update(self, kind: str, key: str, fields: Mapping[str, Any]) -> Change:
         """Change some fields of the object named `key` (the others keep their values;
@@ -216,8 +215,8 @@ class RunningConfig:
         index = next((i for i, item in enumerate(items) if getattr(item, attr) == key), None)
         if index is None:
             raise ChangeRefused(Refusal.NOT_FOUND, f"{kind}: no {key!r}")
-        objects = [dump(kind, item) for item in items]
-        merged = {**objects[index], **fields}
+        objects: list[Any] = list(items)
+        merged = {**dump(kind, items[index]), **fields}
         objects[index] = {name: value for name, value in merged.items() if value is not None}
         new_key = str(objects[index].get(attr, ""))
         if new_key != key and self.find(kind, new_key) is not None:
@@ -237,9 +236,10 @@ class RunningConfig:
         missing = [key for key in wanted if key not in present]
         if missing:
             raise ChangeRefused(Refusal.NOT_FOUND, f"{kind}: no {', '.join(missing)}")
-        kept = [(dump(kind, item), item_id)
+        gone = set(wanted)
+        kept = [(item, item_id)
                 for item, item_id, key in zip(items, self.ids[kind], present, strict=True)
-                if key not in wanted]
+                if key not in gone]
         also = self._without_extensions(set(wanted)) if kind == "extensions" else {}
         return self._change(kind, [obj for obj, _ in kept], [i for _, i in kept], "delete",
                             tuple(wanted), also=also)
@@ -294,7 +294,7 @@ class RunningConfig:
             raise ChangeRefused(Refusal.READ_ONLY, "the configuration is the TOML file "
                                 "([store] config = \"toml\"): edit it and send SIGHUP")
 
-    def _without_extensions(self, gone: set[str]) -> dict[str, list[dict[str, Any]]]:
+    def _without_extensions(self, gone: set[str]) -> dict[str, list[Any]]:
         """The member lists that named the deleted extensions `gone`, without them (ring
         groups, queue agents, paging groups, the extensions an outbound route is limited
         to). A list left empty is refused by validation, and a route limited to deleted
@@ -303,44 +303,48 @@ class RunningConfig:
         extension one still names is refused."""
         lists = {"ring_groups": ("members",), "queues": ("agents", "dynamic_agents"),
                  "paging_groups": ("members",), "outbound_routes": ("extensions",)}
-        also: dict[str, list[dict[str, Any]]] = {}
+        also: dict[str, list[Any]] = {}
         for kind, fields in lists.items():
-            items = [dump(kind, item) for item in getattr(self.config, kind)]
+            items: list[Any] = list(getattr(self.config, kind))
             touched = False
-            for item in items:
+            for index, item in enumerate(items):
+                if not any(gone.intersection(getattr(item, name)) for name in fields):
+                    continue
+                touched = True
+                changed = dump(kind, item)
                 for name in fields:
-                    members = item.get(name, [])
-                    if gone.intersection(members):
-                        touched = True
-                        item[name] = [m for m in members if m not in gone]
-                        if kind == "outbound_routes" and not item[name]:
-                            raise ChangeRefused(Refusal.INVALID, (
-                                f"outbound route {item['name']!r} is limited to "
-                                f"{', '.join(members)}: without them it would be open to "
-                                "every extension; change the route first"))
+                    members = getattr(item, name)
+                    changed[name] = [m for m in members if m not in gone]
+                    if kind == "outbound_routes" and members and not changed[name]:
+                        raise ChangeRefused(Refusal.INVALID, (
+                            f"outbound route {item.name!r} is limited to "
+                            f"{', '.join(members)}: without them it would be open to "
+                            "every extension; change the route first"))
+                items[index] = changed
             if touched:
                 also[kind] = items
         return also
 
-    def _renamed_trunk(self, old: str, new: str) -> dict[str, list[dict[str, Any]]]:
+    def _renamed_trunk(self, old: str, new: str) -> dict[str, list[Any]]:
         """The routes naming trunk `old`, made to name `new` (a rename carries over to
         them in the same change, as the vendors' id-keyed routes do)."""
         if old == new:
             return {}
-        outbound = [dump("outbound_routes", r) for r in self.config.outbound_routes]
-        for route in outbound:
-            route["trunks"] = [new if name == old else name for name in route["trunks"]]
-        inbound = [dump("inbound_routes", r) for r in self.config.inbound_routes]
-        for route in inbound:
-            if route.get("trunk") == old:
-                route["trunk"] = new
+        outbound: list[Any] = [
+            {**dump("outbound_routes", r),
+             "trunks": [new if name == old else name for name in r.trunks]}
+            if old in r.trunks else r for r in self.config.outbound_routes]
+        inbound: list[Any] = [{**dump("inbound_routes", r), "trunk": new}
+                              if r.trunk == old else r for r in self.config.inbound_routes]
         return {"outbound_routes": outbound, "inbound_routes": inbound}
 
-    def _change(self, kind: str, objects: list[dict[str, Any]], ids: list[int],
+    def _change(self, kind: str, objects: list[Any], ids: list[int],
                 operation: Operation, keys: tuple[str, ...], *,
-                also: Mapping[str, list[dict[str, Any]]] | None = None) -> Change:
+                also: Mapping[str, list[Any]] | None = None) -> Change:
         """Make `kind`'s list `objects` (ids parallel; `also`: other kinds' whole lists,
-        ids unchanged), validated as a whole, stored in one transaction."""
+        ids unchanged), validated as a whole, stored in one transaction. An object given
+        as the model instance in force is kept as it is (neither validated nor written
+        again); one given as fields is new or changed."""
         self._refuse_read_only()
         also = also or {}
         try:
@@ -372,11 +376,14 @@ class RunningConfig:
         the configuration in force."""
         new_ids = dict(self.ids)
         if self.store is not None:
-            rows = {kind: [StoredObject(item_id, str(getattr(item, KEYS[kind])),
-                                        dump(kind, item))
-                           for item, item_id in zip(getattr(config, kind), ids[kind],
-                                                    strict=True)]
-                    for kind in kinds}
+            rows = {}
+            for kind in kinds:
+                # (an object still the very instance in force is unchanged: not written)
+                same = {id(item) for item in getattr(self.config, kind)}
+                rows[kind] = [
+                    StoredObject(item_id, str(getattr(item, KEYS[kind])),
+                                 None if item_id and id(item) in same else dump(kind, item))
+                    for item, item_id in zip(getattr(config, kind), ids[kind], strict=True)]
             self.revision, saved = self.store.config_save(
                 rows, expected_revision=self.revision, file_digest=file_digest)
             new_ids.update(saved)

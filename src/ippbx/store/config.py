@@ -46,11 +46,12 @@ Fields = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """One configuration object as stored: its id (0: not stored yet), key and fields."""
+    """One configuration object as stored: its id (0: not stored yet), key and fields
+    (to save: None for an object stored already and unchanged, which is not written)."""
 
     id: int
     key: str
-    fields: Fields
+    fields: Fields | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +119,35 @@ class ConfigTable(WriteQueue):
 
 
 def _save_kind(db: sqlite3.Connection, kind: str, items: Sequence[StoredObject]) -> list[int]:
-    keep = [item.id for item in items if item.id]
-    marks = ",".join("?" * len(keep))
-    db.execute(f"DELETE FROM config_objects WHERE kind = ? AND id NOT IN ({marks})",
-               (kind, *keep))
-    # keys move between rows on a rename or a reorder: park the kept rows' keys first so
-    # that UNIQUE (kind, key) holds after every statement
-    db.execute("UPDATE config_objects SET key = char(1) || id WHERE kind = ?", (kind,))
+    """Make `kind`'s rows `items`: rows not listed go, changed ones are rewritten, new ones
+    are appended (after every row kept: positions only order the rows, gaps are fine)."""
+    listed = {item.id for item in items if item.id}
+    stored = [row_id for (row_id,) in db.execute(
+        "SELECT id FROM config_objects WHERE kind = ?", (kind,))]
+    db.executemany("DELETE FROM config_objects WHERE id = ?",
+                   [(row_id,) for row_id in stored if row_id not in listed])
+    changed = [item for item in items if item.id and item.fields is not None]
+    # a changed key may be one another changed row gives up: park them first, so that
+    # UNIQUE (kind, key) holds after every statement
+    db.executemany("UPDATE config_objects SET key = char(1) || id WHERE id = ?",
+                   [(item.id,) for item in changed])
+    db.executemany("UPDATE config_objects SET key = ?, body = ? WHERE id = ?",
+                   [(item.key, _body(item.fields), item.id) for item in changed])
+    (last,) = db.execute("SELECT max(position) FROM config_objects WHERE kind = ?",
+                         (kind,)).fetchone()
+    position = -1 if last is None else int(last)
     ids = []
-    for position, item in enumerate(items):
-        body = json.dumps(item.fields, separators=(",", ":"), sort_keys=True)
+    for item in items:
         if item.id:
-            db.execute("UPDATE config_objects SET key = ?, position = ?, body = ? WHERE id = ?",
-                       (item.key, position, body, item.id))
             ids.append(item.id)
-        else:
-            cursor = db.execute(
-                "INSERT INTO config_objects (kind, key, position, body) VALUES (?,?,?,?)",
-                (kind, item.key, position, body))
-            ids.append(int(cursor.lastrowid or 0))
+            continue
+        position += 1
+        cursor = db.execute(
+            "INSERT INTO config_objects (kind, key, position, body) VALUES (?,?,?,?)",
+            (kind, item.key, position, _body(item.fields or {})))
+        ids.append(int(cursor.lastrowid or 0))
     return ids
+
+
+def _body(fields: Fields | None) -> str:
+    return json.dumps(fields or {}, separators=(",", ":"), sort_keys=True)
