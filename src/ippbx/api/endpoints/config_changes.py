@@ -220,10 +220,8 @@ def extension_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def extension_delete(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)  # (a readonly user: 10003 before any check of the body)
-    numbers = names(req, "number", allow_all=False)
-    return apply(req, lambda c: c.delete("extensions", numbers),
-                 not_found=Errno.EXTENSION_NOT_FOUND)
+    return delete(req, "extensions", "number", allow_all=False,
+                  not_found=Errno.EXTENSION_NOT_FOUND)
 
 
 # -- trunks -----------------------------------------------------------------------------------
@@ -255,25 +253,33 @@ def siptrunk_add(req: ApiRequest) -> Mapping[str, Any]:
     return apply(req, lambda c: c.add("trunks", fields))
 
 
-def _by_id(config: RunningConfig, kind: str, req: ApiRequest) -> str:
+def update_by_id(req: ApiRequest, kind: str,
+                 fields_of: Callable[[ApiRequest, Mapping[str, Any]], dict[str, Any]],
+                 ) -> Mapping[str, Any]:
+    """`…/update` of the object of `kind` whose `id` (from its query) the body gives."""
+    config = running(req)
     raw = req.require("id")
     key = config.key_of(kind, int(raw)) if raw.strip().isdigit() else None
     if key is None:
         raise invalid(f"no {kind[:-1].replace('_', ' ')} with id {raw!r}")
-    return key
+    fields = fields_of(req, _stored(config, kind, key))
+    return apply(req, lambda c: c.update(kind, key, fields))
+
+
+def delete(req: ApiRequest, kind: str, field: str, *, allow_all: bool = True,
+           not_found: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    """`…/delete` of the objects of `kind` the body's `field` names (a comma list)."""
+    running(req)  # (a readonly user: 10003 before any check of the body)
+    chosen = names(req, field, allow_all=allow_all)
+    return apply(req, lambda c: c.delete(kind, chosen), not_found=not_found)
 
 
 def siptrunk_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    name = _by_id(config, "trunks", req)
-    fields = trunk_fields(req, _stored(config, "trunks", name))
-    return apply(req, lambda c: c.update("trunks", name, fields))
+    return update_by_id(req, "trunks", trunk_fields)
 
 
 def siptrunk_delete(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)  # (a readonly user: 10003 before any check of the body)
-    chosen = names(req, "trunkname")
-    return apply(req, lambda c: c.delete("trunks", chosen))
+    return delete(req, "trunks", "trunkname")
 
 
 # -- outbound routes --------------------------------------------------------------------------
@@ -303,16 +309,11 @@ def outroute_add(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def outroute_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    name = _by_id(config, "outbound_routes", req)
-    fields = outroute_fields(req, _stored(config, "outbound_routes", name))
-    return apply(req, lambda c: c.update("outbound_routes", name, fields))
+    return update_by_id(req, "outbound_routes", outroute_fields)
 
 
 def outroute_delete(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)  # (a readonly user: 10003 before any check of the body)
-    chosen = names(req, "name")
-    return apply(req, lambda c: c.delete("outbound_routes", chosen))
+    return delete(req, "outbound_routes", "name")
 
 
 # -- inbound routes ---------------------------------------------------------------------------
@@ -350,9 +351,7 @@ def inroute_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)  # (a readonly user: 10003 before any check of the body)
-    chosen = names(req, "name")
-    return apply(req, lambda c: c.delete("inbound_routes", chosen))
+    return delete(req, "inbound_routes", "name")
 
 
 # -- IVRs, queues, paging groups -------------------------------------------------------------
@@ -450,10 +449,7 @@ def paginggroup_update(req: ApiRequest) -> Mapping[str, Any]:
 
 
 def paginggroup_delete(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)
-    chosen = names(req, "number")
-    return apply(req, lambda c: c.delete("paging_groups", chosen),
-                 not_found=Errno.NUMBER_NOT_FOUND)
+    return delete(req, "paging_groups", "number", not_found=Errno.NUMBER_NOT_FOUND)
 
 
 ENDPOINTS = [
