@@ -513,7 +513,8 @@ def cmd_import(target: Target, args: argparse.Namespace) -> int:
     if server_listening(target):
         print(f"the server running at {target.api_base} goes on with its configuration "
               "until it gets SIGHUP (kill -HUP <its pid>): send it now to take this one (a "
-              "change made through its API before then would overwrite the import)")
+              "change made through its API before then is refused once, errno 10017, and "
+              "the server takes the import then)")
     else:
         print("no server is running: `ippbx serve` with this configuration starts with it "
               "(a server started meanwhile: send it SIGHUP)")

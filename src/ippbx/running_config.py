@@ -82,7 +82,8 @@ class ChangeRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class Change:
     """What one change did: the kind, the operation and the keys it touched (for an
-    update that renamed, the new key)."""
+    update that renamed, the new key). Kind `config`: every object at once, `keys` saying
+    where from."""
 
     kind: str
     operation: Operation
@@ -256,7 +257,7 @@ class RunningConfig:
         seen = objects_of(serving) if serving is not None else objects
         self._save_or_refresh(config, {k: [0] * len(v) for k, v in objects.items()},
                               file_digest=digest(seen))
-        change = Change("config", "update", (), self.revision)
+        change = Change("config", "update", ("an imported file",), self.revision)
         self._announce(old, change)
         return change
 
@@ -274,7 +275,8 @@ class RunningConfig:
         self.config = build(self.config, objects)
         self.ids = {kind: [obj.id for obj in stored.objects.get(kind, ())] for kind in KINDS}
         self.revision = stored.revision
-        change = Change("config", "update", (), self.revision)
+        change = Change("config", "update", ("the store, changed by another process",),
+                        self.revision)
         self._announce(old, change)
         return change
 
@@ -284,7 +286,7 @@ class RunningConfig:
         self.config = build(self.config, objects_of(file_config))
         self.ids = _positions(self.config)
         self.revision += 1
-        change = Change("config", "update", (), self.revision)
+        change = Change("config", "update", ("the file, read again",), self.revision)
         self._announce(old, change)
         return change
 

@@ -20,6 +20,7 @@ from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response
 from ippbx.sip.ua import UserAgent
+from ippbx.sip.wire import Peer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class TrunkRegistration:
         self._cseq = 0
         self._task: asyncio.Task[None] | None = None
         self.registered_until = 0.0
+        self._registered_at: Peer | None = None  # where the binding in force was made
 
     @property
     def _aor(self) -> str:
@@ -112,7 +114,10 @@ class TrunkRegistration:
         """One REGISTER exchange; the granted expiry, or None if it failed."""
         if not self._call_id:
             self._call_id = self.ua.new_call_id()
-        dest = self.trunks.destination(self.trunk)
+        # an un-REGISTER goes where the registration was made, even if the trunk's address
+        # changed since (a configuration change: `Trunks` already knows the new one)
+        dest = self._registered_at if expires == 0 and self._registered_at is not None \
+            else self.trunks.destination(self.trunk)
         contact = self.ua.contact_uri(self.trunk.username, dest.transport)
         request = self._request(expires, contact)
         response = await self.ua.request(request, dest)
@@ -133,6 +138,7 @@ class TrunkRegistration:
             )
             response = await self.ua.request(retry, dest)
         if 200 <= response.status < 300:
+            self._registered_at = dest if expires else None
             return granted_expires(response, contact, expires)
         log.warning("trunk %s: REGISTER answered %d %s", self.trunk.name, response.status,
                     response.reason)
