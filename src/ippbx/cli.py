@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return App(config, config_path=args.config).run()
+    except ConfigError as exc:  # (the store's configuration no longer validates)
+        print(str(exc).replace("\n", " "), file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"ippbx: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -175,9 +175,6 @@ class RunningConfig:
         return cls(config, ids, store, revision=stored.revision)
 
     # -- reading ----------------------------------------------------------------------------
-    def items(self, kind: str) -> list[Any]:
-        return list(getattr(self.config, kind))
-
     def find(self, kind: str, key: str) -> Any | None:
         """The object of `kind` named `key`, or None."""
         attr = KEYS[kind]

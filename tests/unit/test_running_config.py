@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ippbx.config import Config, parse_config
+from ippbx.config import Config, ConfigError, parse_config
 from ippbx.running_config import ChangeRefused, Refusal, RunningConfig, digest, objects_of
 from ippbx.store.sqlite import Store
 
@@ -282,4 +282,16 @@ def test_deleting_the_last_extension_a_route_is_limited_to_is_refused(tmp_path: 
     assert refused.value.reason is Refusal.INVALID
     assert "open to every extension" in refused.value.detail
     assert running.config == before
+    store.close()
+
+
+def test_a_stored_configuration_that_no_longer_validates_is_one_line(tmp_path: Path) -> None:
+    config = file_config(tmp_path)
+    running, store = open_running(config)
+    running.add("extensions", {"number": "1003", "password": "p"})  # (the store is newer)
+    store._db.execute("UPDATE config_objects SET body = '{\"number\":\"1003\"}' "
+                      "WHERE key = '1003'")  # (as a later version might judge it)
+    with pytest.raises(ConfigError) as error:
+        RunningConfig.open(config, store)
+    assert "stored configuration: extensions[2].password: Field required" in str(error.value)
     store.close()
