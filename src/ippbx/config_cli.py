@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import sqlite3
 import sys
 import tomllib
@@ -243,12 +242,13 @@ def connect(target: Target) -> ApiSession | None:
 
 
 def server_listening(target: Target) -> bool:
-    """Does anything accept connections at the API address?"""
+    """Does anything answer HTTP at the API address?"""
     try:
-        with socket.create_connection(target.api_address, timeout=1.0):
-            return True
-    except OSError:
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
+            client.get(target.api_base)
+    except httpx.HTTPError:
         return False
+    return True
 
 
 # -- the store ----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from ippbx.config import Config, ConfigError, format_validation_error
-from ippbx.store.config import ConfigTable, StaleConfig, StoredObject
+from ippbx.store.config import ConfigTable, StaleConfig, StoredConfig, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,22 @@ def digest(objects: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def build(sections: Config, objects: Mapping[str, Sequence[Mapping[str, Any]]]) -> Config:
-    """A whole `Config`: the sections of `sections`, the objects given (kinds not given:
-    those of `sections`). Raises `ValidationError` as the file would."""
+def lists_of(config: Config) -> dict[str, list[Any]]:
+    """Every object list of `config`, its model instances as they are (for `build`)."""
+    return {kind: list(getattr(config, kind)) for kind in KINDS}
+
+
+def stored_lists(stored: StoredConfig) -> tuple[dict[str, list[Any]], dict[str, list[int]]]:
+    """The stored objects' fields and ids, by kind, in list order."""
+    rows = {kind: stored.objects.get(kind, ()) for kind in KINDS}
+    return ({kind: [row.fields for row in items] for kind, items in rows.items()},
+            {kind: [row.id for row in items] for kind, items in rows.items()})
+
+
+def build(sections: Config, objects: Mapping[str, Sequence[Any]]) -> Config:
+    """A whole `Config`: the sections of `sections`, the objects given as fields or as
+    model instances (kept as they are; kinds not given: those of `sections`). Raises
+    `ValidationError` as the file would."""
     data: dict[str, Any] = {name: getattr(sections, name) for name in SECTIONS}
     for kind in KINDS:
         data[kind] = list(objects[kind]) if kind in objects else getattr(sections, kind)
@@ -158,20 +171,18 @@ class RunningConfig:
                          "change of its own since: importing the file again")
             running = cls(file_config, {}, store,
                           revision=stored.revision if stored is not None else 0)
-            running._save(file_config, {k: [0] * len(v) for k, v in file_objects.items()},
-                          file_digest=file_digest)
+            running._save(file_config, _unstored(file_config), file_digest=file_digest)
             return running
         if stored.file_digest != file_digest:
             log.warning("configuration: the file's objects changed since they were imported, "
                         "and the store was changed since too; the store's configuration is "
                         "used (`ippbx config import FILE` takes the file's)")
-        objects = {kind: [obj.fields for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        objects, ids = stored_lists(stored)
         try:
             config = build(file_config, objects)
         except ValidationError as exc:
             raise ConfigError(f"{getattr(store, 'path', 'store')}: stored configuration: "
                               f"{format_validation_error(exc)}") from None
-        ids = {kind: [obj.id for obj in stored.objects.get(kind, ())] for kind in KINDS}
         return cls(config, ids, store, revision=stored.revision)
 
     # -- reading ----------------------------------------------------------------------------
@@ -238,7 +249,7 @@ class RunningConfig:
         kept = [(item, item_id)
                 for item, item_id, key in zip(items, self.ids[kind], present, strict=True)
                 if key not in gone]
-        also = self._without_extensions(set(wanted)) if kind == "extensions" else {}
+        also = self._without_extensions(gone) if kind == "extensions" else {}
         return self._change(kind, [obj for obj, _ in kept], [i for _, i in kept], "delete",
                             tuple(wanted), also=also)
 
@@ -248,12 +259,10 @@ class RunningConfig:
         differ): the store is marked as agreeing with it, so the next start keeps what
         was imported instead of importing that file again."""
         self._refuse_read_only()
-        objects = objects_of(file_config)
         old = self.config
-        config = build(self.config, objects)
-        seen = objects_of(serving) if serving is not None else objects
-        self._save_or_refresh(config, {k: [0] * len(v) for k, v in objects.items()},
-                              file_digest=digest(seen))
+        config = build(self.config, lists_of(file_config))
+        self._save_or_refresh(config, _unstored(config),
+                              file_digest=digest(objects_of(serving or file_config)))
         change = Change("config", "update", ("an imported file",), self.revision)
         self._announce(old, change)
         return change
@@ -267,10 +276,9 @@ class RunningConfig:
         stored = self.store.config_load()
         if stored is None or stored.revision == self.revision:
             return None
-        objects = {kind: [obj.fields for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        objects, ids = stored_lists(stored)
         old = self.config
-        self.config = build(self.config, objects)
-        self.ids = {kind: [obj.id for obj in stored.objects.get(kind, ())] for kind in KINDS}
+        self.config, self.ids = build(self.config, objects), ids
         self.revision = stored.revision
         change = Change("config", "update", ("the store, changed by another process",),
                         self.revision)
@@ -280,7 +288,7 @@ class RunningConfig:
     def reload(self, file_config: Config) -> Change:
         """TOML mode: the file read again (SIGHUP) is the configuration."""
         old = self.config
-        self.config = build(self.config, objects_of(file_config))
+        self.config = build(self.config, lists_of(file_config))
         self.ids = _positions(self.config)
         self.revision += 1
         change = Change("config", "update", ("the file, read again",), self.revision)
@@ -402,4 +410,10 @@ class RunningConfig:
 
 
 def _positions(config: Config) -> dict[str, list[int]]:
+    """Ids in TOML mode: each object's 1-based place in its list."""
     return {kind: list(range(1, len(getattr(config, kind)) + 1)) for kind in KINDS}
+
+
+def _unstored(config: Config) -> dict[str, list[int]]:
+    """Ids for objects the store has not seen yet (it gives them theirs)."""
+    return {kind: [0] * len(getattr(config, kind)) for kind in KINDS}

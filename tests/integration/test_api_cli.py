@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -28,6 +30,34 @@ def ippbx_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "import sys; from ippbx.cli import main; sys.exit(main())"]
+
+
+@contextmanager
+def ippbx_serve(config: Path, port: int, *, stdout: IO[bytes], stderr: IO[bytes] | int,
+                describe: Callable[[], str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`ippbx serve --config CONFIG` (run beside the file), once its API answers at
+    `port` (15 s at most), until the block ends: then SIGTERM, and it must exit 0 (killed
+    if the block failed). `describe()` (its log) goes with every failed check."""
+    proc = subprocess.Popen([*ippbx_command(), "serve", "--config", str(config)],
+                            stdout=stdout, stderr=stderr, cwd=config.parent)
+    try:
+        deadline = time.monotonic() + 15
+        with httpx.Client(timeout=2, trust_env=False) as client:
+            while True:
+                assert proc.poll() is None, describe()
+                assert time.monotonic() < deadline, "ippbx serve did not come up in 15 s"
+                try:
+                    client.post(f"http://127.0.0.1:{port}/api/v0.0.1/deviceinfo/query")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, describe()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def write_config(tmp_path: Path, free_port: FreePort, extra: str = "") -> tuple[Path, int]:

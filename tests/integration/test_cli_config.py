@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api_cli import ippbx_command, write_config
+from test_api_cli import ippbx_command, ippbx_serve, write_config
 
 from ippbx.api.sessions import md5_hex
 from ippbx.cli import main
@@ -50,26 +48,10 @@ def api(port: int, endpoint: str, body: dict[str, Any] | None = None) -> dict[st
 @contextmanager
 def serving(config: Path, port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`ippbx serve --config CONFIG` until the block ends (then SIGTERM, exit 0)."""
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([*ippbx_command(), "serve", "--config", str(config)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=config.parent)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "ippbx serve did not come up in 15 s"
-                try:
-                    api(port, "deviceinfo/query")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
-            yield proc
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0, log_path.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=5)
+    with log_path.open("ab") as log, ippbx_serve(config, port, stdout=log,
+                                                  stderr=subprocess.STDOUT,
+                                                  describe=log_path.read_text) as proc:
+        yield proc
 
 
 def extension_numbers(port: int) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_api_cli import ippbx_command, write_config
+from test_api_cli import ippbx_command, ippbx_serve, write_config
 
 from ippbx.api.sessions import md5_hex
 from ippbx.config import parse_config
@@ -85,29 +85,14 @@ def serving(config: Path, port: int) -> Iterator[Server]:
     out_path, err_path = config.with_suffix(".stdout"), config.with_suffix(".stderr")
     with out_path.open("ab") as out, err_path.open("ab") as err, \
             httpx.Client(timeout=5, trust_env=False) as client:
-        proc = subprocess.Popen([*ippbx_command(), "serve", "--config", str(config)],
-                                stdout=out, stderr=err, cwd=config.parent)
-        server = Server(proc, client, f"http://127.0.0.1:{port}/api/v0.0.1", err_path)
-        try:
-            deadline = time.monotonic() + 15
-            while not server.token:
-                assert proc.poll() is None, server.stderr()
-                assert time.monotonic() < deadline, "ippbx serve did not come up in 15 s"
-                try:
-                    login = client.post(f"{server.base}/login", json={
-                        "username": "api", "password": md5_hex("s3cret")}).json()
-                except httpx.TransportError:
-                    time.sleep(0.05)
-                    continue
-                assert login["status"] == "Success", login
-                server.token = login["token"]
+        with ippbx_serve(config, port, stdout=out, stderr=err,
+                         describe=lambda: err_path.read_text(errors="replace")) as proc:
+            server = Server(proc, client, f"http://127.0.0.1:{port}/api/v0.0.1", err_path)
+            login = client.post(f"{server.base}/login", json={
+                "username": "api", "password": md5_hex("s3cret")}).json()
+            assert login["status"] == "Success", login
+            server.token = login["token"]
             yield server
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0, server.stderr()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=5)
     assert "Traceback" not in err_path.read_text(errors="replace")
 
 

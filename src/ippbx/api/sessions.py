@@ -205,6 +205,10 @@ class SessionManager:
         entry = self._users.get((session.username or self._first_user).encode("utf-8"))
         return entry[1] if entry is not None else "readonly"
 
+    def is_admin(self, session: Session | None) -> bool:
+        """May `session` change the configuration and read its passwords?"""
+        return session is not None and self.role(session) == "admin"
+
     def logout(self, token: str | None) -> None:
         """End the session of a valid token (raises like `check` otherwise)."""
         session = self.check(token)

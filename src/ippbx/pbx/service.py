@@ -36,7 +36,7 @@ from ippbx.pbx.mailboxes import Mailboxes
 from ippbx.pbx.mwi import MessageWaiting
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunk_registration import TrunkRegistration
-from ippbx.pbx.trunks import Trunks, TrunkStatus
+from ippbx.pbx.trunks import Trunks
 from ippbx.sip.message import Sent
 from ippbx.sip.overload import LoadShedder
 from ippbx.sip.transport import SipTransport
@@ -135,8 +135,6 @@ class PbxService:
         password changed loses its registrations; a register trunk that is new or changed
         registers (after the old one unregistered), one that is gone unregisters."""
         self.config = config
-        was_registered = {name: status is TrunkStatus.REGISTERED
-                          for name, status in self.trunks.status.items()}
         moved = self.trunks.reconfigure(config)
         self.auth.reconfigure(config)
         self.registrar.reconfigure(config)
@@ -152,14 +150,14 @@ class PbxService:
         self.registrations = keep + started
         if self._sweeper is None:  # (not started: start() starts them all)
             return
-        task = asyncio.ensure_future(self._retrunk(ended, was_registered, moved, started))
+        task = asyncio.ensure_future(self._retrunk(ended, moved, started))
         self._reconfiguring.add(task)
         task.add_done_callback(self._reconfiguring.discard)
 
-    async def _retrunk(self, ended: list[TrunkRegistration], was_registered: dict[str, bool],
-                       moved: list[str], started: list[TrunkRegistration]) -> None:
+    async def _retrunk(self, ended: list[TrunkRegistration], moved: list[str],
+                       started: list[TrunkRegistration]) -> None:
         for registration in ended:
-            await registration.stop(was_registered.get(registration.trunk.name, False))
+            await registration.stop()
         if moved:
             await self.trunks.resolve(moved)
         for registration in started:

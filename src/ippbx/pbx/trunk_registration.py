@@ -55,7 +55,6 @@ class TrunkRegistration:
         self._call_id = ""
         self._cseq = 0
         self._task: asyncio.Task[None] | None = None
-        self.registered_until = 0.0
         self._registered_at: Peer | None = None  # where the binding in force was made
 
     @property
@@ -66,18 +65,15 @@ class TrunkRegistration:
         self._call_id = self.ua.new_call_id()
         self._task = asyncio.ensure_future(self._run())
 
-    async def stop(self, registered: bool | None = None) -> None:
-        """End the loop and unregister if registered (`registered`: what the trunk's
-        status said before a configuration change reset it)."""
+    async def stop(self) -> None:
+        """End the loop and unregister, where it registered, if it holds a binding."""
         if self._task is None:
             return
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        if registered is None:
-            registered = self.trunks.status.get(self.trunk.name) is TrunkStatus.REGISTERED
-        if registered:
+        if self._registered_at is not None:
             with contextlib.suppress(asyncio.TimeoutError, OSError):
                 await asyncio.wait_for(self.register_once(0), timeout=2.0)
 
@@ -90,6 +86,7 @@ class TrunkRegistration:
             granted = await self.register_once(self.trunk.expires)
             if granted is None:
                 self.trunks.status[self.trunk.name] = TrunkStatus.FAILURE
+                self._registered_at = None
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
             else:

@@ -202,3 +202,27 @@ def test_live_sessions_follow_every_change(clock: FakeClock) -> None:
     assert sessions.live() == (b,)
     sessions.logout(b.token)
     assert sessions.live() == ()
+
+
+def test_each_api_user_logs_in_with_its_own_password_and_role(clock: FakeClock) -> None:
+    sessions = manager(clock, users=[{"username": "crm", "password": "crmpass"},
+                                     {"username": "ops", "password": "opspass",
+                                      "role": "admin"}])
+    first = sessions.login("api", GOOD, "10.0.0.1", "openvox")
+    crm = sessions.login("crm", md5_hex("crmpass"), "10.0.0.1", "openvox")
+    ops = sessions.login("ops", md5_hex("opspass"), "10.0.0.1", "openvox")
+    assert [sessions.is_admin(s) for s in (first, crm, ops)] == [True, False, True]
+    assert sessions.role(crm) == "readonly" and not sessions.is_admin(None)
+    # another user's password is not this one's
+    assert errno_of(sessions.login, "crm", md5_hex("opspass"), "10.0.0.1",
+                    "openvox") == Errno.BAD_CREDENTIALS
+    assert errno_of(sessions.login, "crm", GOOD, "10.0.0.1", "openvox") == Errno.BAD_CREDENTIALS
+    # a user removed from the configuration: its session can change nothing
+    fewer = manager(clock)
+    assert fewer.role(crm) == "readonly" and not fewer.is_admin(ops)
+    assert fewer.is_admin(first)
+
+
+def test_an_api_user_listed_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="API user 'api' is listed twice"):
+        ApiSection(password="x", users=[{"username": "api", "password": "y"}])  # type: ignore[list-item]

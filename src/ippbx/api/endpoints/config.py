@@ -77,8 +77,7 @@ def select(req: ApiRequest, kind: str, names: list[str] | None) -> list[tuple[in
     positions."""
     items = getattr(req.ctx.config, kind)
     running = req.ctx.running
-    ids = running.ids[kind] if running is not None and running.config is req.ctx.config \
-        else range(1, len(items) + 1)
+    ids = running.ids[kind] if running is not None else range(1, len(items) + 1)
     numbered = list(zip(ids, items, strict=True))
     if names is None:
         return numbered
@@ -179,15 +178,10 @@ def feature_fields(ext: Extension, config: Config) -> dict[str, Any]:
     }
 
 
-def may_see_secrets(req: ApiRequest) -> bool:
-    """Passwords are shown to admin API users only (a readonly one sees "")."""
-    return req.session is not None and req.ctx.sessions.role(req.session) == "admin"
-
-
 def extension_query(req: ApiRequest) -> Mapping[str, Any]:
     pbx = view(req)
     config = req.ctx.config
-    secrets = may_see_secrets(req)
+    secrets = req.ctx.sessions.is_admin(req.session)
     infos = ItemList()
     for _, ext in select(req, "extensions", parse_ids(req.text("extid"))):
         info: dict[str, Any] = {
@@ -237,7 +231,7 @@ def siptrunk_view(index: int, trunk: Trunk, secrets: bool = True) -> dict[str, A
 
 def siptrunk_query(req: ApiRequest) -> Mapping[str, Any]:
     chosen = select(req, "trunks", required_names(req, "trunkname"))
-    secrets = may_see_secrets(req)
+    secrets = req.ctx.sessions.is_admin(req.session)
     return {"trunks": ItemList(siptrunk_view(i, t, secrets) for i, t in chosen)}
 
 

@@ -37,11 +37,12 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ippbx.api.endpoints.config import required_names
+from ippbx.api.endpoints.queues import STRATEGY_NAMES
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.request import ApiRequest, Endpoint
 from ippbx.running_config import ChangeRefused, Refusal, RunningConfig, dump
 
-ADMIN = "admin"
 _ON_OFF = {"on": True, "off": False, "yes": True, "no": False, "1": True, "0": False,
            "true": True, "false": False}
 MONITOR_MODES = frozenset({"disabled", "disable", "extensive", "listen", "whisper",
@@ -61,31 +62,22 @@ def running(req: ApiRequest) -> RunningConfig:
     ctx = req.ctx
     if ctx.running is None:
         raise ApiError(Errno.UNKNOWN_REQUEST, "no configuration store behind this API")
-    if req.session is None or ctx.sessions.role(req.session) != ADMIN:
+    if not ctx.sessions.is_admin(req.session):
         raise ApiError(Errno.UNKNOWN_REQUEST, "configuration changes need an admin user")
     return ctx.running
 
 
-def apply(req: ApiRequest, change: Callable[[RunningConfig], object], *,
-          not_found: Errno = Errno.CONFIG_FAILED,
+def apply(change: Callable[[], object], *, not_found: Errno = Errno.CONFIG_FAILED,
           failed: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    """Make the change (a call on the `RunningConfig` the handler got from `running`);
+    a refusal is answered with `not_found` (no such object) or `failed`."""
     try:
-        change(running(req))
+        change()
     except ChangeRefused as exc:
         if exc.reason is Refusal.NOT_FOUND:
             raise ApiError(not_found, exc.detail) from None
         raise ApiError(failed, exc.detail) from None
     return {}
-
-
-def names(req: ApiRequest, name: str, *, allow_all: bool = True) -> list[str] | None:
-    """A required comma list (None for `all` where allowed); 10004 when empty."""
-    parts = [part.strip() for part in req.require(name).split(",") if part.strip()]
-    if not parts:
-        raise ApiError(Errno.MISSING_PARAM, f"{name} has no name in it")
-    if allow_all and parts == ["all"]:
-        return None
-    return parts
 
 
 def flag(req: ApiRequest, name: str) -> bool | None:
@@ -149,8 +141,7 @@ def _max_duration(req: ApiRequest) -> int | None:
     return integer(req, "maxduration")
 
 
-def extension_fields(req: ApiRequest, current: Mapping[str, Any],
-                     config: RunningConfig) -> dict[str, Any]:
+def extension_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
     """The extension fields this request sets, over `current` (the stored fields, or
     {} for a new one), as a whole object."""
     mode = req.text("monitormode")
@@ -179,7 +170,7 @@ def extension_fields(req: ApiRequest, current: Mapping[str, Any],
         fields["vm_email"] = fields.get("email", "") if to_email else ""
 
     def local_kind(target: str) -> str:
-        cfg = config.config
+        cfg = req.ctx.config  # (the configuration in force)
         for kind, items in (("ivr", cfg.ivrs), ("ringgroup", cfg.ring_groups),
                             ("queue", cfg.queues)):
             if any(item.number == target for item in items):
@@ -193,30 +184,72 @@ def extension_fields(req: ApiRequest, current: Mapping[str, Any],
     return fields
 
 
-def _stored(config: RunningConfig, kind: str, key: str) -> dict[str, Any]:
-    item = config.find(kind, key)
-    return dump(kind, item) if item is not None else {}
+FieldsOf = Callable[[ApiRequest, Mapping[str, Any]], dict[str, Any]]
+
+
+def update(req: ApiRequest, config: RunningConfig, kind: str, key: str | None,
+           fields_of: FieldsOf, *, not_found: Errno = Errno.CONFIG_FAILED,
+           failed: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    """`…/update` of the object of `kind` named `key` (None: none found): the fields the
+    request sets (`fields_of`, over the stored ones; a value it refuses is `failed`)."""
+    item = config.find(kind, key) if key is not None else None
+    if item is None:
+        raise ApiError(not_found, f"no {kind} object {key!r}")
+    try:
+        fields = fields_of(req, dump(kind, item))
+    except ApiError as exc:
+        if exc.errno is not Errno.CONFIG_FAILED:
+            raise
+        raise ApiError(failed, exc.detail) from None
+    assert key is not None
+    return apply(lambda: config.update(kind, key, fields), not_found=not_found, failed=failed)
+
+
+def update_by_key(req: ApiRequest, kind: str, field: str, fields_of: FieldsOf, *,
+                  not_found: Errno = Errno.CONFIG_FAILED,
+                  failed: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    """`…/update` of the object whose key (number or name) the body's `field` gives."""
+    config = running(req)
+    return update(req, config, kind, req.require(field), fields_of, not_found=not_found,
+                  failed=failed)
+
+
+def update_by_id(req: ApiRequest, kind: str, fields_of: FieldsOf) -> Mapping[str, Any]:
+    """`…/update` of the object of `kind` whose `id` (from its query) the body gives."""
+    config = running(req)
+    raw = req.require("id")
+    key = config.key_of(kind, int(raw)) if raw.strip().isdigit() else None
+    return update(req, config, kind, key, fields_of)
+
+
+def delete(req: ApiRequest, kind: str, field: str, *, allow_all: bool = True,
+           not_found: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
+    """`…/delete` of the objects of `kind` the body's `field` names (a comma list; `all`
+    where `allow_all`, else it is taken as a name)."""
+    config = running(req)  # (a readonly user: 10003 before any check of the body)
+    chosen = required_names(req, field)
+    if chosen is None and not allow_all:
+        chosen = [req.require(field).strip()]
+    return apply(lambda: config.delete(kind, chosen), not_found=not_found)
 
 
 def extension_add(req: ApiRequest) -> Mapping[str, Any]:
     config = running(req)
-    ext_number = req.require("number")
-    fields = extension_fields(req, {"number": ext_number}, config)
+    fields = extension_fields(req, {"number": req.require("number")})
     fields.setdefault("password", secrets.token_urlsafe(15))
-    return apply(req, lambda c: c.add("extensions", fields))
+    return apply(lambda: config.add("extensions", fields))
+
+
+def _renumbered_extension_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    fields = extension_fields(req, current)
+    if new_number := req.text("extnumber"):
+        fields["number"] = new_number
+    return fields
 
 
 def extension_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    extid = req.require("extid")
-    current = _stored(config, "extensions", extid)
-    if not current:
-        raise ApiError(Errno.EXTENSION_NOT_FOUND, f"no extension {extid!r}")
-    fields = extension_fields(req, current, config)
-    if new_number := req.text("extnumber"):
-        fields["number"] = new_number
-    return apply(req, lambda c: c.update("extensions", extid, fields),
-                 not_found=Errno.EXTENSION_NOT_FOUND)
+    return update_by_key(req, "extensions", "extid", _renumbered_extension_fields,
+                         not_found=Errno.EXTENSION_NOT_FOUND)
 
 
 def extension_delete(req: ApiRequest) -> Mapping[str, Any]:
@@ -245,33 +278,11 @@ def trunk_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def siptrunk_add(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)
-    req.require("trunkname")
-    req.require("trunktype")
-    req.require("host")
-    fields = trunk_fields(req, {})
-    return apply(req, lambda c: c.add("trunks", fields))
-
-
-def update_by_id(req: ApiRequest, kind: str,
-                 fields_of: Callable[[ApiRequest, Mapping[str, Any]], dict[str, Any]],
-                 ) -> Mapping[str, Any]:
-    """`…/update` of the object of `kind` whose `id` (from its query) the body gives."""
     config = running(req)
-    raw = req.require("id")
-    key = config.key_of(kind, int(raw)) if raw.strip().isdigit() else None
-    if key is None:
-        raise invalid(f"no {kind[:-1].replace('_', ' ')} with id {raw!r}")
-    fields = fields_of(req, _stored(config, kind, key))
-    return apply(req, lambda c: c.update(kind, key, fields))
-
-
-def delete(req: ApiRequest, kind: str, field: str, *, allow_all: bool = True,
-           not_found: Errno = Errno.CONFIG_FAILED) -> Mapping[str, Any]:
-    """`…/delete` of the objects of `kind` the body's `field` names (a comma list)."""
-    running(req)  # (a readonly user: 10003 before any check of the body)
-    chosen = names(req, field, allow_all=allow_all)
-    return apply(req, lambda c: c.delete(kind, chosen), not_found=not_found)
+    for field in ("trunkname", "trunktype", "host"):
+        req.require(field)
+    fields = trunk_fields(req, {})
+    return apply(lambda: config.add("trunks", fields))
 
 
 def siptrunk_update(req: ApiRequest) -> Mapping[str, Any]:
@@ -301,11 +312,11 @@ def outroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, An
 
 
 def outroute_add(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)
+    config = running(req)
     for field in ("name", "matchpattern", "trunks"):
         req.require(field)
     fields = outroute_fields(req, {})
-    return apply(req, lambda c: c.add("outbound_routes", fields))
+    return apply(lambda: config.add("outbound_routes", fields))
 
 
 def outroute_update(req: ApiRequest) -> Mapping[str, Any]:
@@ -333,21 +344,16 @@ def inroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any
 
 
 def inroute_add(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)
+    config = running(req)
     name = req.require("name")
     req.require("desttype")
     fields = inroute_fields(req, {"name": name})
-    return apply(req, lambda c: c.add("inbound_routes", fields))
+    return apply(lambda: config.add("inbound_routes", fields))
 
 
 def inroute_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    name = req.require("name")  # (no id: a route is chosen by name, never renamed)
-    current = _stored(config, "inbound_routes", name)
-    if not current:
-        raise invalid(f"no inbound route {name!r}")
-    fields = inroute_fields(req, current)
-    return apply(req, lambda c: c.update("inbound_routes", name, fields))
+    # (no id: a route is chosen by name, never renamed)
+    return update_by_key(req, "inbound_routes", "name", inroute_fields)
 
 
 def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
@@ -357,27 +363,21 @@ def inroute_delete(req: ApiRequest) -> Mapping[str, Any]:
 # -- IVRs, queues, paging groups -------------------------------------------------------------
 _IVR_NAME = re.compile(r"[^!$()/#;,\[\]\"=<>&'`^%@{}|\\\s]{1,31}")
 # queue/query's `ringstrategy` words → ippbx's strategies
-STRATEGIES = {"ring all": "ringall", "rrmemory": "roundrobin", "least recent": "leastrecent",
-              "fewest calls": "fewestcalls", "random": "random", "linear": "linear"}
+STRATEGIES = {word.lower(): strategy for strategy, word in STRATEGY_NAMES.items()}
+
+
+def _ivr_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    name = req.text("ivrname")
+    if name is not None and not _IVR_NAME.fullmatch(name):
+        raise invalid(f"ivrname {name!r}: 1-31 characters, no space nor any of "
+                      "! $ ( ) / # ; , [ ] \" = < > & ' ` ^ % @ { } | \\")
+    return {**current, **present({"name": name, "repeat": integer(req, "promptrepeat"),
+                                  "timeout": integer(req, "responsetimeout")})}
 
 
 def ivr_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    number = req.require("ivrid")
-    current = _stored(config, "ivrs", number)
-    if not current:
-        raise ApiError(Errno.IVR_NOT_FOUND, f"no IVR {number!r}")
-    name = req.text("ivrname")
-    if name is not None and not _IVR_NAME.fullmatch(name):
-        raise ApiError(Errno.IVR_CONFIG_FAILED, f"ivrname {name!r}: 1-31 characters, no "
-                       "space nor any of ! $ ( ) / # ; , [ ] \" = < > & ' ` ^ % @ { } | \\")
-    try:
-        fields = {**current, **present({"name": name, "repeat": integer(req, "promptrepeat"),
-                                        "timeout": integer(req, "responsetimeout")})}
-    except ApiError as exc:
-        raise ApiError(Errno.IVR_CONFIG_FAILED, exc.detail) from None
-    return apply(req, lambda c: c.update("ivrs", number, fields),
-                 not_found=Errno.IVR_NOT_FOUND, failed=Errno.IVR_CONFIG_FAILED)
+    return update_by_key(req, "ivrs", "ivrid", _ivr_fields, not_found=Errno.IVR_NOT_FOUND,
+                         failed=Errno.IVR_CONFIG_FAILED)
 
 
 def _queue_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,17 +405,8 @@ def _queue_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]
 
 
 def queue_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    number = req.require("queueid")
-    current = _stored(config, "queues", number)
-    if not current:
-        raise ApiError(Errno.QUEUE_NOT_FOUND, f"no queue {number!r}")
-    try:
-        fields = _queue_fields(req, current)
-    except ApiError as exc:
-        raise ApiError(Errno.QUEUE_CONFIG_FAILED, exc.detail) from None
-    return apply(req, lambda c: c.update("queues", number, fields),
-                 not_found=Errno.QUEUE_NOT_FOUND, failed=Errno.QUEUE_CONFIG_FAILED)
+    return update_by_key(req, "queues", "queueid", _queue_fields,
+                         not_found=Errno.QUEUE_NOT_FOUND, failed=Errno.QUEUE_CONFIG_FAILED)
 
 
 def _paging_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
@@ -430,22 +421,16 @@ def _paging_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any
 
 
 def paginggroup_add(req: ApiRequest) -> Mapping[str, Any]:
-    running(req)
+    config = running(req)
     number = req.require("number")
     req.require("member")
     fields = _paging_fields(req, {"number": number})
-    return apply(req, lambda c: c.add("paging_groups", fields))
+    return apply(lambda: config.add("paging_groups", fields))
 
 
 def paginggroup_update(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    number = req.require("number")
-    current = _stored(config, "paging_groups", number)
-    if not current:
-        raise ApiError(Errno.NUMBER_NOT_FOUND, f"no paging group {number!r}")
-    fields = _paging_fields(req, current)
-    return apply(req, lambda c: c.update("paging_groups", number, fields),
-                 not_found=Errno.NUMBER_NOT_FOUND)
+    return update_by_key(req, "paging_groups", "number", _paging_fields,
+                         not_found=Errno.NUMBER_NOT_FOUND)
 
 
 def paginggroup_delete(req: ApiRequest) -> Mapping[str, Any]:
