@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine
+DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine chromium:chromium \
+  chromium-driver:chromedriver
 
 .PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts
 

@@ -249,3 +249,86 @@ async def test_a_slow_reader_gets_a_large_answer_whole_and_a_silent_one_is_cut(
         writer.close()
     finally:
         await server.stop()
+
+
+# -- streamed answers (the console's server-sent events) ----------------------------------
+class Streams:
+    """A handler whose `/stream` answers are kept open and recorded."""
+
+    def __init__(self) -> None:
+        self.open: list[http_server.Stream] = []
+        self.closed = 0
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path != "/stream":
+            return echo(request)
+
+        def opened(stream: http_server.Stream) -> None:
+            self.open.append(stream)
+            stream.on_close = self.on_close
+            stream.send(b"first\n")
+
+        return HttpResponse(200, TEXT, stream=opened)
+
+    def on_close(self) -> None:
+        self.closed += 1
+
+
+async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_streamed_answer_stays_open_until_the_client_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_server, "KEEP_ALIVE", 0.2)
+    monkeypatch.setattr(http_server, "SWEEP_EVERY", 0.05)
+    streams = Streams()
+    server = ApiServer(streams, "127.0.0.1", 0)
+    await server.start()
+    try:
+        reader, writer = await connect(server.port)
+        # (a request pipelined behind the stream is never answered: the stream is the answer)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length" not in head
+        assert b"Connection: close" in head
+        assert await asyncio.wait_for(reader.readline(), 3) == b"first\n"
+        await asyncio.sleep(0.5)  # past the keep-alive time: no deadline cuts a stream
+        [stream] = streams.open
+        assert stream.send(b"later\n")
+        assert await asyncio.wait_for(reader.readline(), 3) == b"later\n"
+        writer.close()
+        await until(lambda: streams.closed == 1)
+        assert stream.closed and not stream.send(b"gone\n")
+        # the server's stop closes the streams still open
+        reader, writer = await connect(server.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"first\n"), 3)
+    finally:
+        await server.stop()
+    await until(lambda: streams.closed == 2)
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+
+
+async def test_a_stream_whose_client_reads_nothing_is_cut() -> None:
+    streams = Streams()
+    server = ApiServer(streams, "127.0.0.1", 0)
+    await server.start()
+    try:
+        reader, writer = await slow_client(server.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        await until(lambda: len(streams.open) == 1)
+        [stream] = streams.open
+        piece = b"x" * 65536
+        sent = 0
+        while stream.send(piece):  # (bounded: the cut comes past STREAM_BUFFER unread)
+            sent += 1
+            assert sent < 1024, "never cut"
+            await asyncio.sleep(0)
+        await until(lambda: streams.closed == 1)
+        writer.close()
+    finally:
+        await server.stop()

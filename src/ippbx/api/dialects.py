@@ -53,6 +53,7 @@ from ippbx.api.request import (
     Endpoint,
     FileReply,
 )
+from ippbx.api.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,11 @@ def token_from(query: Mapping[str, str], authorization: str | None) -> str | Non
     return None
 
 
+UNKNOWN_ENDPOINT = "unknown"
+"""The endpoint name counted for a path that names no endpoint (so that made-up paths do
+not make new counters)."""
+
+
 @dataclass(slots=True)
 class Answer:
     """The envelope to send and its format (or a file a download endpoint answers, or a
@@ -158,6 +164,8 @@ class Answer:
     fmt: Format
     file: FileReply | None = None
     listing: EncodedList | None = None
+    endpoint: str = UNKNOWN_ENDPOINT  # the endpoint's name, for the request counters
+    errno: int = 0  # the errno sent (0: Success)
 
 
 def dispatch(
@@ -170,10 +178,12 @@ def dispatch(
     client_ip: str,
     body: bytes,
     body_too_large: bool = False,
+    as_session: Session | None = None,
 ) -> Answer:
     """Run one API request (a path under `/api/`, its body read whole, or dropped for
     being over `codec.MAX_BODY`; `authorization` is its Authorization header) and return
-    its envelope."""
+    its envelope. `as_session`: the request is that session's, authenticated already
+    (the web console's own calls), and needs no token."""
     route = _ROUTES.get(path)
     if route is not None:
         version, name, dialect, found = route
@@ -201,7 +211,10 @@ def dispatch(
         token = token_from(query, authorization)
         if endpoint.auth and not ctx.sessions.ip_allowed(client_ip):
             raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")  # (token or not)
-        session = ctx.sessions.check(token) if endpoint.auth else None
+        if as_session is not None:
+            session: Session | None = as_session
+        else:
+            session = ctx.sessions.check(token) if endpoint.auth else None
         try:
             data = codec.decode(body, fmt)
         except CodecError as exc:
@@ -213,13 +226,19 @@ def dispatch(
         request = ApiRequest(ctx, dialect, fmt, data, client_ip, token, session)
         payload = endpoint.handler(request)
         if isinstance(payload, EncodedList):
-            return Answer({}, fmt, listing=payload)
+            return Answer({}, fmt, listing=payload, endpoint=endpoint.path)
         if isinstance(payload, FileReply):
-            return Answer({}, fmt, payload)
-        return Answer(codec.success(payload), fmt)
+            return Answer({}, fmt, payload, endpoint=endpoint.path)
+        return Answer(codec.success(payload), fmt, endpoint=endpoint.path)
     except ApiError as exc:
         log.debug("api %s %s from %s: %s", method, path, client_ip, exc)
-        return Answer(codec.failure(dialect.errno(exc.errno)), fmt)
+        errno = dialect.errno(exc.errno)
+        return Answer(codec.failure(errno), fmt, endpoint=_name(endpoint), errno=errno)
     except Exception:
         log.exception("api %s %s from %s failed", method, path, client_ip)
-        return Answer(codec.failure(Errno.INTERNAL), fmt)
+        return Answer(codec.failure(Errno.INTERNAL), fmt, endpoint=_name(endpoint),
+                      errno=int(Errno.INTERNAL))
+
+
+def _name(endpoint: Endpoint | None) -> str:
+    return endpoint.path if endpoint is not None else UNKNOWN_ENDPOINT

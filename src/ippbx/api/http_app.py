@@ -2,8 +2,13 @@
 `ippbx.api.http_server` calls with each whole request.
 
 - `OPTIONS` on any path: 200, the two CORS headers and `Access-Control-Allow-Headers`.
-- A path outside `/api/`: HTTP 404 (with the CORS headers).
-- Anything under `/api/`: HTTP 200 with the envelope from `dispatch`.
+- The pages (`pages`: a path prefix and its handler, e.g. `/metrics`, `/console`,
+  `/api/openapi.json`), each with the paths under it.
+- Any other path outside `/api/`: HTTP 404 (with the CORS headers).
+- Anything else under `/api/`: HTTP 200 with the envelope from `dispatch`.
+
+Each API request is counted by endpoint and errno in `requests` (a plain counter the
+metrics read when scraped).
 
 No framework sits in between: the path is matched as a string, the query string is split
 only when the request has one, and the one header the API reads (`Authorization`) is
@@ -17,11 +22,13 @@ query's answer (`codec.EncodedList`) is sent as its pieces when it is larger tha
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
 from ippbx.api import codec
 from ippbx.api.dialects import API_PREFIX, Answer, dispatch
-from ippbx.api.http_server import HttpRequest, HttpResponse
+from ippbx.api.http_server import Handler, HttpRequest, HttpResponse
 from ippbx.api.request import ApiContext
 
 CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -85,11 +92,29 @@ def _response(answer: Answer) -> HttpResponse:
     return HttpResponse(200, _HEADERS[answer.fmt], codec.encode(answer.payload, answer.fmt))
 
 
-class ApiApp:
-    """The request handler serving both API dialects for `ctx`."""
+Page = tuple[str, Handler]
+"""A path prefix (`/metrics`) and the handler of it and of every path under it."""
 
-    def __init__(self, ctx: ApiContext) -> None:
+
+def _page_for(pages: Sequence[Page], path: str) -> Handler | None:
+    for prefix, handler in pages:
+        if path == prefix or (path.startswith(prefix) and path[len(prefix)] == "/") \
+                or prefix == "/":
+            return handler
+    return None
+
+
+class ApiApp:
+    """The request handler serving both API dialects for `ctx`, and `pages` beside them
+    (more specific prefixes first; `/` last catches what is left outside `/api/`)."""
+
+    def __init__(self, ctx: ApiContext, pages: Sequence[Page] = ()) -> None:
         self.ctx = ctx
+        self.pages = tuple(pages)
+        self._api_pages = tuple(p for p in self.pages if p[0].startswith(API_PREFIX))
+        self._other_pages = tuple(p for p in self.pages if not p[0].startswith(API_PREFIX))
+        self.requests: Counter[tuple[str, int]] = Counter()
+        """API requests answered, by (endpoint, errno); errno 0 is Success."""
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         method = request.method
@@ -97,7 +122,12 @@ class ApiApp:
         if method == "OPTIONS":
             return _PREFLIGHT
         if not path.startswith(API_PREFIX):
-            return _NOT_FOUND
+            page = _page_for(self._other_pages, path)
+            return _NOT_FOUND if page is None else page(request)
+        if self._api_pages:
+            page = _page_for(self._api_pages, path)
+            if page is not None:
+                return page(request)
         answer = dispatch(
             self.ctx,
             method=method,
@@ -108,4 +138,5 @@ class ApiApp:
             body=request.body,
             body_too_large=request.too_large,
         )
+        self.requests[answer.endpoint, answer.errno] += 1
         return _response(answer)

@@ -24,6 +24,10 @@ per-request timer. What it does, and what it refuses:
   one answer in memory; a client that reads nothing for `SEND_TIMEOUT` seconds meanwhile
   is cut, one that reads slowly is not (the keep-alive time starts once it has all).
 - A large answer (a list of pieces) is written without being joined.
+- A streamed answer (`HttpResponse.stream`, the console's server-sent events) keeps its
+  connection: the head goes out without a length, then whatever the handler's `Stream`
+  is given, until either side closes it. Such a connection has no deadline; a client
+  that lets more than `STREAM_BUFFER` bytes pile up unread is cut.
 
 Header names go out exactly as the handler gives them (the vendor's
 `Access-control-allow-origin`). A `Date` header is added; no `Server` header.
@@ -61,6 +65,8 @@ SWEEP_EVERY = 0.5
 """How often (seconds) the deadlines of all connections are checked."""
 HANDSHAKE_TIMEOUT = 10.0
 """Seconds a TLS handshake may take."""
+STREAM_BUFFER = 1 << 20
+"""Bytes a streamed answer may have waiting for its client before the connection is cut."""
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -87,11 +93,53 @@ class HttpResponse:
     headers: Headers
     body: bytes | Sequence[bytes] = b""
     size: int = -1  # the body's length when given as pieces
+    # a streamed answer: called with the open `Stream` once the head is sent
+    stream: Callable[[Stream], None] | None = None
 
     def length(self) -> int:
         if isinstance(self.body, bytes):
             return len(self.body)
         return self.size if self.size >= 0 else sum(map(len, self.body))
+
+
+class Stream:
+    """The open body of a streamed answer: `send(piece)` writes at once; `on_close` (set
+    by whoever holds the stream) is called once when the client goes or the server stops.
+    """
+
+    __slots__ = ("_conn", "on_close", "closed")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self.on_close: Callable[[], None] | None = None
+        self.closed = False
+
+    def send(self, piece: bytes) -> bool:
+        """Write `piece`; False (and nothing written) once the stream is closed. A client
+        that has more than `STREAM_BUFFER` bytes unread is cut."""
+        transport = self._conn.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > STREAM_BUFFER:
+            self._conn.close(abort=True)
+            return False
+        transport.write(piece)
+        return True
+
+    def close(self) -> None:
+        """End the answer (the connection closes)."""
+        self._conn.close()
+
+    def _lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                log.exception("closing a streamed answer failed")
 
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -169,6 +217,7 @@ class _Connection(asyncio.Protocol):
         self.served = 0  # requests answered on this connection
         self.closing = False
         self.write_paused = False
+        self.stream: Stream | None = None  # a streamed answer in progress
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0  # the head's length as the parser hands it over
@@ -203,6 +252,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
+        if self.stream is not None:
+            self.stream._lost()
         if self.admitted and self.server.guard is not None:
             self.server.guard.release(self.client)
             self.admitted = False
@@ -220,7 +271,7 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.stream is not None:  # (a streaming client has its answer)
             return
         if self._in_head:  # (the parser keeps an unfinished head line whole: count it here)
             self._head_size += len(data)
@@ -319,7 +370,7 @@ class _Connection(asyncio.Protocol):
     # -- answers ------------------------------------------------------------------------
     def _answer(self, close: bool) -> None:
         transport = self.transport
-        if transport is None or self.closing:
+        if transport is None or self.closing or self.stream is not None:
             return
         self.in_request = False
         self.served += 1
@@ -345,6 +396,9 @@ class _Connection(asyncio.Protocol):
             response = HttpResponse(500, ((b"Content-Type", b"text/plain; charset=utf-8"),),
                                     b"Internal Server Error")
             close = True
+        if response.stream is not None and method != "HEAD":
+            self._start_stream(response)
+            return
         self._write(response, close, head_only=method == "HEAD")
         if close:
             self.close()
@@ -371,6 +425,19 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(b"".join(lines))
             transport.writelines(body)
+
+    def _start_stream(self, response: HttpResponse) -> None:
+        transport = self.transport
+        assert transport is not None and response.stream is not None
+        self.deadline = 0.0  # (the stream lasts as long as both sides want)
+        transport.write(b"".join((_head(response.status, response.headers),
+                                  self.server.date.line(), b"Connection: close\r\n\r\n")))
+        stream = self.stream = Stream(self)
+        try:
+            response.stream(stream)
+        except Exception:
+            log.exception("starting a streamed answer failed")
+            self.close()
 
     def _http10(self) -> bool:
         return self.parser.get_http_version() == "1.0"

@@ -14,20 +14,20 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ippbx.api.codec import MAX_BODY
 from ippbx.api.guard import HttpGuard
-from ippbx.api.http_app import ApiApp
+from ippbx.api.http_app import ApiApp, Page
 from ippbx.api.http_server import Handler, HttpServer, serve
 from ippbx.api.request import ApiContext
 
 log = logging.getLogger(__name__)
 
 
-def build_app(ctx: ApiContext) -> ApiApp:
-    """The ASGI application serving both API dialects for `ctx`."""
-    return ApiApp(ctx)
+def build_app(ctx: ApiContext, pages: Sequence[Page] = ()) -> ApiApp:
+    """The handler serving both API dialects for `ctx`, and `pages` beside them."""
+    return ApiApp(ctx, pages)
 
 
 def _bind(host: str, port: int) -> socket.socket:
