@@ -156,21 +156,9 @@ class SessionManager:
     ) -> Session:
         """Check credentials and open a session; raise ApiError on refusal."""
         now = self._clock()
-        self._maybe_purge(now)
-        if not self.ip_allowed(source_ip):
-            raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")
-        failures = self._failures.get(source_ip)
-        if failures is not None and failures.locked_until:
-            if now < failures.locked_until:
-                raise ApiError(Errno.IP_LOCKED, "address locked out")
-            del self._failures[source_ip]
-        if not username or not password:
-            raise ApiError(Errno.MISSING_PARAM, "username and password are required")
+        self.authenticate(username, password, source_ip, check=lambda: check_port(port))
         port = check_port(port)
-        if not self._credentials_ok(username, password):
-            self._record_failure(source_ip, now)
-            raise ApiError(Errno.BAD_CREDENTIALS)
-        self._failures.pop(source_ip, None)
+        assert username is not None
         token = secrets.token_hex(16)
         session = Session(
             token=token,
@@ -188,6 +176,32 @@ class SessionManager:
         self.revision += 1
         self._save(session)
         return session
+
+    def authenticate(self, username: str | None, password: str | None, source_ip: str,
+                     check: Callable[[], object] | None = None) -> str:
+        """The role of `username` if `password` (its MD5 hex) is right, from an allowed
+        address that is not locked out; raise ApiError otherwise (a wrong password counts
+        toward the lockout). `check` runs once the request is complete, before the
+        password is compared (login's own field checks)."""
+        now = self._clock()
+        self._maybe_purge(now)
+        if not self.ip_allowed(source_ip):
+            raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")
+        failures = self._failures.get(source_ip)
+        if failures is not None and failures.locked_until:
+            if now < failures.locked_until:
+                raise ApiError(Errno.IP_LOCKED, "address locked out")
+            del self._failures[source_ip]
+        if not username or not password:
+            raise ApiError(Errno.MISSING_PARAM, "username and password are required")
+        if check is not None:
+            check()
+        if not self._credentials_ok(username, password):
+            self._record_failure(source_ip, now)
+            raise ApiError(Errno.BAD_CREDENTIALS)
+        self._failures.pop(source_ip, None)
+        entry = self._users.get(username.encode("utf-8"))
+        return entry[1] if entry is not None else "readonly"
 
     def _credentials_ok(self, username: str, password: str) -> bool:
         """Is `password` (the MD5 hex clients send) `username`'s? Every user is

@@ -94,6 +94,36 @@ class CdrTable(WriteQueue):
         return [CdrRecord(*row[:-1], extensions=tuple(filter(None, row[-1].split(","))))
                 for row in self._db.execute(sql, args)]
 
+    def cdr_page(self, text: str = "", offset: int = 0, limit: int = 25,
+                 ) -> tuple[int, list[CdrRecord]]:
+        """(how many records match, `limit` of them from `offset`, newest first): records
+        whose caller, callee, trunks or callid hold `text` (all when it is blank)."""
+        self.flush()
+        where, args = "", []
+        if text.strip():
+            like = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%") \
+                .replace("_", "\\_") + "%"
+            where = " WHERE " + " OR ".join(
+                f"{column} LIKE ? ESCAPE '\\'"
+                for column in ("callfrom", "callto", "src_trunk", "dst_trunk", "callid"))
+            args = [like] * 5
+        total = int(self._db.execute(f"SELECT COUNT(*) FROM cdr{where}", args).fetchone()[0])
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM cdr{where} ORDER BY started DESC, id DESC LIMIT ? OFFSET ?",
+            [*args, max(0, limit), max(0, offset)])
+        return total, [CdrRecord(*row[:-1], extensions=tuple(filter(None, row[-1].split(","))))
+                       for row in rows]
+
+    def cdr_hourly(self, since: float) -> list[tuple[int, int, int]]:
+        """(hour as unix seconds, calls, answered calls) for each hour since `since` in
+        which a call started, in order."""
+        self.flush()
+        return [(int(hour) * 3600, int(calls), int(answered or 0)) for hour, calls, answered
+                in self._db.execute(
+                    "SELECT CAST(started / 3600 AS INTEGER) AS hour, COUNT(*), "
+                    "SUM(answered IS NOT NULL) FROM cdr WHERE started >= ? "
+                    "GROUP BY hour ORDER BY hour", (since,))]
+
     def cdr_count(self) -> int:
         self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM cdr").fetchone()[0])

@@ -1,0 +1,1 @@
+"""The web console: pages and a JSON/SSE interface at `/console/` (see `server`)."""
