@@ -303,6 +303,11 @@ class NgClient:
         self._calls: dict[str, str] = {}  # call-id -> engine
         self._turn = itertools.cycle(range(len(names)))
         self._closed = False
+        # for the metrics: requests sent, and those that failed (no answer at all; an
+        # error answer, a malformed one or a socket closed under it)
+        self.requests = 0
+        self.unanswered = 0
+        self.errors = 0
 
     @classmethod
     async def open(cls, engines: Sequence[str] | str, *, timeout: float = 0.5,
@@ -366,6 +371,10 @@ class NgClient:
     def closed(self) -> bool:
         return self._closed
 
+    def call_count(self) -> int:
+        """How many calls the engines hold for us (an offer went out, no delete yet)."""
+        return len(self._calls)
+
     def engine_of(self, call_id: str) -> str | None:
         """The engine holding `call_id`, or None when no offer went out for it."""
         return self._calls.get(call_id)
@@ -407,6 +416,7 @@ class NgClient:
         if link is None:
             raise MediaError(f"{command}: rtpengine {name} is not open")
         cookie, datagram = build_request(command, params)
+        self.requests += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         link.pending.add(cookie, future)
         delay = self.timeout if timeout is None else timeout
@@ -421,14 +431,19 @@ class NgClient:
                 waited += delay
                 delay *= 2
             else:
+                self.unanswered += 1
                 raise MediaError(f"{command}: no answer from rtpengine {name} in "
                                  f"{waited:.1f} s ({tries} tries)")
         finally:
             link.pending.discard(cookie)
             if not future.done():
                 future.cancel()
-        answer = future.result()  # raises the MediaError of a malformed answer
-        return check_result(command, answer)
+        try:
+            answer = future.result()  # raises the MediaError of a malformed answer
+            return check_result(command, answer)
+        except MediaError:
+            self.errors += 1
+            raise
 
     # -- the commands the PBX uses ----------------------------------------------------------
 

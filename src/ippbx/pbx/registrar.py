@@ -7,12 +7,15 @@ REGISTER came from remembered so calls reach phones behind NAT. Over the limit, 
 binding registered (or refreshed) longest ago goes, never the one just registered: with
 `max_contacts = 1` a phone that moves replaces its old binding whatever the expiry each
 asked for, and the 200 lists the bindings in force. Changes are reported to
-`on_change(extension, registered)`.
+`on_change(extension, registered)`. For the metrics, `replies` counts the answers by
+status and `binding_count` the bindings held (kept up to date as they change: nothing
+is scanned to read them).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,6 +65,8 @@ class Registrar:
         self.on_change = on_change
         self._max_contacts = {e.number: e.max_contacts for e in config.extensions}
         self._bindings: dict[str, list[Binding]] = {}
+        self.binding_count = 0  # bindings held, expired ones until `expire()` drops them
+        self.replies: Counter[int] = Counter()  # REGISTERs answered, by status
         if store is not None:
             for row in store.load_registrations(clock()):
                 if row.extension in self._max_contacts:
@@ -70,6 +75,7 @@ class Registrar:
                                 Peer(row.host, row.port, row.transport), row.call_id, row.cseq,
                                 row.user_agent)
                     )
+                    self.binding_count += 1
 
     def reconfigure(self, config: Config) -> None:
         """A new configuration: the bindings of an extension that is gone, or whose
@@ -110,6 +116,11 @@ class Registrar:
     def is_registered(self, extension: str) -> bool:
         return bool(self.contacts(extension))
 
+    def bound_extensions(self) -> int:
+        """How many extensions hold a binding (expired ones count until `expire()`
+        drops them, within a few seconds): a dict's length, for the metrics."""
+        return len(self._bindings)
+
     def registered_count(self) -> int:
         return sum(1 for ext in list(self._bindings) if self.contacts(ext))
 
@@ -127,6 +138,11 @@ class Registrar:
     # -- REGISTER -----------------------------------------------------------------------
     def register(self, request: Request, source: Peer, extension: str) -> Reply:
         """Apply an authenticated REGISTER for `extension`; return the response to send."""
+        reply = self._register(request, source, extension)
+        self.replies[reply.status] += 1
+        return reply
+
+    def _register(self, request: Request, source: Peer, extension: str) -> Reply:
         sip = self._config.sip
         now = self._clock()
         try:
@@ -184,7 +200,9 @@ class Registrar:
         return self._ok(extension)
 
     def _set(self, extension: str, bindings: list[Binding]) -> None:
-        was = bool(self._bindings.get(extension))
+        old = self._bindings.get(extension)
+        was = bool(old)
+        self.binding_count += len(bindings) - (len(old) if old else 0)
         if bindings:
             self._bindings[extension] = bindings
         else:

@@ -48,6 +48,9 @@ Destinations (spec §5.2): no `url` → `http://<login source IP or heartbeat ip
 `url` (`host:port/path`). A `url` that already starts with `http://` or `https://` is used
 as is whatever `urltag` says. No `port` → 8260 (Yeastar's default). `https://` receivers
 are checked against the system's CAs, or `tls_ca`, unless `tls_verify` is off.
+
+For the metrics: `queued`, `delivered` and `dropped` count reports, `pending()` says how
+many wait, and `on_delivered` (when set) hears how long each delivered report took.
 """
 
 from __future__ import annotations
@@ -216,8 +219,12 @@ class Delivery:
         self.sessions = sessions
         self.config = config
         self.clock = clock  # wall clock: the rows' `created`
+        self.queued = 0  # reports handed to `add()` (those a restart found included)
         self.delivered = 0
         self.dropped = 0
+        # told each delivered report's delay, from its creation to its 2xx, in seconds
+        # (the metrics' histogram; None: nobody asks)
+        self.on_delivered: Callable[[float], None] | None = None
         self._dests: dict[str, _Destination] = {}
         self._pending = 0
         self._post: Post | None = None  # set while started
@@ -297,6 +304,7 @@ class Delivery:
             lane.rows.append(row)
             dest.pending += 1
             self._pending += 1
+            self.queued += 1
             touched[row.dest] = dest
         if self._post is not None and not self._stopping:
             for dest in touched.values():
@@ -410,6 +418,8 @@ class Delivery:
             dest.down_delay = dest.down_until = 0.0
         if outcome is Outcome.DELIVERED:
             self.delivered += 1
+            if self.on_delivered is not None:
+                self.on_delivered(self.clock() - row.created)
             if dest.refused:
                 dest.refused.discard(action_of(row.body))
             self._done(dest, lane)
