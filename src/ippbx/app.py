@@ -28,7 +28,10 @@ from typing import Protocol
 import uvloop
 from pydantic import ValidationError
 
+from ippbx.api import openapi
+from ippbx.api.console.server import Console
 from ippbx.api.guard import HttpGuard
+from ippbx.api.http_app import Page
 from ippbx.api.reports import ReportService
 from ippbx.api.request import ApiContext
 from ippbx.api.server import ApiServer, build_app
@@ -36,6 +39,7 @@ from ippbx.api.sessions import SessionManager
 from ippbx.api.tls import api_ssl_context
 from ippbx.config import Config, ConfigError, load_config
 from ippbx.gc_policy import FullCollector
+from ippbx.metrics import Metrics
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
@@ -134,7 +138,10 @@ class App:
             running=self.running,
         )
         self.running.listeners.append(self._reconfigure)
-        web = build_app(self.api_context)
+        # beside the API: Prometheus metrics, the OpenAPI description, the web console
+        self.metrics = Metrics.for_app(self)
+        self.console = Console(self.api_context, self.pbx.registrar, self.pbx.trunks)
+        web = build_app(self.api_context, self._pages(config))
         host, port = config.api.listen_address
         raise_nofile_limit()  # (TCP connections are descriptors: SIP, API, reports)
         self.api = ApiServer(web, host, port, guard=self._guard())
@@ -146,9 +153,18 @@ class App:
         apis: list[Component] = [self.api] if self.api_tls is None else [self.api, self.api_tls]
         # last to start: everything built so far is frozen out of garbage collection
         self.gc = FullCollector(lambda: len(self.registry) > 0)
-        self.components: list[Component] = [self.reports, self.media, self.pbx, *apis,
-                                            self.gc]
+        self.components: list[Component] = [self.reports, self.media, self.pbx,
+                                            self.metrics, *apis, self.gc]
         self._started: list[Component] = []
+
+    def _pages(self, config: Config) -> list[Page]:
+        """What the API port serves beside the API (more specific prefixes first)."""
+        pages: list[Page] = [(openapi.PATH, openapi.page)]
+        if config.metrics.enabled:
+            pages.append(("/metrics", self.metrics.page))
+        if config.console.enabled:
+            pages += [("/console", self.console.page), ("/", self.console.root)]
+        return pages
 
     def _reconfigure(self, old: Config, new: Config, change: Change) -> None:
         """Apply a configuration change to every running part, then report it."""
@@ -191,6 +207,7 @@ class App:
     async def stop(self) -> None:
         """Stop the started components in reverse order (errors are logged, not raised)."""
         self.queues.stop()
+        self.console.close()
         while self._started:
             component = self._started.pop()
             try:

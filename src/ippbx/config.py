@@ -356,6 +356,22 @@ class ReportsSection(_Model):
         return _existing_file(v)
 
 
+class MetricsSection(_Model):
+    """`GET /metrics` on the API port(s), in Prometheus text format; with `token`, only
+    for `Authorization: Bearer <token>`."""
+
+    enabled: bool = True
+    token: str = ""
+
+
+class ConsoleSection(_Model):
+    """The web console at `/console/` on the API port(s): API users log in with their
+    password; a login lasts `session_hours` without use."""
+
+    enabled: bool = True
+    session_hours: float = Field(8.0, gt=0)
+
+
 class SecuritySection(_Model):
     """SIP authentication policy (pbx/security.py, sip/digest.py): bans per source address,
     lockout per extension, a rate limit for requests without valid credentials, addresses
@@ -616,6 +632,8 @@ class Config(_Model):
     media: MediaSection = MediaSection()
     store: StoreSection = StoreSection()
     reports: ReportsSection = ReportsSection()
+    metrics: MetricsSection = MetricsSection()
+    console: ConsoleSection = ConsoleSection()
     security: SecuritySection = SecuritySection()
     voicemail: VoicemailSection = VoicemailSection()
     extensions: list[Extension] = []
