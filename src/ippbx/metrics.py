@@ -14,7 +14,7 @@ a timer measures how late it fires (the event-loop lag) and samples the call cou
 (calls started per second over the last `RATE_WINDOW` seconds), and every `PING_EVERY`
 seconds each rtpengine is pinged (its health and round trip). With `[metrics] token`
 set the page wants `Authorization: Bearer <token>` (401 otherwise; compared in constant
-time); `[metrics] enabled = false` leaves the page unserved (404) and subscribes and runs
+time); `[api] allowed_ips`, when set, limits who may scrape (403 for other addresses); `[metrics] enabled = false` leaves the page unserved (404) and subscribes and runs
 nothing. Every metric is listed in docs/metrics.md.
 """
 
@@ -74,6 +74,7 @@ _NOT_FOUND = HttpResponse(404, (_TEXT,), b"Not Found")
 _NOT_ALLOWED = HttpResponse(405, (_TEXT, (b"Allow", b"GET, HEAD")), b"Method Not Allowed")
 _UNAUTHORIZED = HttpResponse(
     401, (_TEXT, (b"WWW-Authenticate", b'Bearer realm="ippbx metrics"')), b"Unauthorized")
+_FORBIDDEN = HttpResponse(403, (_TEXT,), b"Forbidden")
 
 
 # -- numbers kept here -----------------------------------------------------------------------
@@ -379,9 +380,11 @@ class Metrics:
     configuration reload applies).
     """
 
-    def __init__(self, *, enabled: bool = True, token: str | Callable[[], str] = "") -> None:
+    def __init__(self, *, enabled: bool = True, token: str | Callable[[], str] = "",
+                 allowed: Callable[[str], bool] | None = None) -> None:
         self.enabled = enabled
         self._token: Callable[[], str] = token if callable(token) else (lambda: token)
+        self._allowed = allowed  # which client addresses may scrape (None: all)
         self.registry = CollectorRegistry()
         self.calls = CallStats()
         self.report_latency = Histogram(REPORT_BUCKETS)
@@ -397,7 +400,8 @@ class Metrics:
     def for_app(cls, app: App) -> Metrics:
         """The metrics of `app` (built once its parts exist, before its API server)."""
         metrics = cls(enabled=app.config.metrics.enabled,
-                      token=lambda: app.config.metrics.token)
+                      token=lambda: app.config.metrics.token,
+                      allowed=app.sessions.ip_allowed)
         if not metrics.enabled:
             return metrics
         metrics._app = app
@@ -427,6 +431,8 @@ class Metrics:
             return _NOT_FOUND
         if request.method not in ("GET", "HEAD"):
             return _NOT_ALLOWED
+        if self._allowed is not None and not self._allowed(request.client):
+            return _FORBIDDEN
         token = self._token()
         if token:
             given = _bearer(request.headers)

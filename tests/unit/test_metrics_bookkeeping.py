@@ -232,3 +232,12 @@ def test_other_paths_methods_and_a_disabled_page() -> None:
     assert metrics.page(request(method="POST")).status == 405
     assert metrics.page(request(method="HEAD")).status == 200
     assert Metrics(enabled=False).page(request()).status == 404
+
+
+def test_addresses_outside_the_apis_allowed_ips_are_refused() -> None:
+    allowed = {"10.0.0.7"}
+    metrics = Metrics(allowed=lambda ip: ip in allowed)
+    refused = metrics.page(request())  # (from 127.0.0.1)
+    assert refused.status == 403 and b"ippbx_" not in bytes(refused.body)
+    allowed.add("127.0.0.1")
+    assert metrics.page(request()).status == 200
