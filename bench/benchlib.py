@@ -48,6 +48,17 @@ API_PASSWORD = "benchpass"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def shown_args(argv: list[str]) -> str:
+    """The command line as a figure shows it: without the output files (--plot, --json)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if not skip and arg.split("=", 1)[0] not in ("--plot", "--json"):
+            out.append(arg)
+        skip = arg in ("--plot", "--json")
+    return " ".join(out)
+
+
 def log(*parts: object) -> None:
     print(*parts, flush=True)
 

@@ -4,6 +4,7 @@
     .venv/bin/python bench/held_calls.py --calls 1000 --settle-seconds 5   # quick
     .venv/bin/python bench/held_calls.py --media --calls 1000,4900         # media anchored
     .venv/bin/python bench/held_calls.py --media --calls 1000 --timeout-check  # RTP timeout
+    .venv/bin/python bench/held_calls.py --calls 1000,5000,10000 --plot held.png  # + figure
 
 For each N, on a fresh ippbx (core 0; sipp on core 1; 127.0.0.1 only): extension 1001
 registers, 200 short warm-up calls run, then ippbx's idle RSS and CPU are read. N calls of
@@ -32,6 +33,11 @@ lines of ippbx's log are counted for every N.
 configuration has no such key: a `rtpengine` script that adds them is put first on
 ippbx's PATH, and ippbx runs that).
 
+--plot FILE.png (matplotlib, the `bench` extra, imported only then) draws ippbx's RSS
+against the number of calls held, from this run's measurements: idle (0 calls) and
+settled with N held, with the line of the goal's 10 KB per call from the idle RSS (and
+rtpengine's RSS with --media).
+
 Goal (BENCHMARKS.md): 50k held calls with RSS growth <= 10 KB (10,000 bytes) per call and
 idle CPU < 5 %. Exit 0 when every N was measured, 1 otherwise, 2 if sipp is missing.
 """
@@ -42,6 +48,7 @@ import argparse
 import resource
 import sys
 import time
+from typing import Any
 
 from benchlib import (
     Procs,
@@ -53,6 +60,7 @@ from benchlib import (
     require_tools,
     rss_kb,
     save_json,
+    shown_args,
     table,
     workdir,
 )
@@ -110,6 +118,8 @@ def parse_args() -> argparse.Namespace:
                         "call, then count the calls it still holds and what ippbx says")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
     p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw RSS vs held calls from this run to this PNG (needs matplotlib)")
     return p.parse_args()
 
 
@@ -153,9 +163,12 @@ def main(procs: Procs) -> int:
                 + (f"; rtpengine cpu {idle[1][0]:.2f} %, rss {idle[1][1] / 1024:.1f} MiB"
                    if engine else ""))
             check = (min(timeout, RTPENGINE_TIMEOUT) + 45) if args.timeout_check else 0
-            hold_ms = int((n / args.rate + args.settle_seconds + args.idle_seconds + 120
+            # the first call must outlive the slowest ramp allowed (a machine shared with
+            # other work can take twice the nominal time) and the measurement after it
+            ramp_limit = n / args.rate * 2 + 60
+            hold_ms = int((ramp_limit + args.settle_seconds + args.idle_seconds + 120
                            + check) * 1000)
-            ramp = bench.hold(n, args.rate, hold_ms, timeout=n / args.rate * 2 + 60)
+            ramp = bench.hold(n, args.rate, hold_ms, timeout=ramp_limit)
             ramp_end = time.monotonic()
             log(f"N={n}: ramp: {ramp.describe()} -> {'clean' if ramp.clean else 'NOT clean'}")
             rss_after_ramp = rss_kb(bench.pbx.pid)
@@ -234,7 +247,61 @@ def main(procs: Procs) -> int:
             f"({r['bytes_per_call']:,.0f} B); idle CPU < 5 % {'MET' if cpu_ok else 'NOT MET'} "
             f"({r['held_cpu']:.2f} %)")
     save_json(args.json, {"machine": info, "args": vars(args), "results": results})
+    if args.plot:
+        plot_held(results, args, info)
     return 0 if ok else 1
+
+
+def plot_held(results: list[dict[str, Any]], args: argparse.Namespace,
+              info: dict[str, str]) -> None:
+    """--plot: ippbx's RSS (settled) against the calls held, one point per N measured plus
+    the idle RSS at 0; the goal's 10 KB/call line from the mean idle RSS."""
+    done = sorted((r for r in results if "held_rss_kb" in r), key=lambda r: r["calls"])
+    if not done:
+        log("plot: nothing measured to draw")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mib = 1024.0
+    fig, ax = plt.subplots(figsize=(8.5, 5.4))
+    idle = sum(r["idle_rss_kb"] for r in done) / len(done) / mib
+    xs = [0] + [r["calls"] for r in done]
+    cpus = ", ".join(f"{r['held_cpu']:.1f}" for r in done)
+    ax.plot(xs, [idle] + [r["held_rss_kb"] / mib for r in done], marker="o",
+            color="tab:blue", label=f"ippbx RSS, settled (idle CPU with N held: {cpus} %)")
+    for r in done:
+        note = f"{r['bytes_per_call']:,.0f} B/call"
+        if r["live"] != r["calls"] or not r["ramp"]["clean"]:  # (a point to distrust)
+            ax.plot([r["calls"]], [r["held_rss_kb"] / mib], marker="o", markersize=11,
+                    color="tab:orange", fillstyle="none", linestyle="none")
+            note += f"\nonly {r['live']:,} Talking" if r["live"] != r["calls"] else \
+                "\nramp not clean"
+        ax.annotate(note, (r["calls"], r["held_rss_kb"] / mib), textcoords="offset points",
+                    xytext=(8, -14), ha="left", va="top", fontsize="small", color="tab:blue")
+    ax.plot([0, xs[-1]], [idle, idle + xs[-1] * GOAL_BYTES_PER_CALL / 1024 / mib],
+            color="grey", linestyle="--", label="goal: idle RSS + 10 KB per call")
+    engine = [r for r in done if "engine" in r]
+    if engine:
+        ax.plot([0] + [r["calls"] for r in engine],
+                [engine[0]["engine"]["idle_rss_kb"] / mib]
+                + [r["engine"]["held_rss_kb"] / mib for r in engine],
+                marker="s", color="tab:red", label="rtpengine RSS")
+    ax.set_xlim(0, xs[-1] * 1.2)
+    ax.set_ylim(0, None)
+    ax.set_xlabel("calls held (extension → trunk, Talking)")
+    ax.set_ylabel("RSS (MiB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.suptitle("bench/held_calls.py " + shown_args(sys.argv[1:])
+                 + f"\n{info['cpu']}, {info['cores']} cores, load {info['loadavg_at_start']} "
+                 f"at start, {info['date'][:10]}\nippbx {info['commit']}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    plt.close(fig)
+    log(f"plot written to {args.plot} ({len(done)} measurements)")
 
 
 def timeout_check(bench: OutboundBench, probe: NgProbe, n: int, timeout: int,

@@ -13,6 +13,7 @@ Run from the repository root with the project's virtualenv:
     .venv/bin/python bench/sip_cps.py --media                       # media anchored: cost
     .venv/bin/python bench/sip_cps.py --fixed-rate 300 --step-seconds 20 --media
     .venv/bin/python bench/sip_cps.py --profile 300 --media         # ... what media costs
+    .venv/bin/python bench/sip_cps.py --step-seconds 10 --plot cps.png  # + a figure
 
 Scenarios (ippbx pinned to core 0, sipp on core 1, everything on 127.0.0.1):
   (a) an authenticated extension calls out through a trunk: 1001 REGISTERs once (a short
@@ -68,6 +69,12 @@ media, end to end); call setup is what is measured either way (the calling sipp 
 read the echo: RcvbufErrors count it). Any WARNING or worse line in ippbx's log is counted
 and shown under the step.
 
+Plot (--plot FILE.png; matplotlib, the `bench` extra, imported only then): three panels
+drawn from this run's own steps of (a) (probes, full steps and the overload step):
+ippbx's CPU % of one core and its peak RSS against the offered call rate, and goodput
+(completed calls per second of the step) against offered load beside the y = x line;
+clean steps filled, the others hollow.
+
 Method: a step holds an offered rate for --step-seconds. A step is clean with 0 failed
 calls, 0 retransmissions, 0 out-of-call / dead-call messages (UAC and UAS counted) and an
 achieved rate >= 0.95 x offered (sipp -trace_stat, read by column name). Probe steps
@@ -97,6 +104,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from benchlib import (
     BENCH,
@@ -114,6 +122,7 @@ from benchlib import (
     print_machine,
     rcvbuf_errors,
     save_json,
+    shown_args,
     table,
     wait_bound,
     workdir,
@@ -531,11 +540,7 @@ def overload_step(runner: Runner, clean_rate: float, args: argparse.Namespace) -
         f"= {offered:.0f}/s for {args.step_seconds:g} s, then up to {args.settle_seconds:g} s "
         "for the registry to empty")
     step = runner.step("a", offered, args.step_seconds, settle=args.settle_seconds)
-    # completed calls per second of the run: from the first call to the last one's end,
-    # less one hold time (a call placed at the end of the step ends that much later)
-    span = args.step_seconds
-    if not math.isnan(step.elapsed_s):
-        span = max(span, step.elapsed_s - args.hold_ms / 1000)
+    span = goodput_span(step, args.hold_ms)
     goodput = step.successful / span
     failures = ", ".join(f"{k}: {v}" for k, v in sorted((step.failures or {}).items()))
     left = ("empty " + (f"{step.empty_after_s:.0f} s after" if not math.isnan(step.empty_after_s)
@@ -715,6 +720,86 @@ def shorten(frame: str) -> str:
     return f"{name} ({where})"
 
 
+# -- plot ---------------------------------------------------------------------------------------
+
+
+def goodput_span(step: Step, hold_ms: int) -> float:
+    """The seconds a step's goodput (completed calls per second) is counted over: from the
+    first call to the last one's end, less one hold time (a call placed at the end of the
+    step ends that much later), and at least the step."""
+    span = step.seconds
+    if not math.isnan(step.elapsed_s):
+        span = max(span, step.elapsed_s - hold_ms / 1000)
+    return span
+
+
+def plot_steps(steps: list[Step], args: argparse.Namespace, info: dict[str, str]) -> None:
+    """--plot: ippbx's CPU % and peak RSS vs offered rate, goodput vs offered load, from
+    the steps of (a) in this run (clean steps filled, the others hollow)."""
+    points = sorted((s for s in steps if s.setup == "a" and s.successful + s.failed > 0),
+                    key=lambda s: s.offered)
+    if not points:
+        log("plot: no step of (a) to draw")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cpu_ax, rss_ax, right) = plt.subplots(1, 3, figsize=(15, 4.6))
+    offered = [s.offered for s in points]
+    clean = [s.clean for s in points]
+
+    def scatter(ax: Any, ys: list[float], color: str, marker: str, label: str) -> None:
+        ax.scatter([x for x, c in zip(offered, clean, strict=True) if c],
+                   [y for y, c in zip(ys, clean, strict=True) if c],
+                   color=color, marker=marker, label=f"{label}, clean step", zorder=3)
+        ax.scatter([x for x, c in zip(offered, clean, strict=True) if not c],
+                   [y for y, c in zip(ys, clean, strict=True) if not c],
+                   facecolors="none", edgecolors=color, marker=marker, zorder=3,
+                   label=f"{label}, step not clean")
+
+    cpu = [s.cpu_percent for s in points]
+    measured = [c for c in cpu if not math.isnan(c)]
+    scatter(cpu_ax, cpu, "tab:blue", "o", "CPU")
+    cpu_ax.axhline(100, color="grey", linewidth=0.8, linestyle=":")
+    cpu_ax.set_ylim(0, max([110.0] + [c * 1.1 for c in measured]))
+    cpu_ax.set_ylabel("ippbx CPU (% of one core, over the step)")
+    cpu_ax.set_title("CPU vs offered call rate")
+
+    rss = [s.rss_kb / 1024 for s in points]
+    scatter(rss_ax, rss, "tab:red", "s", "RSS")
+    rss_ax.set_ylim(0, max(rss) * 1.2)
+    rss_ax.set_ylabel("ippbx peak RSS during the step (MiB)")
+    rss_ax.set_title("RSS vs offered call rate")
+    for ax in (cpu_ax, rss_ax):
+        ax.set_xlim(0, max(offered) * 1.05)
+        ax.set_xlabel("offered call rate (calls/s)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+
+    good = [s.successful / goodput_span(s, args.hold_ms) for s in points]
+    top = max(max(offered), max(good)) * 1.05
+    right.plot([0, top], [0, top], color="grey", linestyle="--", label="y = x")
+    scatter(right, good, "tab:green", "o", "goodput")
+    right.set_xlim(0, top)
+    right.set_ylim(0, top)
+    right.set_xlabel("offered load (calls/s)")
+    right.set_ylabel("goodput: completed calls/s")
+    right.grid(True, alpha=0.3)
+    right.legend(loc="lower right", fontsize="small")
+    right.set_title("Goodput vs offered load")
+
+    fig.suptitle("bench/sip_cps.py " + shown_args(sys.argv[1:])
+                 + f" (extension → trunk with digest, hold {args.hold_ms} ms)\n"
+                 f"{info['cpu']}, {info['cores']} cores, load {info['loadavg_at_start']} at "
+                 f"start, {info['date'][:10]}, ippbx {info['commit']}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    plt.close(fig)
+    log(f"plot written to {args.plot} ({len(points)} steps)")
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -851,6 +936,9 @@ def parse_args() -> argparse.Namespace:
                    help="after the overload step, wait up to this long for no call left")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
     p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw CPU and RSS vs offered rate, goodput vs offered load (the "
+                        "steps of (a) in this run) to this PNG (needs matplotlib)")
     return p.parse_args()
 
 
@@ -896,6 +984,8 @@ def main(procs: Procs) -> int:
         if args.media:
             out["media"] = media_report(steps["a"], steps[MEDIA])
         save_json(args.json, out)
+        if args.plot:
+            plot_steps(runner.steps, args, info)
         return 0 if passed else 1
 
     sip_extra = [] if args.overload_control else ["overload_control = false"]
@@ -906,6 +996,8 @@ def main(procs: Procs) -> int:
         step = overload_step(runner, args.overload_from, args)
         out["overload"] = {"clean_rate": args.overload_from, "step": asdict(step)}
         save_json(args.json, out)
+        if args.plot:
+            plot_steps(runner.steps, args, info)
         return 0
 
     if args.profile is not None:
@@ -987,6 +1079,8 @@ def main(procs: Procs) -> int:
     out["found"] = {k: asdict(v) for k, v in results.items()}
     out["steps"] = [asdict(s) for s in runner.steps]
     save_json(args.json, out)
+    if args.plot:
+        plot_steps(runner.steps, args, info)
     return 0 if complete else 1
 
 
