@@ -14,7 +14,8 @@ a timer measures how late it fires (the event-loop lag) and samples the call cou
 (calls started per second over the last `RATE_WINDOW` seconds), and every `PING_EVERY`
 seconds each rtpengine is pinged (its health and round trip). With `[metrics] token`
 set the page wants `Authorization: Bearer <token>` (401 otherwise; compared in constant
-time); `[api] allowed_ips`, when set, limits who may scrape (403 for other addresses); `[metrics] enabled = false` leaves the page unserved (404) and subscribes and runs
+time); `[api] allowed_ips`, when set, limits who may scrape (403 for other addresses);
+`[metrics] enabled = false` leaves the page unserved (404) and subscribes and runs
 nothing. Every metric is listed in docs/metrics.md.
 """
 
