@@ -101,12 +101,16 @@ class OutboundBench:
         # wait for the last answers; then ask ippbx how many calls it holds
         time.sleep(2.0)
         target = self.live + calls
-        live = 0
-        while time.monotonic() < deadline + 30:
-            live = sum(1 for c in self.pbx.outbound(timeout=60) if c["status"] == "Talking")
-            if live >= target:
+        live, steady = -1, 0
+        failed = uac.result().failed > 0  # (then the target is out of reach: stop once
+        while time.monotonic() < deadline + 30:  # the count holds still for 3 looks)
+            now = sum(1 for c in self.pbx.outbound(timeout=60) if c["status"] == "Talking")
+            steady = steady + 1 if now == live else 0
+            live = now
+            if live >= target or (failed and steady >= 2):
                 break
             time.sleep(1.0)
+        live = max(live, 0)
         seconds = time.monotonic() - t0
         res = uac.result()
         uas = self.uas.result() if self.uas else None
