@@ -18,6 +18,9 @@ import httpx
 from pbx_harness import PbxHarness, Start, TrunkSpec, ext_password
 from sipp_harness import SippFactory, free_port
 
+from ippbx.api.console.server import MAX_STREAMS_PER_LOGIN
+from ippbx.pbx.cdr import CdrRecord
+
 NUMBER = "5551234"
 RO_USER, RO_PASSWORD = "watcher", "watcherpass"
 READONLY = (f'[[api.users]]\nusername = "{RO_USER}"\npassword = "{RO_PASSWORD}"\n'
@@ -231,4 +234,41 @@ async def test_logout_ends_the_event_stream(start_pbx: Start) -> None:
         await asyncio.wait_for(drain(), 5)  # the server closed it
         assert len(pbx.app.console._streams) == 1  # the other login's stream goes on
         await kept.aclose()
+    await pbx.stop()
+
+
+async def test_history_links_a_stored_recording_only_when_its_file_exists(
+        start_pbx: Start) -> None:
+    pbx = await start_pbx([], media={"engine": "none"})  # (a recordings directory)
+    store, directory = pbx.app.store, pbx.app.media.recordings.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    for callid, name in (("1.1", "exten-1001-1002-1.1.wav"), ("2.2", "exten-1001-1002-2.2.wav"),
+                         ("3.3", "")):
+        store.add_cdr(CdrRecord(callid, float(callid[0]), None, 5.0, "1001", "1002", 1, 0,
+                                "NO ANSWER", "Internal", recording=name))
+    (directory / "exten-1001-1002-1.1.wav").write_bytes(b"RIFF")  # (2.2's file is gone)
+    async with console(pbx) as client:
+        await login(client)
+        items = (await client.get("/console/api/cdr")).json()["items"]
+        assert {i["id"]: i["recording"] for i in items} == {
+            "1.1": "/console/api/recordings/exten-1001-1002-1.1.wav", "2.2": None, "3.3": None}
+        wav = await client.get("/console/api/recordings/exten-1001-1002-1.1.wav")
+        assert (wav.status_code, wav.content) == (200, b"RIFF")
+    await pbx.stop()
+
+
+async def test_one_login_cannot_take_every_event_stream(start_pbx: Start) -> None:
+    pbx = await start_pbx([])
+    async with console(pbx) as client, console(pbx) as other:
+        await login(client)
+        await login(other)
+        streams = [events(client) for _ in range(MAX_STREAMS_PER_LOGIN)]
+        for stream in streams:
+            await next_calls(stream, lambda data: True)
+        refused = await client.get("/console/api/events")
+        assert refused.status_code == 429
+        extra = events(other)  # (another login still gets one)
+        await next_calls(extra, lambda data: True)
+        for stream in (*streams, extra):
+            await stream.aclose()
     await pbx.stop()

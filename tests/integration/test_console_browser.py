@@ -256,10 +256,13 @@ async def test_live_call_appears_and_is_hung_up_from_the_console(
 
     unsubscribe = pbx.app.registry.subscribe(on_event)
     appeared = asyncio.ensure_future(browser.wait(row_shown, "the call's row", timeout=15))
-    near = await caller(phones, pbx, "pbx_uac_auth_recv_bye.xml", "1002",
-                        trace_msg=True).astart()
-    row, seen = await appeared
-    unsubscribe()
+    try:
+        near = await caller(phones, pbx, "pbx_uac_auth_recv_bye.xml", "1002",
+                            trace_msg=True).astart()
+        row, seen = await appeared
+    finally:  # (also when the call could not start: no wait left behind)
+        appeared.cancel()
+        unsubscribe()
     [started] = began
     assert seen - started < 1.0, f"the row came {seen - started:.2f} s after the call"
     [call] = pbx.app.registry.calls()
@@ -375,20 +378,21 @@ def silent_wav(seconds: float = 1.0, rate: int = 8000) -> bytes:
             + b"data" + struct.pack("<I", len(data)) + data)
 
 
-def old_record(n: int, start: float) -> CdrRecord:
+def old_record(n: int, start: float, recording: str = "") -> CdrRecord:
     """A finished call 1003 → 1004 an hour before `start` (calls the page pages through)."""
     return CdrRecord(callid=f"{int(start) - 3600}.{n}", start=start - 3600 - n,
                      answer=None, end=start - 3600 - n + 5, callfrom="1003", callto="1004",
                      duration=5, talk=0, status="NO ANSWER", type="Internal",
-                     caller_ext="1003", callee_ext="1004")
+                     caller_ext="1003", callee_ext="1004", recording=recording)
 
 
 async def test_call_history_search_paging_recording_and_hourly_chart(
     start_pbx: Start, phones: SippFactory, chromium: WebDriver, tmp_path: Path
 ) -> None:
-    """After a real call 1001 → 1002 (and twelve older ones put in the store): Call history
-    lists it first, with a player for its recording; pages of ten; the search narrows the
-    list to it. The chart has 24 bars, the current hour's counting the calls made."""
+    """After a real call 1001 → 1002 (and twelve older ones put in the store, the newest of
+    them recorded): Call history lists it first, a player for the recorded one; pages of
+    ten; the search narrows the list to it. The chart has 24 bars, the current hour's
+    counting the calls made."""
     pbx = await start_pbx([], media={"engine": "none"})  # (a recordings directory)
     callee = await phone(phones, pbx, "1002", "uas.xml")
     near = await caller(phones, pbx, "uac_auth.xml", "1002", duration_ms=300).astart()
@@ -396,13 +400,13 @@ async def test_call_history_search_paging_recording_and_hourly_chart(
     (await callee.await_result(15)).assert_ok(calls=1)
     await pbx.wait_idle()
     [real] = pbx.app.store.cdrs()
+    recorded = old_record(0, real.start)
+    name = recording_name("1003", "1004", recorded.start, recorded.callid)  # (the recorder's)
     for n in range(12):
-        pbx.app.store.add_cdr(old_record(n, real.start))
+        pbx.app.store.add_cdr(old_record(n, real.start, name if n == 0 else ""))
     recordings = pbx.app.media.recordings.directory
     recordings.mkdir(parents=True, exist_ok=True)
-    # (as the recorder names it: the page finds it by the call's id)
-    (recordings / recording_name("1001", "1002", real.start, real.callid)).write_bytes(
-        silent_wav())
+    (recordings / name).write_bytes(silent_wav())
 
     browser = await console_for(pbx, chromium)
     await browser.login("api", API_PASSWORD)
@@ -421,7 +425,7 @@ async def test_call_history_search_paging_recording_and_hourly_chart(
     assert browser.find("#cdr-prev").get_attribute("disabled") is not None
 
     # the recording plays in the page's player: its length is known once loaded
-    audio = f'#cdr-body tr[data-cdrid="{real.callid}"] audio'
+    audio = f'#cdr-body tr[data-cdrid="{recorded.callid}"] audio'
     assert browser.find(audio).get_attribute("controls") is not None
     await browser.script("const a = document.querySelector(arguments[0]);"
                          "a.preload = 'metadata'; a.load();", audio)

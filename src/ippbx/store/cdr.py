@@ -3,12 +3,16 @@
 Rows are `ippbx.pbx.cdr.CdrRecord`s. `cdrs()` selects by the call's start time (unix
 seconds, both ends included) and, optionally, by the extensions that took part in the call
 (`extensions`, stored comma-separated: caller, callee, transferor, transfer target).
+`cdr_page()` and `cdr_hourly()` serve the console's call history and chart. A row keeps
+the name of its call's recording file (`recording`; "" when not recorded, and for rows
+written before the column existed).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ippbx.pbx.cdr import CdrRecord
 from ippbx.store.batch import WriteQueue
@@ -34,7 +38,8 @@ CREATE TABLE IF NOT EXISTS cdr (
     inboundid  TEXT NOT NULL DEFAULT '',
     cause      INTEGER NOT NULL DEFAULT 0,
     hangup_by  TEXT NOT NULL DEFAULT '',
-    extensions TEXT NOT NULL DEFAULT ''
+    extensions TEXT NOT NULL DEFAULT '',
+    recording  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cdr_started ON cdr (started);
 CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
@@ -42,8 +47,14 @@ CREATE INDEX IF NOT EXISTS cdr_callid ON cdr (callid);
 
 _COLUMNS = ("callid, started, answered, ended, callfrom, callto, duration, talk, status, "
             "type, src_trunk, dst_trunk, caller_ext, callee_ext, outboundid, inboundid, cause, "
-            "hangup_by, extensions")
-_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            "hangup_by, extensions, recording")
+_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _record(row: Sequence[Any]) -> CdrRecord:
+    """A row selected with `_COLUMNS` as a record."""
+    return CdrRecord(*row[:-2], extensions=tuple(filter(None, row[-2].split(","))),
+                     recording=row[-1])
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -54,6 +65,8 @@ def migrate(db: sqlite3.Connection) -> None:
     if "extensions" not in columns:
         db.execute("ALTER TABLE cdr ADD COLUMN extensions TEXT NOT NULL DEFAULT ''")
         db.execute("UPDATE cdr SET extensions = trim(caller_ext || ',' || callee_ext, ',')")
+    if "recording" not in columns:  # (earlier rows: their recording is not known)
+        db.execute("ALTER TABLE cdr ADD COLUMN recording TEXT NOT NULL DEFAULT ''")
 
 
 class CdrTable(WriteQueue):
@@ -66,7 +79,8 @@ class CdrTable(WriteQueue):
             (r.callid, r.start, r.answer, r.end, r.callfrom, r.callto, r.duration, r.talk,
              r.status, r.type, r.src_trunk, r.dst_trunk, r.caller_ext, r.callee_ext,
              r.outboundid, r.inboundid, r.cause, r.hangup_by,
-             ",".join(dict.fromkeys(e for e in (r.caller_ext, r.callee_ext, *r.extensions) if e))),
+             ",".join(dict.fromkeys(e for e in (r.caller_ext, r.callee_ext, *r.extensions) if e)),
+             r.recording),
         )
 
     def cdrs(
@@ -91,8 +105,7 @@ class CdrTable(WriteQueue):
             sql += " AND (" + " OR ".join([took_part] * len(exts)) + ")"
             args += exts
         sql += " ORDER BY started, id"
-        return [CdrRecord(*row[:-1], extensions=tuple(filter(None, row[-1].split(","))))
-                for row in self._db.execute(sql, args)]
+        return [_record(row) for row in self._db.execute(sql, args)]
 
     def cdr_page(self, text: str = "", offset: int = 0, limit: int = 25,
                  ) -> tuple[int, list[CdrRecord]]:
@@ -111,8 +124,7 @@ class CdrTable(WriteQueue):
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM cdr{where} ORDER BY started DESC, id DESC LIMIT ? OFFSET ?",
             [*args, max(0, limit), max(0, offset)])
-        return total, [CdrRecord(*row[:-1], extensions=tuple(filter(None, row[-1].split(","))))
-                       for row in rows]
+        return total, [_record(row) for row in rows]
 
     def cdr_hourly(self, since: float) -> list[tuple[int, int, int]]:
         """(hour as unix seconds, calls, answered calls) for each hour since `since` in

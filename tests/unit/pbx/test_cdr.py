@@ -112,3 +112,33 @@ def test_the_database_file_is_readable_by_its_owner_only(tmp_path: Path) -> None
     path.chmod(0o644)  # made by an earlier version: tightened at the next start
     Store(path).close()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_cdr_keeps_its_recording_and_an_older_table_gains_the_column(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)  # a CDR table as an earlier version made it
+    old.execute("CREATE TABLE cdr (id INTEGER PRIMARY KEY, callid TEXT NOT NULL, "
+                "started REAL NOT NULL, answered REAL, ended REAL NOT NULL, "
+                "callfrom TEXT NOT NULL, callto TEXT NOT NULL, duration INTEGER NOT NULL, "
+                "talk INTEGER NOT NULL, status TEXT NOT NULL, type TEXT NOT NULL, "
+                "src_trunk TEXT NOT NULL DEFAULT '', dst_trunk TEXT NOT NULL DEFAULT '', "
+                "caller_ext TEXT NOT NULL DEFAULT '', callee_ext TEXT NOT NULL DEFAULT '', "
+                "outboundid TEXT NOT NULL DEFAULT '', inboundid TEXT NOT NULL DEFAULT '', "
+                "cause INTEGER NOT NULL DEFAULT 0, hangup_by TEXT NOT NULL DEFAULT '', "
+                "extensions TEXT NOT NULL DEFAULT '')")
+    old.execute("INSERT INTO cdr (callid, started, ended, callfrom, callto, duration, talk, "
+                "status, type) VALUES ('1.1', 10, 12, '1001', '1002', 2, 0, 'BUSY', "
+                "'Internal')")
+    old.commit()
+    old.close()
+    store = Store(path)
+    recorded = cdr.CdrRecord("2.2", 20.0, 21.0, 25.0, "1001", "1002", 5, 4, "ANSWERED",
+                             "Internal", recording="exten-1001-1002-x-2.2.wav")
+    store.add_cdr(recorded)
+    assert [(r.callid, r.recording) for r in store.cdrs()] == [
+        ("1.1", ""), ("2.2", "exten-1001-1002-x-2.2.wav")]
+    assert store.cdr_page("2.2")[1] == [recorded]
+    store.close()

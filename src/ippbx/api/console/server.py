@@ -18,7 +18,8 @@ events the page reads, on the API port under `/console/`.
   configuration changes go through the vendor API's own endpoints
   (`/console/api/call/<endpoint>`, run as the logged-in user), so they are validated,
   applied and reported exactly as an integrator's are.
-- The call history and the calls-per-hour chart read the CDR table.
+- The call history and the calls-per-hour chart read the CDR table (which keeps each
+  call's recording file name).
 
 The whole interface, path by path, is in docs/console.md.
 """
@@ -70,6 +71,8 @@ MAX_LOGINS = 1000
 """Console logins kept at once (the oldest goes first)."""
 MAX_STREAMS = 100
 """Event streams open at once."""
+MAX_STREAMS_PER_LOGIN = 8
+"""Event streams one login may hold (its tabs), so one login cannot take them all."""
 PER_PAGE_MAX = 200
 
 CONFIG_ENDPOINTS = frozenset({
@@ -104,7 +107,6 @@ class Login:
     user: str
     role: str
     csrf: str
-    client: str
     last_seen: float
 
 
@@ -275,7 +277,7 @@ class Console:
             self._end(oldest)
         sid = secrets.token_urlsafe(32)
         login = self._logins[sid] = Login(user, role, secrets.token_urlsafe(24),
-                                          request.client, self._clock())
+                                          self._clock())
         cookie = (f"{COOKIE}={sid}; Path=/console; HttpOnly; SameSite=Strict").encode()
         log.info("console: %s logged in from %s", user, request.client)
         return _json(self._me(login), extra=((b"Set-Cookie", cookie),))
@@ -387,34 +389,20 @@ class Console:
             return {"total": 0, "page": page, "per_page": per_page, "items": []}
         total, records = store.cdr_page(query.get("q", "")[:100], (page - 1) * per_page,
                                         per_page)
-        recorded = self._recorded({r.callid for r in records})
         tz = zone(self.ctx.config.pbx.timezone)
         items = [{
             "id": r.callid, "start": local_time(r.start, tz), "caller": r.callfrom,
             "callee": r.callto, "trunk": r.dst_trunk or r.src_trunk, "type": r.type,
             "status": r.status, "duration": r.duration, "talk": r.talk,
-            "recording": (f"/console/api/recordings/{recorded[r.callid]}"
-                          if r.callid in recorded else None),
+            "recording": (f"/console/api/recordings/{r.recording}"
+                          if self._has_recording(r.recording) else None),
         } for r in records]
         return {"total": total, "page": page, "per_page": per_page, "items": items}
 
-    def _recorded(self, callids: set[str]) -> dict[str, str]:
-        """The recording file of each of `callids` that has one (names end in
-        `-<uniqueid>.wav`)."""
+    def _has_recording(self, name: str) -> bool:
+        """Whether the recording `name` (a CDR's) is in the recordings directory."""
         recordings = self.ctx.recordings
-        if recordings is None or not callids:
-            return {}
-        found: dict[str, str] = {}
-        try:
-            with os.scandir(recordings.directory) as entries:
-                for entry in entries:
-                    stem = entry.name.removesuffix(".wav")
-                    for callid in callids:
-                        if stem.endswith("-" + callid):
-                            found[callid] = entry.name
-        except OSError:
-            return {}
-        return found
+        return bool(name) and recordings is not None and recordings.path_of(name) is not None
 
     def _recording(self, name: str) -> HttpResponse:
         recordings = self.ctx.recordings
@@ -483,6 +471,8 @@ class Console:
     def _events(self, sid: str) -> HttpResponse:
         if len(self._streams) >= MAX_STREAMS:
             raise Refused(503, "too many consoles open")
+        if sum(owner == sid for owner in self._streams.values()) >= MAX_STREAMS_PER_LOGIN:
+            raise Refused(429, "too many consoles open with this login")
 
         def opened(stream: Stream) -> None:
             self._streams[stream] = sid
