@@ -156,9 +156,10 @@ class SessionManager:
     ) -> Session:
         """Check credentials and open a session; raise ApiError on refusal."""
         now = self._clock()
-        self.authenticate(username, password, source_ip, check=lambda: check_port(port))
+        self._admit(username, password, source_ip, now)
         port = check_port(port)
-        assert username is not None
+        assert username is not None and password is not None  # (_admit refuses blanks)
+        self._verify(username, password, source_ip, now)
         token = secrets.token_hex(16)
         session = Session(
             token=token,
@@ -177,13 +178,19 @@ class SessionManager:
         self._save(session)
         return session
 
-    def authenticate(self, username: str | None, password: str | None, source_ip: str,
-                     check: Callable[[], object] | None = None) -> str:
+    def authenticate(self, username: str | None, password: str | None,
+                     source_ip: str) -> str:
         """The role of `username` if `password` (its MD5 hex) is right, from an allowed
         address that is not locked out; raise ApiError otherwise (a wrong password counts
-        toward the lockout). `check` runs once the request is complete, before the
-        password is compared (login's own field checks)."""
+        toward the lockout). The checks of `login`, without opening a session."""
         now = self._clock()
+        self._admit(username, password, source_ip, now)
+        assert username is not None and password is not None  # (_admit refuses blanks)
+        return self._verify(username, password, source_ip, now)
+
+    def _admit(self, username: str | None, password: str | None, source_ip: str,
+               now: float) -> None:
+        """Refuse an address not allowed or locked out, and blank credentials."""
         self._maybe_purge(now)
         if not self.ip_allowed(source_ip):
             raise ApiError(Errno.IP_LOCKED, "address not in allowed_ips")
@@ -194,8 +201,9 @@ class SessionManager:
             del self._failures[source_ip]
         if not username or not password:
             raise ApiError(Errno.MISSING_PARAM, "username and password are required")
-        if check is not None:
-            check()
+
+    def _verify(self, username: str, password: str, source_ip: str, now: float) -> str:
+        """`username`'s role if `password` is right; a wrong one counts toward the lockout."""
         if not self._credentials_ok(username, password):
             self._record_failure(source_ip, now)
             raise ApiError(Errno.BAD_CREDENTIALS)
