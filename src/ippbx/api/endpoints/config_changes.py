@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ippbx.api.endpoints.config import required_names
@@ -233,11 +233,26 @@ def delete(req: ApiRequest, kind: str, field: str, *, allow_all: bool = True,
     return apply(lambda: config.delete(kind, chosen), not_found=not_found)
 
 
-def extension_add(req: ApiRequest) -> Mapping[str, Any]:
+def add(req: ApiRequest, kind: str, fields_of: FieldsOf, required: Sequence[str] = (), *,
+        key: str = "") -> Mapping[str, Any]:
+    """`…/add` of an object of `kind`: the body's `key` field (its number or name, seeding
+    the fields under the same name), then its `required` fields, must be given (10004)."""
     config = running(req)
-    fields = extension_fields(req, {"number": req.require("number")})
-    fields.setdefault("password", secrets.token_urlsafe(15))
-    return apply(lambda: config.add("extensions", fields))
+    seed = {key: req.require(key)} if key else {}
+    for field in required:
+        req.require(field)
+    fields = fields_of(req, seed)
+    return apply(lambda: config.add(kind, fields))
+
+
+def _new_extension_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
+    fields = extension_fields(req, current)
+    fields.setdefault("password", secrets.token_urlsafe(15))  # (the vendor's: optional)
+    return fields
+
+
+def extension_add(req: ApiRequest) -> Mapping[str, Any]:
+    return add(req, "extensions", _new_extension_fields, key="number")
 
 
 def _renumbered_extension_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,11 +293,7 @@ def trunk_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def siptrunk_add(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    for field in ("trunkname", "trunktype", "host"):
-        req.require(field)
-    fields = trunk_fields(req, {})
-    return apply(lambda: config.add("trunks", fields))
+    return add(req, "trunks", trunk_fields, ("trunkname", "trunktype", "host"))
 
 
 def siptrunk_update(req: ApiRequest) -> Mapping[str, Any]:
@@ -312,11 +323,7 @@ def outroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, An
 
 
 def outroute_add(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    for field in ("name", "matchpattern", "trunks"):
-        req.require(field)
-    fields = outroute_fields(req, {})
-    return apply(lambda: config.add("outbound_routes", fields))
+    return add(req, "outbound_routes", outroute_fields, ("name", "matchpattern", "trunks"))
 
 
 def outroute_update(req: ApiRequest) -> Mapping[str, Any]:
@@ -344,11 +351,7 @@ def inroute_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any
 
 
 def inroute_add(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    name = req.require("name")
-    req.require("desttype")
-    fields = inroute_fields(req, {"name": name})
-    return apply(lambda: config.add("inbound_routes", fields))
+    return add(req, "inbound_routes", inroute_fields, ("desttype",), key="name")
 
 
 def inroute_update(req: ApiRequest) -> Mapping[str, Any]:
@@ -421,11 +424,7 @@ def _paging_fields(req: ApiRequest, current: Mapping[str, Any]) -> dict[str, Any
 
 
 def paginggroup_add(req: ApiRequest) -> Mapping[str, Any]:
-    config = running(req)
-    number = req.require("number")
-    req.require("member")
-    fields = _paging_fields(req, {"number": number})
-    return apply(lambda: config.add("paging_groups", fields))
+    return add(req, "paging_groups", _paging_fields, ("member",), key="number")
 
 
 def paginggroup_update(req: ApiRequest) -> Mapping[str, Any]:
