@@ -142,6 +142,7 @@ class App:
         self.metrics = Metrics.for_app(self)
         self.console = Console(self.api_context, self.pbx.registrar, self.pbx.trunks)
         web = build_app(self.api_context, self._pages(config))
+        self.metrics.api_requests = web.requests
         host, port = config.api.listen_address
         raise_nofile_limit()  # (TCP connections are descriptors: SIP, API, reports)
         self.api = ApiServer(web, host, port, guard=self._guard())

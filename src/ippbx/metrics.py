@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -393,6 +393,8 @@ class Metrics:
         self.engine: EngineWatch | None = None
         self.scrapes = 0
         self._app: App | None = None
+        # API requests by (endpoint, errno): the API handler's counter, once it exists
+        self.api_requests: Mapping[tuple[str, int], int] = {}
         if enabled:
             self.registry.register(self)
             ProcessCollector(namespace="ippbx", registry=self.registry)
@@ -515,7 +517,7 @@ class Metrics:
         yield from _registrar_families(app)
         yield from _trunk_families(app)
         yield from _report_families(app)
-        yield from _api_families(app)
+        yield from _api_families(app, self.api_requests)
         yield from _sip_families(app)
         yield from _media_families(app, self.engine)
 
@@ -574,14 +576,12 @@ def _report_families(app: App) -> Iterator[Metric]:
                             value=delivery.pending())
 
 
-def _api_families(app: App) -> Iterator[Metric]:
+def _api_families(app: App, counted: Mapping[tuple[str, int], int]) -> Iterator[Metric]:
     requests = CounterMetricFamily(
         "ippbx_api_requests_total", "API requests answered, by endpoint and errno "
         "(0: Success; endpoint `unknown` for paths the API does not have).",
         labels=["endpoint", "errno"])
-    server = getattr(app, "api", None)  # (read now: the metrics are built before it)
-    counted = getattr(getattr(server, "app", None), "requests", None)
-    for (endpoint, errno), n in sorted((counted or Counter()).items()):
+    for (endpoint, errno), n in sorted(counted.items()):
         requests.add_metric([endpoint, str(errno)], n)
     yield requests
     yield GaugeMetricFamily("ippbx_api_sessions", "API sessions logged in and not expired.",

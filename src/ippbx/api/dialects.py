@@ -226,10 +226,10 @@ def dispatch(
         request = ApiRequest(ctx, dialect, fmt, data, client_ip, token, session)
         payload = endpoint.handler(request)
         if isinstance(payload, EncodedList):
-            return Answer({}, fmt, listing=payload, endpoint=endpoint.path)
+            return Answer({}, fmt, None, payload, endpoint.path)  # (positional: cheaper)
         if isinstance(payload, FileReply):
-            return Answer({}, fmt, payload, endpoint=endpoint.path)
-        return Answer(codec.success(payload), fmt, endpoint=endpoint.path)
+            return Answer({}, fmt, payload, None, endpoint.path)
+        return Answer(codec.success(payload), fmt, None, None, endpoint.path)
     except ApiError as exc:
         log.debug("api %s %s from %s: %s", method, path, client_ip, exc)
         errno = dialect.errno(exc.errno)

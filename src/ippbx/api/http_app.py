@@ -2,8 +2,8 @@
 `ippbx.api.http_server` calls with each whole request.
 
 - `OPTIONS` on any path: 200, the two CORS headers and `Access-Control-Allow-Headers`.
-- The pages (`pages`: a path prefix and its handler, e.g. `/metrics`, `/console`,
-  `/api/openapi.json`), each with the paths under it.
+- The pages (`pages`: a path prefix and its handler, e.g. `/metrics`, `/console`), each
+  with the paths under it; a page under `/api/` (`/api/openapi.json`) is that path only.
 - Any other path outside `/api/`: HTTP 404 (with the CORS headers).
 - Anything else under `/api/`: HTTP 200 with the envelope from `dispatch`.
 
@@ -22,7 +22,7 @@ query's answer (`codec.EncodedList`) is sent as its pieces when it is larger tha
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
@@ -98,8 +98,7 @@ Page = tuple[str, Handler]
 
 def _page_for(pages: Sequence[Page], path: str) -> Handler | None:
     for prefix, handler in pages:
-        if path == prefix or (path.startswith(prefix) and path[len(prefix)] == "/") \
-                or prefix == "/":
+        if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
             return handler
     return None
 
@@ -110,10 +109,10 @@ class ApiApp:
 
     def __init__(self, ctx: ApiContext, pages: Sequence[Page] = ()) -> None:
         self.ctx = ctx
-        self.pages = tuple(pages)
-        self._api_pages = tuple(p for p in self.pages if p[0].startswith(API_PREFIX))
-        self._other_pages = tuple(p for p in self.pages if not p[0].startswith(API_PREFIX))
-        self.requests: Counter[tuple[str, int]] = Counter()
+        # (an API path pays one dict lookup for the pages)
+        self._api_pages = {p: h for p, h in pages if p.startswith(API_PREFIX)}
+        self._other_pages = tuple(p for p in pages if not p[0].startswith(API_PREFIX))
+        self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         """API requests answered, by (endpoint, errno); errno 0 is Success."""
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -124,10 +123,9 @@ class ApiApp:
         if not path.startswith(API_PREFIX):
             page = _page_for(self._other_pages, path)
             return _NOT_FOUND if page is None else page(request)
-        if self._api_pages:
-            page = _page_for(self._api_pages, path)
-            if page is not None:
-                return page(request)
+        page = self._api_pages.get(path)
+        if page is not None:
+            return page(request)
         answer = dispatch(
             self.ctx,
             method=method,
