@@ -164,22 +164,32 @@ def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
         Histogram((1.0, 0.5))
 
 
+async def probed(probe: LoopProbe, ticks: int, timeout: float = 5.0) -> None:
+    """Until the probe has sampled the loop `ticks` times (bounded)."""
+    deadline = time.monotonic() + timeout
+    while len(probe._lags) < ticks:
+        assert time.monotonic() < deadline, f"the probe did not tick {ticks} times"
+        await asyncio.sleep(0.01)
+
+
 async def test_the_loop_probe_sees_a_blocked_loop_and_leaves_no_timer() -> None:
     created = [0]
     probe = LoopProbe(lambda: created[0])
     probe.start(asyncio.get_running_loop())
-    await asyncio.sleep(0.6)  # (a probe or so, on an idle loop)
-    assert probe.lag < 0.2
-    time.sleep(0.7)  # the loop is blocked past the next probe's time
-    await asyncio.sleep(0.05)
-    assert probe.max_lag() >= 0.15
-    created[0] = 30
-    assert probe.setup_rate() == pytest.approx(30 / 1.3, rel=0.3)
-    probe.stop()
+    try:
+        await probed(probe, 1)  # (a probe, on an idle loop)
+        assert probe.lag < 0.2
+        time.sleep(0.7)  # the loop is blocked past the next probe's time
+        await probed(probe, 2)
+        assert probe.max_lag() >= 0.15
+        created[0] = 30
+        assert probe.setup_rate() == pytest.approx(30 / 1.3, rel=0.3)
+    finally:
+        probe.stop()
     assert not probe.running
-    lag = probe.lag
-    await asyncio.sleep(0.7)
-    assert probe.lag == lag  # (no tick after stop)
+    lag, ticks = probe.lag, len(probe._lags)
+    await asyncio.sleep(0.7)  # (longer than a probe's period: none may come)
+    assert (probe.lag, len(probe._lags)) == (lag, ticks)  # (no tick after stop)
 
 
 def request(path: str = "/metrics", method: str = "GET",
