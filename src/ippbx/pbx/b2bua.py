@@ -945,6 +945,10 @@ class B2BUA:
         bridge.sdp["b"] = response.body
         self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
+        # answered now (its 2xx is ACKed): a BYE while the engine bridges the media ends
+        # an answered call (ANSWER, BYE, an ANSWERED CDR), not one nobody picked up
+        if leg.live:
+            self.registry.set_status(leg.id, LegStatus.TALKING)
         await self.answer_sdp(bridge, bridge.call.caller, leg, response.body)
         if bridge.ended:
             # ended while with the engine: the callee's dialog was the bridge's then, so
@@ -957,7 +961,6 @@ class B2BUA:
             return None
         if self.media is not None:  # the application's player is done with the caller
             self.spawn(self.media.stop_playing(bridge.call.callid, bridge.call.caller.id))
-        self.registry.set_status(leg.id, LegStatus.TALKING)
         self.registry.set_status(bridge.call.caller.id, LegStatus.TALKING)
         self._keep(bridge, response, False)
         return None
@@ -1366,10 +1369,11 @@ class B2BUA:
         bridge.sdp["b"] = response.body
         self.remember(bridge, "b", ci.dialog)
         self.ua.ack(ci.dialog)
+        if leg.live:  # (as above: answered now, before the engine's round trip)
+            self.registry.set_status(leg.id, LegStatus.TALKING)
         headers = [("Content-Type", response.get("Content-Type") or bridge.content_type)]
         body = await self.answer_sdp(bridge, bridge.call.caller, leg, response.body)
         self.ua.ack(bridge.a_dialog, body, headers if body else ())
-        self.registry.set_status(leg.id, LegStatus.TALKING)
         if self.session_expires:  # (the first party's 200 came without our offer)
             bridge.a_session = SessionTimer(self.session_expires, we_refresh=True)
         self._keep(bridge, response, False)
