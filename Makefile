@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine chromium:chromium \
-  chromium-driver:chromedriver
+  chromium-driver:chromedriver janus:janus
 
 .PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts
 
@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests use (sipp from sip-tester, wrk, baresip) and ippbx runs
-# (rtpengine from rtpengine-daemon, the media engine); installed only when missing.
+# (rtpengine from rtpengine-daemon, the media engine; janus, the conference mixer);
+# installed only when missing.
 debs:
 	@missing=""; for pair in $(DEBS); do pkg=$${pair%%:*}; cmd=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
