@@ -59,6 +59,13 @@ SPEECH: dict[str, str] = {
     "agent-logout": "Agent logged out.",
     "agent-paused": "Agent paused.",
     "agent-unpaused": "Agent unpaused.",
+    "conf-enter-pin": "Please enter the conference password, followed by pound.",
+    "conf-wrong-pin": "That password is not correct.",
+    "conf-full": "This conference is full.",
+    "conf-waiting": "The conference will begin when the moderator arrives.",
+    "conf-only": "You are the only person in this conference.",
+    "conf-muted": "You are muted.",
+    "conf-unmuted": "You are no longer muted.",
     **{f"digit-{n}": word for n, word in enumerate(_DIGITS)},
 }
 # name -> (frequency in Hz, seconds, fade in and out in seconds, silence after it)
@@ -67,6 +74,9 @@ TONES: dict[str, tuple[float, float, float, float]] = {
     # the ringback a caller hears while ippbx rings a party for it (ETSI: 425 Hz, 1 s on,
     # 4 s off), played over and over
     "ringback": (425.0, 1.0, 0.01, 4.0),
+    # a member joins / leaves a conference room: what the others hear
+    "conf-join": (880.0, 0.25, 0.01, 0.0),
+    "conf-leave": (440.0, 0.25, 0.01, 0.0),
 }
 NAMES = frozenset(SPEECH) | frozenset(TONES)
 

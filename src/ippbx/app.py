@@ -43,6 +43,7 @@ from ippbx.metrics import Metrics
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
+from ippbx.pbx.conferences import Conferences
 from ippbx.pbx.ids import set_node
 from ippbx.pbx.listen import Listening
 from ippbx.pbx.media_service import MediaService
@@ -111,6 +112,13 @@ class App:
         self.applications.agent_code = self.queues.feature_code
         self.paging = Paging(self.pbx.b2bua, config.paging_groups, config.media.prompts)
         self.applications.paging = self.paging
+        # conference rooms, mixed by the media service's janus
+        self.conferences = Conferences(self.pbx.b2bua, config.conferences,
+                                       config.media.prompts, self.media.mixer,
+                                       config.media.recordings)
+        self.applications.conferences = self.conferences
+        self.conferences.control = self.pbx.control
+        self.media.on_mixer_restart = self.conferences.mixer_restarted
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
             config.api, clock=clock, store=self.store, wall_clock=wall_clock
@@ -134,6 +142,7 @@ class App:
             listening=self.listening,
             mailboxes=self.pbx.mailboxes,
             queues=self.queues,
+            conferences=self.conferences,
             inbound=self.pbx.b2bua.inbound,
             running=self.running,
         )
@@ -174,6 +183,8 @@ class App:
         self.applications.reconfigure(new)
         self.queues.reconfigure(new)
         self.paging.reconfigure(new.paging_groups)
+        self.conferences.reconfigure(new.conferences)
+        self.media.reconfigure(new)
         self.reports.reconfigure(new)
         self.api_context.config = new
         self.reports.config_changed(change.kind, change.operation, change.keys)

@@ -283,6 +283,11 @@ class MediaSection(_Model):
     prompts: str = "prompts"
     recordings: str = "recordings"
     keep_recordings_days: int = Field(30, ge=0)
+    # the conference mixer (Janus AudioBridge): "" runs ippbx's own janus when it is
+    # installed (and the engine is rtpengine), "none" none, a URL an external one
+    janus: str = ""
+    janus_port_min: int = Field(41000, ge=1024, le=65535)
+    janus_port_max: int = Field(44999, ge=1024, le=65535)
 
     @field_validator("ng")
     @classmethod
@@ -310,10 +315,20 @@ class MediaSection(_Model):
     def _check_moh(cls, v: str) -> str:
         return _existing_file(v)
 
+    @field_validator("janus")
+    @classmethod
+    def _check_janus(cls, v: str) -> str:
+        if v in ("", "none") or re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            return v
+        raise ValueError(f"{v!r}: want \"\" (ippbx's own janus), \"none\" or "
+                         "http://host:port/janus")
+
     @model_validator(mode="after")
     def _check_ports(self) -> MediaSection:
         if self.port_min >= self.port_max:
             raise ValueError("port_min must be below port_max")
+        if self.janus_port_min >= self.janus_port_max:
+            raise ValueError("janus_port_min must be below janus_port_max")
         return self
 
     @property
@@ -424,7 +439,8 @@ def _move_sip_ban_keys(data: object) -> object:
 # Where a call may be sent: an extension, an IVR, a ring group, a queue, a mailbox
 # (`voicemail:N` leaves a message in N's), a number dialled as the one sending it would
 # dial it (`number:N`, route prefix included), or nowhere (`hangup`).
-DESTINATION_KINDS = ("extension", "ivr", "ringgroup", "queue", "voicemail", "number")
+DESTINATION_KINDS = ("extension", "ivr", "ringgroup", "queue", "voicemail", "conference",
+                     "number")
 _DESTINATION = re.compile(r"(?:(?:" + "|".join(DESTINATION_KINDS)
                           + r"):[0-9A-Za-z*#+_.-]{1,32}|hangup)")
 
@@ -544,6 +560,30 @@ class PagingGroup(_Model):
     duplex: bool = False
 
 
+_Pin = Annotated[str, Field(pattern=r"^[0-9]{0,16}$")]
+
+
+class Conference(_Model):
+    """A conference room (`[[conferences]]`), mixed by Janus AudioBridge: callers to its
+    number key `pin` (if set) or `moderator_pin` (a moderator); with
+    `wait_for_moderator` the others hear music until a moderator is in. At most
+    `max_members` at once; `record` records the room's mix."""
+
+    number: _Number
+    name: str = Field("", max_length=63)
+    pin: _Pin = ""
+    moderator_pin: _Pin = ""
+    wait_for_moderator: bool = False
+    max_members: int = Field(20, ge=2, le=200)
+    record: bool = False
+
+    @model_validator(mode="after")
+    def _pins_differ(self) -> Conference:
+        if self.moderator_pin and self.moderator_pin == self.pin:
+            raise ValueError("moderator_pin must differ from pin")
+        return self
+
+
 class VoicemailSection(_Model):
     """Mailboxes: messages (WAV) under `directory`, at most `max_seconds` long each
     (`#` or hanging up ends one sooner), and mailbox features codes."""
@@ -644,6 +684,7 @@ class Config(_Model):
     ring_groups: list[RingGroup] = []
     queues: list[Queue] = []
     paging_groups: list[PagingGroup] = []
+    conferences: list[Conference] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -677,7 +718,8 @@ class Config(_Model):
         owners: dict[str, str] = {}
         for section, items in (("extensions", self.extensions), ("ivrs", self.ivrs),
                                ("ring_groups", self.ring_groups), ("queues", self.queues),
-                               ("paging_groups", self.paging_groups)):
+                               ("paging_groups", self.paging_groups),
+                               ("conferences", self.conferences)):
             for i, item in enumerate(items):
                 number = item.number  # type: ignore[attr-defined]
                 if number in owners:
@@ -690,6 +732,7 @@ class Config(_Model):
             "ivr": {v.number for v in self.ivrs},
             "ringgroup": {g.number for g in self.ring_groups},
             "queue": {q.number for q in self.queues},
+            "conference": {c.number for c in self.conferences},
         }
         where: list[tuple[str, str]] = []
         for i, route in enumerate(self.inbound_routes):
@@ -774,7 +817,8 @@ def format_validation_error(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     if msg.startswith(("outbound_routes[", "inbound_routes[", "extensions[", "trunks[",
-                       "ivrs[", "ring_groups[", "queues[", "paging_groups[")):
+                       "ivrs[", "ring_groups[", "queues[", "paging_groups[",
+                       "conferences[")):
         return msg
     return f"{loc}: {msg}" if loc else msg
 

@@ -51,6 +51,7 @@ KEYS: dict[str, str] = {
     "ring_groups": "number",
     "queues": "number",
     "paging_groups": "number",
+    "conferences": "number",
 }
 KINDS = tuple(KEYS)
 SECTIONS = tuple(name for name in Config.model_fields if name not in KEYS)

@@ -376,8 +376,9 @@ _INROUTE_FIELDS: dict[str, Param] = {
     "did": opt("DID pattern (\"\": any)"),
     "caller_id": opt("caller pattern (\"\": any)"),
     "trunk": opt("ippbx's own: the trunk whose calls the route takes (absent: any)"),
-    "desttype": opt("destination kind (`conference`, `disa`, `callback` are refused)",
-                    enum=("extension", "voicemail", "ivr", "ringgroup", "queue", "hangup")),
+    "desttype": opt("destination kind (`disa`, `callback` are refused)",
+                    enum=("extension", "voicemail", "ivr", "ringgroup", "queue", "conference",
+                          "hangup")),
     "dest": opt("destination number (required unless `hangup`)"),
 }
 
@@ -537,7 +538,8 @@ DOCS: dict[str, EndpointDoc] = {
                 "listenedext": req("extension in a call", "1001")},
         answer={"callid": _CALL_ID},
         errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
-                E.EXTENSION_NOT_IDLE, E.INTERNAL)),
+                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
+                E.INTERNAL)),
     "inbound/accept": EndpointDoc(
         "Let an inbound call held for a decision go on (Yeastar's Control Inbound Call)",
         "Only calls on a route with `control_inbound_call`; the call is not answered.",
@@ -906,5 +908,65 @@ DOCS: dict[str, EndpointDoc] = {
         "Delete paging groups",
         fields={"number": req("one number, a comma list, or `all`", "6400")},
         errnos=(*_CONFIG_CHANGE, E.NUMBER_NOT_FOUND)),
+    # -- conferences ---------------------------------------------------------------------
+    "conference/query": EndpointDoc(
+        "Conference rooms' settings",
+        "Numbers of which none is a room: 10011.",
+        {"number": req("one room number, a comma list, or `all`", "all")},
+        {"conferences": items(obj({
+            "number": text(), "name": text(),
+            "participantepassword": text("participant PIN (the vendor's spelling)"),
+            "moderatorpassword": text("moderator PIN"),
+            "waitformoderator": text(enum=("yes", "no")),
+        }))},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+    "conference/query_in_session": EndpointDoc(
+        "The rooms in session and who is in them",
+        "Rooms with nobody in them are not listed; numbers of which none is a room: 10011.",
+        {"number": req("one room number, a comma list, or `all`", "6600")},
+        {"conference": items(obj({
+            "conferencenumber": text(), "conferencename": text(),
+            "member": repeated(obj({
+                "number": text("the member's extension or number"),
+                "channelid": text("`SIP/<number>-<leg id>`"),
+                "memberstatus": text("`HOLD`: waiting for a moderator", enum=("Up", "HOLD")),
+                "moderator": text(enum=("yes", "no")),
+                "muted": text(enum=("yes", "no")),
+                "callid": text("the member's call"),
+            })),
+        }))},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+    "conference/update": EndpointDoc(
+        "Change a conference room (fields not given keep their value)",
+        fields={"number": req("room number", "6600"),
+                "name": opt("room name; none of & ' < > ` | $ ] \\ \""),
+                "participantepassword": opt("participant PIN, digits; empty: none"),
+                "moderatorpassword": opt("moderator PIN, digits; empty: none"),
+                "waitformoderator": opt("participants wait for a moderator",
+                                        enum=("yes", "no"))},
+        errnos=(*_CONFIG_CHANGE, E.NUMBER_NOT_FOUND)),
+    "conference/add_member": EndpointDoc(
+        "Call numbers into a room (extensions, or outside numbers through the routes "
+        "open to all extensions); each joins when it answers, without a PIN",
+        fields={"number": req("room number", "6600"),
+                "invitemember": req("one number or a comma list", "1003,95550005555")},
+        answer={"callid": text("the new calls' ids, a comma list")},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND, E.EXTENSION_NOT_FOUND,
+                E.NO_OUTBOUND_PERMISSION, E.INTERNAL)),
+    "conference/kick_member": EndpointDoc(
+        "Hang up members of a room",
+        fields={"number": req("room number", "6600"),
+                "membernumber": req("one member number or a comma list", "1003")},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+    "conference/mute_member": EndpointDoc(
+        "Mute members of a room (the others stop hearing them)",
+        fields={"number": req("room number", "6600"),
+                "membernumber": req("one member number or a comma list", "1003")},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+    "conference/unmute_member": EndpointDoc(
+        "Unmute members of a room",
+        fields={"number": req("room number", "6600"),
+                "membernumber": req("one member number or a comma list", "1003")},
+        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
 }
 """Every endpoint's description, by name (a test checks it covers `ENDPOINTS`)."""

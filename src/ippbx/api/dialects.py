@@ -34,6 +34,7 @@ from ippbx.api.endpoints import (
     auth,
     calls,
     cdr,
+    conferences,
     config,
     config_changes,
     control,
@@ -116,9 +117,8 @@ DIALECTS: dict[str, Dialect] = {d.version: d for d in (OPENVOX, YEASTAR)}
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
-    for module in (auth, calls, cdr, config, config_changes, control, inbound, ivr, paging,
-                   queues,
-                   recording, system, voicemail)
+    for module in (auth, calls, cdr, conferences, config, config_changes, control, inbound,
+                   ivr, paging, queues, recording, system, voicemail)
     for e in module.ENDPOINTS
 }
 

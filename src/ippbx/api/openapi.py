@@ -49,6 +49,8 @@ TAGS: dict[str, tuple[str, str]] = {
                                          "or a queue."),
     "queues": ("Queues", "Queue settings, live state, agents."),
     "paging": ("Paging groups", "The paging groups."),
+    "conferences": ("Conferences", "Conference rooms: settings, who is in them, invite, "
+                                   "mute, kick."),
     "system": ("System", "The PBX itself."),
     "config": ("Configuration queries", "Extensions, trunks and routes, with live status."),
     "config_changes": ("Configuration changes", "Add, change, delete (admin API users; "

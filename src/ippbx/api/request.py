@@ -28,6 +28,7 @@ from ippbx.store.sqlite import Store
 if TYPE_CHECKING:
     from ippbx.api.dialects import Dialect
     from ippbx.media.recordings import Recordings
+    from ippbx.pbx.conferences import Conferences
     from ippbx.pbx.control import CallControl
     from ippbx.pbx.inbound_control import InboundControl
     from ippbx.pbx.listen import Listening
@@ -76,6 +77,7 @@ class ApiContext:
     listening: Listening | None = None  # extension/listen (None: no PBX behind)
     mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
     queues: Queues | None = None  # queue/* (None: no PBX behind)
+    conferences: Conferences | None = None  # conference/* live (None: no PBX behind)
     inbound: InboundControl | None = None  # inbound/accept|refuse (None: no PBX behind)
     running: RunningConfig | None = None  # the write endpoints (None: configuration fixed)
 

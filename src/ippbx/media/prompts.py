@@ -1,8 +1,9 @@
 """ippbx's built-in voice prompts, and finding a prompt's WAV by name.
 
 ippbx ships a small set of prompts in the package (`ippbx/prompts/NAME.wav`, 8 kHz mono
-16-bit): a greeting, hold and voicemail phrases, the digits, a beep. They are made by
-`tools/make_prompts.py` from espeak-ng's synthetic voice and a computed tone, so they
+16-bit): a greeting, hold, voicemail and conference phrases, the digits, a beep and
+the tones of a conference's joins and leaves. They are made by
+`tools/make_prompts.py` from espeak-ng's synthetic voice and computed tones, so they
 are ours to ship. A user's own WAV of the same name in `[media] prompts` replaces one.
 """
 
@@ -20,6 +21,8 @@ BUILTIN_PROMPTS = frozenset({
     "dnd-on", "dnd-off", "forward-on", "forward-off",
     "queue-position", "queue-in-line", "agent-login", "agent-logout", "agent-paused",
     "agent-unpaused",
+    "conf-enter-pin", "conf-wrong-pin", "conf-full", "conf-waiting", "conf-only",
+    "conf-muted", "conf-unmuted", "conf-join", "conf-leave",
     *(f"digit-{n}" for n in range(10)),
 })
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -45,6 +45,7 @@ from ippbx.pbx.dialplan import (
     Feature,
     Refusal,
     Refused,
+    ToConference,
     ToFeature,
     ToIvr,
     ToMailbox,
@@ -102,6 +103,13 @@ class Runner(Protocol):
                   max_forwards: int, depth: int) -> int | None: ...
 
 
+class ConferenceRunner(Protocol):
+    """Conference rooms (`pbx/conferences.py`): they answer the caller themselves."""
+
+    async def run(self, apps: Applications, bridge: Bridge, destination: ToConference,
+                  max_forwards: int, depth: int) -> int | None: ...
+
+
 class Applications:
     """Runs the applications on calls the B2BUA hands it (`B2BUA.apps`)."""
 
@@ -118,9 +126,11 @@ class Applications:
         self.ivrs: dict[str, Ivr] = {i.number: i for i in config.ivrs}
         self._numbers = sorted({*b2bua.extensions, *self.ivrs, *b2bua.groups,
                                 *(q.number for q in config.queues),
-                                *(p.number for p in config.paging_groups)})
+                                *(p.number for p in config.paging_groups),
+                                *(c.number for c in config.conferences)})
         self.queues: Runner | None = None  # call queues (pbx/queues.py)
         self.paging: Runner | None = None  # paging groups (pbx/paging.py)
+        self.conferences: ConferenceRunner | None = None  # rooms (pbx/conferences.py)
         # a queue agent's feature code (`*71`-`*74`): carried out, the prompt to confirm
         self.agent_code: Callable[[ToFeature], str] | None = None
 
@@ -130,7 +140,8 @@ class Applications:
         self.ivrs = {i.number: i for i in config.ivrs}
         self._numbers = sorted({*self.b2bua.extensions, *self.ivrs, *self.b2bua.groups,
                                 *(q.number for q in config.queues),
-                                *(p.number for p in config.paging_groups)})
+                                *(p.number for p in config.paging_groups),
+                                *(c.number for c in config.conferences)})
 
     # -- the entry point ----------------------------------------------------------------
     async def run(self, bridge: Bridge, destination: Destination, max_forwards: int,
@@ -140,6 +151,10 @@ class Applications:
             if runner is None:
                 return 480
             return await runner.run(self, bridge, destination, max_forwards, depth)
+        if isinstance(destination, ToConference):
+            if self.conferences is None:
+                return 480
+            return await self.conferences.run(self, bridge, destination, max_forwards, depth)
         status = await self.enter(bridge)
         if status is not None:
             return status
@@ -341,7 +356,8 @@ class Applications:
         bridge.call.application = ""
         path = self._file("ringback")
         if media is not None and path is not None and not isinstance(
-                destination, ToVoicemail | ToMailbox | ToIvr | ToQueue | ToPaging):
+                destination, ToVoicemail | ToMailbox | ToIvr | ToQueue | ToPaging
+                | ToConference):
             await media.play(bridge.call.callid, bridge.call.caller.id, str(path),
                              RINGBACK_TIMES)
         return await self.b2bua.deliver(bridge, destination, max_forwards, depth + 1)

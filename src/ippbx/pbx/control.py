@@ -523,12 +523,15 @@ class CallControl:
             raise ControlError(ControlError.NO_EXTENSION)
         return contacts
 
-    def dial(self, extension: str, target: str, autoanswer: bool = False) -> str:
+    def dial(self, extension: str, target: str, autoanswer: bool = False,
+             destination: Destination | None = None) -> str:
         """Ring `extension`; once it answers, call `target` from it (a party, or an IVR,
-        ring group, queue or paging group by its number). Returns the callid."""
+        ring group, queue, paging group or conference room by its number; `destination`
+        when given says where `target` goes). Returns the callid."""
         b2bua = self.b2bua
         contacts = self.require_extension(extension)
-        destination = b2bua.dialplan.route_from_extension(extension, target)
+        if destination is None:
+            destination = b2bua.dialplan.route_from_extension(extension, target)
         _check(destination)
         if isinstance(destination, ToExtension):
             self.require_extension(destination.number)
@@ -550,12 +553,13 @@ class CallControl:
         if isinstance(local, ToExtension):
             self.require_extension(number)
 
-    def dial_number(self, number: str, target: str, fromext: str = "") -> str:
+    def dial_number(self, number: str, target: str, fromext: str = "",
+                    local: Destination | None = None) -> str:
         """Call the external `number` (route prefix included, with extension `fromext`'s
         outbound permissions, those open to all extensions when ""); once it answers, put
         it through to `target`: an extension, IVR, ring group, queue or paging group by
-        its number, or another external number (routed the same way: a callback).
-        Returns the callid."""
+        its number, or another external number (routed the same way: a callback);
+        `local`, when given, is where it goes instead. Returns the callid."""
         b2bua = self.b2bua
         dialplan = b2bua.dialplan
         if fromext and fromext not in b2bua.extensions:
@@ -563,7 +567,7 @@ class CallControl:
         routed = dialplan.route_outbound(fromext, number)
         _check(routed)
         assert isinstance(routed, ToTrunks)
-        destination: Destination | None = dialplan.local(target)
+        destination: Destination | None = local or dialplan.local(target)
         if destination is None:  # an outside number: the second leg goes out too
             destination = dialplan.route_outbound(fromext, target)
             _check(destination)

@@ -8,11 +8,12 @@ extension; numbers of IVRs and ring groups reach them (one number space), and fe
 codes reach the mailbox menu (`*97` one's own, `*98` any), toggle do-not-disturb
 (`*78` on, `*79` off) and forwarding (`*21NUMBER` always to NUMBER, `*22` off), and
 sign a queue agent in and out (`*71`/`*72`, optionally followed by a queue's number) and
-pause it (`*73`/`*74`). Numbers of queues and paging groups reach them too. Inbound
+pause it (`*73`/`*74`). Numbers of queues, paging groups and conference rooms reach
+them too. Inbound
 routes map (trunk, DID, caller id) to a destination of the PBX or a hang-up.
 
 A destination string of the configuration (`extension:N`, `ivr:N`, `ringgroup:N`,
-`voicemail:N`, `queue:N`, `number:N`, `hangup`) becomes a decision with `resolve`;
+`voicemail:N`, `queue:N`, `conference:N`, `number:N`, `hangup`) becomes a decision with `resolve`;
 `number:N` is routed as a dial of N by the extension it acts for (its permissions).
 
 A transfer is routed as if the transferor dialled the target (`route_transfer`): the
@@ -83,6 +84,16 @@ class ToPaging:
 
 
 @dataclass(frozen=True, slots=True)
+class ToConference:
+    """Join conference room `number` (its PIN asked unless `invited`: called in by
+    `conference/add_member` or a supervisor feature)."""
+
+    number: str
+    route: str = ""
+    invited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ToVoicemail:
     """Take a message for `mailbox` (its greeting, a beep, the recording)."""
 
@@ -134,9 +145,10 @@ class Refused:
 
 
 # where a call goes to be answered by ippbx itself (pbx/applications.py)
-ToApplication = ToIvr | ToVoicemail | ToMailbox | ToFeature | ToQueue | ToPaging
+ToApplication = (ToIvr | ToVoicemail | ToMailbox | ToFeature | ToQueue | ToPaging
+                 | ToConference)
 Destination = ToExtension | ToTrunks | ToRingGroup | ToApplication | Refused
-Local = ToExtension | ToIvr | ToRingGroup | ToQueue | ToPaging
+Local = ToExtension | ToIvr | ToRingGroup | ToQueue | ToPaging | ToConference
 FEATURE_CODES = {"*78": Feature.DND_ON, "*79": Feature.DND_OFF, "*22": Feature.FORWARD_OFF}
 FORWARD_CODE = "*21"  # followed by the number to forward to
 # queue agents: the code alone (every queue the extension may serve) or followed by a
@@ -163,6 +175,7 @@ class Dialplan:
         self._groups = frozenset(g.number for g in config.ring_groups)
         self._queues = frozenset(q.number for q in config.queues)
         self._paging = frozenset(p.number for p in config.paging_groups)
+        self._conferences = frozenset(c.number for c in config.conferences)
         self._outbound: tuple[OutboundRoute, ...] = tuple(config.outbound_routes)
         # Routes naming a DID are more specific than catch-alls, and a route naming its
         # trunk than one for any trunk: try them first (else in the order given).
@@ -190,7 +203,8 @@ class Dialplan:
         return Refused(Refusal.FORBIDDEN if matched_any else Refusal.NO_ROUTE)
 
     def local(self, number: str, route: str = "") -> Local | None:
-        """The extension, IVR, ring group, queue or paging group `number` names, if any."""
+        """The extension, IVR, ring group, queue, paging group or conference room `number`
+        names, if any."""
         if number in self._extensions:
             return ToExtension(number, route)
         if number in self._ivrs:
@@ -201,6 +215,8 @@ class Dialplan:
             return ToQueue(number, route)
         if number in self._paging:
             return ToPaging(number, route)
+        if number in self._conferences:
+            return ToConference(number, route)
         return None
 
     def route_from_extension(self, caller_ext: str, dialled: str) -> Destination:
@@ -248,6 +264,8 @@ class Dialplan:
             return ToRingGroup(number, route)
         if kind == "queue" and number in self._queues:
             return ToQueue(number, route)
+        if kind == "conference" and number in self._conferences:
+            return ToConference(number, route)
         if kind == "voicemail" and number in self._extensions:
             return ToVoicemail(number, route)
         if kind == "number" and number:

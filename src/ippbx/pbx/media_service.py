@@ -11,6 +11,15 @@ recordings` once the engine's pcap of it is closed (converted in a worker thread
 recordings older than `keep_recordings_days` are pruned hourly. `stop()` lets the
 engine's deletes and the conversions under way finish and stops the engine; it runs
 after the PBX has ended its calls.
+
+The conference mixer (Janus AudioBridge, `[media] janus`) starts with the engine when
+the configuration has conference rooms (or once a change adds the first): ippbx's
+own janus when it is installed (its RTP on the media interface, ports `janus_port_min`..
+`janus_port_max`), or an external one at a URL. It is only useful beside the engine (a
+member's audio reaches it through rtpengine), so with no engine there is no mixer. A
+mixer that cannot start is logged and leaves the PBX running without conferences.
+`mixer()` is its client while it runs; when it comes back after dying, `on_mixer_restart`
+is called (its rooms are gone).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 
 from ippbx.config import Config
 from ippbx.media.engine import DtmfEvent, MediaEngine
+from ippbx.media.janus import JanusClient, JanusEngine, JanusError, find_janus
 from ippbx.media.moh import write_default
 from ippbx.media.recordings import RecordingError, Recordings
 from ippbx.media.rtpengine import REPEAT_FOREVER, MediaError
@@ -57,6 +67,9 @@ class MediaService:
             self.engine.extra_args += [f"--timeout={ENGINE_TIMEOUT}",
                                        f"--silent-timeout={ENGINE_TIMEOUT}"]
         self.anchor: MediaAnchor | None = None
+        self.janus: JanusEngine | None = None  # the conference mixer, while it runs
+        self._mixer_start: asyncio.Future[None] | None = None
+        self.on_mixer_restart: Callable[[], object] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
         self.converted = 0  # recordings made into WAVs
@@ -96,6 +109,46 @@ class MediaService:
         log.info("media: rtpengine at %s, media on %s ports %d-%d",
                  ", ".join(self.engine.ng_addresses), self.config.media.interface,
                  self.config.media.port_min, self.config.media.port_max)
+        await self._start_mixer()
+
+    def mixer(self) -> JanusClient | None:
+        """The conference mixer's client, while the mixer runs."""
+        janus = self.janus
+        return janus.client if janus is not None and janus.ready else None
+
+    def reconfigure(self, config: Config) -> None:
+        """A configuration change: the first conference room starts the mixer."""
+        self.config = config
+        if config.conferences and self.janus is None and self.anchor is not None \
+                and self._mixer_start is None:
+            self._mixer_start = asyncio.ensure_future(self._start_mixer())
+
+    async def _start_mixer(self) -> None:
+        media = self.config.media
+        if media.janus == "none" or not self.config.conferences:
+            return  # (no rooms: no mixer process, until a room is configured)
+        binary = find_janus() if not media.janus else None
+        if not media.janus and binary is None:
+            log.info("media: no conference mixer (janus is not installed)")
+            return
+        janus = JanusEngine(url=media.janus, binary=binary,
+                            interface=media.interface.split("!")[0],
+                            rtp_port_min=media.janus_port_min,
+                            rtp_port_max=media.janus_port_max,
+                            on_restart=self._mixer_restarted)
+        try:
+            await janus.start()
+        except JanusError as exc:
+            log.warning("media: the conference mixer (janus) did not start: %s; no "
+                        "conferences", exc)
+            await janus.stop()
+            return
+        self.janus = janus
+        log.info("media: conference mixer janus at %s", janus.url)
+
+    def _mixer_restarted(self) -> None:
+        if self.on_mixer_restart is not None:
+            self.on_mixer_restart()
 
     async def stop(self) -> None:
         if self._pruner is not None:
@@ -107,6 +160,12 @@ class MediaService:
             await asyncio.wait(list(self._tasks), timeout=10.0)
         self.b2bua.media = None
         self.anchor = None
+        if self._mixer_start is not None:
+            self._mixer_start.cancel()
+            self._mixer_start = None
+        if self.janus is not None:
+            await self.janus.stop()
+            self.janus = None
         if self.engine is not None:
             await self.engine.stop()
 

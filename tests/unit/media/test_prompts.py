@@ -66,8 +66,9 @@ def test_the_beep_is_a_one_kilohertz_tone_with_soft_edges() -> None:
 
 
 def test_the_set_is_small() -> None:
+    # (1 MiB until the conference phrases came; 8 kHz 16-bit speech is 16 KB a second)
     total = sum(p.stat().st_size for p in BUILTIN_DIR.glob("*.wav"))
-    assert total < 1024 * 1024, total
+    assert total < 1.5 * 1024 * 1024, total
 
 
 def test_find_prompt_prefers_the_users_file_then_the_built_in(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ Rules (the vendors leave them open; these are ours, documented in docs/configura
   its prefix, `Custom Number` → prefix + number, dialled through the outbound routes.
 - `outroute` `callerid`: a comma list of the extensions that may use the route ("": all).
 - `inroute`: ippbx's extra `trunk` field names the trunk whose calls the route takes
-  (absent: any trunk); `desttype` `conference`, `disa` and `callback` are refused (10017).
+  (absent: any trunk); `desttype` `disa` and `callback` are refused (10017).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ MONITOR_MODES = frozenset({"disabled", "disable", "extensive", "listen", "whispe
                            "barge-in"})
 # inroute desttype → ippbx destination kind ("" : no target, e.g. hangup)
 _DEST_KINDS = {"extension": "extension", "voicemail": "voicemail", "ivr": "ivr",
-               "ringgroup": "ringgroup", "queue": "queue", "hangup": ""}
+               "ringgroup": "ringgroup", "queue": "queue", "conference": "conference",
+               "hangup": ""}
 _FORWARD_TARGETS = ("Voicemail", "Extension", "Mobile Number", "Custom Number")
 
 
