@@ -52,6 +52,7 @@ from ippbx.pbx.prompt_calls import PromptCalls
 from ippbx.pbx.queues import Queues
 from ippbx.pbx.service import PbxService
 from ippbx.pbx.status import PbxStatus
+from ippbx.pbx.supervision import Supervision
 from ippbx.running_config import Change, RunningConfig
 from ippbx.store.sqlite import Store
 
@@ -118,6 +119,8 @@ class App:
                                        config.media.recordings)
         self.applications.conferences = self.conferences
         self.conferences.control = self.pbx.control
+        # listen / whisper / barge on an agent's call, on the same mixer
+        self.supervision = Supervision(self.pbx.b2bua, self.conferences, self.pbx.control)
         self.media.on_mixer_restart = self.conferences.mixer_restarted
         self.listening = Listening(self.pbx.b2bua)
         self.sessions = SessionManager(
@@ -143,6 +146,7 @@ class App:
             mailboxes=self.pbx.mailboxes,
             queues=self.queues,
             conferences=self.conferences,
+            supervision=self.supervision,
             inbound=self.pbx.b2bua.inbound,
             running=self.running,
         )

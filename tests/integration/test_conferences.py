@@ -275,8 +275,8 @@ async def test_janus_killed_mid_conference_is_restarted_and_the_room_rebuilt(
 
 async def test_rooms_without_a_mixer_and_their_settings(start_pbx: Start,
                                                          tmp_path: Path) -> None:
-    """No media engine (so no mixer): a call to a room fails 480 and add_member 30001;
-    the settings are still read and changed through the API."""
+    """No media engine (so no mixer): a call to a room fails 480, add_member, whisper and
+    barge 30001; the settings are still read and changed through the API."""
     pbx = await start_pbx([], extra=ROOMS)
     a = await AudioPhone.extension(pbx.sip_address, "1001", tone=TONES["1001"])
     try:
@@ -285,6 +285,11 @@ async def test_rooms_without_a_mixer_and_their_settings(start_pbx: Start,
         bad = (await pbx.post("conference/add_member",
                               {"number": "6600", "invitemember": "1001"})).json()
         assert bad["errno"] == "30001", bad
+        for endpoint, body in (("extension/whisper", {"whisperer": "1003",
+                                                      "whisperedext": "1001"}),
+                               ("extension/barge", {"bargein": "1003", "bargedext": "1001"})):
+            bad = (await pbx.post(endpoint, body)).json()
+            assert bad["errno"] == "30001", (endpoint, bad)
         rooms = (await pbx.post("conference/query", {"number": "all"})).json()["conferences"]
         assert [r["number"] for r in rooms] == ["6600", "6601", "6602"]
         assert rooms[1]["participantepassword"] == "1234"
@@ -313,6 +318,68 @@ async def test_rooms_without_a_mixer_and_their_settings(start_pbx: Start,
         await pbx.stop()
     finally:
         await a.stop()
+
+
+async def agent_call(pbx: PbxHarness, a: AudioPhone, c: AudioPhone) -> None:
+    """1001 (the agent) talks with 1002 (the customer), each hearing the other."""
+    assert (await a.call("1002")).status == 200
+    await c.wait_established()
+    await hears(a, [TONES["1002"]], [TONES["1001"]])
+    await hears(c, [TONES["1001"]], [TONES["1002"]])
+
+
+async def supervise(pbx: PbxHarness, endpoint: str, body: dict[str, str],
+                    s: AudioPhone) -> None:
+    answer = (await pbx.post(endpoint, body)).json()
+    assert answer["status"] == "Success", answer
+    await s.wait_established()
+
+
+async def test_listen_whisper_and_barge_on_the_mixer(start_pbx: Start, tmp_path: Path) -> None:
+    """1001 (agent) talks with 1002 (customer); 1003 supervises. Listen: 1003 hears both,
+    neither hears 1003. Whisper: 1001 hears 1003, 1002 does not. Barge: everyone hears
+    everyone. Each time 1003 hangs up, the two are back to a plain call; when the
+    monitored call ends, the supervisor is hung up."""
+    pbx = await start_conference_pbx(start_pbx, tmp_path)
+    a, c, s = await phones(pbx, "1001", "1002", "1003")
+    agent, customer, boss = TONES["1001"], TONES["1002"], TONES["1003"]
+    try:
+        await agent_call(pbx, a, c)
+
+        await supervise(pbx, "extension/listen", {"listener": "1003", "listenedext": "1001"}, s)
+        await hears(s, [agent, customer], [boss])
+        await hears(a, [customer], [boss, agent])
+        await hears(c, [agent], [boss, customer])
+        busy = (await pbx.post("extension/barge", {"bargein": "1004", "bargedext": "1001"}))
+        assert busy.json()["errno"] == "10006", busy.json()  # (1004 is not registered)
+        again = await pbx.post("extension/whisper", {"whisperer": "1003", "whisperedext": "1001"})
+        assert again.json()["errno"] == "10008", again.json()  # (1003 is in a call)
+        assert (await s.hangup()).status == 200
+        await hears(a, [customer], [boss])
+
+        await supervise(pbx, "extension/whisper",
+                        {"whisperer": "1003", "whisperedext": "1001"}, s)
+        await hears(a, [customer, boss], [agent])
+        await hears(c, [agent], [boss, customer])
+        await hears(s, [agent, customer], [boss])
+        assert (await s.hangup()).status == 200
+        await hears(a, [customer], [boss, agent])  # (back: no mixer between them)
+        await hears(c, [agent], [boss, customer])
+
+        await supervise(pbx, "extension/barge", {"bargein": "1003", "bargedext": "1002"}, s)
+        await hears(a, [customer, boss], [agent])
+        await hears(c, [agent, boss], [customer])
+        await hears(s, [agent, customer], [boss])
+        assert (await a.hangup()).status == 200  # the monitored call ends: so does 1003's
+        await s.wait_ended()
+        await c.wait_ended()
+        await all_gone(pbx)
+        none = await pbx.post("extension/listen", {"listener": "1003", "listenedext": "1001"})
+        assert none.json()["errno"] == "10007", none.json()
+        await pbx.stop()
+    finally:
+        for phone in (a, c, s):
+            await phone.stop()
 
 
 async def test_a_recorded_room_gives_one_wav_its_members_cdrs_name(

@@ -534,8 +534,28 @@ DOCS: dict[str, EndpointDoc] = {
                 E.NUMBER_NOT_FOUND)),
     "extension/listen": EndpointDoc(
         "Silent monitoring: `listener` hears both sides of `listenedext`'s call",
+        "Both sides on the conference mixer; without it the far party only.",
         fields={"listener": req("idle extension that listens", "1003"),
                 "listenedext": req("extension in a call", "1001")},
+        answer={"callid": _CALL_ID},
+        errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
+                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
+                E.INTERNAL)),
+    "extension/whisper": EndpointDoc(
+        "Whisper: `whisperer` talks to `whisperedext` (hearing both sides); the other "
+        "party does not hear it",
+        "On the conference mixer (30001 without it).",
+        fields={"whisperer": req("idle extension that coaches", "1003"),
+                "whisperedext": req("extension in a call", "1001")},
+        answer={"callid": _CALL_ID},
+        errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
+                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
+                E.INTERNAL)),
+    "extension/barge": EndpointDoc(
+        "Barge in: `bargein` joins `bargedext`'s call, a three-way conversation",
+        "On the conference mixer (30001 without it).",
+        fields={"bargein": req("idle extension that joins", "1003"),
+                "bargedext": req("extension in a call", "1001")},
         answer={"callid": _CALL_ID},
         errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
                 E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ippbx.pbx.mailboxes import Mailboxes
     from ippbx.pbx.prompt_calls import PromptCalls
     from ippbx.pbx.queues import Queues
+    from ippbx.pbx.supervision import Supervision
     from ippbx.running_config import RunningConfig
 
 
@@ -78,6 +79,7 @@ class ApiContext:
     mailboxes: Mailboxes | None = None  # voicemail/* (None: no PBX behind)
     queues: Queues | None = None  # queue/* (None: no PBX behind)
     conferences: Conferences | None = None  # conference/* live (None: no PBX behind)
+    supervision: Supervision | None = None  # extension/listen|whisper|barge on the mixer
     inbound: InboundControl | None = None  # inbound/accept|refuse (None: no PBX behind)
     running: RunningConfig | None = None  # the write endpoints (None: configuration fixed)
 

@@ -25,11 +25,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ippbx.api.errors import ApiError, Errno
-from ippbx.api.request import ApiRequest, Endpoint
+from ippbx.api.request import ApiRequest, Endpoint, Handler
 from ippbx.pbx.calls import Call
 from ippbx.pbx.control import CallControl, ControlError
 from ippbx.pbx.listen import ListenError
 from ippbx.pbx.prompt_calls import PromptCalls, PromptError
+from ippbx.pbx.supervision import Mode, SupervisionError
 
 _ERRNOS = {
     ControlError.NO_CALL: Errno.CALL_NOT_FOUND,
@@ -200,9 +201,33 @@ _LISTEN_ERRNOS = {
 }
 
 
-def extension_listen(req: ApiRequest) -> Mapping[str, Any]:
-    listener = req.require("listener")
-    listened = req.require("listenedext")
+_SUPERVISION_ERRNOS = {
+    SupervisionError.NO_EXTENSION: Errno.EXTENSION_NOT_FOUND,
+    SupervisionError.NO_CALL: Errno.CALL_NOT_FOUND,
+    SupervisionError.BUSY: Errno.EXTENSION_NOT_IDLE,
+    SupervisionError.NO_MIXER: Errno.INTERNAL,
+}
+
+
+def _supervise(mode: Mode, supervisor_field: str, monitored_field: str) -> Handler:
+    def handler(req: ApiRequest) -> Mapping[str, Any]:
+        supervisor = req.require(supervisor_field)
+        monitored = req.require(monitored_field)
+        supervision = req.ctx.supervision
+        if supervision is None or (mode is Mode.LISTEN and not supervision.available):
+            return _listen_one_party(req, supervisor, monitored)
+        try:
+            return {"callid": supervision.start(mode, supervisor, monitored)}
+        except SupervisionError as exc:
+            raise ApiError(_SUPERVISION_ERRNOS[exc.reason], exc.reason) from None
+        except ControlError as exc:
+            raise ApiError(_ERRNOS[exc.reason], exc.reason) from None
+
+    return handler
+
+
+def _listen_one_party(req: ApiRequest, listener: str, listened: str) -> Mapping[str, Any]:
+    """Without the mixer: the listener hears the monitored extension's far end only."""
     if req.ctx.listening is None:
         raise ApiError(Errno.INTERNAL, "no PBX behind this API")
     try:
@@ -226,6 +251,8 @@ ENDPOINTS = [
     Endpoint("extension/dial_outbound", dial_outbound),
     Endpoint("outbound/dial_outbound", callback),
     Endpoint("extension/playprompt", extension_playprompt),
-    Endpoint("extension/listen", extension_listen),
+    Endpoint("extension/listen", _supervise(Mode.LISTEN, "listener", "listenedext")),
+    Endpoint("extension/whisper", _supervise(Mode.WHISPER, "whisperer", "whisperedext")),
+    Endpoint("extension/barge", _supervise(Mode.BARGE, "bargein", "bargedext")),
     Endpoint("outbound/playprompt", outbound_playprompt),
 ]
