@@ -31,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import inspect
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ippbx.media.child import call_back, describe_exit, die_with_parent, free_port
 from ippbx.media.rtpengine import MediaError, NgClient, parse_ng_address
 from ippbx.sip.ratelog import RateLimitedLog
 
@@ -63,7 +62,6 @@ _STDERR_KEEP = 20
 _GOOD_RUN = 60.0  # a process that lived this long resets the restart backoff
 _SEVERE = ("WARNING", "ERR", "CRIT", "ALERT", "EMERG")
 
-Callback = Callable[..., object]
 
 
 def find_binary() -> str | None:
@@ -102,27 +100,10 @@ def _ng_list(ng: Sequence[str] | str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def _free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """SIGTERM rtpengine when ippbx dies without stopping it (Linux PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "an unknown status"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"status {code}"
 
 
 async def _logged(awaitable: Awaitable[object], what: str) -> None:
@@ -132,16 +113,6 @@ async def _logged(awaitable: Awaitable[object], what: str) -> None:
         log.exception("media: %s failed", what)
 
 
-async def _call(callback: Callback | None, *args: object) -> None:
-    """Call a sync or async callback; its exceptions are logged, never raised."""
-    if callback is None:
-        return
-    try:
-        result = callback(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("media: callback %r failed", callback)
 
 
 # -- DTMF -----------------------------------------------------------------------------------
@@ -499,7 +470,7 @@ class MediaEngine:
         attempts = 3 if first or self._ng_port is None else 2
         for attempt in range(attempts):
             if self._ng_port is None or attempt > 0:
-                self._ng_port = _free_udp_port("127.0.0.1")
+                self._ng_port = free_port("127.0.0.1")
             try:
                 await self._spawn_and_wait()
                 return
@@ -516,7 +487,7 @@ class MediaEngine:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent,
+                stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent,
                 start_new_session=True)  # a Ctrl-C at the terminal is ippbx's to handle
         except OSError as exc:
             raise MediaError(f"cannot run {argv[0]}: {exc}") from None
@@ -543,7 +514,7 @@ class MediaEngine:
         while True:
             if proc.returncode is not None:
                 await asyncio.sleep(0.05)  # let the stderr reader catch the last lines
-                raise MediaError(f"rtpengine exited with {_describe_exit(proc.returncode)} "
+                raise MediaError(f"rtpengine exited with {describe_exit(proc.returncode)} "
                                  f"at start: {self._last_lines()}")
             if await self.client.ping_engine(name, timeout=0.1, tries=1):
                 return
@@ -587,7 +558,7 @@ class MediaEngine:
             if loop.time() - started >= _GOOD_RUN:
                 backoff = self.backoff
             log.warning("media: rtpengine (pid %d) exited with %s; restarting it in %.2f s",
-                        proc.pid, _describe_exit(code), backoff)
+                        proc.pid, describe_exit(code), backoff)
             lost: list[str] = []
             if self.client is not None:
                 for name in self.client.engines:
@@ -604,5 +575,5 @@ class MediaEngine:
             if self._stopping:
                 return
             self.restarts += 1
-            await _call(self.on_restart, lost)
+            await call_back(self.on_restart, log, lost)
 

@@ -77,8 +77,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
-import inspect
 import logging
 import os
 import secrets
@@ -93,6 +91,7 @@ from typing import Any
 
 import httpx
 
+from ippbx.media.child import call_back, describe_exit, die_with_parent, free_port
 from ippbx.sip.ratelog import RateLimitedLog
 
 __all__ = [
@@ -128,7 +127,6 @@ _BENIGN = ("Session timeouts have been disabled", "already exists!", "No such ro
            "No such user ", "Couldn't find any session ")
 _PORT_TAKEN = "Couldn't start webserver"
 
-Callback = Callable[..., object]
 
 
 class JanusError(Exception):
@@ -292,39 +290,12 @@ def link_modules(confdir: Path, libdir: Path) -> None:
             link.symlink_to(libdir / sub / name)
 
 
-def _free_tcp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """SIGTERM janus when ippbx dies without stopping it (Linux PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "an unknown status"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"status {code}"
 
 
-async def _call(callback: Callback | None, *args: object) -> None:
-    """Call a sync or async callback; its exceptions are logged, never raised."""
-    if callback is None:
-        return
-    try:
-        result = callback(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("janus: callback %r failed", callback)
 
 
 def _transaction() -> str:
@@ -904,7 +875,7 @@ class JanusEngine:
         attempts = 3 if first or self._http_port is None else 2
         for attempt in range(attempts):
             if self._http_port is None or attempt > 0:
-                self._http_port = _free_tcp_port("127.0.0.1")
+                self._http_port = free_port("127.0.0.1", socket.SOCK_STREAM)
             try:
                 await self._spawn_and_wait()
                 return
@@ -921,7 +892,7 @@ class JanusEngine:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, cwd=str(confdir),
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 start_new_session=True)  # a Ctrl-C at the terminal is ippbx's to handle
         except OSError as exc:
             raise JanusError(f"cannot run {argv[0]}: {exc}") from None
@@ -949,7 +920,7 @@ class JanusEngine:
             while True:
                 if proc.returncode is not None:
                     await asyncio.sleep(0.05)  # let the reader catch the last lines
-                    raise JanusError(f"janus exited with {_describe_exit(proc.returncode)} "
+                    raise JanusError(f"janus exited with {describe_exit(proc.returncode)} "
                                      f"at start: {self._last_lines()}")
                 if await client.ping(timeout=0.25):
                     break
@@ -998,7 +969,7 @@ class JanusEngine:
             if loop.time() - started >= _GOOD_RUN:
                 backoff = self.backoff
             log.warning("janus (pid %d) exited with %s; its rooms are lost; restarting it "
-                        "in %.2f s", proc.pid, _describe_exit(code), backoff)
+                        "in %.2f s", proc.pid, describe_exit(code), backoff)
             if self.client is not None:
                 await self.client.close()  # stays in place, closed, until replaced
             await self._terminate()  # reap, finish reading its output
@@ -1013,7 +984,7 @@ class JanusEngine:
             if self._stopping:
                 return
             self.restarts += 1
-            await _call(self.on_restart)
+            await call_back(self.on_restart, log)
 
     async def _watch_external(self) -> None:
         """Ping the external janus; a new session and on_restart when it lost ours."""
@@ -1045,4 +1016,4 @@ class JanusEngine:
             self.restarts += 1
             log.warning("janus at %s lost our session (restarted?): its rooms are gone",
                         self.external)
-            await _call(self.on_restart)
+            await call_back(self.on_restart, log)
