@@ -42,6 +42,16 @@ class ListenError(Exception):
         self.reason = reason
 
 
+def anchored_call_of(b2bua: B2BUA, extension: str) -> Bridge | None:
+    """The answered call of `extension` whose audio the engine carries, if any."""
+    media = b2bua.media
+    if media is None:
+        return None
+    return next((b2bua.bridges[c.callid] for c in b2bua.registry.by_extension(extension)
+                 if c.callid in b2bua.bridges and c.answered is not None
+                 and media.anchored(c.callid)), None)
+
+
 class Listening:
     """The listen calls under way: monitored callid → the listener's bridge."""
 
@@ -62,9 +72,7 @@ class Listening:
             raise ListenError(ListenError.NO_EXTENSION)
         if self.registry.by_extension(listener):
             raise ListenError(ListenError.BUSY)
-        monitored = next((b2bua.bridges[c.callid] for c in self.registry.by_extension(listened)
-                          if c.callid in b2bua.bridges and c.answered is not None
-                          and media.anchored(c.callid)), None)
+        monitored = anchored_call_of(b2bua, listened)
         if monitored is None:
             raise ListenError(ListenError.NO_CALL)
         if monitored.call.callid in self._listeners:

@@ -45,6 +45,7 @@ from ippbx.pbx import events
 from ippbx.pbx.b2bua import B2BUA, Bridge
 from ippbx.pbx.conferences import ConferenceError, Conferences, Room, engine_side, mixer_answer
 from ippbx.pbx.dialplan import ToConference
+from ippbx.pbx.listen import anchored_call_of
 
 if TYPE_CHECKING:
     from ippbx.pbx.control import CallControl
@@ -119,9 +120,7 @@ class Supervision:
             raise SupervisionError(SupervisionError.NO_EXTENSION)
         if self.registry.by_extension(supervisor):
             raise SupervisionError(SupervisionError.BUSY)
-        bridge = next((b2bua.bridges[c.callid] for c in self.registry.by_extension(monitored)
-                       if c.callid in b2bua.bridges and c.answered is not None
-                       and media.anchored(c.callid)), None)
+        bridge = anchored_call_of(b2bua, monitored)
         if bridge is None or bridge.a_dialog is None or bridge.b_dialog is None \
                 or bridge.ended:
             raise SupervisionError(SupervisionError.NO_CALL)
