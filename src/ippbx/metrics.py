@@ -520,6 +520,7 @@ class Metrics:
         yield from _api_families(app, self.api_requests)
         yield from _sip_families(app)
         yield from _media_families(app, self.engine)
+        yield from _mixer_families(app)
 
 
 def _registrar_families(app: App) -> Iterator[Metric]:
@@ -599,6 +600,29 @@ def _sip_families(app: App) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "ippbx_sip_overload_rejected_total", "New INVITEs and REGISTERs refused with 503 "
         "by overload control.", value=shedder.shed if shedder is not None else 0)
+
+
+def _mixer_families(app: App) -> Iterator[Metric]:
+    janus = app.media.janus
+    yield GaugeMetricFamily("ippbx_mixer_up", "1 when the conference mixer (janus) runs "
+                            "and answers; 0 when it is down or being restarted, or there "
+                            "is none.", value=1.0 if app.media.mixer() is not None else 0.0)
+    yield CounterMetricFamily("ippbx_mixer_restarts_total",
+                              "Times the conference mixer died (or lost its rooms) and "
+                              "was started again.",
+                              value=janus.restarts if janus is not None else 0)
+    rooms = [room for room in app.conferences.rooms.values() if not room.held]
+    yield GaugeMetricFamily("ippbx_conference_rooms", "Conference rooms in session.",
+                            value=len(rooms))
+    members = GaugeMetricFamily("ippbx_conference_members",
+                                "Members in conference rooms, by state (up, hold).",
+                                labels=["state"])
+    for state in ("Up", "HOLD"):
+        members.add_metric([state.lower()], sum(
+            1 for room in rooms for m in room.members if m.status == state))
+    yield members
+    yield GaugeMetricFamily("ippbx_supervisions", "Listen, whisper and barge sessions "
+                            "on the mixer under way.", value=app.supervision.count)
 
 
 def _media_families(app: App, watch: EngineWatch | None) -> Iterator[Metric]:

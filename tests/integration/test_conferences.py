@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from audio_phone import AudioPhone
 from pbx_harness import PbxHarness, Start, TrunkSpec
+from prometheus_client.parser import text_string_to_metric_families
 from reports_harness import Receiver
 from rtp_audio import read_wav, tone_power_ratio, write_tone_wav
 from sipp_harness import free_port, free_port_block
@@ -132,6 +133,12 @@ async def test_three_members_hear_each_other_and_are_muted_and_kicked(
         [room] = (await pbx.post("conference/query", {"number": "6600"})).json()["conferences"]
         assert room == {"number": "6600", "name": "everyone", "participantepassword": "",
                         "moderatorpassword": "", "waitformoderator": "no"}
+        page = (await pbx.client.get(f"http://127.0.0.1:{pbx.app.api.port}/metrics")).text
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(page) for s in family.samples}
+        assert metrics[("ippbx_mixer_up", ())] == 1
+        assert metrics[("ippbx_conference_rooms", ())] == 1
+        assert metrics[("ippbx_conference_members", (("state", "up"),))] == 3
 
         # muted: the others stop hearing it; unmuted: they hear it again
         ok = {"status": "Success"}

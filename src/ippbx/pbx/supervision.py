@@ -107,6 +107,11 @@ class Supervision:
         conferences.on_restart.append(self._mixer_restarted)
 
     @property
+    def count(self) -> int:
+        """Supervisions under way."""
+        return len(self._by_call)
+
+    @property
     def available(self) -> bool:
         return self.conferences.mixer() is not None and self.b2bua.media is not None
 
