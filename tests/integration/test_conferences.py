@@ -172,7 +172,8 @@ async def test_three_members_hear_each_other_and_are_muted_and_kicked(
 
 async def test_pins_a_moderator_and_the_keys(start_pbx: Start, tmp_path: Path) -> None:
     """Room 6601: a participant waits on hold music for the moderator, a wrong PIN three
-    times is hung up, `*1` mutes oneself and the moderator's `*2` mutes the others."""
+    times is hung up, `*1` mutes oneself, the moderator's `*2` mutes the others, `*3`
+    unmutes them and `*9` removes the last participant."""
     pbx = await start_conference_pbx(start_pbx, tmp_path)
     a, b, c = await phones(pbx, "1001", "1002", "1003")
     try:
@@ -205,8 +206,10 @@ async def test_pins_a_moderator_and_the_keys(start_pbx: Start, tmp_path: Path) -
         assert [m["muted"] for m in (await in_session(pbx, "6601"))["6601"]] == ["yes", "no"]
         await b.send_keys("*3")
         await hears(b, [TONES["1001"]], [])
+        await b.send_keys("*9")  # the moderator removes the participant who came last
+        await a.wait_ended()
+        await members_are(pbx, "6601", {"1002": "Up"})
         assert (await b.hangup()).status == 200
-        assert (await a.hangup()).status == 200
         await all_gone(pbx)
         await pbx.stop()
     finally:
