@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx says every request at INFO: the mixer's REST calls (a long poll every 30 s,
+    # one per join) would fill the log; its warnings still show
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     from ippbx.app import App
 
     try:
