@@ -15,7 +15,9 @@ so a Ctrl-C at the terminal reaches ippbx only, which then stops it.
 again after a backoff (0.25 s, doubling up to 30 s, reset after a minute of good run);
 once it answers again, `on_restart(lost_call_ids)` is called: the calls it held are
 gone. `stop()` sends SIGTERM, then SIGKILL after `stop_timeout`, and reaps it. The child
-also gets SIGTERM if ippbx itself dies (Linux PR_SET_PDEATHSIG).
+also gets SIGTERM if ippbx itself dies (Linux PR_SET_PDEATHSIG). That supervision is
+`child.SupervisedChild`'s (shared with janus); `MediaEngine` adds rtpengine's command
+line, its readiness (ping), which stderr lines are severe, and the lost calls.
 
 With `ng` = "host:port" (or a list) the engines are someone else's: `start()` only
 pings them.
@@ -29,20 +31,18 @@ callback; datagrams that are not such events are ignored and counted.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import inspect
 import json
 import logging
 import os
 import shutil
-import signal
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ippbx.media.child import call_back, describe_exit, die_with_parent, free_port
+from ippbx.media.child import SupervisedChild, describe_exit
 from ippbx.media.rtpengine import MediaError, NgClient, parse_ng_address
 from ippbx.sip.ratelog import RateLimitedLog
 
@@ -58,10 +58,7 @@ log = logging.getLogger(__name__)
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 events 0-15
 _MAX_DTMF_DATAGRAM = 4096
-_STDERR_KEEP = 20
-_GOOD_RUN = 60.0  # a process that lived this long resets the restart backoff
 _SEVERE = ("WARNING", "ERR", "CRIT", "ALERT", "EMERG")
-
 
 
 def find_binary() -> str | None:
@@ -100,19 +97,11 @@ def _ng_list(ng: Sequence[str] | str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-
-
-
-
-
-
 async def _logged(awaitable: Awaitable[object], what: str) -> None:
     try:
         await awaitable
     except Exception:
         log.exception("media: %s failed", what)
-
-
 
 
 # -- DTMF -----------------------------------------------------------------------------------
@@ -255,7 +244,7 @@ class DtmfListener:
 # -- the engine -----------------------------------------------------------------------------
 
 
-class MediaEngine:
+class MediaEngine(SupervisedChild):
     """ippbx's rtpengine: spawned and supervised (no `ng`), or external ones pinged.
 
     After `start()`, `client` is the NgClient for the engine(s).
@@ -263,7 +252,17 @@ class MediaEngine:
     answers again. `on_dtmf(DtmfEvent)` starts a DtmfListener on 127.0.0.1 and points the
     spawned engine's `--dtmf-log-dest` at it (`dtmf_log_dest` instead names a listener of
     your own). External engines are configured by their owners: neither applies to them.
+    The process and its supervision are `SupervisedChild`'s (ippbx.media.child).
     """
+
+    _LOG = log
+    _NAME = "rtpengine"
+    _LABEL = "media: rtpengine"
+    _PORT_LABEL = "media: ng port"
+    _PORT_KIND = socket.SOCK_DGRAM
+    _PORT_TAKEN = "already in use"
+    _ERROR = MediaError
+    _OUTPUT = "stderr"
 
     def __init__(
         self,
@@ -291,6 +290,8 @@ class MediaEngine:
             parse_ng_address(name)
         if not 1 <= port_min < port_max <= 65535:
             raise ValueError("want 1 <= port_min < port_max <= 65535")
+        super().__init__(on_restart=on_restart, start_timeout=start_timeout,
+                         stop_timeout=stop_timeout, backoff=backoff, backoff_max=backoff_max)
         self.binary = binary
         self.interface = interface
         self.port_min = port_min
@@ -298,26 +299,12 @@ class MediaEngine:
         self.recording_dir = Path(recording_dir).resolve()
         self.dtmf_log_dest = dtmf_log_dest
         self.on_dtmf = on_dtmf
-        self.on_restart = on_restart
-        self.start_timeout = start_timeout
-        self.stop_timeout = stop_timeout
-        self.backoff = backoff
-        self.backoff_max = backoff_max
         self.log_level = log_level
         self.extra_args = list(extra_args)
         self.timeout = timeout
         self.tries = tries
-        self.restarts = 0
         self.client: NgClient | None = None
         self.dtmf: DtmfListener | None = None  # ours, when on_dtmf was given
-        self._proc: asyncio.subprocess.Process | None = None
-        self._ng_port: int | None = None
-        self._stderr_task: asyncio.Task[None] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._ready = False  # our rtpengine runs and has answered ping
-        self._recent: collections.deque[str] = collections.deque(maxlen=_STDERR_KEEP)
-        self._ratelog = RateLimitedLog(log)
 
     @classmethod
     def from_config(cls, media: MediaSection, *,
@@ -335,13 +322,6 @@ class MediaEngine:
     # -- state ------------------------------------------------------------------------------
 
     @property
-    def pid(self) -> int | None:
-        """The spawned rtpengine's pid while it runs."""
-        if self._proc is None or self._proc.returncode is not None:
-            return None
-        return self._proc.pid
-
-    @property
     def ready(self) -> bool:
         """Can calls be anchored now: our rtpengine runs and answered (False while it is
         being restarted), or the engines are external (theirs to keep up)."""
@@ -352,7 +332,7 @@ class MediaEngine:
         """The ng "host:port" of each engine."""
         if self.external:
             return list(self.external)
-        return [f"127.0.0.1:{self._ng_port}"] if self._ng_port else []
+        return [f"127.0.0.1:{self._port}"] if self._port else []
 
     def command(self, ng_port: int) -> list[str]:
         """The rtpengine command line for a spawned engine on `ng_port`."""
@@ -415,12 +395,7 @@ class MediaEngine:
 
     async def stop(self) -> None:
         """Stop supervising and end our rtpengine (SIGTERM, then SIGKILL); idempotent."""
-        self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await self._end_supervision()
         await self._terminate()
         if self.client is not None:
             self.client.close()
@@ -430,82 +405,16 @@ class MediaEngine:
             self.dtmf = None
             self.dtmf_log_dest = None
 
-    async def _terminate(self) -> None:
-        proc = self._proc
-        if proc is not None:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), self.stop_timeout)
-                except TimeoutError:
-                    log.warning("media: rtpengine (pid %d) ignored SIGTERM for %.1f s; "
-                                "killing it", proc.pid, self.stop_timeout)
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-            else:
-                await proc.wait()
-        if self._stderr_task is not None:
-            try:
-                await asyncio.wait_for(self._stderr_task, 1.0)
-            except (TimeoutError, asyncio.CancelledError):
-                self._stderr_task.cancel()
-            self._stderr_task = None
+    # -- the process: SupervisedChild's hooks -----------------------------------------------
 
-    async def __aenter__(self) -> MediaEngine:
-        await self.start()
-        return self
+    def _command_line(self) -> tuple[list[str], Path | None]:
+        assert self._port is not None
+        return self.command(self._port), None
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- the process ------------------------------------------------------------------------
-
-    async def _launch(self, *, first: bool) -> None:
-        """Spawn rtpengine and wait for its pong; MediaError when it never comes.
-
-        A first start that fails to bind its ng port tries a new port (twice more).
-        """
-        attempts = 3 if first or self._ng_port is None else 2
-        for attempt in range(attempts):
-            if self._ng_port is None or attempt > 0:
-                self._ng_port = free_port("127.0.0.1")
-            try:
-                await self._spawn_and_wait()
-                return
-            except MediaError as exc:
-                if attempt == attempts - 1 or "already in use" not in str(exc):
-                    raise
-                log.info("media: ng port %d taken; trying another", self._ng_port)
-
-    async def _spawn_and_wait(self) -> None:
-        assert self._ng_port is not None
-        name = f"127.0.0.1:{self._ng_port}"
-        argv = self.command(self._ng_port)
-        self._recent.clear()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent,
-                start_new_session=True)  # a Ctrl-C at the terminal is ippbx's to handle
-        except OSError as exc:
-            raise MediaError(f"cannot run {argv[0]}: {exc}") from None
-        self._proc = proc
-        assert proc.stderr is not None
-        self._stderr_task = asyncio.create_task(self._drain(proc.stderr, proc.pid),
-                                                name="rtpengine-stderr")
-        try:
-            await self._wait_ready(proc, name)
-        except BaseException:
-            await self._terminate()
-            raise
-        self._ready = True
-        log.info("media: rtpengine (pid %d) answers on %s; RTP on %s ports %d-%d",
-                 proc.pid, name, self.interface, self.port_min, self.port_max)
-
-    async def _wait_ready(self, proc: asyncio.subprocess.Process, name: str) -> None:
+    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
+        """Until it answers ping on its ng port (the client is pointed there first)."""
         loop = asyncio.get_running_loop()
+        name = f"127.0.0.1:{self._port}"
         if self.client is None:
             self.client = await NgClient.open(name, timeout=self.timeout, tries=self.tries)
         elif name not in self.client.engines:
@@ -522,58 +431,18 @@ class MediaEngine:
                 raise MediaError(f"rtpengine on {name} did not answer ping within "
                                  f"{self.start_timeout:.1f} s: {self._last_lines()}")
 
-    def _last_lines(self) -> str:
-        return " | ".join(self._recent) or "(nothing on stderr)"
+    def _announce(self, proc: asyncio.subprocess.Process) -> None:
+        log.info("media: rtpengine (pid %d) answers on 127.0.0.1:%d; RTP on %s ports %d-%d",
+                 proc.pid, self._port, self.interface, self.port_min, self.port_max)
 
-    async def _drain(self, stream: asyncio.StreamReader, pid: int) -> None:
-        """rtpengine's stderr into logging, line by line, until EOF."""
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the reader's limit: dropped
-                continue
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self._recent.append(line[:300])
-            level = line.split(":", 1)[0].strip()
-            if level in _SEVERE:
-                self._ratelog.warning("stderr", "rtpengine[%d]: %s", pid, line)
-            else:
-                log.debug("rtpengine[%d]: %s", pid, line)
+    def _severe(self, line: str) -> bool:
+        """rtpengine's lines start with their level: "WARNING: ...", "ERR: ..."."""
+        return line.split(":", 1)[0].strip() in _SEVERE
 
-    async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = self.backoff
-        while not self._stopping:
-            proc = self._proc
-            assert proc is not None
-            started = loop.time()
-            code = await proc.wait()
-            self._ready = False
-            if self._stopping:
-                return
-            if loop.time() - started >= _GOOD_RUN:
-                backoff = self.backoff
-            log.warning("media: rtpengine (pid %d) exited with %s; restarting it in %.2f s",
-                        proc.pid, describe_exit(code), backoff)
-            lost: list[str] = []
-            if self.client is not None:
-                for name in self.client.engines:
-                    lost += self.client.forget_engine(name)
-            while not self._stopping:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max)
-                try:
-                    await self._launch(first=False)
-                    break
-                except MediaError as exc:
-                    log.warning("media: rtpengine restart failed: %s; next try in %.2f s",
-                                exc, backoff)
-            if self._stopping:
-                return
-            self.restarts += 1
-            await call_back(self.on_restart, log, lost)
-
+    async def _died(self) -> tuple[object, ...]:
+        """The calls it held are gone: the client forgets them; they go to on_restart."""
+        lost: list[str] = []
+        if self.client is not None:
+            for name in self.client.engines:
+                lost += self.client.forget_engine(name)
+        return (lost,)

@@ -57,7 +57,9 @@ once it answers, `client` is replaced by a fresh session and `on_restart()` is c
 every room and participant was lost, the caller rebuilds or ends them. Until then the
 old `client` stays in place, closed: its requests raise JanusError. `stop()` closes the
 session, sends SIGTERM (janus takes about a second to exit), then SIGKILL after
-`stop_timeout`, and reaps it.
+`stop_timeout`, and reaps it. That supervision is `child.SupervisedChild`'s (shared
+with rtpengine's); `JanusEngine` adds janus's configuration and command line, its
+readiness (a session), which output lines are severe, and the closed client.
 
 With `url` the janus is someone else's: `start()` pings it and opens a session, and a
 health check pings it every `health_interval` (2 s). When it stops answering, one
@@ -75,13 +77,11 @@ within a packet; a party's port is free again about 1 s after it left.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import tempfile
 from collections.abc import Callable
@@ -91,8 +91,7 @@ from typing import Any
 
 import httpx
 
-from ippbx.media.child import call_back, describe_exit, die_with_parent, free_port
-from ippbx.sip.ratelog import RateLimitedLog
+from ippbx.media.child import SupervisedChild, call_back, describe_exit
 
 __all__ = [
     "AUDIOBRIDGE", "JanusClient", "JanusEngine", "JanusError", "Participant", "RtpAddress",
@@ -117,16 +116,12 @@ SAMPLING_RATE = 8000
 _LONG_POLL = 30.0  # janus answers a long poll with a keepalive after 30 s
 _MAX_EVENTS = 16  # events per long-poll answer
 _POLL_RETRY_MAX = 2.0
-_OUTPUT_KEEP = 20
-_GOOD_RUN = 60.0  # a process that lived this long resets the restart backoff
 _SEVERE = ("[WARN]", "[ERR]", "[FATAL]")
 # [WARN]/[ERR] lines that are no news: our own choice, or janus echoing an error its API
 # answers us with as well (a JanusError for the caller, or tolerated on purpose: a room
 # that exists already, an unknown room or session)
 _BENIGN = ("Session timeouts have been disabled", "already exists!", "No such room (",
            "No such user ", "Couldn't find any session ")
-_PORT_TAKEN = "Couldn't start webserver"
-
 
 
 class JanusError(Exception):
@@ -288,14 +283,6 @@ def link_modules(confdir: Path, libdir: Path) -> None:
             if link.is_symlink() or link.exists():
                 link.unlink()
             link.symlink_to(libdir / sub / name)
-
-
-
-
-
-
-
-
 
 
 def _transaction() -> str:
@@ -676,9 +663,19 @@ class JanusClient:
 # -- the engine -----------------------------------------------------------------------------
 
 
-class JanusEngine:
+class JanusEngine(SupervisedChild):
     """ippbx's own supervised janus (no `url`), or an external one; see the module
     docstring. After `start()`, `client` is a connected `JanusClient`."""
+
+    _LOG = log
+    _NAME = "janus"
+    _LABEL = "janus"
+    _PORT_LABEL = "janus: HTTP port"
+    _PORT_KIND = socket.SOCK_STREAM
+    _PORT_TAKEN = "Couldn't start webserver"
+    _ERROR = JanusError
+    _OUTPUT = "output"
+    _LOSES = "its rooms are lost"
 
     def __init__(
         self,
@@ -700,32 +697,20 @@ class JanusEngine:
     ) -> None:
         if not 1 <= rtp_port_min < rtp_port_max <= 65535:
             raise ValueError("want 1 <= rtp_port_min < rtp_port_max <= 65535")
+        super().__init__(on_restart=on_restart, start_timeout=start_timeout,
+                         stop_timeout=stop_timeout, backoff=backoff, backoff_max=backoff_max)
         self.external = url.rstrip("/")
         self.binary = binary
         self.interface = interface
         self.rtp_port_min = rtp_port_min
         self.rtp_port_max = rtp_port_max
         self.workdir = workdir
-        self.on_restart = on_restart
-        self.start_timeout = start_timeout
-        self.stop_timeout = stop_timeout
-        self.backoff = backoff
-        self.backoff_max = backoff_max
         self.health_interval = health_interval
         self.debug_level = debug_level
         self.timeout = timeout
-        self.restarts = 0
         self.client: JanusClient | None = None
-        self._proc: asyncio.subprocess.Process | None = None
-        self._http_port: int | None = None
         self._confdir: Path | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        self._output_task: asyncio.Task[None] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._ready = False
-        self._recent: collections.deque[str] = collections.deque(maxlen=_OUTPUT_KEEP)
-        self._ratelog = RateLimitedLog(log)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -734,7 +719,7 @@ class JanusEngine:
         """The REST API's base URL (".../janus"); "" before our janus got its port."""
         if self.external:
             return self.external
-        return f"http://127.0.0.1:{self._http_port}/janus" if self._http_port else ""
+        return f"http://127.0.0.1:{self._port}/janus" if self._port else ""
 
     @property
     def ready(self) -> bool:
@@ -743,13 +728,6 @@ class JanusEngine:
         if not self._ready or self.client is None:
             return False
         return bool(self.external) or self.pid is not None
-
-    @property
-    def pid(self) -> int | None:
-        """Our janus's pid while it runs."""
-        if self._proc is None or self._proc.returncode is not None:
-            return None
-        return self._proc.pid
 
     def command(self, confdir: Path) -> list[str]:
         """The janus command line for the configuration folder `confdir`."""
@@ -781,13 +759,8 @@ class JanusEngine:
         """Stop supervising, close the session, end our janus (SIGTERM, then SIGKILL);
         idempotent. An external janus is left running, and so are the rooms we made
         there (rooms outlive sessions: destroy them first)."""
-        self._stopping = True
         self._ready = False
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await self._end_supervision()
         if self.client is not None:
             await self.client.close()
             self.client = None
@@ -796,13 +769,6 @@ class JanusEngine:
             self._tempdir.cleanup()
             self._tempdir = None
             self._confdir = None
-
-    async def __aenter__(self) -> JanusEngine:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def _prepare(self) -> None:
         """The configuration folder: `workdir`, or a temporary directory."""
@@ -816,14 +782,14 @@ class JanusEngine:
             self._confdir = Path(self._tempdir.name)
 
     def _write_config(self) -> Path:
-        assert self._confdir is not None and self._http_port is not None
+        assert self._confdir is not None and self._port is not None
         binary = self.command(self._confdir)[0]
         libdir = find_janus_libdir(binary)
         if libdir is None:
             raise JanusError(f"cannot find janus's plugins folder (with {AUDIOBRIDGE_SO}) "
                              f"for {binary}")
         link_modules(self._confdir, libdir)
-        files = janus_config(confdir=self._confdir, http_port=self._http_port,
+        files = janus_config(confdir=self._confdir, http_port=self._port,
                              interface=self.interface, rtp_port_min=self.rtp_port_min,
                              rtp_port_max=self.rtp_port_max, debug_level=self.debug_level)
         for name, text in files.items():
@@ -844,75 +810,15 @@ class JanusEngine:
         self._ready = True
         log.info("janus: using the janus at %s", self.external)
 
-    async def _terminate(self) -> None:
-        proc = self._proc
-        if proc is not None:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), self.stop_timeout)
-                except TimeoutError:
-                    log.warning("janus (pid %d) ignored SIGTERM for %.1f s; killing it",
-                                proc.pid, self.stop_timeout)
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-            else:
-                await proc.wait()
-        if self._output_task is not None:
-            try:
-                await asyncio.wait_for(self._output_task, 1.0)
-            except (TimeoutError, asyncio.CancelledError):
-                self._output_task.cancel()
-            self._output_task = None
+    # -- the process: SupervisedChild's hooks -----------------------------------------------
 
-    # -- the process ------------------------------------------------------------------------
-
-    async def _launch(self, *, first: bool) -> None:
-        """Spawn janus and wait until it answers and a session is open; JanusError when
-        that does not happen. A start whose HTTP port is taken tries a new port."""
-        attempts = 3 if first or self._http_port is None else 2
-        for attempt in range(attempts):
-            if self._http_port is None or attempt > 0:
-                self._http_port = free_port("127.0.0.1", socket.SOCK_STREAM)
-            try:
-                await self._spawn_and_wait()
-                return
-            except JanusError as exc:
-                if attempt == attempts - 1 or _PORT_TAKEN not in str(exc):
-                    raise
-                log.info("janus: HTTP port %d taken; trying another", self._http_port)
-
-    async def _spawn_and_wait(self) -> None:
+    def _command_line(self) -> tuple[list[str], Path | None]:
         confdir = self._write_config()
-        argv = self.command(confdir)
-        self._recent.clear()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, cwd=str(confdir),
-                preexec_fn=die_with_parent,
-                start_new_session=True)  # a Ctrl-C at the terminal is ippbx's to handle
-        except OSError as exc:
-            raise JanusError(f"cannot run {argv[0]}: {exc}") from None
-        self._proc = proc
-        assert proc.stdout is not None
-        self._output_task = asyncio.create_task(self._drain(proc.stdout, proc.pid),
-                                                name="janus-output")
-        try:
-            client = await self._wait_ready(proc)
-        except BaseException:
-            await self._terminate()
-            raise
-        old, self.client = self.client, client
-        if old is not None:
-            await old.close()
-        self._ready = True
-        log.info("janus (pid %d) answers at %s; plain RTP on %s ports %d-%d", proc.pid,
-                 self.url, self.interface, self.rtp_port_min, self.rtp_port_max)
+        return self.command(confdir), confdir
 
-    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> JanusClient:
+    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
+        """Until it answers GET /janus/info and a session of a new client is open; that
+        client replaces `client` (the old one, if any, is closed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
         client = JanusClient(self.url, timeout=self.timeout)
@@ -932,59 +838,26 @@ class JanusEngine:
         except BaseException:
             await client.close()
             raise
-        return client
+        old, self.client = self.client, client
+        if old is not None:
+            await old.close()  # closed already when janus died: returns at once
 
-    def _last_lines(self) -> str:
-        return " | ".join(self._recent) or "(no output)"
+    def _announce(self, proc: asyncio.subprocess.Process) -> None:
+        log.info("janus (pid %d) answers at %s; plain RTP on %s ports %d-%d", proc.pid,
+                 self.url, self.interface, self.rtp_port_min, self.rtp_port_max)
 
-    async def _drain(self, stream: asyncio.StreamReader, pid: int) -> None:
-        """janus's output into logging, line by line, until EOF."""
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the reader's limit: dropped
-                continue
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self._recent.append(line[:300])
-            if line.startswith(_SEVERE) and not any(b in line for b in _BENIGN):
-                self._ratelog.warning("output", "janus[%d]: %s", pid, line)
-            else:
-                log.debug("janus[%d]: %s", pid, line)
+    def _severe(self, line: str) -> bool:
+        """[WARN], [ERR] and [FATAL] lines, but for those that are no news (`_BENIGN`)."""
+        return line.startswith(_SEVERE) and not any(b in line for b in _BENIGN)
 
-    async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = self.backoff
-        while not self._stopping:
-            proc = self._proc
-            assert proc is not None
-            started = loop.time()
-            code = await proc.wait()
-            self._ready = False
-            if self._stopping:
-                return
-            if loop.time() - started >= _GOOD_RUN:
-                backoff = self.backoff
-            log.warning("janus (pid %d) exited with %s; its rooms are lost; restarting it "
-                        "in %.2f s", proc.pid, describe_exit(code), backoff)
-            if self.client is not None:
-                await self.client.close()  # stays in place, closed, until replaced
-            await self._terminate()  # reap, finish reading its output
-            while not self._stopping:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max)
-                try:
-                    await self._launch(first=False)
-                    break
-                except JanusError as exc:
-                    log.warning("janus restart failed: %s; next try in %.2f s", exc, backoff)
-            if self._stopping:
-                return
-            self.restarts += 1
-            await call_back(self.on_restart, log)
+    async def _died(self) -> tuple[object, ...]:
+        """Its rooms and our session are gone: `client` is closed (and stays in place,
+        closed, until replaced); the process is reaped and its output read to the end.
+        `on_restart()` gets no arguments."""
+        if self.client is not None:
+            await self.client.close()
+        await self._terminate()
+        return ()
 
     async def _watch_external(self) -> None:
         """Ping the external janus; a new session and on_restart when it lost ours."""
