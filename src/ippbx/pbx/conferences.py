@@ -168,7 +168,7 @@ class Room:
     held: bool = False  # a supervision's: quiet (no prompts nor tones), kept until closed
     recording: str = ""  # the WAV of its mix, in [media] recordings (`record = true`)
     moderator_in: asyncio.Event = field(default_factory=asyncio.Event)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # joins and rebuilds
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # making it in the mixer
 
     def moderators(self) -> list[Member]:
         return [m for m in self.members if m.moderator]
@@ -412,29 +412,29 @@ class Conferences:
         call = bridge.call
         if client is None or media is None or bridge.ended:
             return False
-        async with room.lock:
-            try:
+        try:
+            async with room.lock:  # (the room is made once; the joins run side by side)
                 await self._open(client, room)
-                to_player = await media.offer(call.callid, call.caller.id, PLAYER,
-                                              bridge.sdp.get("a", b""))
-                engine = engine_side(to_player)
-                if engine is None or bridge.ended:
-                    log.info("call %s: no codec the mixer takes", call.callid)
-                    return False
-                participant = await client.join(room.mixer_id, engine, display=member.number,
-                                                muted=member.muted)
-                if bridge.ended:
-                    await client.leave(participant)
-                    return False
-                member.participant = participant
-                if room.recording:  # (the member's CDR names the room's recording)
-                    call.recording = room.recording
-                answer = mixer_answer(to_player, participant.janus_rtp, engine.payload_type)
-                await media.answer(call.callid, call.caller.id, PLAYER, answer)
-            except JanusError as exc:
-                log.warning("call %s: could not join conference %s (%s)", call.callid,
-                            room.config.number, exc)
+            to_player = await media.offer(call.callid, call.caller.id, PLAYER,
+                                          bridge.sdp.get("a", b""))
+            engine = engine_side(to_player)
+            if engine is None or bridge.ended:
+                log.info("call %s: no codec the mixer takes", call.callid)
                 return False
+            participant = await client.join(room.mixer_id, engine, display=member.number,
+                                            muted=member.muted)
+            if bridge.ended:
+                await client.leave(participant)
+                return False
+            member.participant = participant
+            if room.recording:  # (the member's CDR names the room's recording)
+                call.recording = room.recording
+            answer = mixer_answer(to_player, participant.janus_rtp, engine.payload_type)
+            await media.answer(call.callid, call.caller.id, PLAYER, answer)
+        except JanusError as exc:
+            log.warning("call %s: could not join conference %s (%s)", call.callid,
+                        room.config.number, exc)
+            return False
         return True
 
     async def _open(self, client: JanusClient, room: Room) -> None:
