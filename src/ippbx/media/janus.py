@@ -121,7 +121,9 @@ _SEVERE = ("[WARN]", "[ERR]", "[FATAL]")
 # answers us with as well (a JanusError for the caller, or tolerated on purpose: a room
 # that exists already, an unknown room or session)
 _BENIGN = ("Session timeouts have been disabled", "already exists!", "No such room (",
-           "No such user ", "Couldn't find any session ")
+           "No such user ", "Couldn't find any session ",
+           # a member's call ends (its rtpengine call deleted) a moment before it leaves
+           "Error sending plain RTP packet: 111")
 
 
 class JanusError(Exception):

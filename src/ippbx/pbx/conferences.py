@@ -23,7 +23,9 @@ A call to a room:
 - `wait_for_moderator`: until a moderator is in, participants hear music on hold and are
   shown as `HOLD`; they join when one arrives.
 - Joining: the member hears "you are the only person" when alone; the others hear a
-  short rising tone, and a falling one when a member leaves.
+  short high tone, and a low one when a member leaves (in rooms of up to ten others:
+  each tone is a `play media` per member).
+- A member is listed (`live`) once it waits for a moderator or is in the mixer.
 - Keys in the room (`*` then a key within 3 s): `*1` mutes / unmutes oneself; a
   moderator's `*2` mutes every other participant, `*3` unmutes them, `*9` removes the
   participant who joined last.
@@ -72,6 +74,11 @@ PIN_SECONDS = 10.0
 MENU_SECONDS = 3.0  # for the key after `*`
 MUSIC_TIMES = 1000  # the music on hold over and over while waiting for a moderator
 JOIN_TONE, LEAVE_TONE = "conf-join", "conf-leave"
+# a join or leave tone is one `play media` per member: rooms bigger than this are silent
+# about comings and goings (a 100-member room filling at 10/s would ask rtpengine for
+# 1,000 plays a second), and at most this many tones are played at once
+TONES_UP_TO = 10
+TONES_AT_ONCE = 8
 # the codecs a member may talk to the mixer with: RTP payload type → Janus's name
 MIXER_CODECS = {0: "pcmu", 8: "pcma"}
 
@@ -209,6 +216,7 @@ class Conferences:
         self.on_restart: list[Callable[[], object]] = []  # after the mixer came back
         self._ids = itertools.count(1001)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tones = asyncio.Semaphore(TONES_AT_ONCE)
 
     def reconfigure(self, rooms: Sequence[Conference]) -> None:
         """New settings apply to the next callers; a room deleted ends no call."""
@@ -227,7 +235,8 @@ class Conferences:
                 continue
             out.append(RoomState(number, room.config.name, [
                 MemberState(m.number, m.channelid, m.status, m.moderator, m.muted,
-                            m.bridge.call.callid) for m in room.members]))
+                            m.bridge.call.callid)
+                for m in room.members if m.waiting or m.participant is not None]))
         return out
 
     def _room(self, number: str) -> Room:
@@ -568,11 +577,16 @@ class Conferences:
     def _tone(self, members: Sequence[Member], name: str) -> None:
         media = self.b2bua.media
         path = find_prompt(name, self.prompts)
-        if media is None or path is None:
+        if media is None or path is None or len(members) > TONES_UP_TO:
             return
         for member in members:
-            call = member.bridge.call
-            self._spawn(media.play(call.callid, call.caller.id, str(path)))
+            self._spawn(self._play_tone(member, str(path)))
+
+    async def _play_tone(self, member: Member, path: str) -> None:
+        media, bridge = self.b2bua.media, member.bridge
+        async with self._tones:
+            if media is not None and not bridge.ended:
+                await media.play(bridge.call.callid, bridge.call.caller.id, path)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]

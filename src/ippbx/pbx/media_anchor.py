@@ -62,6 +62,10 @@ class MediaControl(Protocol):
     async def unblock_media(self, call_id: str, from_tag: str) -> None: ...
 
 
+DELETE_TRIES = 3  # an engine call's delete, asked this many times at most
+DELETE_RETRY_SECONDS = 2.0
+
+
 class MediaAnchor:
     """The calls whose media ippbx anchors on the engine, and what it does with it."""
 
@@ -287,10 +291,18 @@ class MediaAnchor:
             self._spawn(self._delete(call_id))
 
     async def _delete(self, call_id: str) -> None:
-        try:
-            await self.control.delete(call_id)
-        except self._errors as exc:
-            log.warning("media engine: delete of call %s failed (%s)", call_id, exc)
+        # (a busy engine that drops a delete would keep the call, and its ports, for its
+        # own timeout: a day for ippbx's rtpengine; asked again a little later)
+        for attempt in range(DELETE_TRIES):
+            try:
+                await self.control.delete(call_id)
+                break
+            except self._errors as exc:
+                last = attempt == DELETE_TRIES - 1
+                log.warning("media engine: delete of call %s failed (%s)%s", call_id, exc,
+                            "" if last else "; asking again")
+                if not last:
+                    await asyncio.sleep(DELETE_RETRY_SECONDS)
         name = self._recorded.pop(call_id, None)
         if name is not None and self.on_recorded is not None:
             self.on_recorded(call_id, name)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from pbx_stack import ENGINE_HOST, EngineModel, make_sdp
 
+from ippbx.pbx import media_anchor
 from ippbx.pbx.media_anchor import MediaAnchor
 
 PHONE = make_sdp("phone", "10.0.2.1")
@@ -106,3 +108,38 @@ async def test_hold_then_unhold_at_once_ends_off_hold_at_the_engine() -> None:
     media.end("c1")
     await media.stop()
     assert media.held() == 0
+
+
+async def test_a_delete_the_engine_drops_is_asked_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy engine that does not answer a delete would keep the call (and its ports)
+    for its own timeout: the anchor asks again, a bounded number of times."""
+    monkeypatch.setattr(media_anchor, "DELETE_RETRY_SECONDS", 0.01)
+    engine = EngineModel(0.0)
+    tries: list[str] = []
+    real_delete = engine.delete
+
+    async def flaky(call_id: str, from_tag: str | None = None) -> None:
+        tries.append(call_id)
+        if len(tries) < 3:
+            raise LookupError("no answer")
+        await real_delete(call_id, from_tag)
+
+    engine.delete = flaky  # type: ignore[method-assign]
+    media = anchor(engine)
+    await media.offer("c1", "a", "b", PHONE)
+    media.end("c1")
+    await media.stop()
+    assert tries == ["c1"] * 3 and engine.calls == set()
+
+    tries.clear()
+
+    async def never(call_id: str, from_tag: str | None = None) -> None:
+        tries.append(call_id)
+        raise LookupError("never")
+
+    engine.delete = never  # type: ignore[method-assign]
+    await media.offer("c2", "a", "b", PHONE)
+    media.end("c2")
+    await media.stop()
+    assert tries == ["c2"] * media_anchor.DELETE_TRIES  # (then it gives up, said in the log)
