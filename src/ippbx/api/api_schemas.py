@@ -195,8 +195,24 @@ _AGENT = (E.MISSING_PARAM, E.QUEUE_NOT_FOUND, E.EXTENSION_NOT_FOUND, E.WRONG_PAS
 _YES_NO = "`yes` (also `1`, `true`, `on`) answers the phone automatically where it can; " \
           "default `no`"
 
+_MEMBERS = {"number": req("room number", "6600"),
+            "membernumber": req("one member number or a comma list", "1003")}
+_MEMBER_ERRNOS = (E.MISSING_PARAM, E.NUMBER_NOT_FOUND)
+_SUPERVISION_ERRNOS = (E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
+                       E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
+                       E.INTERNAL)
 _CALL_ID = text("the new call's id (`<epoch>.<sequence>`; OpenVox clients ignore it)")
 _TIMES = ("`YYYY-MM-DD HH:MM:SS` in the PBX's time zone")
+
+
+def _supervision(summary: str, supervisor: str, what: str, monitored: str,
+                 description: str = "On the conference mixer (30001 without it).",
+                 ) -> EndpointDoc:
+    """extension/listen, whisper, barge: a supervisor's extension, the monitored one."""
+    return EndpointDoc(summary, description,
+                       fields={supervisor: req(what, "1003"),
+                               monitored: req("extension in a call", "1001")},
+                       answer={"callid": _CALL_ID}, errnos=_SUPERVISION_ERRNOS)
 
 
 def _call_leg(id_name: str) -> Schema:
@@ -532,34 +548,17 @@ DOCS: dict[str, EndpointDoc] = {
         answer={"callid": _CALL_ID},
         errnos=(E.MISSING_PARAM, E.INTERNAL, E.PROMPT_NOT_FOUND, E.NO_OUTBOUND_PERMISSION,
                 E.NUMBER_NOT_FOUND)),
-    "extension/listen": EndpointDoc(
+    "extension/listen": _supervision(
         "Silent monitoring: `listener` hears both sides of `listenedext`'s call",
-        "Both sides on the conference mixer; without it the far party only.",
-        fields={"listener": req("idle extension that listens", "1003"),
-                "listenedext": req("extension in a call", "1001")},
-        answer={"callid": _CALL_ID},
-        errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
-                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
-                E.INTERNAL)),
-    "extension/whisper": EndpointDoc(
+        "listener", "idle extension that listens", "listenedext",
+        "Both sides on the conference mixer; without it the far party only."),
+    "extension/whisper": _supervision(
         "Whisper: `whisperer` talks to `whisperedext` (hearing both sides); the other "
-        "party does not hear it",
-        "On the conference mixer (30001 without it).",
-        fields={"whisperer": req("idle extension that coaches", "1003"),
-                "whisperedext": req("extension in a call", "1001")},
-        answer={"callid": _CALL_ID},
-        errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
-                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
-                E.INTERNAL)),
-    "extension/barge": EndpointDoc(
+        "party does not hear it", "whisperer", "idle extension that coaches",
+        "whisperedext"),
+    "extension/barge": _supervision(
         "Barge in: `bargein` joins `bargedext`'s call, a three-way conversation",
-        "On the conference mixer (30001 without it).",
-        fields={"bargein": req("idle extension that joins", "1003"),
-                "bargedext": req("extension in a call", "1001")},
-        answer={"callid": _CALL_ID},
-        errnos=(E.MISSING_PARAM, E.EXTENSION_NOT_FOUND, E.CALL_NOT_FOUND,
-                E.EXTENSION_NOT_IDLE, E.NO_OUTBOUND_PERMISSION, E.NUMBER_NOT_FOUND,
-                E.INTERNAL)),
+        "bargein", "idle extension that joins", "bargedext"),
     "inbound/accept": EndpointDoc(
         "Let an inbound call held for a decision go on (Yeastar's Control Inbound Call)",
         "Only calls on a route with `control_inbound_call`; the call is not answered.",
@@ -974,19 +973,11 @@ DOCS: dict[str, EndpointDoc] = {
         errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND, E.EXTENSION_NOT_FOUND,
                 E.NO_OUTBOUND_PERMISSION, E.INTERNAL)),
     "conference/kick_member": EndpointDoc(
-        "Hang up members of a room",
-        fields={"number": req("room number", "6600"),
-                "membernumber": req("one member number or a comma list", "1003")},
-        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+        "Hang up members of a room", fields=_MEMBERS, errnos=_MEMBER_ERRNOS),
     "conference/mute_member": EndpointDoc(
-        "Mute members of a room (the others stop hearing them)",
-        fields={"number": req("room number", "6600"),
-                "membernumber": req("one member number or a comma list", "1003")},
-        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+        "Mute members of a room (the others stop hearing them)", fields=_MEMBERS,
+        errnos=_MEMBER_ERRNOS),
     "conference/unmute_member": EndpointDoc(
-        "Unmute members of a room",
-        fields={"number": req("room number", "6600"),
-                "membernumber": req("one member number or a comma list", "1003")},
-        errnos=(E.MISSING_PARAM, E.NUMBER_NOT_FOUND)),
+        "Unmute members of a room", fields=_MEMBERS, errnos=_MEMBER_ERRNOS),
 }
 """Every endpoint's description, by name (a test checks it covers `ENDPOINTS`)."""

@@ -92,6 +92,7 @@ class ConferenceError(Exception):
     NO_ROOM = "no such room"
     NO_MEMBER = "no such member"
     NO_MIXER = "no mixer"
+    TOO_MANY = "more numbers than the room takes"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -260,14 +261,18 @@ class Conferences:
         room = self._room(number)
         found = self._members(number, members)
         for member in found:
+            member.muted = on  # (shown at once; the mixer is told in the background)
             self._spawn(self._set_muted(room, member, on))
         return len(found)
 
     def invite(self, number: str, numbers: Sequence[str]) -> list[str]:
         """Call `numbers` into room `number`: extensions (registered), or outside numbers
         through the outbound routes open to every extension; each joins once it answers,
-        without a PIN. All are checked before any is called; the new calls' ids."""
-        self.require_room(number)
+        without a PIN. All are checked before any is called (no more numbers than the
+        room's `max_members`); the new calls' ids."""
+        config = self.require_room(number)
+        if len(dict.fromkeys(numbers)) > config.max_members:  # (one request, one room)
+            raise ConferenceError(ConferenceError.TOO_MANY)
         control = self.control
         if control is None:
             raise ConferenceError(ConferenceError.NO_MIXER)
@@ -383,10 +388,6 @@ class Conferences:
         if not await self._join(room, member):
             self._remove(member, 503)
             return
-        if member.moderator and config.wait_for_moderator:  # the waiting ones come in
-            for other in room.members:
-                if other.waiting:
-                    other.waiting = False
         others = [m for m in room.members if m is not member and m.participant]
         if room.held:  # (a supervisor: no prompt, no tone, no keys)
             await bridge.abort_event().wait()

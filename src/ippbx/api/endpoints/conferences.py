@@ -15,7 +15,8 @@
 
 The vendors list no errno for this family; ippbx answers 10011 (number not found) for a
 number that names no room, or no member of it in session, 10006 for an extension to
-invite that is not registered, 10004 for a missing field, and 30001 when there is no
+invite that is not registered, 10004 for a missing field (or more numbers to invite than
+the room's `max_members`), and 30001 when there is no
 mixer (janus not installed or not running).
 """
 
@@ -37,6 +38,7 @@ _ERRNOS = {
     ConferenceError.NO_ROOM: Errno.NUMBER_NOT_FOUND,
     ConferenceError.NO_MEMBER: Errno.NUMBER_NOT_FOUND,
     ConferenceError.NO_MIXER: Errno.INTERNAL,
+    ConferenceError.TOO_MANY: Errno.MISSING_PARAM,
 }
 _CONTROL_ERRNOS = {
     ControlError.NO_EXTENSION: Errno.EXTENSION_NOT_FOUND,
