@@ -1,5 +1,5 @@
-"""The report outbox: every report is a row before it is sent, deleted once delivered or
-dropped.
+"""The report outbox: a report is a row until it is delivered or dropped; rows that wait
+are in the SQLite file.
 
 A row belongs to a destination (`dest`: the report form and URL, shared by every session
 that has them) and to a lane (`lane`: the call's callid, or `ext:<number>` for an
@@ -8,10 +8,15 @@ within a lane.
 
 Writes go through the store's write queue (`ippbx.store.batch`): they are committed in one
 transaction with everything else written in the same `FLUSH_DELAY` (5 ms; WAL,
-synchronous=NORMAL). A report stored more than that before a crash of the process is still
-there after the restart; one stored in the last 5 ms before it may be lost (the delivery
-sends the other reports at once, but waits for `outbox_stored()` before it POSTs a NewCdr,
-and so for the CDR written before it). A graceful stop (`close()`) loses nothing.
+synchronous=NORMAL). A row added with `hold` (every report but a NewCdr) is first kept in
+memory: it is queued for writing only if it is still there `HOLD` (1 s) later. A
+receiver that answers in time costs no write at all (each written row costs an insert
+and a delete: half the store's work at full call rate, once per report), while a report
+that waits for a slow or dead receiver, or for a retry, is in the file a second after it
+was made. What a crash of the process can lose: a held report younger than `HOLD` and not
+yet delivered; any other row stored in the last 5 ms before it. A NewCdr is never held:
+it is committed with the call's CDR, and the delivery waits for `outbox_stored()` before
+it POSTs one. A graceful stop (`close()`) writes the held rows and loses nothing.
 Ids are given here, not by SQLite, so `outbox_add` returns its rows before they are
 written: the next id is one above the largest the table (or its AUTOINCREMENT sequence)
 has seen, so ids never repeat across restarts. One process writes the file at a time.
@@ -23,8 +28,10 @@ destination once (the delivery knows destinations, the store does not).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ippbx.store.batch import WriteQueue
@@ -39,6 +46,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_dest ON outbox (dest, id);
 """
+HOLD = 1.0
+"""Seconds a held row waits in memory for its delivery before it is queued for writing."""
+
 _INSERT = "INSERT INTO outbox (id, dest, lane, body, created) VALUES (?,?,?,?,?)"
 _DELETE = "DELETE FROM outbox WHERE id=?"
 
@@ -77,6 +87,10 @@ class OutboxTable(WriteQueue):
         self._next_outbox_id = self._outbox_top() + 1
         self._outbox_stored_upto = self._next_outbox_id - 1  # (ids settled in the file)
         self._outbox_queued: dict[int, tuple[object, ...]] = {}  # inserts not yet flushed
+        self._outbox_held: dict[int, tuple[object, ...]] = {}  # rows not yet queued
+        self._outbox_due: deque[tuple[float, int]] = deque()  # (loop time, id): when to
+        # queue a held row, in id order (rows delivered meanwhile are skipped)
+        self._outbox_timer: asyncio.TimerHandle | None = None
 
     def _outbox_top(self) -> int:
         """The largest id in the outbox or in its AUTOINCREMENT sequence (0: none)."""
@@ -90,25 +104,69 @@ class OutboxTable(WriteQueue):
         self._outbox_queued.clear()
         super()._flushed()
 
-    def outbox_add(self, rows: Iterable[tuple[str, str, bytes, float]]) -> list[OutboxRow]:
-        """Queue (dest, lane, body, created) rows; the rows, with their ids."""
+    def outbox_add(self, rows: Iterable[tuple[str, str, bytes, float]], *,
+                   hold: Sequence[bool] = ()) -> list[OutboxRow]:
+        """Queue (dest, lane, body, created) rows; the rows, with their ids. Row `i` is held
+        for `HOLD` seconds first when `hold[i]` is true (inside a running event loop)."""
         out: list[OutboxRow] = []
-        for dest, lane, body, created in rows:
+        loop = asyncio._get_running_loop() if hold else None  # (see batch._write)
+        due = loop.time() + HOLD if loop is not None else 0.0
+        for index, (dest, lane, body, created) in enumerate(rows):
             row_id = self._next_outbox_id
             self._next_outbox_id = row_id + 1
             params = (row_id, dest, lane, body, created)
-            self._outbox_queued[row_id] = params
-            self._write(_INSERT, params)
+            if loop is not None and index < len(hold) and hold[index]:
+                self._outbox_held[row_id] = params
+                self._outbox_due.append((due, row_id))
+            else:
+                self._outbox_queued[row_id] = params
+                self._write(_INSERT, params)
             out.append(OutboxRow(row_id, dest, lane, body, created))
+        if loop is not None and self._outbox_timer is None and self._outbox_due:
+            self._outbox_timer = loop.call_at(self._outbox_due[0][0], self._outbox_on_due)
         return out
 
+    def _outbox_on_due(self) -> None:
+        """Queue the held rows whose time is up; wait for the next one."""
+        self._outbox_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due, held = self._outbox_due, self._outbox_held
+        while due and due[0][0] <= now:
+            params = held.pop(due.popleft()[1], None)
+            if params is not None:
+                self._outbox_queue_write(params)
+        if due:
+            self._outbox_timer = loop.call_at(due[0][0], self._outbox_on_due)
+
+    def _outbox_queue_write(self, params: tuple[object, ...]) -> None:
+        self._outbox_queued[params[0]] = params  # type: ignore[index]
+        self._write(_INSERT, params)
+
+    def _outbox_write_held(self) -> None:
+        """Queue every held row now (a read of the table, a stop)."""
+        if self._outbox_timer is not None:
+            self._outbox_timer.cancel()
+            self._outbox_timer = None
+        held = self._outbox_held
+        self._outbox_held = {}
+        self._outbox_due.clear()
+        for params in held.values():
+            self._outbox_queue_write(params)
+
+    def _close_queue(self) -> None:
+        self._outbox_write_held()
+        super()._close_queue()
+
     def outbox_stored(self, row_id: int) -> bool:
-        """Whether the insert of row `row_id` has been flushed (if not: `flushed()`)."""
-        return row_id <= self._outbox_stored_upto
+        """Whether row `row_id` is committed (if queued: `flushed()`; held rows are not)."""
+        return row_id <= self._outbox_stored_upto and row_id not in self._outbox_held
 
     def outbox_delete(self, row_id: int) -> None:
-        """Delete a delivered or dropped row; one whose insert is still queued (delivered
-        within the batch delay, the usual case) is simply never written."""
+        """Delete a delivered or dropped row; one still held or whose insert is still
+        queued (delivered in time, the usual case) is simply never written."""
+        if self._outbox_held.pop(row_id, None) is not None:
+            return
         params = self._outbox_queued.pop(row_id, None)
         if params is not None and self._unwrite(_INSERT, params):
             return
@@ -116,18 +174,22 @@ class OutboxTable(WriteQueue):
 
     def outbox_delete_dest(self, dest: str) -> int:
         """Drop every pending report of a destination; how many there were."""
+        self._outbox_write_held()
         self.flush()
         return self._db.execute("DELETE FROM outbox WHERE dest=?", (dest,)).rowcount
 
     def outbox_load(self) -> list[OutboxRow]:
         """Every pending report, oldest first."""
+        self._outbox_write_held()
         self.flush()
         rows = self._db.execute("SELECT id, dest, lane, body, created FROM outbox ORDER BY id")
         return [OutboxRow(int(i), d, lane, bytes(b), float(c)) for i, d, lane, b, c in rows]
 
     def outbox_count(self) -> int:
+        """Pending reports, held ones included."""
         self.flush()
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return int(count) + len(self._outbox_held)
 
     def outbox_adopt_legacy(
         self, convert: Callable[[LegacyRow], tuple[str, str] | None]

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ippbx.api.reports import Delivery, ReportService, route_of
+from ippbx.api.reports import Action, Delivery, Form, Report, ReportService, route_of
+from ippbx.api.reports.build import Party
 from ippbx.api.reports.delivery import Outcome
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import ReportsSection, load_config
@@ -380,6 +381,37 @@ async def test_service_stores_one_row_per_destination_and_report_in_its_form() -
     assert [(r.dest, r.lane, json.loads(r.body)["status"]) for r in stored] == [
         (route_of(ov), "ext:1003", "InUse"), (route_of(ys), "ext:1003", "Busy")]
     assert service.delivery.pending() == 2
+
+
+async def test_service_holds_every_report_but_new_cdr_until_it_waits(
+    tmp_path: Path,
+) -> None:
+    """Reports a receiver takes at once never reach the file; a NewCdr is committed with
+    the CDR before it (the delivery waits for that)."""
+    config = load_config(None)
+    path = tmp_path / "db.sqlite3"
+    store, registry = Store(path), CallRegistry()
+    sessions = SessionManager(config.api)
+    service = ReportService(config, registry, sessions, store)
+    sessions.login("api", _md5(config.api.password), "10.0.0.1", "openvox", port="1")
+    record = CdrRecord("1.1", 10.0, None, 12.0, "1001", "1002", 2, 0, "BUSY", "Internal")
+    service.send([Report(Action.RING, "1.1"), Report(Action.NEW_CDR, "1.1", record=record)])
+    await store.flushed()
+    with sqlite3.connect(path) as other:
+        bodies = [json.loads(b)["action"] for (b,) in other.execute("SELECT body FROM outbox")]
+    assert bodies == ["NewCdr"] and store.outbox_count() == 2
+    store.close()
+
+
+def test_a_header_byte_that_was_not_utf8_does_not_lose_the_report() -> None:
+    """SIP heads are decoded with surrogateescape: a From user with a stray byte holds a
+    lone surrogate, which no JSON encoder takes; the report goes, a '?' in its place."""
+    config = load_config(None)
+    service = ReportService(config, CallRegistry(), SessionManager(config.api),
+                            Store(":memory:"))
+    report = Report(Action.RING, "1.1", (Party("ext", "10\udcff2"),))
+    body = service.encode(report, Form.OPENVOX)
+    assert json.loads(body)["ext"] == {"extid": "10?2"}
 
 
 def test_report_urls_are_logged_without_their_secrets() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ippbx.pbx.cdr import CdrRecord
+from ippbx.store import outbox
 from ippbx.store.dialogs import DialogRow
 from ippbx.store.sessions import SessionRow
 from ippbx.store.sqlite import FLUSH_CAP, FLUSH_DELAY, RegistrationRow, Store
@@ -238,4 +239,54 @@ def test_a_batch_left_by_a_closed_loop_is_written_by_the_next_write(tmp_path: Pa
     asyncio.run(write())  # the loop ends before its timer fires
     store.add_cdr(cdr(2))  # no loop now: both go at once
     assert count(path, "cdr") == 2
+    store.close()
+
+
+async def test_held_rows_are_written_only_if_they_wait_past_the_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report delivered within the hold costs no write at all; one still there after
+    it is written (a slow or dead receiver); a NewCdr (not held) is written at once."""
+    monkeypatch.setattr(outbox, "HOLD", 0.2)
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    written: list[str] = []
+    store._db.set_trace_callback(lambda sql: written.append(sql.split()[0].upper()))
+    quick, slow, new_cdr = store.outbox_add(
+        [("openvox http://r/", "c", b"quick", 1.0), ("openvox http://r/", "c", b"slow", 1.0),
+         ("openvox http://r/", "c", b"cdr", 1.0)], hold=[True, True, False])
+    await store.flushed()
+    assert count(path, "outbox") == 1  # the NewCdr
+    assert store.outbox_stored(new_cdr.id) and not store.outbox_stored(slow.id)
+    assert store.outbox_count() == 3  # held rows are pending reports all the same
+    store.outbox_delete(quick.id)  # delivered within the hold
+    await asyncio.sleep(outbox.HOLD + 2 * FLUSH_DELAY)
+    await store.flushed()
+    assert [r.body for r in store.outbox_load()] == [b"slow", b"cdr"]
+    assert store.outbox_stored(slow.id)
+    assert written.count("INSERT") == 2 and "DELETE" not in written  # nothing for "quick"
+    store.close()
+
+
+async def test_held_rows_are_written_at_a_graceful_stop_and_go_with_their_destination(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    store.outbox_add([("openvox http://gone/", "c", b"1", 1.0),
+                      ("openvox http://r/", "c", b"2", 1.0)], hold=[True, True])
+    assert store.outbox_delete_dest("openvox http://gone/") == 1
+    store.outbox_add([("openvox http://r/", "d", b"3", 1.0)], hold=[True])
+    store.close()  # long before the hold is up
+    assert count(path, "outbox") == 2
+    store = Store(path)
+    assert [r.body for r in store.outbox_load()] == [b"2", b"3"]
+    store.close()
+
+
+def test_without_a_running_loop_nothing_is_held(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    [row] = store.outbox_add([("openvox http://r/", "c", b"1", 1.0)], hold=[True])
+    assert store.outbox_stored(row.id) and count(path, "outbox") == 1
     store.close()

@@ -1,9 +1,10 @@
 """Report delivery: the outbox's rows POSTed to their destinations, in order per call.
 
-Theory of operation. Every report is a row in the SQLite outbox before `add()` hands it
-here (queued in the store's write queue, committed within `FLUSH_DELAY`; a NewCdr waits
-for that commit before its first POST, so no receiver hears of a CDR that a crash could
-still take back, while the other reports leave at once). A row belongs to
+Theory of operation. Every report is an outbox row before `add()` hands it here (held
+in memory and written only if it waits past `ippbx.store.outbox.HOLD`; a NewCdr is
+queued at once with its CDR and waits for that commit before its first POST, so no
+receiver hears of a CDR that a crash could still take back, while the other reports
+leave at once). A row belongs to
 a **destination** (a report form and a URL: every session with the same ones shares it,
 so each report reaches a receiver once) and to a **lane** inside it:
 the call's callid for call reports, `ext:<number>` for an extension's ExtensionStatus
@@ -479,10 +480,11 @@ class Delivery:
         self._pending -= 1
         lane.tries = 0
         if lane.rows:
-            _make_ready(dest, lane)
+            _make_ready(dest, lane)  # (no-op while its sender goes on with it)
         else:
             del dest.lanes[lane.key]
-        dest.wake.set()
+        if dest.ready or not dest.pending:  # (else the dispatcher has nothing to do)
+            dest.wake.set()
 
     def _drop_destination(self, dest: _Destination) -> None:
         """No live session uses `dest` any more: its reports go."""

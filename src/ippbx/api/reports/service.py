@@ -1,12 +1,14 @@
 """The report pipeline as one component: domain events in, stored and delivered reports out.
 
 `ReportService` subscribes to the call registry. For each event it asks the builder for
-reports; if any session is live it renders each report once per form in use, stores one
-outbox row per (destination, report) in a single SQLite transaction (sessions with the same
-form and URL share a destination, so a receiver gets each report once), and hands the
-rows to `Delivery`. Everything on this path is synchronous and short, so it runs inside the
-registry's publish without holding up a call. `start()` queues the reports a previous run
-left and sends `BootUp` to the sessions that survived the restart.
+reports; if any session is live it renders each report once per form in use (orjson: a
+tenth of the json module's time for these small objects), adds one outbox row per
+(destination, report) (sessions with the same form and URL share a destination, so a
+receiver gets each report once; every report but a NewCdr is held in memory first and
+written only if it is not delivered within `outbox.HOLD`, see `ippbx.store.outbox`),
+and hands the rows to `Delivery`. Everything on this path is synchronous and short, so
+it runs inside the registry's publish without holding up a call. `start()` queues the
+reports a previous run left and sends `BootUp` to the sessions that survived the restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
+
+import orjson
 
 from ippbx.api.reports.build import (
     Action,
@@ -35,14 +39,11 @@ from ippbx.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # (made once)
-
-
 class ReportStore(OutboxStore, Protocol):
     """The outbox table, writable (`ippbx.store.sqlite.Store`)."""
 
     def outbox_add(
-        self, rows: Sequence[tuple[str, str, bytes, float]]
+        self, rows: Sequence[tuple[str, str, bytes, float]], *, hold: Sequence[bool] = ()
     ) -> list[OutboxRow]: ...
 
 
@@ -105,13 +106,21 @@ class ReportService:
         now = self.clock()
         bodies: dict[Form, list[bytes]] = {}
         rows: list[tuple[str, str, bytes, float]] = []
+        # a NewCdr is committed with its CDR (the delivery waits for it); the rest is held
+        hold = [r.action is not Action.NEW_CDR for r in reports] * len(routes)
         for route, live in routes.items():
             form = live.form
             encoded = bodies.get(form)
             if encoded is None:
                 encoded = bodies[form] = [self.encode(r, form) for r in reports]
             rows += [(route, r.lane, body, now) for r, body in zip(reports, encoded, strict=True)]
-        self.delivery.add(self.store.outbox_add(rows))
+        self.delivery.add(self.store.outbox_add(rows, hold=hold))
 
     def encode(self, report: Report, form: Form) -> bytes:
-        return _JSON.encode(render(report, form, self.sn, self.tz)).encode("utf-8")
+        """The body of `report` in `form`: compact JSON, UTF-8, non-ASCII as is."""
+        obj = render(report, form, self.sn, self.tz)
+        try:
+            return orjson.dumps(obj)
+        except orjson.JSONEncodeError:  # a lone surrogate: a SIP header's non-UTF-8 byte
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8", "replace")
