@@ -350,9 +350,9 @@ class StoreSection(_Model):
 
 class ReportsSection(_Model):
     """Call reports (webhooks): what is sent, and how it is delivered (per-POST timeout,
-    retry window, backoff cap, tries for a report the receiver refuses, POSTs in flight per
-    destination, connections kept open for the next report, TLS checks for `https://`
-    receivers)."""
+    retry window, backoff cap, tries for a report the receiver refuses, connections in
+    flight per destination, connections kept open for the next report and pipelined,
+    TLS checks for `https://` receivers)."""
 
     extension_status: bool = True
     timeout: float = Field(5.0, gt=0)
@@ -361,6 +361,7 @@ class ReportsSection(_Model):
     rejected_tries: int = Field(3, ge=1, le=10)
     concurrency: int = Field(4, ge=1, le=64)
     keep_alive: bool = True
+    pipelining: bool = True
     user_agent: str = "WebAPI"
     tls_verify: bool = True
     tls_ca: str = ""

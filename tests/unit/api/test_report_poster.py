@@ -532,3 +532,100 @@ async def test_a_kept_connection_that_talks_out_of_turn_is_not_used_again() -> N
         await eventually(lambda: client.idle() == 0)  # (the extra answer spoils it)
         assert await client(url, BODY) is Outcome.DELIVERED
         assert client.opened == 2
+
+
+# -- pipelining ---------------------------------------------------------------------------
+def bodies(n: int) -> list[bytes]:
+    return [b'{"action":"RING","callid":"%d.1"}' % i for i in range(n)]
+
+
+async def test_pipelined_posts_go_in_one_write_and_their_answers_come_in_order() -> None:
+    seen: list[int] = []  # requests found in the first read of each connection
+
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.05)
+        data = await reader.read(65536)
+        seen.append(data.count(b"POST "))
+        writer.write(KEPT + b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                     + b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with serving(handler) as server:
+        client = Poster(timeout=2, keep_alive=True, pipelining=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert client.pipelines(url)
+        outcomes = await client.post_many(url, bodies(3))
+        assert outcomes == [Outcome.DELIVERED, Outcome.REJECTED, Outcome.FAILED]
+        assert seen == [3] and client.opened == 1 and client.pipelined == 3
+        assert client.idle() == 1 and client.pipelines(url)  # kept, still pipelining
+        client.close()
+
+
+async def test_a_receiver_that_closes_after_one_answer_gets_the_rest_again_one_by_one(
+) -> None:
+    async with serving(serve_kept(1)) as server:
+        client = Poster(timeout=2, keep_alive=True, pipelining=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert await client.post_many(url, bodies(3)) == [Outcome.DELIVERED] * 3
+        assert not client.pipelines(url)  # (from now on one POST at a time)
+        assert await client.post_many(url, bodies(2)) == [Outcome.DELIVERED] * 2
+    # the two left unanswered on the first connection went again, each on its own
+    assert [r.rpartition(b"\r\n\r\n")[2] for r in server.requests] \
+        == bodies(3) + bodies(2)
+    assert server.connections == 5
+
+
+async def test_a_receiver_that_leaves_pipelined_posts_unanswered() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(KEPT)  # and never reads or answers the next one
+        await writer.drain()
+
+    async with serving(handler) as server:
+        client = Poster(timeout=0.3, keep_alive=True, pipelining=True)
+        url = f"http://127.0.0.1:{server.port}/"
+        t0 = time.monotonic()
+        assert await client.post_many(url, bodies(3)) == [Outcome.DELIVERED] * 3
+        assert time.monotonic() - t0 < 2.0 and not client.pipelines(url)
+    assert sorted(r.rpartition(b"\r\n\r\n")[2] for r in server.requests) == bodies(3)
+
+
+async def test_without_pipelining_post_many_sends_one_after_the_other() -> None:
+    async with serving(serve_kept(100)) as server:
+        client = Poster(timeout=2, keep_alive=True)  # (pipelining off)
+        url = f"http://127.0.0.1:{server.port}/"
+        assert not client.pipelines(url)
+        assert await client.post_many(url, bodies(3)) == [Outcome.DELIVERED] * 3
+        assert client.pipelined == 0 and client.opened == 1
+        client.close()
+
+
+async def test_delivery_pipelines_reports_of_different_calls_keeping_each_calls_order(
+) -> None:
+    config = load_config(None)
+    sessions = SessionManager(config.api)
+    async with serving(serve_kept(10_000)) as server:
+        md5 = hashlib.md5(config.api.password.encode()).hexdigest()
+        session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(server.port))
+        store = Store(":memory:")
+        delivery = Delivery(store, sessions, config.reports)
+        await delivery.start()
+        try:
+            now = time.time()
+            rows = [(route_of(session), f"{i % 20}.1", b'{"n":%d}' % i, now)
+                    for i in range(200)]
+            delivery.add(store.outbox_add(rows))
+            while delivery.pending():
+                await asyncio.sleep(0.01)
+            assert delivery._client is not None
+            pipelined = delivery._client.pipelined
+        finally:
+            await delivery.stop()
+    assert delivery.delivered == 200 and len(server.requests) == 200
+    assert pipelined > 0 and server.connections <= config.reports.concurrency
+    got = [int(r.rpartition(b'{"n":')[2].rstrip(b"}")) for r in server.requests]
+    for lane in range(20):  # each call's reports in the order they were made
+        mine = [n for n in got if n % 20 == lane]
+        assert mine == sorted(mine) and len(mine) == 10

@@ -81,6 +81,8 @@ STOP_GRACE = 1.0
 """Seconds `stop()` lets a POST in flight finish before cancelling it."""
 EXPIRE_EVERY = 5.0
 """While a destination is down, how often (s) its lanes are searched for expired heads."""
+PIPELINE_MAX = 16
+"""Reports (of as many calls) pipelined in one write at most."""
 
 
 class OutboxStore(Protocol):
@@ -192,7 +194,8 @@ class _Destination:
     lanes: dict[str, _Lane] = field(default_factory=dict)
     ready: deque[_Lane] = field(default_factory=deque)  # lanes whose head may go now
     later: list[tuple[float, int, _Lane]] = field(default_factory=list)  # heap by due
-    in_flight: int = 0
+    in_flight: int = 0  # lanes with a report in flight
+    sending: int = 0  # their sender tasks (one per lane, or one per pipelined batch)
     pending: int = 0
     down_until: float = 0.0  # unreachable: nothing is sent before this (monotonic)
     down_delay: float = 0.0  # the current wait after a failure to connect; 0 when up
@@ -264,7 +267,7 @@ class Delivery:
             self._client = Poster(
                 timeout=self.config.timeout, user_agent=self.config.user_agent,
                 tls_verify=self.config.tls_verify, tls_ca=self.config.tls_ca,
-                keep_alive=self.config.keep_alive)
+                keep_alive=self.config.keep_alive, pipelining=self.config.pipelining)
         self._post = self._poster or self._client
         for dest in self._dests.values():
             self._kick(dest)
@@ -355,17 +358,14 @@ class Delivery:
                     await self._sleep(dest, dest.down_until - now)
                     continue
                 limit = 1 if dest.down_delay else self.config.concurrency  # probe first
-                while dest.ready and dest.in_flight < limit:
-                    lane = dest.ready.popleft()
-                    lane.queued = False
-                    if dest.lanes.get(lane.key) is not lane or not lane.rows:
-                        continue
-                    if lane.tries and self._too_old(lane.rows[0]):  # (tried, failed, aged)
-                        self._drop_head(dest, lane, "not delivered within the retry window")
-                        continue
-                    lane.busy = True
-                    dest.in_flight += 1
-                    sender = asyncio.create_task(self._serve(dest, lane))
+                many = PIPELINE_MAX if not dest.down_delay and self._pipelines(dest) else 1
+                while dest.ready and dest.sending < limit:
+                    lanes = self._take_ready(dest, many)
+                    if not lanes:
+                        break
+                    dest.sending += 1
+                    sender = asyncio.create_task(
+                        self._serve(dest, lanes[0]) if many == 1 else self._serve_many(dest, lanes))
                     dest.senders.add(sender)
                     sender.add_done_callback(dest.senders.discard)
                 due = dest.later[0][0] - now if dest.later else None
@@ -386,6 +386,36 @@ class Delivery:
             async with asyncio.timeout(timeout):
                 await dest.wake.wait()
 
+    def _pipelines(self, dest: _Destination) -> bool:
+        """Whether the destination's reports may go several to a write (the HTTP client's
+        choice; a test's fake poster never)."""
+        return self._client is not None and self._post is self._client \
+            and self._client.pipelines(dest.url)
+
+    def _take_ready(self, dest: _Destination, most: int) -> list[_Lane]:
+        """Up to `most` lanes whose head may go now, each made busy (its report in flight)."""
+        lanes: list[_Lane] = []
+        while dest.ready and len(lanes) < most:
+            lane = dest.ready.popleft()
+            lane.queued = False
+            if dest.lanes.get(lane.key) is not lane or not lane.rows:
+                continue
+            if lane.tries and self._too_old(lane.rows[0]):  # (tried, failed, aged)
+                self._drop_head(dest, lane, "not delivered within the retry window")
+                continue
+            lane.busy = True
+            dest.in_flight += 1
+            lanes.append(lane)
+        return lanes
+
+    def _release(self, dest: _Destination, lane: _Lane) -> None:
+        """`lane` has no report in flight any more; back among the ready if it has more."""
+        lane.busy = False
+        dest.in_flight -= 1
+        if dest.lanes.get(lane.key) is lane and lane.rows:
+            _make_ready(dest, lane, front=True)  # (no-op if waiting to be retried)
+        dest.wake.set()
+
     async def _serve(self, dest: _Destination, lane: _Lane) -> None:
         """POST the heads of `lane` one after the other while they go through: the lane
         keeps its sender (and its place among the `concurrency` in flight), so the next
@@ -403,10 +433,37 @@ class Delivery:
                         or self._stopping or dest.down_until:
                     return
         finally:
-            lane.busy = False
-            dest.in_flight -= 1
-            if dest.lanes.get(lane.key) is lane and lane.rows:
-                _make_ready(dest, lane, front=True)  # (no-op if waiting to be retried)
+            dest.sending -= 1
+            self._release(dest, lane)
+
+    async def _serve_many(self, dest: _Destination, lanes: list[_Lane]) -> None:
+        """`_serve` for a receiver that takes pipelined POSTs: the heads of several lanes
+        (one report of each call, never two) in one write on one connection, their
+        answers in order; the lanes that go on, joined by lanes that became ready
+        meanwhile, make the next write. Under load more calls have a report waiting, so
+        a write carries more of them: fewer system calls per report."""
+        try:
+            while lanes:
+                rows = [lane.rows[0] for lane in lanes]
+                if any(_needs_its_cdr(row.body) and not self.store.outbox_stored(row.id)
+                       for row in rows):
+                    await self.store.flushed()
+                outcomes = await self._send_many(dest.url, [row.body for row in rows])
+                going: list[_Lane] = []
+                for lane, row, outcome in zip(lanes, rows, outcomes, strict=True):
+                    if dest.lanes.get(lane.key) is lane and lane.rows \
+                            and lane.rows[0] is row and self._settle(dest, lane, row, outcome) \
+                            and lane.rows and not self._stopping and not dest.down_until:
+                        going.append(lane)
+                    else:
+                        self._release(dest, lane)
+                lanes = going
+                if lanes:
+                    lanes += self._take_ready(dest, PIPELINE_MAX - len(lanes))
+        finally:
+            dest.sending -= 1
+            for lane in lanes:
+                self._release(dest, lane)
             dest.wake.set()
 
     def _settle(self, dest: _Destination, lane: _Lane, row: OutboxRow,
@@ -503,6 +560,12 @@ class Delivery:
     async def _send(self, url: str, body: bytes) -> Outcome:
         post = self._post
         return Outcome.UNREACHABLE if post is None else await post(url, body)
+
+    async def _send_many(self, url: str, bodies: list[bytes]) -> list[Outcome]:
+        client = self._client
+        if client is None or self._post is not client:  # (stopped meanwhile)
+            return [await self._send(url, body) for body in bodies]
+        return await client.post_many(url, bodies)
 
 
 def _needs_its_cdr(body: bytes) -> bool:

@@ -53,6 +53,12 @@ receiver that leaves the second POST on a connection unanswered until `timeout` 
 one-request server that neither closes nor reads on) is remembered: it gets a new
 connection per report, with `Connection: close`, from then on. Connections idle for
 `KEEP_IDLE` are closed; at most `MAX_IDLE` are kept per receiver; `close()` closes them.
+
+Pipelining (`pipelining`, with `keep_alive`; `post_many`): several POSTs written at once on
+one connection, their answers read in order by the same parser, one timer for all. A
+receiver that closes after an answer while later POSTs wait, or leaves them unanswered
+until `timeout`, has those POSTs sent again one at a time (at least once) and gets no
+pipelines from then on (`pipelines()` says whether a URL gets them).
 """
 
 from __future__ import annotations
@@ -166,37 +172,52 @@ def parse_target(url: str, user_agent: str) -> Target | None:
 
 
 class _Link(asyncio.Protocol):
-    """One connection to a receiver, answering one POST at a time: each answer is read
-    with httptools' response parser (interim 1xx answers, Content-Length and chunked
-    framing are its work) and resolves the future `begin()` gave with the outcome."""
+    """One connection to a receiver, answering the POSTs of one write at a time (one, or
+    several pipelined): each answer is read with httptools' response parser (interim 1xx
+    answers, Content-Length and chunked framing are its work), its outcome appended to
+    `outcomes`; the future `begin()` gave is resolved once every answer is in or the
+    connection can give no more (then `outcomes` is shorter than the POSTs written)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_head: int, max_body: int) -> None:
         self.loop = loop
         self.parser = httptools.HttpResponseParser(self)
         self.max_head, self.max_body = max_head, max_body
         self.transport: asyncio.Transport | None = None
-        self.done: asyncio.Future[Outcome] | None = None
-        self.uses = 0  # POSTs sent on it
+        self.done: asyncio.Future[None] | None = None
+        self.expect = 0  # answers the current write waits for
+        self.outcomes: list[Outcome] = []  # … and those that came, in order
+        self.uses = 0  # writes of POSTs sent on it
         self.idle_since = 0.0  # loop time it went back to the pool
         self.closed = False  # the receiver closed it or it broke
-        self.expired = False  # an answer did not come in time
+        self.expired = False  # answers did not come in time
         self.kept = False  # the last answer was whole and lets the connection be used again
-        self.received = 0  # bytes of the current answer
-        self.head = 0  # bytes received while the final head is not complete
-        self.status = 0  # the final answer's status, once its head is in
+        self.received = 0  # bytes received for the current write
+        self.head = 0  # bytes received while the current final head is not complete
+        self.status = 0  # the current answer's status, once its head is in
         self.framed = False  # its body has a Content-Length or chunked framing
         self.length = -1  # its Content-Length, if it gave one
         self.body = 0  # body bytes seen
         self.why = ""  # for the debug log
 
-    def begin(self) -> asyncio.Future[Outcome]:
-        """A new POST goes out on this connection: the future of its outcome."""
+    def begin(self, answers: int = 1) -> asyncio.Future[None]:
+        """A write of `answers` POSTs goes out on this connection: the future of their
+        answers."""
         self.uses += 1
         self.kept = False
-        self.received = self.head = self.status = self.body = 0
-        self.framed, self.length, self.why = False, -1, ""
+        self.expect, self.outcomes = answers, []
+        self.received = 0
+        self._next_answer()
         self.done = self.loop.create_future()
         return self.done
+
+    def _next_answer(self) -> None:
+        self.head = self.status = self.body = 0
+        self.framed, self.length, self.why = False, -1, ""
+
+    @property
+    def outcome(self) -> Outcome:
+        """The outcome of a single POST (FAILED when no answer came)."""
+        return self.outcomes[0] if self.outcomes else Outcome.FAILED
 
     def reusable(self) -> bool:
         """Whether another POST may go out on this connection now."""
@@ -221,11 +242,9 @@ class _Link(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.closed = True
-            self.finish(Outcome.FAILED, "malformed answer")
+            self.fail("malformed answer")
         if not self.status and self.head > self.max_head:
-            self.closed = True
-            self.finish(Outcome.FAILED, "head too large")
+            self.fail("head too large")
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -252,42 +271,62 @@ class _Link(asyncio.Protocol):
             return
         self.status = status
         if self.length > self.max_body:
-            self.closed = True
-            self.finish(Outcome.FAILED, "body too large")
+            self.fail("body too large")
 
     def on_body(self, body: bytes) -> None:
         self.body += len(body)
         if self.body > self.max_body:
-            self.closed = True
-            self.finish(Outcome.FAILED, "body too large")
+            self.fail("body too large")
 
     def on_message_complete(self) -> None:
         if self.done is None or self.done.done():  # (an answer nobody asked for)
             self.closed = True
         elif self.status:
             self.kept = self.framed and self.parser.should_keep_alive()
-            self.finish(outcome_of(self.status))
+            self.answer(outcome_of(self.status))
+            if not self.kept:
+                self.closed = True
+                self.settle()  # (nothing more comes on it)
 
     # -- outcomes -------------------------------------------------------------------------
-    def finish(self, outcome: Outcome, why: str = "") -> None:
-        if self.done is not None and not self.done.done():
+    def answer(self, outcome: Outcome, why: str = "") -> None:
+        """The current answer came to `outcome`; the next one is read (or all are in)."""
+        if self.done is None or self.done.done():
+            return
+        self.outcomes.append(outcome)
+        if why:
             self.why = why
-            self.done.set_result(outcome)
+        if len(self.outcomes) >= self.expect:
+            self.done.set_result(None)
+        else:
+            self._next_answer()
+
+    def settle(self, why: str = "") -> None:
+        """No more answers come: the write is over with the outcomes it has."""
+        if self.done is not None and not self.done.done():
+            self.why = self.why or why
+            self.done.set_result(None)
+
+    def fail(self, why: str) -> None:
+        """The current answer is broken: FAILED, and the connection is given up."""
+        self.closed = True
+        self.answer(Outcome.FAILED, why)
+        self.settle()
 
     def timed_out(self) -> None:
         self.closed = self.expired = True
         if self.status and not self.framed:
-            self.finish(outcome_of(self.status))  # the body never ended: the status decides
-        else:
-            self.finish(Outcome.FAILED, "read timeout")
+            self.answer(outcome_of(self.status))  # the body never ended: the status decides
+        elif self.status or (self.received and not self.outcomes):
+            self.answer(Outcome.FAILED, "read timeout")
+        self.settle("read timeout")
 
     def _ended(self, how: str) -> None:
         if self.status and not self.framed:
-            self.finish(outcome_of(self.status))  # a body that ends with the connection
-        elif not self.status:
-            self.finish(Outcome.FAILED, f"{how} before an answer")
-        else:
-            self.finish(Outcome.FAILED, f"{how} mid-body")
+            self.answer(outcome_of(self.status))  # a body that ends with the connection
+        elif self.status:
+            self.answer(Outcome.FAILED, f"{how} mid-body")
+        self.settle(f"{how} before an answer")
 
 
 _Key = tuple[str, int, bool]  # host, port, TLS: connections to one receiver
@@ -298,17 +337,21 @@ class Poster:
 
     def __init__(self, *, timeout: float = 5.0, user_agent: str = "WebAPI",
                  tls_verify: bool = True, tls_ca: str = "", keep_alive: bool = False,
-                 max_head: int = MAX_HEAD, max_body: int = MAX_BODY) -> None:
+                 pipelining: bool = False, max_head: int = MAX_HEAD,
+                 max_body: int = MAX_BODY) -> None:
         self.timeout = timeout
         self.user_agent = user_agent
         self.tls_verify, self.tls_ca = tls_verify, tls_ca
         self.keep_alive = keep_alive
+        self.pipelining = pipelining
         self.max_head, self.max_body = max_head, max_body
         self.opened = 0  # connections opened (for tests and benchmarks)
+        self.pipelined = 0  # POSTs written together with others (the same)
         self._targets: dict[str, Target | None] = {}
         self._ssl: ssl.SSLContext | None = None
         self._idle: dict[_Key, list[_Link]] = {}  # connections kept open, newest last
         self._single: set[_Key] = set()  # receivers that answer one POST per connection
+        self._unpipelined: set[_Key] = set()  # receivers that leave pipelined POSTs unanswered
         self._sweeper: asyncio.TimerHandle | None = None
         if tls_ca and tls_verify:
             self.ssl_context()  # a CA file that cannot be loaded shows at start
@@ -334,30 +377,57 @@ class Poster:
     async def __call__(self, url: str, body: bytes) -> Outcome:
         return await self.post(url, body)
 
+    def pipelines(self, url: str) -> bool:
+        """Whether POSTs to `url` may go several to a write (`post_many`): connections
+        are kept, pipelining is on, and its receiver has not shown it cannot."""
+        target = self.target(url) if self.pipelining and self.keep_alive else None
+        if target is None:
+            return False
+        key = (target.host, target.port, target.tls)
+        return key not in self._single and key not in self._unpipelined
+
     async def post(self, url: str, body: bytes) -> Outcome:
         """POST `body` (JSON) to `url`, on a connection kept from an earlier POST when
         there is one, else on a new one; what it came to."""
+        return (await self.post_many(url, [body]))[0]
+
+    async def post_many(self, url: str, bodies: list[bytes]) -> list[Outcome]:
+        """POST `bodies` to `url` in order: more than one pipelined in one write on one
+        connection (HTTP/1.1; when `pipelines(url)`, else one after the other); what
+        each came to. A POST left unanswered because the receiver closed the connection
+        after an earlier answer, or leaves pipelined POSTs unanswered, is sent again on
+        its own (that receiver then gets no more pipelines)."""
         target = self.target(url)
         if target is None:
             log.debug("report to %r: not a usable http(s) URL", url[:80])
-            return Outcome.UNREACHABLE
+            return [Outcome.UNREACHABLE] * len(bodies)
         key = (target.host, target.port, target.tls)
+        if len(bodies) > 1 and not self.pipelines(url):
+            return [await self.post(url, body) for body in bodies]
         reuse = self.keep_alive and key not in self._single
         link = self._take(key) if reuse else None
+        outcomes: list[Outcome] | None = None
         if link is not None:
-            outcome = await self._exchange(link, key, target, body, reuse)
-            if outcome is not None:
-                return outcome
-            # the receiver had closed the kept connection, or serves one POST per
-            # connection: the report goes on a new one
+            outcomes = await self._exchange(link, key, target, bodies, reuse)
+            # None: the receiver had closed the kept connection, or serves one POST per
+            # connection: the reports go on a new one
             reuse = key not in self._single
-        try:
-            link = await self._connect(target)
-        except (OSError, ValueError) as exc:  # (TimeoutError, ssl.SSLError are OSErrors)
-            log.debug("report to %s: %s", target.label, type(exc).__name__)
-            return Outcome.UNREACHABLE
-        outcome = await self._exchange(link, key, target, body, reuse)
-        return Outcome.FAILED if outcome is None else outcome
+        if outcomes is None:
+            try:
+                link = await self._connect(target)
+            except (OSError, ValueError) as exc:  # (TimeoutError, ssl.SSLError: OSErrors)
+                log.debug("report to %s: %s", target.label, type(exc).__name__)
+                return [Outcome.UNREACHABLE] * len(bodies)
+            outcomes = await self._exchange(link, key, target, bodies, reuse) or []
+        if len(outcomes) < len(bodies):
+            if len(bodies) > 1 and key not in self._unpipelined:
+                self._unpipelined.add(key)
+                log.info("report receiver %s left pipelined POSTs unanswered: one POST at "
+                         "a time from now on", target.label)
+            if len(bodies) == 1:
+                return [Outcome.FAILED]
+            outcomes += [await self.post(url, body) for body in bodies[len(outcomes):]]
+        return outcomes
 
     def close(self) -> None:
         """Close the connections kept open."""
@@ -387,34 +457,43 @@ class Poster:
         self.opened += 1
         return link
 
-    async def _exchange(self, link: _Link, key: _Key, target: Target, body: bytes,
-                        reuse: bool) -> Outcome | None:
-        """One POST on `link`; None when nothing at all came back on a kept connection
-        (the receiver had closed it, or does not answer a second POST on a connection):
-        the POST is to be sent again on a new one."""
+    async def _exchange(self, link: _Link, key: _Key, target: Target, bodies: list[bytes],
+                        reuse: bool) -> list[Outcome] | None:
+        """The POSTs of `bodies` in one write on `link`: the outcomes of those answered
+        (fewer than `bodies` when the connection ended or the time ran out first; a
+        single POST left unanswered is FAILED), or None when nothing at all came back on
+        a kept connection (the receiver had closed it, or does not answer a second POST
+        on a connection): the POSTs are to be sent again on a new one."""
         assert link.transport is not None
         loop = link.loop
-        done = link.begin()
+        done = link.begin(len(bodies))
         timer = loop.call_later(self.timeout, link.timed_out)
         head = target.head_kept if reuse else target.head
+        if len(bodies) > 1:
+            self.pipelined += len(bodies)
         try:
-            link.transport.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
-            outcome = await done
+            link.transport.write(b"".join([b"%s%d\r\n\r\n%s" % (head, len(body), body)
+                                           for body in bodies]))
+            await done
         finally:
             timer.cancel()
             if reuse and link.reusable():
                 self._put(key, link)
             else:
                 _abort(link)  # (close() could wait for a peer that reads nothing)
-        if link.uses > 1 and not link.received and outcome is Outcome.FAILED:
+        outcomes = link.outcomes
+        if link.uses > 1 and not link.received and not outcomes:
             if link.expired:  # silent, not closed: it serves one POST per connection
                 self._single.add(key)
                 log.info("report receiver %s does not answer a second POST on a "
                          "connection: one connection per report from now on", target.label)
             return None
-        if outcome is not Outcome.DELIVERED:
+        if len(bodies) == 1 and not outcomes:
+            outcomes = [Outcome.FAILED]
+        if any(outcome is not Outcome.DELIVERED for outcome in outcomes) \
+                or len(outcomes) < len(bodies):
             log.debug("report to %s: %s", target.label, link.why or f"answered {link.status}")
-        return outcome
+        return outcomes
 
     def _take(self, key: _Key) -> _Link | None:
         links = self._idle.get(key)
