@@ -8,7 +8,8 @@ more than the report path's changes do. Here a worker process (pinned to core 0,
 plays calls on a real `CallRegistry` (an extension calls out through a trunk: start,
 180, 200, both BYEs, the end, `--hold-ms` (1 s) apart as in bench/sip_cps.py) with ippbx's
 `ReportService` on it: ExtensionStatus, the report builder, orjson, the outbox in a real
-SQLite file, the delivery and its HTTP client. `bench/report_sink.py` answers on core 1.
+SQLite file (the CDRs written there too, as ippbx does), the delivery and its HTTP
+client. `bench/report_sink.py` answers on core 1.
 A spinner keeps the loop `--busy` (0.6) of the time, in 2.4 ms turns every 4 ms, as SIP
 work does at full call rate (so reports wait as they do there). Each repeat runs the
 worker twice, with one API session logged in and with nobody logged in (the registry,
@@ -61,12 +62,14 @@ async def play(calls: int, rate: float, hold_ms: float, port: int, session: bool
     from ippbx.api.sessions import SessionManager
     from ippbx.config import load_config
     from ippbx.pbx.calls import CallRegistry, Leg, LegKind, LegStatus
+    from ippbx.pbx.cdr import CdrRecorder
     from ippbx.store.sqlite import Store
 
     config = load_config(None)
     with tempfile.TemporaryDirectory(prefix="ippbx-bench-reports-") as tmp:
         store = Store(Path(tmp) / "db.sqlite3")
         registry = CallRegistry()
+        registry.subscribe(CdrRecorder(store))  # (as App does: the CDRs share the batches)
         sessions = SessionManager(config.api)
         service = ReportService(config, registry, sessions, store)
         if session:
