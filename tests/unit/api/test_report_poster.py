@@ -492,23 +492,37 @@ async def test_idle_connections_are_closed_after_a_while(
         assert await client(url, BODY) is Outcome.DELIVERED and client.opened == 2
 
 
-async def test_delivery_keeps_connections_by_default_and_closes_them_at_stop() -> None:
+Row = tuple[str, str, bytes, float]
+
+
+async def deliver(port: int, make: Callable[[str], list[Row]]) -> tuple[Delivery, int]:
+    """A `Delivery` (the default configuration, its own HTTP client) with one session
+    reporting to `port` delivers the rows `make(route)` gives; the delivery (stopped)
+    and how many POSTs its client pipelined."""
     config = load_config(None)
     sessions = SessionManager(config.api)
+    md5 = hashlib.md5(config.api.password.encode()).hexdigest()
+    session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(port))
+    store = Store(":memory:")
+    delivery = Delivery(store, sessions, config.reports)
+    await delivery.start()
+    try:
+        delivery.add(store.outbox_add(make(route_of(session))))
+        while delivery.pending():
+            await asyncio.sleep(0.01)
+        assert delivery._client is not None
+        pipelined = delivery._client.pipelined
+    finally:
+        await delivery.stop()
+    return delivery, pipelined
+
+
+async def test_delivery_keeps_connections_by_default_and_closes_them_at_stop() -> None:
+    config = load_config(None)
     async with serving(serve_kept(1000)) as server:
-        md5 = hashlib.md5(config.api.password.encode()).hexdigest()
-        session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(server.port))
-        store = Store(":memory:")
-        delivery = Delivery(store, sessions, config.reports)
-        await delivery.start()
-        try:
-            now = time.time()
-            delivery.add(store.outbox_add([(route_of(session), f"1.{i % 3}", BODY, now)
-                                           for i in range(30)]))
-            while delivery.pending():
-                await asyncio.sleep(0.01)
-        finally:
-            await delivery.stop()
+        now = time.time()
+        delivery, _ = await deliver(server.port, lambda route: [
+            (route, f"1.{i % 3}", BODY, now) for i in range(30)])
         await asyncio.wait_for(server.closed.wait(), 1.0)
     assert delivery.delivered == 30 and len(server.requests) == 30
     assert server.connections <= config.reports.concurrency  # (each kept for the next)
@@ -605,24 +619,10 @@ async def test_without_pipelining_post_many_sends_one_after_the_other() -> None:
 async def test_delivery_pipelines_reports_of_different_calls_keeping_each_calls_order(
 ) -> None:
     config = load_config(None)
-    sessions = SessionManager(config.api)
     async with serving(serve_kept(10_000)) as server:
-        md5 = hashlib.md5(config.api.password.encode()).hexdigest()
-        session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(server.port))
-        store = Store(":memory:")
-        delivery = Delivery(store, sessions, config.reports)
-        await delivery.start()
-        try:
-            now = time.time()
-            rows = [(route_of(session), f"{i % 20}.1", b'{"n":%d}' % i, now)
-                    for i in range(200)]
-            delivery.add(store.outbox_add(rows))
-            while delivery.pending():
-                await asyncio.sleep(0.01)
-            assert delivery._client is not None
-            pipelined = delivery._client.pipelined
-        finally:
-            await delivery.stop()
+        now = time.time()
+        delivery, pipelined = await deliver(server.port, lambda route: [
+            (route, f"{i % 20}.1", b'{"n":%d}' % i, now) for i in range(200)])
     assert delivery.delivered == 200 and len(server.requests) == 200
     assert pipelined > 0 and server.connections <= config.reports.concurrency
     got = [int(r.rpartition(b'{"n":')[2].rstrip(b"}")) for r in server.requests]
