@@ -362,6 +362,16 @@ def save_json(path: str | None, data: object) -> None:
         log(f"results written to {path}")
 
 
+def leftovers(counts: Iterable[tuple[str, int]], after: str,
+              log_problems: Iterable[str] = ()) -> list[str]:
+    """What makes a step not clean once it is over: "N <what> after <after>" for each
+    count that is not 0, and errors in ippbx's log (`log_problems`' keys)."""
+    why = [f"{n} {what} after {after}" for what, n in counts if n]
+    if any(k.startswith(("ERROR", "CRITICAL")) for k in log_problems):
+        why.append("errors in ippbx's log")
+    return why
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

@@ -75,6 +75,7 @@ from benchlib import (
     ProcSampler,
     bench_main,
     free_port,
+    leftovers,
     log,
     machine_info,
     print_machine,
@@ -647,15 +648,11 @@ def verdict(step: Step) -> str:
             != step.total:
         why.append(f"janus participants {step.janus_participants_start} → "
                    f"{step.janus_participants_end} of {step.total}")
-    for what, n in (("members in session", step.left_members),
-                    ("in inbound/query", step.left_inbound),
-                    ("in outbound/query", step.left_outbound),
-                    ("calls in rtpengine", step.left_engine),
-                    ("rooms in janus", step.left_janus_rooms)):
-        if n:
-            why.append(f"{n} {what} after the hang-up")
-    if any(k.startswith(("ERROR", "CRITICAL")) for k in step.log_problems):
-        why.append("errors in ippbx's log")
+    why += leftovers((("members in session", step.left_members),
+                      ("in inbound/query", step.left_inbound),
+                      ("in outbound/query", step.left_outbound),
+                      ("calls in rtpengine", step.left_engine),
+                      ("rooms in janus", step.left_janus_rooms)), "the hang-up", step.log_problems)
     return ", ".join(why)
 
 

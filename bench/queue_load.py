@@ -70,6 +70,7 @@ from benchlib import (
     ProcSampler,
     bench_main,
     free_port,
+    leftovers,
     log,
     machine_info,
     print_machine,
@@ -455,14 +456,10 @@ def verdict(step: Step) -> str:
                    "failed")
     if step.served_total != step.placed:
         why.append(f"{step.served_total}/{step.placed} callers served")
-    for what, n in (("in line", step.left_in_line), ("agents not idle", step.agents_not_idle),
-                    ("in inbound/query", step.left_inbound),
-                    ("in outbound/query", step.left_outbound),
-                    ("in rtpengine", step.left_engine)):
-        if n:
-            why.append(f"{n} {what} after the drain")
-    if any(k.startswith(("ERROR", "CRITICAL")) for k in step.log_problems):
-        why.append("errors in ippbx's log")
+    why += leftovers((("in line", step.left_in_line), ("agents not idle", step.agents_not_idle),
+                      ("in inbound/query", step.left_inbound),
+                      ("in outbound/query", step.left_outbound),
+                      ("in rtpengine", step.left_engine)), "the drain", step.log_problems)
     return ", ".join(why)
 
 

@@ -91,6 +91,7 @@ class OutboxTable(WriteQueue):
         self._outbox_due: deque[tuple[float, int]] = deque()  # (loop time, id): when to
         # queue a held row, in id order (rows delivered meanwhile are skipped)
         self._outbox_timer: asyncio.TimerHandle | None = None
+        self._outbox_timer_loop: asyncio.AbstractEventLoop | None = None  # (its loop)
 
     def _outbox_top(self) -> int:
         """The largest id in the outbox or in its AUTOINCREMENT sequence (0: none)."""
@@ -119,40 +120,45 @@ class OutboxTable(WriteQueue):
                 self._outbox_held[row_id] = params
                 self._outbox_due.append((due, row_id))
             else:
-                self._outbox_queued[row_id] = params
-                self._write(_INSERT, params)
+                self._outbox_queue_write(row_id, params)
             out.append(OutboxRow(row_id, dest, lane, body, created))
-        if loop is not None and self._outbox_timer is None and self._outbox_due:
-            self._outbox_timer = loop.call_at(self._outbox_due[0][0], self._outbox_on_due)
+        if loop is not None and self._outbox_due and self._outbox_timer_loop is not loop:
+            self._outbox_arm(loop)  # (the first held row, or a new loop)
         return out
+
+    def _outbox_arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._outbox_timer = loop.call_at(self._outbox_due[0][0], self._outbox_on_due)
+        self._outbox_timer_loop = loop
 
     def _outbox_on_due(self) -> None:
         """Queue the held rows whose time is up; wait for the next one."""
-        self._outbox_timer = None
+        self._outbox_timer = self._outbox_timer_loop = None
         loop = asyncio.get_running_loop()
         now = loop.time()
         due, held = self._outbox_due, self._outbox_held
         while due and due[0][0] <= now:
-            params = held.pop(due.popleft()[1], None)
+            row_id = due.popleft()[1]
+            params = held.pop(row_id, None)
             if params is not None:
-                self._outbox_queue_write(params)
+                self._outbox_queue_write(row_id, params)
         if due:
-            self._outbox_timer = loop.call_at(due[0][0], self._outbox_on_due)
+            self._outbox_arm(loop)
 
-    def _outbox_queue_write(self, params: tuple[object, ...]) -> None:
-        self._outbox_queued[params[0]] = params  # type: ignore[index]
+    def _outbox_queue_write(self, row_id: int, params: tuple[object, ...]) -> None:
+        self._outbox_queued[row_id] = params
         self._write(_INSERT, params)
 
     def _outbox_write_held(self) -> None:
         """Queue every held row now (a read of the table, a stop)."""
-        if self._outbox_timer is not None:
-            self._outbox_timer.cancel()
-            self._outbox_timer = None
+        timer, loop = self._outbox_timer, self._outbox_timer_loop
+        self._outbox_timer = self._outbox_timer_loop = None
+        if timer is not None and loop is not None and not loop.is_closed():
+            timer.cancel()
         held = self._outbox_held
         self._outbox_held = {}
         self._outbox_due.clear()
-        for params in held.values():
-            self._outbox_queue_write(params)
+        for row_id, params in held.items():
+            self._outbox_queue_write(row_id, params)
 
     def _close_queue(self) -> None:
         self._outbox_write_held()

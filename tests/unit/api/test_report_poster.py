@@ -495,21 +495,23 @@ async def test_idle_connections_are_closed_after_a_while(
 Row = tuple[str, str, bytes, float]
 
 
-async def deliver(port: int, make: Callable[[str], list[Row]]) -> tuple[Delivery, int]:
-    """A `Delivery` (the default configuration, its own HTTP client) with one session
-    reporting to `port` delivers the rows `make(route)` gives; the delivery (stopped)
-    and how many POSTs its client pipelined."""
+async def deliver(port: int, make: Callable[[str], list[Row]],
+                  reports: ReportsSection | None = None) -> tuple[Delivery, int]:
+    """A `Delivery` (the default configuration or `reports`, its own HTTP client) with
+    one session reporting to `port` delivers (or drops) the rows `make(route)` gives,
+    within 10 s; the delivery (stopped) and how many POSTs its client pipelined."""
     config = load_config(None)
     sessions = SessionManager(config.api)
     md5 = hashlib.md5(config.api.password.encode()).hexdigest()
     session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(port))
     store = Store(":memory:")
-    delivery = Delivery(store, sessions, config.reports)
+    delivery = Delivery(store, sessions, reports or config.reports)
     await delivery.start()
     try:
         delivery.add(store.outbox_add(make(route_of(session))))
-        while delivery.pending():
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # (nothing signals "all settled": look often)
+            while delivery.pending():
+                await asyncio.sleep(0.01)
         assert delivery._client is not None
         pipelined = delivery._client.pipelined
     finally:
@@ -629,3 +631,37 @@ async def test_delivery_pipelines_reports_of_different_calls_keeping_each_calls_
     for lane in range(20):  # each call's reports in the order they were made
         mine = [n for n in got if n % 20 == lane]
         assert mine == sorted(mine) and len(mine) == 10
+
+
+async def test_delivery_to_a_receiver_that_closes_after_each_answer_loses_nothing() -> None:
+    async with serving(serve_kept(1)) as server:  # (the vendors' kind of receiver)
+        now = time.time()
+        delivery, _ = await deliver(server.port, lambda route: [
+            (route, f"{i % 10}.1", b'{"n":%d}' % i, now) for i in range(50)])
+    assert delivery.delivered == 50 and delivery.dropped == 0
+    got = [int(r.rpartition(b'{"n":')[2].rstrip(b"}")) for r in server.requests]
+    assert sorted(got) == list(range(50))  # each once
+    for lane in range(10):
+        mine = [n for n in got if n % 10 == lane]
+        assert mine == sorted(mine)
+
+
+async def test_a_report_refused_inside_a_pipeline_holds_up_only_its_own_call() -> None:
+    async def handler(server: Server, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await server.read_request(reader)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                         if b'"bad"' in request else KEPT)
+            await writer.drain()
+
+    reports = load_config(None).reports.model_copy(update={"rejected_tries": 1})
+    async with serving(handler) as server:
+        now = time.time()
+        delivery, pipelined = await deliver(server.port, lambda route: [
+            (route, "bad.1", b'{"bad":1}', now), (route, "bad.1", b'{"n":0}', now),
+            *[(route, f"{i}.1", b'{"n":%d}' % i, now) for i in range(1, 30)]], reports)
+    assert delivery.dropped == 1 and delivery.delivered == 30 and pipelined > 0
+    bodies = [r.rpartition(b"\r\n\r\n")[2] for r in server.requests]
+    assert bodies.count(b'{"bad":1}') == 1  # refused once, then dropped (1 try)
+    assert bodies.index(b'{"bad":1}') < bodies.index(b'{"n":0}')  # its call's order

@@ -458,7 +458,11 @@ class Delivery:
                     else:
                         self._release(dest, lane)
                 lanes = going
-                if lanes:
+                if lanes and not self._pipelines(dest):  # (it turned out not to take them)
+                    for lane in lanes:
+                        self._release(dest, lane)  # (to one sender each, as before)
+                    lanes = []
+                elif lanes:
                     lanes += self._take_ready(dest, PIPELINE_MAX - len(lanes))
         finally:
             dest.sending -= 1

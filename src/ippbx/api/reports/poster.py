@@ -214,11 +214,6 @@ class _Link(asyncio.Protocol):
         self.head = self.status = self.body = 0
         self.framed, self.length, self.why = False, -1, ""
 
-    @property
-    def outcome(self) -> Outcome:
-        """The outcome of a single POST (FAILED when no answer came)."""
-        return self.outcomes[0] if self.outcomes else Outcome.FAILED
-
     def reusable(self) -> bool:
         """Whether another POST may go out on this connection now."""
         return self.kept and not self.closed and self.transport is not None \
@@ -419,13 +414,11 @@ class Poster:
                 log.debug("report to %s: %s", target.label, type(exc).__name__)
                 return [Outcome.UNREACHABLE] * len(bodies)
             outcomes = await self._exchange(link, key, target, bodies, reuse) or []
-        if len(outcomes) < len(bodies):
-            if len(bodies) > 1 and key not in self._unpipelined:
+        if len(outcomes) < len(bodies):  # (a pipeline: one POST alone always has its outcome)
+            if key not in self._unpipelined:
                 self._unpipelined.add(key)
                 log.info("report receiver %s left pipelined POSTs unanswered: one POST at "
                          "a time from now on", target.label)
-            if len(bodies) == 1:
-                return [Outcome.FAILED]
             outcomes += [await self.post(url, body) for body in bodies[len(outcomes):]]
         return outcomes
 
