@@ -298,11 +298,13 @@ class MediaAnchor:
                 await self.control.delete(call_id)
                 break
             except self._errors as exc:
-                last = attempt == DELETE_TRIES - 1
+                # (an engine that answered with an error would only say it again)
+                last = attempt == DELETE_TRIES - 1 or getattr(exc, "reason", None) is not None
                 log.warning("media engine: delete of call %s failed (%s)%s", call_id, exc,
                             "" if last else "; asking again")
-                if not last:
-                    await asyncio.sleep(DELETE_RETRY_SECONDS)
+                if last:
+                    break
+                await asyncio.sleep(DELETE_RETRY_SECONDS)
         name = self._recorded.pop(call_id, None)
         if name is not None and self.on_recorded is not None:
             self.on_recorded(call_id, name)

@@ -143,3 +143,18 @@ async def test_a_delete_the_engine_drops_is_asked_again(
     media.end("c2")
     await media.stop()
     assert tries == ["c2"] * media_anchor.DELETE_TRIES  # (then it gives up, said in the log)
+
+    tries.clear()
+
+    class Refused(LookupError):  # (as MediaError: the engine's answer says why)
+        reason = "Internal error"
+
+    async def refused(call_id: str, from_tag: str | None = None) -> None:
+        tries.append(call_id)
+        raise Refused("delete: Internal error")
+
+    engine.delete = refused  # type: ignore[method-assign]
+    await media.offer("c3", "a", "b", PHONE)
+    media.end("c3")
+    await media.stop()
+    assert tries == ["c3"]  # (an engine that answered an error would only say it again)
