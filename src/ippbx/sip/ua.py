@@ -2,7 +2,10 @@
 
 `UserAgent` owns a `TransactionLayer` (sans-IO, RFC 3261 §17), a `DialogStore` (§12) and
 one timer (`loop.call_at` at the earliest deadline of the transaction layer and of the
-2xx retransmissions). It knows SIP, not PBX policy.
+2xx retransmissions). It knows SIP, not PBX policy. What an INVITE's session does when
+(its early dialogs, the CANCEL once a provisional came, the 2xx resent until the ACK, the
+final answer made up on a timeout) is the table of `sip/session.py`; `ClientInvite` and
+`ServerRequest` hold its state and this module runs its actions.
 
 Client side::
 
@@ -59,6 +62,15 @@ from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT, UdpOnly, rewrite_top_via, tcp_instead
 from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.reliable import ReliableRetransmit, first_rseq, rack_of, rseq_of
+from ippbx.sip.session import (
+    Action,
+    Role,
+    State,
+    Stimulus,
+    step,
+    uac_response_stimulus,
+    uas_response_stimulus,
+)
 from ippbx.sip.transaction import (
     CALLING,
     TRYING,
@@ -160,8 +172,8 @@ class _ClientCall:
 class ClientInvite(_ClientCall):
     """An INVITE we sent: `await final()`, `cancel()`, `.dialog` once a 2xx came."""
 
-    __slots__ = ("dialog", "provisional", "_cancel_requested", "_cancel_sent", "_in_dialog",
-                 "early", "_rseqs")
+    __slots__ = ("dialog", "provisional", "state", "_cancel_requested", "_in_dialog", "early",
+                 "_rseqs")
 
     def __init__(
         self, ua: UserAgent, request: Request, dest: Peer,
@@ -170,8 +182,8 @@ class ClientInvite(_ClientCall):
         super().__init__(ua, request, dest, on_provisional)
         self.dialog: Dialog | None = dialog
         self.provisional: Response | None = None  # the last 1xx received
+        self.state = State.CALLING  # its INVITE session (sip/session.py, role UAC)
         self._cancel_requested = False
-        self._cancel_sent = False
         self._in_dialog = dialog is not None  # a re-INVITE
         # the early dialogs of tagged 1xx answers (by To tag) until the final answer, and
         # the last RSeq of reliable 1xx in each (RFC 3262 §4)
@@ -187,8 +199,7 @@ class ClientInvite(_ClientCall):
         if self._cancel_requested or self.done:
             return
         self._cancel_requested = True
-        if self.provisional is not None:
-            self._send_cancel()
+        self.ua._uac_step(self, Stimulus.TU_CANCEL, None)
 
     @property
     def cancel_requested(self) -> bool:
@@ -211,9 +222,7 @@ class ClientInvite(_ClientCall):
         return True
 
     def _send_cancel(self) -> None:
-        if self._cancel_sent:
-            return
-        self._cancel_sent = True
+        # (once per INVITE: the session table sends it on the way to CANCELLING)
         # its early dialogs leave the dialog store (nothing more is to be said in them)
         # but stay with the INVITE until its final answer: a 2xx crossing the CANCEL
         # confirms one, and the BYE for it must count on from the PRACKs and UPDATEs
@@ -226,18 +235,12 @@ class ClientInvite(_ClientCall):
         if self.key is not None:  # no 487 within 64*T1: the INVITE ends all the same
             self.ua._cancelling(self.key)
 
-    def _provisional(self, response: Response) -> None:
-        self.provisional = response
-        if self._cancel_requested and not self.done:
-            self._send_cancel()
-        super()._provisional(response)
-
 
 class ServerRequest:
     """A request for the TU to answer with `respond` (exactly one final response)."""
 
     __slots__ = (
-        "ua", "key", "request", "source", "dialog", "_to_tag", "_final_status",
+        "ua", "key", "request", "source", "dialog", "state", "_to_tag", "_final_status",
         "_cancelled", "_cancel_event", "_ack", "_ack_state", "_ack_future", "_ack_key",
         "_rseq", "_unacked", "_queued", "on_prack",
     )
@@ -250,6 +253,7 @@ class ServerRequest:
         self.request = request
         self.source = source
         self.dialog = dialog
+        self.state = State.INCOMING  # an INVITE's session (sip/session.py, role UAS)
         self._to_tag: str | None = None
         self._final_status = 0
         self._cancelled = False
@@ -335,28 +339,12 @@ class ServerRequest:
                 response.add("Record-Route", rr)
         if self.ua.user_agent and not response.has("Server"):
             response.add("Server", self.ua.user_agent)
-        if status < 200:
-            if is_invite and status > 100 and not request.to.tag:  # (not a re-INVITE)
-                if self.dialog is None and not self._final_status:
-                    self.ua._early_uas(self, response)
-                if reliable and self.dialog is not None:
-                    response.add("Require", "100rel")
-                    self._send_reliable(response)
-                    return response
-            self.ua._respond(self, response)
-            return response
-        if self._unacked is not None or self._queued:
-            self._stop_reliable()
-        self.ua._respond(self, response)
-        self._final_status = status
-        self._cancel_event = None
         if is_invite:
-            self.ua._servers.pop(self.key, None)  # (kept for CANCEL, which no longer matters)
-            if status < 300:
-                self.ua._start_2xx(self, response)
-            else:
-                self.ua._end_early(self)
-                self._resolve_ack(None)
+            self._step(uas_response_stimulus(status), response, reliable)
+            return response
+        self.ua._respond(self, response)
+        if status >= 200:
+            self._final_status = status
         return response
 
     async def acked(self) -> Request | None:
@@ -403,9 +391,68 @@ class ServerRequest:
         """No PRACK within 64*T1: reject the INVITE (RFC 3262 §3) and let the TU know as
         if the caller had cancelled."""
         self._unacked = None
-        if not self.final_sent:
+        self._step(Stimulus.NO_PRACK)
+
+    # -- the INVITE session (sip/session.py) ---------------------------------------------------
+    def _step(
+        self, stimulus: Stimulus, response: Response | None = None, reliable: bool = False,
+        ack: Request | None = None,
+    ) -> None:
+        """Feed the INVITE session table `stimulus` and run its actions. If an action
+        raises (the transaction layer refused the response), the state goes back."""
+        before = self.state
+        after, actions = step(Role.UAS, before, stimulus)
+        self.state = after
+        try:
+            for action in actions:
+                self._run(action, response, reliable, ack)
+        except BaseException:
+            if self.state is after:
+                self.state = before
+            raise
+
+    def _run(
+        self, action: Action, response: Response | None, reliable: bool, ack: Request | None
+    ) -> None:
+        ua = self.ua
+        if action is Action.SEND_PROVISIONAL:
+            assert response is not None
+            if (reliable and response.status > 100 and not self.request.to.tag
+                    and self.dialog is not None):
+                response.add("Require", "100rel")
+                self._send_reliable(response)
+            else:
+                ua._respond(self, response)
+        elif action is Action.CREATE_EARLY:
+            assert response is not None
+            if response.status > 100 and not self.request.to.tag and self.dialog is None:
+                ua._early_uas(self, response)  # (not for a re-INVITE: its dialog exists)
+        elif action is Action.SEND_FINAL:
+            assert response is not None
+            ua._respond(self, response)
+            self._final_status = response.status
+            self._cancel_event = None
+            ua._servers.pop(self.key, None)  # (kept for CANCEL, which no longer matters)
+        elif action is Action.START_2XX:
+            assert response is not None
+            ua._start_2xx(self, response)
+        elif action is Action.STOP_RELIABLE:
+            if self._unacked is not None or self._queued:
+                self._stop_reliable()
+        elif action is Action.CLOSE_EARLY:
+            ua._end_early(self)
+        elif action is Action.RESOLVE_ACK:
+            self._resolve_ack(ack)
+        elif action is Action.RESOLVE_NO_ACK:
+            self._resolve_ack(None)
+        elif action is Action.MARK_CANCELLED:
             self._set_cancelled()
+        elif action is Action.REJECT_504:
             self.respond(504, "Reliable Provisional Response Not Acknowledged")
+        elif action is Action.REFUSE:
+            raise TransactionError(f"{self!r} was already answered {self._final_status}")
+        else:
+            raise AssertionError(f"not a UAS action: {action!r}")
 
     # -- called by the UA -------------------------------------------------------------------
     def _set_cancelled(self) -> None:
@@ -755,17 +802,49 @@ class UserAgent:
         if call is None:
             return
         status = response.status
-        if status < 200:
-            if not call.done and (status == 100 or not isinstance(call, ClientInvite)
-                                  or self._early_uac(call, response)):
+        if type(call) is ClientInvite:
+            self._uac_step(call, uac_response_stimulus(status), response)
+        elif status < 200:
+            if not call.done:
                 call._provisional(response)
-            return
-        if isinstance(call, ClientInvite):
-            if status < 300:
-                self._invite_2xx(call, response)
-                return
-            self._end_early_uac(call)
-        call._final(response)
+        else:
+            call._final(response)
+
+    def _uac_step(self, call: ClientInvite, stimulus: Stimulus,
+                  response: Response | None) -> None:
+        """Feed our INVITE's session table (sip/session.py) and run its actions."""
+        state, actions = step(Role.UAC, call.state, stimulus)
+        call.state = state
+        for action in actions:
+            if action is Action.TRACK_EARLY:
+                assert response is not None
+                if not self._early_uac(call, response):
+                    return  # a reliable 1xx seen before: not for the TU (RFC 3262 §4)
+            elif action is Action.DELIVER_PROVISIONAL:
+                assert response is not None
+                call.provisional = response
+                call._provisional(response)
+            elif action is Action.SEND_CANCEL:
+                call._send_cancel()
+            elif action is Action.CONFIRM_DIALOG:
+                assert response is not None
+                self._confirm_uac(call, response)
+            elif action is Action.END_EARLY:
+                self._end_early_uac(call, call.dialog)
+            elif action is Action.DELIVER_FINAL:
+                assert response is not None
+                call._final(response)
+            elif action is Action.FINAL_408:
+                call._final(_synthesize(call.request, 408))
+            elif action is Action.FINAL_503_UNREACHABLE:
+                call._final(_synthesize(call.request, 503, UNREACHABLE))
+            elif action is Action.FINAL_503:
+                call._final(_synthesize(call.request, 503))
+            elif action is Action.REACK:
+                assert response is not None
+                self._late_2xx(call, response)
+            else:
+                raise AssertionError(f"not a UAC action: {action!r}")
 
     def _early_uac(self, call: ClientInvite, response: Response) -> bool:
         """A tagged 1xx to our INVITE: its early dialog (§12.1.2), so a PRACK can be
@@ -803,26 +882,26 @@ class UserAgent:
                     dialog.terminate()
         call.early = call._rseqs = None
 
-    def _invite_2xx(self, call: ClientInvite, response: Response) -> None:
-        if not call.done:
-            early = call.early.get(response.to.tag or "") if call.early else None
-            if early is not None:  # the early dialog of its 1xx goes on (CSeq, routes)
-                early.receive_response(response)
-                call.dialog = early
-                self.dialogs.add(early)  # (out of the store if we had CANCELled)
-            elif call.dialog is None:
-                try:
-                    call.dialog = Dialog.from_uac(call.request, response, peer=call.dest)
-                except (DialogError, SipParseError):
-                    log.warning("2xx without a usable To tag for %r", call.request)
-                else:
-                    self.dialogs.add(call.dialog)
+    def _confirm_uac(self, call: ClientInvite, response: Response) -> None:
+        """The 2xx to our INVITE: its dialog is confirmed (§12.1.2)."""
+        early = call.early.get(response.to.tag or "") if call.early else None
+        if early is not None:  # the early dialog of its 1xx goes on (CSeq, routes)
+            early.receive_response(response)
+            call.dialog = early
+            self.dialogs.add(early)  # (out of the store if we had CANCELled)
+        elif call.dialog is None:
+            try:
+                call.dialog = Dialog.from_uac(call.request, response, peer=call.dest)
+            except (DialogError, SipParseError):
+                log.warning("2xx without a usable To tag for %r", call.request)
             else:
-                call.dialog.receive_response(response)
-            self._end_early_uac(call, call.dialog)
-            call._final(response)
-            return
-        # a retransmission (re-ACK) or a 2xx from another fork (ACK and BYE it)
+                self.dialogs.add(call.dialog)
+        else:
+            call.dialog.receive_response(response)
+
+    def _late_2xx(self, call: ClientInvite, response: Response) -> None:
+        """A 2xx after the answer: a retransmission (re-ACK) or another fork's (ACK and
+        BYE it, §13.2.2.4)."""
         dialog = self.dialogs.match_response(response)
         if dialog is not None:
             self._reack(dialog, response)
@@ -972,12 +1051,12 @@ class UserAgent:
             return
         r.acknowledge()
         if isinstance(r.data, ServerRequest):
-            r.data._resolve_ack(ack)
+            r.data._step(Stimulus.RECV_ACK, ack=ack)
 
     def _on_cancelled(self, key: TxKey) -> None:
         sr = self._servers.get(key)
         if sr is not None:
-            sr._set_cancelled()
+            sr._step(Stimulus.RECV_CANCEL)
 
     # -- internals: events, timers, tasks ---------------------------------------------------
     def _process(self, events: list[Event]) -> None:
@@ -1086,26 +1165,23 @@ class UserAgent:
     def _on_failure(self, key: TxKey, timeout: bool) -> None:
         if key.client:
             call = self._clients.get(key)
-            if isinstance(call, ClientInvite) and not call.done:
-                self._end_early_uac(call)
-            if call is not None and not call.done:
-                if timeout and isinstance(call, ClientInvite) and call.provisional is not None:
-                    call._send_cancel()  # Timer C: tell the callee we gave up, if not yet
-                if timeout:
-                    call._final(_synthesize(call.request, 408))
-                else:
-                    call._final(_synthesize(call.request, 503, UNREACHABLE))
+            if type(call) is ClientInvite:
+                self._uac_step(call, Stimulus.TIMEOUT if timeout else Stimulus.TRANSPORT_ERROR,
+                               None)
+            elif call is not None and not call.done:
+                call._final(_synthesize(call.request, 408) if timeout
+                            else _synthesize(call.request, 503, UNREACHABLE))
         else:
             sr = self._servers.get(key)
             if sr is not None:
-                sr._resolve_ack(None)
+                sr._step(Stimulus.TX_FAILED)
 
     def _on_terminated(self, key: TxKey) -> None:
         if key.client:
             call = self._clients.pop(key, None)
-            if call is not None and not call.done:  # e.g. Accepted ended: nothing pending
-                if isinstance(call, ClientInvite):
-                    self._end_early_uac(call)
+            if type(call) is ClientInvite:
+                self._uac_step(call, Stimulus.TX_ENDED, None)
+            elif call is not None and not call.done:  # e.g. Accepted ended: nothing pending
                 call._final(_synthesize(call.request, 503))
         else:
             self._servers.pop(key, None)
@@ -1159,7 +1235,7 @@ class UserAgent:
                         if sr._ack_key is not None:
                             self._awaiting_ack.pop(sr._ack_key, None)
                         log.info("no ACK for the 2xx to %r", sr)
-                        sr._resolve_ack(None)
+                        sr._step(Stimulus.NO_ACK)
         except Exception:
             log.exception("error in the SIP timer")
         self._schedule()

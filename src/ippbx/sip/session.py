@@ -1,0 +1,220 @@
+"""INVITE sessions (RFC 3261 §13-§15, RFC 3262), sans-IO: one INVITE's life as its user
+agent sees it, from the request to the ACK, as one table.
+
+A transaction (`sip/transaction.py`) makes one request and its responses reliable. An
+INVITE *session* is what the user agent must do on top of that: create the early dialog
+of a tagged 1xx, send the CANCEL only once a provisional came (§9.1), confirm the dialog
+on a 2xx, re-ACK a retransmitted 2xx and ACK-and-BYE a forked one (§13.2.2.4), resend
+our own 2xx until its ACK (§13.3.1.4), resend a reliable 1xx until its PRACK, and turn a
+timeout or a transport failure into the final answer the transaction user waits for.
+
+`TABLE` maps ``(role, state, stimulus)`` to ``(next state, actions)``. It is complete:
+every state of a role has a row for every stimulus of that role (a test checks it), so a
+stimulus that must change nothing says so with an empty action tuple, and a missing row
+is a programming error (`SessionError`), never a silent no-op. States, stimuli and
+actions are enums, so a misspelt one cannot be a dead row.
+
+The adapter (`sip/ua.py`: `ClientInvite` for the UAC role, `ServerRequest` of an INVITE
+for the UAS role) classifies what happened into a `Stimulus`, calls `step`, stores the
+next state *before* it runs the actions in order, and runs each action against the
+dialogs, the transaction layer and the transaction user. One action may stop the rest of
+its row: `TRACK_EARLY` drops a reliable 1xx already seen (a retransmission or an older
+RSeq, RFC 3262 §4). It only does so in a state the 1xx leaves unchanged.
+
+UAC states::
+
+    CALLING ──1xx──▶ PROCEEDING ──2xx──▶ CONFIRMED
+       │ TU cancel        │ TU cancel (CANCEL sent)
+       ▼                  ▼
+    CANCEL_PENDING ─1xx─▶ CANCELLING ──487──▶ TERMINATED
+    (a final non-2xx, a timeout or a transport failure ends any live state: TERMINATED)
+
+UAS states::
+
+    INCOMING ──1xx──▶ EARLY ──2xx──▶ CONNECTING ──ACK──▶ CONFIRMED
+    (a final non-2xx or a failed transaction ends INCOMING or EARLY; a 2xx never
+     ACKed within 64*T1 ends CONNECTING: TERMINATED)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class SessionError(RuntimeError):
+    """A (role, state, stimulus) without a row: a bug in the table or its adapter."""
+
+
+class Role(IntEnum):
+    UAC = 1  # we sent the INVITE
+    UAS = 2  # we answer it
+
+
+class State(IntEnum):
+    # UAC
+    CALLING = 1  # the INVITE went out; nothing but silence yet
+    CANCEL_PENDING = 2  # the TU cancelled before any provisional: CANCEL at the first
+    PROCEEDING = 3  # a provisional came (a CANCEL may go out now)
+    CANCELLING = 4  # our CANCEL went out; waiting for the 487 (or a crossing 2xx)
+    # UAS
+    INCOMING = 5  # the INVITE arrived; nothing answered beyond 100
+    EARLY = 6  # a 1xx went out (tagged: the early dialog exists)
+    CONNECTING = 7  # our 2xx went out and is resent until the ACK
+    # both
+    CONFIRMED = 8  # UAC: the 2xx came (the TU ACKs it); UAS: the ACK came
+    TERMINATED = 9  # a final non-2xx, a timeout, a transport failure, or no ACK
+
+
+class Stimulus(IntEnum):
+    # UAC: from the wire, the transaction layer or the TU
+    RECV_100 = 1
+    RECV_1XX = 2  # 101-199
+    RECV_2XX = 3  # the first, a retransmission, or another fork's
+    RECV_FAILURE = 4  # 300-699
+    TU_CANCEL = 5
+    TIMEOUT = 6  # Timer B or Timer C
+    TRANSPORT_ERROR = 7  # the transport could not deliver (a refused connect…)
+    TX_ENDED = 8  # the transaction ended with no final answer for the TU
+    # UAS
+    SEND_100 = 11
+    SEND_1XX = 12
+    SEND_2XX = 13
+    SEND_FAILURE = 14
+    RECV_CANCEL = 15  # (the transaction layer answered the CANCEL 200)
+    RECV_ACK = 16  # the ACK for our 2xx
+    NO_ACK = 17  # our 2xx was resent for 64*T1 and never ACKed
+    NO_PRACK = 18  # our reliable 1xx was resent for 64*T1 and never PRACKed
+    TX_FAILED = 19  # the server transaction failed (a response could not be sent)
+
+
+class Action(IntEnum):
+    # UAC
+    TRACK_EARLY = 1  # a tagged 1xx: its early dialog; stop the row on a repeated reliable 1xx
+    DELIVER_PROVISIONAL = 2  # remember it, hand it to the TU
+    SEND_CANCEL = 3  # CANCEL the INVITE; its early dialogs leave the store
+    CONFIRM_DIALOG = 4  # the 2xx's dialog (the early one of its tag if any) is confirmed
+    END_EARLY = 5  # the other early dialogs are over
+    DELIVER_FINAL = 6  # the final response to the TU
+    FINAL_408 = 7  # a 408 made up for the TU
+    FINAL_503_UNREACHABLE = 8  # a 503 "unreachable" made up for the TU (fail over)
+    FINAL_503 = 9  # a 503 made up for the TU
+    REACK = 10  # a 2xx after the answer: re-ACK its dialog, or ACK and BYE a new fork
+    # UAS
+    CREATE_EARLY = 11  # a tagged 1xx to a new INVITE: the early dialog
+    SEND_PROVISIONAL = 12  # send the 1xx (reliably, RFC 3262, if the TU asked)
+    STOP_RELIABLE = 13  # stop resending a reliable 1xx; drop those queued behind it
+    SEND_FINAL = 14  # send the final response; no CANCEL can matter any more
+    START_2XX = 15  # the dialog is confirmed; resend the 2xx until the ACK
+    CLOSE_EARLY = 16  # the early dialog of our 1xx is over
+    RESOLVE_ACK = 17  # the TU waiting for the ACK gets it
+    RESOLVE_NO_ACK = 18  # the TU waiting for the ACK gets None
+    MARK_CANCELLED = 19  # tell the TU a CANCEL came (it answers 487)
+    REJECT_504 = 20  # answer 504 (no PRACK, RFC 3262 §3)
+    REFUSE = 21  # the TU answered after the final answer: TransactionError
+
+
+S, T, A = State, Stimulus, Action
+Row = tuple[State, tuple[Action, ...]]
+
+UAC_STATES = (S.CALLING, S.CANCEL_PENDING, S.PROCEEDING, S.CANCELLING, S.CONFIRMED,
+              S.TERMINATED)
+UAS_STATES = (S.INCOMING, S.EARLY, S.CONNECTING, S.CONFIRMED, S.TERMINATED)
+UAC_STIMULI = (T.RECV_100, T.RECV_1XX, T.RECV_2XX, T.RECV_FAILURE, T.TU_CANCEL, T.TIMEOUT,
+               T.TRANSPORT_ERROR, T.TX_ENDED)
+UAS_STIMULI = (T.SEND_100, T.SEND_1XX, T.SEND_2XX, T.SEND_FAILURE, T.RECV_CANCEL, T.RECV_ACK,
+               T.NO_ACK, T.NO_PRACK, T.TX_FAILED)
+INITIAL = {Role.UAC: S.CALLING, Role.UAS: S.INCOMING}
+
+_ANSWERED = (A.CONFIRM_DIALOG, A.END_EARLY, A.DELIVER_FINAL)  # a 2xx to a live INVITE
+_FAILED = (A.END_EARLY, A.DELIVER_FINAL)
+_ABANDONED = {  # the transaction ended without a final answer from the callee
+    T.TIMEOUT: (A.END_EARLY, A.FINAL_408),
+    T.TRANSPORT_ERROR: (A.END_EARLY, A.FINAL_503_UNREACHABLE),
+    T.TX_ENDED: (A.END_EARLY, A.FINAL_503),
+}
+
+_UAC: dict[tuple[State, Stimulus], Row] = {
+    (S.CALLING, T.RECV_100): (S.PROCEEDING, (A.DELIVER_PROVISIONAL,)),
+    (S.CALLING, T.RECV_1XX): (S.PROCEEDING, (A.TRACK_EARLY, A.DELIVER_PROVISIONAL)),
+    (S.CALLING, T.TU_CANCEL): (S.CANCEL_PENDING, ()),
+    (S.CANCEL_PENDING, T.RECV_100): (S.CANCELLING, (A.SEND_CANCEL, A.DELIVER_PROVISIONAL)),
+    (S.CANCEL_PENDING, T.RECV_1XX): (S.CANCELLING, (A.TRACK_EARLY, A.SEND_CANCEL,
+                                                    A.DELIVER_PROVISIONAL)),
+    (S.CANCEL_PENDING, T.TU_CANCEL): (S.CANCEL_PENDING, ()),
+    (S.PROCEEDING, T.RECV_100): (S.PROCEEDING, (A.DELIVER_PROVISIONAL,)),
+    (S.PROCEEDING, T.RECV_1XX): (S.PROCEEDING, (A.TRACK_EARLY, A.DELIVER_PROVISIONAL)),
+    (S.PROCEEDING, T.TU_CANCEL): (S.CANCELLING, (A.SEND_CANCEL,)),
+    # Timer C after a provisional: tell the callee we gave up (§16.6.11)
+    (S.PROCEEDING, T.TIMEOUT): (S.TERMINATED, (A.END_EARLY, A.SEND_CANCEL, A.FINAL_408)),
+    (S.CANCELLING, T.RECV_100): (S.CANCELLING, (A.DELIVER_PROVISIONAL,)),
+    (S.CANCELLING, T.RECV_1XX): (S.CANCELLING, (A.TRACK_EARLY, A.DELIVER_PROVISIONAL)),
+    (S.CANCELLING, T.TU_CANCEL): (S.CANCELLING, ()),
+}
+for _state in (S.CALLING, S.CANCEL_PENDING, S.PROCEEDING, S.CANCELLING):
+    # a 2xx crossing our CANCEL is an answer all the same: the TU ACKs and BYEs it
+    _UAC[(_state, T.RECV_2XX)] = (S.CONFIRMED, _ANSWERED)
+    _UAC[(_state, T.RECV_FAILURE)] = (S.TERMINATED, _FAILED)
+    for _stimulus, _actions in _ABANDONED.items():
+        _UAC.setdefault((_state, _stimulus), (S.TERMINATED, _actions))
+for _state in (S.CONFIRMED, S.TERMINATED):  # answered: only a late 2xx still matters
+    for _stimulus in UAC_STIMULI:
+        _UAC[(_state, _stimulus)] = (_state, (A.REACK,) if _stimulus is T.RECV_2XX else ())
+
+_UAS: dict[tuple[State, Stimulus], Row] = {
+    (S.INCOMING, T.SEND_100): (S.INCOMING, (A.SEND_PROVISIONAL,)),
+    (S.INCOMING, T.SEND_1XX): (S.EARLY, (A.CREATE_EARLY, A.SEND_PROVISIONAL)),
+    (S.INCOMING, T.NO_PRACK): (S.INCOMING, ()),
+    (S.EARLY, T.SEND_100): (S.EARLY, (A.SEND_PROVISIONAL,)),
+    (S.EARLY, T.SEND_1XX): (S.EARLY, (A.CREATE_EARLY, A.SEND_PROVISIONAL)),
+    (S.EARLY, T.NO_PRACK): (S.EARLY, (A.MARK_CANCELLED, A.REJECT_504)),
+}
+for _state in (S.INCOMING, S.EARLY):
+    _UAS[(_state, T.SEND_2XX)] = (S.CONNECTING, (A.STOP_RELIABLE, A.SEND_FINAL, A.START_2XX))
+    _UAS[(_state, T.SEND_FAILURE)] = (S.TERMINATED, (A.STOP_RELIABLE, A.SEND_FINAL,
+                                                     A.CLOSE_EARLY, A.RESOLVE_NO_ACK))
+    _UAS[(_state, T.RECV_CANCEL)] = (_state, (A.MARK_CANCELLED,))
+    # the transaction is gone (a response could not be sent): so is the session
+    _UAS[(_state, T.TX_FAILED)] = (S.TERMINATED, (A.STOP_RELIABLE, A.CLOSE_EARLY,
+                                                  A.RESOLVE_NO_ACK))
+    _UAS[(_state, T.RECV_ACK)] = (_state, ())  # (the ACK of a non-2xx stays in its transaction)
+    _UAS[(_state, T.NO_ACK)] = (_state, ())
+for _state in (S.CONNECTING, S.CONFIRMED, S.TERMINATED):
+    for _stimulus in UAS_STIMULI:
+        _UAS[(_state, _stimulus)] = (_state, ())
+    for _stimulus in (T.SEND_100, T.SEND_1XX, T.SEND_FAILURE):
+        _UAS[(_state, _stimulus)] = (_state, (A.REFUSE,))
+# a second 2xx (e.g. with a new body) replaces the one being resent (RFC 6026 "Accepted")
+_UAS[(S.CONNECTING, T.SEND_2XX)] = (S.CONNECTING, (A.SEND_FINAL, A.START_2XX))
+_UAS[(S.CONFIRMED, T.SEND_2XX)] = (S.CONFIRMED, (A.SEND_FINAL, A.START_2XX))
+_UAS[(S.TERMINATED, T.SEND_2XX)] = (S.TERMINATED, (A.REFUSE,))
+_UAS[(S.CONNECTING, T.RECV_ACK)] = (S.CONFIRMED, (A.RESOLVE_ACK,))
+_UAS[(S.CONNECTING, T.NO_ACK)] = (S.TERMINATED, (A.RESOLVE_NO_ACK,))
+
+TABLE: dict[tuple[Role, State, Stimulus], Row] = {
+    **{(Role.UAC, state, stimulus): row for (state, stimulus), row in _UAC.items()},
+    **{(Role.UAS, state, stimulus): row for (state, stimulus), row in _UAS.items()},
+}
+_BY_ROLE = {Role.UAC: _UAC, Role.UAS: _UAS}
+del S, T, A, _state, _stimulus, _actions
+
+
+def step(role: Role, state: State, stimulus: Stimulus) -> Row:
+    """The next state and the actions to run, in order, for `stimulus` in `state`."""
+    try:
+        return _BY_ROLE[role][(state, stimulus)]
+    except KeyError:
+        raise SessionError(f"{role.name}: no row for {stimulus.name} in {state.name}") from None
+
+
+def uac_response_stimulus(status: int) -> Stimulus:
+    """What a response to our INVITE is, as a stimulus."""
+    if status < 200:
+        return Stimulus.RECV_100 if status == 100 else Stimulus.RECV_1XX
+    return Stimulus.RECV_2XX if status < 300 else Stimulus.RECV_FAILURE
+
+
+def uas_response_stimulus(status: int) -> Stimulus:
+    """What the TU's response to an INVITE is, as a stimulus."""
+    if status < 200:
+        return Stimulus.SEND_100 if status == 100 else Stimulus.SEND_1XX
+    return Stimulus.SEND_2XX if status < 300 else Stimulus.SEND_FAILURE
