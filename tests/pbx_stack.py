@@ -171,6 +171,7 @@ class Party:
         self.on_cancel: int | None = 487  # the answer to a cancelled INVITE (None: none)
         self.ring = True
         self.delay = 0.0
+        self.reinvite_delay = 0.0  # seconds before it answers a re-INVITE
         self.requests: list[ServerRequest] = []
         self.acks: list[Request | None] = []  # the ACKs of our 2xx to INVITEs
         self.dialog: Dialog | None = None  # the current call's dialog
@@ -201,6 +202,8 @@ class Party:
         if method == "INVITE" and sr.dialog is None:
             await self._new_call(sr)
         elif method == "INVITE":  # a re-INVITE: answer in the mirrored direction
+            if self.reinvite_delay:
+                await asyncio.sleep(self.reinvite_delay)
             self.version += 1
             body = make_sdp(self.name, self.host, self.version, mirrored(sr.request.body))
             sr.respond(200, body=body, headers=SDP_HEADERS)

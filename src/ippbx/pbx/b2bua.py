@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -78,7 +79,7 @@ from ippbx.pbx.redirects import (
     target_key,
 )
 from ippbx.pbx.registrar import Registrar
-from ippbx.pbx.session_keeper import SessionKeeper, with_side
+from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import (
     MIN_SE,
     SessionTimer,
@@ -95,6 +96,7 @@ from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
 from ippbx.sip.reliable import RELIABLE, has_tag, rack_of, rseq_of
+from ippbx.sip.session import Offer, OfferStimulus, Verdict, offer_step
 from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
 from ippbx.sip.uri import uri_host
 from ippbx.sip.wire import Peer
@@ -111,6 +113,27 @@ CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering
 # explicit no that the caller should not try elsewhere (RFC 3261 §21.6.2), as for an
 # inbound route that says hang up
 REFUSED_STATUS = 603
+
+
+OFFER_WAIT = 32.0  # seconds an offer of ours waits for the dialog to be free (64*T1)
+
+
+async def offer_turn(bridge: Bridge, side: Side, wait: float = OFFER_WAIT) -> bool:
+    """Mark an offer of ours out in `side`'s dialog, once the one in progress there (a
+    relayed re-INVITE, a refresh, the peer's own) is over: RFC 3261 §14.1 allows no new
+    INVITE in a dialog while one is in progress in either direction. False if the call
+    ended, or the dialog stayed busy for `wait` seconds. The caller must feed
+    `OUR_ANSWERED` once its offer has its final answer."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait
+    while bridge.offer(side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
+        if bridge.ended or loop.time() >= give_up:
+            return False
+        await asyncio.sleep(random.uniform(0.05, 0.25))
+    if bridge.ended:
+        bridge.offer(side, OfferStimulus.OUR_ANSWERED)
+        return False
+    return True
 
 
 @dataclass(eq=False)
@@ -133,12 +156,11 @@ class Bridge:
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
     dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
-    # sides with a re-INVITE out from us (relayed or a refresh), and sides whose own
-    # re-INVITE we are still answering: RFC 3261 §14 allows one INVITE at a time per
-    # dialog and direction, and answers a crossing one 491
-    # (strings of side letters, "" / "a" / "b" / "ab": two sets cost 430 B per held call)
-    reinviting: str = ""
-    answering: str = ""
+    # where each dialog's offer/answer stands (sip/session.py `Offer`): our re-INVITE or
+    # UPDATE offer out (relayed, a refresh, an API hold), or the peer's being answered;
+    # one at a time per dialog (RFC 3261 §14, RFC 3311 §5.2), a crossing one gets 491
+    a_offer: Offer = Offer.IDLE
+    b_offer: Offer = Offer.IDLE
     a_session: SessionTimer | None = None  # what the caller's INVITE agreed (RFC 4028)
     b_asked: float = 0.0  # the Session-Expires our INVITE to the callee asked for
     # before the answer: the early dialogs of each side (tagged 1xx), where PRACK, UPDATE,
@@ -174,6 +196,36 @@ class Bridge:
             self.a_dialog = dialog
         else:
             self.b_dialog = dialog
+
+    def offer_state(self, side: Side) -> Offer:
+        return self.a_offer if side == "a" else self.b_offer
+
+    def offer(self, side: Side, stimulus: OfferStimulus) -> Verdict:
+        """Feed `side`'s dialog offer table (sip/session.py); keep its next state."""
+        state, verdict = offer_step(self.a_offer if side == "a" else self.b_offer, stimulus)
+        if side == "a":
+            self.a_offer = state
+        else:
+            self.b_offer = state
+        return verdict
+
+    def relay_offer(self, side: Side) -> Verdict:
+        """`side`'s peer sent an offer that we relay to the other side: both dialogs must
+        be free (this one to take it, the other to carry ours). The verdict for it; on
+        ACCEPT both are marked until `offer_relayed`."""
+        other: Side = "b" if side == "a" else "a"
+        verdict = self.offer(side, OfferStimulus.PEER_OFFER)
+        if verdict is not Verdict.ACCEPT:
+            return verdict
+        if self.offer(other, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
+            self.offer(side, OfferStimulus.PEER_ANSWERED)  # (back: it gets 491)
+            return Verdict.GLARE  # the other side is busy with an offer of its own
+        return verdict
+
+    def offer_relayed(self, side: Side) -> None:
+        """The relayed offer of `side`'s peer is over (answered, or failed)."""
+        self.offer("b" if side == "a" else "a", OfferStimulus.OUR_ANSWERED)
+        self.offer(side, OfferStimulus.PEER_ANSWERED)
 
     def peer_dialog(self, side: Side) -> Dialog | None:
         """Where a request of `side`'s peer goes: that side's dialog once confirmed, else
@@ -1485,20 +1537,20 @@ class B2BUA:
     async def _relay_reinvite(self, bridge: Bridge, side: Side, sr: ServerRequest) -> None:
         other_side: Side = "b" if side == "a" else "a"
         other = bridge.dialog(other_side)
-        if side in bridge.answering:  # its previous re-INVITE is still being answered
-            sr.respond(500, headers=[("Retry-After", "1")])  # (§14.2)
-            return
-        if other is None or bridge.ended or side in bridge.reinviting \
-                or other_side in bridge.reinviting or other_side in bridge.answering:
-            # glare: ours crossed theirs on this dialog, or the other side is busy with
-            # one of its own; the sender tries again after a random pause (§14.1)
+        if other is None or bridge.ended:
             sr.respond(491)
+            return
+        # glare: ours crossed theirs on this dialog, or the other side is busy with one
+        # of its own (491: the sender tries again after a random pause, §14.1); or its
+        # previous re-INVITE is still being answered (500 with Retry-After, §14.2)
+        verdict = bridge.relay_offer(side)
+        if verdict is not Verdict.ACCEPT:
+            sr.respond(verdict.value, headers=[("Retry-After", "1")]
+                       if verdict is Verdict.RETRY else ())
             return
         headers = []
         if sr.request.body and (ct := sr.request.get("Content-Type")):
             headers.append(("Content-Type", ct))
-        bridge.answering = with_side(bridge.answering, side)
-        bridge.reinviting = with_side(bridge.reinviting, other_side)
         leg, other_leg = bridge.leg(side), bridge.leg(other_side)
         try:
             offer = await self.offer_sdp(bridge, leg, other_leg, sr.request.body)
@@ -1512,8 +1564,7 @@ class B2BUA:
                           if sr.request.body
                           else await self.offer_sdp(bridge, other_leg, leg, answer))
         finally:
-            bridge.answering = bridge.answering.replace(side, "")
-            bridge.reinviting = bridge.reinviting.replace(other_side, "")
+            bridge.offer_relayed(side)
         answered = response.status < 300
         # without SDP (many phones' unhold), the offer is in the other side's 2xx and the
         # answer comes in this side's ACK: the other side's ACK waits for it
@@ -1587,16 +1638,12 @@ class B2BUA:
             sr.respond(481)
             return
         offer = request.method == "UPDATE" and bool(request.body)
-        if offer:
-            if side in bridge.answering:  # its previous offer is still being answered
-                sr.respond(500, headers=[("Retry-After", "1")])
+        if offer:  # one offer at a time (RFC 3311 §5.2), as for a re-INVITE
+            verdict = bridge.relay_offer(side)
+            if verdict is not Verdict.ACCEPT:
+                sr.respond(verdict.value, headers=[("Retry-After", "1")]
+                           if verdict is Verdict.RETRY else ())
                 return
-            if side in bridge.reinviting or other_side in bridge.reinviting \
-                    or other_side in bridge.answering:  # glare (RFC 3311 §5.2)
-                sr.respond(491)
-                return
-            bridge.answering = with_side(bridge.answering, side)
-            bridge.reinviting = with_side(bridge.reinviting, other_side)
         headers = [(name, value) for name in RELAYED_HEADERS
                    for value in request.get_all(name)]
         leg, other_leg = bridge.leg(side), bridge.leg(other_side)
@@ -1617,8 +1664,7 @@ class B2BUA:
                 answer = await self.answer_sdp(bridge, leg, other_leg, answer)
         finally:
             if offer:
-                bridge.answering = bridge.answering.replace(side, "")
-                bridge.reinviting = bridge.reinviting.replace(other_side, "")
+                bridge.offer_relayed(side)
         out_headers = []
         if answer and (ct := response.get("Content-Type")):  # (dropped: no Content-Type)
             out_headers.append(("Content-Type", ct))

@@ -56,16 +56,16 @@ from functools import partial
 from weakref import WeakKeyDictionary
 
 from ippbx.config import Trunk
-from ippbx.pbx.b2bua import B2BUA, Bridge, Side
+from ippbx.pbx.b2bua import B2BUA, Bridge, Side, offer_turn
 from ippbx.pbx.calls import Leg, LegKind, LegStatus
 from ippbx.pbx.dialplan import Destination, Local, Refusal, Refused, ToExtension, ToTrunks
 from ippbx.pbx.registrar import Binding
 from ippbx.pbx.sdp import direction, is_hold, with_direction
-from ippbx.pbx.session_keeper import with_side
 from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import REASONS, Request, Response
+from ippbx.sip.session import OfferStimulus
 from ippbx.sip.ua import ServerRequest
 from ippbx.sip.wire import Peer
 
@@ -195,7 +195,8 @@ class CallControl:
             side: Side = "a" if dialog is bridge.a_dialog else "b"
             # (`body` is the other side's SDP: with anchored media, as the engine has it)
             offerer, answerer = bridge.leg("b" if side == "a" else "a"), bridge.leg(side)
-            bridge.reinviting = with_side(bridge.reinviting, side)  # (crossing one: 491)
+            if not await offer_turn(bridge, side):  # (a crossing one gets 491)
+                return None
             try:
                 body = await b2bua.offer_sdp(bridge, offerer, answerer, body)
                 if bridge.ended or dialog.state == TERMINATED:
@@ -206,7 +207,7 @@ class CallControl:
                 if response.status < 300 and response.body:
                     await b2bua.answer_sdp(bridge, offerer, answerer, response.body)
             finally:
-                bridge.reinviting = bridge.reinviting.replace(side, "")
+                bridge.offer(side, OfferStimulus.OUR_ANSWERED)
             if response.status < 300:
                 ua.ack(dialog)
             return response
@@ -490,11 +491,12 @@ class CallControl:
             headers = [("Supported", "timer"), ("Session-Expires",
                         f"{int(b2bua.session_expires)};refresher=uac")
                        ] if b2bua.session_expires else []
-            bridge.reinviting = with_side(bridge.reinviting, "a")  # (a crossing one: 491)
+            if not await offer_turn(bridge, "a"):  # (a crossing one gets 491)
+                return False
             try:
                 response = await b2bua.ua.request_in_dialog(dialog, "INVITE", b"", headers)
             finally:
-                bridge.reinviting = bridge.reinviting.replace("a", "")
+                bridge.offer("a", OfferStimulus.OUR_ANSWERED)
             if response.status >= 300 or bridge.ended:
                 return False
             offer = response.body

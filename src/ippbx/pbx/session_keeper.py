@@ -37,17 +37,13 @@ from typing import TYPE_CHECKING
 
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
+from ippbx.sip.session import OfferStimulus, Verdict
 from ippbx.sip.ua import UNREACHABLE
 
 if TYPE_CHECKING:
     from ippbx.pbx.b2bua import B2BUA, Bridge, Side
 
-
-def with_side(sides: str, side: str) -> str:
-    """`sides` (a string of side letters, as `Bridge.reinviting`) with `side` in it."""
-    return sides if side in sides else sides + side
-
-__all__ = ["SessionKeeper", "with_side"]
+__all__ = ["SessionKeeper"]
 
 log = logging.getLogger(__name__)
 
@@ -229,18 +225,17 @@ class SessionKeeper:
                 # no SDP to repeat (a late-offer call): a re-INVITE without one would be
                 # a new offer; an in-dialog OPTIONS still shows whether the peer is there
                 method = "OPTIONS"
-            elif side in bridge.reinviting or side in bridge.answering:
+            elif bridge.offer(side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
                 self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
                 return  # one INVITE at a time on a dialog: a re-INVITE is in progress
             else:
                 method = "INVITE"
                 headers.append(("Content-Type", bridge.content_type))
         sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
-        if method == "INVITE":
-            bridge.reinviting = with_side(bridge.reinviting, side)
+        if method == "INVITE":  # (its offer is marked out above)
 
             def done(_: object) -> None:
-                bridge.reinviting = bridge.reinviting.replace(side, "")
+                bridge.offer(side, OfferStimulus.OUR_ANSWERED)
 
             sent.add_done_callback(done)
         try:

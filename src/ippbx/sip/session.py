@@ -218,3 +218,54 @@ def uas_response_stimulus(status: int) -> Stimulus:
     if status < 200:
         return Stimulus.SEND_100 if status == 100 else Stimulus.SEND_1XX
     return Stimulus.SEND_2XX if status < 300 else Stimulus.SEND_FAILURE
+
+
+# -- offers in a confirmed dialog (re-INVITE, UPDATE with SDP) ----------------------------
+class Offer(IntEnum):
+    """Where a dialog's offer/answer stands: one offer at a time in each dialog (RFC
+    3261 §14.1, RFC 3311 §5.2)."""
+
+    IDLE = 0
+    OURS = 1  # our re-INVITE or UPDATE offer is out; its final answer has not come
+    THEIRS = 2  # the peer's is being answered
+
+
+class OfferStimulus(IntEnum):
+    PEER_OFFER = 1  # the peer's re-INVITE (or UPDATE with SDP) arrived
+    PEER_ANSWERED = 2  # we sent the final answer to it
+    OUR_OFFER = 3  # we would send one
+    OUR_ANSWERED = 4  # ours got its final answer
+
+
+class Verdict(IntEnum):
+    """What the one who asked must do. The peer's offer is answered 491 (GLARE: ours
+    crossed it; it retries after a random pause, §14.2) or 500 with Retry-After (RETRY:
+    its previous one is still being answered); ours WAITs for the dialog to be free."""
+
+    ACCEPT = 0
+    GLARE = 491
+    RETRY = 500
+    WAIT = 1
+
+
+Of, OS, V = Offer, OfferStimulus, Verdict
+OFFER_TABLE: dict[tuple[Offer, OfferStimulus], tuple[Offer, Verdict]] = {
+    (Of.IDLE, OS.PEER_OFFER): (Of.THEIRS, V.ACCEPT),
+    (Of.IDLE, OS.OUR_OFFER): (Of.OURS, V.ACCEPT),
+    (Of.OURS, OS.PEER_OFFER): (Of.OURS, V.GLARE),
+    (Of.OURS, OS.OUR_OFFER): (Of.OURS, V.WAIT),
+    (Of.OURS, OS.OUR_ANSWERED): (Of.IDLE, V.ACCEPT),
+    (Of.THEIRS, OS.PEER_OFFER): (Of.THEIRS, V.RETRY),
+    (Of.THEIRS, OS.OUR_OFFER): (Of.THEIRS, V.WAIT),
+    (Of.THEIRS, OS.PEER_ANSWERED): (Of.IDLE, V.ACCEPT),
+}
+del Of, OS, V
+
+
+def offer_step(state: Offer, stimulus: OfferStimulus) -> tuple[Offer, Verdict]:
+    """The dialog's next offer state and the verdict. An answer to an offer that is not
+    out (a bookkeeping bug in the caller) raises `SessionError`."""
+    try:
+        return OFFER_TABLE[(state, stimulus)]
+    except KeyError:
+        raise SessionError(f"offer: {stimulus.name} in {state.name}") from None

@@ -29,7 +29,7 @@ from sip_net import Msg
 from ippbx.pbx import events
 from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
 from ippbx.pbx.control import ControlError
-from ippbx.sip.message import Request
+from ippbx.sip.message import Request, Response
 from ippbx.sip.wire import Peer
 
 NUMBER = "5551234"  # dialled as 9 + NUMBER
@@ -149,6 +149,31 @@ async def test_hold_then_unhold_at_once_sends_one_reinvite_at_a_time(world: Worl
     # the hold (CSeq 2) was answered and ACKed before the unhold (CSeq 3) went out
     assert to_carrier.index(("ACK", 2)) < to_carrier.index(("INVITE", 3))
     await until(lambda: statuses(call) == [LegStatus.TALKING, LegStatus.TALKING], "Talking")
+    await phone.hangup()
+    await pbx.idle()
+
+
+async def test_hold_waits_for_the_peers_own_reinvite_to_be_answered(world: World) -> None:
+    """RFC 3261 §14.1: while the carrier's own re-INVITE is being relayed (1001 takes
+    its time to answer it), the hold ippbx sends the carrier waits for it to end rather
+    than crossing it in the same dialog."""
+    pbx, phone, carrier, call, _ = await outbound_call(world)
+    phone.reinvite_delay = 0.4
+    carriers_own = asyncio.ensure_future(carrier.reinvite("sendrecv"))
+    await phone.wait_for("INVITE")  # relayed to 1001, not answered yet
+    pbx.control.hold(call.callid, "1001", True)
+    assert (await carriers_own).status == 200
+    hold = await carrier.wait_for("INVITE", 2)  # (the first: the call's own)
+    assert b"a=sendonly" in hold.body
+    log = [(dest.host, m) for _, dest, m in world.net.log]
+    answered = next(i for i, (host, m) in enumerate(log) if host == carrier.host
+                    and isinstance(m, Response) and m.cseq[1] == "INVITE"
+                    and m.status == 200)  # to the carrier's re-INVITE (its only INVITE)
+    sent = next(i for i, (host, m) in enumerate(log) if host == carrier.host
+                and isinstance(m, Request) and m.method == "INVITE" and m.to.tag)
+    assert answered < sent
+    await until(lambda: statuses(call) == [LegStatus.WAIT, LegStatus.WAIT], "Wait")
+    assert [r.status for r in carrier.byes] == []
     await phone.hangup()
     await pbx.idle()
 

@@ -10,16 +10,21 @@ from hypothesis import strategies as st
 
 from ippbx.sip.session import (
     INITIAL,
+    OFFER_TABLE,
     TABLE,
     UAC_STATES,
     UAC_STIMULI,
     UAS_STATES,
     UAS_STIMULI,
     Action,
+    Offer,
+    OfferStimulus,
     Role,
     SessionError,
     State,
     Stimulus,
+    Verdict,
+    offer_step,
     step,
     uac_response_stimulus,
     uas_response_stimulus,
@@ -189,3 +194,46 @@ def test_uas_any_sequence(stimuli: list[Stimulus]) -> None:
             if stimulus in (T.SEND_100, T.SEND_1XX, T.SEND_FAILURE):
                 assert row == (A.REFUSE,)
             assert A.CREATE_EARLY not in row and A.MARK_CANCELLED not in row
+
+
+# -- one offer at a time in a dialog ---------------------------------------------------------
+def test_offer_table_glare_retry_and_wait() -> None:
+    Of, OS, V = Offer, OfferStimulus, Verdict  # noqa: N806
+    assert offer_step(Of.IDLE, OS.PEER_OFFER) == (Of.THEIRS, V.ACCEPT)
+    assert offer_step(Of.OURS, OS.PEER_OFFER) == (Of.OURS, V.GLARE)  # ours crossed it: 491
+    assert offer_step(Of.THEIRS, OS.PEER_OFFER) == (Of.THEIRS, V.RETRY)  # 500 Retry-After
+    assert offer_step(Of.THEIRS, OS.OUR_OFFER) == (Of.THEIRS, V.WAIT)
+    assert offer_step(Of.OURS, OS.OUR_OFFER) == (Of.OURS, V.WAIT)
+    assert V.GLARE.value == 491 and V.RETRY.value == 500
+    # an answer for an offer that is not out is a bookkeeping bug, never ignored
+    for state, stimulus in [(Of.IDLE, OS.OUR_ANSWERED), (Of.IDLE, OS.PEER_ANSWERED),
+                            (Of.OURS, OS.PEER_ANSWERED), (Of.THEIRS, OS.OUR_ANSWERED)]:
+        assert (state, stimulus) not in OFFER_TABLE
+        with pytest.raises(SessionError):
+            offer_step(state, stimulus)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["peer", "ours", "answered"]), max_size=12))
+def test_offers_never_overlap(moves: list[str]) -> None:
+    """Whatever order offers come and end in, at most one is in progress in the dialog:
+    the first one accepted since the dialog was last free."""
+    state, out = Offer.IDLE, None
+    for move in moves:
+        if move == "answered":
+            if out is not None:
+                state, _ = offer_step(state, OfferStimulus.OUR_ANSWERED if out == "ours"
+                                      else OfferStimulus.PEER_ANSWERED)
+                assert state is Offer.IDLE
+                out = None
+            continue
+        stimulus = OfferStimulus.PEER_OFFER if move == "peer" else OfferStimulus.OUR_OFFER
+        state, verdict = offer_step(state, stimulus)
+        if out is None:
+            assert verdict is Verdict.ACCEPT
+            out = move
+        elif move == "peer":  # the peer hears 491 when ours is out, else 500
+            assert verdict is (Verdict.GLARE if out == "ours" else Verdict.RETRY)
+        else:
+            assert verdict is Verdict.WAIT
+        assert state is (Offer.OURS if out == "ours" else Offer.THEIRS)
