@@ -39,12 +39,12 @@ from ippbx.api.sessions import SessionManager
 from ippbx.api.tls import api_ssl_context
 from ippbx.config import Config, ConfigError, load_config
 from ippbx.gc_policy import FullCollector
+from ippbx.ids import set_node
 from ippbx.metrics import Metrics
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
 from ippbx.pbx.conferences import Conferences
-from ippbx.pbx.ids import set_node
 from ippbx.pbx.listen import Listening
 from ippbx.pbx.media_service import MediaService
 from ippbx.pbx.paging import Paging

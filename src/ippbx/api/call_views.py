@@ -6,7 +6,7 @@ what it shows that can change: a leg's id, numbers and trunk are fixed when it i
 the stamp is the leg itself (compared by identity, so a reused id is never mistaken for
 the old leg), its status and, for an inbound call, its callee leg. A query for "all
 calls" is then a join of stored bytes, and while the registry has not changed at all
-(`CallRegistry.changes`) that answer is itself kept, joined; an item is encoded again
+(`CallStore.changes`) that answer is itself kept, joined; an item is encoded again
 only when its call changed since it was last shown.
 
 Entries of ended legs are swept once a variant holds twice as many as there are live
@@ -23,7 +23,7 @@ from typing import Any
 
 from ippbx.api import codec
 from ippbx.api.codec import EncodedList, Format
-from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.calls import Call, CallStore, Leg, LegKind, LegStatus
 
 _SWEEP_SLACK = 1024
 """Entries allowed beyond twice the live legs before a sweep (small registries)."""
@@ -82,10 +82,10 @@ class CallViews:
 
     def __init__(self) -> None:
         self._items: dict[Variant, dict[str, Held]] = {}
-        self._all: dict[Variant, tuple[CallRegistry, int, EncodedList]] = {}
+        self._all: dict[Variant, tuple[CallStore, int, EncodedList]] = {}
         self.encoded = 0  # items encoded since start (a miss each)
 
-    def outbound(self, registry: CallRegistry, ids: list[str] | None, fmt: Format
+    def outbound(self, registry: CallStore, ids: list[str] | None, fmt: Format
                  ) -> EncodedList:
         """The encoded `outbound` items of the calls `ids` (None: all), in order."""
         variant: Variant = ("outbound", fmt, False)
@@ -97,7 +97,7 @@ class CallViews:
         return self._encode(variant, registry, ids, entries, outbound_view)
 
     def inbound(
-        self, registry: CallRegistry, ids: list[str] | None, fmt: Format, callee_as_list: bool
+        self, registry: CallStore, ids: list[str] | None, fmt: Format, callee_as_list: bool
     ) -> EncodedList:
         """The encoded `inbound` items of the calls `ids` (None: all), in order."""
         variant: Variant = ("inbound", fmt, callee_as_list)
@@ -109,7 +109,7 @@ class CallViews:
         return self._encode(variant, registry, ids, entries,
                             lambda call: inbound_view(call, callee_as_list))
 
-    def _encode(self, variant: Variant, registry: CallRegistry, ids: list[str] | None,
+    def _encode(self, variant: Variant, registry: CallStore, ids: list[str] | None,
                 entries: Iterable[tuple[Leg, Leg | None, Any]],
                 view: Callable[[Any], dict[str, Any]]) -> EncodedList:
         """The answer for `entries` ((leg, callee leg, what `view` shows)), each item
@@ -135,7 +135,7 @@ class CallViews:
     def __len__(self) -> int:
         return sum(len(items) for items in self._items.values())
 
-    def _whole(self, variant: Variant, registry: CallRegistry) -> EncodedList | None:
+    def _whole(self, variant: Variant, registry: CallStore) -> EncodedList | None:
         """The list of all items made while the registry was as it is now, if any."""
         kept = self._all.get(variant)
         if kept is not None and kept[0] is registry and kept[1] == registry.changes:

@@ -21,7 +21,7 @@ from ippbx.api.downloads import DownloadTickets
 from ippbx.api.errors import ApiError, Errno
 from ippbx.api.sessions import Session, SessionManager
 from ippbx.config import Config
-from ippbx.pbx.calls import Call, CallRegistry
+from ippbx.pbx.calls import Call, CallStore
 from ippbx.pbx.extension_state import ExtState
 from ippbx.store.sqlite import Store
 
@@ -64,7 +64,7 @@ class ApiContext:
     """
 
     config: Config
-    registry: CallRegistry
+    registry: CallStore
     sessions: SessionManager
     wall_clock: Callable[[], float] = time.time
     boot_time: float = field(default_factory=time.time)

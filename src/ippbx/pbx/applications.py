@@ -161,11 +161,12 @@ class Applications:
         registry, call = self.b2bua.registry, bridge.call
         if isinstance(destination, ToIvr):
             # (in the menu, the caller waits: `Wait`, its callee the IVR)
-            bridge.call.application = f"ivr:{destination.number}"
+            self.b2bua.registry.note(bridge.call, application=f"ivr:{destination.number}")
             registry.set_status(bridge.call.caller.id, LegStatus.WAIT)
             return await self._ivr(bridge, self.ivrs[destination.number], max_forwards, depth)
         if isinstance(destination, ToVoicemail):
-            call.application = f"voicemail:{destination.mailbox}"  # (its CDR: VOICEMAIL)
+            # (its CDR: VOICEMAIL)
+            self.b2bua.registry.note(call, application=f"voicemail:{destination.mailbox}")
             await self._leave_message(bridge, destination.mailbox)
         elif isinstance(destination, ToMailbox):
             await self._mailbox_menu(bridge, destination.mailbox)
@@ -187,7 +188,7 @@ class Applications:
         call = bridge.call
         self.b2bua.registry.set_status(call.caller.id, LegStatus.TALKING)
         if call.answered is None:  # (answered by ippbx: a connected call, no CallFailed)
-            call.answered = call.caller.answered
+            self.b2bua.registry.note(call, answered=call.caller.answered)
         return None
 
     async def answer(self, bridge: Bridge) -> bool:
@@ -353,7 +354,7 @@ class Applications:
             if destination.reason is Refusal.HANGUP:
                 await self.play(bridge, ["goodbye"], keys=False)
             return destination.sip_status
-        bridge.call.application = ""
+        self.b2bua.registry.note(bridge.call, application="")
         path = self._file("ringback")
         if media is not None and path is not None and not isinstance(
                 destination, ToVoicemail | ToMailbox | ToIvr | ToQueue | ToPaging

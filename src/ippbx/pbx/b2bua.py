@@ -55,7 +55,7 @@ from typing import Literal, Protocol, TypeVar
 from ippbx.config import Config, Trunk
 from ippbx.media.recordings import recording_name
 from ippbx.pbx.auth import ExtensionAuth, next_attempt
-from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.calls import Call, CallStore, Leg, LegKind, LegStatus
 from ippbx.pbx.capabilities import ALLOW, capability_headers, supported_header
 from ippbx.pbx.cdr import zone
 from ippbx.pbx.dialplan import (
@@ -330,7 +330,7 @@ class B2BUA:
         self,
         config: Config,
         ua: UserAgent,
-        registry: CallRegistry,
+        registry: CallStore,
         registrar: Registrar,
         trunks: Trunks,
         auth: ExtensionAuth,
@@ -502,7 +502,7 @@ class B2BUA:
         sr.respond(100)
         call = self.registry.start_call(caller, dialled)
         if trunk is not None:
-            call.inbound_route = getattr(destination, "route", "")
+            self.registry.note(call, inbound_route=getattr(destination, "route", ""))
         bridge = self.new_bridge(call, sr)
         bridge.a_session = session
         bridge.sdp["a"] = req.body
@@ -543,7 +543,7 @@ class B2BUA:
             if not bridge.aborted:
                 bridge._abort_event = None  # (no one waits any more)
         if decision is Decision.REFUSED:
-            bridge.call.hangup_by = "api"
+            self.registry.note(bridge.call, hangup_by="api")
             self._reject(bridge, REFUSED_STATUS)
             return False
         return True
@@ -728,7 +728,7 @@ class B2BUA:
         """Send the call out through `plan`'s trunks, in failover order: None once
         answered and bridged, else the failure's SIP status. A 3xx is followed."""
         self._dialling(bridge, plan)
-        bridge.call.outbound_route = plan.route
+        self.registry.note(bridge.call, outbound_route=plan.route)
         caller = bridge.call.caller
         ext = self._extensions.get(caller.extension or "")
         status = 503
@@ -787,7 +787,7 @@ class B2BUA:
         async def dial(destination: ToExtension | ToTrunks) -> int | None:
             if isinstance(destination, ToExtension):
                 if destination.route:  # (a trunk caller: the route that admits it now)
-                    bridge.call.inbound_route = destination.route
+                    self.registry.note(bridge.call, inbound_route=destination.route)
                 return await self.call_extension(bridge, destination.number, max_forwards)
             return await self.call_trunks(bridge, destination, max_forwards)
 
@@ -1447,7 +1447,7 @@ class B2BUA:
             name = recording_name(call.origin.from_number, call.dialled,
                                   call.answered or call.created, call.callid, self.zone)
             if self.media.record(call.callid, name):
-                call.recording = name
+                self.registry.note(call, recording=name)
 
     def _max_duration(self, call: Call) -> float | None:
         """The longest the call may last: the shortest `max_duration` of its extensions
@@ -1514,8 +1514,7 @@ class B2BUA:
             if confirmed:
                 self.hangup_side(bridge, side, 200)
             else:  # in the early dialog (RFC 3261 §15): the caller gives up, as by CANCEL
-                bridge.call.hangup_by = bridge.call.hangup_by or (
-                    "caller" if side == "a" else "callee")
+                self.registry.hung_up_by(bridge.call, "caller" if side == "a" else "callee")
                 bridge.abort()
         elif method == "INVITE":
             self.spawn(self._relay_reinvite(bridge, side, sr), sr)
@@ -1763,7 +1762,7 @@ class B2BUA:
         """`side` hung up (or failed): release the other side and end the call."""
         if bridge.ended:
             return
-        bridge.call.hangup_by = bridge.call.hangup_by or ("caller" if side == "a" else "callee")
+        self.registry.hung_up_by(bridge.call, "caller" if side == "a" else "callee")
         self.finish(bridge)
         self._forget(bridge.dialog(side))
         self.bye(bridge.dialog("b" if side == "a" else "a"))
@@ -1779,7 +1778,7 @@ class B2BUA:
         if bridge.ended:
             return
         if bridge.a is not None and bridge.a.was_cancelled:
-            bridge.call.hangup_by = bridge.call.hangup_by or "caller"
+            self.registry.hung_up_by(bridge.call, "caller")
         self.finish(bridge)
         if bridge.a is not None and not bridge.a.final_sent:
             redirect, bridge.redirect = bridge.redirect, None
@@ -1800,7 +1799,7 @@ class B2BUA:
         """Abort: whatever state the call is in, leave nothing behind."""
         if bridge.ended:
             return
-        bridge.call.hangup_by = bridge.call.hangup_by or "pbx"
+        self.registry.hung_up_by(bridge.call, "pbx")
         if bridge.a_dialog is None:
             if bridge.b_invite is not None and bridge.b_dialog is None:
                 bridge.b_invite.cancel()

@@ -1,4 +1,4 @@
-"""The live-call registry: every call in progress, its two legs, and O(1) lookups by any id.
+"""The live-call store: every call in progress, its legs, and O(1) lookups by any id.
 
 A call has a `callid` (its caller leg's id) and up to two legs at a time: the caller's
 (an extension or an inbound trunk) and the callee's (an extension or an outbound trunk).
@@ -7,6 +7,11 @@ or an extension with several phones rings, the call has several callee legs at o
 (`branches`); the one that answers becomes the callee (`elect`). The call leaves the
 registry when its caller leg has ended and no callee leg is live. Every change is
 published as a domain event (`ippbx.pbx.events`) to the subscribers, in order.
+
+`CallStore` is what the PBX, the API and the reports ask of the store: every change to
+a call and every lookup goes through it. `CallRegistry` is the in-memory one; the calls
+themselves are plain data (`pbx/call_model.py`), so a store shared by several nodes can
+take its place.
 """
 
 from __future__ import annotations
@@ -14,133 +19,104 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from typing import Protocol
 
 from ippbx.pbx import events
-from ippbx.pbx.ids import new_id
+from ippbx.pbx.call_model import (
+    Call,
+    CallType,
+    Leg,
+    LegKind,
+    LegStatus,
+    UnknownCall,
+    leg_of,
+)
+
+__all__ = ["Call", "CallRegistry", "CallStore", "CallType", "Leg", "LegKind", "LegStatus",
+           "Subscriber", "UnknownCall"]
 
 log = logging.getLogger(__name__)
 
 
-class LegStatus(StrEnum):
-    """A leg's state as the API shows it (`Progress`, `Talking`, `Wait`), plus `Ended`."""
-
-    PROGRESS = "Progress"
-    TALKING = "Talking"
-    WAIT = "Wait"
-    ENDED = "Ended"
-
-
-class LegKind(StrEnum):
-    EXTENSION = "extension"
-    TRUNK = "trunk"
-
-
-class CallType(StrEnum):
-    INTERNAL = "Internal"
-    OUTBOUND = "Outbound"
-    INBOUND = "Inbound"
-
-
-@dataclass(slots=True, eq=False)
-class Leg:
-    """One SIP dialog of a call: who is on it, the numbers it carries, its state."""
-
-    kind: LegKind
-    from_number: str
-    to_number: str
-    extension: str | None = None
-    trunk: str | None = None
-    id: str = field(default_factory=new_id)
-    status: LegStatus = LegStatus.PROGRESS
-    created: float = field(default_factory=time.time)
-    answered: float | None = None
-    ended: float | None = None
-    end_cause: int | None = None
-    outgoing: bool = False  # we sent this leg's INVITE (set by the registry)
-    ringing: float | None = None  # when the leg first got 180/183
-    replaces: str = ""  # a transfer target: the id of the leg it took the place of
-
-    @property
-    def live(self) -> bool:
-        return self.status is not LegStatus.ENDED
-
-
-@dataclass(slots=True, eq=False)
-class Call:
-    """A call: the caller leg, the current callee leg (if any), what was dialled."""
-
-    caller: Leg
-    dialled: str
-    callee: Leg | None = None
-    created: float = field(default_factory=time.time)
-    answered: float | None = None
-    callid: str = ""  # the first caller leg's id, kept when a transfer replaces that leg
-    hangup_by: str = ""  # who ended it: "caller", "callee", "api" or "pbx" (timeouts…)
-    inbound_route: str = ""  # the inbound route that admitted a call from a trunk
-    outbound_route: str = ""  # the outbound route that sent it out through trunks
-    recording: str = ""  # the recording's file name, when the call is recorded
-    # the application of ippbx's the caller is in ("ivr:6000"; "" none): what
-    # `inbound/query` shows as the callee while no party is
-    application: str = ""
-    origin: Leg = field(init=False)  # the first caller leg, kept when a transfer replaces it
-    extensions: list[str] = field(default_factory=list)  # every extension that took part
-    # callee legs ringing at once (a ring group, an extension's several phones): the
-    # first to answer becomes the callee (None: no such legs; most calls have none)
-    branches: list[Leg] | None = None
-
-    def __post_init__(self) -> None:
-        self.origin = self.caller
-        if not self.callid:
-            self.callid = self.caller.id
-
-    @property
-    def type(self) -> CallType:
-        if self.caller.kind is LegKind.TRUNK and not self.caller.outgoing:
-            return CallType.INBOUND  # (a trunk leg a transfer placed is no inbound call)
-        if self.outbound_leg is not None:  # (a callee's, or a caller's ippbx called)
-            return CallType.OUTBOUND
-        return CallType.INTERNAL
-
-    @property
-    def outbound_leg(self) -> Leg | None:
-        """The trunk leg we placed (the callee's, or a transferred caller's), if any."""
-        for leg in (self.callee, self.caller):
-            if leg is not None and leg.kind is LegKind.TRUNK and leg.outgoing:
-                return leg
-        return None
-
-    @property
-    def inbound_leg(self) -> Leg | None:
-        caller = self.caller
-        return caller if caller.kind is LegKind.TRUNK and not caller.outgoing else None
-
-    def legs(self) -> list[Leg]:
-        legs = [self.caller] if self.callee is None else [self.caller, self.callee]
-        if self.branches:
-            legs += self.branches
-        return legs
-
-
 Subscriber = Callable[[events.DomainEvent], None]
 
-
-def _leg_of(call: Call, leg_id: str) -> Leg:
-    """The live leg `leg_id` of `call` (the registry's indexes say it is one of them)."""
-    if call.caller.id == leg_id:
-        return call.caller
-    callee = call.callee
-    if callee is not None and callee.id == leg_id:
-        return callee
-    for branch in call.branches or ():
-        if branch.id == leg_id:
-            return branch
-    raise UnknownCall(leg_id)  # pragma: no cover - index and call disagree
+# the fields of a call its runners note on it (`CallStore.note`); everything else a call
+# holds changes through the store's own methods, which publish the change
+NOTED = frozenset({"application", "recording", "hangup_by", "inbound_route",
+                   "outbound_route", "answered"})
 
 
-class UnknownCall(KeyError):
-    """No live call or leg with that id."""
+class CallStore(Protocol):
+    """Live calls: the changes (each published to the subscribers as a domain event, in
+    order) and the lookups. Calls and legs are named by their ids."""
+
+    changes: int  # counts every change published (readers cache by it)
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
+
+    # -- changes
+    def start_call(self, caller: Leg, dialled: str) -> Call: ...
+
+    def add_callee(self, call: Call, leg: Leg) -> None: ...
+
+    def add_branch(self, call: Call, leg: Leg) -> None: ...
+
+    def elect(self, call: Call, leg: Leg) -> None: ...
+
+    def replace_leg(self, call: Call, old_id: str, leg: Leg, cause: int = 200) -> None: ...
+
+    def swap_sides(self, call: Call) -> None: ...
+
+    def transferred(self, call: Call, leg: Leg, target: str) -> None: ...
+
+    def set_status(self, leg_id: str, status: LegStatus, now: float | None = None) -> None: ...
+
+    def ringing(self, leg_id: str, now: float | None = None) -> None: ...
+
+    def end_leg(self, leg_id: str, cause: int = 200, now: float | None = None) -> None: ...
+
+    def note(self, call: Call, **fields: object) -> None: ...
+
+    def hung_up_by(self, call: Call, who: str) -> None: ...
+
+    def dtmf(self, callid: str, leg_id: str, digit: str) -> None: ...
+
+    def prompt_ended(self, callid: str, leg_id: str, prompt: str) -> None: ...
+
+    def inbound_held(self, call: Call) -> None: ...
+
+    def inbound_admitted(self, call: Call) -> None: ...
+
+    def registration_changed(self, extension: str, registered: bool) -> None: ...
+
+    # -- lookups
+    def __len__(self) -> int: ...
+
+    def calls(self) -> list[Call]: ...
+
+    def leg_count(self) -> int: ...
+
+    def has_leg(self, leg_id: str) -> bool: ...
+
+    def get(self, callid: str) -> Call | None: ...
+
+    def leg(self, leg_id: str) -> tuple[Call, Leg]: ...
+
+    def find(self, any_id: str) -> Call | None: ...
+
+    def by_outboundid(self, outboundid: str) -> Call | None: ...
+
+    def by_inboundid(self, inboundid: str) -> Call | None: ...
+
+    def by_extension(self, number: str) -> list[Call]: ...
+
+    def busy_extensions(self) -> int: ...
+
+    def outbound(self, ids: Iterable[str] | None = None) -> list[Call]: ...
+
+    def outbound_legs(self, ids: Iterable[str] | None = None) -> list[Leg]: ...
+
+    def inbound(self, ids: Iterable[str] | None = None) -> list[Call]: ...
 
 
 class CallRegistry:
@@ -216,7 +192,7 @@ class CallRegistry:
         old = call.caller if call.caller.id == old_id else (
             callee if callee is not None and callee.id == old_id else None
         )
-        if old is None or self._calls.get(call.callid) is not call:
+        if old is None or call.callid not in self._calls:
             raise UnknownCall(old_id)
         was_live = old.live
         if was_live:  # (an earlier attempt that failed has ended already)
@@ -228,7 +204,7 @@ class CallRegistry:
             self._publish(events.LegEnded(call, old, cause))
         leg.outgoing = True
         leg.replaces = old.id
-        if old is call.caller:
+        if old == call.caller:
             call.caller = leg
         else:
             call.callee = leg
@@ -240,9 +216,23 @@ class CallRegistry:
         party a transfer hands to what ippbx answers itself (an IVR, a ring group) is
         served as the call's caller (`pbx/control.py`). No leg changes: nothing is
         published."""
-        if call.callee is None or self._calls.get(call.callid) is not call:
+        if call.callee is None or call.callid not in self._calls:
             raise UnknownCall(call.callid)
         call.caller, call.callee = call.callee, call.caller
+
+    def note(self, call: Call, **fields: object) -> None:
+        """Note what the call is doing (`NOTED`: its application, recording, routes, who
+        hung up, when it was answered); published to nobody."""
+        unknown = fields.keys() - NOTED
+        if unknown:
+            raise ValueError(f"not a noted field of a call: {sorted(unknown)}")
+        for name, value in fields.items():
+            setattr(call, name, value)
+
+    def hung_up_by(self, call: Call, who: str) -> None:
+        """Note who ended the call ("caller", "callee", "api", "pbx"), unless noted."""
+        if not call.hangup_by:
+            call.hangup_by = who
 
     def transferred(self, call: Call, leg: Leg, target: str) -> None:
         """A party transferred the call from its phone (reported as `Tranfer`)."""
@@ -258,7 +248,7 @@ class CallRegistry:
         leg.status = status
         if status is LegStatus.TALKING and leg.answered is None:
             leg.answered = time.time() if now is None else now
-            if call.answered is None and leg is call.callee:
+            if call.answered is None and leg == call.callee:
                 call.answered = leg.answered
         self._publish(events.LegStatusChanged(call, leg, old))
 
@@ -280,17 +270,18 @@ class CallRegistry:
         """A party of call `callid` (leg `leg_id`) sent a DTMF digit; unknown ids ignored
         (a call that just ended)."""
         call = self._calls.get(callid)
-        leg = self._by_leg.get(leg_id)
-        if call is None or leg is not call:
+        owner = self._by_leg.get(leg_id)  # (the call the leg is in)
+        if call is None or owner is None or owner.callid != callid:
             return
-        self._publish(events.DtmfPressed(call, _leg_of(call, leg_id), digit))
+        self._publish(events.DtmfPressed(call, leg_of(call, leg_id), digit))
 
     def prompt_ended(self, callid: str, leg_id: str, prompt: str) -> None:
         """The prompts `prompt` played to leg `leg_id` of call `callid` have ended."""
         call = self._calls.get(callid)
-        if call is None or self._by_leg.get(leg_id) is not call:
+        if call is None or (owner := self._by_leg.get(leg_id)) is None \
+                or owner.callid != callid:
             return
-        self._publish(events.PromptEnded(call, _leg_of(call, leg_id), prompt))
+        self._publish(events.PromptEnded(call, leg_of(call, leg_id), prompt))
 
     def inbound_held(self, call: Call) -> None:
         """Inbound call `call` waits for an application to accept or refuse it."""
@@ -363,7 +354,7 @@ class CallRegistry:
         call = self._by_leg.get(leg_id)
         if call is None:
             raise UnknownCall(leg_id)
-        return call, _leg_of(call, leg_id)
+        return call, leg_of(call, leg_id)
 
     def find(self, any_id: str) -> Call | None:
         """The call a callid or any live leg id belongs to."""
@@ -396,7 +387,7 @@ class CallRegistry:
         found = self._outbound.items() if ids is None else (
             (i, c) for i in ids if (c := self._outbound.get(i)) is not None
         )
-        return [_leg_of(call, leg_id) for leg_id, call in found]
+        return [leg_of(call, leg_id) for leg_id, call in found]
 
     def inbound(self, ids: Iterable[str] | None = None) -> list[Call]:
         """Live inbound calls: all of them in creation order, or those listed, in order."""

@@ -321,7 +321,7 @@ class Conferences:
         if status is not None:
             return status
         call = bridge.call
-        call.application = f"conference:{config.number}"
+        self.registry.note(call, application=f"conference:{config.number}")
         moderator = False
         if not destination.invited and (config.pin or config.moderator_pin):
             role = await self._pin(apps, bridge, config)
@@ -438,7 +438,7 @@ class Conferences:
                 return False
             member.participant = participant
             if room.recording:  # (the member's CDR names the room's recording)
-                call.recording = room.recording
+                self.registry.note(call, recording=room.recording)
             answer = mixer_answer(to_player, participant.janus_rtp, engine.payload_type)
             await media.answer(call.callid, call.caller.id, PLAYER, answer)
         except JanusError as exc:
@@ -544,7 +544,7 @@ class Conferences:
         bridge = member.bridge
         if bridge.ended:
             return
-        bridge.call.hangup_by = bridge.call.hangup_by or "api"
+        self.registry.hung_up_by(bridge.call, "api")
         self.b2bua.teardown(bridge, status)
 
     async def _leave(self, room: Room, member: Member) -> None:

@@ -118,7 +118,7 @@ class CallControl:
         """End call `callid` whatever its state."""
         bridge = self._bridge(callid)
         call = bridge.call
-        call.hangup_by = call.hangup_by or "api"
+        self.registry.hung_up_by(call, "api")
         if self._answered(bridge):
             self.b2bua.teardown(bridge, 200)
         else:
@@ -435,7 +435,7 @@ class CallControl:
             if side == "a":  # the callee stays: it is served as the caller from now on
                 self._callee_to_caller(bridge)
             b2bua.keeper.start(bridge, "b", None, False)  # (the transferor's timer)
-            bridge.call.application = ""
+            self.registry.note(bridge.call, application="")
             answered = await self._answer_by_pbx(bridge)
             if outcome is not None:
                 outcome(200 if answered else 487 if bridge.ended else 503)
@@ -590,7 +590,7 @@ class CallControl:
         callid = self._originate(leg, target, invite, dest, trunk, destination)
         call = self.registry.get(callid)
         if call is not None:
-            call.outbound_route = routed.route
+            self.registry.note(call, outbound_route=routed.route)
         return callid
 
     def _originate(self, leg: Leg, target: str, invite: Request, dest: Peer,

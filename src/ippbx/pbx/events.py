@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ippbx.pbx.calls import Call, Leg
+    from ippbx.pbx.call_model import Call, Leg
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from ippbx.pbx import events
-from ippbx.pbx.calls import Call, CallRegistry, LegStatus
+from ippbx.pbx.calls import Call, CallStore, LegStatus
 
 
 class ExtState(StrEnum):
@@ -73,7 +73,7 @@ class ExtensionStates:
 
     def __init__(
         self,
-        registry: CallRegistry,
+        registry: CallStore,
         is_registered: Callable[[str], bool] | None = None,
     ) -> None:
         self.registry = registry

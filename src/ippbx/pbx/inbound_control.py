@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from ippbx.pbx import events
-from ippbx.pbx.calls import Call, CallRegistry
+from ippbx.pbx.calls import Call, CallStore
 
 DEFAULT_WINDOW = 10.0  # seconds, as the vendor has it (and not configurable there)
 
@@ -64,7 +64,7 @@ class InboundControlError(Exception):
 class InboundControl:
     """The inbound calls waiting for a decision, and those whose decision is made."""
 
-    def __init__(self, registry: CallRegistry, window: float = DEFAULT_WINDOW) -> None:
+    def __init__(self, registry: CallStore, window: float = DEFAULT_WINDOW) -> None:
         self.registry = registry
         self.window = window
         self._waiting: dict[str, asyncio.Future[Decision]] = {}  # inbound id → decision

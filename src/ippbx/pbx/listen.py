@@ -116,7 +116,7 @@ class Listening:
                 return
             b2bua.ua.ack(bridge.a_dialog)
             self.registry.set_status(leg.id, LegStatus.TALKING)
-            call.answered = leg.answered  # (its only party answered)
+            self.registry.note(call, answered=leg.answered)  # (its only party answered)
             if not await media.subscribed(monitored, subscription, response.body):
                 b2bua.teardown(bridge, 503)
                 return

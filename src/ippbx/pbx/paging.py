@@ -113,7 +113,7 @@ class Paging:
         status = await apps.enter(bridge)
         if status is not None:
             return status
-        call.application = f"paging:{group.number}"
+        self.registry.note(call, application=f"paging:{group.number}")
         page = Page(group.number, bridge)
         try:
             for ext in self.reachable(group, caller):  # (again: the answer took a moment)
@@ -193,7 +193,7 @@ class Paging:
             b2bua.remember(member, "a", ci.dialog)
             b2bua.ua.ack(ci.dialog)
             registry.set_status(leg.id, LegStatus.TALKING)
-            member.call.answered = leg.answered  # (its only party answered)
+            self.registry.note(member.call, answered=leg.answered)  # (its only party answered)
             if not await media.subscribed(paged, subscription, response.body):
                 b2bua.teardown(member, 503)
                 return

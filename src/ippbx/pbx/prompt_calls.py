@@ -132,7 +132,7 @@ class PromptCalls:
         b2bua = self.b2bua
         call = self.registry.start_call(leg, leg.to_number)
         if route is not None:
-            call.outbound_route = route.route
+            self.registry.note(call, outbound_route=route.route)
         bridge = b2bua.new_bridge(call, None)
         invite = b2bua.build_invite(b"", bridge.content_type, uri, dest, leg.from_number,
                                     leg.to_number, 70, trunk)
@@ -155,7 +155,7 @@ class PromptCalls:
             answer = await self._anchor(bridge, response.body)
             b2bua.ua.ack(dialog, answer, [("Content-Type", "application/sdp")] if answer else ())
             self.registry.set_status(leg.id, LegStatus.TALKING)
-            call.answered = leg.answered  # (its only party answered: the call is)
+            self.registry.note(call, answered=leg.answered)  # (its only party answered)
             played = await self._play(bridge, leg, files)
             if bridge.ended:
                 return

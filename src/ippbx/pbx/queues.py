@@ -391,7 +391,7 @@ class Queues:
         if status is not None:
             return status
         call = bridge.call
-        call.application = f"queue:{q.number}"
+        self.registry.note(call, application=f"queue:{q.number}")
         self.registry.set_status(call.caller.id, LegStatus.WAIT)
         caller = Caller(bridge, self.clock())
         live.callers.append(caller)
@@ -413,7 +413,7 @@ class Queues:
             return None
         if bridge.gave_up:  # (hung up by the API: the call's task ends it, BYE)
             return status
-        call.application = ""
+        self.registry.note(call, application="")
         log.info("call %s: queue %s: %s; failover to %s", callid, q.number,
                  "waited too long" if status == 408 else "no agent", q.failover)
         return await apps.go(bridge, self.b2bua.dialplan.resolve(q.failover), max_forwards,
@@ -539,7 +539,7 @@ class Queues:
                 self._answered[callee.id] = (live, agent)
             else:  # (a hang-up crossed the answer: its LegEnded has been and gone)
                 self._rest(live, agent)
-        bridge.call.application = ""  # (its callee is the agent now)
+        self.registry.note(bridge.call, application="")  # (its callee is the agent now)
         log.info("call %s: queue %s: agent %s answered", bridge.call.callid, live.number,
                  callee.extension)
         return None

@@ -27,7 +27,7 @@ from ippbx.certs import client_context, listener_context
 from ippbx.config import Config, SipSection
 from ippbx.pbx.auth import ExtensionAuth
 from ippbx.pbx.b2bua import B2BUA
-from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.calls import CallStore
 from ippbx.pbx.capabilities import option_tags
 from ippbx.pbx.control import CallControl
 from ippbx.pbx.extension_features import ExtensionFeatures
@@ -73,7 +73,7 @@ class PbxService:
     def __init__(
         self,
         config: Config,
-        registry: CallRegistry,
+        registry: CallStore,
         store: Store,
         *,
         clock: Callable[[], float] = time.time,

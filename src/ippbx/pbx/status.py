@@ -12,7 +12,7 @@ unqualified peer).
 
 from __future__ import annotations
 
-from ippbx.pbx.calls import Call, CallRegistry
+from ippbx.pbx.calls import Call, CallStore
 from ippbx.pbx.extension_state import ExtensionStates, ExtState
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunks import Trunks, TrunkStatus
@@ -27,7 +27,7 @@ class PbxStatus:
 
     def __init__(
         self,
-        registry: CallRegistry,
+        registry: CallStore,
         registrar: Registrar | None = None,
         trunks: Trunks | None = None,
     ) -> None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from ippbx.config import Config, Trunk
 from ippbx.pbx import events
-from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.calls import CallStore
 from ippbx.sip.transport import resolve_host
 from ippbx.sip.wire import Peer
 
@@ -102,7 +102,7 @@ class Trunks:
             return None
         return self._by_ip.get(source.host)
 
-    def track(self, registry: CallRegistry) -> None:
+    def track(self, registry: CallStore) -> None:
         """Count live legs per trunk from the registry's events (for max_channels)."""
 
         def on_event(event: events.DomainEvent) -> None:

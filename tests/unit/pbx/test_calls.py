@@ -1,10 +1,22 @@
+import ast
+import inspect
 import re
+from pathlib import Path
 
 import pytest
 
-from ippbx.pbx import events
-from ippbx.pbx.calls import CallRegistry, CallType, Leg, LegKind, LegStatus, UnknownCall
-from ippbx.pbx.ids import IdGenerator, set_node, use
+from ippbx.ids import IdGenerator, set_node, use
+from ippbx.pbx import call_model, events
+from ippbx.pbx.calls import (
+    Call,
+    CallRegistry,
+    CallStore,
+    CallType,
+    Leg,
+    LegKind,
+    LegStatus,
+    UnknownCall,
+)
 
 
 def ext_leg(number: str, dialled: str) -> Leg:
@@ -143,3 +155,41 @@ def test_a_call_whose_branches_all_failed_names_the_first_to_fail() -> None:
     assert len(reg) == 1
     reg.end_leg(call.caller.id, 480)
     assert len(reg) == 0
+
+
+def test_calls_and_legs_are_the_same_when_their_ids_are() -> None:
+    """A store other than the in-memory one hands out copies: identity cannot say which
+    call or leg it is, the id does."""
+    leg = ext_leg("1001", "1002")
+    copy = Leg(LegKind.EXTENSION, "1001", "1002", extension="1001", id=leg.id)
+    assert copy == leg and copy is not leg and hash(copy) == hash(leg)
+    assert ext_leg("1001", "1002") != leg
+    call = Call(leg, "1002")
+    assert Call(copy, "1002") == call and {call: 1}[Call(copy, "1002")] == 1
+    assert Call(ext_leg("1001", "1002"), "1002") != call
+    assert leg != call  # (a leg is never a call, whatever its id)
+
+
+def test_what_a_call_notes_goes_through_the_store() -> None:
+    reg = CallRegistry()
+    call = reg.start_call(ext_leg("1001", "6000"), "6000")
+    reg.note(call, application="ivr:6000", outbound_route="out")
+    assert (call.application, call.outbound_route) == ("ivr:6000", "out")
+    with pytest.raises(ValueError, match="callee"):
+        reg.note(call, callee=None)  # a leg changes through add_callee, end_leg…
+    reg.hung_up_by(call, "caller")
+    reg.hung_up_by(call, "pbx")  # (the first to end it is the one noted)
+    assert call.hangup_by == "caller"
+
+
+def test_the_registry_is_a_call_store_and_the_model_needs_no_pbx() -> None:
+    for name, member in vars(CallStore).items():
+        if name.startswith("_") and name != "__len__" or not callable(member):
+            continue
+        mine = getattr(CallRegistry, name)
+        assert inspect.signature(mine) == inspect.signature(member), name
+    tree = ast.parse(Path(call_model.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not {m for m in imported if m and m.startswith("ippbx.pbx")}, imported

@@ -33,7 +33,7 @@ from ippbx.api.reports.delivery import Delivery, OutboxStore
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
 from ippbx.pbx import cdr, events
-from ippbx.pbx.calls import CallRegistry
+from ippbx.pbx.calls import CallStore
 from ippbx.pbx.extension_state import ExtensionStates
 from ippbx.store.outbox import OutboxRow
 
@@ -53,7 +53,7 @@ class ReportService:
     def __init__(
         self,
         config: Config,
-        registry: CallRegistry,
+        registry: CallStore,
         sessions: SessionManager,
         store: ReportStore,
         *,
