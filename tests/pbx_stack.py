@@ -172,6 +172,7 @@ class Party:
         self.ring = True
         self.delay = 0.0
         self.reinvite_delay = 0.0  # seconds before it answers a re-INVITE
+        self.reinvite_answers: list[int] = []  # its next re-INVITEs' answers (then 200)
         self.requests: list[ServerRequest] = []
         self.acks: list[Request | None] = []  # the ACKs of our 2xx to INVITEs
         self.dialog: Dialog | None = None  # the current call's dialog
@@ -204,6 +205,9 @@ class Party:
         elif method == "INVITE":  # a re-INVITE: answer in the mirrored direction
             if self.reinvite_delay:
                 await asyncio.sleep(self.reinvite_delay)
+            if self.reinvite_answers:
+                sr.respond(self.reinvite_answers.pop(0))
+                return
             self.version += 1
             body = make_sdp(self.name, self.host, self.version, mirrored(sr.request.body))
             sr.respond(200, body=body, headers=SDP_HEADERS)

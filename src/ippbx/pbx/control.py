@@ -65,7 +65,7 @@ from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import REASONS, Request, Response
-from ippbx.sip.session import OfferStimulus
+from ippbx.sip.session import OfferStimulus, glare_retry_delay
 from ippbx.sip.ua import ServerRequest
 from ippbx.sip.wire import Peer
 
@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 Transfer = Local | ToTrunks  # where a blind transfer may go (`Dialplan.route_transfer`)
 NOTIFY_TIMEOUT = 4.0  # seconds a NOTIFY to a transferor may take before we go on without it
+GLARE_TRIES = 3  # a re-INVITE of ours (hold, unhold) answered 491 is sent this often at most
 AUTO_ANSWER_HEADERS = (
     ("Call-Info", "<sip:ippbx>;answer-after=0"),
     ("Alert-Info", "<http://ippbx/>;info=alert-autoanswer"),
@@ -184,30 +185,39 @@ class CallControl:
     async def _reinvite(self, bridge: Bridge, dialog: Dialog, body: bytes) -> Response | None:
         """Send a re-INVITE in `dialog` (ACKed if answered 2xx), after any other that
         ippbx has out for this call: RFC 3261 §14.1 allows no new INVITE in a dialog while
-        one is in progress (hold then unhold at once would otherwise cross). None if the
-        call ended meanwhile."""
+        one is in progress (hold then unhold at once would otherwise cross). One that
+        crossed the peer's own (491) is sent again after §14.1's random pause, up to
+        `GLARE_TRIES` times in all. None if the call ended meanwhile."""
         lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
         async with lock:
-            if bridge.ended:
-                return None
             b2bua = self.b2bua
             ua = b2bua.ua
             side: Side = "a" if dialog is bridge.a_dialog else "b"
             # (`body` is the other side's SDP: with anchored media, as the engine has it)
             offerer, answerer = bridge.leg("b" if side == "a" else "a"), bridge.leg(side)
-            if not await offer_turn(bridge, side):  # (a crossing one gets 491)
-                return None
-            try:
-                body = await b2bua.offer_sdp(bridge, offerer, answerer, body)
+            for attempt in range(GLARE_TRIES):
+                if attempt:
+                    await asyncio.sleep(glare_retry_delay(dialog.is_uac))
                 if bridge.ended or dialog.state == TERMINATED:
                     return None
-                response = await ua.request_in_dialog(
-                    dialog, "INVITE", body, [("Content-Type", bridge.content_type)]
-                )
-                if response.status < 300 and response.body:
-                    await b2bua.answer_sdp(bridge, offerer, answerer, response.body)
-            finally:
-                bridge.offer(side, OfferStimulus.OUR_ANSWERED)
+                if not await offer_turn(bridge, side):  # (a crossing one gets 491)
+                    return None
+                try:
+                    offer = await b2bua.offer_sdp(bridge, offerer, answerer, body)
+                    if bridge.ended or dialog.state == TERMINATED:
+                        return None
+                    response = await ua.request_in_dialog(
+                        dialog, "INVITE", offer, [("Content-Type", bridge.content_type)]
+                    )
+                    if response.status < 300 and response.body:
+                        await b2bua.answer_sdp(bridge, offerer, answerer, response.body)
+                finally:
+                    bridge.offer(side, OfferStimulus.OUR_ANSWERED)
+                if response.status != 491:
+                    break
+                log.info("call %s: our re-INVITE crossed the %s side's (491)%s",
+                         bridge.call.callid, "caller" if side == "a" else "callee",
+                         "; trying again" if attempt + 1 < GLARE_TRIES else "")
             if response.status < 300:
                 ua.ack(dialog)
             return response

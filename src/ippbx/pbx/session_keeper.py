@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
-from ippbx.sip.session import OfferStimulus, Verdict
+from ippbx.sip.session import OfferStimulus, Verdict, glare_retry_delay
 from ippbx.sip.ua import UNREACHABLE
 
 if TYPE_CHECKING:
@@ -256,8 +256,8 @@ class SessionKeeper:
                      "ending it", bridge.call.callid, "caller" if side == "a" else "callee",
                      status)
             self._end(bridge, 408)
-        elif status == 491:
-            self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
+        elif status == 491:  # (§14.1's pause, as for any re-INVITE of ours)
+            self._arm(bridge, side, state, delay=glare_retry_delay(dialog.is_uac))
         elif method == "UPDATE" and status in (405, 501):
             state.allows_update = False
             self._arm(bridge, side, state, delay=0.0)

@@ -38,6 +38,8 @@ UAS states::
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -269,3 +271,12 @@ def offer_step(state: Offer, stimulus: OfferStimulus) -> tuple[Offer, Verdict]:
         return OFFER_TABLE[(state, stimulus)]
     except KeyError:
         raise SessionError(f"offer: {stimulus.name} in {state.name}") from None
+
+
+def glare_retry_delay(owns_call_id: bool,
+                      draw: Callable[[float, float], float] = random.uniform) -> float:
+    """How long a UAC whose re-INVITE got 491 waits before trying it once more (RFC 3261
+    §14.1): 2.1-4 s if it owns the dialog's Call-ID (it sent the initial INVITE), else
+    0-2 s, in steps of 10 ms. So of two sides that crossed, one goes first."""
+    low, high = (2.1, 4.0) if owns_call_id else (0.0, 2.0)
+    return round(draw(low, high), 2)

@@ -178,6 +178,30 @@ async def test_hold_waits_for_the_peers_own_reinvite_to_be_answered(world: World
     await pbx.idle()
 
 
+async def test_a_hold_answered_491_is_sent_again_after_a_pause(world: World) -> None:
+    """RFC 3261 §14.1: the carrier answers ippbx's hold 491 (a re-INVITE of its own
+    crossed it); ippbx sends the hold again after 0-2 s (the carrier owns the Call-ID,
+    so ippbx's pause is the short one) and the call is held."""
+    pbx = await world.start_pbx()
+    phone = await world.phone("1002")
+    carrier = await world.carrier()
+    out = await carrier.call("5550100", from_user="0612345678")
+    assert (await out.final()).status == 200
+    call = pbx.only_call()
+    await until(lambda: phone.acks, "1002's ACK")
+    carrier.reinvite_answers = [491]
+    pbx.control.hold(call.callid, "1002", True)
+    await until(lambda: len(carrier.got("INVITE")) == 2, "the hold sent again", timeout=4.0)
+    first, again = carrier.got("INVITE")
+    assert b"a=sendonly" in first.body and b"a=sendonly" in again.body
+    assert again.cseq[0] > first.cseq[0]
+    await until(lambda: statuses(call) == [LegStatus.WAIT, LegStatus.WAIT], "Wait")
+    await until(lambda: len(carrier.acks) == 1, "the ACK of the second")
+    await carrier.hangup()
+    await phone.wait_for("BYE")
+    await pbx.idle()
+
+
 async def test_hold_is_refused_before_the_answer_and_for_strangers(world: World) -> None:
     pbx, phone, carrier, call, _ = await outbound_call(world, answer=False)
     with pytest.raises(ControlError) as refused:

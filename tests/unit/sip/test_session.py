@@ -24,6 +24,7 @@ from ippbx.sip.session import (
     State,
     Stimulus,
     Verdict,
+    glare_retry_delay,
     offer_step,
     step,
     uac_response_stimulus,
@@ -237,3 +238,13 @@ def test_offers_never_overlap(moves: list[str]) -> None:
         else:
             assert verdict is Verdict.WAIT
         assert state is (Offer.OURS if out == "ours" else Offer.THEIRS)
+
+
+def test_glare_retry_delay_follows_rfc_3261_14_1() -> None:
+    assert glare_retry_delay(True, lambda low, high: low) == 2.1
+    assert glare_retry_delay(True, lambda low, high: high) == 4.0
+    assert glare_retry_delay(False, lambda low, high: low) == 0.0
+    assert glare_retry_delay(False, lambda low, high: high) == 2.0
+    assert glare_retry_delay(False, lambda low, high: 1.23456) == 1.23  # 10 ms steps
+    drawn = [glare_retry_delay(True) for _ in range(200)]
+    assert all(2.1 <= d <= 4.0 for d in drawn) and len(set(drawn)) > 20
