@@ -8,6 +8,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -412,6 +413,24 @@ def test_a_header_byte_that_was_not_utf8_does_not_lose_the_report() -> None:
     report = Report(Action.RING, "1.1", (Party("ext", "10\udcff2"),))
     body = service.encode(report, Form.OPENVOX)
     assert json.loads(body)["ext"] == {"extid": "10?2"}
+
+
+def test_a_report_body_in_memory_takes_about_its_length() -> None:
+    """Reports wait in memory (held for `outbox.HOLD`, or for a receiver that is down):
+    a body must not keep the encoder's 4 KiB working buffer (orjson's bytes do)."""
+    config = load_config(None)
+    service = ReportService(config, CallRegistry(), SessionManager(config.api),
+                            Store(":memory:"))
+    report = Report(Action.RING, "1589938378.1130", (Party("ext", "1001"),))
+    service.encode(report, Form.OPENVOX)  # (one-time allocations out of the way)
+    tracemalloc.start()
+    try:
+        bodies = [service.encode(report, Form.OPENVOX) for _ in range(200)]
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    length = len(bodies[0])
+    assert length < 300 and used / len(bodies) < length + 200, (length, used / len(bodies))
 
 
 def test_report_urls_are_logged_without_their_secrets() -> None:
