@@ -168,6 +168,14 @@ class OutboxTable(WriteQueue):
         """Whether row `row_id` is committed (if queued: `flushed()`; held rows are not)."""
         return row_id <= self._outbox_stored_upto and row_id not in self._outbox_held
 
+    def outbox_body(self, row_id: int) -> bytes | None:
+        """The body of pending row `row_id` (held, queued or in the file); None if gone."""
+        params = self._outbox_held.get(row_id) or self._outbox_queued.get(row_id)
+        if params is not None:
+            return params[3]  # type: ignore[return-value]
+        found = self._db.execute("SELECT body FROM outbox WHERE id=?", (row_id,)).fetchone()
+        return None if found is None else bytes(found[0])
+
     def outbox_delete(self, row_id: int) -> None:
         """Delete a delivered or dropped row; one still held or whose insert is still
         queued (delivered in time, the usual case) is simply never written."""

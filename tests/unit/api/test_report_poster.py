@@ -18,6 +18,7 @@ import pytest
 import uvloop
 
 from ippbx.api.reports import Delivery, route_of
+from ippbx.api.reports.delivery import MEMORY_ROWS
 from ippbx.api.reports.poster import Outcome, Poster, parse_target
 from ippbx.api.sessions import SessionManager
 from ippbx.certs import make_self_signed, server_context
@@ -496,7 +497,8 @@ Row = tuple[str, str, bytes, float]
 
 
 async def deliver(port: int, make: Callable[[str], list[Row]],
-                  reports: ReportsSection | None = None) -> tuple[Delivery, int]:
+                  reports: ReportsSection | None = None,
+                  memory_rows: int = MEMORY_ROWS) -> tuple[Delivery, int]:
     """A `Delivery` (the default configuration or `reports`, its own HTTP client) with
     one session reporting to `port` delivers (or drops) the rows `make(route)` gives,
     within 10 s; the delivery (stopped) and how many POSTs its client pipelined."""
@@ -505,7 +507,7 @@ async def deliver(port: int, make: Callable[[str], list[Row]],
     md5 = hashlib.md5(config.api.password.encode()).hexdigest()
     session = sessions.login("api", md5, "127.0.0.1", "openvox", port=str(port))
     store = Store(":memory:")
-    delivery = Delivery(store, sessions, reports or config.reports)
+    delivery = Delivery(store, sessions, reports or config.reports, memory_rows=memory_rows)
     await delivery.start()
     try:
         delivery.add(store.outbox_add(make(route_of(session))))
@@ -631,6 +633,21 @@ async def test_delivery_pipelines_reports_of_different_calls_keeping_each_calls_
     for lane in range(20):  # each call's reports in the order they were made
         mine = [n for n in got if n % 20 == lane]
         assert mine == sorted(mine) and len(mine) == 10
+
+
+async def test_pipelined_reports_read_back_from_the_outbox_file_arrive_whole() -> None:
+    """A destination past `memory_rows`: the heads of a pipelined write whose bodies are
+    in the outbox file only are read back, each arrives once, byte for byte."""
+    async with serving(serve_kept(10_000)) as server:
+        now = time.time()
+        delivery, pipelined = await deliver(server.port, lambda route: [
+            (route, f"{i % 20}.1", b'{"n":%d}' % i, now) for i in range(200)],
+            memory_rows=10)
+    assert delivery.delivered == 200 and pipelined > 0
+    got = [int(r.rpartition(b'{"n":')[2].rstrip(b"}")) for r in server.requests]
+    assert sorted(got) == list(range(200))
+    for lane in range(20):
+        assert [n for n in got if n % 20 == lane] == list(range(lane, 200, 20))
 
 
 async def test_delivery_to_a_receiver_that_closes_after_each_answer_loses_nothing() -> None:

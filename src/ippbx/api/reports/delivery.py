@@ -33,10 +33,14 @@ head of a lane:
   the receiver) and go on at once when the probe is delivered.
 
 A head older than `retry_minutes` is dropped (one warning) instead of being sent again,
-so nothing waits for a dead receiver forever. A destination no live session uses any more
-(logout, expiry, a heartbeat that moved it) is dropped with its rows. Call handling only
-ever appends (a SQLite insert and a deque append), so a slow or dead receiver blocks
-nothing but its own reports.
+so nothing waits for a dead receiver forever. Meanwhile a destination keeps the bodies of
+its first `MEMORY_ROWS` pending reports in memory; the rest wait as row ids, their bodies
+in the outbox file only (written there once they are `HOLD` old), read back when they
+come to the head of their lane. So a receiver that is down for the whole window costs
+memory for that many reports, not for every call made meanwhile. A destination no live
+session uses any more (logout, expiry, a heartbeat that moved it) is dropped with its
+rows. Call handling only ever appends (a SQLite insert and a deque append), so a slow or
+dead receiver blocks nothing but its own reports.
 
 After a restart `load()` puts the stored rows back in their lanes (rows of destinations no
 surviving session uses are deleted; an earlier version's per-session outbox is filed under
@@ -82,6 +86,9 @@ STOP_GRACE = 1.0
 EXPIRE_EVERY = 5.0
 """While a destination is down, how often (s) its lanes are searched for expired heads."""
 PIPELINE_MAX = 16
+# reports per destination whose bodies stay in memory (about 0.5 KB each); the others
+# are read back from the outbox file when their turn comes
+MEMORY_ROWS = 20_000
 """Reports (of as many calls) pipelined in one write at most."""
 
 
@@ -89,6 +96,8 @@ class OutboxStore(Protocol):
     """The outbox table (`ippbx.store.sqlite.Store`)."""
 
     def outbox_delete(self, row_id: int) -> None: ...
+
+    def outbox_body(self, row_id: int) -> bytes | None: ...
 
     def outbox_stored(self, row_id: int) -> bool: ...
 
@@ -218,8 +227,10 @@ class Delivery:
         *,
         clock: Callable[[], float] = time.time,
         poster: Post | None = None,
+        memory_rows: int = MEMORY_ROWS,
     ) -> None:
         self.store = store
+        self.memory_rows = memory_rows  # bodies kept in memory per destination
         self.sessions = sessions
         self.config = config
         self.clock = clock  # wall clock: the rows' `created`
@@ -305,6 +316,8 @@ class Delivery:
             if lane is None:
                 lane = dest.lanes[row.lane] = _Lane(row.lane)
                 _make_ready(dest, lane)
+            if dest.pending >= self.memory_rows and row.body:  # (its body: in the file)
+                row = OutboxRow(row.id, row.dest, row.lane, b"", row.created)
             lane.rows.append(row)
             dest.pending += 1
             self._pending += 1
@@ -423,13 +436,18 @@ class Delivery:
         try:
             while True:
                 row = lane.rows[0]
-                if not self.store.outbox_stored(row.id) and _needs_its_cdr(row.body):
+                body = self._head_body(dest, lane)
+                if body is None:  # (gone from the outbox: dropped)
+                    if not lane.rows or dest.lanes.get(lane.key) is not lane:
+                        return
+                    continue
+                if not self.store.outbox_stored(row.id) and _needs_its_cdr(body):
                     await self.store.flushed()
-                outcome = await self._send(dest.url, row.body)
+                outcome = await self._send(dest.url, body)
                 if dest.lanes.get(lane.key) is not lane or not lane.rows \
                         or lane.rows[0] is not row:
                     return  # the destination was dropped meanwhile
-                if not self._settle(dest, lane, row, outcome) or not lane.rows \
+                if not self._settle(dest, lane, row, outcome, body) or not lane.rows \
                         or self._stopping or dest.down_until:
                     return
         finally:
@@ -444,15 +462,26 @@ class Delivery:
         a write carries more of them: fewer system calls per report."""
         try:
             while lanes:
+                bodies: list[bytes] = []
+                for lane in list(lanes):
+                    body = self._head_body(dest, lane)
+                    if body is None:  # (gone from the outbox: dropped; the lane goes back)
+                        lanes.remove(lane)
+                        self._release(dest, lane)
+                    else:
+                        bodies.append(body)
+                if not lanes:
+                    break
                 rows = [lane.rows[0] for lane in lanes]
-                if any(_needs_its_cdr(row.body) and not self.store.outbox_stored(row.id)
-                       for row in rows):
+                if any(_needs_its_cdr(body) and not self.store.outbox_stored(row.id)
+                       for row, body in zip(rows, bodies, strict=True)):
                     await self.store.flushed()
-                outcomes = await self._send_many(dest.url, [row.body for row in rows])
+                outcomes = await self._send_many(dest.url, bodies)
                 going: list[_Lane] = []
-                for lane, row, outcome in zip(lanes, rows, outcomes, strict=True):
+                for lane, row, body, outcome in zip(lanes, rows, bodies, outcomes, strict=True):
                     if dest.lanes.get(lane.key) is lane and lane.rows \
-                            and lane.rows[0] is row and self._settle(dest, lane, row, outcome) \
+                            and lane.rows[0] is row \
+                            and self._settle(dest, lane, row, outcome, body) \
                             and lane.rows and not self._stopping and not dest.down_until:
                         going.append(lane)
                     else:
@@ -470,8 +499,20 @@ class Delivery:
                 self._release(dest, lane)
             dest.wake.set()
 
+    def _head_body(self, dest: _Destination, lane: _Lane) -> bytes | None:
+        """The body of the head of `lane`: kept with it, or read back from the outbox
+        file (a destination past `memory_rows`). None, and the head dropped, if the
+        outbox no longer has it."""
+        row = lane.rows[0]
+        if row.body:
+            return row.body
+        body = self.store.outbox_body(row.id)
+        if body is None:
+            self._drop_head(dest, lane, "gone from the outbox")
+        return body
+
     def _settle(self, dest: _Destination, lane: _Lane, row: OutboxRow,
-                outcome: Outcome) -> bool:
+                outcome: Outcome, body: bytes) -> bool:
         """Act on what one POST of the head of `lane` came to; True if the head is done
         (delivered or dropped) and the next one may go at once."""
         now = asyncio.get_running_loop().time()
@@ -483,7 +524,7 @@ class Delivery:
             if self.on_delivered is not None:
                 self.on_delivered(self.clock() - row.created)
             if dest.refused:
-                dest.refused.discard(action_of(row.body))
+                dest.refused.discard(action_of(body))
             self._done(dest, lane)
             route = self.routes().get(dest.key)
             for token in route.tokens if route is not None else ():
@@ -501,7 +542,7 @@ class Delivery:
             return False  # (back among the ready lanes, first)
         lane.tries += 1
         if outcome is Outcome.REJECTED:
-            action = action_of(row.body)
+            action = action_of(body)
             if lane.tries >= self.config.rejected_tries or action in dest.refused:
                 dest.refused.add(action)
                 self._drop_head(dest, lane, f"refused ({lane.tries} tries)")
