@@ -143,6 +143,8 @@ class OutboxTable(WriteQueue):
                 self._outbox_queue_write(row_id, params)
         if due:
             self._outbox_arm(loop)
+        elif len(held) == 0:  # (a dict keeps the size of its busiest moment)
+            self._outbox_held = {}
 
     def _outbox_queue_write(self, row_id: int, params: tuple[object, ...]) -> None:
         self._outbox_queued[row_id] = params
@@ -168,13 +170,15 @@ class OutboxTable(WriteQueue):
         """Whether row `row_id` is committed (if queued: `flushed()`; held rows are not)."""
         return row_id <= self._outbox_stored_upto and row_id not in self._outbox_held
 
-    def outbox_body(self, row_id: int) -> bytes | None:
-        """The body of pending row `row_id` (held, queued or in the file); None if gone."""
-        params = self._outbox_held.get(row_id) or self._outbox_queued.get(row_id)
-        if params is not None:
-            return params[3]  # type: ignore[return-value]
-        found = self._db.execute("SELECT body FROM outbox WHERE id=?", (row_id,)).fetchone()
-        return None if found is None else bytes(found[0])
+    def outbox_page(self, dest: str, from_id: int, limit: int) -> list[OutboxRow]:
+        """Up to `limit` pending reports of `dest` from id `from_id` on, in id order (the
+        held and queued ones written first: they are part of it)."""
+        self._outbox_write_held()
+        self.flush()
+        rows = self._db.execute(
+            "SELECT id, dest, lane, body, created FROM outbox WHERE dest=? AND id>=?"
+            " ORDER BY id LIMIT ?", (dest, from_id, limit))
+        return [OutboxRow(int(i), d, lane, bytes(b), float(c)) for i, d, lane, b, c in rows]
 
     def outbox_delete(self, row_id: int) -> None:
         """Delete a delivered or dropped row; one still held or whose insert is still

@@ -33,14 +33,14 @@ head of a lane:
   the receiver) and go on at once when the probe is delivered.
 
 A head older than `retry_minutes` is dropped (one warning) instead of being sent again,
-so nothing waits for a dead receiver forever. Meanwhile a destination keeps the bodies of
-its first `MEMORY_ROWS` pending reports in memory; the rest wait as row ids, their bodies
-in the outbox file only (written there once they are `HOLD` old), read back when they
-come to the head of their lane. So a receiver that is down for the whole window costs
-memory for that many reports, not for every call made meanwhile. A destination no live
-session uses any more (logout, expiry, a heartbeat that moved it) is dropped with its
-rows. Call handling only ever appends (a SQLite insert and a deque append), so a slow or
-dead receiver blocks nothing but its own reports.
+so nothing waits for a dead receiver forever. Meanwhile a destination keeps its first
+`MEMORY_ROWS` pending reports in its lanes; the later ones wait in the outbox file only
+and are read back, in id order, a batch at a time, as the lanes drain (each lane's order
+holds: a call's later reports have the larger ids). So a receiver that is down for the
+whole window costs memory for that many reports, not for every call made meanwhile.
+A destination no live session uses any more (logout, expiry, a heartbeat that moved it)
+is dropped with its rows. Call handling only ever appends (a SQLite insert and a deque
+append), so a slow or dead receiver blocks nothing but its own reports.
 
 After a restart `load()` puts the stored rows back in their lanes (rows of destinations no
 surviving session uses are deleted; an earlier version's per-session outbox is filed under
@@ -86,8 +86,8 @@ STOP_GRACE = 1.0
 EXPIRE_EVERY = 5.0
 """While a destination is down, how often (s) its lanes are searched for expired heads."""
 PIPELINE_MAX = 16
-# reports per destination whose bodies stay in memory (about 0.5 KB each); the others
-# are read back from the outbox file when their turn comes
+# reports per destination kept in its lanes (in memory); the others wait in the outbox
+# file and are read back as the lanes drain below half of it
 MEMORY_ROWS = 20_000
 """Reports (of as many calls) pipelined in one write at most."""
 
@@ -97,7 +97,7 @@ class OutboxStore(Protocol):
 
     def outbox_delete(self, row_id: int) -> None: ...
 
-    def outbox_body(self, row_id: int) -> bytes | None: ...
+    def outbox_page(self, dest: str, from_id: int, limit: int) -> list[OutboxRow]: ...
 
     def outbox_stored(self, row_id: int) -> bool: ...
 
@@ -205,7 +205,9 @@ class _Destination:
     later: list[tuple[float, int, _Lane]] = field(default_factory=list)  # heap by due
     in_flight: int = 0  # lanes with a report in flight
     sending: int = 0  # their sender tasks (one per lane, or one per pipelined batch)
-    pending: int = 0
+    pending: int = 0  # in its lanes and in the file only
+    spilled: int = 0  # of those, the ones in the outbox file only (past `memory_rows`)
+    spill_from: int = 0  # the id of the first of them
     down_until: float = 0.0  # unreachable: nothing is sent before this (monotonic)
     down_delay: float = 0.0  # the current wait after a failure to connect; 0 when up
     next_expiry: float = 0.0  # while down: when to look for heads past the window again
@@ -230,7 +232,7 @@ class Delivery:
         memory_rows: int = MEMORY_ROWS,
     ) -> None:
         self.store = store
-        self.memory_rows = memory_rows  # bodies kept in memory per destination
+        self.memory_rows = memory_rows  # reports kept in memory per destination
         self.sessions = sessions
         self.config = config
         self.clock = clock  # wall clock: the rows' `created`
@@ -312,13 +314,16 @@ class Delivery:
                 url = row.dest.partition(" ")[2]
                 dest = self._dests[row.dest] = _Destination(row.dest, url)
                 dest.refused = self._refused.setdefault(row.dest, set())
-            lane = dest.lanes.get(row.lane)
-            if lane is None:
-                lane = dest.lanes[row.lane] = _Lane(row.lane)
-                _make_ready(dest, lane)
-            if dest.pending >= self.memory_rows and row.body:  # (its body: in the file)
-                row = OutboxRow(row.id, row.dest, row.lane, b"", row.created)
-            lane.rows.append(row)
+            if dest.spilled or dest.pending >= self.memory_rows:  # in the file only, for now
+                if not dest.spilled:
+                    dest.spill_from = row.id
+                dest.spilled += 1
+            else:
+                lane = dest.lanes.get(row.lane)
+                if lane is None:
+                    lane = dest.lanes[row.lane] = _Lane(row.lane)
+                    _make_ready(dest, lane)
+                lane.rows.append(row)
             dest.pending += 1
             self._pending += 1
             self.queued += 1
@@ -436,11 +441,7 @@ class Delivery:
         try:
             while True:
                 row = lane.rows[0]
-                body = self._head_body(dest, lane)
-                if body is None:  # (gone from the outbox: dropped)
-                    if not lane.rows or dest.lanes.get(lane.key) is not lane:
-                        return
-                    continue
+                body = row.body
                 if not self.store.outbox_stored(row.id) and _needs_its_cdr(body):
                     await self.store.flushed()
                 outcome = await self._send(dest.url, body)
@@ -462,17 +463,8 @@ class Delivery:
         a write carries more of them: fewer system calls per report."""
         try:
             while lanes:
-                bodies: list[bytes] = []
-                for lane in list(lanes):
-                    body = self._head_body(dest, lane)
-                    if body is None:  # (gone from the outbox: dropped; the lane goes back)
-                        lanes.remove(lane)
-                        self._release(dest, lane)
-                    else:
-                        bodies.append(body)
-                if not lanes:
-                    break
                 rows = [lane.rows[0] for lane in lanes]
+                bodies = [row.body for row in rows]
                 if any(_needs_its_cdr(body) and not self.store.outbox_stored(row.id)
                        for row, body in zip(rows, bodies, strict=True)):
                     await self.store.flushed()
@@ -498,18 +490,6 @@ class Delivery:
             for lane in lanes:
                 self._release(dest, lane)
             dest.wake.set()
-
-    def _head_body(self, dest: _Destination, lane: _Lane) -> bytes | None:
-        """The body of the head of `lane`: kept with it, or read back from the outbox
-        file (a destination past `memory_rows`). None, and the head dropped, if the
-        outbox no longer has it."""
-        row = lane.rows[0]
-        if row.body:
-            return row.body
-        body = self.store.outbox_body(row.id)
-        if body is None:
-            self._drop_head(dest, lane, "gone from the outbox")
-        return body
 
     def _settle(self, dest: _Destination, lane: _Lane, row: OutboxRow,
                 outcome: Outcome, body: bytes) -> bool:
@@ -585,8 +565,34 @@ class Delivery:
             _make_ready(dest, lane)  # (no-op while its sender goes on with it)
         else:
             del dest.lanes[lane.key]
+        if dest.spilled and dest.pending - dest.spilled <= self.memory_rows // 2:
+            self._refill(dest)
         if dest.ready or not dest.pending:  # (else the dispatcher has nothing to do)
             dest.wake.set()
+
+    def _refill(self, dest: _Destination) -> None:
+        """Read the next reports of `dest` that wait in the outbox file only into their
+        lanes, in id order, up to `memory_rows` in memory."""
+        limit = self.memory_rows - (dest.pending - dest.spilled)
+        rows = self.store.outbox_page(dest.key, dest.spill_from, max(1, limit))
+        for row in rows:
+            lane = dest.lanes.get(row.lane)
+            if lane is None:
+                lane = dest.lanes[row.lane] = _Lane(row.lane)
+                _make_ready(dest, lane)
+            lane.rows.append(row)
+        dest.spilled -= len(rows)
+        if rows:
+            dest.spill_from = rows[-1].id + 1
+        if len(rows) < limit and dest.spilled:  # (none left in the file: a count was off)
+            log.warning("%d reports to %s were not in the outbox", dest.spilled,
+                        safe_url(dest.url))
+            dest.pending -= dest.spilled
+            self._pending -= dest.spilled
+            dest.spilled = 0
+        if not dest.spilled:
+            dest.spill_from = 0
+        dest.wake.set()
 
     def _drop_destination(self, dest: _Destination) -> None:
         """No live session uses `dest` any more: its reports go."""
@@ -597,7 +603,7 @@ class Delivery:
                      safe_url(dest.url))
         self.dropped += dest.pending
         self._pending -= dest.pending
-        dest.pending = 0
+        dest.pending = dest.spilled = dest.spill_from = 0
         dest.lanes.clear()
         dest.ready.clear()
         dest.later.clear()
