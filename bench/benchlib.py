@@ -383,3 +383,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.5) -
             return True
         time.sleep(step)
     return predicate()
+
+
+def run_worker(script: str, argv: Sequence[str], source: Path, timeout: float) -> dict:
+    """Run `bench/<script> --worker ARGV` (ippbx's code from `source`, see `ippbx_source`)
+    and return the JSON object its last line prints."""
+    command = [str(VENV_BIN / "python"), str(BENCH / script), "--worker", *argv]
+    env = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{BENCH}"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError("worker failed: " + done.stderr[-2000:])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))

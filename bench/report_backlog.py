@@ -22,23 +22,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchlib import (
-    BENCH,
-    VENV_BIN,
     Procs,
     bench_main,
     ippbx_source,
     log,
     machine_info,
     print_machine,
+    run_worker,
     save_json,
     shown_args,
     table,
@@ -119,17 +116,12 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker(source: Path, args: argparse.Namespace, port: int, unbounded: bool) -> dict:
-    argv = [str(VENV_BIN / "python"), str(BENCH / "report_backlog.py"), "--worker",
-            "--calls", str(args.calls), "--rate", str(args.rate), "--port", str(port)]
+def backlog_worker(source: Path, args: argparse.Namespace, port: int,
+                   unbounded: bool) -> dict:
+    argv = ["--calls", str(args.calls), "--rate", str(args.rate), "--port", str(port)]
     if unbounded:
         argv.append("--unbounded")
-    env = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{BENCH}"}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          timeout=args.calls / args.rate * 3 + 120)
-    if done.returncode:
-        raise RuntimeError("worker failed: " + done.stderr[-2000:])
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return run_worker("report_backlog.py", argv, source, args.calls / args.rate * 3 + 120)
 
 
 def main(procs: Procs, args: argparse.Namespace) -> int:
@@ -139,7 +131,7 @@ def main(procs: Procs, args: argparse.Namespace) -> int:
     log(f"ippbx code: {label}")
     rows, results = [], {}
     for name, unbounded in (("bounded", False), ("unbounded", True)):
-        result = run_worker(source, args, closed_port(), unbounded)
+        result = backlog_worker(source, args, closed_port(), unbounded)
         results[name] = result
         reports = result["pending"] or 1
         rows.append([name, str(result["memory_rows"] or "none"), f"{result['pending']:,}",

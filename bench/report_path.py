@@ -25,16 +25,13 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchlib import (
-    BENCH,
     IPPBX_CPU,
-    VENV_BIN,
     Procs,
     bench_main,
     ippbx_source,
@@ -42,6 +39,7 @@ from benchlib import (
     machine_info,
     median,
     print_machine,
+    run_worker,
     save_json,
     shown_args,
     table,
@@ -142,18 +140,12 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker(source: Path, args: argparse.Namespace, port: int, session: bool) -> dict:
-    argv = [str(VENV_BIN / "python"), str(BENCH / "report_path.py"), "--worker",
-            "--calls", str(args.calls), "--rate", str(args.rate), "--hold-ms",
+def path_worker(source: Path, args: argparse.Namespace, port: int, session: bool) -> dict:
+    argv = ["--calls", str(args.calls), "--rate", str(args.rate), "--hold-ms",
             str(args.hold_ms), "--port", str(port), "--busy", str(args.busy)]
     if session:
         argv.append("--session")
-    env = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{BENCH}"}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          timeout=args.calls / args.rate + 120)
-    if done.returncode:
-        raise RuntimeError("worker failed: " + done.stderr[-2000:])
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return run_worker("report_path.py", argv, source, args.calls / args.rate + 120)
 
 
 def main(procs: Procs, args: argparse.Namespace) -> int:
@@ -165,8 +157,8 @@ def main(procs: Procs, args: argparse.Namespace) -> int:
     sink = Sink(procs, wd, keep_alive=args.receiver == "keep-alive")
     rows, per_call = [], []
     for repeat in range(args.repeats):
-        without = run_worker(source, args, sink.port, session=False)
-        with_ = run_worker(source, args, sink.port, session=True)
+        without = path_worker(source, args, sink.port, session=False)
+        with_ = path_worker(source, args, sink.port, session=True)
         base_us = 1e6 * without["cpu"] / args.calls
         app_us = 1e6 * with_["cpu"] / args.calls
         reports = with_["delivered"] / args.calls
