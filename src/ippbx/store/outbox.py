@@ -170,6 +170,13 @@ class OutboxTable(WriteQueue):
         """Whether row `row_id` is committed (if queued: `flushed()`; held rows are not)."""
         return row_id <= self._outbox_stored_upto and row_id not in self._outbox_held
 
+    def outbox_dests(self) -> dict[str, int]:
+        """How many pending reports each destination has (held ones included)."""
+        self._outbox_write_held()
+        self.flush()
+        return {dest: int(n) for dest, n in self._db.execute(
+            "SELECT dest, COUNT(*) FROM outbox GROUP BY dest ORDER BY MIN(id)")}
+
     def outbox_page(self, dest: str, from_id: int, limit: int) -> list[OutboxRow]:
         """Up to `limit` pending reports of `dest` from id `from_id` on, in id order (the
         held and queued ones written first: they are part of it)."""

@@ -379,6 +379,33 @@ async def test_stored_reports_resume_after_a_restart(tmp_path: Path) -> None:
     assert [body for _, body in net.seen] == [b"1", b"2"]
 
 
+async def test_a_large_outbox_after_a_restart_is_read_back_a_part_at_a_time(
+        tmp_path: Path) -> None:
+    """After a long outage and a restart, a destination takes its first `memory_rows`
+    stored reports into memory and the rest as those go: all delivered, in lane order."""
+    path = f"{tmp_path}/db.sqlite3"
+    store, net = Store(path), Net()
+    sessions, [session] = sessions_with("8260")
+    store.outbox_add(rows(session, *[(f"c{i % 3}", b"%d" % i) for i in range(30)]))
+    store.close()
+    store = Store(path)
+    delivery = Delivery(store, sessions, ReportsSection(), poster=net,  # type: ignore[call-arg]
+                        memory_rows=5)
+    delivery.load()
+    in_memory = sum(len(lane.rows) for dest in delivery._dests.values()
+                    for lane in dest.lanes.values())
+    assert delivery.pending() == 30 and in_memory == 5
+    await delivery.start()
+    try:
+        await drained(delivery)
+    finally:
+        await delivery.stop()
+    got = [int(body) for _, body in net.seen]
+    assert sorted(got) == list(range(30)) and store.outbox_count() == 0
+    for lane in range(3):
+        assert [n for n in got if n % 3 == lane] == list(range(lane, 30, 3))
+
+
 async def test_an_outbox_of_the_per_session_version_is_carried_over(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     old = sqlite3.connect(path)

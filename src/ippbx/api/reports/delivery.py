@@ -42,7 +42,8 @@ A destination no live session uses any more (logout, expiry, a heartbeat that mo
 is dropped with its rows. Call handling only ever appends (a SQLite insert and a deque
 append), so a slow or dead receiver blocks nothing but its own reports.
 
-After a restart `load()` puts the stored rows back in their lanes (rows of destinations no
+After a restart `load()` puts the stored rows back in their lanes (the first `MEMORY_ROWS` of
+each destination; the rest wait in the file as above; rows of destinations no
 surviving session uses are deleted; an earlier version's per-session outbox is filed under
 each session's destination) before `start()` begins sending. A report whose 2xx arrived
 but whose row was not yet deleted when the process died is sent again: delivery is at
@@ -105,7 +106,7 @@ class OutboxStore(Protocol):
 
     def outbox_delete_dest(self, dest: str) -> int: ...
 
-    def outbox_load(self) -> list[OutboxRow]: ...
+    def outbox_dests(self) -> dict[str, int]: ...
 
     def outbox_adopt_legacy(
         self, convert: Callable[[LegacyRow], tuple[str, str] | None]
@@ -266,13 +267,25 @@ class Delivery:
         self.dropped += dropped
         if kept or dropped:
             log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, dropped)
-        rows = self.store.outbox_load()
-        for dest in {row.dest for row in rows} - live.keys():
-            self.dropped += self.store.outbox_delete_dest(dest)
-        keep = [row for row in rows if row.dest in live]
-        self.add(keep)
-        if keep:
-            log.info("%d stored reports to deliver", len(keep))
+        stored = self.store.outbox_dests()
+        kept = 0
+        for key, count in stored.items():
+            if key not in live:
+                self.dropped += self.store.outbox_delete_dest(key)
+                continue
+            # the first `memory_rows` into their lanes, the rest read back as they drain
+            rows = self.store.outbox_page(key, 0, self.memory_rows)
+            self.add(rows)
+            rest = count - len(rows)
+            if rows and rest > 0:
+                dest = self._dests[key]
+                dest.spilled, dest.spill_from = rest, rows[-1].id + 1
+                dest.pending += rest
+                self._pending += rest
+                self.queued += rest
+            kept += count
+        if kept:
+            log.info("%d stored reports to deliver", kept)
 
     async def start(self) -> None:
         self._stopping = False
