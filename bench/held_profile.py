@@ -132,6 +132,10 @@ def main(procs: Procs) -> int:
     grown = sum(s.size_diff for s in stats)
     blocks = sum(s.count_diff for s in stats)
     objects = sum(gc_after.values()) - sum(gc_before.values())
+    asked = n
+    if live != asked:
+        log(f"{live} of {asked} calls are up: per-call figures are per call up")
+    n = max(live, 1)  # (what the dump holds is the calls that are up)
     log(f"{live} calls held: traced memory +{grown:,} B = {grown / n:,.0f} B per call "
         f"({blocks / n:.0f} allocations), GC-tracked objects +{objects:,} = "
         f"{objects / n:.1f} per call")
@@ -147,7 +151,7 @@ def main(procs: Procs) -> int:
         "bytes_per_call": grown / n, "objects_per_call": objects / n,
         "sites": site_rows, "types": type_rows,
     })
-    return 0 if live == n else 1
+    return 0 if live == asked else 1
 
 
 if __name__ == "__main__":

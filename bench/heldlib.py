@@ -111,6 +111,7 @@ class OutboundBench:
                 break
             time.sleep(1.0)
         live = max(live, 0)
+        self.pbx.logout()  # (counting logged in: no reports for the calls still answered)
         seconds = time.monotonic() - t0
         res = uac.result()
         uas = self.uas.result() if self.uas else None
