@@ -249,7 +249,7 @@ async def test_a_dead_receiver_costs_memory_for_memory_rows_reports_only() -> No
         items = [(f"c{i % 8}", b'{"n":%d}' % i) for i in range(48)]
         delivery.add(store.outbox_add(rows(session, *items), hold=[True] * 48))
         assert in_memory() == 6 and delivery.pending() == 48
-        await asyncio.sleep(0.2)  # (probes while down)
+        await until(lambda: len(net.requests) >= 2)  # (probes while down, backing off)
         up["on"] = True
         await drained(delivery)
         more = [(f"c{i % 3}", b'{"n":%d}' % i) for i in range(48, 60)]  # (and afterwards)

@@ -132,29 +132,26 @@ async def test_a_delete_the_engine_drops_is_asked_again(
     await media.stop()
     assert tries == ["c1"] * 3 and engine.calls == set()
 
-    tries.clear()
+    async def deletes_raising(call_id: str, error: Exception) -> list[str]:
+        """The deletes asked of an engine whose every delete raises `error`."""
+        asked: list[str] = []
 
-    async def never(call_id: str, from_tag: str | None = None) -> None:
-        tries.append(call_id)
-        raise LookupError("never")
+        async def failing(call_id: str, from_tag: str | None = None) -> None:
+            asked.append(call_id)
+            raise error
 
-    engine.delete = never  # type: ignore[method-assign]
-    await media.offer("c2", "a", "b", PHONE)
-    media.end("c2")
-    await media.stop()
-    assert tries == ["c2"] * media_anchor.DELETE_TRIES  # (then it gives up, said in the log)
+        engine.delete = failing  # type: ignore[method-assign]
+        await media.offer(call_id, "a", "b", PHONE)
+        media.end(call_id)
+        await media.stop()
+        return asked
 
-    tries.clear()
+    # no answer at all: asked again, then it gives up (said in the log)
+    assert await deletes_raising("c2", LookupError("never")) == \
+        ["c2"] * media_anchor.DELETE_TRIES
 
     class Refused(LookupError):  # (as MediaError: the engine's answer says why)
         reason = "Internal error"
 
-    async def refused(call_id: str, from_tag: str | None = None) -> None:
-        tries.append(call_id)
-        raise Refused("delete: Internal error")
-
-    engine.delete = refused  # type: ignore[method-assign]
-    await media.offer("c3", "a", "b", PHONE)
-    media.end("c3")
-    await media.stop()
+    tries = await deletes_raising("c3", Refused("delete: Internal error"))
     assert tries == ["c3"]  # (an engine that answered an error would only say it again)
