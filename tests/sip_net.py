@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ippbx.sip.message import Request, Response, Sent, parse_message
+from ippbx.sip.message import Outgoing, Request, Response, SentResponse, parse_message
 from ippbx.sip.ua import UserAgent
 from ippbx.sip.wire import Peer, fix_via
 
@@ -55,7 +55,7 @@ class FakeTransport:
     async def stop(self) -> None:
         self.net.endpoints.pop((self.local_host, self.local_port), None)
 
-    def send(self, message: Msg | Sent, dest: Peer) -> None:
+    def send(self, message: Outgoing, dest: Peer) -> None:
         data = message.to_bytes()
         me = Peer(self.local_host, self.local_port, dest.transport)
         parsed = parse_message(data)
@@ -69,7 +69,7 @@ class FakeTransport:
         if target is not None:
             asyncio.get_running_loop().call_soon(target.deliver, data, me)
 
-    def response_destination(self, response: Response, source: Peer) -> Peer:
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer:
         return source
 
     def port_for(self, transport: str) -> int:

@@ -12,7 +12,16 @@ from ippbx.pbx.b2bua import B2BUA
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.trunks import Trunks
-from ippbx.sip.message import Request, Response, StreamParser
+from ippbx.sip.errors import SipParseError
+from ippbx.sip.message import (
+    Outgoing,
+    Request,
+    Response,
+    SentResponse,
+    StreamParser,
+    canonical_name,
+    parse_message,
+)
 from ippbx.sip.ua import UserAgent
 from ippbx.sip.wire import Peer, Rejection, read_datagram, read_stream, reply_address
 
@@ -27,9 +36,25 @@ number = "1001"
 password = "secret1001"
 """
 
+def read_back(data: bytes) -> Request | Response:
+    """What a peer reads of bytes the stack sent. A response to a request that lacked
+    From, To or Call-ID lacks them too (RFC 4475 §3.3.1), which `parse_message` refuses:
+    such a response is read line by line."""
+    try:
+        return parse_message(data)
+    except SipParseError:
+        head, _, body = data.partition(b"\r\n\r\n")
+        first, *lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+        _, status, reason = first.split(" ", 2)
+        fields = [line.partition(":") for line in lines]
+        headers = [(canonical_name(name.strip()), value.strip()) for name, _, value in fields]
+        return Response(int(status), reason, headers, body)
+
+
 @dataclass
 class MemoryTransport:
-    """Where the UA's messages would go: recorded, never sent."""
+    """Where the UA's messages would go: recorded (parsed back from their bytes, as a peer
+    would read them), never sent."""
 
     local_host: str = "127.0.0.1"
     local_port: int = 5060
@@ -41,10 +66,10 @@ class MemoryTransport:
     async def stop(self) -> None:
         pass
 
-    def send(self, message: Request | Response, dest: Peer) -> None:
-        self.sent.append((message, dest))
+    def send(self, message: Outgoing, dest: Peer) -> None:
+        self.sent.append((read_back(message.to_bytes()), dest))
 
-    def response_destination(self, response: Response, source: Peer) -> Peer:
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer:
         # as SipTransport: over TCP the (open) connection it came on, else reply_address
         return source if source.transport == "tcp" else reply_address(response, source)
 

@@ -26,7 +26,7 @@ from sipp_harness import free_port
 
 from ippbx.pbx.auth import next_attempt
 from ippbx.sip.digest import DigestClient
-from ippbx.sip.message import Request, Response
+from ippbx.sip.message import Outgoing, Request, Response, SentResponse
 from ippbx.sip.transport import SipTransport
 from ippbx.sip.ua import ServerRequest, UserAgent
 from ippbx.sip.wire import Peer, read_datagram, reply_address
@@ -64,11 +64,11 @@ class UdpOnlyTransport(asyncio.DatagramProtocol):
         if isinstance(message, Request | Response):
             self.on_message(message, peer)
 
-    def send(self, message: Request | Response, dest: Peer) -> None:
+    def send(self, message: Outgoing, dest: Peer) -> None:
         assert self.udp is not None and dest.transport == "udp"
         self.udp.sendto(message.to_bytes(), (dest.host, dest.port))
 
-    def response_destination(self, response: Response, source: Peer) -> Peer:
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer:
         return reply_address(response, source)
 
     def port_for(self, transport: str) -> int:

@@ -29,7 +29,9 @@ __all__ = [
     "Message",
     "Request",
     "Response",
+    "Outgoing",
     "Sent",
+    "SentResponse",
     "parse_message",
     "StreamParser",
     "make_response",
@@ -132,6 +134,38 @@ class Sent:
 
     def __repr__(self) -> str:
         return f"<Sent {self.data.split(b' ', 1)[0].decode(errors='replace')} CSeq {self.cseq}>"
+
+
+class SentResponse:
+    """A response kept only as the bytes it went out as: what a server transaction sends
+    again when its request is retransmitted (a finished one lingers up to 32 s, and a busy
+    PBX has thousands). Besides the bytes it keeps the status, its top Via entry (where it
+    goes: `wire.reply_address`) and its To header text (the tag a CANCEL's 200 reuses),
+    both strings shared with the response it was made from. Transports send it like a
+    message (`to_bytes()`)."""
+
+    __slots__ = ("data", "status", "via", "to")
+
+    def __init__(self, response: Response) -> None:
+        self.data = response.to_bytes()
+        self.status = response.status
+        vias = response.get_all("Via")
+        self.via = vias[0] if vias else ""
+        self.to = response.get("To") or ""
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag (None if none, or if the To header does not parse)."""
+        try:
+            return NameAddr.parse(self.to).tag
+        except Exception:  # (peer-controlled text: see Message._cached)
+            return None
+
+    def __repr__(self) -> str:
+        return f"<SentResponse {self.status} ({len(self.data)} bytes)>"
 
 
 class Message:
@@ -600,3 +634,7 @@ def _has_tag(to: str) -> bool:
         return NameAddr.parse(to).tag is not None
     except SipParseError:
         return ";tag=" in to.replace(" ", "").replace("\t", "").lower()
+
+
+Outgoing = Request | Response | Sent | SentResponse
+"""What a transport sends (`to_bytes()`): a message, or one kept as the bytes it went out as."""

@@ -15,7 +15,8 @@ saying what to do or what the transaction user (TU: the dialog/UA layer) must le
     out = layer.transport_error(key, now)     # the transport could not send for `key`
     out = layer.cancelling(key, now)          # the TU sent a CANCEL for client INVITE `key`
 
-Events are frozen dataclasses: `Send` (put this message on the wire to `dest`),
+Events are frozen dataclasses: `Send` (put this message on the wire to `dest`: a client's
+request, or the bytes of a response or an ACK),
 `RequestReceived` (a new server transaction: the TU must answer it with `respond`),
 `ResponseReceived` (a response for a client transaction: provisional, final, and for an
 INVITE every 2xx, retransmissions included, so the TU can re-ACK), `StrayResponse` (a
@@ -42,6 +43,12 @@ by each provisional) ends one that got a provisional and then no final answer, a
 the TU has CANCELled it (`cancelling`) Timer C is cut to 64*T1 and no longer reset: a
 callee that ignores the CANCEL cannot keep the call (§9.1: "the client SHOULD then
 consider the original transaction cancelled"). Either way the TU gets a `Timeout`.
+
+What a transaction keeps is what it may have to send again, as bytes: a response the TU
+gives it is serialized once, sent as a `message.SentResponse` (the bytes, the status, the
+top Via and the To text), and that is what a retransmitted request gets; the ACK for a
+non-2xx is kept as a `message.Sent`. A finished transaction (up to 32 s in Completed)
+holds no parsed message, only those bytes and its key.
 
 Timers live in one heap; each transaction remembers which of its timers are armed, so
 stopping one is O(1) and a stale heap entry is skipped when it surfaces. A/E/G
@@ -79,7 +86,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import NamedTuple
 
-from ippbx.sip.message import Request, Response, make_response
+from ippbx.sip.message import Request, Response, Sent, SentResponse, make_response
 
 __all__ = [
     "TransactionLayer",
@@ -124,7 +131,7 @@ class TxKey(NamedTuple):
 class Send:
     """Put `message` on the wire to `dest` (a client's dest, or the request's source)."""
 
-    message: Request | Response
+    message: Request | Sent | SentResponse
     dest: object
     key: TxKey | None = None
 
@@ -396,8 +403,8 @@ class _Tx:
         self.interval = 0.0
         self.retx = retx  # the name of this kind's retransmission timer: A, E or G
         self.retx_cap = retx_cap
-        self.last_response: Response | None = None
-        self.ack: Request | None = None
+        self.last_response: SentResponse | None = None  # (a server's, as sent)
+        self.ack: Sent | None = None  # (a client INVITE's for a non-2xx, as sent)
         self.provisional_sent = False  # server: a 1xx went out (the client stops Timer A)
         self.cancelling = False  # client INVITE: the TU sent a CANCEL (Timer C is 64*T1)
 
@@ -580,7 +587,7 @@ class TransactionLayer:
             self._fire(tx, "TU 300-699", now, make_response(cancel, 481, to_tag=_tag()))
             return
         last = invite.last_response
-        tag = last.to.tag if last is not None and last.status > 100 else None
+        tag = last.to_tag if last is not None and last.status > 100 else None
         self._fire(tx, "TU 2xx", now, make_response(cancel, 200, to_tag=tag or _tag()))
         if invite.state == PROCEEDING:
             self._out.append(Cancelled(invite_key, cancel))
@@ -643,10 +650,10 @@ class TransactionLayer:
             last = tx.last_response
             if msg.status == 100 and last is not None and last.status == 100:
                 return  # the layer's own 100 Trying went out already
-            tx.last_response = msg
+            sent = tx.last_response = SentResponse(msg)
             if msg.status < 200:
                 tx.provisional_sent = True
-            self._out.append(Send(msg, tx.peer, tx.key))
+            self._out.append(Send(sent, tx.peer, tx.key))
         elif tx.request is not None:
             self._out.append(Send(tx.request, tx.peer, tx.key))
 
@@ -665,7 +672,8 @@ class TransactionLayer:
 
     def _a_ack(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
         if tx.ack is None and tx.request is not None and isinstance(msg, Response):
-            tx.ack = make_ack(tx.request, msg)
+            ack = make_ack(tx.request, msg)
+            tx.ack = Sent(ack.to_bytes(), ack.cseq[0])
         if tx.ack is not None:
             self._out.append(Send(tx.ack, tx.peer, tx.key))
 
@@ -675,7 +683,7 @@ class TransactionLayer:
 
     def _a_trying(self, tx: _Tx, msg: Request | Response | None, now: float) -> None:
         if self.auto_trying and tx.request is not None and tx.last_response is None:
-            tx.last_response = make_response(tx.request, 100)
+            tx.last_response = SentResponse(make_response(tx.request, 100))
             tx.provisional_sent = True
             self._out.append(Send(tx.last_response, tx.peer, tx.key))
 

@@ -76,7 +76,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
-from ippbx.sip.message import MAX_MESSAGE, Request, Response, Sent, StreamParser
+from ippbx.sip.message import MAX_MESSAGE, Outgoing, Request, Response, SentResponse, StreamParser
 from ippbx.sip.ratelog import RateLimitedLog
 from ippbx.sip.wire import Peer, Rejection, read_datagram, read_stream, reply_address
 
@@ -379,7 +379,7 @@ class SipTransport:
         self._per_ip.clear()
 
     # -- sending ----------------------------------------------------------------------------
-    def send(self, message: Request | Response | Sent, dest: Peer) -> None:
+    def send(self, message: Outgoing, dest: Peer) -> None:
         """Send `message` to `dest`; never blocks, never raises (failures are logged)."""
         try:
             data = message.to_bytes()
@@ -390,7 +390,7 @@ class SipTransport:
         except Exception:
             log.exception("cannot send %r to %s", message, dest)
 
-    def response_destination(self, response: Response, source: Peer) -> Peer:
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer:
         """Where to send `response` to a request that came from `source` (never raises).
 
         Over TCP/TLS the connection the request came on while it is open (RFC 3261

@@ -57,7 +57,7 @@ from ippbx.sip.checks import SIP_SCHEMES, check_request, malformed
 from ippbx.sip.dialog import CONFIRMED, Dialog, DialogError, DialogStore, Retransmit2xx
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
-from ippbx.sip.message import Request, Response, Sent, make_response
+from ippbx.sip.message import Outgoing, Request, Response, Sent, SentResponse, make_response
 from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT, UdpOnly, rewrite_top_via, tcp_instead
 from ippbx.sip.ratelog import RateLimitedLog
@@ -113,9 +113,9 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, message: Request | Response | Sent, dest: Peer) -> None: ...
+    def send(self, message: Outgoing, dest: Peer) -> None: ...
 
-    def response_destination(self, response: Response, source: Peer) -> Peer: ...
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer: ...
 
     def port_for(self, transport: str) -> int: ...
 
@@ -1093,7 +1093,7 @@ class UserAgent:
     def _on_send(self, event: Send) -> None:
         message = event.message
         dest: Peer = event.dest  # type: ignore[assignment]
-        if isinstance(message, Response):
+        if isinstance(message, SentResponse):
             dest = self.transport.response_destination(message, dest)
         try:
             self.transport.send(message, dest)
@@ -1152,7 +1152,7 @@ class UserAgent:
                  udp.port, call.request.method)
         self._start_client(call)
 
-    def _transmit(self, message: Request | Response | Sent, dest: Peer) -> None:
+    def _transmit(self, message: Outgoing, dest: Peer) -> None:
         try:
             self.transport.send(message, dest)
         except Exception:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import Via, split_list
-from ippbx.sip.message import MAX_MESSAGE, Request, Response, StreamParser, parse_message
+from ippbx.sip.message import (
+    MAX_MESSAGE,
+    Request,
+    Response,
+    SentResponse,
+    StreamParser,
+    parse_message,
+)
 
 __all__ = [
     "DEFAULT_PORT", "Peer", "Rejection", "error_response", "fix_via", "read_datagram",
@@ -84,13 +91,17 @@ def via_destination(via: Via, source: Peer) -> Peer:
     return Peer(source.host, via.port or DEFAULT_PORT, "udp")
 
 
-def reply_address(response: Response, source: Peer) -> Peer:
+def reply_address(response: Response | SentResponse, source: Peer) -> Peer:
     """Where `response` to a request that came from `source` goes (no open-connection
     shortcut: `SipTransport.response_destination` adds that). Never raises: a top Via
     that does not parse sends it back to `source` itself."""
-    vias = response.get_all("Via")
+    if isinstance(response, SentResponse):
+        top = response.via
+    else:
+        vias = response.get_all("Via")
+        top = vias[0] if vias else ""
     try:
-        via = Via.parse(vias[0]) if vias else None
+        via = Via.parse(top) if top else None
     except SipParseError:
         via = None
     if via is None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
-from ippbx.sip.message import Request, Response, make_response, parse_message
+from ippbx.sip.message import Message, Request, Response, make_response, parse_message
 from ippbx.sip.transaction import (
     AckReceived,
     Cancelled,
@@ -49,8 +51,18 @@ def of(events: list[Event], kind: type) -> list:
     return [e for e in events if isinstance(e, kind)]
 
 
-def sends(events: list[Event]) -> list[Request | Response]:
-    return [e.message for e in events if isinstance(e, Send)]
+def sends(events: list[Event]) -> list[bytes]:
+    """What `events` put on the wire, as bytes."""
+    return [e.message.to_bytes() for e in events if isinstance(e, Send)]
+
+
+def wire(*messages: Request | Response) -> list[bytes]:
+    return [m.to_bytes() for m in messages]
+
+
+def sent(events: list[Event]) -> list[Request | Response]:
+    """What `events` put on the wire, parsed back."""
+    return [parse_message(data) for data in sends(events)]
 
 
 def run_until(layer: TransactionLayer, end: float) -> list[tuple[float, Event]]:
@@ -67,7 +79,7 @@ def test_client_invite_timer_a_doubles_and_timer_b_times_out() -> None:
     layer = TransactionLayer()
     req = request()
     key, out = layer.send_request(req, DEST, 0.0)
-    assert sends(out) == [req] and of(out, Send)[0].dest == DEST
+    assert sends(out) == wire(req) and of(out, Send)[0].dest == DEST
     assert layer.state(key) == "Calling"
     log = run_until(layer, 100.0)
     resend_times = [t for t, e in log if isinstance(e, Send)]
@@ -143,7 +155,7 @@ def test_client_invite_non2xx_is_acked_and_timer_d() -> None:
     busy = response(req, 486)
     out = layer.receive(busy, DEST, False, 1.0)
     assert of(out, ResponseReceived) == [ResponseReceived(key, busy)]
-    (ack,) = sends(out)
+    (ack,) = sent(out)
     assert isinstance(ack, Request) and ack.method == "ACK"
     assert ack.uri == req.uri and ack.top_via.branch == "z9hG4bKabc"
     assert ack.to.tag == "ttag" and ack.cseq == (1, "ACK")
@@ -151,7 +163,7 @@ def test_client_invite_non2xx_is_acked_and_timer_d() -> None:
     assert layer.state(key) == "Completed"
     # a retransmitted 486 is absorbed and re-ACKed with the same ACK
     out = layer.receive(parse_message(busy.to_bytes()), DEST, False, 2.0)
-    assert sends(out) == [ack] and not of(out, ResponseReceived)
+    assert sends(out) == wire(ack) and not of(out, ResponseReceived)
     # Timer D: 32 s on UDP
     assert run_until(layer, 32.9) == []
     log = run_until(layer, 33.0)
@@ -295,14 +307,14 @@ def test_server_invite_sends_100_after_200_ms_and_absorbs_retransmissions() -> N
     assert sends(out) == []  # the TU may answer at once (RFC 3261 §17.2.1)
     assert layer.receive(parse_message(req.to_bytes()), SRC, False, 0.1) == []
     assert layer.next_deadline() == 0.2
-    (trying,) = sends(layer.tick(0.2))
+    (trying,) = sent(layer.tick(0.2))
     assert isinstance(trying, Response) and trying.status == 100
     # retransmitted INVITE: the last provisional again, no new RequestReceived
     out = layer.receive(parse_message(req.to_bytes()), SRC, False, 0.5)
-    assert sends(out) == [trying] and of(out, Send)[0].dest == SRC
+    assert sends(out) == wire(trying) and of(out, Send)[0].dest == SRC
     ringing = response(req, 180)
-    assert sends(layer.respond(key, ringing, 1.0)) == [ringing]
-    assert sends(layer.receive(req, SRC, False, 1.5)) == [ringing]
+    assert sends(layer.respond(key, ringing, 1.0)) == wire(ringing)
+    assert sends(layer.receive(req, SRC, False, 1.5)) == wire(ringing)
 
 
 def test_server_invite_answered_within_200_ms_gets_no_100() -> None:
@@ -310,12 +322,12 @@ def test_server_invite_answered_within_200_ms_gets_no_100() -> None:
     req = request()
     key, _ = new_server(layer, req)
     challenge = response(req, 407)
-    assert sends(layer.respond(key, challenge, 0.01)) == [challenge]
+    assert sends(layer.respond(key, challenge, 0.01)) == wire(challenge)
     # never a provisional after the final (the 100 timer is stopped)
     assert all(not isinstance(e, Send) for _, e in run_until(layer, 100.0))
     ringing = response(req, 180)
     key2, _ = new_server(layer, request(branch="z9hG4bKother"), now=200.0)
-    assert sends(layer.respond(key2, ringing, 200.1)) == [ringing]
+    assert sends(layer.respond(key2, ringing, 200.1)) == wire(ringing)
     assert sends(layer.tick(200.3)) == []  # a provisional went out: no 100 either
 
 
@@ -343,12 +355,12 @@ def test_server_invite_final_before_any_provisional_is_not_retransmitted() -> No
     req = request()
     key, _ = new_server(layer, req)
     challenge = response(req, 407)
-    assert sends(layer.respond(key, challenge, 0.05)) == [challenge]
+    assert sends(layer.respond(key, challenge, 0.05)) == wire(challenge)
     assert layer.state(key) == "Completed"
     assert layer.next_deadline() == 0.05 + 32.0  # H only
     for when in (0.5, 1.5, 3.5):  # the client's Timer A: each retransmission, one answer
-        assert sends(layer.receive(parse_message(req.to_bytes()), SRC, False, when)) == [
-            challenge]
+        assert sends(layer.receive(parse_message(req.to_bytes()), SRC, False, when)) == wire(
+            challenge)
     log = run_until(layer, 100.0)
     assert log == [(32.05, Timeout(key)), (32.05, Terminated(key))]
 
@@ -361,13 +373,13 @@ def test_server_invite_non2xx_timer_g_capped_and_timer_h() -> None:
     layer.respond(key, ringing, 0.0)  # a provisional: the client stops retransmitting
     busy = response(req, 486)
     out = layer.respond(key, busy, 0.0)
-    assert sends(out) == [busy]
+    assert sends(out) == wire(busy)
     assert layer.state(key) == "Completed"
     log = run_until(layer, 100.0)
     times = [t for t, e in log if isinstance(e, Send)]
     intervals = [round(b - a, 6) for a, b in zip([0.0, *times], times, strict=False)]
     assert intervals[:5] == [0.5, 1.0, 2.0, 4.0, 4.0] and set(intervals[3:]) == {4.0}
-    assert all(e.message is busy for _, e in log if isinstance(e, Send))
+    assert all(e.message.to_bytes() == busy.to_bytes() for _, e in log if isinstance(e, Send))
     assert [(t, e) for t, e in log if not isinstance(e, Send)] == [
         (32.0, Timeout(key)), (32.0, Terminated(key))
     ]
@@ -380,7 +392,7 @@ def test_server_invite_ack_for_non2xx_is_absorbed_then_timer_i() -> None:
     busy = response(req, 486)
     layer.respond(key, busy, 0.0)
     # retransmitted INVITE in Completed → the final response again
-    assert sends(layer.receive(req, SRC, False, 0.1)) == [busy]
+    assert sends(layer.receive(req, SRC, False, 0.1)) == wire(busy)
     ack = make_ack(req, busy)
     assert layer.receive(ack, SRC, False, 0.2) == []  # absorbed
     assert layer.state(key) == "Confirmed"
@@ -406,10 +418,10 @@ def test_server_invite_2xx_accepted_ack_to_tu_then_timer_l() -> None:
     req = request()
     key, _ = new_server(layer, req)
     ok = response(req, 200)
-    assert sends(layer.respond(key, ok, 1.0)) == [ok]
+    assert sends(layer.respond(key, ok, 1.0)) == wire(ok)
     assert layer.state(key) == "Accepted"
     assert layer.receive(req, SRC, False, 1.2) == []  # retransmitted INVITE absorbed
-    assert sends(layer.respond(key, ok, 1.5)) == [ok]  # a TU 2xx retransmission goes out
+    assert sends(layer.respond(key, ok, 1.5)) == wire(ok)  # a TU 2xx retransmission goes out
     ack = request("ACK", branch="z9hG4bKnew", to_tag="ttag")
     assert layer.receive(ack, SRC, False, 2.0) == [AckReceived(ack, SRC)]  # new branch
     # an RFC 2543-style ACK with the INVITE's branch reaches the TU through the transaction
@@ -435,6 +447,50 @@ def test_server_invite_transport_error() -> None:
     assert layer.transport_error(key, 0.1) == [TransportError(key), Terminated(key)]
 
 
+# -- what a finished transaction keeps -------------------------------------------------
+
+def reachable_messages(root: object) -> list[Message]:
+    """Every parsed or built SIP message reachable from `root`'s objects."""
+    seen: set[int] = set()
+    found: list[Message] = []
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Message):
+            found.append(obj)
+        todo.extend(gc.get_referents(obj))
+    return found
+
+
+def test_finished_transactions_keep_bytes_not_messages() -> None:
+    """A busy PBX has thousands of finished transactions lingering up to 32 s (Timers
+    D, H, J): they keep what they may send again as bytes, not parsed messages."""
+    layer = TransactionLayer()
+    bye = request("BYE", branch="z9hG4bKbye", cseq=2)
+    key, _ = new_server(layer, bye)
+    ok = response(bye, 200)
+    layer.respond(key, ok, 0.0)
+    invite = request(branch="z9hG4bKinv")
+    ikey, _ = new_server(layer, invite)
+    layer.respond(ikey, response(invite, 180), 0.0)
+    busy = response(invite, 486)
+    layer.respond(ikey, busy, 0.0)
+    out_invite = request(branch="z9hG4bKout")
+    ckey, _ = layer.send_request(out_invite, DEST, 0.0)
+    rejected = response(out_invite, 503)
+    (ack,) = sent(layer.receive(rejected, DEST, False, 0.1))
+    assert [layer.state(k) for k in (key, ikey, ckey)] == ["Completed"] * 3
+    assert reachable_messages(layer) == []
+    # and what they send again is what went out (before Timer G's first resend, at T1)
+    assert sends(layer.receive(parse_message(bye.to_bytes()), SRC, False, 0.2)) == wire(ok)
+    assert sends(layer.receive(parse_message(invite.to_bytes()), SRC, False, 0.3)) == wire(busy)
+    assert sends(layer.receive(parse_message(rejected.to_bytes()), DEST, False, 0.4)) == wire(
+        ack)
+
+
 # -- server non-INVITE ------------------------------------------------------------------
 
 def test_server_non_invite_paths_and_timer_j() -> None:
@@ -444,11 +500,11 @@ def test_server_non_invite_paths_and_timer_j() -> None:
     assert sends(out) == []  # no automatic 100 for non-INVITE
     assert layer.receive(req, SRC, False, 0.1) == []  # Trying: absorbed
     trying = response(req, 100, None)
-    assert sends(layer.respond(key, trying, 0.2)) == [trying]
-    assert sends(layer.receive(req, SRC, False, 0.3)) == [trying]
+    assert sends(layer.respond(key, trying, 0.2)) == wire(trying)
+    assert sends(layer.receive(req, SRC, False, 0.3)) == wire(trying)
     ok = response(req, 200)
-    assert sends(layer.respond(key, ok, 1.0)) == [ok]
-    assert sends(layer.receive(req, SRC, False, 2.0)) == [ok]
+    assert sends(layer.respond(key, ok, 1.0)) == wire(ok)
+    assert sends(layer.receive(req, SRC, False, 2.0)) == wire(ok)
     with pytest.raises(TransactionError, match="Completed"):
         layer.respond(key, ok, 2.0)
     assert run_until(layer, 100.0) == [(33.0, Terminated(key))]  # J = 64*T1
@@ -498,13 +554,14 @@ def test_cancel_matches_invite_answers_200_and_reports() -> None:
     layer.respond(key, response(req, 180, "mytag"), 0.1)
     cancel = make_cancel(req)
     out = layer.receive(cancel, SRC, False, 0.5)
-    (ok,) = sends(out)
+    (ok,) = sent(out)
     assert isinstance(ok, Response) and ok.status == 200 and ok.cseq == (1, "CANCEL")
     assert ok.to.tag == "mytag"
     assert of(out, Cancelled) == [Cancelled(key, cancel)]
     assert not of(out, RequestReceived)
     # a retransmitted CANCEL gets the same 200 and no second report
-    assert layer.receive(cancel, SRC, False, 0.6) == [Send(ok, SRC, ok_key(out))]
+    again = layer.receive(cancel, SRC, False, 0.6)
+    assert again == [Send(of(out, Send)[0].message, SRC, ok_key(out))]
     # the TU answers the INVITE 487; the ACK is absorbed
     terminated = response(req, 487, "mytag")
     layer.respond(key, terminated, 0.7)
@@ -521,7 +578,7 @@ def test_cancel_without_match_is_481() -> None:
     layer = TransactionLayer()
     cancel = make_cancel(request())
     out = layer.receive(cancel, SRC, False, 0.0)
-    (resp,) = sends(out)
+    (resp,) = sent(out)
     assert resp.status == 481 and not of(out, Cancelled)
 
 
@@ -531,7 +588,7 @@ def test_cancel_after_final_is_200_without_report() -> None:
     key, _ = new_server(layer, req)
     layer.respond(key, response(req, 200), 0.1)
     out = layer.receive(make_cancel(req), SRC, False, 0.2)
-    assert sends(out)[0].status == 200 and not of(out, Cancelled)
+    assert sent(out)[0].status == 200 and not of(out, Cancelled)
 
 
 # -- bookkeeping ------------------------------------------------------------------------

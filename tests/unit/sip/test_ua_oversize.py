@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ippbx.sip.message import Request, Response, make_response, parse_message
+from ippbx.sip.message import (
+    Outgoing,
+    Request,
+    Response,
+    SentResponse,
+    make_response,
+    parse_message,
+)
 from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT
 from ippbx.sip.ua import UNREACHABLE, UserAgent
 from ippbx.sip.wire import Peer
@@ -41,10 +48,10 @@ class Recorder:
     async def stop(self) -> None:
         pass
 
-    def send(self, message: Request | Response, dest: Peer) -> None:
+    def send(self, message: Outgoing, dest: Peer) -> None:
         self.sent.append((parse_message(message.to_bytes()), dest))
 
-    def response_destination(self, response: Response, source: Peer) -> Peer:
+    def response_destination(self, response: Response | SentResponse, source: Peer) -> Peer:
         return source
 
     def port_for(self, transport: str) -> int:
