@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ippbx.pbx.b2bua import Bridge
+from ippbx.pbx.b2bua import Bridge, offer_turn
 from ippbx.pbx.calls import Call, Leg, LegKind
 from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
+from ippbx.sip.session import Offer, OfferStimulus
 from ippbx.sip.ua import UNREACHABLE
 
 
@@ -171,3 +172,44 @@ async def test_stop_cancels_everything() -> None:
     keep.stop(call)
     await asyncio.sleep(0.2)
     assert b2bua.ua.sent == [] and b2bua.torn_down == [] and len(keep) == 0
+
+
+# -- offer_turn: one offer at a time per dialog (RFC 3261 §14.1) ------------------------
+
+async def test_our_offer_waits_for_the_peers_to_be_answered() -> None:
+    call = bridge()
+    call.offer("a", OfferStimulus.PEER_OFFER)  # the caller's re-INVITE, being answered
+    turn = asyncio.ensure_future(offer_turn(call, "a", wait=5.0))
+    await asyncio.sleep(0.4)
+    assert not turn.done() and call.a_offer is Offer.THEIRS
+    call.offer("a", OfferStimulus.PEER_ANSWERED)
+    assert await asyncio.wait_for(turn, 1.0) is True
+    assert call.a_offer is Offer.OURS and call.b_offer is Offer.IDLE
+
+
+async def test_our_offer_gives_up_on_a_dialog_that_stays_busy() -> None:
+    call = bridge()
+    call.offer("b", OfferStimulus.PEER_OFFER)  # never answered
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await offer_turn(call, "b", wait=0.5) is False
+    assert 0.5 <= loop.time() - started < 1.0
+    # the peer's offer is still the one out: its answer is still expected
+    assert call.b_offer is Offer.THEIRS
+    call.offer("b", OfferStimulus.PEER_ANSWERED)
+    assert call.b_offer is Offer.IDLE
+
+
+async def test_our_offer_is_dropped_when_the_call_ends() -> None:
+    call = bridge()
+    call.offer("a", OfferStimulus.OUR_OFFER)  # a refresh of ours, out
+    turn = asyncio.ensure_future(offer_turn(call, "a", wait=30.0))
+    await asyncio.sleep(0.3)
+    call.ended = True
+    assert await asyncio.wait_for(turn, 1.0) is False  # not the 30 s
+    # a call that ended before its turn came marks nothing
+    other = bridge()
+    other.ended = True
+    assert await offer_turn(other, "b") is False
+    assert other.b_offer is Offer.IDLE
+
