@@ -1,6 +1,8 @@
 """The timers that end calls: session refreshes and expiries per leg, the longest call.
 
-`SessionKeeper` runs what `session_timers.py` agreed for each side of a bridged call:
+`SessionKeeper` runs what `session_timers.py` agreed for each side of a bridged call (the
+timers and the requests here; which request refreshes and what its answer means are
+`sip/session.py`'s `refresh_method` and `refresh_outcome`):
 
 * ippbx refreshes (`we_refresh`): every half interval an UPDATE (when the peer's Allow
   lists it) or a re-INVITE with the SDP that side last got from us, unchanged (an
@@ -37,7 +39,15 @@ from typing import TYPE_CHECKING
 
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
-from ippbx.sip.session import OfferStimulus, Verdict, glare_retry_delay
+from ippbx.sip.session import (
+    OfferStimulus,
+    RefreshMethod,
+    RefreshOutcome,
+    Verdict,
+    glare_retry_delay,
+    refresh_method,
+    refresh_outcome,
+)
 from ippbx.sip.ua import UNREACHABLE
 
 if TYPE_CHECKING:
@@ -46,8 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["SessionKeeper"]
 
 log = logging.getLogger(__name__)
-
-GONE = frozenset({408, 481})  # a refresh answered so: the session is over (RFC 4028 §10)
 
 
 class _Timer:
@@ -218,21 +226,15 @@ class SessionKeeper:
         timer = state.timer
         headers = [("Supported", "timer"),
                    ("Session-Expires", f"{int(timer.interval)};refresher=uac")]
-        method, body = "UPDATE", b""
-        if not state.allows_update:
-            body = bridge.sdp.get("b" if side == "a" else "a", b"")
-            if not body:
-                # no SDP to repeat (a late-offer call): a re-INVITE without one would be
-                # a new offer; an in-dialog OPTIONS still shows whether the peer is there
-                method = "OPTIONS"
-            elif bridge.offer(side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
+        body = b"" if state.allows_update else bridge.sdp.get("b" if side == "a" else "a", b"")
+        method = refresh_method(state.allows_update, bool(body))
+        if method is RefreshMethod.INVITE:
+            if bridge.offer(side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
                 self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
                 return  # one INVITE at a time on a dialog: a re-INVITE is in progress
-            else:
-                method = "INVITE"
-                headers.append(("Content-Type", bridge.content_type))
-        sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method, body, headers))
-        if method == "INVITE":  # (its offer is marked out above)
+            headers.append(("Content-Type", bridge.content_type))
+        sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method.name, body, headers))
+        if method is RefreshMethod.INVITE:  # (its offer is marked out above)
 
             def done(_: object) -> None:
                 bridge.offer(side, OfferStimulus.OUR_ANSWERED)
@@ -243,22 +245,22 @@ class SessionKeeper:
                                                                 timer.answer_timeout)
         except TimeoutError:
             response = None
-            if method == "INVITE":  # a 2xx that comes later is still ACKed
+            if method is RefreshMethod.INVITE:  # a 2xx that comes later is still ACKed
                 sent.add_done_callback(lambda task: self._late_ack(task, dialog))
         if not self._current(bridge, side, state):
             return
-        status = response.status if response is not None else 408
-        if method == "INVITE" and response is not None and status < 300:
+        if method is RefreshMethod.INVITE and response is not None and response.status < 300:
             ua.ack(dialog)
-        unreachable = response is not None and response.reason == UNREACHABLE
-        if status in GONE or unreachable:
+        outcome = refresh_outcome(method, response.status if response is not None else None,
+                                  response is not None and response.reason == UNREACHABLE)
+        if outcome is RefreshOutcome.GONE:
             log.info("call %s: the %s side did not answer its session refresh (%s); "
                      "ending it", bridge.call.callid, "caller" if side == "a" else "callee",
-                     status)
+                     response.status if response is not None else "no answer")
             self._end(bridge, 408)
-        elif status == 491:  # (§14.1's pause, as for any re-INVITE of ours)
+        elif outcome is RefreshOutcome.GLARE:  # (§14.1's pause, as for any re-INVITE of ours)
             self._arm(bridge, side, state, delay=glare_retry_delay(dialog.is_uac))
-        elif method == "UPDATE" and status in (405, 501):
+        elif outcome is RefreshOutcome.NO_UPDATE:
             state.allows_update = False
             self._arm(bridge, side, state, delay=0.0)
         else:

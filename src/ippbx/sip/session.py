@@ -21,6 +21,11 @@ dialogs, the transaction layer and the transaction user. One action may stop the
 its row: `TRACK_EARLY` drops a reliable 1xx already seen (a retransmission or an older
 RSeq, RFC 3262 §4). It only does so in a state the 1xx leaves unchanged.
 
+Two smaller rule sets of a confirmed dialog live here too: `Offer` (one offer at a
+time in each dialog, §14.1, with the 491 pause `glare_retry_delay`) and the RFC 4028
+refresh decisions (`refresh_method`: UPDATE, re-INVITE or OPTIONS; `refresh_outcome`:
+what the answer to one says), which `pbx/session_keeper.py` runs on its timers.
+
 UAC states::
 
     CALLING ──1xx──▶ PROCEEDING ──2xx──▶ CONFIRMED
@@ -280,3 +285,50 @@ def glare_retry_delay(owns_call_id: bool,
     0-2 s, in steps of 10 ms. So of two sides that crossed, one goes first."""
     low, high = (2.1, 4.0) if owns_call_id else (0.0, 2.0)
     return round(draw(low, high), 2)
+
+
+# -- session refreshes (RFC 4028) ---------------------------------------------------------
+class RefreshMethod(IntEnum):
+    """What refreshes a session we are the refresher of."""
+
+    UPDATE = 1  # the peer's Allow lists UPDATE (RFC 4028 §7.4: preferred, no offer)
+    INVITE = 2  # a re-INVITE repeating the SDP the peer last got, unchanged
+    OPTIONS = 3  # no SDP to repeat (a late-offer call): a re-INVITE without one would be
+    # a new offer; an in-dialog OPTIONS still shows whether the peer is there
+
+
+class RefreshOutcome(IntEnum):
+    """What a refresh's answer says, and so what the refresher does next."""
+
+    ALIVE = 1  # the peer is there: the next refresh at half the interval
+    GONE = 2  # 408 or 481 (RFC 4028 §10), no answer in time, or the transport could not
+    # deliver it: the session is over; the call is torn down
+    GLARE = 3  # 491: our request crossed an offer of the peer's: again after §14.1's pause
+    NO_UPDATE = 4  # an UPDATE the peer does not do (405, 501): a re-INVITE, at once
+
+
+REFRESH_GONE = frozenset({408, 481})
+_NO_UPDATE = frozenset({405, 501})
+
+
+def refresh_method(allows_update: bool, has_sdp: bool) -> RefreshMethod:
+    """How to refresh a dialog whose peer does (`allows_update`) or does not list UPDATE,
+    when we do (`has_sdp`) or do not have an SDP of ours to repeat."""
+    if allows_update:
+        return RefreshMethod.UPDATE
+    return RefreshMethod.INVITE if has_sdp else RefreshMethod.OPTIONS
+
+
+def refresh_outcome(method: RefreshMethod, status: int | None,
+                    unreachable: bool = False) -> RefreshOutcome:
+    """What the final answer `status` to a refresh sent with `method` means (None: none
+    came in time; `unreachable`: the transport could not deliver it, a TCP/TLS peer whose
+    connection is gone). Any answer not listed shows the peer is there: a 4xx to an
+    OPTIONS, say, is still an answer."""
+    if status is None or unreachable or status in REFRESH_GONE:
+        return RefreshOutcome.GONE
+    if status == 491:
+        return RefreshOutcome.GLARE
+    if method is RefreshMethod.UPDATE and status in _NO_UPDATE:
+        return RefreshOutcome.NO_UPDATE
+    return RefreshOutcome.ALIVE

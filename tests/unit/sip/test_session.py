@@ -19,6 +19,8 @@ from ippbx.sip.session import (
     Action,
     Offer,
     OfferStimulus,
+    RefreshMethod,
+    RefreshOutcome,
     Role,
     SessionError,
     State,
@@ -26,6 +28,8 @@ from ippbx.sip.session import (
     Verdict,
     glare_retry_delay,
     offer_step,
+    refresh_method,
+    refresh_outcome,
     step,
     uac_response_stimulus,
     uas_response_stimulus,
@@ -248,3 +252,28 @@ def test_glare_retry_delay_follows_rfc_3261_14_1() -> None:
     assert glare_retry_delay(False, lambda low, high: 1.23456) == 1.23  # 10 ms steps
     drawn = [glare_retry_delay(True) for _ in range(200)]
     assert all(2.1 <= d <= 4.0 for d in drawn) and len(set(drawn)) > 20
+
+
+# -- RFC 4028 refreshes ---------------------------------------------------------------
+
+def test_refresh_method_prefers_update_then_the_same_sdp_then_options() -> None:
+    assert refresh_method(allows_update=True, has_sdp=True) is RefreshMethod.UPDATE
+    assert refresh_method(allows_update=True, has_sdp=False) is RefreshMethod.UPDATE
+    assert refresh_method(allows_update=False, has_sdp=True) is RefreshMethod.INVITE
+    # a late-offer call: a re-INVITE without SDP would be a new offer
+    assert refresh_method(allows_update=False, has_sdp=False) is RefreshMethod.OPTIONS
+
+
+@pytest.mark.parametrize("method", list(RefreshMethod))
+def test_refresh_outcome_by_answer(method: RefreshMethod) -> None:
+    gone, alive = RefreshOutcome.GONE, RefreshOutcome.ALIVE
+    for status in (408, 481, None):  # RFC 4028 §10, and no answer in time
+        assert refresh_outcome(method, status) is gone
+    assert refresh_outcome(method, 503, unreachable=True) is gone  # the connection is gone
+    assert refresh_outcome(method, 503) is alive  # the peer answered: it is there
+    assert refresh_outcome(method, 200) is alive and refresh_outcome(method, 404) is alive
+    assert refresh_outcome(method, 491) is RefreshOutcome.GLARE
+    update_refused = RefreshOutcome.NO_UPDATE if method is RefreshMethod.UPDATE else alive
+    assert refresh_outcome(method, 405) is update_refused
+    assert refresh_outcome(method, 501) is update_refused
+
