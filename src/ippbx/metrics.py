@@ -161,7 +161,7 @@ class CallStats:
         self.answered: Counter[str] = Counter()
         self.failures: Counter[tuple[str, int]] = Counter()
         self.registrations: Counter[bool] = Counter()  # extensions (un)registered
-        self._marks: dict[Call, _Mark] = {}
+        self._marks: dict[str, _Mark] = {}  # by callid
         self._handlers: dict[type, Callable[[Any], None]] = {
             events.LegStatusChanged: self._on_status,
             events.LegAdded: self._on_added,
@@ -184,7 +184,7 @@ class CallStats:
     def _on_created(self, event: events.CallCreated) -> None:
         call = event.call
         self.created += 1
-        mark = self._marks[call] = _Mark()
+        mark = self._marks[call.callid] = _Mark()
         direction = call.type
         if direction is not CallType.INTERNAL:  # (a trunk's call, or one ippbx placed out)
             self._settle(mark, _DIRECTION[direction])
@@ -192,20 +192,20 @@ class CallStats:
 
     def _on_added(self, event: events.LegAdded) -> None:
         call = event.call
-        mark = self._marks.get(call)
+        mark = self._marks.get(call.callid)
         if mark is not None:
             if not mark.direction:
                 self._settle(mark, _DIRECTION[call.type])
             self._update(call, mark)
 
     def _on_leg(self, event: events.LegRinging | events.LegEnded) -> None:
-        mark = self._marks.get(event.call)
+        mark = self._marks.get(event.call.callid)
         if mark is not None:
             self._update(event.call, mark)
 
     def _on_status(self, event: events.LegStatusChanged) -> None:
         call, leg = event.call, event.leg
-        mark = self._marks.get(call)
+        mark = self._marks.get(call.callid)
         if mark is None:
             return
         if leg.status is LegStatus.TALKING and not mark.answered:
@@ -220,7 +220,7 @@ class CallStats:
 
     def _on_ended(self, event: events.CallEnded) -> None:
         call = event.call
-        mark = self._marks.pop(call, None)
+        mark = self._marks.pop(call.callid, None)
         if mark is None:
             return
         if mark.key is not None:

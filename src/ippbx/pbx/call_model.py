@@ -64,6 +64,25 @@ class Leg:
     def live(self) -> bool:
         return self.status is not LegStatus.ENDED
 
+    def snapshot(self) -> Leg:
+        """A copy of the leg as it is now (what a domain event carries)."""
+        copy = _new(Leg)
+        copy.kind = self.kind
+        copy.from_number = self.from_number
+        copy.to_number = self.to_number
+        copy.extension = self.extension
+        copy.trunk = self.trunk
+        copy.id = self.id
+        copy.status = self.status
+        copy.created = self.created
+        copy.answered = self.answered
+        copy.ended = self.ended
+        copy.end_cause = self.end_cause
+        copy.outgoing = self.outgoing
+        copy.ringing = self.ringing
+        copy.replaces = self.replaces
+        return copy
+
     def __eq__(self, other: object) -> bool:  # the same leg: the same id
         return self is other or (isinstance(other, Leg) and other.id == self.id)
 
@@ -99,6 +118,30 @@ class Call:
         if not self.callid:
             self.callid = self.caller.id
 
+    def snapshot(self) -> Call:
+        """A copy of the call and its legs as they are now (what a domain event carries):
+        later changes of the call do not reach it, and nothing done to it reaches the
+        call. A leg that holds two places (the origin is the caller) is one copy."""
+        copy = _new(Call)
+        caller, callee, origin = self.caller, self.callee, self.origin
+        copy.caller = caller_copy = caller.snapshot()
+        copy.callee = callee_copy = callee.snapshot() if callee is not None else None
+        copy.origin = caller_copy if origin is caller else (
+            callee_copy if origin is callee else origin.snapshot())
+        branches = self.branches
+        copy.branches = [leg.snapshot() for leg in branches] if branches is not None else None
+        copy.dialled = self.dialled
+        copy.created = self.created
+        copy.answered = self.answered
+        copy.callid = self.callid
+        copy.hangup_by = self.hangup_by
+        copy.inbound_route = self.inbound_route
+        copy.outbound_route = self.outbound_route
+        copy.recording = self.recording
+        copy.application = self.application
+        copy.extensions = list(self.extensions)
+        return copy
+
     def __eq__(self, other: object) -> bool:  # the same call: the same callid
         return self is other or (isinstance(other, Call) and other.callid == self.callid)
 
@@ -131,6 +174,9 @@ class Call:
         if self.branches:
             legs += self.branches
         return legs
+
+
+_new = object.__new__
 
 
 def leg_of(call: Call, leg_id: str) -> Leg:

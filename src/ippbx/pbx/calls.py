@@ -6,7 +6,10 @@ A callee leg that fails may be replaced by another (trunk failover). While a rin
 or an extension with several phones rings, the call has several callee legs at once
 (`branches`); the one that answers becomes the callee (`elect`). The call leaves the
 registry when its caller leg has ended and no callee leg is live. Every change is
-published as a domain event (`ippbx.pbx.events`) to the subscribers, in order.
+published as a domain event (`ippbx.pbx.events`) to the subscribers, in order; an event
+carries a snapshot of the call (and of the leg it is about, one of that snapshot's
+legs), never the live objects, so what a subscriber keeps or does with it cannot reach
+the store, and a store on another node could send it over the wire.
 
 `CallStore` is what the PBX, the API and the reports ask of the store: every change to
 a call and every lookup goes through it. `CallRegistry` is the in-memory one; the calls
@@ -36,6 +39,17 @@ __all__ = ["Call", "CallRegistry", "CallStore", "CallType", "Leg", "LegKind", "L
            "Subscriber", "UnknownCall"]
 
 log = logging.getLogger(__name__)
+
+
+def _seen(call: Call, leg: Leg) -> tuple[Call, Leg]:
+    """A snapshot of `call` and, in it, the snapshot of `leg` (a copy of its own if the
+    call no longer holds it)."""
+    view = call.snapshot()
+    leg_id = leg.id
+    for copy in (view.caller, view.callee, view.origin, *(view.branches or ())):
+        if copy is not None and copy.id == leg_id:
+            return view, copy
+    return view, leg.snapshot()
 
 
 Subscriber = Callable[[events.DomainEvent], None]
@@ -150,7 +164,7 @@ class CallRegistry:
         call = Call(caller=caller, dialled=dialled, created=caller.created)
         self._calls[call.callid] = call
         self._index_leg(call, caller)
-        self._publish(events.CallCreated(call))
+        self._publish(events.CallCreated(call.snapshot()))
         return call
 
     def add_callee(self, call: Call, leg: Leg) -> None:
@@ -162,7 +176,7 @@ class CallRegistry:
         call.callee = leg
         leg.outgoing = True
         self._index_leg(call, leg)
-        self._publish(events.LegAdded(call, leg))
+        self._publish(events.LegAdded(*_seen(call, leg)))
 
     def add_branch(self, call: Call, leg: Leg) -> None:
         """A callee leg ringing beside others (no live callee leg meanwhile); `elect`
@@ -174,7 +188,7 @@ class CallRegistry:
         call.branches.append(leg)
         leg.outgoing = True
         self._index_leg(call, leg)
-        self._publish(events.LegAdded(call, leg))
+        self._publish(events.LegAdded(*_seen(call, leg)))
 
     def elect(self, call: Call, leg: Leg) -> None:
         """The branch `leg` answered: it is the call's callee now (the other branches
@@ -201,7 +215,7 @@ class CallRegistry:
             old.end_cause = cause
             self._unindex_leg(call, old)
         if was_live:  # published while the old leg still holds its place in the call
-            self._publish(events.LegEnded(call, old, cause))
+            self._publish(events.LegEnded(*_seen(call, old), cause))
         leg.outgoing = True
         leg.replaces = old.id
         if old == call.caller:
@@ -209,7 +223,7 @@ class CallRegistry:
         else:
             call.callee = leg
         self._index_leg(call, leg)
-        self._publish(events.LegAdded(call, leg))
+        self._publish(events.LegAdded(*_seen(call, leg)))
 
     def swap_sides(self, call: Call) -> None:
         """The callee leg takes the caller's place and the caller's leg the callee's: a
@@ -236,7 +250,7 @@ class CallRegistry:
 
     def transferred(self, call: Call, leg: Leg, target: str) -> None:
         """A party transferred the call from its phone (reported as `Tranfer`)."""
-        self._publish(events.CallTransferred(call, leg, target))
+        self._publish(events.CallTransferred(*_seen(call, leg), target))
 
     def set_status(self, leg_id: str, status: LegStatus, now: float | None = None) -> None:
         call, leg = self.leg(leg_id)
@@ -250,7 +264,7 @@ class CallRegistry:
             leg.answered = time.time() if now is None else now
             if call.answered is None and leg == call.callee:
                 call.answered = leg.answered
-        self._publish(events.LegStatusChanged(call, leg, old))
+        self._publish(events.LegStatusChanged(*_seen(call, leg), old))
 
     def ringing(self, leg_id: str, now: float | None = None) -> None:
         """The leg `leg_id` we placed (a callee, a transfer target) got 180/183; published
@@ -264,7 +278,7 @@ class CallRegistry:
         if leg.status is not LegStatus.PROGRESS:
             return
         leg.ringing = time.time() if now is None else now
-        self._publish(events.LegRinging(call, leg))
+        self._publish(events.LegRinging(*_seen(call, leg)))
 
     def dtmf(self, callid: str, leg_id: str, digit: str) -> None:
         """A party of call `callid` (leg `leg_id`) sent a DTMF digit; unknown ids ignored
@@ -273,7 +287,7 @@ class CallRegistry:
         owner = self._by_leg.get(leg_id)  # (the call the leg is in)
         if call is None or owner is None or owner.callid != callid:
             return
-        self._publish(events.DtmfPressed(call, leg_of(call, leg_id), digit))
+        self._publish(events.DtmfPressed(*_seen(call, leg_of(call, leg_id)), digit))
 
     def prompt_ended(self, callid: str, leg_id: str, prompt: str) -> None:
         """The prompts `prompt` played to leg `leg_id` of call `callid` have ended."""
@@ -281,15 +295,15 @@ class CallRegistry:
         if call is None or (owner := self._by_leg.get(leg_id)) is None \
                 or owner.callid != callid:
             return
-        self._publish(events.PromptEnded(call, leg_of(call, leg_id), prompt))
+        self._publish(events.PromptEnded(*_seen(call, leg_of(call, leg_id)), prompt))
 
     def inbound_held(self, call: Call) -> None:
         """Inbound call `call` waits for an application to accept or refuse it."""
-        self._publish(events.InboundHeld(call, call.caller))
+        self._publish(events.InboundHeld(*_seen(call, call.caller)))
 
     def inbound_admitted(self, call: Call) -> None:
         """Held inbound call `call` is let through to its destination."""
-        self._publish(events.InboundAdmitted(call, call.caller))
+        self._publish(events.InboundAdmitted(*_seen(call, call.caller)))
 
     def registration_changed(self, extension: str, registered: bool) -> None:
         """Publish an extension's registration change (the registrar's `on_change` hook)."""
@@ -302,7 +316,7 @@ class CallRegistry:
         leg.ended = time.time() if now is None else now
         leg.end_cause = cause
         self._unindex_leg(call, leg)
-        self._publish(events.LegEnded(call, leg, cause))
+        self._publish(events.LegEnded(*_seen(call, leg), cause))
         if call.branches and leg in call.branches:
             call.branches.remove(leg)
             if not call.branches:
@@ -311,7 +325,7 @@ class CallRegistry:
                 call.callee = leg
         if not any(other.live for other in call.legs()):
             del self._calls[call.callid]
-            self._publish(events.CallEnded(call))
+            self._publish(events.CallEnded(call.snapshot()))
 
     def _index_leg(self, call: Call, leg: Leg) -> None:
         self._by_leg[leg.id] = call

@@ -1,7 +1,11 @@
 """Domain events the live-call registry publishes; reports, CDR and status views consume them.
 
-Events are small immutable records. They carry the call and leg objects as they were at
-the moment of the change; subscribers must not mutate them.
+Events are small immutable records. They carry snapshots of the call and the leg as they
+were at the moment of the change (`Call.snapshot()`; the leg is one of the call
+snapshot's legs), not the live objects the store keeps: a subscriber may keep one, it
+will not change under it, and it tells the store nothing. To find the live call, ask the
+store by id (`CallStore.get(event.call.callid)`); compare calls and legs with `==` (by
+id), never `is`.
 """
 
 from __future__ import annotations

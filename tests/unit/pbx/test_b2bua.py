@@ -431,7 +431,9 @@ async def test_inbound_calls_the_routes_refuse(world: World, did: str, status: i
     assert ext.got("INVITE") == []
     await pbx.idle()
     [created] = calls_created(world)
-    assert created.call.caller.trunk == "carrier" and created.call.caller.end_cause == status
+    [ended] = [e for e in world.pbx.events if isinstance(e, events.CallEnded)]
+    assert created.call.caller.trunk == "carrier" and created.call.caller.end_cause is None
+    assert ended.call == created.call and ended.call.caller.end_cause == status
 
 
 async def test_a_busy_extension_gives_the_carrier_486(world: World) -> None:

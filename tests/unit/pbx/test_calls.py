@@ -193,3 +193,59 @@ def test_the_registry_is_a_call_store_and_the_model_needs_no_pbx() -> None:
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
     assert not {m for m in imported if m and m.startswith("ippbx.pbx")}, imported
+
+
+def test_a_snapshot_copies_every_field_and_shares_no_leg() -> None:
+    caller = ext_leg("1001", "95551234")
+    call = Call(caller, "95551234")
+    call.callee = trunk_leg("66666", "5551234")
+    call.branches = [ext_leg("1002", "2000")]
+    call.extensions.append("1001")
+    for leg in call.legs():  # every field set to something of its own
+        leg.answered, leg.ended, leg.end_cause, leg.ringing = 1.0, 2.0, 486, 0.5
+    call.hangup_by, call.recording, call.application = "api", "rec.wav", "ivr:6000"
+    view = call.snapshot()
+    for field in Call.__slots__:
+        assert getattr(view, field) == getattr(call, field), field
+    pairs = list(zip(view.legs(), call.legs(), strict=True))
+    for copy, leg in pairs:
+        assert copy is not leg
+        for field in Leg.__slots__:
+            assert getattr(copy, field) == getattr(leg, field), field
+    assert view.origin is view.caller and view.extensions is not call.extensions
+    call.caller, call.callee = call.callee, call.caller  # (after swap_sides)
+    swapped = call.snapshot()
+    assert swapped.origin is swapped.callee
+
+
+def test_events_carry_snapshots_of_the_moment() -> None:
+    reg = CallRegistry()
+    got: list[events.DomainEvent] = []
+    reg.subscribe(got.append)
+    call = reg.start_call(ext_leg("1001", "95551234"), "95551234")
+    out = trunk_leg("66666", "5551234")
+    reg.add_callee(call, out)
+    reg.set_status(out.id, LegStatus.TALKING, now=10.0)
+    talking = got[-1]
+    assert isinstance(talking, events.LegStatusChanged)
+    assert talking.leg == out and talking.leg is talking.call.callee
+    assert talking.call.answered == 10.0
+    # a subscriber's doings do not reach the store
+    talking.call.callee = None
+    talking.leg.status = LegStatus.ENDED
+    assert call.callee is out and out.status is LegStatus.TALKING
+    assert reg.by_outboundid(out.id) is call
+    # and the store's later changes do not reach what it published
+    reg.end_leg(out.id, 200)
+    reg.end_leg(call.caller.id, 200)
+    created, added = got[0], got[1]
+    assert isinstance(created, events.CallCreated) and created.call.callee is None
+    assert isinstance(added, events.LegAdded) and added.leg.status is LegStatus.PROGRESS
+    ended = got[-1]
+    assert isinstance(ended, events.CallEnded)
+    assert [leg.status for leg in ended.call.legs()] == [LegStatus.ENDED] * 2
+    assert all(e.call is not call for e in got if isinstance(e, events.CallCreated
+                                                             | events.LegAdded
+                                                             | events.LegStatusChanged
+                                                             | events.LegEnded
+                                                             | events.CallEnded))

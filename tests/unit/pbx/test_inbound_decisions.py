@@ -156,4 +156,5 @@ def test_events_carry_the_inbound_leg() -> None:
     s.registry.inbound_held(call)
     s.registry.inbound_admitted(call)
     assert [type(e) for e in got] == [events.InboundHeld, events.InboundAdmitted]
-    assert all(e.leg is call.caller and e.call is call for e in got)  # type: ignore[union-attr]
+    assert all(e.leg == call.caller and e.call == call for e in got)  # type: ignore[union-attr]
+    assert all(e.leg is e.call.caller for e in got)  # type: ignore[union-attr]

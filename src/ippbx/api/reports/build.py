@@ -169,7 +169,7 @@ class ReportBuilder:
         if isinstance(event, events.CallEnded):
             return self._call_ended(event.call) + status
         if isinstance(event, events.CallTransferred):
-            other = event.call.callee if event.leg is event.call.caller else event.call.caller
+            other = event.call.callee if event.leg == event.call.caller else event.call.caller
             parties = (party(event.call, event.leg),)
             if other is not None:
                 parties += (party(event.call, other),)
