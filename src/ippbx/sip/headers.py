@@ -14,6 +14,7 @@ name, and an addr-spec that needed angle brackets (it has `?` or `,`) are reject
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
@@ -322,8 +323,37 @@ def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
     parts = value.strip().split(None, 1)
     if not parts or not TOKEN_CHARS.issuperset(parts[0]):
         raise HeaderError(f"bad auth header {value!r}")
-    scheme = parts[0]
     rest = parts[1] if len(parts) == 2 else ""
+    params = _auth_params_plain(rest)
+    return parts[0], params if params is not None else _auth_params(rest)
+
+
+# one `name=value` or `name="value"` item and its comma: what every phone sends
+_AUTH_PARAM = re.compile(
+    r"""\s*([-.!%*_+`'~0-9A-Za-z]+)\s*=\s*(?:"((?:[^"\\\r\n]|\\.)*)"|([^\s,"<]+))\s*(?:,|\Z)""")
+
+
+def _auth_params_plain(rest: str) -> dict[str, str] | None:
+    """The params of credentials made only of plain items, in one regular expression
+    per item; None for anything else (an empty item, `<…>`, a malformed one), which
+    `_auth_params` parses, or refuses, item by item."""
+    params: dict[str, str] = {}
+    pos, end = 0, len(rest)
+    match = _AUTH_PARAM.match
+    while pos < end:
+        found = match(rest, pos)
+        if found is None:
+            return None
+        name, quoted, bare = found.groups()
+        if quoted is None:
+            params[name.lower()] = bare
+        else:
+            params[name.lower()] = quoted if "\\" not in quoted else unquote(f'"{quoted}"')
+        pos = found.end()
+    return params
+
+
+def _auth_params(rest: str) -> dict[str, str]:
     params: dict[str, str] = {}
     for item in split_list(rest):
         name, eq, raw = item.partition("=")
@@ -336,4 +366,4 @@ def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
         elif not raw or not _BARE_VALUE_FORBIDDEN.isdisjoint(raw):
             raise HeaderError(f"bad auth parameter value {item!r}")
         params[name] = raw
-    return scheme, params
+    return params

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ippbx.sip.headers import (
     HeaderError,
     NameAddr,
     Via,
+    _auth_params,
+    _auth_params_plain,
     format_params,
     parse_credentials,
     parse_cseq,
@@ -184,3 +188,38 @@ def test_parse_credentials() -> None:
                 "Digest a=b c", "Di(gest a=b", "Bearer abc="):
         with pytest.raises(HeaderError):
             parse_credentials(bad)
+
+
+_PIECES = st.sampled_from([
+    "username", "Nonce", "uri", "a", "=", "=", ",", ",", " ", "\t", '"', '"', "\\", "<",
+    ">", "sip:b@c", "x y", "00000001", "MD5", ";", "\r\n", "é", "\x0b", "(",
+])
+
+
+_WS = st.sampled_from(["", " ", "  ", "\t"])
+_ITEM = st.tuples(
+    _WS, st.sampled_from(["username", "Nonce", "nc", "a"]), _WS, _WS,
+    st.one_of(st.text(st.sampled_from('ab ,<>"\\=\t'), max_size=6).map(lambda t: f'"{t}"'),
+              st.text(st.sampled_from("ab:@<>=;"), min_size=1, max_size=6)),
+    _WS,
+).map(lambda p: f"{p[0]}{p[1]}{p[2]}={p[3]}{p[4]}{p[5]}")
+
+
+@given(st.one_of(st.lists(_PIECES, max_size=14).map("".join),
+                 st.lists(_ITEM, max_size=5).map(",".join)))
+def test_credentials_read_in_one_pass_as_item_by_item(rest: str) -> None:
+    """The one-expression reading of plain credentials gives what the item-by-item one
+    gives, and leaves to it whatever it does not read whole (which it may refuse)."""
+    plain = _auth_params_plain(rest)
+    if plain is None:
+        return
+    assert plain == _auth_params(rest)
+
+
+def test_credentials_of_a_phone_are_read_in_one_pass() -> None:
+    rest = ('username="1001", realm="ippbx", nonce="abc", uri="sip:5551234@127.0.0.1", '
+            'response="0123", algorithm=MD5, cnonce="c\\d", qop=auth, nc=00000001')
+    assert _auth_params_plain(rest) == _auth_params(rest)
+    assert _auth_params_plain(rest) is not None
+    assert _auth_params_plain("a=1,,b=2") is None and _auth_params("a=1,,b=2") == {
+        "a": "1", "b": "2"}
