@@ -246,6 +246,20 @@ class Message:
                     del self.headers[i]
                 return
 
+    def set_top_via(self, via: Via) -> None:
+        """Write `via`, the first of `vias` changed in place (a `received`/`rport` stamp),
+        back as the top Via. Only the Via changed: the other parsed headers stay cached,
+        and so does `vias` (whose first entry is `via`)."""
+        kept = dict(self._cache)
+        self.remove_first("Via")
+        self.add("Via", str(via), first=True)
+        vias = kept.get("vias")
+        if isinstance(vias, list) and vias and vias[0] is via:
+            self._cache.update(kept)
+        else:  # (not the parsed top Via: only what does not depend on the Via stays)
+            kept.pop("vias", None)
+            self._cache.update(kept)
+
     # -- parsed views (cached until the headers change) ---------------------------------
     def _cached(self, key: str, make: Callable[[], _T]) -> _T:
         value = self._cache.get(key)

@@ -57,8 +57,7 @@ def fix_via(request: Request, source: Peer) -> None:
     """
     via = request.top_via
     if _stamp_via(via, source):
-        request.remove_first("Via")
-        request.add("Via", str(via), first=True)
+        request.set_top_via(via)
 
 
 def _stamp_via(via: Via, source: Peer) -> bool:

@@ -74,6 +74,21 @@ def test_empty_rport_filled_and_received_always_added() -> None:
     assert top.branch == "z9hG4bK776asdhds"
 
 
+@pytest.mark.parametrize("top", ["10.0.0.2:5060;rport", "pc33.example.com:5060"])
+def test_a_stamped_request_reads_as_its_bytes(top: str) -> None:
+    """The stamp keeps the other parsed headers cached: what the request says after it
+    is what a fresh parse of its bytes says."""
+    msg = request(top)
+    msg.cseq, msg.from_, msg.to  # noqa: B018 - parsed (and cached) before the stamp
+    fix_via(msg, Peer("10.0.0.2", 40123))
+    fresh = parse_message(msg.to_bytes())
+    assert [str(v) for v in msg.vias] == [str(v) for v in fresh.vias]
+    assert len(msg.vias) == 2 and msg.get_all("Via") == fresh.get_all("Via")
+    assert msg.top_via.params["received"] == "10.0.0.2"
+    assert (msg.cseq, str(msg.from_), str(msg.to)) == (fresh.cseq, str(fresh.from_),
+                                                       str(fresh.to))
+
+
 def test_rport_with_value_is_kept() -> None:
     msg = request("10.0.0.2:5060;rport=5070")
     fix_via(msg, Peer("10.0.0.2", 40123))
