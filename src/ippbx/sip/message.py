@@ -254,11 +254,9 @@ class Message:
         self.remove_first("Via")
         self.add("Via", str(via), first=True)
         vias = kept.get("vias")
-        if isinstance(vias, list) and vias and vias[0] is via:
-            self._cache.update(kept)
-        else:  # (not the parsed top Via: only what does not depend on the Via stays)
-            kept.pop("vias", None)
-            self._cache.update(kept)
+        if not (isinstance(vias, list) and vias and vias[0] is via):
+            kept.pop("vias", None)  # (not the parsed top Via: the Vias are parsed again)
+        self._cache.update(kept)
 
     # -- parsed views (cached until the headers change) ---------------------------------
     def _cached(self, key: str, make: Callable[[], _T]) -> _T:

@@ -307,7 +307,7 @@ class RefreshOutcome(IntEnum):
     NO_UPDATE = 4  # an UPDATE the peer does not do (405, 501): a re-INVITE, at once
 
 
-REFRESH_GONE = frozenset({408, 481})
+_GONE = frozenset({408, 481})  # RFC 4028 §10
 _NO_UPDATE = frozenset({405, 501})
 
 
@@ -325,7 +325,7 @@ def refresh_outcome(method: RefreshMethod, status: int | None,
     came in time; `unreachable`: the transport could not deliver it, a TCP/TLS peer whose
     connection is gone). Any answer not listed shows the peer is there: a 4xx to an
     OPTIONS, say, is still an answer."""
-    if status is None or unreachable or status in REFRESH_GONE:
+    if status is None or unreachable or status in _GONE:
         return RefreshOutcome.GONE
     if status == 491:
         return RefreshOutcome.GLARE

@@ -193,7 +193,7 @@ async def test_our_offer_gives_up_on_a_dialog_that_stays_busy() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await offer_turn(call, "b", wait=0.5) is False
-    assert 0.5 <= loop.time() - started < 1.0
+    assert 0.5 <= loop.time() - started < 1.5  # (it checks every 50-250 ms)
     # the peer's offer is still the one out: its answer is still expected
     assert call.b_offer is Offer.THEIRS
     call.offer("b", OfferStimulus.PEER_ANSWERED)

@@ -89,6 +89,14 @@ def test_a_stamped_request_reads_as_its_bytes(top: str) -> None:
                                                        str(fresh.to))
 
 
+def test_another_via_set_on_top_is_what_the_request_then_says() -> None:
+    msg = request("10.0.0.2:5060")
+    assert msg.top_via.host == "10.0.0.2"  # (parsed and cached)
+    msg.set_top_via(via("SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKnew"))
+    assert msg.top_via.host == "10.9.9.9" and len(msg.vias) == 2
+    assert [str(v) for v in msg.vias] == [str(v) for v in parse_message(msg.to_bytes()).vias]
+
+
 def test_rport_with_value_is_kept() -> None:
     msg = request("10.0.0.2:5060;rport=5070")
     fix_via(msg, Peer("10.0.0.2", 40123))
