@@ -75,7 +75,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ippbx.api.reports.build import Form
 from ippbx.api.reports.poster import Outcome, Poster
-from ippbx.api.sessions import Session, SessionManager
+from ippbx.api.sessions import Session
 from ippbx.config import ReportsSection
 from ippbx.store.outbox import LegacyRow, OutboxRow
 
@@ -111,6 +111,17 @@ class OutboxStore(Protocol):
     def outbox_adopt_legacy(
         self, convert: Callable[[LegacyRow], tuple[str, str] | None]
     ) -> tuple[int, int]: ...
+
+
+class Sessions(Protocol):
+    """The live API sessions as the delivery sees them (`ippbx.api.sessions.SessionManager`,
+    or the courier process's copy of them, `ippbx.api.reports.courier`)."""
+
+    def live(self) -> tuple[Session, ...]: ...
+
+    def session(self, token: str) -> Session | None: ...
+
+    def touch(self, token: str) -> bool: ...
 
 
 def destination(session: Session) -> str:
@@ -176,12 +187,68 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def stored_backlog(store: OutboxStore, sessions: Sessions, live: dict[str, LiveRoute],
+                   memory_rows: int, dropped: int) -> tuple[list[tuple[str, list[OutboxRow], int]],
+                                                        int]:
+    """What a previous run left in the outbox, for a delivery starting: per destination
+    still in `live`, its first `memory_rows` rows and how many more wait in the file only;
+    and `dropped` plus the reports dropped meanwhile (those of destinations no live
+    session uses; an earlier version's rows are first filed under their destination)."""
+
+    def legacy(row: LegacyRow) -> tuple[str, str] | None:
+        session = sessions.session(row.token)
+        return None if session is None else (route_of(session), lane_of(row.body))
+
+    kept, lost = store.outbox_adopt_legacy(legacy)
+    dropped += lost
+    if kept or lost:
+        log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, lost)
+    backlog: list[tuple[str, list[OutboxRow], int]] = []
+    kept = 0
+    for key, count in store.outbox_dests().items():
+        if key not in live:
+            dropped += store.outbox_delete_dest(key)
+            continue
+        rows = store.outbox_page(key, 0, memory_rows)
+        if rows:
+            backlog.append((key, rows, count - len(rows)))
+        kept += count
+    if kept:
+        log.info("%d stored reports to deliver", kept)
+    return backlog, dropped
+
+
 @dataclass(eq=False, slots=True)
 class LiveRoute:
     """A destination in use: the form its reports take and the sessions that use it."""
 
     form: Form
     tokens: list[str] = field(default_factory=list)
+
+
+class RouteCache:
+    """The destinations the live sessions use, worked out again only when
+    `Sessions.live()` answers a new tuple (a session logged in or out, moved, or may have
+    expired)."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self._live: tuple[Session, ...] | None = None  # the live sessions, and …
+        self._routes: dict[str, LiveRoute] = {}  # … their destinations
+
+    def routes(self) -> dict[str, LiveRoute]:
+        """By `route_of` key: each destination's form and the tokens of its sessions."""
+        live = self.sessions.live()
+        if live is not self._live:
+            routes: dict[str, LiveRoute] = {}
+            for session in live:
+                key = route_of(session)
+                route = routes.get(key)
+                if route is None:
+                    route = routes[key] = LiveRoute(form_of(session))
+                route.tokens.append(session.token)
+            self._live, self._routes = live, routes
+        return self._routes
 
 
 Post = Callable[[str, bytes], Awaitable[Outcome]]
@@ -225,7 +292,7 @@ class Delivery:
     def __init__(
         self,
         store: OutboxStore,
-        sessions: SessionManager,
+        sessions: Sessions,
         config: ReportsSection,
         *,
         clock: Callable[[], float] = time.time,
@@ -251,41 +318,21 @@ class Delivery:
         self._client: Poster | None = None  # the HTTP client, while started (no fake)
         self._seq = 0  # ties in the retry heaps
         self._refused: dict[str, set[str]] = {}  # by destination: the actions it refuses
-        self._routes_of: tuple[Session, ...] | None = None  # the live sessions, and …
-        self._routes: dict[str, LiveRoute] = {}  # … their destinations (`routes()`)
+        self._routes = RouteCache(sessions)
 
     # -- lifecycle --------------------------------------------------------------------------
     def load(self) -> None:
         """Queue the reports left in the outbox by a previous run."""
-        live = self.routes()
-
-        def legacy(row: LegacyRow) -> tuple[str, str] | None:
-            session = self.sessions.session(row.token)
-            return None if session is None else (route_of(session), lane_of(row.body))
-
-        kept, dropped = self.store.outbox_adopt_legacy(legacy)
-        self.dropped += dropped
-        if kept or dropped:
-            log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, dropped)
-        stored = self.store.outbox_dests()
-        kept = 0
-        for key, count in stored.items():
-            if key not in live:
-                self.dropped += self.store.outbox_delete_dest(key)
-                continue
-            # the first `memory_rows` into their lanes, the rest read back as they drain
-            rows = self.store.outbox_page(key, 0, self.memory_rows)
+        backlog, self.dropped = stored_backlog(self.store, self.sessions, self.routes(),
+                                               self.memory_rows, self.dropped)
+        for key, rows, rest in backlog:
             self.add(rows)
-            rest = count - len(rows)
-            if rows and rest > 0:
+            if rest > 0:
                 dest = self._dests[key]
                 dest.spilled, dest.spill_from = rest, rows[-1].id + 1
                 dest.pending += rest
                 self._pending += rest
                 self.queued += rest
-            kept += count
-        if kept:
-            log.info("%d stored reports to deliver", kept)
 
     async def start(self) -> None:
         self._stopping = False
@@ -356,19 +403,8 @@ class Delivery:
 
     def routes(self) -> dict[str, LiveRoute]:
         """The destinations in use (`route_of`), each with its form and the tokens of its
-        sessions; worked out again only when `SessionManager.live()` answers a new tuple
-        (a session logged in or out, moved, or may have expired)."""
-        live = self.sessions.live()
-        if live is not self._routes_of:
-            routes: dict[str, LiveRoute] = {}
-            for session in live:
-                key = route_of(session)
-                route = routes.get(key)
-                if route is None:
-                    route = routes[key] = LiveRoute(form_of(session))
-                route.tokens.append(session.token)
-            self._routes_of, self._routes = live, routes
-        return self._routes
+        sessions (`RouteCache`)."""
+        return self._routes.routes()
 
     # -- the dispatcher ---------------------------------------------------------------------
     async def _run(self, dest: _Destination) -> None:
@@ -455,7 +491,7 @@ class Delivery:
             while True:
                 row = lane.rows[0]
                 body = row.body
-                if not self.store.outbox_stored(row.id) and _needs_its_cdr(body):
+                if not self.store.outbox_stored(row.id) and needs_its_cdr(body):
                     await self.store.flushed()
                 outcome = await self._send(dest.url, body)
                 if dest.lanes.get(lane.key) is not lane or not lane.rows \
@@ -478,7 +514,7 @@ class Delivery:
             while lanes:
                 rows = [lane.rows[0] for lane in lanes]
                 bodies = [row.body for row in rows]
-                if any(_needs_its_cdr(body) and not self.store.outbox_stored(row.id)
+                if any(needs_its_cdr(body) and not self.store.outbox_stored(row.id)
                        for row, body in zip(rows, bodies, strict=True)):
                     await self.store.flushed()
                 outcomes = await self._send_many(dest.url, bodies)
@@ -632,7 +668,7 @@ class Delivery:
         return await client.post_many(url, bodies)
 
 
-def _needs_its_cdr(body: bytes) -> bool:
+def needs_its_cdr(body: bytes) -> bool:
     """A NewCdr tells the receiver the call's CDR exists: it leaves only once that CDR
     (stored in the same transaction as its row) is committed."""
     return body.startswith(b'{"action":"NewCdr"')
