@@ -268,6 +268,28 @@ async def test_held_rows_are_written_only_if_they_wait_past_the_hold(
     store.close()
 
 
+async def test_held_rows_past_their_time_go_a_tenth_of_a_second_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load (a row held every few ms, none delivered) the rows whose time is up are
+    written in a few transactions, not one per row, and each by HOLD + HOLD_TICK."""
+    monkeypatch.setattr(outbox, "HOLD", 0.2)
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for n in range(40):  # over 0.2 s
+        store.outbox_add([("openvox http://r/", f"c{n}", b"x", 1.0)], hold=[True])
+        await asyncio.sleep(0.005)
+    await store.flushed()
+    before = store.transactions
+    while count(path, "outbox") < 40:
+        assert loop.time() - start < 0.2 + 0.25 + outbox.HOLD + outbox.HOLD_TICK + 0.3
+        await asyncio.sleep(0.01)
+    assert store.transactions - before <= 6  # (40 with a timer per row)
+    store.close()
+
+
 async def test_held_rows_are_written_at_a_graceful_stop_and_go_with_their_destination(
     tmp_path: Path,
 ) -> None:
