@@ -352,7 +352,7 @@ class ReportsSection(_Model):
     """Call reports (webhooks): what is sent, and how it is delivered (per-POST timeout,
     retry window, backoff cap, tries for a report the receiver refuses, connections in
     flight per destination, connections kept open for the next report and pipelined,
-    TLS checks for `https://` receivers)."""
+    TLS checks for `https://` receivers, and whether a process of their own POSTs them)."""
 
     extension_status: bool = True
     timeout: float = Field(5.0, gt=0)
@@ -362,6 +362,7 @@ class ReportsSection(_Model):
     concurrency: int = Field(4, ge=1, le=64)
     keep_alive: bool = True
     pipelining: bool = True
+    own_process: bool = True
     user_agent: str = "WebAPI"
     tls_verify: bool = True
     tls_ca: str = ""

@@ -6,9 +6,11 @@ tenth of the json module's time for these small objects), adds one outbox row pe
 (destination, report) (sessions with the same form and URL share a destination, so a
 receiver gets each report once; every report but a NewCdr is held in memory first and
 written only if it is not delivered within `outbox.HOLD`, see `ippbx.store.outbox`),
-and hands the rows to `Delivery`. Everything on this path is synchronous and short, so
-it runs inside the registry's publish without holding up a call. `start()` queues the
-reports a previous run left and sends `BootUp` to the sessions that survived the restart.
+and hands the rows to the delivery: `Delivery` in this process, or with `[reports]
+own_process` (the default) `CourierLink`, which has a process of its own POST them.
+Everything on this path is synchronous and short, so it runs inside the registry's
+publish without holding up a call. `start()` queues the reports a previous run left and
+sends `BootUp` to the sessions that survived the restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ippbx.api.reports.build import (
     config_change,
     render,
 )
+from ippbx.api.reports.courier_link import CourierLink
 from ippbx.api.reports.delivery import Delivery, OutboxStore
 from ippbx.api.sessions import SessionManager
 from ippbx.config import Config
@@ -66,7 +69,9 @@ class ReportService:
         self.sn = config.pbx.sn
         self.tz = cdr.zone(config.pbx.timezone)
         self.builder = ReportBuilder(config, states or ExtensionStates(registry))
-        self.delivery = Delivery(store, sessions, config.reports, clock=clock)
+        self.delivery: Delivery | CourierLink = (
+            CourierLink if config.reports.own_process else Delivery
+        )(store, sessions, config.reports, clock=clock)
         registry.subscribe(self.on_event)
 
     async def start(self) -> None:
