@@ -199,6 +199,23 @@ class NgProbe:
             time.sleep(0.25)
 
 
+def find_courier(ippbx_pid: int, timeout: float = 10.0) -> int | None:
+    """The pid of ippbx's report courier (`[reports] own_process`), waiting up to
+    `timeout` s for it; None if ippbx has none (an older commit, or the option off)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in _children(ippbx_pid):
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"ippbx.api.reports.courier" in argv:
+                return child
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+
+
 def pin_threads(pid: int, cpus: set[int]) -> int:
     """Move every thread of `pid` to `cpus` (sched_setaffinity works per thread: the ones
     a process already started keep their own mask); how many were moved."""

@@ -40,7 +40,9 @@ Content-Length: 0, counts reports by action; with --receiver keep-alive, the def
 keeps each connection open for the next report as an HTTP/1.1 server does, with
 --receiver close it closes after each answer, as the vendors ask of a receiver; ippbx
 reuses a connection a receiver keeps open) and logs in to ippbx's API with
-that receiver as the report `port` before placing calls, so ippbx POSTs ~7 reports per
+that receiver as the report `port` before placing calls (ippbx's report courier, the
+process that POSTs them with `[reports] own_process`, is moved to --courier-cpu, core 1,
+and its CPU reported beside ippbx's), so ippbx POSTs ~7 reports per
 call (ALERT, RING, ANSWER x2, BYE x2, NewCdr; ExtensionStatus on top) while carrying
 them. After (a)'s search: if --max-minutes leaves room, a search for the clean rate with
 the session, starting at (a)'s clean rate, so its first step is at the same offered rate
@@ -130,6 +132,7 @@ from benchlib import (
 from medialib import (
     DEFAULT_PORTS,
     NgProbe,
+    find_courier,
     find_engine,
     log_problems,
     parse_media_ports,
@@ -189,6 +192,7 @@ class Step:
     rtp_packets: int = -1
     engine_calls_left: int = -1
     log_problems: dict[str, int] | None = None  # ippbx's WARNING+ lines, by kind
+    courier_cpu_percent: float = float("nan")  # ippbx's report courier, % of one core
 
     def line(self) -> str:
         verdict = "clean" if self.clean else f"NOT clean ({self.why})"
@@ -197,6 +201,8 @@ class Step:
                 f"retrans {self.retransmissions}, unexpected {self.unexpected}, "
                 f"cpu {self.cpu_percent:5.1f}%, rss {self.rss_kb / 1024:.1f} MiB, "
                 f"rcvbuf {self.rcvbuf_errors}, setup {self.setup_ms:.1f} ms -> {verdict}")
+        if not math.isnan(self.courier_cpu_percent):
+            text += f"\n         report courier cpu {self.courier_cpu_percent:.1f}%"
         if self.reports is not None:
             text += (f"\n         reports received {self.reports_received} (expected >= "
                      f"{self.reports_expected}), outbox left {self.outbox_left}, by action "
@@ -284,8 +290,9 @@ class Runner:
                  sippy_python: Path | None = None, sip_extra: list[str] | None = None,
                  drain_s: float = 30.0, media_ports: tuple[int, int] = (10000, 32000),
                  rtp: bool = False, engine_cpu: int | None = None,
-                 receiver: str = "keep-alive") -> None:
+                 receiver: str = "keep-alive", courier_cpu: int = LOAD_CPU) -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
+        self.courier_cpu = courier_cpu  # where ippbx's report courier runs
         self.receiver = receiver  # the report sink: "keep-alive" or "close"
         self.engine_cpu = engine_cpu  # None: rtpengine stays on ippbx's core
         self.media_ports = media_ports
@@ -319,6 +326,7 @@ class Runner:
         uas: Sipp | None = None
         sink: Sink | None = None
         engine_sampler: ProcSampler | None = None
+        courier_sampler: ProcSampler | None = None
         probe: NgProbe | None = None
         try:
             common = dict(remote=f"127.0.0.1:{sip_port}", port=uac_port, calls=calls,
@@ -341,6 +349,10 @@ class Runner:
                         pin_threads(engine.pid, {self.engine_cpu})
                     engine_sampler = ProcSampler(engine.pid)
                     probe = NgProbe(engine.ng_port)
+                courier = find_courier(pbx.pid)  # ([reports] own_process: on the load's core)
+                if courier is not None:
+                    pin_threads(courier, {self.courier_cpu})
+                    courier_sampler = ProcSampler(courier)
                 if sink is not None:  # reports to http://127.0.0.1:<sink>/ from now on
                     pbx.login(port=str(sink.port))
                 rtp = self.rtp_pcap is not None
@@ -388,17 +400,19 @@ class Runner:
             sampler = ProcSampler(target.pid)
             snmp0 = rcvbuf_errors()
             sampler.sample()
-            if engine_sampler is not None:
-                engine_sampler.sample()
+            for other in (engine_sampler, courier_sampler):
+                if other is not None:
+                    other.sample()
             t0 = time.monotonic()
             uac.start()
 
             def tick() -> None:
                 if target.poll() is None:
                     sampler.sample()
-                    if engine_sampler is not None:
-                        with contextlib.suppress(OSError):
-                            engine_sampler.sample()
+                    for other in (engine_sampler, courier_sampler):
+                        if other is not None:
+                            with contextlib.suppress(OSError):
+                                other.sample()
 
             res = uac.wait(seconds + hold_s + 70, on_tick=tick)
             tick()
@@ -406,6 +420,8 @@ class Runner:
             uas_res = uas.stop()
             result.rcvbuf_errors = rcvbuf_errors() - snmp0
             result.cpu_percent = sampler.cpu_percent(t0, t0 + seconds)
+            if courier_sampler is not None:
+                result.courier_cpu_percent = courier_sampler.cpu_percent(t0, t0 + seconds)
             result.rss_kb = sampler.max_rss
             result.achieved = achieved_rate(res, calls)
             result.successful = res.successful
@@ -923,6 +939,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--media-ports", default=DEFAULT_PORTS, metavar="MIN-MAX",
                    help="rtpengine's RTP ports with --media (4 per call: RTP and RTCP on "
                         "each leg; clear of the ephemeral ports, see bench/medialib.py)")
+    p.add_argument("--courier-cpu", type=int, metavar="CPU", default=LOAD_CPU,
+                   help="the core ippbx's report courier ([reports] own_process) is moved to "
+                        f"(default {LOAD_CPU}: the load generators' and the receiver's)")
     p.add_argument("--engine-cpu", type=int, metavar="CPU",
                    help="with --media: move rtpengine's threads to this core (default: it "
                         f"shares ippbx's, {IPPBX_CPU}; the load generators run on {LOAD_CPU})")
@@ -962,7 +981,8 @@ def main(procs: Procs) -> int:
     if args.fixed_rate is not None:  # the issue 4 check (and the session's, media's cost)
         runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
                         media_ports=media_ports, rtp=args.rtp,
-                        engine_cpu=args.engine_cpu, receiver=args.receiver)
+                        engine_cpu=args.engine_cpu, receiver=args.receiver,
+                        courier_cpu=args.courier_cpu)
         passed = True
         steps = {}
         setups = ["a"] + [SESSION] * args.with_session + [MEDIA] * args.media
@@ -1003,7 +1023,8 @@ def main(procs: Procs) -> int:
     if args.profile is not None:
         runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
                         media_ports=media_ports, rtp=args.rtp,
-                        engine_cpu=args.engine_cpu, receiver=args.receiver)
+                        engine_cpu=args.engine_cpu, receiver=args.receiver,
+                        courier_cpu=args.courier_cpu)
         profile = base / "py-spy.txt"
         setup = SESSION if args.with_session else MEDIA if args.media else "a"
         step = runner.step(setup, args.profile, args.step_seconds, profile=profile)
@@ -1024,7 +1045,8 @@ def main(procs: Procs) -> int:
     sippy_python = ensure_sippy() if args.scenario in ("b", "all") else None
     runner = Runner(procs, base, args.hold_ms, deadline, sippy_python, sip_extra=sip_extra,
                     drain_s=args.drain_seconds, media_ports=media_ports, rtp=args.rtp,
-                    engine_cpu=args.engine_cpu, receiver=args.receiver)
+                    engine_cpu=args.engine_cpu, receiver=args.receiver,
+                    courier_cpu=args.courier_cpu)
     results: dict[str, Found] = {}
     if args.scenario in ("a", "all"):
         results["a"] = search(runner, "a", args, args.start_rate)
