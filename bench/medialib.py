@@ -209,7 +209,7 @@ def find_courier(ippbx_pid: int, timeout: float = 10.0) -> int | None:
                 argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"ippbx.api.reports.courier" in argv:
+            if any(b"ippbx.api.reports.courier" in arg for arg in argv):
                 return child
         if time.monotonic() > deadline:
             return None

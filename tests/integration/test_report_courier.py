@@ -101,9 +101,8 @@ async def courier(store: Store, sessions: SessionManager, *, memory_rows: int = 
 
 
 def child_pid(link: CourierLink) -> int:
-    transport = link._transport
-    assert transport is not None
-    return transport.get_pid()
+    assert link.pid is not None
+    return link.pid
 
 
 def alive(pid: int) -> bool:
@@ -259,3 +258,35 @@ async def test_a_stop_is_prompt_and_leaves_what_is_not_delivered(tmp_path: Path)
         assert store.outbox_count() == 10
     finally:
         store.close()
+
+
+async def test_signals_to_the_process_group_leave_the_courier_to_the_pbx(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Ctrl-C or a service manager's SIGTERM reaches every process; the courier waits
+    to be stopped by the PBX in order (no restart, no error), and one that keeps dying
+    is started again later each time."""
+    receiver = Receiver()
+    await receiver.start()
+    sessions, session = login(receiver.port)
+    store = Store(str(tmp_path / "pbx.sqlite3"))
+    try:
+        with caplog.at_level(logging.ERROR):
+            async with courier(store, sessions) as link:
+                pid = child_pid(link)
+                await asyncio.sleep(0.5)  # (its signal handlers are set at its start)
+                os.kill(pid, signal.SIGINT)
+                os.kill(pid, signal.SIGTERM)
+                link.add(store.outbox_add(rows_for(route_of(session), 2, 2),
+                                          hold=[True] * 4))
+                await until(lambda: link.pending() == 0, 5, "4 reports delivered")
+                assert alive(pid) and link.restarts == 0 and not caplog.text
+                os.kill(pid, signal.SIGKILL)
+                await until(lambda: link.pid not in (None, pid), 5, "a second courier")
+                os.kill(link.pid or 0, signal.SIGKILL)
+                await until(lambda: link.restarts == 2, 5, "a third courier")
+            delays = [r.getMessage().rpartition(" in ")[2] for r in caplog.records]
+            assert delays == ["1 s", "2 s"]
+        assert not alive(pid)
+    finally:
+        store.close()
+        await receiver.stop()

@@ -1,5 +1,5 @@
 """The courier: a process of its own that POSTs the reports, so the HTTP work of delivery
-runs on another core than SIP (`python -m ippbx.api.reports.courier`, started by
+runs on another core than SIP (`main()`, run by
 `ippbx.api.reports.courier_link.CourierLink` with `[reports] own_process`).
 
 It runs the same `Delivery` as the PBX process would (lanes, retries, pipelining, the
@@ -8,7 +8,7 @@ HTTP client), fed over its stdin and answering over its stdout, one frame per me
 
     PBX → courier   ("config", {ReportsSection fields})     first, once
                     ("sessions", (Session, …))              the live sessions, when they change
-                    ("rows", [OutboxRow, …])                reports to deliver
+                    ("rows", [(id, dest, lane, body, created), …])   reports to deliver
                     ("stop",)                               stop (what is left stays stored)
     courier → PBX   ("status", done ids, tokens delivered to, delays (s), delivered, dropped)
                     ("log", level, logger name, message)    its log lines, for the PBX's log
@@ -21,8 +21,11 @@ committed, and drops the destinations no session uses any more from the file; so
 side's store answers nothing but `outbox_delete`. `delivered` and `dropped` are the
 courier's running totals. Sessions a delivered report renews are touched in the PBX.
 
-The courier ignores SIGINT (a Ctrl-C reaches the whole process group: the PBX stops it in
-order) and ends when its stdin closes (the PBX is gone), stopping its delivery first.
+The courier runs in a session of its own (a terminal's Ctrl-C does not reach it) and
+ignores SIGINT and SIGTERM from its first instruction on (a service manager may signal
+every process of the service): the PBX stops it in order. It ends when told to or when
+its stdin closes (the PBX is gone), stopping its delivery first. It runs on uvloop, as
+the PBX does.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+
+import uvloop
 
 from ippbx.api.reports.delivery import Delivery
 from ippbx.api.reports.frames import FrameReader, Message, frame
@@ -121,7 +126,7 @@ class Courier:
             if self.delivery is not None:
                 rows = message[1]
                 assert isinstance(rows, list)
-                self.delivery.add(rows)
+                self.delivery.add([OutboxRow(*row) for row in rows])
         elif kind == "sessions":
             live = message[1]
             assert isinstance(live, tuple)
@@ -224,8 +229,10 @@ async def serve() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(serve())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (the PBX stops it, in order)
+        signal.signal(sig, signal.SIG_IGN)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve())
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ outbox; the courier, on another core when the machine has one, does the rest.
   reports of a destination no session uses any more are dropped here from the file
   (the courier drops the ones it holds when it sees the new sessions).
 
-If the courier dies, it is started again a second later and given again everything not
-yet done (from the outbox: at least once, as delivery always is).
+If the courier dies, it is started again a second later (two, four … up to a minute while
+each new one dies within ten seconds) and given again everything not yet done (from the
+outbox: at least once, as delivery always is).
 """
 
 from __future__ import annotations
@@ -63,7 +64,16 @@ COMMIT_POLL = 0.002
 CHECK_EVERY = 1.0
 """Seconds between looks at the sessions (expiry) while the courier runs."""
 RESTART_DELAY = 1.0
-"""Seconds before a courier that died is started again."""
+"""Seconds before a courier that died is started again; doubled (up to a minute) while
+each new one dies within `STEADY` seconds."""
+STEADY = 10.0
+COURIER_MAIN = ("import signal\n"
+                "for sig in (signal.SIGINT, signal.SIGTERM):\n"
+                "    signal.signal(sig, signal.SIG_IGN)\n"
+                "from ippbx.api.reports.courier import main\n"
+                "main()\n")
+"""The courier's command (`python -c`): signals are ignored before anything is imported
+(see `ippbx.api.reports.courier`); its own session keeps a terminal's Ctrl-C away."""
 
 
 @dataclass(eq=False, slots=True)
@@ -109,6 +119,8 @@ class CourierLink:
         self.dropped = 0
         self.on_delivered: Callable[[float], None] | None = None
         self.restarts = 0  # couriers started again after dying
+        self._restart_delay = RESTART_DELAY
+        self._started_at = 0.0  # (loop time) the running courier's start
         self._routes = RouteCache(sessions)
         self._held: dict[str, _Held] = {}
         self._where: dict[int, _Held] = {}  # rows given (or to be given) to the courier
@@ -124,6 +136,7 @@ class CourierLink:
         self._stdin: asyncio.WriteTransport | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._running = False
+        self._spawning: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def load(self) -> None:
@@ -146,6 +159,9 @@ class CourierLink:
     async def stop(self) -> None:
         """Stop the courier; what it did not deliver stays in the outbox for the next run."""
         self._running = False
+        if self._spawning is not None:  # (a courier being started again: let it start)
+            await asyncio.gather(self._spawning, return_exceptions=True)
+            self._spawning = None
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
@@ -175,10 +191,11 @@ class CourierLink:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, env.get("PYTHONPATH", "")) if p)
         transport, pipe = await loop.subprocess_exec(
-            lambda: _Pipe(self), sys.executable, "-m", "ippbx.api.reports.courier",
+            lambda: _Pipe(self), sys.executable, "-c", COURIER_MAIN,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
-            env=env)
+            env=env, start_new_session=True)
         self._transport, self._pipe = transport, pipe
+        self._started_at = loop.time()
         self._stdin = transport.get_pipe_transport(0)  # type: ignore[assignment]
         self._counted = (0, 0)
         self._sent_live = self._sent_routes = None
@@ -189,13 +206,18 @@ class CourierLink:
         """The courier process ended (stopped, or died)."""
         if pipe is not self._pipe or not self._running:
             return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._started_at >= STEADY:
+            self._restart_delay = RESTART_DELAY
+        delay = self._restart_delay
+        self._restart_delay = min(60.0, delay * 2)
         code = self._transport.get_returncode() if self._transport is not None else None
         log.error("the report courier ended (exit status %s): started again in %.0f s",
-                  code, RESTART_DELAY)
+                  code, delay)
         if self._transport is not None:
             self._transport.close()
         self._transport = self._pipe = self._stdin = None
-        asyncio.get_running_loop().call_later(RESTART_DELAY, self._restart)
+        loop.call_later(delay, self._restart)
 
     def _restart(self) -> None:
         if not self._running or self._transport is not None:
@@ -209,7 +231,7 @@ class CourierLink:
         self._pending = 0
         self.load()
         self.queued = queued
-        asyncio.get_running_loop().create_task(self._spawn())
+        self._spawning = asyncio.get_running_loop().create_task(self._spawn())
 
     async def _tick(self) -> None:
         while True:
@@ -242,6 +264,11 @@ class CourierLink:
             wait = self._sent_at + SEND_DELAY - loop.time()
             self._send = (loop.call_later(wait, self._flush) if wait > 0
                           else loop.call_soon(self._flush))
+
+    @property
+    def pid(self) -> int | None:
+        """The running courier's process id (None: none runs now)."""
+        return None if self._transport is None else self._transport.get_pid()
 
     def pending(self) -> int:
         """Reports queued and not yet delivered or dropped."""
@@ -276,7 +303,8 @@ class CourierLink:
                 cut = index
                 break
         if cut:
-            self._write(("rows", outgoing[:cut]))
+            # (as plain tuples: a NamedTuple pickles through Python code, 4x slower)
+            self._write(("rows", [tuple(row) for row in outgoing[:cut]]))
             del outgoing[:cut]
             self._sent_at = asyncio.get_running_loop().time()
         if outgoing:  # (a NewCdr whose CDR is not committed yet: a few ms)
