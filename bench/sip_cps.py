@@ -290,7 +290,7 @@ class Runner:
                  sippy_python: Path | None = None, sip_extra: list[str] | None = None,
                  drain_s: float = 30.0, media_ports: tuple[int, int] = (10000, 32000),
                  rtp: bool = False, engine_cpu: int | None = None,
-                 receiver: str = "keep-alive", courier_cpu: int = LOAD_CPU) -> None:
+                 receiver: str = "keep-alive", courier_cpu: int = int(LOAD_CPU)) -> None:
         self.procs, self.base, self.hold_ms = procs, base, hold_ms
         self.courier_cpu = courier_cpu  # where ippbx's report courier runs
         self.receiver = receiver  # the report sink: "keep-alive" or "close"
