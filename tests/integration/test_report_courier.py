@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -290,3 +291,38 @@ async def test_signals_to_the_process_group_leave_the_courier_to_the_pbx(
     finally:
         store.close()
         await receiver.stop()
+
+
+ORPHAN = """
+import asyncio, os, sys
+from ippbx.api.reports.courier_link import CourierLink
+from ippbx.api.reports.frames import frame
+from ippbx.api.sessions import SessionManager
+from ippbx.config import load_config
+from ippbx.store.sqlite import Store
+
+async def main():
+    config = load_config(None)
+    link = CourierLink(Store(":memory:"), SessionManager(config.api), config.reports)
+    await link.start()
+    await asyncio.sleep(0.5)
+    print(link.pid, flush=True)
+    os._exit(0)  # (as a kill -9 would: nothing stops the courier)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_courier_ends_when_the_pbx_is_gone() -> None:
+    """A PBX killed outright leaves no courier behind (it sees its stdin close)."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ORPHAN, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": src})
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    pid = int(out.decode().split()[-1])
+    try:
+        await until(lambda: not alive(pid), 5, "the orphaned courier to end")
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

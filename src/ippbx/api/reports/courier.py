@@ -48,6 +48,8 @@ from ippbx.store.outbox import LegacyRow, OutboxRow
 STATUS_DELAY = 0.02
 """Seconds the courier gathers what it has done into one status frame (the PBX deletes
 the rows and renews the sessions then; nothing waits on it)."""
+STOP_WRITE = 2.0
+"""Seconds the courier's last words may take to leave before it exits all the same."""
 NO_LIMIT = 1 << 62
 """The courier's own `memory_rows`: the PBX process bounds what it hands over."""
 
@@ -146,10 +148,13 @@ class Courier:
             self._stopping = asyncio.get_running_loop().create_task(self._stop())
 
     async def _stop(self) -> None:
-        if self.delivery is not None:
-            await self.delivery.stop()
-        self.send_status()
-        self.done.set()
+        try:
+            if self.delivery is not None:
+                await self.delivery.stop()
+            with contextlib.suppress(Exception):  # (the PBX may be gone: a broken pipe)
+                self.send_status()
+        finally:
+            self.done.set()
 
     def _row_done(self, row_id: int) -> None:
         self._done_ids.append(row_id)
@@ -224,8 +229,10 @@ async def serve() -> None:
     courier = Courier(write)
     await loop.connect_read_pipe(lambda: _Input(courier), sys.stdin.buffer)
     await courier.done.wait()
-    out.close()  # (what is buffered is written first)
-    await output.closed
+    out.close()  # (what is buffered is written first, if the PBX still reads)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_WRITE):
+            await output.closed
 
 
 def main() -> None:
