@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from ippbx.api.http_server import HttpRequest, HttpResponse
+from ippbx.api.reports.courier_link import CourierLink
 from ippbx.pbx import events
 from ippbx.pbx.calls import Call, CallType, LegStatus
 from ippbx.pbx.cdr import failure_cause
@@ -575,6 +576,11 @@ def _report_families(app: App) -> Iterator[Metric]:
     yield GaugeMetricFamily("ippbx_reports_pending",
                             "Call reports queued and not yet delivered or dropped.",
                             value=delivery.pending())
+    if isinstance(delivery, CourierLink):  # ([reports] own_process)
+        yield CounterMetricFamily(
+            "ippbx_report_courier_restarts_total",
+            "Report courier processes started again after one ended on its own.",
+            value=delivery.restarts)
 
 
 def _api_families(app: App, counted: Mapping[tuple[str, int], int]) -> Iterator[Metric]:

@@ -166,6 +166,8 @@ async def test_counters_move_with_real_calls_registrations_api_requests_and_repo
     assert get(after, "ippbx_reports_queued_total") == (
         delivered + get(after, "ippbx_reports_dropped_total")
         + get(after, "ippbx_reports_pending"))
+    assert after[("ippbx_report_courier_restarts_total", frozenset())] == 0  # (the courier
+    # POSTed them, and is listed)
     assert get(after, "ippbx_report_delivery_seconds_count") == delivered
     assert get(after, "ippbx_report_delivery_seconds_bucket", le="+Inf") == delivered
     assert 0 < get(after, "ippbx_report_delivery_seconds_sum") < delivered * 5

@@ -53,6 +53,7 @@ from datetime import tzinfo
 from enum import StrEnum
 from typing import Any
 
+from ippbx.api.reports.form import Form
 from ippbx.config import Config
 from ippbx.pbx import cdr, events
 from ippbx.pbx.calls import Call, Leg, LegKind, LegStatus
@@ -78,13 +79,6 @@ class Action(StrEnum):
     INVITE = "Invite"  # an inbound call waits for inbound/accept or inbound/refuse
     INCOMING = "Incoming"  # that call is let through
     CONFIG_CHANGE = "ConfigChange"  # an extension, trunk or route added, changed, deleted
-
-
-class Form(StrEnum):
-    """The two report shapes."""
-
-    OPENVOX = "openvox"
-    YEASTAR = "yeastar"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,13 @@ It runs the same `Delivery` as the PBX process would (lanes, retries, pipelining
 HTTP client), fed over its stdin and answering over its stdout, one frame per message
 (a 4-byte big-endian length, then a pickle: the two ends are one program):
 
-    PBX → courier   ("config", {ReportsSection fields})     first, once
-                    ("sessions", (Session, …))              the live sessions, when they change
+    PBX → courier   ("config", {ReportsSection fields})     first, once; it answers "ready"
+                    ("sessions", [(token, url, urltag, port, version, report_ip), …])
+                                                            the live sessions, when they change
                     ("rows", [(id, dest, lane, body, created), …])   reports to deliver
                     ("stop",)                               stop (what is left stays stored)
-    courier → PBX   ("status", done ids, tokens delivered to, delays (s), delivered, dropped)
+    courier → PBX   ("ready",)                              its delivery has started
+                    ("status", done ids, tokens delivered to, delays (s), delivered, dropped)
                     ("log", level, logger name, message)    its log lines, for the PBX's log
 
 The outbox stays the PBX process's: the courier holds the rows it is given in memory and
@@ -36,14 +38,18 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import uvloop
 
 from ippbx.api.reports.delivery import Delivery
 from ippbx.api.reports.frames import FrameReader, Message, frame
-from ippbx.api.sessions import Session
-from ippbx.config import ReportsSection
 from ippbx.store.outbox import LegacyRow, OutboxRow
+
+if TYPE_CHECKING:
+    from ippbx.config import ReportsSection
 
 STATUS_DELAY = 0.02
 """Seconds the courier gathers what it has done into one status frame (the PBX deletes
@@ -85,22 +91,34 @@ class _Relay:
         return 0, 0
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCopy:
+    """What the delivery reads of an API session (`delivery.Session`), as the PBX sent it."""
+
+    token: str
+    url: str
+    urltag: str
+    port: str
+    version: str
+    report_ip: str
+
+
 class _SessionCopy:
     """The live sessions as the PBX last sent them; a delivery touches tokens here."""
 
     def __init__(self, on_touch: Callable[[str], None]) -> None:
         self.on_touch = on_touch
-        self._live: tuple[Session, ...] = ()
-        self._by_token: dict[str, Session] = {}
+        self._live: tuple[SessionCopy, ...] = ()
+        self._by_token: dict[str, SessionCopy] = {}
 
-    def update(self, live: tuple[Session, ...]) -> None:
-        self._live = live
-        self._by_token = {s.token: s for s in live}
+    def update(self, live: list[tuple[str, ...]]) -> None:
+        self._live = tuple(SessionCopy(*fields) for fields in live)
+        self._by_token = {s.token: s for s in self._live}
 
-    def live(self) -> tuple[Session, ...]:
+    def live(self) -> tuple[SessionCopy, ...]:
         return self._live
 
-    def session(self, token: str) -> Session | None:
+    def session(self, token: str) -> SessionCopy | None:
         return self._by_token.get(token)
 
     def touch(self, token: str) -> bool:
@@ -131,17 +149,23 @@ class Courier:
                 self.delivery.add([OutboxRow(*row) for row in rows])
         elif kind == "sessions":
             live = message[1]
-            assert isinstance(live, tuple)
+            assert isinstance(live, list)
             self.sessions.update(live)
         elif kind == "config":
             fields = message[1]
             assert isinstance(fields, dict)
+            # (validated in the PBX; pydantic would double the courier's start-up time)
+            config = cast("ReportsSection", SimpleNamespace(**fields))
             self.delivery = Delivery(_Relay(self._row_done, self._soon), self.sessions,
-                                     ReportsSection(**fields), memory_rows=NO_LIMIT)
+                                     config, memory_rows=NO_LIMIT)
             self.delivery.on_delivered = self._delivered
-            asyncio.get_running_loop().create_task(self.delivery.start())
+            asyncio.get_running_loop().create_task(self._start(self.delivery))
         elif kind == "stop":
             self.stop()
+
+    async def _start(self, delivery: Delivery) -> None:
+        await delivery.start()
+        self.write(frame(("ready",)))
 
     def stop(self) -> None:
         if self._stopping is None:

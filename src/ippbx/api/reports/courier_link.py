@@ -2,8 +2,8 @@
 does for `ReportService`, with the POSTs made in a process of its own.
 
 Why: with an application logged in, each call makes about seven reports, and delivering
-them (lanes, the HTTP client, its answers) cost as much CPU as a fifth of the call itself
-in the process that runs SIP. Here that process keeps only building the reports and the
+them (lanes, the HTTP client, its answers) made a call cost about a quarter more CPU in
+the process that runs SIP. Here that process keeps only building the reports and the
 outbox; the courier, on another core when the machine has one, does the rest.
 
 `CourierLink` has `Delivery`'s interface (`load`, `start`, `stop`, `add`, `routes`,
@@ -14,8 +14,9 @@ outbox; the courier, on another core when the machine has one, does the rest.
 - per destination, how many rows the courier holds: past `memory_rows` the later ones
   wait in the file only and are read back, in id order, as the courier gets through
   them (so a receiver that is down costs the courier that much memory, no more);
-- the order of hand-over: rows go over in the order they were added, a few milliseconds'
-  worth per message; a NewCdr (and what follows it) only once its CDR is committed;
+- the order of hand-over: rows go over in the order they were added, at the end of the
+  loop's pass that made them, or under load 5 ms' worth per message; a NewCdr (and what
+  follows it) only once its CDR is committed;
 - the sessions: sent over whenever `SessionManager.live()` changes (looked at on every
   hand-over and once a second), touched here when the courier delivered to them; the
   reports of a destination no session uses any more are dropped here from the file
@@ -44,23 +45,29 @@ from ippbx.api.reports.delivery import (
     LiveRoute,
     OutboxStore,
     RouteCache,
+    Session,
     Sessions,
     needs_its_cdr,
     stored_backlog,
 )
 from ippbx.api.reports.frames import FrameReader, Message, frame
-from ippbx.api.sessions import Session
 from ippbx.config import ReportsSection
 from ippbx.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
 SEND_DELAY = 0.005
-"""Seconds between two messages of reports to the courier at most one per: a report added
-after a quiet spell goes at once (at the end of the loop's pass), under load the reports
-of this long go together (one write to the pipe, not one per report)."""
+"""Under load, at most one message of reports to the courier per this many seconds (the
+reports of this long go together: one write to the pipe, not one per report). Otherwise
+reports go at the end of the loop's pass that made them."""
+BUSY_ROWS = 50
+"""Reports handed over in `BUSY_WINDOW` that make the next window's "under load" (500/s:
+about 70 calls/s with an application logged in)."""
+BUSY_WINDOW = 0.1
 COMMIT_POLL = 0.002
 """Seconds between looks at whether the NewCdr next in line is committed."""
+READY_WAIT = 10.0
+"""Seconds `start()` waits for the courier to say it is ready at most."""
 CHECK_EVERY = 1.0
 """Seconds between looks at the sessions (expiry) while the courier runs."""
 RESTART_DELAY = 1.0
@@ -90,21 +97,29 @@ class _Pipe(asyncio.SubprocessProtocol):
     def __init__(self, link: CourierLink) -> None:
         self.link = link
         self.reader = FrameReader()
+        loop = asyncio.get_running_loop()
         # the process ended and its pipes are closed (all it said was received)
-        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()  # it said so
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         for message in self.reader.feed(data):
-            self.link.receive(message)
+            if message[0] == "ready":
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            else:
+                self.link.receive(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished.done():
-            self.finished.set_result(None)
+        for future in (self.finished, self.ready):
+            if not future.done():
+                future.set_result(None)
         self.link.exited(self)
 
 
 class CourierLink:
-    """Report delivery through the courier process."""
+    """Report delivery through the courier process. (`clock` is `Delivery`'s parameter:
+    the courier's own wall clock ages the reports.)"""
 
     def __init__(self, store: OutboxStore, sessions: Sessions, config: ReportsSection, *,
                  clock: Callable[[], float] = time.time,
@@ -133,6 +148,9 @@ class CourierLink:
         self._pipe: _Pipe | None = None
         self._send: asyncio.TimerHandle | asyncio.Handle | None = None
         self._sent_at = 0.0  # (loop time) the last message of reports
+        self._busy = False  # under load: messages `SEND_DELAY` apart
+        self._window_start = 0.0  # (loop time) and the rows handed over since
+        self._window_rows = 0
         self._stdin: asyncio.WriteTransport | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._running = False
@@ -152,8 +170,18 @@ class CourierLink:
                 self.queued += rest
 
     async def start(self) -> None:
+        """Start the courier and wait (up to `READY_WAIT` s) until it can deliver, so the
+        reports of the first calls do not wait for its start."""
         self._running = True
         await self._spawn()
+        pipe = self._pipe
+        if pipe is not None:
+            try:
+                async with asyncio.timeout(READY_WAIT):
+                    await asyncio.shield(pipe.ready)
+            except TimeoutError:
+                log.warning("the report courier is not ready after %.0f s; going on",
+                            READY_WAIT)
         self._ticker = asyncio.create_task(self._tick(), name="ippbx-courier-check")
 
     async def stop(self) -> None:
@@ -261,7 +289,7 @@ class CourierLink:
         self.queued += count
         if outgoing and self._send is None and self._transport is not None:
             loop = asyncio.get_running_loop()
-            wait = self._sent_at + SEND_DELAY - loop.time()
+            wait = self._sent_at + SEND_DELAY - loop.time() if self._busy else 0.0
             self._send = (loop.call_later(wait, self._flush) if wait > 0
                           else loop.call_soon(self._flush))
 
@@ -288,7 +316,8 @@ class CourierLink:
         live = self.sessions.live()
         if live is not self._sent_live:
             self._sent_live = live
-            self._write(("sessions", live))
+            self._write(("sessions", [(x.token, x.url, x.urltag, x.port, x.version,
+                                       x.report_ip) for x in live]))
             routes = self.routes()
             if routes is not self._sent_routes:
                 self._sent_routes = routes
@@ -306,7 +335,11 @@ class CourierLink:
             # (as plain tuples: a NamedTuple pickles through Python code, 4x slower)
             self._write(("rows", [tuple(row) for row in outgoing[:cut]]))
             del outgoing[:cut]
-            self._sent_at = asyncio.get_running_loop().time()
+            now = self._sent_at = asyncio.get_running_loop().time()
+            self._window_rows += cut
+            if now - self._window_start >= BUSY_WINDOW:
+                self._busy = self._window_rows >= BUSY_ROWS
+                self._window_start, self._window_rows = now, 0
         if outgoing:  # (a NewCdr whose CDR is not committed yet: a few ms)
             self._send = asyncio.get_running_loop().call_later(COMMIT_POLL, self._flush)
 

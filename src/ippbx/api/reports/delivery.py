@@ -70,14 +70,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from ippbx.api.reports.build import Form
+from ippbx.api.reports.form import Form
 from ippbx.api.reports.poster import Outcome, Poster
-from ippbx.api.sessions import Session
-from ippbx.config import ReportsSection
 from ippbx.store.outbox import LegacyRow, OutboxRow
+
+if TYPE_CHECKING:  # (the courier imports this module: no pydantic at run time)
+    from ippbx.config import ReportsSection
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,29 @@ class OutboxStore(Protocol):
     def outbox_adopt_legacy(
         self, convert: Callable[[LegacyRow], tuple[str, str] | None]
     ) -> tuple[int, int]: ...
+
+
+class Session(Protocol):
+    """What the delivery reads of an API session (`ippbx.api.sessions.Session`, or the
+    courier's copy of it)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def urltag(self) -> str: ...
+
+    @property
+    def port(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def report_ip(self) -> str: ...
 
 
 class Sessions(Protocol):

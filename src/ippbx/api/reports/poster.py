@@ -75,8 +75,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
-from ippbx.certs import client_context
-
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
@@ -355,6 +353,8 @@ class Poster:
         """The client context for `https://` receivers (made on first use): the system's
         CAs, or `tls_ca`; no checks at all when `tls_verify` is off."""
         if self._ssl is None:
+            from ippbx.certs import client_context  # (cryptography: only for https://)
+
             self._ssl = client_context(self.tls_verify, self.tls_ca if self.tls_verify else "")
         return self._ssl
 
