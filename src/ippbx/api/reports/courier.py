@@ -103,7 +103,7 @@ class SessionCopy:
     report_ip: str
 
 
-class _SessionCopy:
+class _LiveSessions:
     """The live sessions as the PBX last sent them; a delivery touches tokens here."""
 
     def __init__(self, on_touch: Callable[[str], None]) -> None:
@@ -132,7 +132,7 @@ class Courier:
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
         self.delivery: Delivery | None = None
-        self.sessions = _SessionCopy(self._touched)
+        self.sessions = _LiveSessions(self._touched)
         self.done = asyncio.Event()  # stopped (asked to, or the PBX is gone)
         self._done_ids: list[int] = []
         self._tokens: set[str] = set()
