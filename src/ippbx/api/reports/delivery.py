@@ -211,9 +211,12 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+Backlog = list[tuple[str, list[OutboxRow], int]]
+"""Per destination: its key, its first rows, how many more wait in the outbox file only."""
+
+
 def stored_backlog(store: OutboxStore, sessions: Sessions, live: dict[str, LiveRoute],
-                   memory_rows: int, dropped: int) -> tuple[list[tuple[str, list[OutboxRow], int]],
-                                                        int]:
+                   memory_rows: int, dropped: int) -> tuple[Backlog, int]:
     """What a previous run left in the outbox, for a delivery starting: per destination
     still in `live`, its first `memory_rows` rows and how many more wait in the file only;
     and `dropped` plus the reports dropped meanwhile (those of destinations no live
@@ -227,7 +230,7 @@ def stored_backlog(store: OutboxStore, sessions: Sessions, live: dict[str, LiveR
     dropped += lost
     if kept or lost:
         log.info("outbox of an earlier version: %d reports kept, %d dropped", kept, lost)
-    backlog: list[tuple[str, list[OutboxRow], int]] = []
+    backlog: Backlog = []
     kept = 0
     for key, count in store.outbox_dests().items():
         if key not in live:
