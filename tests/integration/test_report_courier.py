@@ -88,6 +88,12 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.01)
 
 
+async def found_down(caplog: pytest.LogCaptureFixture) -> None:
+    """Until the courier's warning that the receiver is down reaches this process's log
+    (it holds the reports and has tried them)."""
+    await until(lambda: "unreachable; retrying" in caplog.text, 5, "the courier's warning")
+
+
 @asynccontextmanager
 async def courier(store: Store, sessions: SessionManager, *, memory_rows: int = MEMORY_ROWS,
                   **kw: float) -> AsyncIterator[CourierLink]:
@@ -170,7 +176,8 @@ async def test_a_newcdr_waits_for_its_cdr_and_keeps_its_place(tmp_path: Path) ->
         await receiver.stop()
 
 
-async def test_a_receiver_down_costs_the_courier_memory_rows_at_most(tmp_path: Path) -> None:
+async def test_a_receiver_down_costs_the_courier_memory_rows_at_most(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     receiver = Receiver()  # (not started: refused)
     sessions, session = login(receiver.port)
     store = Store(str(tmp_path / "pbx.sqlite3"))
@@ -179,7 +186,8 @@ async def test_a_receiver_down_costs_the_courier_memory_rows_at_most(tmp_path: P
             link.add(store.outbox_add(rows_for(route_of(session), 6, 5), hold=[True] * 30))
             held = link._held[route_of(session)]
             assert (held.in_courier, held.spilled, link.pending()) == (7, 23, 30)
-            await asyncio.sleep(0.5)  # (refused, retried)
+            with caplog.at_level(logging.WARNING):
+                await found_down(caplog)
             assert link.pending() == 30 and link.delivered == 0
             await receiver.start()
             most = 0
@@ -203,9 +211,12 @@ async def test_a_courier_that_dies_is_replaced_and_nothing_is_lost(
     store = Store(str(tmp_path / "pbx.sqlite3"))
     try:
         async with courier(store, sessions, backoff_max=0.2) as link:
-            link.add(store.outbox_add(rows_for(route_of(session), 10, 3), hold=[True] * 30))
-            await asyncio.sleep(0.3)
+            with caplog.at_level(logging.WARNING):
+                link.add(store.outbox_add(rows_for(route_of(session), 10, 3),
+                                          hold=[True] * 30))
+                await found_down(caplog)
             first = child_pid(link)
+            caplog.clear()
             with caplog.at_level(logging.ERROR):
                 os.kill(first, signal.SIGKILL)
                 await until(lambda: link.restarts == 1 and link._transport is not None, 5,
@@ -230,8 +241,7 @@ async def test_a_logout_drops_its_reports_and_the_courier_logs_here(
         with caplog.at_level(logging.INFO):
             async with courier(store, sessions, backoff_max=0.2, memory_rows=4) as link:
                 link.add(store.outbox_add(rows_for(route_of(session), 3, 3), hold=[True] * 9))
-                await until(lambda: "unreachable; retrying" in caplog.text, 5,
-                            "the courier's warning in this process's log")
+                await found_down(caplog)
                 sessions.logout(session.token)
                 await until(lambda: link.pending() == 0 and link.dropped == 9, 5,
                             "the 9 reports dropped")
@@ -241,15 +251,17 @@ async def test_a_logout_drops_its_reports_and_the_courier_logs_here(
         store.close()
 
 
-async def test_a_stop_is_prompt_and_leaves_what_is_not_delivered(tmp_path: Path) -> None:
+async def test_a_stop_is_prompt_and_leaves_what_is_not_delivered(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     receiver = Receiver()  # (never up)
     sessions, session = login(receiver.port)
     path = str(tmp_path / "pbx.sqlite3")
     store = Store(path)
     started = time.monotonic()
     async with courier(store, sessions) as link:
-        link.add(store.outbox_add(rows_for(route_of(session), 5, 2), hold=[True] * 10))
-        await asyncio.sleep(0.3)
+        with caplog.at_level(logging.WARNING):
+            link.add(store.outbox_add(rows_for(route_of(session), 5, 2), hold=[True] * 10))
+            await found_down(caplog)
         pid = child_pid(link)
     assert time.monotonic() - started < 5
     assert not alive(pid)
@@ -273,8 +285,7 @@ async def test_signals_to_the_process_group_leave_the_courier_to_the_pbx(
     try:
         with caplog.at_level(logging.ERROR):
             async with courier(store, sessions) as link:
-                pid = child_pid(link)
-                await asyncio.sleep(0.5)  # (its signal handlers are set at its start)
+                pid = child_pid(link)  # (ready: its signals were ignored before its imports)
                 os.kill(pid, signal.SIGINT)
                 os.kill(pid, signal.SIGTERM)
                 link.add(store.outbox_add(rows_for(route_of(session), 2, 2),
@@ -304,8 +315,7 @@ from ippbx.store.sqlite import Store
 async def main():
     config = load_config(None)
     link = CourierLink(Store(":memory:"), SessionManager(config.api), config.reports)
-    await link.start()
-    await asyncio.sleep(0.5)
+    await link.start()  # (returns once the courier is ready)
     print(link.pid, flush=True)
     os._exit(0)  # (as a kill -9 would: nothing stops the courier)
 
@@ -326,3 +336,29 @@ async def test_the_courier_ends_when_the_pbx_is_gone() -> None:
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_courier_that_hangs_is_killed_at_the_stop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A courier that answers nothing (stopped, swapped out, stuck) does not hold up
+    ippbx's stop: it is killed after the grace, and its reports stay stored."""
+    receiver = Receiver()  # (never up)
+    sessions, session = login(receiver.port)
+    path = str(tmp_path / "pbx.sqlite3")
+    store = Store(path)
+    with caplog.at_level(logging.WARNING):
+        async with courier(store, sessions) as link:
+            link.add(store.outbox_add(rows_for(route_of(session), 2, 2), hold=[True] * 4))
+            await found_down(caplog)
+            pid = child_pid(link)
+            os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+    assert 2.0 < time.monotonic() - started < 6  # (STOP_GRACE + 2 s, then killed)
+    assert "did not stop in time: killed" in caplog.text
+    assert not alive(pid)
+    store.close()
+    store = Store(path)
+    try:
+        assert store.outbox_count() == 4
+    finally:
+        store.close()

@@ -202,8 +202,8 @@ class CourierLink:
             return
         self._write(("stop",))
         try:
-            async with asyncio.timeout(STOP_GRACE + 2.0):
-                await pipe.finished
+            async with asyncio.timeout(STOP_GRACE + 2.0):  # (shielded: the timeout would
+                await asyncio.shield(pipe.finished)  # cancel the future it waits for)
         except TimeoutError:
             log.warning("the report courier did not stop in time: killed")
             transport.kill()
