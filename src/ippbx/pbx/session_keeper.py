@@ -1,22 +1,26 @@
 """The timers that end calls: session refreshes and expiries per leg, the longest call.
 
-`SessionKeeper` runs what `session_timers.py` agreed for each side of a bridged call (the
-timers and the requests here; which request refreshes and what its answer means are
-`sip/session.py`'s `refresh_method` and `refresh_outcome`):
+`SessionKeeper` is the asyncio adapter of `sip/session.py`'s `SessionRefresh`, one per
+side of a bridged call that has a session timer (`session_timers.py` agrees on it):
 
-* ippbx refreshes (`we_refresh`): every half interval an UPDATE (when the peer's Allow
-  lists it) or a re-INVITE with the SDP that side last got from us, unchanged (an
-  in-dialog OPTIONS when there is none, a late-offer call: a re-INVITE without SDP would
-  be a new offer). A final
-  answer 408 or 481, a refresh the transport could not deliver (a TCP/TLS peer whose
-  connection is gone), or none within the timer's `answer_timeout`, means the peer is gone:
-  the call is torn down (BYE on both legs, the legs end with 408). 491 (glare with a
-  re-INVITE of the call itself) is tried again 2-4 s later; an UPDATE answered 405/501
-  makes the next try a re-INVITE. Any other answer shows the peer is there.
+* ippbx refreshes: every half interval an UPDATE (when the peer's Allow lists it) or a
+  re-INVITE with the SDP that side last got from us, unchanged (an in-dialog OPTIONS
+  when there is none, a late-offer call: a re-INVITE without SDP would be a new offer).
+  A final answer 408 or 481, a refresh the transport could not deliver (a TCP/TLS peer
+  whose connection is gone), or none within the timer's answer timeout, means the peer
+  is gone: the call is torn down (BYE on both legs, the legs end with 408). 491 (glare
+  with a re-INVITE of the call itself) is tried again after §14.1's pause; an UPDATE
+  answered 405/501 makes the next try a re-INVITE, at once; a re-INVITE that finds
+  another offer in progress on the dialog waits 2-4 s. Any other answer shows the peer
+  is there.
 * the peer refreshes: each re-INVITE or UPDATE from it (`refreshed`) restarts the expiry;
   without one for the interval less min(32 s, a third of it), the call is torn down.
 * `[calls] max_duration`: the call is hung up (BYE on both legs) that long after it was
   answered.
+
+The machine decides; the keeper keeps its `deadline` in a heap, sends the refresh it
+asks for, feeds it the answer, and ends the call it says is over. A 2xx to a refreshing
+re-INVITE is ACKed whenever it comes, even after the call ended or the wait gave up.
 
 A side whose dialog is replaced (a transfer target answered) is refreshed by ippbx from
 then on, whatever the first party agreed. `stop(bridge)` cancels a call's timers when it
@@ -31,7 +35,6 @@ import heapq
 import itertools
 import logging
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,17 +44,18 @@ from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
 from ippbx.sip.session import (
     OfferStimulus,
+    RefreshAction,
     RefreshMethod,
-    RefreshOutcome,
+    RefreshState,
+    RefreshStimulus,
+    SessionRefresh,
     Verdict,
-    glare_retry_delay,
-    refresh_method,
-    refresh_outcome,
 )
 from ippbx.sip.ua import UNREACHABLE
 
 if TYPE_CHECKING:
     from ippbx.pbx.b2bua import B2BUA, Bridge, Side
+    from ippbx.sip.dialog import Dialog
 
 __all__ = ["SessionKeeper"]
 
@@ -71,11 +75,16 @@ class _Timer:
         self.callback, self.args = None, ()
 
 
-@dataclass(eq=False, slots=True)
-class _SideState:
-    timer: SessionTimer
-    allows_update: bool
-    handle: _Timer | None = None
+class _SideState(SessionRefresh):
+    """One side's machine, with the agreement it runs and its place in the heap (one
+    object per side: a held call keeps two)."""
+
+    __slots__ = ("timer", "handle")
+
+    def __init__(self, timer: SessionTimer, allows_update: bool, now: float) -> None:
+        super().__init__(timer.interval, timer.we_refresh, allows_update, now)
+        self.timer = timer
+        self.handle: _Timer | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -114,7 +123,7 @@ class SessionKeeper:
             old.handle.cancel()
         if timer is None:
             return
-        state = kept.sides[side] = _SideState(timer, allows_update)
+        state = kept.sides[side] = _SideState(timer, allows_update, self._now())
         self._arm(bridge, side, state)
 
     def replaced(self, bridge: Bridge, side: Side, timer: SessionTimer,
@@ -133,6 +142,7 @@ class SessionKeeper:
         kept = self._kept.get(id(bridge))
         state = kept.sides.get(side) if kept is not None else None
         if state is not None:
+            state.step(RefreshStimulus.PEER_REFRESHED, self._now())
             self._arm(bridge, side, state)
 
     def stop(self, bridge: Bridge) -> None:
@@ -142,20 +152,26 @@ class SessionKeeper:
         if kept.limit is not None:
             kept.limit.cancel()
         for state in kept.sides.values():
+            state.step(RefreshStimulus.STOP, self._now())
             if state.handle is not None:
                 state.handle.cancel()
 
     # -- internals ----------------------------------------------------------------------
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
     def _later(self, delay: float, callback: Callable[..., None], *args: object) -> _Timer:
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
+        return self._at(self._now() + delay, callback, *args)
+
+    def _at(self, when: float, callback: Callable[..., None], *args: object) -> _Timer:
         timer = _Timer(callback, args)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         if when < self._wakeup_at:
             if self._wakeup is not None:
                 self._wakeup.cancel()
             self._wakeup_at = when
-            self._wakeup = loop.call_at(when, self._run)
+            self._wakeup = asyncio.get_running_loop().call_at(when, self._run)
         return timer
 
     def _run(self) -> None:
@@ -179,27 +195,37 @@ class SessionKeeper:
             self._wakeup_at = heap[0][0]
             self._wakeup = loop.call_at(self._wakeup_at, self._run)
 
-    def _arm(self, bridge: Bridge, side: Side, state: _SideState, delay: float | None = None
-             ) -> None:
+    def _arm(self, bridge: Bridge, side: Side, state: _SideState) -> None:
+        """Wake up at the machine's deadline (nothing when it has none)."""
         if state.handle is not None:
             state.handle.cancel()
-        timer = state.timer
-        if timer.we_refresh:
-            wait = timer.refresh_after if delay is None else delay
-            state.handle = self._later(wait, self._refresh_due, bridge, side, state)
-        else:
-            state.handle = self._later(timer.expire_after, self._expired, bridge, side)
+            state.handle = None
+        if state.deadline != math.inf:
+            state.handle = self._at(state.deadline, self._due, bridge, side, state)
 
     def _current(self, bridge: Bridge, side: Side, state: _SideState) -> bool:
         kept = self._kept.get(id(bridge))
         return (not bridge.ended and kept is not None and kept.sides.get(side) is state)
 
-    def _expired(self, bridge: Bridge, side: Side) -> None:
-        if bridge.ended or id(bridge) not in self._kept:
+    def _due(self, bridge: Bridge, side: Side, state: _SideState) -> None:
+        state.handle = None
+        if not self._current(bridge, side, state):
             return
-        log.info("call %s: no session refresh from the %s side in time; ending it",
-                 bridge.call.callid, "caller" if side == "a" else "callee")
-        self._end(bridge, 408)
+        was = state.state
+        actions = state.step(RefreshStimulus.DEADLINE, self._now())
+        if RefreshAction.END in actions:
+            party = "caller" if side == "a" else "callee"
+            if was is RefreshState.REFRESHING:
+                log.info("call %s: the %s side did not answer its session refresh; "
+                         "ending it", bridge.call.callid, party)
+            else:
+                log.info("call %s: no session refresh from the %s side in time; ending it",
+                         bridge.call.callid, party)
+            self._end(bridge, 408)
+            return
+        if RefreshAction.SEND in actions:
+            self.b2bua.spawn(self._refresh(bridge, side, state))
+        self._arm(bridge, side, state)
 
     def _limit_reached(self, limit: float, bridge: Bridge) -> None:
         if bridge.ended or id(bridge) not in self._kept:
@@ -213,61 +239,45 @@ class SessionKeeper:
         self.stop(bridge)
         self.b2bua.teardown(bridge, status)
 
-    def _refresh_due(self, bridge: Bridge, side: Side, state: _SideState) -> None:
-        state.handle = None
-        if self._current(bridge, side, state):
-            self.b2bua.spawn(self._refresh(bridge, side, state))
-
     async def _refresh(self, bridge: Bridge, side: Side, state: _SideState) -> None:
+        """Send the refresh the machine asked for and feed it the answer."""
         dialog = bridge.dialog(side)
-        if dialog is None:
+        theirs: Side = "b" if side == "a" else "a"  # (this side last got the other's SDP)
+        body = b"" if state.allows_update else bridge.sdp.get(theirs, b"")
+        method = state.sending(bool(body), dialog is not None and dialog.is_uac)
+        if dialog is None or (method is RefreshMethod.INVITE and bridge.offer(
+                side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT):
+            # (a re-INVITE is in progress on the dialog: one offer at a time)
+            state.step(RefreshStimulus.BUSY, self._now())
+            self._arm(bridge, side, state)
             return
-        ua = self.b2bua.ua
-        timer = state.timer
         headers = [("Supported", "timer"),
-                   ("Session-Expires", f"{int(timer.interval)};refresher=uac")]
-        body = b"" if state.allows_update else bridge.sdp.get("b" if side == "a" else "a", b"")
-        method = refresh_method(state.allows_update, bool(body))
+                   ("Session-Expires", f"{int(state.interval)};refresher=uac")]
         if method is RefreshMethod.INVITE:
-            if bridge.offer(side, OfferStimulus.OUR_OFFER) is not Verdict.ACCEPT:
-                self._arm(bridge, side, state, delay=random.uniform(2.0, 4.0))
-                return  # one INVITE at a time on a dialog: a re-INVITE is in progress
             headers.append(("Content-Type", bridge.content_type))
-        sent = asyncio.ensure_future(ua.request_in_dialog(dialog, method.name, body, headers))
+        sent = asyncio.ensure_future(
+            self.b2bua.ua.request_in_dialog(dialog, method.name, body, headers))
         if method is RefreshMethod.INVITE:  # (its offer is marked out above)
-
-            def done(_: object) -> None:
-                bridge.offer(side, OfferStimulus.OUR_ANSWERED)
-
-            sent.add_done_callback(done)
-        try:
-            response: Response | None = await asyncio.wait_for(asyncio.shield(sent),
-                                                                timer.answer_timeout)
-        except TimeoutError:
-            response = None
-            if method is RefreshMethod.INVITE:  # a 2xx that comes later is still ACKed
-                sent.add_done_callback(lambda task: self._late_ack(task, dialog))
+            sent.add_done_callback(partial(self._invite_answered, bridge, side, dialog))
+        # the machine's deadline ends a wait that is too long; the wait itself lasts as
+        # long as the transaction (its Timer B) or until the call ends
+        response: Response = await asyncio.shield(sent)
         if not self._current(bridge, side, state):
             return
-        if method is RefreshMethod.INVITE and response is not None and response.status < 300:
-            ua.ack(dialog)
-        outcome = refresh_outcome(method, response.status if response is not None else None,
-                                  response is not None and response.reason == UNREACHABLE)
-        if outcome is RefreshOutcome.GONE:
+        actions = state.answered(response.status, response.reason == UNREACHABLE,
+                                 self._now())
+        if RefreshAction.END in actions:
             log.info("call %s: the %s side did not answer its session refresh (%s); "
                      "ending it", bridge.call.callid, "caller" if side == "a" else "callee",
-                     response.status if response is not None else "no answer")
+                     response.status)
             self._end(bridge, 408)
-        elif outcome is RefreshOutcome.GLARE:  # (§14.1's pause, as for any re-INVITE of ours)
-            self._arm(bridge, side, state, delay=glare_retry_delay(dialog.is_uac))
-        elif outcome is RefreshOutcome.NO_UPDATE:
-            state.allows_update = False
-            self._arm(bridge, side, state, delay=0.0)
         else:
             self._arm(bridge, side, state)
 
-    def _late_ack(self, task: asyncio.Future[Response], dialog: object) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        if task.result().status < 300:
-            self.b2bua.ua.ack(dialog)  # type: ignore[arg-type]
+    def _invite_answered(self, bridge: Bridge, side: Side, dialog: Dialog,
+                         task: asyncio.Future[Response]) -> None:
+        """Our refreshing re-INVITE got its final answer: the dialog's offer is free, and
+        a 2xx is ACKed, whether or not anyone still waits for it."""
+        bridge.offer(side, OfferStimulus.OUR_ANSWERED)
+        if not task.cancelled() and task.exception() is None and task.result().status < 300:
+            self.b2bua.ua.ack(dialog)

@@ -22,13 +22,15 @@ gets 408 or 481, or no answer within `answer_timeout`, ends the call. Where the 
 the refresher, a session that sees no refresh (re-INVITE or UPDATE) for the interval less
 min(32 s, a third of it) is ended with a BYE (§10).
 
-Pure: parses headers and computes times; the B2BUA owns the timers and the requests.
+Pure: parses headers and computes times (with `sip/session.py`, whose `SessionRefresh`
+runs them); `pbx/session_keeper.py` owns the timers and the requests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ippbx.sip import session
 from ippbx.sip.headers import HeaderError, parse_params, split_list
 from ippbx.sip.message import Request, Response
 
@@ -51,18 +53,17 @@ class SessionTimer:
     @property
     def refresh_after(self) -> float:
         """When ippbx sends its refresh: half the interval (§7.4, §9)."""
-        return self.interval / 2
+        return session.refresh_after(self.interval)
 
     @property
     def expire_after(self) -> float:
         """When a session the peer refreshes is over without a refresh (§10)."""
-        return self.interval - min(32.0, self.interval / 3)
+        return session.expire_after(self.interval)
 
     @property
     def answer_timeout(self) -> float:
-        """How long our refresh may wait for its final answer before the peer counts as
-        gone (the transaction's own limit, 32 s, is longer than short intervals)."""
-        return min(32.0, max(1.0, self.interval / 3))
+        """How long our refresh may wait for its final answer."""
+        return session.answer_timeout(self.interval)
 
 
 @dataclass(frozen=True, slots=True)

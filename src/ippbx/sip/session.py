@@ -21,10 +21,17 @@ dialogs, the transaction layer and the transaction user. One action may stop the
 its row: `TRACK_EARLY` drops a reliable 1xx already seen (a retransmission or an older
 RSeq, RFC 3262 §4). It only does so in a state the 1xx leaves unchanged.
 
-Two smaller rule sets of a confirmed dialog live here too: `Offer` (one offer at a
-time in each dialog, §14.1, with the 491 pause `glare_retry_delay`) and the RFC 4028
-refresh decisions (`refresh_method`: UPDATE, re-INVITE or OPTIONS; `refresh_outcome`:
-what the answer to one says), which `pbx/session_keeper.py` runs on its timers.
+Two smaller machines of a confirmed dialog live here too:
+
+* `Offer` (one offer at a time in each dialog, §14.1, with the 491 pause
+  `glare_retry_delay`);
+* `SessionRefresh`, one dialog's RFC 4028 session timer as its own table
+  (`REFRESH_TABLE`, complete in the same way): who refreshes, when the next refresh or
+  the peer's is due, how long our refresh may wait for its answer, and what that answer
+  means (`refresh_method`: UPDATE, re-INVITE or OPTIONS; `refresh_outcome`: alive, gone,
+  glare, no UPDATE). It keeps a `deadline` on the adapter's clock; `pbx/session_keeper.py`
+  holds the deadlines of all calls in one heap, sends the refreshes and ends the calls
+  it is told to.
 
 UAC states::
 
@@ -332,3 +339,181 @@ def refresh_outcome(method: RefreshMethod, status: int | None,
     if method is RefreshMethod.UPDATE and status in _NO_UPDATE:
         return RefreshOutcome.NO_UPDATE
     return RefreshOutcome.ALIVE
+
+
+# -- session refresh timers (RFC 4028 §7.4, §9, §10) ---------------------------------------
+def refresh_after(interval: float) -> float:
+    """When the refresher sends its refresh: half the interval (§7.4, §9)."""
+    return interval / 2
+
+
+def expire_after(interval: float) -> float:
+    """When a session the peer refreshes is over without a refresh (§10): the interval
+    less min(32 s, a third of it)."""
+    return interval - min(32.0, interval / 3)
+
+
+def answer_timeout(interval: float) -> float:
+    """How long our refresh may wait for its final answer before the peer counts as gone
+    (the transaction's own limit, 32 s, is longer than short intervals allow)."""
+    return min(32.0, max(1.0, interval / 3))
+
+
+BUSY_RETRY = (2.0, 4.0)  # s: our refresh found an offer in progress on the dialog
+
+
+class Refresher(IntEnum):
+    """Who keeps a session alive."""
+
+    US = 1  # ippbx sends the refreshes
+    PEER = 2  # the peer does; ippbx watches for them
+
+
+class RefreshState(IntEnum):
+    WAITING = 1  # until `deadline`: our next refresh, or the peer's latest one
+    REFRESHING = 2  # our refresh is out; its answer is due by `deadline`
+    ENDED = 3  # expired, gone, or stopped: nothing is armed
+
+
+class RefreshStimulus(IntEnum):
+    DEADLINE = 1  # the time in `deadline` came
+    PEER_REFRESHED = 2  # a re-INVITE or UPDATE of the peer's was answered 2xx
+    BUSY = 3  # our re-INVITE could not go out: an offer is in progress on the dialog
+    ALIVE = 4  # the answers to our refresh, as `refresh_outcome` reads them
+    GONE = 5
+    GLARE = 6
+    NO_UPDATE = 7
+    STOP = 8  # the call ended
+
+
+class RefreshAction(IntEnum):
+    # the machine's own: where `deadline` goes
+    ARM_REFRESH = 1  # half the interval from now
+    ARM_EXPIRY = 2  # the interval less min(32 s, a third) from now
+    ARM_ANSWER = 3  # `answer_timeout` from now
+    ARM_GLARE = 4  # §14.1's pause (`glare_retry_delay`)
+    ARM_BUSY = 5  # 2-4 s from now
+    ARM_NOW = 6  # now: the refresh goes again at once
+    FORGET_UPDATE = 7  # the peer does not do UPDATE: refresh by re-INVITE from now on
+    DISARM = 8  # nothing armed
+    # the adapter's
+    SEND = 9  # send the refresh (its method: `SessionRefresh.sending`)
+    END = 10  # the session is over: tear the call down
+
+
+_OUTCOME_STIMULUS = {
+    RefreshOutcome.ALIVE: RefreshStimulus.ALIVE,
+    RefreshOutcome.GONE: RefreshStimulus.GONE,
+    RefreshOutcome.GLARE: RefreshStimulus.GLARE,
+    RefreshOutcome.NO_UPDATE: RefreshStimulus.NO_UPDATE,
+}
+
+R, RS, RA = RefreshState, RefreshStimulus, RefreshAction
+RefreshRow = tuple[RefreshState, tuple[RefreshAction, ...]]
+REFRESH_STATES = {Refresher.US: (R.WAITING, R.REFRESHING, R.ENDED),
+                  Refresher.PEER: (R.WAITING, R.ENDED)}
+REFRESH_STIMULI = {Refresher.US: tuple(RefreshStimulus),
+                   Refresher.PEER: (RS.DEADLINE, RS.PEER_REFRESHED, RS.STOP)}
+_OVER = (R.ENDED, (RA.DISARM, RA.END))
+_US: dict[tuple[RefreshState, RefreshStimulus], RefreshRow] = {
+    (R.WAITING, RS.DEADLINE): (R.REFRESHING, (RA.SEND, RA.ARM_ANSWER)),
+    # the peer's refresh restarts the interval (§10: either side's refresh counts)
+    (R.WAITING, RS.PEER_REFRESHED): (R.WAITING, (RA.ARM_REFRESH,)),
+    (R.REFRESHING, RS.DEADLINE): _OVER,  # no answer in time
+    (R.REFRESHING, RS.PEER_REFRESHED): (R.REFRESHING, ()),  # ours is still out
+    (R.REFRESHING, RS.BUSY): (R.WAITING, (RA.ARM_BUSY,)),
+    (R.REFRESHING, RS.ALIVE): (R.WAITING, (RA.ARM_REFRESH,)),
+    (R.REFRESHING, RS.GONE): _OVER,
+    (R.REFRESHING, RS.GLARE): (R.WAITING, (RA.ARM_GLARE,)),
+    (R.REFRESHING, RS.NO_UPDATE): (R.WAITING, (RA.FORGET_UPDATE, RA.ARM_NOW)),
+}
+for _answer in (RS.BUSY, RS.ALIVE, RS.GONE, RS.GLARE, RS.NO_UPDATE):
+    _US[(R.WAITING, _answer)] = (R.WAITING, ())  # an answer no refresh waits for
+_PEER: dict[tuple[RefreshState, RefreshStimulus], RefreshRow] = {
+    (R.WAITING, RS.DEADLINE): _OVER,  # no refresh from the peer in time
+    (R.WAITING, RS.PEER_REFRESHED): (R.WAITING, (RA.ARM_EXPIRY,)),
+}
+for _table, _role in ((_US, Refresher.US), (_PEER, Refresher.PEER)):
+    _table[(R.WAITING, RS.STOP)] = (R.ENDED, (RA.DISARM,))
+    _table[(R.REFRESHING, RS.STOP)] = (R.ENDED, (RA.DISARM,))
+    for _answer in REFRESH_STIMULI[_role]:
+        _table[(R.ENDED, _answer)] = (R.ENDED, ())
+del _PEER[(R.REFRESHING, RS.STOP)]  # (the peer's role never sends)
+REFRESH_TABLE: dict[tuple[Refresher, RefreshState, RefreshStimulus], RefreshRow] = {
+    **{(Refresher.US, state, stimulus): row for (state, stimulus), row in _US.items()},
+    **{(Refresher.PEER, state, stimulus): row for (state, stimulus), row in _PEER.items()},
+}
+del R, RS, RA, _US, _PEER, _OVER, _table, _role, _answer
+
+
+def refresh_step(refresher: Refresher, state: RefreshState, stimulus: RefreshStimulus
+                 ) -> RefreshRow:
+    """The next state and the actions, in order, for `stimulus` in `state`."""
+    try:
+        return REFRESH_TABLE[(refresher, state, stimulus)]
+    except KeyError:
+        raise SessionError(
+            f"refresh ({refresher.name}): no row for {stimulus.name} in {state.name}"
+        ) from None
+
+
+class SessionRefresh:
+    """One dialog's session timer, fed stimuli and the time: it keeps its state and the
+    moment (`deadline`, on the adapter's clock) at which the adapter must feed it
+    `DEADLINE`. `step` applies the row's timer actions itself and returns the whole row;
+    the adapter runs `SEND` (first asking `sending` for the method) and `END`, feeds the
+    answer to `answered`, and re-arms its timer at the new `deadline` after each step.
+    `draw(low, high)` picks the random pauses (tests pass a fixed one)."""
+
+    __slots__ = ("interval", "refresher", "allows_update", "state", "deadline", "method",
+                 "owns_call_id", "_draw")
+
+    def __init__(self, interval: float, we_refresh: bool, allows_update: bool, now: float,
+                 draw: Callable[[float, float], float] = random.uniform) -> None:
+        self.interval = interval
+        self.refresher = Refresher.US if we_refresh else Refresher.PEER
+        self.allows_update = allows_update  # the peer's Allow lists UPDATE
+        self.state = RefreshState.WAITING
+        self.deadline = now + (refresh_after(interval) if we_refresh
+                               else expire_after(interval))
+        self.method: RefreshMethod | None = None  # of the refresh out
+        self.owns_call_id = False  # we sent the dialog's initial INVITE (§14.1's pause)
+        self._draw = draw
+
+    def step(self, stimulus: RefreshStimulus, now: float) -> tuple[RefreshAction, ...]:
+        self.state, actions = refresh_step(self.refresher, self.state, stimulus)
+        for action in actions:
+            if action is RefreshAction.ARM_REFRESH:
+                self.deadline = now + refresh_after(self.interval)
+            elif action is RefreshAction.ARM_EXPIRY:
+                self.deadline = now + expire_after(self.interval)
+            elif action is RefreshAction.ARM_ANSWER:
+                self.deadline = now + answer_timeout(self.interval)
+            elif action is RefreshAction.ARM_GLARE:
+                self.deadline = now + glare_retry_delay(self.owns_call_id, self._draw)
+            elif action is RefreshAction.ARM_BUSY:
+                self.deadline = now + self._draw(*BUSY_RETRY)
+            elif action is RefreshAction.ARM_NOW:
+                self.deadline = now
+            elif action is RefreshAction.FORGET_UPDATE:
+                self.allows_update = False
+            elif action is RefreshAction.DISARM:
+                self.deadline = float("inf")
+        if self.state is not RefreshState.REFRESHING:
+            self.method = None
+        return actions
+
+    def sending(self, has_sdp: bool, owns_call_id: bool) -> RefreshMethod:
+        """The method of the refresh `SEND` asks for: UPDATE if the peer allows it, else
+        a re-INVITE with our last SDP (`has_sdp`), else OPTIONS."""
+        self.method = refresh_method(self.allows_update, has_sdp)
+        self.owns_call_id = owns_call_id
+        return self.method
+
+    def answered(self, status: int | None, unreachable: bool, now: float
+                 ) -> tuple[RefreshAction, ...]:
+        """The final answer to our refresh (None: none came), as a step."""
+        if self.method is None:  # not waiting for one: a stale answer changes nothing
+            return ()
+        outcome = refresh_outcome(self.method, status, unreachable)
+        return self.step(_OUTCOME_STIMULUS[outcome], now)

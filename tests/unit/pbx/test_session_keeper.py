@@ -30,6 +30,9 @@ class StandInUA:
         status = self.answers.pop(0) if self.answers else 200
         if status is None:
             await asyncio.sleep(3600)
+        if status == "late":  # a 200 after the refresh's answer timeout (1 s here)
+            await asyncio.sleep(1.5)
+            status = 200
         if status == "unreachable":  # what the UA makes up when the transport fails
             return Response(503, UNREACHABLE, [("CSeq", f"2 {method}")])
         assert isinstance(status, int)
@@ -55,10 +58,17 @@ class StandInB2BUA:
         self.torn_down.append(status)
 
 
+class StandInDialog(str):
+    """A dialog as the keeper sees it: a name, and whether we sent its INVITE."""
+
+    is_uac = False
+
+
 def bridge() -> Bridge:
     call = Call(Leg(LegKind.EXTENSION, "1001", "95551234", extension="1001"), "95551234")
     made = Bridge(call, None, "tag")
-    made.a_dialog, made.b_dialog = "dialog-a", "dialog-b"  # type: ignore[assignment]
+    made.a_dialog = StandInDialog("dialog-a")  # type: ignore[assignment]
+    made.b_dialog = StandInDialog("dialog-b")  # type: ignore[assignment]
     made.sdp = {"a": b"v=0 a", "b": b"v=0 b"}
     return made
 
@@ -102,6 +112,18 @@ async def test_a_refresh_answered_481_or_never_ends_the_call() -> None:
         assert keep.ended == 1 and len(keep) == 0
         for task in b2bua.tasks:
             task.cancel()
+
+
+async def test_a_2xx_to_a_refresh_that_came_too_late_is_still_acked() -> None:
+    keep, b2bua = keeper(["late"])
+    call = bridge()
+    keep.start(call, "b", SessionTimer(0.2, we_refresh=True), allows_update=False)
+    await asyncio.sleep(0.1 + 1.0 + 0.2)  # refresh at 0.1 s, answer_timeout 1 s
+    assert b2bua.torn_down == [408] and b2bua.ua.acked == []
+    await asyncio.sleep(0.6)  # its 200 at 1.6 s
+    assert b2bua.ua.sent == [("dialog-b", "INVITE", b"v=0 a")]
+    assert b2bua.ua.acked == ["dialog-b"]  # RFC 3261 §13.2.2.4: every 2xx gets its ACK
+    assert call.b_offer is Offer.IDLE
 
 
 async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvite() -> None:
