@@ -109,6 +109,7 @@ FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
 # the headers of an UPDATE or INFO that go across with its body
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
 CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
+STOP_GRACE = 2.0  # seconds a stop waits for the answers to the BYEs of the calls it ends
 # an inbound call an application refused (inbound/refuse): 603 Decline, the answer of an
 # explicit no that the caller should not try elsewhere (RFC 3261 §21.6.2), as for an
 # inbound route that says hang up
@@ -390,13 +391,42 @@ class B2BUA:
     def attach(self) -> None:
         self.ua.on_request = self.on_request
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """A stop hangs up every call first, as an administrator stopping the service
+        expects: BYE on both sides of an answered call, CANCEL to a ringing callee and
+        503 to its caller, each call's legs ended (so its CDR and reports are made).
+        Then the calls' tasks are cancelled and the BYEs get `grace` s for their
+        answers; a BYE still unanswered then keeps its journalled dialog, and the next
+        start sends it again (`pbx/leftover_dialogs.py`)."""
         self._stopping = True
-        tasks = list(self._tasks)
-        for task in tasks:
+        running = list(self._tasks)
+        ended = self.hang_up_all()
+        if ended:
+            log.warning("stopping: hung up %d call(s)", ended)
+        for task in running:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        byes = list(self._tasks)
+        if byes:
+            await asyncio.wait(byes, timeout=grace)
+            for task in byes:
+                task.cancel()
+            await asyncio.gather(*byes, return_exceptions=True)
+
+    def hang_up_all(self) -> int:
+        """End every call as ippbx's own hang-up (answered: 200, else 503), and BYE the
+        dialogs kept up without a call (a transferor waiting for NOTIFYs). Returns how
+        many calls were ended."""
+        ended = 0
+        for bridge in list(self.bridges.values()):
+            if not bridge.ended:
+                self.teardown(bridge, 503 if bridge.call.answered is None else 200)
+                ended += 1
+        for bridge, _, _ in list(self._dialogs.values()):
+            if not bridge.ended and bridge.call.callid not in self.bridges:
+                self.release(bridge)  # (a dialog `detach()` kept)
+        return ended
 
     @property
     def active_tasks(self) -> int:
@@ -1730,10 +1760,15 @@ class B2BUA:
             return
 
         async def send() -> None:
+            answered = False
             try:
                 await self.ua.request_in_dialog(dialog, "BYE")
+                answered = True
             finally:
-                self._forget(dialog)
+                # (a stop that cuts the wait short leaves the dialog in the journal: the
+                # next start sends its BYE again)
+                if answered or not self._stopping:
+                    self._forget(dialog)
 
         self.spawn(send())
 
