@@ -1839,6 +1839,9 @@ class B2BUA:
             if bridge.b_invite is not None and bridge.b_dialog is None:
                 bridge.b_invite.cancel()
             self._reject(bridge, status)
+            # a callee already up: the caller's side is not (yet) answered, or is away
+            # while a transfer's target is dialled to take its place
+            self.bye(bridge.b_dialog)
             return
         # Both sides are hung up by us (the caller never ACKed our 200, or we are
         # stopping): neither ended its dialog itself, so, unlike hangup_side(), each gets a BYE

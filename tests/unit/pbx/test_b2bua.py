@@ -342,6 +342,23 @@ async def test_stopping_the_b2bua_while_the_carrier_rings(world: World) -> None:
     assert (await again.final()).status == 503
 
 
+async def test_a_stop_hangs_up_an_answered_call_on_both_sides(world: World) -> None:
+    pbx = await world.start_pbx()
+    carrier = await world.carrier()
+    phone = await world.phone("1001", register=False)
+    out = await phone.call("9" + NUMBER)
+    assert (await out.final()).status == 200
+    await until(lambda: carrier.acks, "the carrier's ACK")
+    call = pbx.only_call()
+    await pbx.b2bua.stop()
+    await carrier.wait_for("BYE")
+    await phone.wait_for("BYE")
+    assert len(pbx.registry) == 0 and pbx.trunks.in_use == {"carrier": 0}
+    [ended] = [e.call for e in pbx.events if isinstance(e, events.CallEnded)]
+    assert ended is not None and ended.callid == call.callid
+    assert ended.hangup_by == "pbx" and ended.answered is not None
+
+
 # -- inbound calls -----------------------------------------------------------------------------
 async def test_an_inbound_call_rings_the_registered_extension(world: World) -> None:
     pbx = await world.start_pbx()

@@ -424,6 +424,26 @@ async def test_refer_from_a_phone_that_hangs_up_once_notified(world: World, when
     await pbx.idle()
 
 
+async def test_a_stop_hangs_up_the_transfer_in_progress_and_its_transferor(
+        world: World) -> None:
+    """A stop while a REFER's target rings: the carrier gets its BYE, the ringing target
+    its CANCEL, and the transferor, whose dialog ippbx kept up for the NOTIFYs, its BYE
+    too; the call ends as ippbx's hang-up."""
+    pbx, phone, carrier, call, _ = await outbound_call(world)
+    target = await world.phone("1002")
+    target.answer = None  # rings until cancelled
+    assert (await phone.refer("1002")).status == 202
+    await target.wait_for("INVITE")
+    await pbx.b2bua.stop()
+    await carrier.wait_for("BYE")
+    await phone.wait_for("BYE")
+    await until(lambda: target.requests[0].was_cancelled, "the target's CANCEL")
+    assert pbx.registry.get(call.callid) is None
+    [ended] = [e.call for e in pbx.events if isinstance(e, events.CallEnded)]
+    assert ended.hangup_by == "pbx"
+    assert pbx.trunks.in_use == {"carrier": 0}
+
+
 @pytest.mark.parametrize(("target", "status"), [("1004", 404), ("0123", 404),
                                                 ("75550199", 403), ("", 400)])
 async def test_refer_that_cannot_be_done_is_refused(world: World, target: str,
