@@ -452,8 +452,8 @@ class B2BUA:
     # -- dispatch -----------------------------------------------------------------------
     def on_request(self, sr: ServerRequest) -> None:
         method = sr.request.method
-        if self._stopping:
-            sr.respond(503)
+        if self._stopping:  # (a BYE crossing ours ends a call the stop ends anyway)
+            sr.respond(200 if method == "BYE" and sr.dialog is not None else 503)
             return
         if method == "SUBSCRIBE":
             if self.on_subscribe is not None:

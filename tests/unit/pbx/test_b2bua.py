@@ -359,6 +359,26 @@ async def test_a_stop_hangs_up_an_answered_call_on_both_sides(world: World) -> N
     assert ended.hangup_by == "pbx" and ended.answered is not None
 
 
+async def test_a_phones_bye_crossing_the_stop_is_answered_200(world: World) -> None:
+    pbx = await world.start_pbx()
+    carrier = await world.carrier()
+    phone = await world.phone("1001", register=False)
+    out = await phone.call("9" + NUMBER)
+    assert (await out.final()).status == 200
+    await until(lambda: carrier.acks, "the carrier's ACK")
+
+    def bye_to_the_phone(message: object, dest: Peer) -> bool:
+        return isinstance(message, Request) and message.method == "BYE" \
+            and dest.host == phone.host
+
+    world.net.drop = bye_to_the_phone  # ippbx's BYE to the phone is lost...
+    stopping = asyncio.ensure_future(pbx.b2bua.stop(grace=0.5))
+    await carrier.wait_for("BYE")
+    assert (await phone.hangup()).status == 200  # ...and the phone's own crosses it
+    await stopping
+    assert len(pbx.registry) == 0
+
+
 # -- inbound calls -----------------------------------------------------------------------------
 async def test_an_inbound_call_rings_the_registered_extension(world: World) -> None:
     pbx = await world.start_pbx()
