@@ -89,3 +89,47 @@ async def test_a_graceful_stop_hangs_up_every_call(tmp_path: Path, sipp: SippFac
     assert cdrs == [("ANSWERED", "pbx", "carrier")] * answered \
         + [("FAILED", "pbx", "ringer")] * ringing, cdrs  # (503)
     assert f"stopping: hung up {answered + ringing} call(s)" in log.read_text()
+
+
+async def test_a_bye_the_stop_sees_unanswered_is_left_for_the_next_start(
+        tmp_path: Path, sipp: SippFactory) -> None:
+    """A carrier that vanished: the stop waits 2 s for its BYEs' answers, not a BYE
+    transaction's 32 s, and keeps those dialogs in the journal (the next start sends
+    their BYE again); the phones' BYEs were answered, so theirs are gone."""
+    calls = 2
+    sip_port, api_port, carrier_port = free_port(), free_port(), free_port()
+    db, config, log = tmp_path / "db.sqlite3", tmp_path / "ippbx.toml", tmp_path / "ippbx.log"
+    config.write_text(config_text(db, sip_port, {"carrier": ("9", carrier_port)},
+                                  api_port=api_port))
+    client = httpx.AsyncClient(timeout=5)
+
+    async def up() -> bool:
+        try:
+            body = {"username": "api", "password": API_MD5}
+            answer = (await client.post(f"http://127.0.0.1:{api_port}/api/v0.0.1/login",
+                                        json=body)).json()
+        except httpx.HTTPError:
+            return False
+        return answer["status"] == "Success"
+
+    proc = spawn_ippbx(config, log)
+    try:
+        await until(up, 15, "ippbx to answer")
+        carrier = await sipp("uas.xml", port=carrier_port, calls=calls,
+                             sipp_timeout_s=60).astart()
+        phones = await caller(sipp, f"127.0.0.1:{sip_port}", "95551234", calls=calls,
+                              rate=10, limit=calls, scenario="pbx_uac_auth_recv_bye.xml",
+                              sipp_timeout_s=60).astart()
+        await until(lambda: journalled(db) == 2 * calls, 15, "the answered calls")
+        carrier.kill()  # gone without a word
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(8) == 0  # (2 s for the BYEs, not 32)
+        (await phones.await_result(10)).assert_ok(calls=calls)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        await client.aclose()
+    left = rows(db, "SELECT port FROM dialogs")
+    assert left == [(carrier_port,)] * calls, left  # the carrier's, not the phones'
+    assert len(rows(db, "SELECT id FROM cdr")) == calls
