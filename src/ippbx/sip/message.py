@@ -633,7 +633,7 @@ def make_response(
     """
     vias = [(n, v) for n, v in request.headers if n == "Via"]
     to = request.get("To") or ""
-    if to_tag is not None and status > 100 and not _has_tag(to):
+    if to_tag is not None and status > 100 and not _has_tag(request, to):
         to = f"{to};tag={to_tag}"
     copied = vias + [
         (name, to if name == "To" else value)
@@ -648,9 +648,9 @@ def make_response(
     return resp
 
 
-def _has_tag(to: str) -> bool:
+def _has_tag(request: Request, to: str) -> bool:
     try:
-        return NameAddr.parse(to).tag is not None
+        return request.to.tag is not None  # (parsed once per request: 100, 180, 200…)
     except SipParseError:
         return ";tag=" in to.replace(" ", "").replace("\t", "").lower()
 
