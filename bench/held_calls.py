@@ -14,7 +14,9 @@ with a pause longer than the measurement (sipp -l N). Once outbound/query lists 
 Talking, the script waits --settle-seconds (the setup transactions expire after 32 s,
 RFC 3261 timers), then samples /proc for --idle-seconds: RSS growth per call =
 (RSS with N held - RSS idle) / N, and the CPU % ippbx burns with N calls held and no
-traffic. The calls are then dropped by killing sipp, and ippbx is stopped.
+traffic. The calls are then dropped by killing sipp, and ippbx is stopped; with --stop,
+ippbx is stopped first, with the calls up (it hangs them all up: the stop's time, its
+exit code, the CDRs and the journal's leftover dialogs are printed).
 
 With --media, ippbx runs with `[media] engine = "rtpengine"` (else "none"): every call is
 anchored on ippbx's own rtpengine (its child, on ippbx's core), which the script finds
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -116,6 +119,10 @@ def parse_args() -> argparse.Namespace:
                    help="with --media: after the measurement, wait until rtpengine's RTP "
                         "timeout (at most its default, 60 s) + 15 s has passed for the last "
                         "call, then count the calls it still holds and what ippbx says")
+    p.add_argument("--stop", action="store_true",
+                   help="after the measurement, stop ippbx (SIGTERM) with the N calls up and "
+                        "report how long the stop took, the CDRs it wrote and the dialogs "
+                        "it left in its journal (BYEs it did not see answered)")
     p.add_argument("--max-minutes", type=float, default=9.5, help="hard wall-clock limit")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--plot", metavar="FILE.png",
@@ -143,6 +150,7 @@ def main(procs: Procs) -> int:
             log(f"media: rtpengine runs with --timeout={args.rtpengine_timeout} "
                 f"(wrapper {base / 'bin' / 'rtpengine'} first on ippbx's PATH)")
     rows, media_rows, results, ok = [], [], [], True
+    stops: list[list[str]] = []
     for n in counts:
         wd = base / f"n{n}"
         wd.mkdir()
@@ -209,6 +217,11 @@ def main(procs: Procs) -> int:
                 if args.timeout_check:
                     result["timeout_check"] = timeout_check(bench, probe, n, timeout,
                                                             ramp_end)
+            if args.stop:
+                result["stop"] = stop_with_calls(bench, n)
+                stops.append([f"{n:,}", f"{result['stop']['seconds']:.2f}",
+                              str(result["stop"]["exit"]), f"{result['stop']['cdrs']:,}",
+                              f"{result['stop']['journal_left']:,}"])
             results.append(result)
             verdict = "clean" if ramp.clean else "NOT clean"
             rows.append([
@@ -238,6 +251,10 @@ def main(procs: Procs) -> int:
         log(table(["N held", "rtpengine calls after ramp", "… after the measurement",
                    "rtpengine RSS idle MiB", "RSS held MiB", "growth bytes/call",
                    "CPU % idle, 0 calls", "CPU % idle, N held"], media_rows))
+    if stops:
+        log("")
+        log(table(["N held", "stop (SIGTERM → exit) s", "exit code", "CDRs in the file",
+                   "dialogs left in the journal"], stops))
     big = [r for r in results if r["calls"] >= 50_000]
     if big:
         r = big[-1]
@@ -250,6 +267,22 @@ def main(procs: Procs) -> int:
     if args.plot:
         plot_held(results, args, info)
     return 0 if ok else 1
+
+
+def stop_with_calls(bench: OutboundBench, n: int) -> dict[str, float | int]:
+    """SIGTERM ippbx with its `n` calls up (and the sipp ends still running: they answer
+    an unexpected BYE 200): how long until it exited, the CDRs in its file (`n` plus
+    the warm-up's), and the dialogs left in its journal (BYEs it did not see answered;
+    the next start sends them again)."""
+    t0 = time.monotonic()
+    code = bench.pbx.stop()
+    seconds = time.monotonic() - t0
+    with sqlite3.connect(bench.pbx.config.store) as con:
+        cdrs = int(con.execute("SELECT COUNT(*) FROM cdr").fetchone()[0])
+        left = int(con.execute("SELECT COUNT(*) FROM dialogs").fetchone()[0])
+    log(f"N={n}: stop with the calls up: {seconds:.2f} s, exit {code}, {cdrs:,} CDRs in "
+        f"the file, {left:,} dialogs left in the journal")
+    return {"seconds": seconds, "exit": code, "cdrs": cdrs, "journal_left": left}
 
 
 def plot_held(results: list[dict[str, Any]], args: argparse.Namespace,

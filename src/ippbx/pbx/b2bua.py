@@ -393,20 +393,29 @@ class B2BUA:
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """A stop hangs up every call first, as an administrator stopping the service
-        expects: BYE on both sides of an answered call, CANCEL to a ringing callee and
-        503 to its caller, each call's legs ended (so its CDR and reports are made).
-        Then the calls' tasks are cancelled and the BYEs get `grace` s for their
-        answers; a BYE still unanswered then keeps its journalled dialog, and the next
-        start sends it again (`pbx/leftover_dialogs.py`)."""
+        expects, each as ippbx's hang-up (`hangup_by` "pbx"; its CDR and reports are
+        made). The calls being set up end through their tasks' cancellation (CANCEL to
+        a ringing callee, 503 to its caller), then the calls that are up get BYE on
+        both sides. The BYEs get `grace` s for their answers; a BYE still unanswered
+        then keeps its journalled dialog, and the next start sends it again
+        (`pbx/leftover_dialogs.py`)."""
         self._stopping = True
+        live = 0
+        for bridge in self.bridges.values():
+            if not bridge.ended:
+                live += 1
+                self.registry.hung_up_by(bridge.call, "pbx")  # (whatever ends it below)
+        # first the calls being set up: each task's own clean-up ends its call (a
+        # ringing callee CANCELled and its caller answered 503; a click-to-call's
+        # answered extension ACKed before its BYE)
         running = list(self._tasks)
-        ended = self.hang_up_all()
-        if ended:
-            log.warning("stopping: hung up %d call(s)", ended)
         for task in running:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        self.hang_up_all()  # then the calls that are up
+        if live:
+            log.warning("stopping: hung up %d call(s)", live)
         byes = list(self._tasks)
         if byes:
             await asyncio.wait(byes, timeout=grace)
