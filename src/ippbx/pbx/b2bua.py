@@ -109,7 +109,10 @@ FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
 # the headers of an UPDATE or INFO that go across with its body
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
 CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
-STOP_GRACE = 2.0  # seconds a stop waits for the answers to the BYEs of the calls it ends
+# a stop waits for the answers to the BYEs of the calls it ends while they come: until
+# STOP_GRACE seconds pass without one, STOP_LIMIT (a BYE transaction's own 64*T1) at most
+STOP_GRACE = 2.0
+STOP_LIMIT = 32.0
 # an inbound call an application refused (inbound/refuse): 603 Decline, the answer of an
 # explicit no that the caller should not try elsewhere (RFC 3261 §21.6.2), as for an
 # inbound route that says hang up
@@ -117,6 +120,23 @@ REFUSED_STATUS = 603
 
 
 OFFER_WAIT = 32.0  # seconds an offer of ours waits for the dialog to be free (64*T1)
+
+
+async def _while_answered(tasks: list[asyncio.Task[None]], quiet: float, limit: float
+                          ) -> None:
+    """Wait for `tasks` while they keep finishing: until `quiet` s pass with none done,
+    or `limit` s in all. (Ten thousand calls hung up at once put twenty thousand BYEs
+    on the wire; their answers take longer than `quiet` to read, and keep coming.)"""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    pending: set[asyncio.Task[None]] = set(tasks)
+    while pending:
+        left = end - loop.time()
+        if left <= 0:
+            return
+        done, pending = await asyncio.wait(pending, timeout=min(quiet, left))
+        if not done:
+            return
 
 
 async def offer_turn(bridge: Bridge, side: Side, wait: float = OFFER_WAIT) -> bool:
@@ -396,8 +416,9 @@ class B2BUA:
         expects, each as ippbx's hang-up (`hangup_by` "pbx"; its CDR and reports are
         made). The calls being set up end through their tasks' cancellation (CANCEL to
         a ringing callee, 503 to its caller), then the calls that are up get BYE on
-        both sides. The BYEs get `grace` s for their answers; a BYE still unanswered
-        then keeps its journalled dialog, and the next start sends it again
+        both sides. The stop waits for the BYEs' answers while they come (until `grace`
+        s pass without one; STOP_LIMIT at most); a BYE still unanswered then keeps its
+        journalled dialog, and the next start sends it again
         (`pbx/leftover_dialogs.py`)."""
         self._stopping = True
         live = 0
@@ -418,7 +439,7 @@ class B2BUA:
             log.warning("stopping: hung up %d call(s)", live)
         byes = list(self._tasks)
         if byes:
-            await asyncio.wait(byes, timeout=grace)
+            await _while_answered(byes, grace, STOP_LIMIT)
             for task in byes:
                 task.cancel()
             await asyncio.gather(*byes, return_exceptions=True)
