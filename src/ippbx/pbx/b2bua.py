@@ -111,8 +111,14 @@ RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Info-Package")
 CANCEL_GRACE = 2.0  # seconds to wait for the 487 to our CANCEL before answering the caller
 # a stop waits for the answers to the BYEs of the calls it ends while they come: until
 # STOP_GRACE seconds pass without one, STOP_LIMIT (a BYE transaction's own 64*T1) at most
-STOP_GRACE = 2.0
+STOP_GRACE = 4.0  # (T2: the longest gap between two sends of one BYE)
 STOP_LIMIT = 32.0
+# a stop hangs up STOP_BATCH calls at a time, then waits (STOP_PAUSE s at most) until
+# no more than STOP_IN_FLIGHT BYEs are unanswered: their answers are read before the
+# socket's receive buffer overflows (a peer that lost our call answers only once)
+STOP_BATCH = 100
+STOP_IN_FLIGHT = 400
+STOP_PAUSE = 1.0
 # an inbound call an application refused (inbound/refuse): 603 Decline, the answer of an
 # explicit no that the caller should not try elsewhere (RFC 3261 §21.6.2), as for an
 # inbound route that says hang up
@@ -122,21 +128,28 @@ REFUSED_STATUS = 603
 OFFER_WAIT = 32.0  # seconds an offer of ours waits for the dialog to be free (64*T1)
 
 
-async def _while_answered(tasks: list[asyncio.Task[None]], quiet: float, limit: float
-                          ) -> None:
+async def _while_answered(tasks: list[asyncio.Task[None]], quiet: float, limit: float,
+                          tick: float = 0.1) -> None:
     """Wait for `tasks` while they keep finishing: until `quiet` s pass with none done,
-    or `limit` s in all. (Ten thousand calls hung up at once put twenty thousand BYEs
-    on the wire; their answers take longer than `quiet` to read, and keep coming.)"""
+    or `limit` s in all. Ten thousand calls hung up at once put twenty thousand BYEs on
+    the wire, and the loop lags seconds behind while it sends them and reads their
+    answers: a tick that comes late counts as `2 * tick` of quiet at most, so only a
+    loop that is free and hears nothing gives up."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
-    pending: set[asyncio.Task[None]] = set(tasks)
-    while pending:
-        left = end - loop.time()
-        if left <= 0:
-            return
-        done, pending = await asyncio.wait(pending, timeout=min(quiet, left))
-        if not done:
-            return
+    pending = [task for task in tasks if not task.done()]
+    silent = 0.0
+    while pending and loop.time() < end:
+        before = loop.time()
+        await asyncio.sleep(tick)
+        still = [task for task in pending if not task.done()]
+        if len(still) < len(pending):
+            silent = 0.0
+        else:
+            silent += min(loop.time() - before, 2 * tick)
+            if silent >= quiet:
+                return
+        pending = still
 
 
 async def offer_turn(bridge: Bridge, side: Side, wait: float = OFFER_WAIT) -> bool:
@@ -434,7 +447,7 @@ class B2BUA:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        self.hang_up_all()  # then the calls that are up
+        await self.hang_up_all()  # then the calls that are up
         if live:
             log.warning("stopping: hung up %d call(s)", live)
         byes = list(self._tasks)
@@ -444,15 +457,23 @@ class B2BUA:
                 task.cancel()
             await asyncio.gather(*byes, return_exceptions=True)
 
-    def hang_up_all(self) -> int:
+    async def hang_up_all(self, batch: int = STOP_BATCH) -> int:
         """End every call as ippbx's own hang-up (answered: 200, else 503), and BYE the
-        dialogs kept up without a call (a transferor waiting for NOTIFYs). Returns how
-        many calls were ended."""
+        dialogs kept up without a call (a transferor waiting for NOTIFYs), `batch`
+        calls at a time, paced by the BYEs still unanswered. Returns how many calls."""
         ended = 0
-        for bridge in list(self.bridges.values()):
-            if not bridge.ended:
-                self.teardown(bridge, 503 if bridge.call.answered is None else 200)
-                ended += 1
+        bridges = [bridge for bridge in self.bridges.values() if not bridge.ended]
+        for start in range(0, len(bridges), batch):
+            for bridge in bridges[start:start + batch]:
+                if not bridge.ended:
+                    self.teardown(bridge, 503 if bridge.call.answered is None else 200)
+                    ended += 1
+            # (the BYEs out are the tasks left: the calls' own were cancelled before)
+            loop = asyncio.get_running_loop()
+            wait_until = loop.time() + STOP_PAUSE
+            while len(self._tasks) > STOP_IN_FLIGHT and loop.time() < wait_until:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
         for bridge, _, _ in list(self._dialogs.values()):
             if not bridge.ended and bridge.call.callid not in self.bridges:
                 self.release(bridge)  # (a dialog `detach()` kept)
