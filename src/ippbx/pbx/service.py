@@ -2,12 +2,13 @@
 the voicemail mailboxes (`mailboxes`, which the API reads too) and the message-waiting
 notifier (`mwi`: SUBSCRIBE, and a NOTIFY to the phones whenever a mailbox changes).
 
-`App` adds it to its components; tests start it on free loopback ports. Stopping hangs up
-every call (`B2BUA.stop`: BYE, CANCEL, 503; 2 s for the BYEs' answers), then closes the
-sockets and expires nothing: registrations stay in SQLite so a restarted PBX still
-reaches its phones. The dialogs of answered calls are journalled in SQLite too, and a
-start first sends BYE on those a previous run left up (a crash, or a BYE a stop could not
-see answered, leaves no call up at the carrier; `ippbx.pbx.leftover_dialogs`).
+`App` adds it to its components; tests start it on free loopback ports. Stopping hangs
+up every call (`B2BUA.stop`: BYE, CANCEL, 503, paced; the BYEs' answers awaited while
+they come), then closes the sockets and expires nothing: registrations stay in SQLite
+so a restarted PBX still reaches its phones. The dialogs of answered calls are
+journalled in SQLite too, and a start first sends BYE on those a previous run left up (a
+crash, or a BYE a stop could not see answered, leaves no call up at the carrier;
+`ippbx.pbx.leftover_dialogs`).
 
 SIP over TLS (`[sip] tls_listen`) uses `[sip] tls_cert`/`tls_key`, else a self-signed
 `ippbx-sip.crt`/`.key` made beside the store at the first start; connections to TLS
