@@ -485,20 +485,26 @@ class B2BUA:
 
     def spawn(self, coro: Awaitable[None], answering: ServerRequest | None = None) -> None:
         """Run `coro` as a call task; if it fails before answering the request it serves
-        (`answering`), that request gets a 500 rather than no answer at all."""
+        (`answering`), that request gets a 500 rather than no answer at all (503 if a
+        stop cancelled it)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(partial(self._task_done, answering))
 
     def _task_done(self, answering: ServerRequest | None, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():  # (a stop): the request it was relaying gets 503
+            status = 503
+        elif task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
-            if answering is not None and not answering.final_sent:
-                try:
-                    answering.respond(500)
-                except Exception:  # best effort on an error path
-                    log.debug("could not answer 500 to %r", answering, exc_info=True)
+            status = 500
+        else:
+            return
+        if answering is not None and not answering.final_sent:
+            try:
+                answering.respond(status)
+            except Exception:  # best effort on an error path
+                log.debug("could not answer %d to %r", status, answering, exc_info=True)
 
     # -- dispatch -----------------------------------------------------------------------
     def on_request(self, sr: ServerRequest) -> None:

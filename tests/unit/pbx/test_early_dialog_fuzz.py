@@ -49,6 +49,7 @@ from pbx_stack import (
     EngineModel,
     Outgoing,
     Party,
+    Pbx,
     World,
     make_sdp,
     pbx_config,
@@ -322,7 +323,10 @@ def send_in_dialog(party: Scripted, dialog: Dialog | None, what: str,
     return asyncio.ensure_future(send())
 
 
-async def play(world: World, s: Scenario) -> None:
+async def play(world: World, s: Scenario, stop_at: int | None = None) -> None:
+    """Play `s`; with `stop_at`, stop the B2BUA instead of going on, before step
+    `stop_at` (len(steps): once the carrier gave its final answer, or, answered, once
+    the caller ACKed) and check that the stop left nothing behind."""
     pbx = await world.start_pbx(timing(pbx_config(), no_answer_seconds=NO_ANSWER))
     engine = None
     if s.engine_delay is not None:
@@ -340,7 +344,10 @@ async def play(world: World, s: Scenario) -> None:
     invite = phone.out.invite
     await until(lambda: carrier.invite is not None, "the carrier's INVITE", BOUND)
     sent: list[asyncio.Task[Response | None]] = []
-    for step, gap in s.steps:
+    for index, (step, gap) in enumerate(s.steps):
+        if index == stop_at:
+            await stopped(world, pbx, phone, carrier, sent)
+            return
         if isinstance(step, Ring):
             carrier.provisional(step)
         elif isinstance(step, FromCaller):
@@ -363,6 +370,9 @@ async def play(world: World, s: Scenario) -> None:
         phone.dialog = invite.dialog
         assert carrier.invite is not None
         await asyncio.wait_for(carrier.invite.acked(), BOUND)  # (before it says more)
+        if stop_at is not None:
+            await stopped(world, pbx, phone, carrier, sent)
+            return
         for (who, what), gap in s.after:
             party = phone if who == "caller" else carrier
             task = send_in_dialog(party, party.dialog, what)
@@ -391,6 +401,25 @@ async def play(world: World, s: Scenario) -> None:
         assert media.held() == 0
 
 
+async def stopped(world: World, pbx: Pbx, phone: Caller, carrier: Carrier,
+                  sent: list[asyncio.Task[Response | None]]) -> None:
+    """Stop the B2BUA where the call stands: the caller gets a final answer (or, answered,
+    a BYE), the carrier a CANCEL or a BYE, every request an answer; nothing is left in
+    the PBX, and neither party keeps a call."""
+    await asyncio.wait_for(pbx.b2bua.stop(), BOUND)
+    assert len(pbx.registry) == 0 and not pbx.b2bua.bridges
+    assert pbx.trunks.in_use == {"carrier": 0}
+    await asyncio.wait_for(phone.out.invite.final(), BOUND)
+    for response in await asyncio.wait_for(asyncio.gather(*sent), BOUND):
+        assert response is None or response.status >= 200
+    await settled(pbx.ua, timeout=BOUND)
+    await until(lambda: not [d for d in phone.ua.dialogs if d.state == CONFIRMED],
+                "the caller's call to end", BOUND)
+    await until(lambda: not [d for d in carrier.ua.dialogs if d.state == CONFIRMED],
+                "the carrier's call to end", BOUND)
+    assert unanswered(world.net) == []
+
+
 async def hang_up(party: Party) -> None:
     """End an answered call from `party`'s side (if its dialog is still up)."""
     dialog = party.dialog
@@ -412,6 +441,21 @@ def run(scenario: Scenario) -> FakeNet:
 def test_random_early_dialogs_leave_nothing_behind(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     check_examples(run, SCENARIOS, examples=EXAMPLES, caplog=caplog)
+
+
+def run_and_stop(scenario_and_stop: tuple[Scenario, int]) -> FakeNet:
+    scenario, stop_at = scenario_and_stop
+    world = World()
+    run_world(world, lambda: play(world, scenario, min(stop_at, len(scenario.steps))))
+    return world.net
+
+
+def test_a_stop_at_any_moment_leaves_nothing_behind(caplog: pytest.LogCaptureFixture) -> None:
+    """The same calls, stopped (SIGTERM) before a random step, after the final answer,
+    or once answered: the stop hangs each one up whatever its state."""
+    caplog.set_level(logging.WARNING)
+    check_examples(run_and_stop, st.tuples(SCENARIOS, st.integers(0, 8)),
+                   examples=EXAMPLES, caplog=caplog)
 
 
 # -- what the property found, kept as plain examples ----------------------------------------
