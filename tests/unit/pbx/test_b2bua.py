@@ -19,6 +19,8 @@ from pbx_stack import (
     CARRIER,
     PBX,
     SECOND,
+    Party,
+    Pbx,
     TrunkSpec,
     World,
     pbx_config,
@@ -342,13 +344,19 @@ async def test_stopping_the_b2bua_while_the_carrier_rings(world: World) -> None:
     assert (await again.final()).status == 503
 
 
-async def test_a_stop_hangs_up_an_answered_call_on_both_sides(world: World) -> None:
+async def answered_call(world: World) -> tuple[Pbx, Party, Party]:
+    """1001 calling out through `carrier`, answered and ACKed: (pbx, phone, carrier)."""
     pbx = await world.start_pbx()
     carrier = await world.carrier()
     phone = await world.phone("1001", register=False)
     out = await phone.call("9" + NUMBER)
     assert (await out.final()).status == 200
     await until(lambda: carrier.acks, "the carrier's ACK")
+    return pbx, phone, carrier
+
+
+async def test_a_stop_hangs_up_an_answered_call_on_both_sides(world: World) -> None:
+    pbx, phone, carrier = await answered_call(world)
     call = pbx.only_call()
     await pbx.b2bua.stop()
     await carrier.wait_for("BYE")
@@ -360,12 +368,7 @@ async def test_a_stop_hangs_up_an_answered_call_on_both_sides(world: World) -> N
 
 
 async def test_a_phones_bye_crossing_the_stop_is_answered_200(world: World) -> None:
-    pbx = await world.start_pbx()
-    carrier = await world.carrier()
-    phone = await world.phone("1001", register=False)
-    out = await phone.call("9" + NUMBER)
-    assert (await out.final()).status == 200
-    await until(lambda: carrier.acks, "the carrier's ACK")
+    pbx, phone, carrier = await answered_call(world)
 
     def bye_to_the_phone(message: object, dest: Peer) -> bool:
         return isinstance(message, Request) and message.method == "BYE" \
