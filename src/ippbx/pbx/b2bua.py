@@ -447,7 +447,7 @@ class B2BUA:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await self.hang_up_all()  # then the calls that are up
+        await self._hang_up_all()  # then the calls that are up
         if live:
             log.warning("stopping: hung up %d call(s)", live)
         byes = list(self._tasks)
@@ -457,17 +457,15 @@ class B2BUA:
                 task.cancel()
             await asyncio.gather(*byes, return_exceptions=True)
 
-    async def hang_up_all(self, batch: int = STOP_BATCH) -> int:
+    async def _hang_up_all(self, batch: int = STOP_BATCH) -> None:
         """End every call as ippbx's own hang-up (answered: 200, else 503), and BYE the
         dialogs kept up without a call (a transferor waiting for NOTIFYs), `batch`
-        calls at a time, paced by the BYEs still unanswered. Returns how many calls."""
-        ended = 0
+        calls at a time, paced by the BYEs still unanswered."""
         bridges = [bridge for bridge in self.bridges.values() if not bridge.ended]
         for start in range(0, len(bridges), batch):
             for bridge in bridges[start:start + batch]:
                 if not bridge.ended:
                     self.teardown(bridge, 503 if bridge.call.answered is None else 200)
-                    ended += 1
             # (the BYEs out are the tasks left: the calls' own were cancelled before)
             loop = asyncio.get_running_loop()
             wait_until = loop.time() + STOP_PAUSE
@@ -477,7 +475,6 @@ class B2BUA:
         for bridge, _, _ in list(self._dialogs.values()):
             if not bridge.ended and bridge.call.callid not in self.bridges:
                 self.release(bridge)  # (a dialog `detach()` kept)
-        return ended
 
     @property
     def active_tasks(self) -> int:

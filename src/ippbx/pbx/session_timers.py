@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ippbx.sip import session
 from ippbx.sip.headers import HeaderError, parse_params, split_list
 from ippbx.sip.message import Request, Response
 
@@ -44,26 +43,13 @@ MIN_SE = 90  # seconds, RFC 4028 §4: no smaller Min-SE is allowed
 
 @dataclass(frozen=True, slots=True)
 class SessionTimer:
-    """The agreement on one leg: the interval (seconds) and whether ippbx refreshes."""
+    """The agreement on one leg: the interval (seconds) and whether ippbx refreshes.
+    When each timer fires follows from the interval: `sip/session.py`'s
+    `refresh_after`, `expire_after` and `answer_timeout`."""
 
     interval: float
     we_refresh: bool
     peer_supports: bool = False  # the peer said `Supported: timer`
-
-    @property
-    def refresh_after(self) -> float:
-        """When ippbx sends its refresh: half the interval (§7.4, §9)."""
-        return session.refresh_after(self.interval)
-
-    @property
-    def expire_after(self) -> float:
-        """When a session the peer refreshes is over without a refresh (§10)."""
-        return session.expire_after(self.interval)
-
-    @property
-    def answer_timeout(self) -> float:
-        """How long our refresh may wait for its final answer."""
-        return session.answer_timeout(self.interval)
 
 
 @dataclass(frozen=True, slots=True)

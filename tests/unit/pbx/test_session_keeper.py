@@ -14,7 +14,7 @@ from ippbx.pbx.calls import Call, Leg, LegKind
 from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import SessionTimer
 from ippbx.sip.message import Response
-from ippbx.sip.session import Offer, OfferStimulus
+from ippbx.sip.session import Offer, OfferStimulus, expire_after
 from ippbx.sip.ua import UNREACHABLE
 
 
@@ -155,7 +155,7 @@ async def test_a_peer_that_stops_refreshing_is_ended_and_refreshes_keep_it() -> 
     keep, b2bua = keeper([])
     call = bridge()
     timer = SessionTimer(1.5, we_refresh=False, peer_supports=True)
-    assert timer.expire_after == 1.0
+    assert expire_after(timer.interval) == 1.0
     keep.start(call, "a", timer, allows_update=False)
     for _ in range(4):  # refreshed every 0.3 s (a third of the expiry): kept
         await asyncio.sleep(0.3)
