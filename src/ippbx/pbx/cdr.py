@@ -134,6 +134,21 @@ def from_call(call: Call) -> CdrRecord:
     )
 
 
+_last_ended: tuple[events.CallEnded, CdrRecord] | None = None
+
+
+def record_of(event: events.CallEnded) -> CdrRecord:
+    """The CDR of the call `event` ends, worked out once for all the subscribers that
+    want it (the recorder and the reports) rather than once each."""
+    global _last_ended
+    last = _last_ended
+    if last is not None and last[0] is event:
+        return last[1]
+    record = from_call(event.call)
+    _last_ended = (event, record)
+    return record
+
+
 @lru_cache(maxsize=8)
 def zone(name: str) -> tzinfo:
     """The named IANA time zone, or UTC when it is unknown."""
@@ -171,7 +186,7 @@ class CdrRecorder:
     def __call__(self, event: events.DomainEvent) -> None:
         if not isinstance(event, events.CallEnded):
             return
-        record = from_call(event.call)
+        record = record_of(event)
         try:
             self.sink.add_cdr(record)
         except Exception:

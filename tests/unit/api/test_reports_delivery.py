@@ -456,6 +456,25 @@ async def test_service_stores_one_row_per_destination_and_report_in_its_form() -
     assert service.delivery.pending() == 2
 
 
+async def test_a_session_that_logs_in_mid_call_hears_the_extension_go_idle() -> None:
+    """With nobody logged in no report is built, but the extension states still follow
+    the calls: a session that logs in while 1001 is busy gets its Idle when the call ends."""
+    config = load_config(None)
+    store, registry = Store(":memory:"), CallRegistry()
+    sessions = SessionManager(config.api)
+    ReportService(config, registry, sessions, store)
+    caller = Leg(LegKind.EXTENSION, "1001", "1002", extension="1001")
+    call = registry.start_call(caller, "1002")
+    assert store.outbox_count() == 0
+    session = sessions.login("api", _md5(config.api.password), "10.0.0.1", "openvox", port="1")
+    registry.end_leg(caller.id, 487)
+    assert registry.get(call.callid) is None
+    stored = [json.loads(r.body) for r in store.outbox_load()]
+    assert {r.dest for r in store.outbox_load()} == {route_of(session)}
+    assert [body["action"] for body in stored] == ["ExtensionStatus", "CallFailed", "NewCdr"]
+    assert (stored[0]["extension"], stored[0]["status"]) == ("1001", "Idle")
+
+
 async def test_service_holds_every_report_but_new_cdr_until_it_waits(
     tmp_path: Path,
 ) -> None:

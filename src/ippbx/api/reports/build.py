@@ -161,7 +161,7 @@ class ReportBuilder:
         if isinstance(event, events.LegEnded):
             return self._leg_ended(event.call, event.leg) + status
         if isinstance(event, events.CallEnded):
-            return self._call_ended(event.call) + status
+            return self._call_ended(event) + status
         if isinstance(event, events.CallTransferred):
             other = event.call.callee if event.leg == event.call.caller else event.call.caller
             parties = (party(event.call, event.leg),)
@@ -231,9 +231,10 @@ class ReportBuilder:
             return []
         return [Report(Action.BYE, call.callid, (party(call, leg), party(call, other)))]
 
-    def _call_ended(self, call: Call) -> list[Report]:
+    def _call_ended(self, event: events.CallEnded) -> list[Report]:
         out: list[Report] = []
-        record = cdr.from_call(call)
+        call = event.call
+        record = cdr.record_of(event)
         if call.answered is None:
             parties = (party(call, call.caller),)
             if call.callee is not None:

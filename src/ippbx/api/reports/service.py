@@ -83,6 +83,11 @@ class ReportService:
         await self.delivery.stop()
 
     def on_event(self, event: events.DomainEvent) -> None:
+        if not self.delivery.routes():
+            # nobody to tell: only the extension states' "last reported" moves on, so a
+            # session that logs in later hears the next change from what the others heard
+            self.builder.states.changes(event)
+            return
         reports = self.builder.on_event(event)
         if reports:
             self.send(reports)
