@@ -185,7 +185,7 @@ class Message:
     # -- header access ------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header `name` (not split), or `default`."""
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)  # (most callers name it canonically)
         for n, v in self.headers:
             if n == key:
                 return v
@@ -193,14 +193,14 @@ class Message:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header `name`, list headers split on their commas."""
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         values = [v for n, v in self.headers if n == key]
         if key in _LIST_HEADERS:
             return [item for v in values for item in split_list(v)]
         return values
 
     def has(self, name: str) -> bool:
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         for n, _ in self.headers:  # (a loop: twice as fast as any() over a generator)
             if n == key:
                 return True
@@ -278,19 +278,31 @@ class Message:
     @property
     def cseq(self) -> tuple[int, str]:
         """(number, method) of the CSeq header; SipParseError if missing or malformed."""
+        known = self._cache.get("cseq")  # (looked up first: no closure made on a hit)
+        if known is not None:
+            return known  # type: ignore[return-value]
         return self._cached("cseq", lambda: parse_cseq(self.get("CSeq") or ""))
 
     @property
     def from_(self) -> NameAddr:
+        known = self._cache.get("from")
+        if known is not None:
+            return known  # type: ignore[return-value]
         return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))
 
     @property
     def to(self) -> NameAddr:
+        known = self._cache.get("to")
+        if known is not None:
+            return known  # type: ignore[return-value]
         return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))
 
     @property
     def vias(self) -> list[Via]:
         """Every Via entry, top first (several per header line are split)."""
+        known = self._cache.get("vias")
+        if known is not None:
+            return known  # type: ignore[return-value]
         return self._cached("vias", lambda: [Via.parse(v) for v in self.get_all("Via")])
 
     @property

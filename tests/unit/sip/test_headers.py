@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from ippbx.sip.headers import (
     HeaderError,
     NameAddr,
+    ParseMemo,
     Via,
     _auth_params,
     _auth_params_plain,
@@ -132,6 +133,42 @@ def test_name_addr_star_and_tag() -> None:
 def test_name_addr_errors(value: str) -> None:
     with pytest.raises(HeaderError):
         NameAddr.parse(value)
+
+
+# ------------------------------------------------------------------ remembered parses
+def test_a_remembered_parse_is_a_fresh_object_a_caller_may_change() -> None:
+    text = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKmemo1;rport"
+    first = Via.parse(text)
+    first.params["received"] = "198.51.100.7"  # (what a stamp does to the top Via)
+    again = Via.parse(text)
+    assert again is not first and again.params == {"branch": "z9hG4bKmemo1", "rport": None}
+    to = "<sip:1002@192.0.2.1>;tag=memo"
+    addr = NameAddr.parse(to)
+    addr.params["tag"] = "changed"
+    assert NameAddr.parse(to).tag == "memo"
+    assert NameAddr.parse(to) is not NameAddr.parse(to)
+
+
+def test_the_memo_is_bounded_and_keeps_no_long_text() -> None:
+    memo = ParseMemo(size=2, longest=10)
+    memo.keep("a", NameAddr("sip:a@h"))
+    memo.keep("b", NameAddr("sip:b@h"))
+    assert set(memo.entries) == {"a", "b"}
+    memo.keep("c", NameAddr("sip:c@h"))  # full: starts again
+    assert set(memo.entries) == {"c"}
+    memo.keep("x" * 11, NameAddr("sip:x@h"))
+    assert set(memo.entries) == {"c"}
+
+
+@given(st.text(alphabet='<>";= \tsip:@ab1.', max_size=30))
+def test_parsing_the_same_text_twice_gives_the_same_outcome(text: str) -> None:
+    outcomes = []
+    for _ in range(2):
+        try:
+            outcomes.append(NameAddr.parse(text))
+        except HeaderError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
 
 
 # ------------------------------------------------------------------------ params, lists
