@@ -223,7 +223,7 @@ class Applications:
                 return False
         elif bridge.a_dialog is not None:  # (its 2xx carried its offer: a call ippbx
             # originated, or a party a transfer hands over, re-INVITEd without SDP)
-            b2bua.ua.ack(bridge.a_dialog, answer, headers)
+            b2bua.ack(bridge.a_dialog, answer, headers)
         else:
             return False
         bridge.answered_by_pbx = True

@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, Protocol, TypeVar
@@ -79,6 +79,7 @@ from ippbx.pbx.redirects import (
     target_key,
 )
 from ippbx.pbx.registrar import Registrar
+from ippbx.pbx.sdp import with_direction
 from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import (
     MIN_SE,
@@ -1808,6 +1809,28 @@ class B2BUA:
             self.ua.forget_dialog(dialog)
             if self.journal is not None:
                 self.journal.ended(dialog)
+
+    # -- in-dialog requests: what the parts built on the bridges send (never the UA) ----
+    async def request(self, dialog: Dialog, method: str, body: bytes = b"",
+                      headers: Iterable[tuple[str, str]] = ()) -> Response:
+        """Send `method` in `dialog` (a re-INVITE, NOTIFY, UPDATE…): its final response.
+        A 2xx to a re-INVITE wants `ack()`."""
+        return await self.ua.request_in_dialog(dialog, method, body, headers)
+
+    def ack(self, dialog: Dialog, body: bytes = b"",
+            headers: Iterable[tuple[str, str]] = ()) -> None:
+        """ACK the 2xx to the dialog's last INVITE; `body` answers an offer that 2xx made."""
+        self.ua.ack(dialog, body, headers)
+
+    def ack_declining(self, dialog: Dialog, offer: bytes, content_type: str) -> None:
+        """ACK a 2xx whose offer nobody will answer: with that offer's own streams made
+        inactive (an offer in a 2xx must be answered in the ACK, RFC 3264 §5), or bare
+        when the 2xx made none."""
+        if offer:
+            self.ua.ack(dialog, with_direction(offer, "inactive"),
+                        [("Content-Type", content_type)])
+        else:
+            self.ua.ack(dialog)
 
     def bye(self, dialog: Dialog | None) -> None:
         if dialog is None:

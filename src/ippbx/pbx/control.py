@@ -191,7 +191,6 @@ class CallControl:
         lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
         async with lock:
             b2bua = self.b2bua
-            ua = b2bua.ua
             side: Side = "a" if dialog is bridge.a_dialog else "b"
             # (`body` is the other side's SDP: with anchored media, as the engine has it)
             offerer, answerer = bridge.leg("b" if side == "a" else "a"), bridge.leg(side)
@@ -206,7 +205,7 @@ class CallControl:
                     offer = await b2bua.offer_sdp(bridge, offerer, answerer, body)
                     if bridge.ended or dialog.state == TERMINATED:
                         return None
-                    response = await ua.request_in_dialog(
+                    response = await b2bua.request(
                         dialog, "INVITE", offer, [("Content-Type", bridge.content_type)]
                     )
                     if response.status < 300 and response.body:
@@ -219,7 +218,7 @@ class CallControl:
                          bridge.call.callid, "caller" if side == "a" else "callee",
                          "; trying again" if attempt + 1 < GLARE_TRIES else "")
             if response.status < 300:
-                ua.ack(dialog)
+                b2bua.ack(dialog)
             return response
 
     # -- blind transfer -----------------------------------------------------------------
@@ -341,7 +340,7 @@ class CallControl:
             return
         state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
         frag = f"SIP/2.0 {status} {REASONS.get(status, '')}\r\n"  # (the SP stays)
-        sent = self.b2bua.ua.request_in_dialog(transferor.a_dialog, "NOTIFY", frag.encode(), [
+        sent = self.b2bua.request(transferor.a_dialog, "NOTIFY", frag.encode(), [
             ("Event", "refer"),
             ("Subscription-State", state),
             ("Content-Type", "message/sipfrag;version=2.0"),
@@ -504,7 +503,7 @@ class CallControl:
             if not await offer_turn(bridge, "a"):  # (a crossing one gets 491)
                 return False
             try:
-                response = await b2bua.ua.request_in_dialog(dialog, "INVITE", b"", headers)
+                response = await b2bua.request(dialog, "INVITE", b"", headers)
             finally:
                 bridge.offer("a", OfferStimulus.OUR_ANSWERED)
             if response.status >= 300 or bridge.ended:
@@ -520,8 +519,7 @@ class CallControl:
                 return True
             last = dialog.last_ack
             if last is None or last.cseq != dialog.invite_cseq:  # (2xx not ACKed yet)
-                b2bua.ua.ack(dialog, with_direction(offer, "inactive") if offer else b"",
-                             [("Content-Type", bridge.content_type)] if offer else ())
+                b2bua.ack_declining(dialog, offer, bridge.content_type)
             return False
 
     # -- click-to-call ------------------------------------------------------------------
@@ -662,8 +660,7 @@ class CallControl:
         if pending is not None and pending.dialog is None:
             pending.cancel()
         if dialog is not None and dialog.last_ack is None:
-            self.b2bua.ua.ack(dialog, with_direction(offer, "inactive") if offer else b"",
-                              [("Content-Type", bridge.content_type)] if offer else ())
+            self.b2bua.ack_declining(dialog, offer, bridge.content_type)
         self.b2bua.teardown(bridge, status)
 
 

@@ -114,7 +114,7 @@ class Listening:
             response = await b2bua.call_first_party(bridge, invite, binding[0].source, None)
             if response is None or bridge.a_dialog is None:
                 return
-            b2bua.ua.ack(bridge.a_dialog)
+            b2bua.ack(bridge.a_dialog)
             self.registry.set_status(leg.id, LegStatus.TALKING)
             self.registry.note(call, answered=leg.answered)  # (its only party answered)
             if not await media.subscribed(monitored, subscription, response.body):

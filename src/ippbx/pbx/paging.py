@@ -182,7 +182,7 @@ class Paging:
             member.b_invite = None
             if response.status >= 300 or member.ended or ci is None or ci.dialog is None:
                 if response.status < 300 and ci is not None and ci.dialog is not None:
-                    b2bua.ua.ack(ci.dialog)  # (answered as the page ended: hung up)
+                    b2bua.ack(ci.dialog)  # (answered as the page ended: hung up)
                     b2bua.bye(ci.dialog)
                 if leg.live:
                     registry.end_leg(leg.id, response.status if response.status >= 300
@@ -191,7 +191,7 @@ class Paging:
                 return
             member.a_dialog = ci.dialog
             b2bua.remember(member, "a", ci.dialog)
-            b2bua.ua.ack(ci.dialog)
+            b2bua.ack(ci.dialog)
             registry.set_status(leg.id, LegStatus.TALKING)
             self.registry.note(member.call, answered=leg.answered)  # (its only party answered)
             if not await media.subscribed(paged, subscription, response.body):

@@ -153,7 +153,7 @@ class PromptCalls:
                 return
             bridge.sdp["a"] = response.body
             answer = await self._anchor(bridge, response.body)
-            b2bua.ua.ack(dialog, answer, [("Content-Type", "application/sdp")] if answer else ())
+            b2bua.ack(dialog, answer, [("Content-Type", "application/sdp")] if answer else ())
             self.registry.set_status(leg.id, LegStatus.TALKING)
             self.registry.note(call, answered=leg.answered)  # (its only party answered)
             played = await self._play(bridge, leg, files)

@@ -256,7 +256,7 @@ class SessionKeeper:
         if method is RefreshMethod.INVITE:
             headers.append(("Content-Type", bridge.content_type))
         sent = asyncio.ensure_future(
-            self.b2bua.ua.request_in_dialog(dialog, method.name, body, headers))
+            self.b2bua.request(dialog, method.name, body, headers))
         if method is RefreshMethod.INVITE:  # (its offer is marked out above)
             sent.add_done_callback(partial(self._invite_answered, bridge, side, dialog))
         # the machine's deadline ends a wait that is too long; the wait itself lasts as
@@ -280,4 +280,4 @@ class SessionKeeper:
         a 2xx is ACKed, whether or not anyone still waits for it."""
         bridge.offer(side, OfferStimulus.OUR_ANSWERED)
         if not task.cancelled() and task.exception() is None and task.result().status < 300:
-            self.b2bua.ua.ack(dialog)
+            self.b2bua.ack(dialog)

@@ -57,11 +57,22 @@ class StandInB2BUA:
         bridge.ended = True
         self.torn_down.append(status)
 
+    async def request(self, dialog: object, method: str, body: bytes = b"",
+                      headers: Any = ()) -> Response:
+        return await self.ua.request_in_dialog(dialog, method, body, headers)
+
+    def ack(self, dialog: object) -> None:
+        self.ua.ack(dialog)
+
 
 class StandInDialog(str):
     """A dialog as the keeper sees it: a name, and whether we sent its INVITE."""
 
     is_uac = False
+
+
+class StandInUacDialog(StandInDialog):
+    is_uac = True
 
 
 def bridge() -> Bridge:
@@ -137,9 +148,12 @@ async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvit
 
     keep, b2bua = keeper([491])
     call = bridge()
+    # (a dialog whose INVITE we sent: §14.1's pause is 2.1-4 s; for the other side it is
+    # 0-2 s, a random draw this wait would sometimes see end)
+    call.a_dialog = StandInUacDialog("dialog-a")  # type: ignore[assignment]
     keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
     await asyncio.sleep(0.3)
-    assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2-4 s
+    assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2.1-4 s
     keep.stop(call)
 
     for answers in ([503], [488]):  # the peer itself answered: it is there
