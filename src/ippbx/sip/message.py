@@ -194,10 +194,9 @@ class Message:
     def get_all(self, name: str) -> list[str]:
         """Every value of header `name`, list headers split on their commas."""
         key = _AS_IS.get(name) or canonical_name(name)
-        values = [v for n, v in self.headers if n == key]
         if key in _LIST_HEADERS:
-            return [item for v in values for item in split_list(v)]
-        return values
+            return [item for n, v in self.headers if n == key for item in split_list(v)]
+        return [v for n, v in self.headers if n == key]
 
     def has(self, name: str) -> bool:
         key = _AS_IS.get(name) or canonical_name(name)
@@ -324,7 +323,7 @@ class Message:
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length always states the body's real length."""
         lines = [self.start_line()]
-        lines.extend(f"{n}: {v}" for n, v in self.headers if n != "Content-Length")
+        lines += [f"{n}: {v}" for n, v in self.headers if n != "Content-Length"]
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")

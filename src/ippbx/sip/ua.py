@@ -1192,7 +1192,7 @@ class UserAgent:
         return self._loop
 
     def _now(self) -> float:
-        return self._loop_now().time()
+        return (self._loop or self._loop_now()).time()
 
     def _schedule(self) -> None:
         if not self._running:
