@@ -11,10 +11,8 @@ quoted-pairs, and unknown parameters of any token name. Strict where it costs no
 empty parameters (`;;`), spaces inside `<…>`, non-token characters in an unquoted display
 name, and an addr-spec that needed angle brackets (it has `?` or `,`) are rejected.
 
-`Via.parse` and `NameAddr.parse` remember what they parsed (`ParseMemo`): the same text
-comes back many times in a call (a request's Via in each response we send, the caller's
-From in its ACKs and BYE, a callee's To in its 180 and 200), and a copy costs a twentieth
-of a parse. Each hit is a fresh object, so callers may change what they get.
+`Via.parse` and `NameAddr.parse` remember what they parsed (`sip/parse_memo.py`): each
+hit is a fresh copy, so callers may change what they get.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
+from ippbx.sip.parse_memo import ParseMemo
 from ippbx.sip.uri import SipUri, UriError, is_scheme, split_host_port
 
 
@@ -39,26 +38,6 @@ _DISPLAY_FORBIDDEN = frozenset('()<>@,;:\\"/[]?={}\x00\r\n')
 # An unquoted auth-param value is a token in the RFCs; be lenient (some servers send
 # base64 or URIs bare) but never accept whitespace or quotes there.
 _BARE_VALUE_FORBIDDEN = frozenset(' \t\r\n"')
-
-
-class ParseMemo:
-    """Texts already parsed and their results, bounded: at `size` entries it starts
-    again empty (texts are chosen by peers; a steady call load refills it at once)."""
-
-    __slots__ = ("entries", "size", "longest")
-
-    def __init__(self, size: int = 4096, longest: int = 300) -> None:
-        self.entries: dict[str, Via | NameAddr] = {}
-        self.size = size
-        self.longest = longest  # longer texts are parsed each time, never kept
-
-    def keep(self, text: str, parsed: Via | NameAddr) -> None:
-        if len(text) > self.longest:
-            return
-        entries = self.entries
-        if len(entries) >= self.size:
-            entries.clear()
-        entries[text] = parsed
 
 
 def split_list(value: str) -> list[str]:
@@ -195,7 +174,7 @@ class Via:
     def parse(cls, value: str) -> Via:
         """Parse one Via value; LWS around the `/` of the sent-protocol is allowed."""
         known = _VIAS.entries.get(value)
-        if known is not None and type(known) is Via:
+        if known is not None:
             return Via(known.transport, known.host, known.port, dict(known.params))
         via = cls._parse(value)
         _VIAS.keep(value, Via(via.transport, via.host, via.port, dict(via.params)))
@@ -267,7 +246,7 @@ class NameAddr:
     def parse(cls, value: str) -> NameAddr:
         """Parse a name-addr (`"Bob" <sip:b@h>;tag=1`) or addr-spec (`sip:b@h;tag=1`)."""
         known = _NAME_ADDRS.entries.get(value)
-        if known is not None and type(known) is NameAddr:
+        if known is not None:
             return NameAddr(known.uri, known.display, dict(known.params))
         parsed = cls._parse(value)
         _NAME_ADDRS.keep(value, NameAddr(parsed.uri, parsed.display, dict(parsed.params)))
@@ -341,8 +320,8 @@ class NameAddr:
             raise HeaderError(str(exc)) from None
 
 
-_VIAS = ParseMemo()
-_NAME_ADDRS = ParseMemo()
+_VIAS: ParseMemo[Via] = ParseMemo()
+_NAME_ADDRS: ParseMemo[NameAddr] = ParseMemo()
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

@@ -19,6 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 
 from ippbx.sip.errors import SipParseError
+from ippbx.sip.parse_memo import ParseMemo
 
 
 class UriError(SipParseError):
@@ -86,6 +87,19 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a sip: or sips: URI; raise UriError (a SipParseError) if malformed."""
+        known = _SIP_URIS.entries.get(text)
+        if known is not None:
+            return known._copy()
+        uri = cls._parse(text)
+        _SIP_URIS.keep(text, uri._copy())
+        return uri
+
+    def _copy(self) -> SipUri:
+        return SipUri(self.host, self.user, self.password, self.port, self.scheme,
+                      dict(self.params), self.headers)
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
@@ -162,6 +176,9 @@ class SipUri:
             else:
                 params[key] = value
         return replace(self, params=params)
+
+
+_SIP_URIS: ParseMemo[SipUri] = ParseMemo()
 
 
 def uri_host(host: str) -> str:

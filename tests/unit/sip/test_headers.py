@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from ippbx.sip.headers import (
     HeaderError,
     NameAddr,
-    ParseMemo,
     Via,
     _auth_params,
     _auth_params_plain,
@@ -21,6 +20,7 @@ from ippbx.sip.headers import (
     split_list,
     unquote,
 )
+from ippbx.sip.parse_memo import ParseMemo
 
 
 # ---------------------------------------------------------------------------------- Via

@@ -170,3 +170,14 @@ def test_equivalent_uris(a: str, b: str) -> None:
 )
 def test_different_uris(a: str, b: str) -> None:
     assert not equivalent(a, b) and not equivalent(b, a)
+
+
+def test_a_remembered_uri_is_a_fresh_object_a_caller_may_change() -> None:
+    text = "sip:1002@192.0.2.4:5070;transport=udp?Subject=memo"
+    first = SipUri.parse(text)
+    first.headers = ""  # (what a dialog does to a remote target it keeps)
+    first.params["lr"] = None
+    again = SipUri.parse(text)
+    assert again is not first
+    assert (again.headers, again.params) == ("Subject=memo", {"transport": "udp"})
+    assert str(SipUri.parse(text)) == text
