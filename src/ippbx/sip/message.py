@@ -453,22 +453,21 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
     headers = msg.headers
     canon = _CANON
     for line in lines[1:]:
-        if not line:
-            raise _bad("empty line inside the header block")
-        if line[0] in " \t":  # folded continuation of the previous header
-            if not headers:
+        raw_name, colon, value = line.partition(":")  # (faster than find and two slices)
+        if not colon or not raw_name or raw_name[0] in " \t":  # the rare lines
+            if not line:
+                raise _bad("empty line inside the header block")
+            if line[0] not in " \t":
+                raise _bad(f"header line without a name: {line[:40]!r}")
+            if not headers:  # folded continuation of the previous header
                 raise _bad("continuation line before any header")
             name, value = headers[-1]
             more = line.strip()
             headers[-1] = (name, f"{value} {more}" if value and more else value or more)
             continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise _bad(f"header line without a name: {line[:40]!r}")
-        raw_name = line[:colon]
         name = canon.get(raw_name) or canon.get(raw_name.lower()) \
             or canonical_name(raw_name.rstrip(" \t"))
-        headers.append((name, line[colon + 1 :].strip()))
+        headers.append((name, value.strip()))
     content_length: int | None = None
     cseq_value = call_id = None
     seen: dict[str, int] = {}
