@@ -50,7 +50,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from ippbx.config import Config, Trunk
 from ippbx.media.recordings import recording_name
@@ -700,8 +700,7 @@ class B2BUA:
         ext = self._extensions.get(number)
         if with_mobile and ext is not None and ext.ring_mobile and ext.mobile:
             routed = self.dialplan.route_outbound(number, ext.mobile_prefix + ext.mobile)
-            found = self.free_trunk(routed) if isinstance(routed, ToTrunks) else None
-            if found is not None:
+            if isinstance(routed, ToTrunks) and (found := self.free_trunk(routed)) is not None:
                 trunk, dest, uri = found
                 leg = Leg(LegKind.TRUNK, number, routed.number, trunk=trunk.name)
                 attempts.append(Attempt(leg, uri, dest, trunk.callerid or presented, trunk))
@@ -954,7 +953,8 @@ class B2BUA:
                 self.registry.end_leg(leg.id, response.status)
             bridge.redirect = response if is_redirect(response.status) else None
             return response.status
-        return await self._connect(bridge, leg, response)
+        await self._connect(bridge, leg, response)
+        return None
 
     async def _connect(self, bridge: Bridge, leg: Leg, response: Response) -> None:
         """The callee `leg` answered (`bridge.b_invite` its INVITE): bridge it to the
@@ -1005,20 +1005,20 @@ class B2BUA:
                      if bridge.a is not None and not bridge.a.final_sent else None)
         try:
             while ringing and winner is None:
-                waits: set[asyncio.Future[object]] = {aborted, *ringing}  # type: ignore[arg-type]
+                waits: set[asyncio.Future[Any]] = {aborted, *ringing}
                 if cancelled is not None:
-                    waits.add(cancelled)  # type: ignore[arg-type]
+                    waits.add(cancelled)
                 done, _ = await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done or aborted in done or (cancelled is not None and cancelled in done):
                     break
                 for final in done:
-                    attempt, ci = ringing.pop(final)  # type: ignore[call-overload]
+                    attempt, ci = ringing.pop(final)
                     response = final.result()
                     if response.status < 300 and winner is None and ci.dialog is not None:
                         winner = (attempt, ci, response)
                     elif response.status < 300:  # (a second answer at the same moment)
-                        self._drop_late_answer(ci, final)  # type: ignore[arg-type]
+                        self._drop_late_answer(ci, final)
                         self.registry.end_leg(attempt.leg.id, 487)
                     elif response.status in (401, 407) and attempt.trunk is not None \
                             and attempt.trunk.username and attempt.leg.id in invites:
@@ -1053,7 +1053,8 @@ class B2BUA:
         self.registry.elect(call, attempt.leg)
         bridge.b_invite = ci
         bridge.dialling = attempt.leg
-        return await self._connect(bridge, attempt.leg, response)
+        await self._connect(bridge, attempt.leg, response)
+        return None
 
     def _fork_ringing(self, bridge: Bridge, leg: Leg, holder: list[ClientInvite],
                       response: Response) -> None:
@@ -1268,7 +1269,7 @@ class B2BUA:
                     final.add_done_callback(partial(self._drop_late_answer, ci))
                     return Response(487 if bridge.gave_up else 480)
                 response = final.result()
-                if response.status < 300:
+                if response.status < 300 and ci.dialog is not None:
                     self.remember(bridge, "b", ci.dialog)
                     self.ua.ack(ci.dialog)
                     self.bye(ci.dialog)

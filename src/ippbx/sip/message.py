@@ -646,7 +646,7 @@ def make_response(
     if to_tag is not None and status > 100 and not _has_tag(request, to):
         to = f"{to};tag={to_tag}"
     copied = vias + [
-        (name, to if name == "To" else value)
+        (name, to if name == "To" else value or "")
         for name in ("From", "To", "Call-ID", "CSeq")
         if (value := request.get(name)) is not None or name == "To"
     ]
