@@ -249,6 +249,16 @@ class Message:
         """Write `via`, the first of `vias` changed in place (a `received`/`rport` stamp),
         back as the top Via. Only the Via changed: the other parsed headers stay cached,
         and so does `vias` (whose first entry is `via`)."""
+        headers = self.headers
+        for i, (n, v) in enumerate(headers):
+            if n == "Via":
+                if "," in v:
+                    break  # (several Vias on the line: split it below)
+                headers[i] = ("Via", str(via))  # (one Via on its line, the usual case)
+                vias = self._cache.get("vias")
+                if not (isinstance(vias, list) and vias and vias[0] is via):
+                    self._cache.pop("vias", None)
+                return
         kept = dict(self._cache)
         self.remove_first("Via")
         self.add("Via", str(via), first=True)

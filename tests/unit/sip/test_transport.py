@@ -89,6 +89,23 @@ def test_a_stamped_request_reads_as_its_bytes(top: str) -> None:
                                                        str(fresh.to))
 
 
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_stamped_top_via_keeps_its_place_on_its_line(joined: bool) -> None:
+    """The top Via alone on its line is rewritten where it is; two Vias on one line are
+    split, the stamped one first. Either way the bytes say what the request says."""
+    text = INVITE.format(via="10.0.0.2:5060;rport")
+    if joined:
+        text = text.replace("\r\nVia: SIP/2.0/UDP proxy", ", SIP/2.0/UDP proxy")
+    msg = parse_message(text.encode())
+    assert len(msg.get_all("Via")) == 2 and len(msg.headers) == (7 if joined else 8)
+    fix_via(msg, Peer("10.0.0.2", 40123))
+    fresh = parse_message(msg.to_bytes())
+    assert [str(v) for v in msg.vias] == [str(v) for v in fresh.vias]
+    assert fresh.top_via.params == {"branch": "z9hG4bK776asdhds", "rport": "40123",
+                                    "received": "10.0.0.2"}
+    assert [n for n, _ in msg.headers][:2] == ["Via", "Via"]
+
+
 def test_another_via_set_on_top_is_what_the_request_then_says() -> None:
     msg = request("10.0.0.2:5060")
     assert msg.top_via.host == "10.0.0.2"  # (parsed and cached)
