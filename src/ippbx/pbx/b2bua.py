@@ -984,7 +984,7 @@ class B2BUA:
             ci = self.ua.invite(invite, attempt.dest, on_provisional=partial(
                 self._fork_ringing, bridge, attempt.leg, holder))
             holder.append(ci)
-            ringing[asyncio.ensure_future(ci.final())] = (attempt, ci)
+            ringing[ci.final_future()] = (attempt, ci)
 
         for attempt in attempts:
             if bridge.gave_up or bridge.ended:
@@ -1236,7 +1236,7 @@ class B2BUA:
                 invite, dest, on_provisional=lambda r: self._relay_ringing(bridge, r)
             )
             bridge.b_invite = ci
-            final = asyncio.ensure_future(ci.final())
+            final = ci.final_future()
             waits = {final, asyncio.ensure_future(bridge.abort_event().wait())}
             if bridge.a is not None and not bridge.a.final_sent:
                 waits.add(asyncio.ensure_future(bridge.a.cancelled.wait()))

@@ -156,6 +156,13 @@ class _ClientCall:
         assert self.future is not None
         return await asyncio.shield(self.future)
 
+    def final_future(self) -> asyncio.Future[Response]:
+        """The future of `final()` itself, to wait on beside other things with
+        `asyncio.wait` (which never cancels what it waits on): no task per INVITE. Never
+        cancel it."""
+        assert self.future is not None
+        return self.future
+
     @property
     def done(self) -> bool:
         return self.future is not None and self.future.done()
