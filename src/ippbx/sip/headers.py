@@ -173,15 +173,13 @@ class Via:
     @classmethod
     def parse(cls, value: str) -> Via:
         """Parse one Via value; LWS around the `/` of the sent-protocol is allowed."""
-        known = _VIAS.entries.get(value)
-        if known is not None:
-            return Via(known.transport, known.host, known.port, dict(known.params))
-        via = cls._parse(value)
-        _VIAS.keep(value, Via(via.transport, via.host, via.port, dict(via.params)))
-        return via
+        return _VIAS.parse(value)
 
-    @classmethod
-    def _parse(cls, value: str) -> Via:
+    def _copy(self) -> Via:
+        return Via(self.transport, self.host, self.port, dict(self.params))
+
+    @staticmethod
+    def _parse(value: str) -> Via:
         parts = value.split("/", 2)
         if len(parts) != 3:
             raise HeaderError(f"bad Via sent-protocol in {value!r}")
@@ -204,7 +202,7 @@ class Via:
         except UriError as exc:
             raise HeaderError(f"bad Via sent-by: {exc}") from None
         params = parse_params(param_text) if sep else {}
-        return cls(transport.upper(), host, port, params)
+        return Via(transport.upper(), host, port, params)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -245,18 +243,16 @@ class NameAddr:
     @classmethod
     def parse(cls, value: str) -> NameAddr:
         """Parse a name-addr (`"Bob" <sip:b@h>;tag=1`) or addr-spec (`sip:b@h;tag=1`)."""
-        known = _NAME_ADDRS.entries.get(value)
-        if known is not None:
-            return NameAddr(known.uri, known.display, dict(known.params))
-        parsed = cls._parse(value)
-        _NAME_ADDRS.keep(value, NameAddr(parsed.uri, parsed.display, dict(parsed.params)))
-        return parsed
+        return _NAME_ADDRS.parse(value)
 
-    @classmethod
-    def _parse(cls, value: str) -> NameAddr:
+    def _copy(self) -> NameAddr:
+        return NameAddr(self.uri, self.display, dict(self.params))
+
+    @staticmethod
+    def _parse(value: str) -> NameAddr:
         value = value.strip()
         if value == "*":
-            return cls("*")
+            return NameAddr("*")
         display: str | None
         if value.startswith('"'):
             end = _quoted_end(value, 0)
@@ -293,7 +289,7 @@ class NameAddr:
                 raise HeaderError(f"URI with '?' or ',' must be in <> in {value!r}")
         _check_uri_text(uri, value)
         params = parse_params(param_text[1:]) if param_text else {}
-        return cls(uri, display, params)
+        return NameAddr(uri, display, params)
 
     def __str__(self) -> str:
         if self.uri == "*":
@@ -320,8 +316,8 @@ class NameAddr:
             raise HeaderError(str(exc)) from None
 
 
-_VIAS: ParseMemo[Via] = ParseMemo()
-_NAME_ADDRS: ParseMemo[NameAddr] = ParseMemo()
+_VIAS: ParseMemo[Via] = ParseMemo(Via._parse, Via._copy)
+_NAME_ADDRS: ParseMemo[NameAddr] = ParseMemo(NameAddr._parse, NameAddr._copy)
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

@@ -249,23 +249,19 @@ class Message:
         """Write `via`, the first of `vias` changed in place (a `received`/`rport` stamp),
         back as the top Via. Only the Via changed: the other parsed headers stay cached,
         and so does `vias` (whose first entry is `via`)."""
-        headers = self.headers
-        for i, (n, v) in enumerate(headers):
-            if n == "Via":
-                if "," in v:
-                    break  # (several Vias on the line: split it below)
-                headers[i] = ("Via", str(via))  # (one Via on its line, the usual case)
-                vias = self._cache.get("vias")
-                if not (isinstance(vias, list) and vias and vias[0] is via):
-                    self._cache.pop("vias", None)
-                return
-        kept = dict(self._cache)
-        self.remove_first("Via")
-        self.add("Via", str(via), first=True)
+        headers, kept = self.headers, self._cache
+        top = next((i for i, (n, _) in enumerate(headers) if n == "Via"), None)
+        if top is not None and "," not in headers[top][1]:
+            headers[top] = ("Via", str(via))  # (alone on its line, the usual case: in place)
+        else:  # (several Vias on the line: split it; both calls clear the cache)
+            kept = dict(kept)
+            self.remove_first("Via")
+            self.add("Via", str(via), first=True)
         vias = kept.get("vias")
         if not (isinstance(vias, list) and vias and vias[0] is via):
             kept.pop("vias", None)  # (not the parsed top Via: the Vias are parsed again)
-        self._cache.update(kept)
+        if kept is not self._cache:
+            self._cache.update(kept)
 
     # -- parsed views (cached until the headers change) ---------------------------------
     def _cached(self, key: str, make: Callable[[], _T]) -> _T:

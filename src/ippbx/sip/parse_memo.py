@@ -9,27 +9,37 @@ parse), so a caller may change what it gets. Only parses that succeeded are kept
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 _T = TypeVar("_T")
 
 
 class ParseMemo(Generic[_T]):
-    """Texts and their parsed values, bounded: at `size` entries it starts again empty
-    (texts are chosen by peers; a steady call load refills it at once). Texts longer than
-    `longest` are never kept."""
+    """`parse(text)` through a memo of texts and their parsed values, handing out
+    `copy(value)` each time. Bounded: at `size` entries it starts again empty (texts are
+    chosen by peers; a steady call load refills it at once). Texts longer than `longest`
+    are parsed each time and never kept."""
 
-    __slots__ = ("entries", "size", "longest")
+    __slots__ = ("entries", "size", "longest", "_parse", "_copy")
 
-    def __init__(self, size: int = 4096, longest: int = 300) -> None:
+    def __init__(self, parse: Callable[[str], _T], copy: Callable[[_T], _T],
+                 size: int = 4096, longest: int = 300) -> None:
         self.entries: dict[str, _T] = {}
         self.size = size
         self.longest = longest
+        self._parse = parse
+        self._copy = copy
 
-    def keep(self, text: str, parsed: _T) -> None:
-        if len(text) > self.longest:
-            return
-        entries = self.entries
-        if len(entries) >= self.size:
-            entries.clear()
-        entries[text] = parsed
+    def parse(self, text: str) -> _T:
+        """What `text` parses to, as a fresh value; the parser's error if it does not."""
+        known = self.entries.get(text)
+        if known is not None:
+            return self._copy(known)
+        parsed = self._parse(text)
+        if len(text) <= self.longest:
+            entries = self.entries
+            if len(entries) >= self.size:
+                entries.clear()
+            entries[text] = self._copy(parsed)
+        return parsed

@@ -87,19 +87,14 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a sip: or sips: URI; raise UriError (a SipParseError) if malformed."""
-        known = _SIP_URIS.entries.get(text)
-        if known is not None:
-            return known._copy()
-        uri = cls._parse(text)
-        _SIP_URIS.keep(text, uri._copy())
-        return uri
+        return _SIP_URIS.parse(text)
 
     def _copy(self) -> SipUri:
         return SipUri(self.host, self.user, self.password, self.port, self.scheme,
                       dict(self.params), self.headers)
 
-    @classmethod
-    def _parse(cls, text: str) -> SipUri:
+    @staticmethod
+    def _parse(text: str) -> SipUri:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
@@ -134,7 +129,7 @@ class SipUri:
                     raise UriError(f"empty parameter value in URI {text!r}")
                 _check(value, _PARAM_CHARS, "parameter", text)
             params[name.lower()] = value if eq else None
-        return cls(host, user, password, port, scheme, params, headers)
+        return SipUri(host, user, password, port, scheme, params, headers)
 
     def __str__(self) -> str:
         out = [self.scheme, ":"]
@@ -178,7 +173,7 @@ class SipUri:
         return replace(self, params=params)
 
 
-_SIP_URIS: ParseMemo[SipUri] = ParseMemo()
+_SIP_URIS: ParseMemo[SipUri] = ParseMemo(SipUri._parse, SipUri._copy)
 
 
 def uri_host(host: str) -> str:

@@ -150,14 +150,17 @@ def test_a_remembered_parse_is_a_fresh_object_a_caller_may_change() -> None:
 
 
 def test_the_memo_is_bounded_and_keeps_no_long_text() -> None:
-    memo = ParseMemo(size=2, longest=10)
-    memo.keep("a", NameAddr("sip:a@h"))
-    memo.keep("b", NameAddr("sip:b@h"))
-    assert set(memo.entries) == {"a", "b"}
-    memo.keep("c", NameAddr("sip:c@h"))  # full: starts again
-    assert set(memo.entries) == {"c"}
-    memo.keep("x" * 11, NameAddr("sip:x@h"))
-    assert set(memo.entries) == {"c"}
+    memo: ParseMemo[NameAddr] = ParseMemo(NameAddr._parse, NameAddr._copy, size=2, longest=12)
+    for text in ("<sip:a@h>", "<sip:b@h>"):
+        memo.parse(text)
+    assert set(memo.entries) == {"<sip:a@h>", "<sip:b@h>"}
+    memo.parse("<sip:c@h>")  # full: starts again
+    assert set(memo.entries) == {"<sip:c@h>"}
+    assert memo.parse("<sip:long@host>").uri == "sip:long@host"  # parsed, not kept
+    assert set(memo.entries) == {"<sip:c@h>"}
+    with pytest.raises(HeaderError):
+        memo.parse("<sip:x@h")
+    assert set(memo.entries) == {"<sip:c@h>"}  # (a failed parse is not kept)
 
 
 @given(st.text(alphabet='<>";= \tsip:@ab1.', max_size=30))

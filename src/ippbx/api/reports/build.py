@@ -179,6 +179,12 @@ class ReportBuilder:
                            (party(event.call, event.leg),), info=event.prompt), *status]
         return status
 
+    def seen(self, event: events.DomainEvent) -> None:
+        """`event` happened while nobody listens: build nothing, but the extension states
+        still record it as reported, so a session that logs in later hears the next change
+        from what the others would have heard."""
+        self.states.changes(event)
+
     def _status(self, event: events.DomainEvent) -> list[Report]:
         changes = self.states.changes(event)  # always: the machine follows every event
         if not self.extension_status:

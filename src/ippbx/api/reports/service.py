@@ -84,9 +84,7 @@ class ReportService:
 
     def on_event(self, event: events.DomainEvent) -> None:
         if not self.delivery.routes():
-            # nobody to tell: only the extension states' "last reported" moves on, so a
-            # session that logs in later hears the next change from what the others heard
-            self.builder.states.changes(event)
+            self.builder.seen(event)  # (nobody to tell: no report is built)
             return
         reports = self.builder.on_event(event)
         if reports:
