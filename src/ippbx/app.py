@@ -41,6 +41,7 @@ from ippbx.config import Config, ConfigError, load_config
 from ippbx.gc_policy import FullCollector
 from ippbx.ids import set_node
 from ippbx.metrics import Metrics
+from ippbx.pbx import events
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
 from ippbx.pbx.cdr import CdrRecorder
@@ -99,7 +100,7 @@ class App:
         # the objects (extensions, trunks, routes, …) as the store or the file has them
         self.running = RunningConfig.open(config, self.store)
         config = self.config = self.running.config
-        self.registry.subscribe(CdrRecorder(self.store))
+        self.registry.subscribe(CdrRecorder(self.store), events.CallEnded)
         self.pbx = PbxService(config, self.registry, self.store, clock=wall_clock)
         self.media = MediaService(config, self.pbx.b2bua)
         self.prompts = PromptCalls(self.pbx.b2bua, config.media.prompts)

@@ -43,7 +43,7 @@ from prometheus_client.utils import floatToGoString
 from ippbx.api.http_server import HttpRequest, HttpResponse
 from ippbx.api.reports.courier_link import CourierLink
 from ippbx.pbx import events
-from ippbx.pbx.calls import Call, CallType, LegStatus
+from ippbx.pbx.calls import Call, CallStore, CallType, LegStatus
 from ippbx.pbx.cdr import failure_cause
 from ippbx.pbx.trunks import TrunkStatus
 
@@ -177,6 +177,11 @@ class CallStats:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
+
+    def follow(self, registry: CallStore) -> None:
+        """Subscribe each handler to its own kind of event (no dispatch per event)."""
+        for kind, handler in self._handlers.items():
+            registry.subscribe(handler, kind)
 
     def tracked(self) -> int:
         """Live calls followed."""
@@ -409,7 +414,7 @@ class Metrics:
         if not metrics.enabled:
             return metrics
         metrics._app = app
-        app.registry.subscribe(metrics.calls)
+        metrics.calls.follow(app.registry)
         app.reports.delivery.on_delivered = metrics.report_latency.observe
         if app.media.engine is not None:
             metrics.engine = EngineWatch(app.media.engine)

@@ -200,7 +200,7 @@ def request(path: str = "/metrics", method: str = "GET",
 def test_the_page_parses_as_prometheus_text_with_the_call_metrics() -> None:
     metrics = Metrics()
     registry = CallRegistry()
-    registry.subscribe(metrics.calls)
+    metrics.calls.follow(registry)  # (as the app subscribes it: a handler per kind)
     call = registry.start_call(ext_leg("1001", "1002"), "1002")
     registry.end_leg(call.caller.id, 404)
     metrics.report_latency.observe(0.02)

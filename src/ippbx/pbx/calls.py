@@ -66,7 +66,8 @@ class CallStore(Protocol):
 
     changes: int  # counts every change published (readers cache by it)
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
+    def subscribe(self, fn: Subscriber, *kinds: type[events.DomainEvent]
+                  ) -> Callable[[], None]: ...
 
     # -- changes
     def start_call(self, caller: Leg, dialled: str) -> Call: ...
@@ -142,22 +143,39 @@ class CallRegistry:
         self._outbound: dict[str, Call] = {}
         self._inbound: dict[str, Call] = {}
         self._by_ext: dict[str, dict[str, Call]] = {}
-        self._subscribers: list[Subscriber] = []
+        # (subscriber, the event types it takes; () = every event), in subscription order
+        self._subscribers: list[tuple[Subscriber, tuple[type, ...]]] = []
+        self._routes: dict[type, tuple[Subscriber, ...]] = {}  # event type → its subscribers
         self.changes = 0  # counts every change published (readers cache by it)
 
     # -- events -------------------------------------------------------------------------
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Call `fn` with every domain event; returns a function that unsubscribes."""
-        self._subscribers.append(fn)
-        return lambda: self._subscribers.remove(fn)
+    def subscribe(self, fn: Subscriber, *kinds: type[events.DomainEvent]
+                  ) -> Callable[[], None]:
+        """Call `fn` with every domain event, or only with those of the types `kinds`
+        (a subscriber that takes a few kinds is not called for the others: most events
+        of a call matter to few subscribers); returns a function that unsubscribes."""
+        entry = (fn, kinds)
+        self._subscribers.append(entry)
+        self._routes.clear()
+
+        def unsubscribe() -> None:
+            self._subscribers.remove(entry)
+            self._routes.clear()
+
+        return unsubscribe
 
     def _publish(self, event: events.DomainEvent) -> None:
         self.changes += 1
-        for fn in list(self._subscribers):
+        kind = type(event)
+        route = self._routes.get(kind)
+        if route is None:  # (once per event type and set of subscribers)
+            route = self._routes[kind] = tuple(
+                fn for fn, kinds in self._subscribers if not kinds or issubclass(kind, kinds))
+        for fn in route:
             try:
                 fn(event)
             except Exception:  # a broken subscriber must not break call handling
-                log.exception("call event subscriber failed on %s", type(event).__name__)
+                log.exception("call event subscriber failed on %s", kind.__name__)
 
     # -- changes ------------------------------------------------------------------------
     def start_call(self, caller: Leg, dialled: str) -> Call:

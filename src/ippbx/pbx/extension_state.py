@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
+from typing import get_args
 
 from ippbx.pbx import events
 from ippbx.pbx.calls import Call, CallStore, LegStatus
@@ -61,6 +62,13 @@ def line_in_call(call: Call, number: str) -> ExtState | None:
     return ExtState.BUSY
 
 
+# The events after which a line may differ: the others (a 180, a DTMF digit, a prompt's
+# end, a registration) change no leg's liveness, status or extension, nor a call's
+# extensions, so the lines are not worked out again for them.
+_LINE_EVENTS: frozenset[type] = frozenset(get_args(events.DomainEvent)) - {
+    events.LegRinging, events.DtmfPressed, events.PromptEnded, events.ExtensionRegistration}
+
+
 class ExtensionStates:
     """The state of every extension, from the live calls and the registrar.
 
@@ -82,11 +90,11 @@ class ExtensionStates:
         self._counts: dict[str, Counter[ExtState]] = {}  # ext → line → calls at it
         self._reported: dict[str, ExtState] = {}  # last line reported; absent = IDLE
         self._applied: object = None
-        registry.subscribe(self._apply)
+        registry.subscribe(self._apply, *_LINE_EVENTS)
 
     def _apply(self, event: events.DomainEvent) -> None:
         """Bring the lines up to date with `event` (once: `changes` may come first)."""
-        if event is self._applied:
+        if event is self._applied or type(event) not in _LINE_EVENTS:
             return
         self._applied = event
         call: Call | None = getattr(event, "call", None)

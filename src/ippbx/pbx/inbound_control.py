@@ -69,7 +69,7 @@ class InboundControl:
         self.window = window
         self._waiting: dict[str, asyncio.Future[Decision]] = {}  # inbound id → decision
         self._decided: set[str] = set()  # inbound ids of held calls, decided, still live
-        registry.subscribe(self._on_event)
+        registry.subscribe(self._on_event, events.LegEnded)
 
     def __len__(self) -> int:
         """How many calls wait for a decision now."""

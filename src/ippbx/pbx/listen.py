@@ -59,7 +59,7 @@ class Listening:
         self.b2bua = b2bua
         self.registry = b2bua.registry
         self._listeners: dict[str, Bridge] = {}  # monitored callid → listener's bridge
-        self.registry.subscribe(self._on_event)
+        self.registry.subscribe(self._on_event, events.CallEnded)
 
     def start(self, listener: str, listened: str) -> str:
         """Call extension `listener` and let it hear the call of extension `listened`;

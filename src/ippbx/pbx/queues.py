@@ -180,7 +180,7 @@ class Queues:
         self._reserved: dict[str, int] = {}  # extension → offers ringing it now
         self._answered: dict[str, tuple[LiveQueue, Agent]] = {}  # agent leg id → its queue
         self._timers: set[asyncio.TimerHandle] = set()
-        self.registry.subscribe(self._on_event)
+        self.registry.subscribe(self._on_event, events.LegEnded, events.ExtensionRegistration)
 
     def reconfigure(self, config: Config) -> None:
         """The queues of a new configuration (after the B2BUA's). A queue that stays

@@ -103,7 +103,7 @@ class Supervision:
         self.control = control
         self._by_call: dict[str, Supervised] = {}  # monitored callid → its supervision
         self._numbers = itertools.count(1)
-        self.registry.subscribe(self._on_event)
+        self.registry.subscribe(self._on_event, events.CallEnded)
         conferences.on_restart.append(self._mixer_restarted)
 
     @property

@@ -114,7 +114,7 @@ class Trunks:
             elif isinstance(event, events.LegEnded) and event.leg.trunk is not None:
                 in_use[event.leg.trunk] = in_use.get(event.leg.trunk, 0) - 1
 
-        registry.subscribe(on_event)
+        registry.subscribe(on_event, events.CallCreated, events.LegAdded, events.LegEnded)
 
     def has_capacity(self, trunk: Trunk) -> bool:
         return trunk.max_channels == 0 or self.in_use.get(trunk.name, 0) < trunk.max_channels

@@ -106,6 +106,27 @@ def test_unknown_leg_raises_and_bad_subscriber_is_isolated() -> None:
     assert len(reg) == 0
 
 
+def test_a_subscriber_for_some_kinds_gets_only_those_in_order_with_the_others() -> None:
+    reg = CallRegistry()
+    seen: list[str] = []
+    reg.subscribe(lambda e: seen.append(f"all:{type(e).__name__}"))
+    stop = reg.subscribe(lambda e: seen.append(f"ended:{type(e).__name__}"),
+                         events.LegEnded, events.CallEnded)
+    reg.subscribe(lambda e: seen.append(f"last:{type(e).__name__}"), events.CallEnded)
+    call = reg.start_call(ext_leg("1001", "1002"), "1002")
+    reg.end_leg(call.caller.id, 200)
+    assert seen == ["all:CallCreated",
+                    "all:LegEnded", "ended:LegEnded",
+                    "all:CallEnded", "ended:CallEnded", "last:CallEnded"]
+    seen.clear()
+    stop()  # unsubscribed: the next call's events no longer reach it
+    reg.subscribe(lambda e: seen.append(f"new:{type(e).__name__}"), events.CallEnded)
+    call = reg.start_call(ext_leg("1001", "1002"), "1002")
+    reg.end_leg(call.caller.id, 200)
+    assert seen == ["all:CallCreated", "all:LegEnded", "all:CallEnded", "last:CallEnded",
+                    "new:CallEnded"]
+
+
 def test_a_node_name_prefixes_ids_and_the_counter_goes_on() -> None:
     gen = IdGenerator(clock=lambda: 1589938378.9, start=7, node="pbx2")
     assert gen.next() == "pbx2-1589938378.7"
