@@ -153,9 +153,17 @@ class SentResponse:
     def __init__(self, response: Response) -> None:
         self.data = response.to_bytes()
         self.status = response.status
-        vias = response.get_all("Via")
-        self.via = vias[0] if vias else ""
-        self.to = response.get("To") or ""
+        via = to = ""
+        for name, value in response.headers:  # (one pass: the first Via line and the To)
+            if name == "Via":
+                if not via:
+                    via = value
+            elif name == "To" and not to:
+                to = value
+        if "," in via:  # (several entries on the line: the top one)
+            via = next(iter(split_list(via)), "")
+        self.via = via.strip()
+        self.to = to
 
     def to_bytes(self) -> bytes:
         return self.data
@@ -647,21 +655,32 @@ def make_response(
     `to_tag` is added to To unless the status is 100 or To already has a tag. A 100
     also copies Timestamp (§8.2.6.1).
     """
-    vias = [(n, v) for n, v in request.headers if n == "Via"]
-    to = request.get("To") or ""
+    copied: list[tuple[str, str]] = []
+    found: dict[str, str] = {}
+    for header in request.headers:  # (one pass: the Vias, and the first of each other)
+        name = header[0]
+        if name == "Via":
+            copied.append(header)
+        elif name in _COPIED and name not in found:
+            found[name] = header[1]
+    to = found.get("To", "")
     if to_tag is not None and status > 100 and not _has_tag(request, to):
         to = f"{to};tag={to_tag}"
-    copied = vias + [
-        (name, to if name == "To" else value or "")
-        for name in ("From", "To", "Call-ID", "CSeq")
-        if (value := request.get(name)) is not None or name == "To"
-    ]
-    if status == 100 and request.has("Timestamp"):
-        copied.append(("Timestamp", request.get("Timestamp") or ""))
+    if "From" in found:
+        copied.append(("From", found["From"]))
+    copied.append(("To", to))
+    for name in ("Call-ID", "CSeq"):
+        if name in found:
+            copied.append((name, found[name]))
+    if status == 100 and "Timestamp" in found:
+        copied.append(("Timestamp", found["Timestamp"]))
     resp = Response(status, reason, copied, body)
     for n, v in headers:
         resp.add(n, v)
     return resp
+
+
+_COPIED = frozenset({"From", "To", "Call-ID", "CSeq", "Timestamp"})
 
 
 def _has_tag(request: Request, to: str) -> bool:

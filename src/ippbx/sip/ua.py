@@ -778,13 +778,14 @@ class UserAgent:
     # -- internals: client ------------------------------------------------------------------
     def _complete(self, request: Request, dest: Peer) -> None:
         """Add our Via (if none), Max-Forwards and User-Agent (if absent)."""
-        if not request.has("Via"):
+        present = {name for name, _ in request.headers}  # (one look at the headers)
+        if "Via" not in present:
             via = self.via(dest.transport)
             request.headers.insert(0, ("Via", via))
             request.set("Via", via)  # (also drops cached parses)
-        if not request.has("Max-Forwards"):
+        if "Max-Forwards" not in present:
             request.add("Max-Forwards", "70")
-        if self.user_agent and request.method != "ACK" and not request.has("User-Agent"):
+        if self.user_agent and request.method != "ACK" and "User-Agent" not in present:
             request.add("User-Agent", self.user_agent)
 
     def _start_client(self, call: _ClientCall) -> None:

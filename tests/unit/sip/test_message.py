@@ -9,6 +9,7 @@ from ippbx.sip.message import (
     MAX_MESSAGE,
     Request,
     Response,
+    SentResponse,
     StreamParser,
     canonical_name,
     make_response,
@@ -430,6 +431,18 @@ def test_make_response_copies_and_tags() -> None:
     # a response built from it parses back
     again = parse_message(make_response(req, 200, to_tag="x").to_bytes())
     assert isinstance(again, Response) and again.status == 200
+
+
+def test_a_response_kept_as_bytes_knows_its_top_via_and_to() -> None:
+    """What a finished transaction keeps of its response: where it goes (the top Via
+    entry, also when one line holds several) and the To (whose tag a CANCEL reuses)."""
+    req = parse_message(with_headers(first="INVITE sip:a@b SIP/2.0"))
+    assert isinstance(req, Request)
+    req.set("Via", 'SIP/2.0/UDP h:5070;branch=z9hG4bK1;x="a,b" , SIP/2.0/UDP second')
+    kept = SentResponse(make_response(req, 486, to_tag="t9"))
+    assert kept.via == 'SIP/2.0/UDP h:5070;branch=z9hG4bK1;x="a,b"'
+    assert kept.to_tag == "t9" and kept.status == 486
+    assert parse_message(kept.to_bytes()).get("To") == kept.to
 
 
 def test_stream_keeps_the_messages_before_garbage() -> None:
