@@ -125,9 +125,12 @@ class TxKey(NamedTuple):
 
 
 # -- events (the public vocabulary) -----------------------------------------------------
+# Plain slotted records, not frozen ones: a frozen dataclass sets each field through
+# object.__setattr__ (timeit: 0.59 µs to make a three-field one, 0.19 µs plain), and a
+# call makes about twenty of these. Nobody keeps or hashes them; treat them as read-only.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Put `message` on the wire to `dest` (a client's dest, or the request's source)."""
 
@@ -136,7 +139,7 @@ class Send:
     key: TxKey | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new request: a server transaction `key` waits for the TU's `respond`."""
 
@@ -145,7 +148,7 @@ class RequestReceived:
     source: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for client transaction `key`."""
 
@@ -153,7 +156,7 @@ class ResponseReceived:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StrayResponse:
     """A response that matches no client transaction (e.g. a late 2xx retransmission)."""
 
@@ -161,7 +164,7 @@ class StrayResponse:
     source: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AckReceived:
     """An ACK for a 2xx (end to end): for the dialog layer. `key` is the INVITE's if known."""
 
@@ -170,7 +173,7 @@ class AckReceived:
     key: TxKey | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancelled:
     """A CANCEL matched the pending INVITE server transaction `key` (already answered 200)."""
 
@@ -178,21 +181,21 @@ class Cancelled:
     cancel: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Timeout:
     """Timer B/F (client: treat as 408) or Timer H (server: the ACK never came) fired."""
 
     key: TxKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportError:
     """The transport failed to send for transaction `key` (client: treat as 503)."""
 
     key: TxKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Terminated:
     """Transaction `key` is over and forgotten."""
 
