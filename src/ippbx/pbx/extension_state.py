@@ -51,15 +51,23 @@ class ExtState(StrEnum):
 def line_in_call(call: Call, number: str) -> ExtState | None:
     """What `call` makes extension `number`'s line (Ringing, Busy, Hold); None if the
     extension has no live leg in it."""
-    legs = call.legs()
-    own = [leg for leg in legs if leg.live and leg.extension == number]
+    own = held = False
+    ringing = True  # (while every live leg of its own is one ippbx placed, in Progress)
+    for leg in call.legs():  # (one loop over two legs, most calls)
+        status = leg.status
+        if status is LegStatus.ENDED:
+            continue
+        if status is LegStatus.WAIT:
+            held = True
+        if leg.extension == number:
+            own = True
+            if not (leg.outgoing and status is LegStatus.PROGRESS):
+                ringing = False
     if not own:
         return None
-    if any(leg.live and leg.status is LegStatus.WAIT for leg in legs):
+    if held:
         return ExtState.HOLD
-    if all(leg.outgoing and leg.status is LegStatus.PROGRESS for leg in own):
-        return ExtState.RINGING
-    return ExtState.BUSY
+    return ExtState.RINGING if ringing else ExtState.BUSY
 
 
 # The events after which a line may differ: the others (a 180, a DTMF digit, a prompt's

@@ -226,7 +226,7 @@ class Message:
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header with one holding `value` (where the first one was)."""
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         self._cache.clear()
         for i, (n, _) in enumerate(self.headers):
             if n == key:
@@ -237,7 +237,7 @@ class Message:
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Add a `name` header; `first=True` puts it above the existing ones of that name."""
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         self._cache.clear()
         if first:
             for i, (n, _) in enumerate(self.headers):
@@ -247,13 +247,13 @@ class Message:
         self.headers.append((key, value))
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         self._cache.clear()
         self.headers = [h for h in self.headers if h[0] != key]
 
     def remove_first(self, name: str) -> None:
         """Remove the first value of a (list) header, e.g. the top Via."""
-        key = canonical_name(name)
+        key = _AS_IS.get(name) or canonical_name(name)
         self._cache.clear()
         for i, (n, v) in enumerate(self.headers):
             if n == key:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ippbx.config import Config, load_config
-from ippbx.pbx.calls import CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.calls import Call, CallRegistry, Leg, LegKind, LegStatus
+from ippbx.pbx.extension_state import ExtState, line_in_call
 from ippbx.pbx.registrar import Registrar
 from ippbx.pbx.status import PbxStatus
 from ippbx.pbx.trunks import Trunks, TrunkStatus
@@ -112,3 +116,32 @@ def test_trunk_status() -> None:
     bare = PbxStatus(registry)
     assert bare.trunk_status("carrier") == "Unknown"
     assert bare.extension_status("1001") == "Unregistered"
+
+
+# -- one call's part in a line, against the table in extension_state's docstring ---------
+_LEG = st.tuples(st.sampled_from(list(LegStatus)), st.sampled_from(["1001", "1002", None]),
+                 st.booleans())
+
+
+@given(st.lists(_LEG, min_size=1, max_size=4))
+def test_a_calls_part_in_a_line_follows_the_documented_table(
+        legs: list[tuple[LegStatus, str | None, bool]]) -> None:
+    made = []
+    for status, extension, outgoing in legs:
+        leg = Leg(LegKind.EXTENSION if extension else LegKind.TRUNK, "1", "2",
+                  extension=extension)
+        leg.status, leg.outgoing = status, outgoing
+        made.append(leg)
+    call = Call(caller=made[0], dialled="2", callee=made[1] if len(made) > 1 else None)
+    call.branches = made[2:] or None
+    live = [leg for leg in made if leg.status is not LegStatus.ENDED]
+    own = [leg for leg in live if leg.extension == "1001"]
+    if not own:
+        expected = None  # no live leg of its own: the call says nothing of its line
+    elif any(leg.status is LegStatus.WAIT for leg in live):
+        expected = ExtState.HOLD  # any live leg held, either side
+    elif all(leg.outgoing and leg.status is LegStatus.PROGRESS for leg in own):
+        expected = ExtState.RINGING  # its own legs are ippbx's, all still in Progress
+    else:
+        expected = ExtState.BUSY
+    assert line_in_call(call, "1001") is expected
