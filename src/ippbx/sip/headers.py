@@ -320,7 +320,7 @@ _VIAS: ParseMemo[Via] = ParseMemo(Via._parse, Via._copy)
 _NAME_ADDRS: ParseMemo[NameAddr] = ParseMemo(NameAddr._parse, NameAddr._copy)
 
 
-def parse_cseq(value: str) -> tuple[int, str]:
+def _parse_cseq(value: str) -> tuple[int, str]:
     """Parse "CSeq: 4711 INVITE" into (4711, "INVITE"); the number must be < 2**31."""
     parts = value.split()
     if len(parts) != 2:
@@ -334,6 +334,10 @@ def parse_cseq(value: str) -> tuple[int, str]:
     if not TOKEN_CHARS.issuperset(method):
         raise HeaderError(f"bad CSeq method in {value!r}")
     return number, method
+
+
+# `parse_cseq(value)`: `_parse_cseq` through a memo (a tuple is handed out as it is)
+parse_cseq = ParseMemo(_parse_cseq, None, longest=64).parse
 
 
 def parse_credentials(value: str) -> tuple[str, dict[str, str]]:

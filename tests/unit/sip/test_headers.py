@@ -174,6 +174,21 @@ def test_parsing_the_same_text_twice_gives_the_same_outcome(text: str) -> None:
     assert outcomes[0] == outcomes[1]
 
 
+@given(st.text(alphabet="0123456789 \tINVITEBYx-", max_size=24))
+def test_a_cseq_parsed_twice_gives_the_same_outcome(text: str) -> None:
+    """parse_cseq keeps what it parsed (a tuple, handed out as it is): a text parsed
+    again, from the memo, is the same (number, method), or the same error."""
+    outcomes: list[object] = []
+    for _ in range(2):
+        try:
+            outcomes.append(parse_cseq(text))
+        except HeaderError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    if isinstance(outcomes[0], tuple):
+        assert outcomes[0] == (int(text.split()[0]), text.split()[1])
+
+
 # ------------------------------------------------------------------------ params, lists
 def test_parse_params() -> None:
     assert parse_params("a=b;c; D = E ;q=0.5") == {"a": "b", "c": None, "d": "E", "q": "0.5"}
