@@ -9,8 +9,9 @@ started (`CallRegistry.start_call`, the warm-up's included).
     .venv/bin/python bench/call_cost.py                        # 100/s for 20 s, ~1 min
     IPPBX_BENCH_REF=d975ed5 .venv/bin/python bench/call_cost.py  # another commit's code
 
-Prints the function calls per SIP call (builtins and C methods included), then the
-functions with the most calls per SIP call, and those with the most time of their own
+Prints the function calls per SIP call (builtins and C methods included), how many of
+them each part made (the SIP stack, the PBX side, …; a builtin in its caller's part),
+then the functions with the most calls per SIP call, and those with the most time of their own
 (cProfile's clock, slowed by cProfile itself: compare shares, not microseconds).
 `--keep FILE` keeps the profile (pstats) for a closer look.
 """
@@ -39,6 +40,41 @@ def short(key: tuple[str, int, str]) -> str:
     return f"{name} ({'/'.join(Path(path).parts[-2:])}:{line})"
 
 
+# The parts a call's function calls are counted in, by the file of the Python function
+# (a builtin counts in the part of the function that called it). Start-up's imports are
+# in the profile too: a fixed cost, spread over the calls.
+PARTS = (
+    ("the SIP stack", ("/ippbx/sip/",)),
+    ("the PBX side", ("/ippbx/pbx/",)),
+    ("API, metrics, store", ("/ippbx/api/", "/ippbx/metrics", "/ippbx/store/")),
+    ("start-up imports", ("<frozen importlib", "/re/", "/typing.py", "/dataclasses.py",
+                          "/enum.py")),
+    ("ippbx, other", ("/ippbx/",)),
+)
+OTHER_PART = "asyncio and the standard library"
+
+
+def part_of(path: str) -> str:
+    for name, marks in PARTS:
+        if any(mark in path for mark in marks):
+            return name
+    return OTHER_PART
+
+
+def by_part(stats: dict) -> dict[str, float]:
+    """Function calls per part (`PARTS`), each builtin call in its caller's part."""
+    parts: dict[str, float] = {}
+    for (path, _, _), value in stats.items():
+        if path == "~":  # a builtin: counted where it was called from
+            for (caller, _, _), edge in value[4].items():
+                part = part_of(caller)
+                parts[part] = parts.get(part, 0) + edge[1]
+        else:
+            part = part_of(path)
+            parts[part] = parts.get(part, 0) + value[1]
+    return dict(sorted(parts.items(), key=lambda kv: -kv[1]))
+
+
 def counts(profile: Path, top: int) -> dict:
     """Calls per SIP call: in all, and the functions with most calls and most self time."""
     stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
@@ -56,6 +92,7 @@ def counts(profile: Path, top: int) -> dict:
     return {
         "sip_calls": sip_calls,
         "per_call": total / sip_calls,
+        "by_part": {part: n / sip_calls for part, n in by_part(stats).items()},
         "by_count": [(short(k), v[1] / sip_calls) for k, v in by_count],
         "by_self": [(short(k), 100 * v[2] / busy) for k, v in by_self],
     }
@@ -88,6 +125,9 @@ def main() -> int:
         found = counts(profile, args.top)
     log(f"{found['sip_calls']} SIP calls: {found['per_call']:,.0f} function calls per SIP "
         "call")
+    log(table(["part", "per SIP call", "share"],
+              [(part, f"{n:,.0f}", f"{100 * n / found['per_call']:.0f} %")
+               for part, n in found["by_part"].items()]))
     log(table(["most calls", "per SIP call"],
               [(name, f"{n:.1f}") for name, n in found["by_count"]]))
     log(table(["most time of its own", "% of busy"],
