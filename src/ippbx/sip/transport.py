@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 import ssl
@@ -120,6 +121,7 @@ async def resolve_host(host: str, port: int) -> str | None:
     return str(infos[0][4][0]) if infos else None
 
 
+@functools.lru_cache(maxsize=1024)  # (asked for every datagram sent, mostly the same few)
 def _is_numeric_host(host: str) -> bool:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:

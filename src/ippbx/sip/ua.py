@@ -978,7 +978,7 @@ class UserAgent:
             log.exception("on_request failed for %r", sr)
             sr._fail()
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):  # (None: the usual answer)
             self._spawn(result, sr)
 
     def _respond(self, sr: ServerRequest, response: Response) -> None:
@@ -1270,7 +1270,7 @@ class UserAgent:
         except Exception:
             log.exception("%s callback failed", what)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):  # (None: the usual answer)
             self._spawn(result)
 
 
