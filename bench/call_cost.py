@@ -43,13 +43,15 @@ def short(key: tuple[str, int, str]) -> str:
 # The parts a call's function calls are counted in, by the file of the Python function
 # (a builtin counts in the part of the function that called it). Start-up's imports are
 # in the profile too: a fixed cost, spread over the calls.
+# (ippbx runs from a src/ directory here, the working tree's or a commit's export: its
+# files are told from the venv's, which may lie under a directory named ippbx too)
 PARTS = (
-    ("the SIP stack", ("/ippbx/sip/",)),
-    ("the PBX side", ("/ippbx/pbx/",)),
-    ("API, metrics, store", ("/ippbx/api/", "/ippbx/metrics", "/ippbx/store/")),
+    ("the SIP stack", ("/src/ippbx/sip/",)),
+    ("the PBX side", ("/src/ippbx/pbx/",)),
+    ("API, metrics, store", ("/src/ippbx/api/", "/src/ippbx/metrics", "/src/ippbx/store/")),
     ("start-up imports", ("<frozen importlib", "/re/", "/typing.py", "/dataclasses.py",
                           "/enum.py")),
-    ("ippbx, other", ("/ippbx/",)),
+    ("ippbx, other", ("/src/ippbx/",)),
 )
 OTHER_PART = "asyncio and the standard library"
 

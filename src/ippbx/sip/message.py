@@ -160,7 +160,7 @@ class SentResponse:
             elif name == "To" and not to:
                 to = value
         if "," in via:  # (several entries on the line: the top one)
-            via = next(iter(split_list(via)), "")
+            via = (split_list(via) or [""])[0]
         self.via = via.strip()
         self.to = to
 
@@ -205,12 +205,7 @@ class Message:
         if key in _LIST_HEADERS:
             for n, v in self.headers:  # (loops, not comprehensions: no call per use)
                 if n == key:
-                    if "," in v:
-                        found += split_list(v)
-                    else:  # (split_list's answer for a line with one entry)
-                        v = v.strip()
-                        if v:
-                            found.append(v)
+                    found += split_list(v)
         else:
             for n, v in self.headers:
                 if n == key:
@@ -284,7 +279,7 @@ class Message:
 
     # -- parsed views (cached until the headers change) ---------------------------------
     # Each view looks in the cache first (a hit makes no call), and on a miss `_parsed`
-    # reads the header and parses it: two Python calls per miss, not a closure and four.
+    # reads the header and parses it (no closure made per view).
     def _parsed(self, key: str, header: str, parse: Callable[[str], Any],
                 every: bool = False) -> Any:
         """Parse the first `header` (`every`: each of its entries, into a list), keep it
@@ -293,12 +288,7 @@ class Message:
             if every:
                 value: Any = [parse(item) for item in self.get_all(header)]
             else:
-                text = ""
-                for n, v in self.headers:
-                    if n == header:
-                        text = v
-                        break
-                value = parse(text)
+                value = parse(self.get(header) or "")
         except SipParseError:
             raise
         except Exception as exc:  # peer-controlled text: never let another type out
@@ -353,8 +343,7 @@ class Message:
         known = self._cache.get("contacts")
         if known is not None:
             return known  # type: ignore[return-value]
-        return self._parsed(
-            "contacts", "Contact", NameAddr.parse, every=True)
+        return self._parsed("contacts", "Contact", NameAddr.parse, every=True)
 
     # -- serialization ------------------------------------------------------------------
     def start_line(self) -> str:
