@@ -13,9 +13,8 @@ from __future__ import annotations
 class SipParseError(ValueError):
     """Bytes that are not a well-formed SIP message (or a header value that is malformed)."""
 
-    status: int = 400
-
-    def __init__(self, message: str = "", status: int | None = None) -> None:
+    def __init__(self, message: str = "", status: int = 400) -> None:
         super().__init__(message)
-        if status is not None:
-            self.status = status
+        # Set on each instance: compiled (ippbx.native), a class-level default of an
+        # exception class is not seen through its instances.
+        self.status = status

@@ -54,8 +54,10 @@ import random
 from collections.abc import Callable
 from enum import IntEnum
 
+from mypy_extensions import mypyc_attr
 
-class SessionError(RuntimeError):
+
+class SessionError(Exception):
     """A (role, state, stimulus) without a row: a bug in the table or its adapter."""
 
 
@@ -457,6 +459,7 @@ def refresh_step(refresher: Refresher, state: RefreshState, stimulus: RefreshSti
         ) from None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the session keeper extends it
 class SessionRefresh:
     """One dialog's session timer, fed stimuli and the time: it keeps its state and the
     moment (`deadline`, on the adapter's clock) at which the adapter must feed it
