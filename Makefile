@@ -4,33 +4,46 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine chromium:chromium \
-  chromium-driver:chromedriver janus:janus
+  chromium-driver:chromedriver janus:janus gcc:gcc
+# The compiled SIP stack (tools/build_native.py): made again whenever a module of it changes.
+NATIVE := src/ippbx/sip/_native/manifest.json
 
-.PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts
+.PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts native
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ippbx needs Python >= 3.11"'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  { echo "python3 -m venv failed: install Debian's python3-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,native]'
 	@touch $@
 
 venv: $(STAMP)
 
 # Debian packages the tests use (sipp from sip-tester, wrk, baresip) and ippbx runs
-# (rtpengine from rtpengine-daemon, the media engine; janus, the conference mixer);
-# installed only when missing.
+# (rtpengine from rtpengine-daemon, the media engine; janus, the conference mixer; gcc and
+# Python's headers, which compile the SIP stack); installed only when missing.
 debs:
 	@missing=""; for pair in $(DEBS); do pkg=$${pair%%:*}; cmd=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	$(PYTHON) -c 'import os, sysconfig, sys; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# ippbx.sip compiled to C by mypyc, beside its source (ippbx/native.py loads it only while
+# it matches that source). `make run` goes on in Python where it cannot be built.
+native: $(NATIVE)
+
+$(NATIVE): $(STAMP) tools/build_native.py $(filter-out %/transport.py %/__init__.py,$(wildcard src/ippbx/sip/*.py))
+	$(BIN)/python tools/build_native.py
+
 run: $(STAMP) debs
+	@$(MAKE) -s native || echo "ippbx: the SIP stack could not be compiled; it runs as Python"
 	$(BIN)/ippbx serve --config examples/demo.toml
 
 # Sandbox: the demo PBX plus simulated phones and a carrier placing calls (`ippbx demo`).
@@ -40,17 +53,19 @@ demo: $(STAMP)
 	$(BIN)/ippbx demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
-test: $(STAMP) debs lint
+# Every test on the compiled SIP stack, then the SIP stack's own tests on its Python source.
+test: $(STAMP) debs lint native
 	$(BIN)/pytest
+	IPPBX_PURE=1 $(BIN)/pytest -q tests/unit/sip tests/unit/test_native.py
 
 # The fast tiers: the sans-IO unit tests alone (no sockets, ~30 s), and everything but
 # the tests marked slow.
-test-unit: $(STAMP)
+test-unit: $(STAMP) native
 	$(BIN)/pytest -q tests/unit
 
-test-fast: $(STAMP) debs
+test-fast: $(STAMP) debs native
 	$(BIN)/pytest -q -m "not slow"
 
 # The SIP stack fuzzed far longer than in `make test` (mutated RFC 4475 messages and
@@ -68,4 +83,4 @@ bench: $(STAMP) debs
 	@echo "see bench/README in BENCHMARKS.md for the scripts"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/ippbx/sip/_native

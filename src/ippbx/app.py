@@ -41,6 +41,7 @@ from ippbx.config import Config, ConfigError, load_config
 from ippbx.gc_policy import FullCollector
 from ippbx.ids import set_node
 from ippbx.metrics import Metrics
+from ippbx.native import compiled_modules
 from ippbx.pbx import events
 from ippbx.pbx.applications import Applications
 from ippbx.pbx.calls import CallRegistry
@@ -219,7 +220,9 @@ class App:
                 await self.stop()
                 raise
             self._started.append(component)
-        log.info("ippbx %r (sn %s) started", self.config.pbx.name, self.config.pbx.sn)
+        log.info("ippbx %r (sn %s) started; SIP stack %s", self.config.pbx.name,
+                 self.config.pbx.sn,
+                 "compiled" if "ippbx.sip" in compiled_modules() else "in Python")
 
     async def stop(self) -> None:
         """Stop the started components in reverse order (errors are logged, not raised)."""
