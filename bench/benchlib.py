@@ -10,9 +10,11 @@ its pid (SIGTERM, then SIGKILL) when the script ends, fails, or is interrupted; 
 also get PR_SET_PDEATHSIG so they die if the script is killed outright. `bench_main`
 wraps a script's `main` with that cleanup and a hard wall-clock limit (SIGALRM).
 
-IPPBX_BENCH_REF=REF runs the code of one commit (see `ippbx_source`);
-IPPBX_BENCH_COMMAND replaces `.venv/bin/python -m ippbx.cli` (e.g. with a wrapper script for a
-diagnosis); its `serve --config FILE --log-level warning` arguments stay.
+IPPBX_BENCH_REF=REF runs the code of one commit (see `ippbx_source`), with its SIP stack
+compiled as `make native` does (IPPBX_PURE=1: as Python; a commit from before the compiled
+stack runs as Python anyway); IPPBX_BENCH_COMMAND replaces `.venv/bin/python -m ippbx.cli`
+(e.g. with a wrapper script for a diagnosis); its `serve --config FILE --log-level warning`
+arguments stay.
 
 Measurement facts (sipp options, what a clean step is) are in docs/testing.md.
 """
@@ -300,9 +302,10 @@ def ippbx_source() -> tuple[Path, str]:
     By default the src/ of the working tree this script is in, uncommitted changes
     included (also in a `git worktree` whose .venv is a link to another checkout's, where
     the editable install would run that checkout's code). With IPPBX_BENCH_REF=REF (e.g.
-    HEAD), `git archive REF src` is unpacked in a temporary directory and run from there,
-    so the figures belong to one commit even while others have uncommitted changes in the
-    working tree.
+    HEAD), `git archive REF src tools` is unpacked in a temporary directory and run from
+    there, so the figures belong to one commit even while others have uncommitted changes
+    in the working tree. Either way the SIP stack is compiled first where the code has
+    `tools/build_native.py` (`compile_sip_stack`).
     """
     global _SOURCE
     if _SOURCE is None:
@@ -311,7 +314,7 @@ def ippbx_source() -> tuple[Path, str]:
             commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT,
                                     capture_output=True, text=True, check=True).stdout.strip()
             dest = Path(tempfile.mkdtemp(prefix=f"ippbx-bench-src-{commit}-"))
-            archive = subprocess.run(["git", "archive", ref, "src"], cwd=ROOT,
+            archive = subprocess.run(["git", "archive", ref, "src", "tools"], cwd=ROOT,
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
             atexit.register(shutil.rmtree, dest, True)
@@ -322,7 +325,24 @@ def ippbx_source() -> tuple[Path, str]:
             dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
                                    capture_output=True, text=True).stdout.strip()
             _SOURCE = (ROOT / "src", commit + (" + uncommitted changes in src/" if dirty else ""))
+        _SOURCE = (_SOURCE[0], _SOURCE[1] + compile_sip_stack(_SOURCE[0]))
     return _SOURCE
+
+
+def compile_sip_stack(src: Path) -> str:
+    """Compile the SIP stack of `src` as `make native` does, unless IPPBX_PURE asks for
+    Python or the code predates the compiled stack; what runs, for the label."""
+    if os.environ.get("IPPBX_PURE", "") not in ("", "0"):
+        return ", SIP stack in Python (IPPBX_PURE)"
+    build = src.parent / "tools" / "build_native.py"  # the commit's own build script
+    if not build.exists():
+        return ", SIP stack in Python (before ippbx.native)"
+    done = subprocess.run([str(VENV_BIN / "python"), str(build), "--src", str(src),
+                           "--if-stale"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # a bench must not measure Python while it says compiled
+        sys.exit(f"compiling the SIP stack of {src} failed:\n{done.stderr[-3000:]}")
+    return ", SIP stack compiled"
 
 
 def machine_info() -> dict[str, str]:

@@ -4,7 +4,9 @@ CPU figures on a shared machine move by several per cent between runs (BENCHMARK
 more than most single changes to the call path do. cProfile's call counts do not move:
 this runs one fixed-rate step of scenario (a) (`sip_cps.py --fixed-rate RATE
 --no-overload`) with ippbx under cProfile, and divides each count by the calls ippbx
-started (`CallRegistry.start_call`, the warm-up's included).
+started (`CallRegistry.start_call`, the warm-up's included). The SIP stack runs as Python
+here (IPPBX_PURE=1): cProfile sees no call inside compiled code, so the count measures the
+source, the same before and after `make native`.
 
     .venv/bin/python bench/call_cost.py                        # 100/s for 20 s, ~1 min
     IPPBX_BENCH_REF=d975ed5 .venv/bin/python bench/call_cost.py  # another commit's code
@@ -110,7 +112,7 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ippbx-bench-cost-") as tmp:
         profile = Path(tmp) / "ippbx.pstats"
-        env = {**os.environ, "IPPBX_BENCH_COMMAND":
+        env = {**os.environ, "IPPBX_PURE": "1", "IPPBX_BENCH_COMMAND":
                f"{VENV_BIN / 'python'} -m cProfile -o {profile} -m ippbx.cli"}
         argv = [sys.executable, str(BENCH / "sip_cps.py"), "--fixed-rate", f"{args.rate:g}",
                 "--step-seconds", f"{args.seconds:g}", "--no-overload"]
