@@ -40,7 +40,8 @@ debs:
 native: $(NATIVE)
 
 $(NATIVE): $(STAMP) tools/build_native.py $(filter-out %/transport.py %/__init__.py,$(wildcard src/ippbx/sip/*.py))
-	$(BIN)/python tools/build_native.py
+	$(BIN)/python tools/build_native.py --if-stale
+	@touch $@
 
 run: $(STAMP) debs
 	@$(MAKE) -s native || echo "ippbx: the SIP stack could not be compiled; it runs as Python"

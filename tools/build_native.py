@@ -3,10 +3,10 @@
 
     python tools/build_native.py [--src DIR] [--jobs N] [--if-stale]
 
-Every module of `ippbx.sip` but the package's `__init__` and the socket layer
-(`transport.py`, which stays Python: it is written against asyncio's and uvloop's
-transport classes, which are not one another's subclasses) is compiled: the parser, the
-header views, transactions, dialogs, sessions and the user agent. The
+Every module of `ippbx.sip` but the package's `__init__` and the socket layer is
+compiled: the parser, the header views, transactions, dialogs, sessions and the user
+agent. `transport.py` stays Python: a thin shell around uvloop's sockets, compiled it
+made no measurable difference (BENCHMARKS.md, "Issue 13: the SIP stack compiled"). The
 extension modules land in `DIR/ippbx/sip/_native/` (DIR is this checkout's `src/` by
 default) with `manifest.json`: the SHA-256 of each compiled source and the interpreter the
 build is for. `ippbx.native` loads the build only while both still match, so an edit to
