@@ -314,7 +314,10 @@ def ippbx_source() -> tuple[Path, str]:
             commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT,
                                     capture_output=True, text=True, check=True).stdout.strip()
             dest = Path(tempfile.mkdtemp(prefix=f"ippbx-bench-src-{commit}-"))
-            archive = subprocess.run(["git", "archive", ref, "src", "tools"], cwd=ROOT,
+            has_tools = subprocess.run(["git", "cat-file", "-e", f"{ref}:tools"], cwd=ROOT,
+                                       capture_output=True).returncode == 0
+            archive = subprocess.run(["git", "archive", ref, "src", *(["tools"] * has_tools)],
+                                     cwd=ROOT,
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
             atexit.register(shutil.rmtree, dest, True)
