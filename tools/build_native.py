@@ -75,7 +75,8 @@ def build(src: Path, jobs: int) -> Path:
         staged.mkdir()
         for p in built:
             shutil.copy2(p, staged / p.name)
-        manifest = {"interpreter": interpreter_tag(), "group": GROUP, "modules": digests}
+        [library] = names - set(digests)  # mypyc's shared library, which the modules load
+        manifest = {"interpreter": interpreter_tag(), "library": library, "modules": digests}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         shutil.move(str(staged), dest)

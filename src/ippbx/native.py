@@ -1,16 +1,18 @@
 """Which code runs a package: its Python source, or the same source compiled to C by mypyc.
 
 `tools/build_native.py` (`make native`) compiles the modules of `ippbx.sip` into
-`src/ippbx/sip/_native/`, with a manifest of each compiled module's source digest and of
-the interpreter it was built for. `ippbx.sip` calls `use_compiled` as it is imported: the
-compiled modules go first on the package's path only when the manifest matches the source
-beside it, module by module, and the running interpreter. A source edited after the build
-(or a checkout of another commit) makes the whole package run as Python, with one warning,
-never a mix: compiled code reaches into the classes of the modules compiled with it.
+`src/ippbx/sip/_native/`, with a manifest of each compiled module's source digest, of
+mypyc's shared library beside them and of the interpreter it was built for. `ippbx.sip`
+calls `use_compiled` as it is imported: the compiled modules go first on the package's
+path only when the manifest matches the source beside it, module by module, and the
+running interpreter, and every compiled file is there. A source edited after the build
+(or a checkout of another commit) makes the whole package run as Python, with one
+warning, never a mix: compiled code reaches into the classes of the modules compiled
+with it.
 
 IPPBX_PURE=1 runs the Python source even where a matching build exists (the profilers,
 which cannot see into compiled code; a test of the fallback). `compiled_modules()` says
-what a process runs, for `ippbx --version`, the benches and the tests.
+what a process runs, for the log line at start, the tests and the benches.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 NATIVE_DIR = "_native"
@@ -41,12 +44,18 @@ def interpreter_tag() -> str:
 
 def stale_modules(package_dir: Path) -> list[str] | None:
     """The modules of a build in `package_dir/_native` whose source changed since it was
-    made; None when there is no usable build (absent, unreadable, another interpreter's)."""
+    made; None when there is no usable build (absent, unreadable, another interpreter's,
+    a compiled file missing)."""
+    native = package_dir / NATIVE_DIR
     try:
-        manifest = json.loads((package_dir / NATIVE_DIR / MANIFEST).read_text())
+        manifest = json.loads((native / MANIFEST).read_text())
         modules: dict[str, str] = manifest["modules"]
         if manifest["interpreter"] != interpreter_tag() or not modules:
             return None
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        for name in [*modules, manifest["library"]]:
+            if not (native / f"{name}{suffix}").is_file():
+                return None  # (a half build would run partly as Python: never a mix)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     stale = []

@@ -92,13 +92,23 @@ def test_a_module_missing_from_the_source_counts_as_changed(copy: Path) -> None:
     assert stale_modules(copy / "ippbx" / "sip") == ["oversize"]
 
 
+@pytest.mark.parametrize("lost", ["uri", "native__mypyc"])
+def test_a_build_missing_a_compiled_file_is_not_used_at_all(copy: Path, lost: str) -> None:
+    (copy / "ippbx" / "sip" / NATIVE_DIR / f"{lost}{SUFFIX}").unlink()
+    assert stale_modules(copy / "ippbx" / "sip") is None
+    files, compiled, _ = probe(copy)
+    assert all(path.endswith(".py") for path in files.values()), files
+    assert compiled == []
+
+
 def test_a_build_for_another_interpreter_or_a_broken_manifest_is_ignored(copy: Path) -> None:
     manifest = copy / "ippbx" / "sip" / NATIVE_DIR / MANIFEST
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "interpreter": "cpython-39--linux"}))
     files, compiled, stderr = probe(copy)
     assert files["ippbx.sip.message"].endswith(".py") and compiled == [] and stderr == ""
-    for broken in ("{", "[]", '{"interpreter": 1}', json.dumps({**data, "modules": {}})):
+    for broken in ("{", "[]", '{"interpreter": 1}', json.dumps({**data, "modules": {}}),
+                   json.dumps({**data, "library": None})):
         manifest.write_text(broken)
         assert stale_modules(copy / "ippbx" / "sip") is None
 
