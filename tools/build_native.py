@@ -8,9 +8,10 @@ compiled: the parser, the header views, transactions, dialogs, sessions and the 
 agent. `transport.py` stays Python: a thin shell around uvloop's sockets, compiled it
 made no measurable difference (BENCHMARKS.md, "Issue 13: the SIP stack compiled"). The
 extension modules land in `DIR/ippbx/sip/_native/` (DIR is this checkout's `src/` by
-default) with `manifest.json`: the SHA-256 of each compiled source and the interpreter the
-build is for. `ippbx.native` loads the build only while both still match, so an edit to
-one module after a build runs the package as Python until the next `make native`.
+default) with `manifest.json`: the SHA-256 of each compiled source, mypyc's shared
+library, each compiled file's size and the interpreter the build is for. `ippbx.native`
+loads the build only while they all still match, so an edit to one module after a build
+runs the package as Python until the next `make native`.
 
 Needs mypy (pinned in pyproject's `native` extra), setuptools, a C compiler and Python's
 headers. The build runs in a temporary directory and replaces the old `_native/` only once
@@ -24,7 +25,6 @@ import contextlib
 import json
 import shutil
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +47,7 @@ def build(src: Path, jobs: int) -> Path:
     from mypyc.build import mypycify
     from setuptools import setup
 
-    from ippbx.native import MANIFEST, NATIVE_DIR, interpreter_tag, source_digest
+    from ippbx.native import EXT_SUFFIX, MANIFEST, NATIVE_DIR, interpreter_tag, source_digest
 
     package_dir = src.joinpath(*PACKAGE)
     sources = modules(package_dir)
@@ -66,8 +66,8 @@ def build(src: Path, jobs: int) -> Path:
             setup(name="ippbx-native", ext_modules=extensions,
                   script_args=["-q", "build_ext", "--build-lib", "lib", "--build-temp", "obj",
                                "--parallel", str(jobs)])
-        built = sorted(work.joinpath("lib", *PACKAGE).glob("*" + _suffix()))
-        names = {p.name.removesuffix(_suffix()) for p in built}
+        built = sorted(work.joinpath("lib", *PACKAGE).glob("*" + EXT_SUFFIX))
+        names = {p.name.removesuffix(EXT_SUFFIX) for p in built}
         missing = set(digests) - names
         if missing:
             raise SystemExit(f"mypyc built no module for {', '.join(sorted(missing))}")
@@ -76,15 +76,13 @@ def build(src: Path, jobs: int) -> Path:
         for p in built:
             shutil.copy2(p, staged / p.name)
         [library] = names - set(digests)  # mypyc's shared library, which the modules load
-        manifest = {"interpreter": interpreter_tag(), "library": library, "modules": digests}
+        sizes = {p.name.removesuffix(EXT_SUFFIX): p.stat().st_size for p in built}
+        manifest = {"interpreter": interpreter_tag(), "library": library, "modules": digests,
+                    "sizes": sizes}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         shutil.move(str(staged), dest)
     return dest
-
-
-def _suffix() -> str:
-    return str(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def main() -> int:
@@ -98,9 +96,10 @@ def main() -> int:
     src = args.src.resolve()
     if args.if_stale:
         sys.path.insert(0, str(src))
-        from ippbx.native import stale_modules
+        from ippbx.native import inspect_build
 
-        if stale_modules(src.joinpath(*PACKAGE)) == []:
+        build_there = inspect_build(src.joinpath(*PACKAGE))
+        if build_there is not None and not build_there.stale:
             print(f"the compiled ippbx.sip of {src} matches its source")
             return 0
     started = time.monotonic()

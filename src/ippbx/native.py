@@ -2,13 +2,14 @@
 
 `tools/build_native.py` (`make native`) compiles the modules of `ippbx.sip` into
 `src/ippbx/sip/_native/`, with a manifest of each compiled module's source digest, of
-mypyc's shared library beside them and of the interpreter it was built for. `ippbx.sip`
+mypyc's shared library beside them, of each compiled file's size and of the interpreter
+it was built for. `ippbx.sip`
 calls `use_compiled` as it is imported: the compiled modules go first on the package's
 path only when the manifest matches the source beside it, module by module, and the
-running interpreter, and every compiled file is there. A source edited after the build
-(or a checkout of another commit) makes the whole package run as Python, with one
-warning, never a mix: compiled code reaches into the classes of the modules compiled
-with it.
+running interpreter, every compiled file is there whole and the shared library loads. A
+source edited after the build (or a checkout of another commit) makes the whole package
+run as Python, with one warning, never a mix: compiled code reaches into the classes of
+the modules compiled with it.
 
 IPPBX_PURE=1 runs the Python source even where a matching build exists (the profilers,
 which cannot see into compiled code; a test of the fallback). `compiled_modules()` says
@@ -18,18 +19,26 @@ what a process runs, for the log line at start, the tests and the benches.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 NATIVE_DIR = "_native"
 MANIFEST = "manifest.json"
+EXT_SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))  # a compiled module's file ending
 
 _log = logging.getLogger(__name__)
 _compiled: dict[str, Path] = {}
+
+
+def pure_requested() -> bool:
+    """IPPBX_PURE set (and not 0): run the Python source whatever is built."""
+    return os.environ.get("IPPBX_PURE", "") not in ("", "0")
 
 
 def source_digest(path: Path) -> str:
@@ -42,20 +51,31 @@ def interpreter_tag() -> str:
     return f"{sys.implementation.cache_tag}-{sys.abiflags}-{sys.platform}"
 
 
-def stale_modules(package_dir: Path) -> list[str] | None:
-    """The modules of a build in `package_dir/_native` whose source changed since it was
-    made; None when there is no usable build (absent, unreadable, another interpreter's,
-    a compiled file missing)."""
+@dataclass(frozen=True, slots=True)
+class Build:
+    """A build in `package_dir/_native` for this interpreter, every file of it there."""
+
+    library: str  # mypyc's shared library, which every compiled module loads first
+    stale: list[str]  # the modules whose source changed since the build
+
+
+def inspect_build(package_dir: Path) -> Build | None:
+    """The build beside a package's source; None when there is none usable (absent,
+    unreadable, another interpreter's, a compiled file missing or cut short)."""
     native = package_dir / NATIVE_DIR
     try:
         manifest = json.loads((native / MANIFEST).read_text())
         modules: dict[str, str] = manifest["modules"]
+        library: str = manifest["library"]
+        sizes: dict[str, int] = manifest["sizes"]
         if manifest["interpreter"] != interpreter_tag() or not modules:
             return None
-        suffix = sysconfig.get_config_var("EXT_SUFFIX")
-        for name in [*modules, manifest["library"]]:
-            if not (native / f"{name}{suffix}").is_file():
-                return None  # (a half build would run partly as Python: never a mix)
+        # Every file there (a half build would run partly as Python: never a mix) and
+        # whole: the dynamic loader dies of SIGBUS on a truncated library, which no
+        # ImportError could catch.
+        for name in [*modules, library]:
+            if (native / f"{name}{EXT_SUFFIX}").stat().st_size != sizes[name]:
+                return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     stale = []
@@ -65,26 +85,35 @@ def stale_modules(package_dir: Path) -> list[str] | None:
                 stale.append(name)
         except OSError:
             stale.append(name)
-    return stale
+    return Build(library, stale)
 
 
 def use_compiled(package: str, path: list[str]) -> bool:
     """Put a package's compiled modules first on its `__path__` when they match its source.
 
-    Called from the package's `__init__` before any of its modules is imported.
+    Called from the package's `__init__` before any of its modules is imported. The
+    shared library is loaded here, so that a build that cannot load (a damaged file)
+    leaves the package in Python rather than failing at its first compiled module.
     """
-    if os.environ.get("IPPBX_PURE", "") not in ("", "0"):
+    if pure_requested():
         return False
     package_dir = Path(path[0])
-    stale = stale_modules(package_dir)
-    if stale is None:
+    build = inspect_build(package_dir)
+    if build is None:
         return False
-    if stale:
+    if build.stale:
         _log.warning("%s runs as Python: %s changed since `make native` compiled it",
-                     package, ", ".join(f"{name}.py" for name in sorted(stale)))
+                     package, ", ".join(f"{name}.py" for name in sorted(build.stale)))
         return False
     native = package_dir / NATIVE_DIR
     path.insert(0, str(native))
+    try:
+        importlib.import_module(f"{package}.{build.library}")
+    except ImportError as exc:
+        path.remove(str(native))
+        _log.warning("%s runs as Python: its compiled library does not load (%s); "
+                     "`make native` builds it again", package, exc)
+        return False
     _compiled[package] = native
     return True
 

@@ -11,18 +11,22 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 import ippbx.sip.message
-from ippbx.native import MANIFEST, NATIVE_DIR, compiled_modules, stale_modules
+from ippbx.native import (
+    EXT_SUFFIX,
+    MANIFEST,
+    NATIVE_DIR,
+    compiled_modules,
+    inspect_build,
+    pure_requested,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SIP = SRC / "ippbx" / "sip"
-SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
-PURE = os.environ.get("IPPBX_PURE", "") not in ("", "0")
 BUILT = (SIP / NATIVE_DIR / MANIFEST).exists()
 NOT_BUILT = "no compiled SIP stack: `make native` builds it (make test does)"
 
@@ -46,32 +50,40 @@ def probe(src: Path, **env: str) -> tuple[dict[str, str], list[str], str]:
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
-    """A copy of the package and its build, as another checkout would hold them."""
+    """A copy of what the probe imports, the build included, as another checkout would
+    hold them."""
     assert BUILT, NOT_BUILT
-    shutil.copytree(SRC / "ippbx", tmp_path / "ippbx",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__init__.py", "native.py"):
+        (tmp_path / "ippbx").mkdir(exist_ok=True)
+        shutil.copy2(SRC / "ippbx" / name, tmp_path / "ippbx" / name)
+    shutil.copytree(SIP, tmp_path / "ippbx" / "sip", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
+
+
+def stale(copy: Path) -> list[str] | None:
+    build = inspect_build(copy / "ippbx" / "sip")
+    return None if build is None else build.stale
 
 
 def test_this_process_runs_the_stack_it_was_asked_for() -> None:
     """The tests run on the compiled stack (make test), and once more on the Python source
     with IPPBX_PURE=1: each run must be on the one it names."""
-    if PURE:
+    if pure_requested():
         assert ippbx.sip.message.__file__.endswith(".py")
         assert compiled_modules() == {}
     else:
         assert BUILT, NOT_BUILT
-        assert ippbx.sip.message.__file__.endswith(SUFFIX), (
+        assert ippbx.sip.message.__file__.endswith(EXT_SUFFIX), (
             "the SIP stack runs as Python although a build exists: "
-            f"stale modules {stale_modules(SIP)} (make native)")
+            f"the build: {inspect_build(SIP)} (make native)")
         assert compiled_modules() == {"ippbx.sip": SIP / NATIVE_DIR}
 
 
 def test_a_build_that_matches_its_source_is_loaded_and_transport_stays_python(
         copy: Path) -> None:
     files, compiled, stderr = probe(copy)
-    assert files["ippbx.sip.message"].endswith(SUFFIX)
-    assert files["ippbx.sip.ua"].endswith(SUFFIX)
+    assert files["ippbx.sip.message"].endswith(EXT_SUFFIX)
+    assert files["ippbx.sip.ua"].endswith(EXT_SUFFIX)
     assert files["ippbx.sip.transport"].endswith("transport.py")
     assert compiled == ["ippbx.sip"] and stderr == ""
 
@@ -84,18 +96,18 @@ def test_a_source_edited_after_the_build_runs_the_whole_package_as_python(
     assert all(path.endswith(".py") for path in files.values()), files
     assert compiled == []
     assert "uri.py changed since `make native`" in stderr
-    assert stale_modules(copy / "ippbx" / "sip") == ["uri"]
+    assert stale(copy) == ["uri"]
 
 
 def test_a_module_missing_from_the_source_counts_as_changed(copy: Path) -> None:
     (copy / "ippbx" / "sip" / "oversize.py").unlink()
-    assert stale_modules(copy / "ippbx" / "sip") == ["oversize"]
+    assert stale(copy) == ["oversize"]
 
 
 @pytest.mark.parametrize("lost", ["uri", "native__mypyc"])
 def test_a_build_missing_a_compiled_file_is_not_used_at_all(copy: Path, lost: str) -> None:
-    (copy / "ippbx" / "sip" / NATIVE_DIR / f"{lost}{SUFFIX}").unlink()
-    assert stale_modules(copy / "ippbx" / "sip") is None
+    (copy / "ippbx" / "sip" / NATIVE_DIR / f"{lost}{EXT_SUFFIX}").unlink()
+    assert stale(copy) is None
     files, compiled, _ = probe(copy)
     assert all(path.endswith(".py") for path in files.values()), files
     assert compiled == []
@@ -108,9 +120,30 @@ def test_a_build_for_another_interpreter_or_a_broken_manifest_is_ignored(copy: P
     files, compiled, stderr = probe(copy)
     assert files["ippbx.sip.message"].endswith(".py") and compiled == [] and stderr == ""
     for broken in ("{", "[]", '{"interpreter": 1}', json.dumps({**data, "modules": {}}),
-                   json.dumps({**data, "library": None})):
+                   json.dumps({**data, "library": None}), json.dumps({**data, "sizes": {}})):
         manifest.write_text(broken)
-        assert stale_modules(copy / "ippbx" / "sip") is None
+        assert stale(copy) is None
+
+
+def test_a_compiled_file_cut_short_is_not_loaded(copy: Path) -> None:
+    """(Loading it would not raise: the dynamic loader dies of SIGBUS.)"""
+    library = copy / "ippbx" / "sip" / NATIVE_DIR / f"native__mypyc{EXT_SUFFIX}"
+    library.write_bytes(library.read_bytes()[:4096])
+    assert stale(copy) is None
+    files, compiled, _ = probe(copy)
+    assert all(path.endswith(".py") for path in files.values()), files
+    assert compiled == []
+
+
+def test_a_shared_library_that_does_not_load_leaves_the_package_in_python(
+        copy: Path) -> None:
+    library = copy / "ippbx" / "sip" / NATIVE_DIR / f"native__mypyc{EXT_SUFFIX}"
+    library.write_bytes(bytes(library.stat().st_size))  # its size, but no ELF file
+    assert stale(copy) == []  # (every file there, every digest matching)
+    files, compiled, stderr = probe(copy)
+    assert all(path.endswith(".py") for path in files.values()), files
+    assert compiled == []
+    assert "its compiled library does not load" in stderr
 
 
 def test_ippbx_pure_runs_the_python_source_beside_a_good_build(copy: Path) -> None:
