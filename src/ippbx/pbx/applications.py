@@ -277,12 +277,12 @@ class Applications:
         if not queue.empty():
             return queue.get_nowait()
         getting = asyncio.ensure_future(queue.get())
-        gone = asyncio.ensure_future(bridge.abort_event().wait())
+        gone = bridge.abort_event().waiter()
         try:
             done, _ = await asyncio.wait({getting, gone}, timeout=seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()
+            bridge.stop_waiting(gone)
             if not getting.done():
                 getting.cancel()
         if getting in done and not getting.cancelled():

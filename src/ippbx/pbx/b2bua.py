@@ -96,6 +96,7 @@ from ippbx.pbx.trunks import Trunks
 from ippbx.sip.dialog import TERMINATED, Dialog
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.message import Request, Response
+from ippbx.sip.one_shot import OneShot
 from ippbx.sip.reliable import RELIABLE, has_tag, rack_of, rseq_of
 from ippbx.sip.session import Offer, OfferStimulus, Verdict, offer_step
 from ippbx.sip.ua import ClientInvite, ServerRequest, UserAgent
@@ -187,7 +188,7 @@ class Bridge:
     b_dialog: Dialog | None = None
     ended: bool = False
     aborted: bool = False  # hang up (an INVITE still out for this call gives up)
-    _abort_event: asyncio.Event | None = None  # made only while someone waits for it
+    _abort_event: OneShot | None = None  # made only while someone waits for it
     sdp: dict[Side, bytes] = field(default_factory=dict)  # the last SDP each side sent
     content_type: str = "application/sdp"
     dialling: Leg | None = None  # the leg whose INVITE is out (its 180/183 are its ringing)
@@ -288,23 +289,32 @@ class Bridge:
         if self._abort_event is not None:
             self._abort_event.set()
 
-    def abort_event(self) -> asyncio.Event:
-        """An Event set by `abort()`, for waiting (made on demand: held calls keep none)."""
+    def abort_event(self) -> OneShot:
+        """A flag set by `abort()`, for waiting (made on demand: held calls keep none);
+        `abort_event().waiter()` is a future to wait on beside others, no task needed."""
         if self._abort_event is None:
-            self._abort_event = asyncio.Event()
+            self._abort_event = OneShot()
             if self.aborted:
                 self._abort_event.set()
         return self._abort_event
+
+    def stop_waiting(self, waiter: asyncio.Future[Any]) -> None:
+        """A waiter of `abort_event()` no longer waits: the flag goes once no one else
+        waits on it (an answered call keeps none)."""
+        waiter.cancel()  # (a no-op once set)
+        flag = self._abort_event
+        if flag is not None and not self.aborted and not flag.waited_on:
+            self._abort_event = None
 
     async def pause(self, seconds: float) -> None:
         """`seconds`, or until `abort()`. (Not `wait_for`: on 3.11 it loses a cancellation
         that comes as its wait ends, and a task cancelled while pausing in a hung-up call
         would go on.)"""
-        aborted = asyncio.ensure_future(self.abort_event().wait())
+        aborted = self.abort_event().waiter()
         try:
             await asyncio.wait({aborted}, timeout=seconds)
         finally:
-            aborted.cancel()
+            self.stop_waiting(aborted)
 
     @property
     def gave_up(self) -> bool:
@@ -518,7 +528,7 @@ class B2BUA:
         elif sr.dialog is not None:
             self._in_dialog(sr)
         elif method == "INVITE":
-            self.spawn(self._new_call(sr))
+            self._new_call(sr)
         elif method == "REGISTER":
             self._register(sr)
         elif method == "OPTIONS":
@@ -544,7 +554,10 @@ class B2BUA:
         sr.respond(reply.status, reply.reason, headers=list(reply.headers))
 
     # -- new calls ----------------------------------------------------------------------
-    async def _new_call(self, sr: ServerRequest) -> None:
+    def _new_call(self, sr: ServerRequest) -> None:
+        """A new INVITE: checked, authenticated and routed at once, and answered at once
+        when refused (an INVITE challenged 407 costs no task); a call admitted gets its
+        task, which puts it through."""
         req = sr.request
         try:
             dialled = _user_of(req.uri)
@@ -592,9 +605,15 @@ class B2BUA:
         bridge.a_session = session
         bridge.sdp["a"] = req.body
         bridge.content_type = req.get("Content-Type") or bridge.content_type
+        held = trunk is not None and call.inbound_route in self._controlled_in
+        self.spawn(self._put_through(bridge, destination, max_forwards, held))
+
+    async def _put_through(self, bridge: Bridge, destination: Destination, max_forwards: int,
+                           held: bool) -> None:
+        """The task of a call admitted by `_new_call`: held for an application first if
+        its inbound route is controlled, then delivered."""
         try:
-            if trunk is not None and call.inbound_route in self._controlled_in \
-                    and not await self._let_through(bridge):
+            if held and not await self._let_through(bridge):
                 return
             status = await self.deliver(bridge, destination, max_forwards - 1)
             if status is not None:  # the call failed before being answered
@@ -618,15 +637,12 @@ class B2BUA:
                   contact=self.caller_contact(bridge),
                   reliable=has_tag(a.request, "Require", RELIABLE))
         self._remember_early(bridge, "a", a.dialog)
-        gave_up = [asyncio.ensure_future(bridge.abort_event().wait()),
-                   asyncio.ensure_future(a.cancelled.wait())]
+        aborted, cancelled = bridge.abort_event().waiter(), a.cancelled.waiter()
         try:
-            decision = await self.inbound.hold(bridge.call, gave_up)
+            decision = await self.inbound.hold(bridge.call, (aborted, cancelled))
         finally:
-            for waiter in gave_up:
-                waiter.cancel()
-            if not bridge.aborted:
-                bridge._abort_event = None  # (no one waits any more)
+            cancelled.cancel()
+            bridge.stop_waiting(aborted)
         if decision is Decision.REFUSED:
             self.registry.note(bridge.call, hangup_by="api")
             self._reject(bridge, REFUSED_STATUS)
@@ -1000,8 +1016,8 @@ class B2BUA:
             send(attempt, invite)
         statuses: list[int] = []
         winner: tuple[Attempt, ClientInvite, Response] | None = None
-        aborted = asyncio.ensure_future(bridge.abort_event().wait())
-        cancelled = (asyncio.ensure_future(bridge.a.cancelled.wait())
+        aborted = bridge.abort_event().waiter()
+        cancelled = (bridge.a.cancelled.waiter()
                      if bridge.a is not None and not bridge.a.final_sent else None)
         try:
             while ringing and winner is None:
@@ -1031,11 +1047,9 @@ class B2BUA:
                         if attempt.leg.live:
                             self.registry.end_leg(attempt.leg.id, response.status)
         finally:
-            aborted.cancel()
             if cancelled is not None:
                 cancelled.cancel()
-            if not bridge.aborted:
-                bridge._abort_event = None
+            bridge.stop_waiting(aborted)
             for final, (attempt, ci) in ringing.items():  # the branches that lost
                 ci.cancel()
                 final.add_done_callback(partial(self._drop_late_answer, ci))
@@ -1237,9 +1251,12 @@ class B2BUA:
             )
             bridge.b_invite = ci
             final = ci.final_future()
-            waits = {final, asyncio.ensure_future(bridge.abort_event().wait())}
+            aborted = bridge.abort_event().waiter()
+            waits = {final, aborted}
+            cancelled = None
             if bridge.a is not None and not bridge.a.final_sent:
-                waits.add(asyncio.ensure_future(bridge.a.cancelled.wait()))
+                cancelled = bridge.a.cancelled.waiter()
+                waits.add(cancelled)
             try:
                 done, _ = await asyncio.wait(
                     waits,
@@ -1247,10 +1264,9 @@ class B2BUA:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                for waiter in waits - {final}:
-                    waiter.cancel()
-                if not bridge.aborted:
-                    bridge._abort_event = None  # (no one waits any more)
+                if cancelled is not None:
+                    cancelled.cancel()
+                bridge.stop_waiting(aborted)
             if final not in done:
                 ci.cancel()
                 if ci.provisional is None:

@@ -406,12 +406,12 @@ class Conferences:
         if media is not None and not bridge.ended:
             await media.play(callid, party, media.moh, MUSIC_TIMES)
         arrived = asyncio.ensure_future(room.moderator_in.wait())
-        gone = asyncio.ensure_future(bridge.abort_event().wait())
+        gone = bridge.abort_event().waiter()
         try:
             await asyncio.wait({arrived, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             arrived.cancel()
-            gone.cancel()
+            bridge.stop_waiting(gone)
         if media is not None and not bridge.ended:
             await media.stop_playing(callid, party)
 

@@ -141,12 +141,12 @@ class Paging:
         """Once the first member answered, the caller hears a beep: speak now."""
         caller = page.caller
         heard = asyncio.ensure_future(page.heard.wait())
-        gone = asyncio.ensure_future(caller.abort_event().wait())
+        gone = caller.abort_event().waiter()
         try:
             await asyncio.wait({heard, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             heard.cancel()
-            gone.cancel()
+            caller.stop_waiting(gone)
         media = self.b2bua.media
         beep = find_prompt(BEEP, self.prompts)
         if page.heard.is_set() and not caller.ended and media is not None and beep:

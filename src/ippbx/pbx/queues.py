@@ -549,13 +549,13 @@ class Queues:
         least: the caller's loop must never spin)."""
         caller.wake.clear()
         woken = asyncio.ensure_future(caller.wake.wait())
-        gone = asyncio.ensure_future(caller.bridge.abort_event().wait())
+        gone = caller.bridge.abort_event().waiter()
         try:
             await asyncio.wait({woken, gone}, timeout=max(seconds, MIN_SLEEP),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
-            gone.cancel()
+            caller.bridge.stop_waiting(gone)
 
     def _kick(self, live: LiveQueue) -> None:
         """Something may have freed an agent: the first caller not ringing one looks."""

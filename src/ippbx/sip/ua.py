@@ -58,6 +58,7 @@ from ippbx.sip.dialog import CONFIRMED, Dialog, DialogError, DialogStore, Retran
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Outgoing, Request, Response, Sent, SentResponse, make_response
+from ippbx.sip.one_shot import OneShot
 from ippbx.sip.overload import SHED_METHODS, LoadShedder
 from ippbx.sip.oversize import TCP_CONNECT_TIMEOUT, UdpOnly, rewrite_top_via, tcp_instead
 from ippbx.sip.ratelog import RateLimitedLog
@@ -264,7 +265,7 @@ class ServerRequest:
         self._to_tag: str | None = None
         self._final_status = 0
         self._cancelled = False
-        self._cancel_event: asyncio.Event | None = None
+        self._cancel_event: OneShot | None = None
         self._ack: Request | None = None
         self._ack_state = 0  # 0 waiting, 1 resolved
         self._ack_future: asyncio.Future[Request | None] | None = None
@@ -295,12 +296,13 @@ class ServerRequest:
         return self._cancelled
 
     @property
-    def cancelled(self) -> asyncio.Event:
-        """Set when a CANCEL for this INVITE arrived (already answered 200 by the UA).
-        Once the final response went out no CANCEL can matter; the Event is let go then
-        (a long call keeps no waiter machinery)."""
+    def cancelled(self) -> OneShot:
+        """Set when a CANCEL for this INVITE arrived (already answered 200 by the UA);
+        `cancelled.waiter()` is a future to wait on beside others. Once the final
+        response went out no CANCEL can matter; the flag is let go then (a long call
+        keeps no waiter machinery)."""
         if self._cancel_event is None:
-            self._cancel_event = asyncio.Event()
+            self._cancel_event = OneShot()
             if self._cancelled:
                 self._cancel_event.set()
         return self._cancel_event
