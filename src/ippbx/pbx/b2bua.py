@@ -130,13 +130,13 @@ REFUSED_STATUS = 603
 OFFER_WAIT = 32.0  # seconds an offer of ours waits for the dialog to be free (64*T1)
 
 
-async def _while_answered(tasks: list[asyncio.Task[None]], quiet: float, limit: float,
+async def _while_answered(tasks: list[asyncio.Future[Any]], quiet: float, limit: float,
                           tick: float = 0.1) -> None:
-    """Wait for `tasks` while they keep finishing: until `quiet` s pass with none done,
-    or `limit` s in all. Ten thousand calls hung up at once put twenty thousand BYEs on
-    the wire, and the loop lags seconds behind while it sends them and reads their
-    answers: a tick that comes late counts as `2 * tick` of quiet at most, so only a
-    loop that is free and hears nothing gives up."""
+    """Wait for `tasks` (and futures) while they keep finishing: until `quiet` s pass
+    with none done, or `limit` s in all. Ten thousand calls hung up at once put twenty
+    thousand BYEs on the wire, and the loop lags seconds behind while it sends them and
+    reads their answers: a tick that comes late counts as `2 * tick` of quiet at most,
+    so only a loop that is free and hears nothing gives up."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     pending = [task for task in tasks if not task.done()]
@@ -396,6 +396,10 @@ class B2BUA:
         # SUBSCRIBE, new or in its dialog (message-waiting: pbx/mwi.py); None: 489
         self.on_subscribe: Callable[[ServerRequest], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # the answers awaited to our BYEs (each forgets its dialog when it comes), and
+        # those a stop gave up on (their dialogs stay in the journal)
+        self._byes: set[asyncio.Future[Response]] = set()
+        self._byes_given_up: set[asyncio.Future[Response]] = set()
         self._stopping = False
         # the dialogs of answered calls, for the next start to end after a crash
         self.journal: DialogJournal | None = None
@@ -440,8 +444,9 @@ class B2BUA:
         expects, each as ippbx's hang-up (`hangup_by` "pbx"; its CDR and reports are
         made). The calls being set up end through their tasks' cancellation (CANCEL to
         a ringing callee, 503 to its caller), then the calls that are up get BYE on
-        both sides. The stop waits for the BYEs' answers while they come (until `grace`
-        s pass without one; STOP_LIMIT at most); a BYE still unanswered then keeps its
+        both sides. The stop waits for the BYEs' answers and the 487s to its CANCELs
+        while they come (until `grace` s pass without one; STOP_LIMIT at most), so each
+        ringing callee gets the ACK of its 487; a BYE still unanswered then keeps its
         journalled dialog, and the next start sends it again
         (`pbx/leftover_dialogs.py`)."""
         self._stopping = True
@@ -461,12 +466,17 @@ class B2BUA:
         await self._hang_up_all()  # then the calls that are up
         if live:
             log.warning("stopping: hung up %d call(s)", live)
-        byes = list(self._tasks)
-        if byes:
-            await _while_answered(byes, grace, STOP_LIMIT)
-            for task in byes:
+        # the BYEs' answers, and the 487s to the CANCELs of the calls that were ringing
+        pending: list[asyncio.Future[Any]] = [*self._byes, *self._tasks,
+                                              *self.ua.unanswered_invites()]
+        if pending:
+            await _while_answered(pending, grace, STOP_LIMIT)
+            self._byes_given_up = {bye for bye in self._byes if not bye.done()}
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*byes, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # (the callbacks of the answers that came run now)
 
     async def _hang_up_all(self, batch: int = STOP_BATCH) -> None:
         """End every call as ippbx's own hang-up (answered: 200, else 503), and BYE the
@@ -477,10 +487,9 @@ class B2BUA:
             for bridge in bridges[start:start + batch]:
                 if not bridge.ended:
                     self.teardown(bridge, 503 if bridge.call.answered is None else 200)
-            # (the BYEs out are the tasks left: the calls' own were cancelled before)
             loop = asyncio.get_running_loop()
             wait_until = loop.time() + STOP_PAUSE
-            while len(self._tasks) > STOP_IN_FLIGHT and loop.time() < wait_until:
+            while len(self._byes) > STOP_IN_FLIGHT and loop.time() < wait_until:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0)
         for bridge, _, _ in list(self._dialogs.values()):
@@ -489,7 +498,8 @@ class B2BUA:
 
     @property
     def active_tasks(self) -> int:
-        return len(self._tasks)
+        """The call tasks running and the BYEs awaiting their answer."""
+        return len(self._tasks) + len(self._byes)
 
     def spawn(self, coro: Awaitable[None], answering: ServerRequest | None = None) -> None:
         """Run `coro` as a call task; if it fails before answering the request it serves
@@ -1850,21 +1860,22 @@ class B2BUA:
             self.ua.ack(dialog)
 
     def bye(self, dialog: Dialog | None) -> None:
+        """Hang up `dialog`: its BYE goes now, and its answer (or the BYE's timeout)
+        forgets the dialog. No task: a done callback on the answer's future."""
         if dialog is None:
             return
+        try:
+            answer = self.ua.bye(dialog)
+        except Exception:  # (as a task's failure was: logged, and the hang-up goes on)
+            log.exception("could not send the BYE of %r", dialog)
+            return
+        self._byes.add(answer)
+        answer.add_done_callback(partial(self._bye_answered, dialog))
 
-        async def send() -> None:
-            answered = False
-            try:
-                await self.ua.request_in_dialog(dialog, "BYE")
-                answered = True
-            finally:
-                # (a stop that cuts the wait short leaves the dialog in the journal: the
-                # next start sends its BYE again)
-                if answered or not self._stopping:
-                    self._forget(dialog)
-
-        self.spawn(send())
+    def _bye_answered(self, dialog: Dialog, answer: asyncio.Future[Response]) -> None:
+        self._byes.discard(answer)
+        if answer not in self._byes_given_up:  # (given up by a stop: the dialog stays in
+            self._forget(dialog)  # the journal, and the next start sends its BYE again)
 
     def detach(self, bridge: Bridge, side: Side) -> Bridge | None:
         """Take `side`'s dialog out of the call but keep it up: a transferor whose REFER

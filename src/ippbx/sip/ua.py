@@ -668,6 +668,22 @@ class UserAgent:
             dialog.receive_response(response)
         return response
 
+    def unanswered_invites(self) -> list[asyncio.Future[Response]]:
+        """The final-answer futures of the INVITEs sent that have none yet (a stop waits
+        for the 487s to the CANCELs it sent, so that each callee gets its ACK)."""
+        return [call.future for call in self._clients.values()
+                if type(call) is ClientInvite and call.future is not None
+                and not call.future.done()]
+
+    def bye(self, dialog: Dialog) -> asyncio.Future[Response]:
+        """Send a BYE in `dialog` now: the future of its final response (408 if none came,
+        503 if it could not go out or the UA stopped), to await or to give a done
+        callback, with no task. Never cancel it."""
+        request = dialog.create_request("BYE")
+        call = _ClientCall(self, request, self.dialog_destination(dialog), None)
+        self._start_client(call)
+        return call.final_future()
+
     def ack(
         self, dialog: Dialog, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
     ) -> Request:
