@@ -29,8 +29,8 @@ class OneShot:
         return self._set
 
     def set(self) -> None:
-        """Set the flag: every waiter still waiting is resolved (now, not on a later
-        pass of the loop: a future's done callbacks are scheduled, not run)."""
+        """Set the flag: every waiter still waiting is resolved at once (a coroutine
+        awaiting one resumes on the loop's next pass, as with an Event)."""
         if self._set:
             return
         self._set = True
@@ -61,11 +61,7 @@ class OneShot:
         return self._waiters is not None and any(not w.done() for w in self._waiters)
 
     async def wait(self) -> None:
-        """Until the flag is set (at once if it is)."""
-        if self._set:
-            return
-        future = self.waiter()
-        try:
-            await future
-        finally:
-            future.cancel()  # (a no-op once set; frees the waiter if this task was cancelled)
+        """Until the flag is set (at once if it is). A task cancelled while it waits
+        cancels its waiter with it (asyncio cancels the future a task awaits)."""
+        if not self._set:
+            await self.waiter()

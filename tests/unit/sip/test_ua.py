@@ -132,6 +132,21 @@ async def test_call_invite_ringing_answer_ack_bye(pair: tuple[UserAgent, UserAge
     await settled(a, b)
 
 
+async def test_a_bye_is_answered_through_a_future_with_no_task(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    a, b = pair
+    Callee(b)
+    dialog, _ = await place_call(a, net)
+    tasks = a.pending_tasks
+    answer = a.bye(dialog)
+    assert a.pending_tasks == tasks
+    assert (await asyncio.wait_for(answer, 2)).status == 200
+    [bye] = net.sent(lambda m: isinstance(m, Request) and m.method == "BYE")
+    assert bye.call_id == dialog.call_id and bye.cseq[1] == "BYE"
+    a.forget_dialog(dialog)
+    await settled(a, b)
+
+
 async def test_2xx_retransmitted_until_ack_and_reacked(pair: tuple[UserAgent, UserAgent],
                                                         net: FakeNet) -> None:
     a, b = pair
@@ -186,9 +201,10 @@ async def test_cancel_after_ringing(pair: tuple[UserAgent, UserAgent], net: Fake
     ci = a.invite(new_invite(a), B,
                   on_provisional=lambda r: ringing.set() if r.status == 180 else None)
     await asyncio.wait_for(ringing.wait(), 2)
+    assert a.unanswered_invites() == [ci.final_future()]  # (what a stop waits for)
     ci.cancel()
     final = await asyncio.wait_for(ci.final(), 2)
-    assert final.status == 487 and ci.dialog is None
+    assert final.status == 487 and ci.dialog is None and a.unanswered_invites() == []
     cancel_ok = net.sent(lambda m: isinstance(m, Response) and m.cseq[1] == "CANCEL")
     assert [r.status for r in cancel_ok] == [200]
     assert callee.requests[0].cancelled.is_set()
