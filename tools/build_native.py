@@ -78,6 +78,7 @@ def build(src: Path, jobs: int) -> Path:
         [library] = names - set(digests)  # mypyc's shared library, which the modules load
         sizes = {p.name.removesuffix(EXT_SUFFIX): p.stat().st_size for p in built}
         manifest = {"interpreter": interpreter_tag(), "library": library, "modules": digests,
+                    "python": sorted(name.removesuffix(".py") for name in KEEP_PYTHON),
                     "sizes": sizes}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(dest, ignore_errors=True)

@@ -2,14 +2,14 @@
 
 `tools/build_native.py` (`make native`) compiles the modules of `ippbx.sip` into
 `src/ippbx/sip/_native/`, with a manifest of each compiled module's source digest, of
-mypyc's shared library beside them, of each compiled file's size and of the interpreter
-it was built for. `ippbx.sip`
-calls `use_compiled` as it is imported: the compiled modules go first on the package's
-path only when the manifest matches the source beside it, module by module, and the
-running interpreter, every compiled file is there whole and the shared library loads. A
-source edited after the build (or a checkout of another commit) makes the whole package
-run as Python, with one warning, never a mix: compiled code reaches into the classes of
-the modules compiled with it.
+the modules kept as Python, of mypyc's shared library beside them, of each compiled
+file's size and of the interpreter it was built for. `ippbx.sip` calls `use_compiled` as
+it is imported: the compiled modules go first on the package's path only when the
+manifest matches the source beside it, module by module, and the running interpreter,
+every compiled file is there whole and the shared library loads. A source edited after
+the build, a module added since (or a checkout of another commit) makes the whole
+package run as Python, with one warning, never a mix: compiled code reaches into the
+classes of the modules compiled with it.
 
 IPPBX_PURE=1 runs the Python source even where a matching build exists (the profilers,
 which cannot see into compiled code; a test of the fallback). `compiled_modules()` says
@@ -56,7 +56,7 @@ class Build:
     """A build in `package_dir/_native` for this interpreter, every file of it there."""
 
     library: str  # mypyc's shared library, which every compiled module loads first
-    stale: list[str]  # the modules whose source changed since the build
+    stale: list[str]  # the modules whose source changed (or came) since the build
 
 
 def inspect_build(package_dir: Path) -> Build | None:
@@ -66,6 +66,7 @@ def inspect_build(package_dir: Path) -> Build | None:
     try:
         manifest = json.loads((native / MANIFEST).read_text())
         modules: dict[str, str] = manifest["modules"]
+        kept: list[str] = manifest["python"]  # the modules the build leaves as Python
         library: str = manifest["library"]
         sizes: dict[str, int] = manifest["sizes"]
         if manifest["interpreter"] != interpreter_tag() or not modules:
@@ -85,6 +86,9 @@ def inspect_build(package_dir: Path) -> Build | None:
                 stale.append(name)
         except OSError:
             stale.append(name)
+    # a module added since the build is one it did not compile
+    stale += sorted(p.stem for p in package_dir.glob("*.py")
+                    if p.stem not in modules and p.stem not in kept)
     return Build(library, stale)
 
 
@@ -102,7 +106,7 @@ def use_compiled(package: str, path: list[str]) -> bool:
     if build is None:
         return False
     if build.stale:
-        _log.warning("%s runs as Python: %s changed since `make native` compiled it",
+        _log.warning("%s runs as Python: %s changed since the last `make native`",
                      package, ", ".join(f"{name}.py" for name in sorted(build.stale)))
         return False
     native = package_dir / NATIVE_DIR

@@ -95,13 +95,21 @@ def test_a_source_edited_after_the_build_runs_the_whole_package_as_python(
     files, compiled, stderr = probe(copy)
     assert all(path.endswith(".py") for path in files.values()), files
     assert compiled == []
-    assert "uri.py changed since `make native`" in stderr
+    assert "uri.py changed since the last `make native`" in stderr
     assert stale(copy) == ["uri"]
 
 
 def test_a_module_missing_from_the_source_counts_as_changed(copy: Path) -> None:
     (copy / "ippbx" / "sip" / "oversize.py").unlink()
     assert stale(copy) == ["oversize"]
+
+
+def test_a_module_added_since_the_build_counts_as_changed(copy: Path) -> None:
+    """The build did not compile it: `make native` must build again (never a mix)."""
+    (copy / "ippbx" / "sip" / "later.py").write_text('"""Added after the build."""\n')
+    assert stale(copy) == ["later"]
+    files, compiled, stderr = probe(copy)
+    assert compiled == [] and "later.py changed since the last `make native`" in stderr
 
 
 @pytest.mark.parametrize("lost", ["uri", "native__mypyc"])
