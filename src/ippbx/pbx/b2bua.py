@@ -130,21 +130,21 @@ REFUSED_STATUS = 603
 OFFER_WAIT = 32.0  # seconds an offer of ours waits for the dialog to be free (64*T1)
 
 
-async def _while_answered(tasks: list[asyncio.Future[Any]], quiet: float, limit: float,
+async def _while_answered(waits: list[asyncio.Future[Any]], quiet: float, limit: float,
                           tick: float = 0.1) -> None:
-    """Wait for `tasks` (and futures) while they keep finishing: until `quiet` s pass
+    """Wait for `waits` (tasks and futures) while they keep finishing: until `quiet` s pass
     with none done, or `limit` s in all. Ten thousand calls hung up at once put twenty
     thousand BYEs on the wire, and the loop lags seconds behind while it sends them and
     reads their answers: a tick that comes late counts as `2 * tick` of quiet at most,
     so only a loop that is free and hears nothing gives up."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
-    pending = [task for task in tasks if not task.done()]
+    pending = [wait for wait in waits if not wait.done()]
     silent = 0.0
     while pending and loop.time() < end:
         before = loop.time()
         await asyncio.sleep(tick)
-        still = [task for task in pending if not task.done()]
+        still = [wait for wait in pending if not wait.done()]
         if len(still) < len(pending):
             silent = 0.0
         else:

@@ -636,9 +636,15 @@ class UserAgent:
             return await self.invite(request, dest, on_provisional).final()
         if request.method == "ACK":
             raise TransactionError("send ACKs with ua.ack(dialog)")
+        return await asyncio.shield(self._send_request(request, dest, on_provisional))
+
+    def _send_request(
+        self, request: Request, dest: Peer, on_provisional: ProvisionalHandler | None = None
+    ) -> asyncio.Future[Response]:
+        """Start a non-INVITE client transaction now: its final response's future."""
         call = _ClientCall(self, request, dest, on_provisional)
         self._start_client(call)
-        return await call.final()
+        return call.final_future()
 
     def invite(
         self, request: Request, dest: Peer, on_provisional: ProvisionalHandler | None = None
@@ -679,10 +685,7 @@ class UserAgent:
         """Send a BYE in `dialog` now: the future of its final response (408 if none came,
         503 if it could not go out or the UA stopped), to await or to give a done
         callback, with no task. Never cancel it."""
-        request = dialog.create_request("BYE")
-        call = _ClientCall(self, request, self.dialog_destination(dialog), None)
-        self._start_client(call)
-        return call.final_future()
+        return self._send_request(dialog.create_request("BYE"), self.dialog_destination(dialog))
 
     def ack(
         self, dialog: Dialog, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
