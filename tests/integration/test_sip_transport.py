@@ -270,6 +270,26 @@ async def test_large_udp_request_still_sent(make_transport: Factory) -> None:
     assert got.body == b"a" * 4000
 
 
+async def test_datagrams_sent_in_one_pass_go_out_whole_and_in_order(
+        make_transport: Factory, udp_client: UdpClient) -> None:
+    """UDP sends are queued and written together once the loop's pass is done."""
+    server, _ = await make_transport()
+    for n in range(100):  # all in one pass of the loop
+        server.send(options(server.local_port, f"burst-{n}"),
+                    Peer("127.0.0.1", udp_client.port))
+    got = [parse_message(await udp_client.recv()).call_id for _ in range(100)]
+    assert got == [f"burst-{n}" for n in range(100)]
+
+
+async def test_stop_writes_the_datagrams_queued_before_it(udp_client: UdpClient) -> None:
+    """A stop right after a send (a BYE, the answer to one) still puts it on the wire."""
+    server = SipTransport("127.0.0.1", 0, Inbox())
+    await server.start()
+    server.send(options(server.local_port, "last-words"), Peer("127.0.0.1", udp_client.port))
+    await server.stop()  # in the same pass as the send
+    assert parse_message(await udp_client.recv()).call_id == "last-words"
+
+
 # -- TCP ------------------------------------------------------------------------------------
 
 
