@@ -15,9 +15,9 @@ these two calls plus `response_destination`.
   hand (`loop.call_soon`; `stop()` writes what is queued before it closes the socket):
   the answers to a burst of datagrams read in one pass go out together, and a peer
   asleep in its poll is woken once for them rather than once each. Measured with
-  `bench/sip_cps.py`: 8 % less CPU per call (BENCHMARKS.md, "Issue 13: UDP sends
-  written together"); the wait is the rest of the pass, microseconds when idle, a few
-  milliseconds under full load.
+  `bench/sip_cps.py`: 9 % less CPU per call at 600 calls/s (BENCHMARKS.md, "Issue 13:
+  UDP sends written together"); the wait is the rest of the pass, microseconds when
+  idle, a few milliseconds under full load.
 * TCP: every connection frames its byte stream with `StreamParser` (`read_stream`).
   Connections are kept in one table keyed by the remote (host, port): an outgoing
   connection by the destination we were asked to send to (and by its resolved address),
