@@ -14,10 +14,12 @@ these two calls plus `response_destination`.
   send is queued and written, in the order queued, when the loop has run what it has at
   hand (`loop.call_soon`; `stop()` writes what is queued before it closes the socket):
   the answers to a burst of datagrams read in one pass go out together, and a peer
-  asleep in its poll is woken once for them rather than once each. Measured with
-  `bench/sip_cps.py`: 9 % less CPU per call at 600 calls/s (BENCHMARKS.md, "Issue 13:
-  UDP sends written together"); the wait is the rest of the pass, microseconds when
-  idle, a few milliseconds under full load.
+  asleep in its poll is woken once for them rather than once each. Our `sendto` pays
+  that wake-up when the peer runs on this machine (the benchmarks' sipp, a proxy or SBC
+  in front of ippbx, the tests): there it saves 9 % of the CPU per call at 600 calls/s
+  (BENCHMARKS.md, "Issue 13: UDP sends written together"); a peer on another host costs
+  our `sendto` no wake-up, so there it saves little. The wait is the rest of the pass:
+  microseconds when idle, a few milliseconds under full load.
 * TCP: every connection frames its byte stream with `StreamParser` (`read_stream`).
   Connections are kept in one table keyed by the remote (host, port): an outgoing
   connection by the destination we were asked to send to (and by its resolved address),
