@@ -281,6 +281,34 @@ async def test_datagrams_sent_in_one_pass_go_out_whole_and_in_order(
     assert got == [f"burst-{n}" for n in range(100)]
 
 
+def test_a_refused_send_in_a_pass_does_not_hold_back_the_others() -> None:
+    """A peer gone (its port closed: ICMP unreachable) and an address the socket refuses
+    at once (an IPv6 one from a lying Via, to our IPv4 socket: uvloop, which ippbx runs
+    on, raises), queued between good sends, lose only their own datagrams."""
+
+    async def scenario() -> None:
+        client = UdpClient()
+        server = SipTransport("127.0.0.1", 0, Inbox())
+        await server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+                gone.bind(("127.0.0.1", 0))
+                closed_port = gone.getsockname()[1]
+            for n in range(20):
+                server.send(options(server.local_port, f"gone-{n}"),
+                            Peer("127.0.0.1", closed_port))
+                server.send(options(server.local_port, f"v6-{n}"), Peer("::1", 5060))
+                server.send(options(server.local_port, f"ok-{n}"),
+                            Peer("127.0.0.1", client.port))
+            got = [parse_message(await client.recv()).call_id for _ in range(20)]
+            assert got == [f"ok-{n}" for n in range(20)]
+        finally:
+            await server.stop()
+            client.close()
+
+    uvloop.run(scenario())
+
+
 async def test_stop_writes_the_datagrams_queued_before_it(udp_client: UdpClient) -> None:
     """A stop right after a send (a BYE, the answer to one) still puts it on the wire."""
     server = SipTransport("127.0.0.1", 0, Inbox())

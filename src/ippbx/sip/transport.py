@@ -427,9 +427,6 @@ class SipTransport:
         if not _is_numeric_host(dest.host):
             self._spawn(self._resolve_and_send(data, dest))
             return
-        if udp.get_write_buffer_size() > self.max_write_buffer:
-            log.debug("UDP send buffer full; dropping message to %s", dest)
-            return
         outgoing = self._outgoing
         outgoing.append((data, (dest.host, dest.port)))
         if len(outgoing) == 1:  # the first of this pass: write them all once it is done
@@ -437,12 +434,21 @@ class SipTransport:
             self._loop.call_soon(self._write_udp)
 
     def _write_udp(self) -> None:
-        """Write the datagrams queued since the last call, in order."""
+        """Write the datagrams queued since the last call, in order. Each is checked
+        against the send buffer as it is written, as an unqueued send was; one that fails
+        (a peer that refuses it, a buffer full) does not hold back the others."""
         outgoing, self._outgoing = self._outgoing, []
-        udp = self._udp
-        if not outgoing or udp is None or udp.is_closing():
+        if not outgoing:
             return
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            log.debug("UDP transport closed; dropping %d queued messages", len(outgoing))
+            return
+        limit = self.max_write_buffer
         for data, addr in outgoing:
+            if udp.get_write_buffer_size() > limit:
+                log.debug("UDP send buffer full; dropping message to %s:%s", addr[0], addr[1])
+                continue
             try:
                 udp.sendto(data, addr)
             except (OSError, ValueError) as exc:
