@@ -12,7 +12,8 @@ servers (each pinned to core 0, the load on core 1, loopback only):
 - `sip`: ippbx's own `SipTransport` (the one the PBX runs) whose handler answers every
   request with `make_response(request, 200)`: the transport's receive path, the parse
   (`read_datagram`, with the checks the transport applies), the response built from the
-  request and serialized, and the send.
+  request and serialized, and the send to where the PBX would send it
+  (`response_destination`).
 
 The load: the 922-byte INVITE of bench/sip_parse.py with a fresh Call-ID, branch and
 tag in every datagram (so no parse memo is reused), sent at --rate per second for
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -84,13 +86,15 @@ async def _serve(mode: str, port: int) -> None:
     else:
         from ippbx.sip.message import Request, make_response
         from ippbx.sip.transport import SipTransport
+        from ippbx.sip.wire import Peer
 
         transport: SipTransport | None = None
 
-        def answer(message: object, peer: object) -> None:
-            if isinstance(message, Request):
+        def answer(message: object, peer: Peer) -> None:
+            if isinstance(message, Request):  # (answered where the PBX would answer it)
                 assert transport is not None
-                transport.send(make_response(message, 200, to_tag="floor"), peer)  # type: ignore[arg-type]
+                response = make_response(message, 200, to_tag="floor")
+                transport.send(response, transport.response_destination(response, peer))
 
         transport = SipTransport("127.0.0.1", port, answer)
         await transport.start()
@@ -153,12 +157,21 @@ def measure(mode: str, rate: float, seconds: float, start_at: int) -> dict[str, 
     port = free_port()
     argv = [str(VENV_BIN / "python"), str(Path(__file__).resolve()), "--serve", mode,
             "--port", str(port)]
-    proc = subprocess.Popen(pinned(IPPBX_CPU, argv), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(pinned(IPPBX_CPU, argv), stdout=subprocess.PIPE, bufsize=0)
     try:
         assert proc.stdout is not None
-        stack = proc.stdout.readline().strip()
-        if proc.stdout.readline().strip() != "ready":
+        # which stack, then "ready"; a server that hangs is given 30 s
+        out, deadline = b"", time.monotonic() + 30.0
+        while out.count(b"\n") < 2 and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break  # it exited
+                out += chunk
+        lines = out.decode(errors="replace").split("\n")
+        if len(lines) < 3 or lines[1].strip() != "ready":
             raise RuntimeError(f"the {mode} server did not start")
+        stack = lines[0].strip()
         load(port, rate / 10, 1.0, start_at + 10_000_000)  # warm-up
         cpu0 = cpu_seconds(proc.pid)
         sent, answered, wall = load(port, rate, seconds, start_at)
