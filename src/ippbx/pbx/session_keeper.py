@@ -65,14 +65,19 @@ log = logging.getLogger(__name__)
 class _Timer:
     """One scheduled callback in the keeper's heap; `cancel()` makes it a no-op."""
 
-    __slots__ = ("callback", "args")
+    __slots__ = ("callback", "args", "keeper")
 
-    def __init__(self, callback: Callable[..., None], args: tuple[object, ...]) -> None:
+    def __init__(self, callback: Callable[..., None], args: tuple[object, ...],
+                 keeper: SessionKeeper) -> None:
         self.callback: Callable[..., None] | None = callback
         self.args = args
+        self.keeper: SessionKeeper | None = keeper  # counts its stale entries
 
     def cancel(self) -> None:
-        self.callback, self.args = None, ()
+        keeper = self.keeper
+        self.callback, self.args, self.keeper = None, (), None
+        if keeper is not None:
+            keeper._cancelled()
 
 
 class _SideState(SessionRefresh):
@@ -105,6 +110,7 @@ class SessionKeeper:
         self._seq = itertools.count()
         self._wakeup: asyncio.TimerHandle | None = None
         self._wakeup_at = math.inf
+        self._stale = 0  # cancelled timers still in the heap
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -165,7 +171,7 @@ class SessionKeeper:
         return self._at(self._now() + delay, callback, *args)
 
     def _at(self, when: float, callback: Callable[..., None], *args: object) -> _Timer:
-        timer = _Timer(callback, args)
+        timer = _Timer(callback, args, self)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         if when < self._wakeup_at:
             if self._wakeup is not None:
@@ -183,17 +189,30 @@ class SessionKeeper:
             _, _, timer = heapq.heappop(heap)
             callback, args = timer.callback, timer.args
             if callback is None:
+                self._stale -= 1
                 continue
-            timer.cancel()
+            timer.callback, timer.args, timer.keeper = None, (), None  # (it is out)
             try:
                 callback(*args)
             except Exception:
                 log.exception("session timer callback failed")
         while heap and heap[0][2].callback is None:
             heapq.heappop(heap)  # cancelled ones at the front need no wakeup
+            self._stale -= 1
         if heap:
             self._wakeup_at = heap[0][0]
             self._wakeup = loop.call_at(self._wakeup_at, self._run)
+
+    def _cancelled(self) -> None:
+        """A timer in the heap was cancelled. Its entry stays until its time (up to
+        `session_expires`, half an hour, after the call ended) unless the heap is swept:
+        at a few hundred calls a second, the ended calls' entries would be millions."""
+        self._stale += 1
+        heap = self._heap
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            heap[:] = [entry for entry in heap if entry[2].callback is not None]
+            heapq.heapify(heap)
+            self._stale = 0
 
     def _arm(self, bridge: Bridge, side: Side, state: _SideState) -> None:
         """Wake up at the machine's deadline (nothing when it has none)."""
