@@ -175,6 +175,10 @@ class _ClientCall:
     def _final(self, response: Response) -> None:
         if self.future is not None and not self.future.done():
             self.future.set_result(response)
+        # no provisional is delivered after the final answer, and a finished INVITE
+        # lingers 32 s for the 2xx's retransmissions (Timer M): its handler, a closure
+        # over the caller's whole call, must not linger with it
+        self.on_provisional = None
 
 
 class ClientInvite(_ClientCall):
@@ -242,6 +246,26 @@ class ClientInvite(_ClientCall):
                                           want_future=False))
         if self.key is not None:  # no 487 within 64*T1: the INVITE ends all the same
             self.ua._cancelling(self.key)
+
+
+class _AnsweredInvite(_ClientCall):
+    """What the UA keeps of an INVITE we sent once it has its final answer, while its
+    transaction lingers (32 s after a 2xx, Timer M; Timer D after a failure): the
+    request and where it went, for a late 2xx (another fork's, to ACK and BYE; a
+    retransmission is re-ACKed from the dialog). Not its answers, its early dialogs,
+    its waiters or its 1xx handler: at hundreds of calls a second those were most of
+    what ended calls kept in memory."""
+
+    __slots__ = ("in_dialog",)
+
+    def __init__(self, call: ClientInvite) -> None:
+        super().__init__(call.ua, call.request, call.dest, None, want_future=False)
+        self.key = call.key
+        self.in_dialog = call._in_dialog
+
+    @property
+    def done(self) -> bool:
+        return True
 
 
 class ServerRequest:
@@ -833,6 +857,9 @@ class UserAgent:
         status = response.status
         if type(call) is ClientInvite:
             self._uac_step(call, uac_response_stimulus(status), response)
+        elif type(call) is _AnsweredInvite:
+            if 200 <= status < 300:
+                self._late_2xx(call, response, call.in_dialog)
         elif status < 200:
             if not call.done:
                 call._provisional(response)
@@ -871,9 +898,12 @@ class UserAgent:
                 call._final(_synthesize(call.request, 503))
             elif action is Action.REACK:
                 assert response is not None
-                self._late_2xx(call, response)
+                self._late_2xx(call, response, call._in_dialog)
             else:
                 raise AssertionError(f"not a UAC action: {action!r}")
+        if (state is State.CONFIRMED or state is State.TERMINATED) and call.key is not None \
+                and self._clients.get(call.key) is call:
+            self._clients[call.key] = _AnsweredInvite(call)  # (answered: what lingers)
 
     def _early_uac(self, call: ClientInvite, response: Response) -> bool:
         """A tagged 1xx to our INVITE: its early dialog (§12.1.2), so a PRACK can be
@@ -928,13 +958,13 @@ class UserAgent:
         else:
             call.dialog.receive_response(response)
 
-    def _late_2xx(self, call: ClientInvite, response: Response) -> None:
+    def _late_2xx(self, call: _ClientCall, response: Response, in_dialog: bool) -> None:
         """A 2xx after the answer: a retransmission (re-ACK) or another fork's (ACK and
         BYE it, §13.2.2.4)."""
         dialog = self.dialogs.match_response(response)
         if dialog is not None:
             self._reack(dialog, response)
-        elif not call._in_dialog:
+        elif not in_dialog:
             self._drop_fork(call, response)
 
     def _reack(self, dialog: Dialog, response: Response) -> None:
@@ -942,7 +972,7 @@ class UserAgent:
         if ack is not None and ack.cseq == response.cseq[0]:
             self._transmit(ack, self.dialog_destination(dialog))
 
-    def _drop_fork(self, call: ClientInvite, response: Response) -> None:
+    def _drop_fork(self, call: _ClientCall, response: Response) -> None:
         try:
             fork = Dialog.from_uac(call.request, response, peer=call.dest)
         except (DialogError, SipParseError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -439,6 +440,29 @@ async def test_late_2xx_after_timer_m_is_reacked_from_the_dialog(
     a.forget_dialog(dialog)
     a.receive(parse_message(ok.to_bytes()), B)  # dialog gone: dropped, no ACK
     assert len(net.sent(lambda m: isinstance(m, Request) and m.method == "ACK")) == before + 1
+    await settled(a, b)
+
+
+async def test_an_answered_invite_lingers_without_its_answers(
+        pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
+    """After its 2xx an INVITE's transaction lingers 32 s (Timer M) for retransmissions.
+    What the UA keeps meanwhile is its request, not the 180 and 200 it received: at
+    hundreds of calls a second, ended calls' answers were most of ippbx's memory."""
+    a, b = pair
+    Callee(b)
+    dialog, ringing = await place_call(a, net)
+    call_id = dialog.call_id
+    del ringing
+    assert (await a.request_in_dialog(dialog, "BYE")).status == 200
+    a.forget_dialog(dialog)
+    del dialog
+    await asyncio.sleep(3 * T1)
+    assert len(a.transactions) > 0  # the INVITE still lingers (Timer M)
+    logged = {id(m) for _, _, m in net.log}
+    gc.collect()
+    received = [o for o in gc.get_objects() if isinstance(o, Response)
+                and id(o) not in logged and o.call_id == call_id and o.cseq[1] == "INVITE"]
+    assert received == []
     await settled(a, b)
 
 
