@@ -248,6 +248,9 @@ class ClientInvite(_ClientCall):
             self.ua._cancelling(self.key)
 
 
+_FORK_HEADERS = frozenset({"From", "Call-ID", "CSeq", "Contact"})
+
+
 class _AnsweredInvite(_ClientCall):
     """What the UA keeps of an INVITE we sent once it has its final answer, while its
     transaction lingers (32 s after a 2xx, Timer M; Timer D after a failure): the
@@ -259,7 +262,13 @@ class _AnsweredInvite(_ClientCall):
     __slots__ = ("in_dialog",)
 
     def __init__(self, call: ClientInvite) -> None:
-        super().__init__(call.ua, call.request, call.dest, None, want_future=False)
+        # of the request, what a fork's dialog is made of (`Dialog.from_uac`): not its
+        # body, its other headers or their parses
+        request = call.request
+        kept = Request(request.method, request.uri,
+                       [(name, value) for name, value in request.headers
+                        if name in _FORK_HEADERS])
+        super().__init__(call.ua, kept, call.dest, None, want_future=False)
         self.key = call.key
         self.in_dialog = call._in_dialog
 

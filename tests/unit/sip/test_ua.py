@@ -446,10 +446,11 @@ async def test_late_2xx_after_timer_m_is_reacked_from_the_dialog(
 async def test_an_answered_invite_lingers_without_its_answers(
         pair: tuple[UserAgent, UserAgent], net: FakeNet) -> None:
     """After its 2xx an INVITE's transaction lingers 32 s (Timer M) for retransmissions.
-    What the UA keeps meanwhile is its request, not the 180 and 200 it received: at
-    hundreds of calls a second, ended calls' answers were most of ippbx's memory."""
+    What the UA keeps meanwhile is what a late fork's 2xx needs of its request, not the
+    180 and 200 it received: at hundreds of calls a second, ended calls' answers were most
+    of ippbx's memory."""
     a, b = pair
-    Callee(b)
+    callee = Callee(b)
     dialog, ringing = await place_call(a, net)
     call_id = dialog.call_id
     del ringing
@@ -458,11 +459,17 @@ async def test_an_answered_invite_lingers_without_its_answers(
     del dialog
     await asyncio.sleep(3 * T1)
     assert len(a.transactions) > 0  # the INVITE still lingers (Timer M)
-    logged = {id(m) for _, _, m in net.log}
+    logged = {id(m) for _, _, m in net.log}  # (the network's parsed copies, and b's)
+    logged |= {id(sr.request) for sr in callee.requests}
     gc.collect()
     received = [o for o in gc.get_objects() if isinstance(o, Response)
                 and id(o) not in logged and o.call_id == call_id and o.cseq[1] == "INVITE"]
     assert received == []
+    # nor the INVITE as sent (its SDP, its other headers): what a late fork's dialog needs
+    sent = [o for o in gc.get_objects() if isinstance(o, Request) and id(o) not in logged
+            and o.call_id == call_id and o.method == "INVITE"]
+    assert [(o.body, sorted(name for name, _ in o.headers)) for o in sent] == \
+        [(b"", ["CSeq", "Call-ID", "Contact", "From"])]
     await settled(a, b)
 
 
