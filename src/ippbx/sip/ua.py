@@ -248,7 +248,7 @@ class ClientInvite(_ClientCall):
             self.ua._cancelling(self.key)
 
 
-_FORK_HEADERS = frozenset({"From", "Call-ID", "CSeq", "Contact"})
+_FORK_HEADERS = ("From", "Call-ID", "CSeq", "Contact")
 
 
 class _AnsweredInvite(_ClientCall):
@@ -265,10 +265,13 @@ class _AnsweredInvite(_ClientCall):
         # of the request, what a fork's dialog is made of (`Dialog.from_uac`): not its
         # body, its other headers or their parses
         request = call.request
-        kept = Request(request.method, request.uri,
-                       [(name, value) for name, value in request.headers
-                        if name in _FORK_HEADERS])
-        super().__init__(call.ua, kept, call.dest, None, want_future=False)
+        headers: list[tuple[str, str]] = []
+        for name in _FORK_HEADERS:  # (by `get`: whatever spelling the request used)
+            value = request.get(name)
+            if value is not None:
+                headers.append((name, value))
+        super().__init__(call.ua, Request(request.method, request.uri, headers), call.dest,
+                         None, want_future=False)
         self.key = call.key
         self.in_dialog = call._in_dialog
 
