@@ -253,13 +253,13 @@ _FORK_HEADERS = ("From", "Call-ID", "CSeq", "Contact")
 
 class _AnsweredInvite(_ClientCall):
     """What the UA keeps of an INVITE we sent once it has its final answer, while its
-    transaction lingers (32 s after a 2xx, Timer M; Timer D after a failure): the
-    request and where it went, for a late 2xx (another fork's, to ACK and BYE; a
-    retransmission is re-ACKed from the dialog). Not its answers, its early dialogs,
-    its waiters or its 1xx handler: at hundreds of calls a second those were most of
-    what ended calls kept in memory."""
+    transaction lingers (32 s after a 2xx, Timer M; Timer D after a failure): its session
+    state, where it went, and of its request the headers a dialog is made of, for a late
+    2xx (another fork's, to ACK and BYE; a retransmission is re-ACKed from the dialog).
+    Not its answers, its early dialogs, its waiters or its 1xx handler: at hundreds of
+    calls a second those were most of what ended calls kept in memory."""
 
-    __slots__ = ("in_dialog",)
+    __slots__ = ("in_dialog", "state")
 
     def __init__(self, call: ClientInvite) -> None:
         # of the request, what a fork's dialog is made of (`Dialog.from_uac`): not its
@@ -274,6 +274,7 @@ class _AnsweredInvite(_ClientCall):
                          None, want_future=False)
         self.key = call.key
         self.in_dialog = call._in_dialog
+        self.state = call.state  # (Confirmed or Terminated: only a late 2xx matters)
 
     @property
     def done(self) -> bool:
@@ -870,7 +871,7 @@ class UserAgent:
         if type(call) is ClientInvite:
             self._uac_step(call, uac_response_stimulus(status), response)
         elif type(call) is _AnsweredInvite:
-            if 200 <= status < 300:
+            if Action.REACK in step(Role.UAC, call.state, uac_response_stimulus(status))[1]:
                 self._late_2xx(call, response, call.in_dialog)
         elif status < 200:
             if not call.done:

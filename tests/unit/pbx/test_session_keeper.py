@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sip_net import until
+
 from ippbx.pbx.b2bua import Bridge, offer_turn
 from ippbx.pbx.calls import Call, Leg, LegKind
 from ippbx.pbx.session_keeper import SessionKeeper
@@ -225,7 +227,8 @@ async def test_ended_calls_leave_no_timers_behind() -> None:
         keep.stop(call)
     assert len(keep) == 1
     assert len(keep._heap) <= 2 * 1024 + 2  # the held call's two timers, and a sweep's slack
-    await asyncio.sleep(0.8)  # the held call's limit survived the sweeps: it hangs up
+    # the held call's limit (0.5 s) survived the sweeps: it hangs up
+    await until(lambda: b2bua.torn_down, "the held call's longest duration")
     assert b2bua.torn_down == [200] and len(keep) == 0
 
 
