@@ -18,10 +18,10 @@ hit is a fresh copy, so callers may change what they get.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.parse_memo import ParseMemo
+from ippbx.sip.record import Record
 from ippbx.sip.uri import SipUri, UriError, is_scheme, split_host_port
 
 
@@ -161,14 +161,18 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
     return parts
 
 
-@dataclass(slots=True)
-class Via:
+class Via(Record):
     """One Via entry: `SIP/2.0/UDP host:port;branch=…;rport;received=…`."""
 
-    transport: str
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    __slots__ = ("transport", "host", "port", "params")
+    FIELDS = ("transport", "host", "port", "params")
+
+    def __init__(self, transport: str, host: str, port: int | None = None,
+                 params: dict[str, str | None] | None = None) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params: dict[str, str | None] = {} if params is None else params
 
     @classmethod
     def parse(cls, value: str) -> Via:
@@ -228,17 +232,21 @@ def _check_uri_text(uri: str, value: str) -> None:
             raise HeaderError(f"bad character in URI of {value!r}")
 
 
-@dataclass(slots=True)
-class NameAddr:
+class NameAddr(Record):
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route…).
 
     `display` is the display name as it arrived (quotes and escapes kept, so it prints
     back unchanged); `display_name` is its text.
     """
 
-    uri: str
-    display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    __slots__ = ("uri", "display", "params")
+    FIELDS = ("uri", "display", "params")
+
+    def __init__(self, uri: str, display: str | None = None,
+                 params: dict[str, str | None] | None = None) -> None:
+        self.uri = uri
+        self.display = display
+        self.params: dict[str, str | None] = {} if params is None else params
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:

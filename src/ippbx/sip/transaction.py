@@ -15,8 +15,8 @@ saying what to do or what the transaction user (TU: the dialog/UA layer) must le
     out = layer.transport_error(key, now)     # the transport could not send for `key`
     out = layer.cancelling(key, now)          # the TU sent a CANCEL for client INVITE `key`
 
-Events are frozen dataclasses: `Send` (put this message on the wire to `dest`: a client's
-request, or the bytes of a response or an ACK),
+Events are plain records (`sip/record.py`): `Send` (put this message on the wire to
+`dest`: a client's request, or the bytes of a response or an ACK),
 `RequestReceived` (a new server transaction: the TU must answer it with `respond`),
 `ResponseReceived` (a response for a client transaction: provisional, final, and for an
 INVITE every 2xx, retransmissions included, so the TU can re-ACK), `StrayResponse` (a
@@ -82,11 +82,11 @@ from __future__ import annotations
 import heapq
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import count
 from typing import Any, NamedTuple
 
 from ippbx.sip.message import Request, Response, Sent, SentResponse, make_response
+from ippbx.sip.record import Record
 
 __all__ = [
     "TransactionLayer",
@@ -125,83 +125,107 @@ class TxKey(NamedTuple):
 
 
 # -- events (the public vocabulary) -----------------------------------------------------
-# Plain slotted records, not frozen ones: a frozen dataclass sets each field through
-# object.__setattr__ (timeit: 0.59 µs to make a three-field one, 0.19 µs plain), and a
-# call makes about twenty of these. Nobody keeps or hashes them; treat them as read-only.
-# A peer (`dest`, `source`) is typed Any, not object: this layer never looks into one,
-# and mypyc's dataclass support cannot take a field typed `object`.
+# Plain records (`sip/record.py`): a call makes about twenty of these. Nobody keeps or
+# hashes them; treat them as read-only. A peer (`dest`, `source`) is typed Any: this
+# layer never looks into one.
 
 
-@dataclass(slots=True)
-class Send:
+class Send(Record):
     """Put `message` on the wire to `dest` (a client's dest, or the request's source)."""
 
-    message: Request | Sent | SentResponse
-    dest: Any
-    key: TxKey | None = None
+    __slots__ = ("message", "dest", "key")
+    FIELDS = ("message", "dest", "key")
+
+    def __init__(self, message: Request | Sent | SentResponse, dest: Any,
+                 key: TxKey | None = None) -> None:
+        self.message = message
+        self.dest = dest
+        self.key = key
 
 
-@dataclass(slots=True)
-class RequestReceived:
+class RequestReceived(Record):
     """A new request: a server transaction `key` waits for the TU's `respond`."""
 
-    key: TxKey
-    request: Request
-    source: Any
+    __slots__ = ("key", "request", "source")
+    FIELDS = ("key", "request", "source")
+
+    def __init__(self, key: TxKey, request: Request, source: Any) -> None:
+        self.key = key
+        self.request = request
+        self.source = source
 
 
-@dataclass(slots=True)
-class ResponseReceived:
+class ResponseReceived(Record):
     """A response for client transaction `key`."""
 
-    key: TxKey
-    response: Response
+    __slots__ = ("key", "response")
+    FIELDS = ("key", "response")
+
+    def __init__(self, key: TxKey, response: Response) -> None:
+        self.key = key
+        self.response = response
 
 
-@dataclass(slots=True)
-class StrayResponse:
+class StrayResponse(Record):
     """A response that matches no client transaction (e.g. a late 2xx retransmission)."""
 
-    response: Response
-    source: Any
+    __slots__ = ("response", "source")
+    FIELDS = ("response", "source")
+
+    def __init__(self, response: Response, source: Any) -> None:
+        self.response = response
+        self.source = source
 
 
-@dataclass(slots=True)
-class AckReceived:
+class AckReceived(Record):
     """An ACK for a 2xx (end to end): for the dialog layer. `key` is the INVITE's if known."""
 
-    request: Request
-    source: Any
-    key: TxKey | None = None
+    __slots__ = ("request", "source", "key")
+    FIELDS = ("request", "source", "key")
+
+    def __init__(self, request: Request, source: Any, key: TxKey | None = None) -> None:
+        self.request = request
+        self.source = source
+        self.key = key
 
 
-@dataclass(slots=True)
-class Cancelled:
+class Cancelled(Record):
     """A CANCEL matched the pending INVITE server transaction `key` (already answered 200)."""
 
-    key: TxKey
-    cancel: Request
+    __slots__ = ("key", "cancel")
+    FIELDS = ("key", "cancel")
+
+    def __init__(self, key: TxKey, cancel: Request) -> None:
+        self.key = key
+        self.cancel = cancel
 
 
-@dataclass(slots=True)
-class Timeout:
+class _Keyed(Record):
+    """An event about transaction `key` alone."""
+
+    __slots__ = ("key",)
+    FIELDS = ("key",)
+
+    def __init__(self, key: TxKey) -> None:
+        self.key = key
+
+
+class Timeout(_Keyed):
     """Timer B/F (client: treat as 408) or Timer H (server: the ACK never came) fired."""
 
-    key: TxKey
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class TransportError:
+class TransportError(_Keyed):
     """The transport failed to send for transaction `key` (client: treat as 503)."""
 
-    key: TxKey
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class Terminated:
+class Terminated(_Keyed):
     """Transaction `key` is over and forgotten."""
 
-    key: TxKey
+    __slots__ = ()
 
 
 Event = (

@@ -16,10 +16,10 @@ arrived (`user`); `unescaped_user` and `unescape()` decode them when a compariso
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
 
 from ippbx.sip.errors import SipParseError
 from ippbx.sip.parse_memo import ParseMemo
+from ippbx.sip.record import Record
 
 
 class UriError(SipParseError):
@@ -72,17 +72,22 @@ def is_scheme(text: str) -> bool:
         and _SCHEME_CHARS.issuperset(text)
 
 
-@dataclass(slots=True)
-class SipUri:
+class SipUri(Record):
     """A parsed sip:/sips: URI."""
 
-    host: str
-    user: str | None = None
-    password: str | None = None
-    port: int | None = None
-    scheme: str = "sip"
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: str = ""
+    __slots__ = ("host", "user", "password", "port", "scheme", "params", "headers")
+    FIELDS = ("host", "user", "password", "port", "scheme", "params", "headers")
+
+    def __init__(self, host: str, user: str | None = None, password: str | None = None,
+                 port: int | None = None, scheme: str = "sip",
+                 params: dict[str, str | None] | None = None, headers: str = "") -> None:
+        self.host = host
+        self.user = user
+        self.password = password
+        self.port = port
+        self.scheme = scheme
+        self.params: dict[str, str | None] = {} if params is None else params
+        self.headers = headers
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
@@ -170,7 +175,8 @@ class SipUri:
                 params.pop(key, None)
             else:
                 params[key] = value
-        return replace(self, params=params)
+        return SipUri(self.host, self.user, self.password, self.port, self.scheme, params,
+                      self.headers)
 
 
 _SIP_URIS: ParseMemo[SipUri] = ParseMemo(SipUri._parse, SipUri._copy)
