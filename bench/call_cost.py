@@ -106,6 +106,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--scenario", choices=["a", "b"], default="a",
+                   help="a: extension to trunk; b: trunk to extension (sip_cps.py's)")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--keep", metavar="FILE", help="copy the profile (pstats) there")
     p.add_argument("--json")
@@ -115,7 +117,8 @@ def main() -> int:
         env = {**os.environ, "IPPBX_PURE": "1", "IPPBX_BENCH_COMMAND":
                f"{VENV_BIN / 'python'} -m cProfile -o {profile} -m ippbx.cli"}
         argv = [sys.executable, str(BENCH / "sip_cps.py"), "--fixed-rate", f"{args.rate:g}",
-                "--step-seconds", f"{args.seconds:g}", "--no-overload"]
+                "--step-seconds", f"{args.seconds:g}", "--no-overload",
+                "--scenario", args.scenario]
         log("running:", " ".join(argv[1:]), "(ippbx under cProfile)")
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         steps = [line for line in done.stdout.splitlines() if "achieved" in line]

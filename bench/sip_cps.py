@@ -71,6 +71,9 @@ media, end to end); call setup is what is measured either way (the calling sipp 
 read the echo: RcvbufErrors count it). Any WARNING or worse line in ippbx's log is counted
 and shown under the step.
 
+--fixed-rate RATE runs one step of (a) at RATE, or of (b) with --scenario b (ippbx only,
+no sippy run: for a profile or an alternated CPU pair of the transit path).
+
 Plot (--plot FILE.png; matplotlib, the `bench` extra, imported only then): three panels
 drawn from this run's own steps of (a) (probes, full steps and the overload step):
 ippbx's CPU % of one core and its peak RSS against the offered call rate, and goodput
@@ -1009,7 +1012,8 @@ def main(procs: Procs) -> int:
                         courier_cpu=args.courier_cpu)
         passed = True
         steps = {}
-        setups = ["a"] + [SESSION] * args.with_session + [MEDIA] * args.media
+        first = "b" if args.scenario == "b" else "a"  # a fixed step of (b): no sippy run
+        setups = [first] + [SESSION] * args.with_session + [MEDIA] * args.media
         for setup in setups:
             step = steps[setup] = runner.step(setup, args.fixed_rate, args.step_seconds)
             ok = step.failed == 0 and \
@@ -1022,11 +1026,11 @@ def main(procs: Procs) -> int:
                 f"outbound/query after the run: {left} -> "
                 f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
             passed = passed and ok and empty
-        out["fixed"] = asdict(steps["a"])
+        out["fixed"] = asdict(steps[first])
         if args.with_session:
-            out["session"] = session_report(steps["a"], steps[SESSION])
+            out["session"] = session_report(steps[first], steps[SESSION])
         if args.media:
-            out["media"] = media_report(steps["a"], steps[MEDIA])
+            out["media"] = media_report(steps[first], steps[MEDIA])
         save_json(args.json, out)
         if args.plot:
             plot_steps(runner.steps, args, info)
@@ -1050,7 +1054,8 @@ def main(procs: Procs) -> int:
                         engine_cpu=args.engine_cpu, receiver=args.receiver,
                         courier_cpu=args.courier_cpu)
         profile = base / "py-spy.txt"
-        setup = SESSION if args.with_session else MEDIA if args.media else "a"
+        setup = (SESSION if args.with_session else MEDIA if args.media
+                 else "b" if args.scenario == "b" else "a")
         step = runner.step(setup, args.profile, args.step_seconds, profile=profile)
         if not profile.exists():
             log("py-spy wrote no profile (see py-spy.stderr in the work directory)")
