@@ -1,17 +1,16 @@
 """`Record`: the base of the SIP stack's small value classes, equal and printed by field.
 
-Via, NameAddr, SipUri, Peer and the transaction layer's events are made by the hundred
-per call, mostly from compiled code. Each writes its own `__init__` rather than being a
-dataclass: mypyc compiles a dataclass's class but leaves the `__init__` that `dataclasses`
-generates at import as a Python function, run by the interpreter for every instance. A
-four-field record made from compiled code: 174 ns as a dataclass, 49 ns with its own
-`__init__`; a frozen three-field one made from Python: 357 ns against 63 ns (timeit,
-mypyc 2.4.1; BENCHMARKS.md, "Issue 13: records without dataclasses").
+Via, NameAddr, SipUri and the transaction layer's events are made by the dozen per call,
+mostly from compiled code. Each writes its own `__init__` rather than being a dataclass:
+mypyc compiles a dataclass's class but leaves the `__init__` that `dataclasses` generates
+at import as a Python function, run by the interpreter for every instance. A four-field
+record made from compiled code: 174 ns as a dataclass, 49 ns with its own `__init__`
+(timeit, mypyc 2.4.1; BENCHMARKS.md, "Issue 13: records without dataclasses").
 
 A subclass names its fields in `FIELDS`, in the order its `__init__` takes them; `Record`
 gives it `==` (same class, equal fields) and a `repr` such as `Via(transport='UDP', …)`,
-which is what the dataclasses gave. Records are not hashed, but for `Peer`, which says
-how.
+which is what the dataclasses gave. Like them, records are not hashable. (`Peer`, a
+hashed value, is a `NamedTuple` instead: `sip/wire.py`.)
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class TxKey(NamedTuple):
 
 
 # -- events (the public vocabulary) -----------------------------------------------------
-# Plain records (`sip/record.py`): a call makes about twenty of these. Nobody keeps or
+# Plain records (`sip/record.py`): a call makes about a dozen of these. Nobody keeps or
 # hashes them; treat them as read-only. A peer (`dest`, `source`) is typed Any: this
 # layer never looks into one.
 
