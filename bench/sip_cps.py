@@ -985,7 +985,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw CPU and RSS vs offered rate, goodput vs offered load (the "
                         "steps of (a) in this run) to this PNG (needs matplotlib)")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.scenario == "b" and (args.with_session or args.media):
+        p.error("--with-session and --media compare steps of scenario (a): "
+                "not with --scenario b")
+    return args
 
 
 def main(procs: Procs) -> int:
@@ -1005,6 +1009,7 @@ def main(procs: Procs) -> int:
     if args.rtp and not RTP_PCAP.exists():
         log(f"error: --rtp needs {RTP_PCAP} (Debian sip-tester)")
         return 2
+    plain = "b" if args.scenario == "b" else "a"  # the step of --fixed-rate and --profile
     if args.fixed_rate is not None:  # the issue 4 check (and the session's, media's cost)
         runner = Runner(procs, base, args.hold_ms, deadline, drain_s=args.drain_seconds,
                         media_ports=media_ports, rtp=args.rtp,
@@ -1012,8 +1017,7 @@ def main(procs: Procs) -> int:
                         courier_cpu=args.courier_cpu)
         passed = True
         steps = {}
-        first = "b" if args.scenario == "b" else "a"  # a fixed step of (b): no sippy run
-        setups = [first] + [SESSION] * args.with_session + [MEDIA] * args.media
+        setups = [plain] + [SESSION] * args.with_session + [MEDIA] * args.media
         for setup in setups:
             step = steps[setup] = runner.step(setup, args.fixed_rate, args.step_seconds)
             ok = step.failed == 0 and \
@@ -1026,11 +1030,11 @@ def main(procs: Procs) -> int:
                 f"outbound/query after the run: {left} -> "
                 f"{'PASS' if ok and empty else 'FAIL'} (step clean: {step.clean})")
             passed = passed and ok and empty
-        out["fixed"] = asdict(steps[first])
+        out["fixed"] = asdict(steps[plain])
         if args.with_session:
-            out["session"] = session_report(steps[first], steps[SESSION])
+            out["session"] = session_report(steps[plain], steps[SESSION])
         if args.media:
-            out["media"] = media_report(steps[first], steps[MEDIA])
+            out["media"] = media_report(steps[plain], steps[MEDIA])
         save_json(args.json, out)
         if args.plot:
             plot_steps(runner.steps, args, info)
@@ -1054,8 +1058,7 @@ def main(procs: Procs) -> int:
                         engine_cpu=args.engine_cpu, receiver=args.receiver,
                         courier_cpu=args.courier_cpu)
         profile = base / "py-spy.txt"
-        setup = (SESSION if args.with_session else MEDIA if args.media
-                 else "b" if args.scenario == "b" else "a")
+        setup = SESSION if args.with_session else MEDIA if args.media else plain
         step = runner.step(setup, args.profile, args.step_seconds, profile=profile)
         if not profile.exists():
             log("py-spy wrote no profile (see py-spy.stderr in the work directory)")
