@@ -9,8 +9,11 @@ record made from compiled code: 174 ns as a dataclass, 49 ns with its own `__ini
 
 A subclass names its fields in `FIELDS`, in the order its `__init__` takes them; `Record`
 gives it `==` (same class, equal fields) and a `repr` such as `Via(transport='UDP', …)`,
-which is what the dataclasses gave. Like them, records are not hashable. (`Peer`, a
-hashed value, is a `NamedTuple` instead: `sip/wire.py`.)
+which is what the dataclasses gave. Like them, records are not hashable. A subclass names
+its fields twice, in `__slots__` (for the source run as Python) and in `FIELDS`: compiled,
+a class keeps no `__slots__` at run time, and mypyc takes no `__slots__ = FIELDS = …`
+(`tests/unit/sip/test_record.py` checks the two agree). `Peer`, a hashed value, is a
+`NamedTuple` instead (`sip/wire.py`).
 """
 
 from __future__ import annotations
