@@ -213,6 +213,9 @@ class Bridge:
     # while their SDP is with the engine (made on demand, let go once answered), and
     # the side hearing music on hold ("" none)
     media_lock: asyncio.Lock | None = None
+    # ippbx's own re-INVITEs of this call (API hold, unhold, answer by the PBX) one at a
+    # time (pbx/control.py); made on demand
+    reinvite_lock: asyncio.Lock | None = None
     moh: str = ""
     # the caller was answered by ippbx itself (an IVR, voicemail: pbx/applications.py):
     # a party connected later is bridged without a new answer to the caller
@@ -223,6 +226,11 @@ class Bridge:
         if self.media_lock is None:
             self.media_lock = asyncio.Lock()
         return self.media_lock
+
+    def reinvite_order(self) -> asyncio.Lock:
+        if self.reinvite_lock is None:
+            self.reinvite_lock = asyncio.Lock()
+        return self.reinvite_lock
 
     def dialog(self, side: Side) -> Dialog | None:
         return self.a_dialog if side == "a" else self.b_dialog
@@ -1262,7 +1270,7 @@ class B2BUA:
             bridge.b_invite = ci
             final = ci.final_future()
             aborted = bridge.abort_event().waiter()
-            waits = {final, aborted}
+            waits: set[asyncio.Future[Any]] = {final, aborted}
             cancelled = None
             if bridge.a is not None and not bridge.a.final_sent:
                 cancelled = bridge.a.cancelled.waiter()

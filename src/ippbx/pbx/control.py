@@ -53,7 +53,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
-from weakref import WeakKeyDictionary
 
 from ippbx.config import Trunk
 from ippbx.pbx.b2bua import B2BUA, Bridge, Side, offer_turn
@@ -102,7 +101,6 @@ class CallControl:
         self.b2bua = b2bua
         self.registry = b2bua.registry
         b2bua.on_refer = self._on_refer
-        self._reinvite_locks: WeakKeyDictionary[Bridge, asyncio.Lock] = WeakKeyDictionary()
 
     def _bridge(self, callid: str) -> Bridge:
         bridge = self.b2bua.bridges.get(callid)
@@ -188,7 +186,7 @@ class CallControl:
         one is in progress (hold then unhold at once would otherwise cross). One that
         crossed the peer's own (491) is sent again after §14.1's random pause, up to
         `GLARE_TRIES` times in all. None if the call ended meanwhile."""
-        lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
+        lock = bridge.reinvite_order()
         async with lock:
             b2bua = self.b2bua
             side: Side = "a" if dialog is bridge.a_dialog else "b"
@@ -493,7 +491,7 @@ class CallControl:
         party's own SDP made inactive)."""
         b2bua, apps = self.b2bua, self.b2bua.apps
         dialog = bridge.a_dialog
-        lock = self._reinvite_locks.setdefault(bridge, asyncio.Lock())
+        lock = bridge.reinvite_order()
         async with lock:  # (after a hold or unhold of ippbx's still out)
             if apps is None or dialog is None or bridge.ended or dialog.state == TERMINATED:
                 return False
