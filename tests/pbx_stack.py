@@ -7,9 +7,9 @@ Addresses: the PBX is 10.0.0.1:5060; carrier trunks live on 10.0.1.N:5060 (the t
 `carrier` on 10.0.1.1, `second` on 10.0.1.2 unless a test says otherwise); extension
 1001-1005 (password `secret100N`) phones on 10.0.2.1-5. `pbx_config()` writes the TOML:
 route "9" + number out through the trunks (prefix stripped), DID 5550100 on the first
-trunk → extension 1002, the other settings their defaults; `timing()` sets
-timers shorter than the configuration allows (past its validation), so a test needs no
-seconds to see a timeout.
+trunk → extension 1002, the other settings their defaults; `World.start_pbx` hands the
+B2BUA call timers shorter than the configuration allows, so a test needs no seconds to
+see a timeout.
 
 `EngineModel` plays rtpengine's offer/answer for a B2BUA given a `MediaAnchor` on it.
 
@@ -94,19 +94,6 @@ def pbx_config(trunks: tuple[TrunkSpec, ...] = (CARRIER,), extra: str = "", *,
                   "[[inbound_routes]]", 'name = "did"', f'trunk = "{trunks[0].name}"',
                   'did = "5550100"', 'destination = "extension:1002"']
     return parse_config("\n".join(lines) + "\n" + extra)
-
-
-def timing(config: Config, *, no_answer_seconds: float | None = None,
-           session_expires: float | None = None, max_duration: float | None = None) -> Config:
-    """`config` with timers shorter than its validation allows (model_copy skips it)."""
-    sip, calls = config.sip, config.calls
-    if no_answer_seconds is not None:
-        sip = sip.model_copy(update={"no_answer_seconds": no_answer_seconds})
-    if session_expires is not None:
-        calls = calls.model_copy(update={"session_expires": session_expires})
-    if max_duration is not None:
-        calls = calls.model_copy(update={"max_duration": max_duration})
-    return config.model_copy(update={"sip": sip, "calls": calls})
 
 
 def make_sdp(name: str, host: str, version: int = 1, direction: str = "sendrecv") -> bytes:
@@ -374,9 +361,22 @@ class World:
         self.parties: list[Party] = []
 
     async def start_pbx(self, config: Config | None = None, address: Peer = PBX,
-                        clock: Callable[[], float] = time.time) -> Pbx:
-        """The PBX (`clock`: the registrar's and the digest nonces' time)."""
+                        clock: Callable[[], float] = time.time, *,
+                        no_answer_seconds: float | None = None,
+                        session_expires: float | None = None,
+                        max_duration: float | None = None) -> Pbx:
+        """The PBX (`clock`: the registrar's and the digest nonces' time), its call timers
+        shortened below what a configuration allows where asked: they are handed to the
+        B2BUA as the floats they are, never put in the configuration's `int` fields."""
         self.pbx = Pbx(self.net, config or pbx_config(), address, clock)
+        b2bua = self.pbx.b2bua
+        if no_answer_seconds is not None:
+            b2bua.no_answer_seconds = no_answer_seconds
+        if session_expires is not None:  # (and our Min-SE no higher, as the B2BUA sets it)
+            b2bua.session_expires = session_expires
+            b2bua.min_se = min(b2bua.min_se, session_expires)
+        if max_duration is not None:
+            b2bua.keeper.max_duration = max_duration
         await self.pbx.ua.start()
         return self.pbx
 

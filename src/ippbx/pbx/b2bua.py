@@ -369,6 +369,13 @@ class ExtensionSettings(Protocol):
 MAX_DEPTH = 8  # destinations one call may pass through (forwards, failovers, menus)
 
 
+def dialog_now(sr: ServerRequest) -> Dialog | None:
+    """`sr`'s dialog as it is now. (After a check that it was None, mypy holds
+    `sr.dialog` to None even past the `respond` that made it, and code compiled from
+    that belief checks for None at run time: read it here instead.)"""
+    return sr.dialog
+
+
 def _user_of(uri_text: str) -> str:
     """The user part of a SIP URI ("sip:1001@host" → "1001"), or "" if none."""
     _, _, rest = uri_text.partition(":")
@@ -411,9 +418,12 @@ class B2BUA:
         self._stopping = False
         # the dialogs of answered calls, for the next start to end after a crash
         self.journal: DialogJournal | None = None
-        # session timers (RFC 4028; 0: off) and the longest call, per bridged call
+        # The call timers, in seconds, from the configuration (a test shortens them
+        # below what it allows, here and in `keeper.max_duration`): how long a callee
+        # rings, and the session timers (RFC 4028; 0: off) and longest call, per call
+        self.no_answer_seconds = float(config.sip.no_answer_seconds)
         self.session_expires = float(config.calls.session_expires)
-        self.min_se = min(MIN_SE, config.calls.session_expires) or MIN_SE
+        self.min_se = float(min(MIN_SE, config.calls.session_expires) or MIN_SE)
         self.keeper = SessionKeeper(self, float(config.calls.max_duration))
         # the media engine every SDP goes through (pbx/media_anchor.py); None: SDP passes
         # end to end untouched
@@ -435,6 +445,7 @@ class B2BUA:
         """A new configuration for the next call (calls in progress keep what they
         were set up with): extensions, routes, ring groups and their flags."""
         self.config = config
+        self.no_answer_seconds = float(config.sip.no_answer_seconds)
         self.dialplan = Dialplan(config)
         self._extensions = self.extensions = {e.number: e for e in config.extensions}
         self._recorded_out = frozenset(r.name for r in config.outbound_routes if r.record)
@@ -768,7 +779,7 @@ class B2BUA:
             status: int | None = 486
         else:
             attempts = self._extension_attempts(bridge, number)
-            timeout = float(ext.ring_timeout or self.config.sip.no_answer_seconds)
+            timeout = float(ext.ring_timeout or self.no_answer_seconds)
             status = await self._ring(bridge, attempts, max_forwards, timeout)
             if len(attempts) == 1:
                 status = await self._redirected(bridge, status, max_forwards)
@@ -1102,7 +1113,7 @@ class B2BUA:
         reliable = has_tag(a.request, "Require", RELIABLE)
         a.respond(180, headers=[("Allow", ALLOW)], to_tag=bridge.a_tag,
                   contact=self.caller_contact(bridge), reliable=reliable)
-        self._remember_early(bridge, "a", a.dialog)
+        self._remember_early(bridge, "a", dialog_now(a))
 
     async def _answered_connected(self, bridge: Bridge, leg: Leg, response: Response) -> None:
         """The callee answered a caller ippbx had answered itself (an IVR's choice, a
@@ -1342,7 +1353,7 @@ class B2BUA:
         return response
 
     def _ring_timeout(self, bridge: Bridge, timeout: float | None = None) -> float:
-        seconds = self.config.sip.no_answer_seconds if timeout is None else timeout
+        seconds = self.no_answer_seconds if timeout is None else timeout
         if bridge.originated and bridge.a_dialog is not None and not bridge.answered_by_pbx:
             # A call ippbx originated holds the first party's 200 un-ACKed until the
             # second answers (RFC 3725 flow I); that party gives up at 64*T1 = 32 s.

@@ -56,11 +56,11 @@ class SessionTimer:
 class TooSmall:
     """An INVITE asked for less than our Min-SE: answer 422 with this header."""
 
-    min_se: int
+    min_se: float
 
     @property
     def headers(self) -> list[tuple[str, str]]:
-        return [("Min-SE", str(self.min_se))]
+        return [("Min-SE", str(int(self.min_se)))]
 
 
 def _supports_timer(message: Request | Response) -> bool:
@@ -86,7 +86,7 @@ def _session_expires(message: Request | Response) -> tuple[int, str | None] | No
     return seconds, refresher.lower() if refresher in ("uac", "uas", "UAC", "UAS") else None
 
 
-def _min_se(message: Request | Response, floor: int) -> int:
+def _min_se(message: Request | Response, floor: float) -> float:
     value = message.get("Min-SE") or ""
     try:
         return max(floor, int(value.partition(";")[0].strip()))
@@ -100,14 +100,14 @@ def allows_update(message: Request | Response) -> bool:
                for v in message.get_all("Allow") for m in split_list(v))
 
 
-def offer_headers(interval: float, min_se: int = MIN_SE) -> list[tuple[str, str]]:
+def offer_headers(interval: float, min_se: float = MIN_SE) -> list[tuple[str, str]]:
     """The headers of an INVITE we send: ippbx (the UAC) offers to refresh. (Its
     `Supported: timer` comes with the others from `pbx/capabilities.py`.)"""
     return [("Session-Expires", f"{int(interval)};refresher=uac"),
-            ("Min-SE", str(min_se))]
+            ("Min-SE", str(int(min_se)))]
 
 
-def retry_interval(response: Response, asked: float, min_se: int = MIN_SE) -> float | None:
+def retry_interval(response: Response, asked: float, min_se: float = MIN_SE) -> float | None:
     """A 422 to our INVITE: the interval to ask for next (its Min-SE), or None if a retry
     would not help (it asks for no more than we did)."""
     if response.status != 422:
@@ -116,17 +116,19 @@ def retry_interval(response: Response, asked: float, min_se: int = MIN_SE) -> fl
     return float(wanted) if wanted > asked else None
 
 
-def from_request(request: Request, ours: float, min_se: int = MIN_SE
+def from_request(request: Request, ours: float, min_se: float = MIN_SE
                  ) -> SessionTimer | TooSmall:
     """Our agreement on the caller's leg, from its INVITE (`ours`: the configured
-    interval, > 0; `min_se`: our Min-SE, 90 unless the configuration asks for less,
-    which only a test does)."""
+    interval, > 0; `min_se`: our Min-SE, 90 unless the configured interval is less,
+    which only a test's is). Seconds are floats here; the headers carry them as
+    integers."""
     supports = _supports_timer(request)
     asked = _session_expires(request)
     floor = _min_se(request, min_se)
     if asked is None:
         return SessionTimer(max(ours, floor), we_refresh=True, peer_supports=supports)
-    seconds, refresher = asked
+    delta, refresher = asked
+    seconds: float = delta
     if seconds < min_se:
         if supports:
             return TooSmall(min_se)
@@ -146,7 +148,7 @@ def answer_headers(timer: SessionTimer) -> list[tuple[str, str]]:
     return headers
 
 
-def from_response(response: Response, asked: float, min_se: int = MIN_SE) -> SessionTimer:
+def from_response(response: Response, asked: float, min_se: float = MIN_SE) -> SessionTimer:
     """Our agreement on the callee's leg, from its 2xx to the INVITE in which we asked
     for `asked` seconds with us as refresher."""
     agreed = _session_expires(response)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
-from pbx_stack import EngineModel, Party, Pbx, World, pbx_config, phone_host, timing, until
+from pbx_stack import EngineModel, Party, Pbx, World, pbx_config, phone_host, until
 from sip_net import settled
 from virtual_time import assert_quiet, check_examples, run_example, run_world, unanswered
 
@@ -53,7 +53,8 @@ TARGETS = ["6000", "6000", "6000", "6300", "6300", "6300", "1002", "1002", "1003
 
 
 def app_config() -> Config:
-    data = timing(pbx_config(), no_answer_seconds=3).model_dump()
+    data = pbx_config().model_dump()
+    data["sip"]["no_answer_seconds"] = 3
     for ext in data["extensions"]:
         if ext["number"] == "1002":
             ext.update(forward_noanswer="voicemail:1003", ring_timeout=2)
@@ -122,7 +123,7 @@ class Callee(Party):
 async def app_pbx(world: World, config: Config,
                   directory: Path) -> tuple[Pbx, EngineModel, Store]:
     """The PBX with its media on the modelled engine and the applications wired."""
-    pbx = await world.start_pbx(timing(config, no_answer_seconds=3))
+    pbx = await world.start_pbx(config, no_answer_seconds=3)
     engine = EngineModel(0.001)
     b2bua = pbx.b2bua
     b2bua.media = MediaAnchor(engine, "moh.wav", (LookupError,))

@@ -26,7 +26,6 @@ from pbx_stack import (
     World,
     pbx_config,
     sdp_name,
-    timing,
     until,
 )
 
@@ -168,7 +167,7 @@ async def test_a_silent_trunk_fails_over_at_the_no_answer_timer(world: World) ->
     """Nothing answers on the first trunk's address (not even 100): the caller is not held
     until Timer B; at `no_answer_seconds` the next trunk is tried."""
     dead = TrunkSpec("dead", "10.0.1.9")
-    pbx = await world.start_pbx(timing(pbx_config((dead, SECOND)), no_answer_seconds=0.05))
+    pbx = await world.start_pbx(pbx_config((dead, SECOND)), no_answer_seconds=0.05)
     up = await world.carrier(SECOND)
     phone = await world.phone("1001", register=False)
     out = await phone.call("9" + NUMBER)
@@ -238,7 +237,7 @@ async def test_the_caller_cancels_while_the_trunk_is_silent(world: World) -> Non
 
 
 async def test_no_answer_gives_480_and_the_carrier_is_cancelled(world: World) -> None:
-    pbx = await world.start_pbx(timing(pbx_config(), no_answer_seconds=0.05))
+    pbx = await world.start_pbx(pbx_config(), no_answer_seconds=0.05)
     carrier = await world.carrier()
     carrier.answer = None
     phone = await world.phone("1001", register=False)
@@ -255,8 +254,7 @@ async def test_no_answer_gives_480_and_the_carrier_is_cancelled(world: World) ->
 async def test_an_answer_crossing_the_cancel_is_hung_up(world: World, who: str) -> None:
     """The carrier's 200 crosses ippbx's CANCEL: ippbx ACKs and BYEs it; the caller gets
     487 (it cancelled) or 480 (nobody answered in time), never that 200."""
-    config = pbx_config() if who == "caller" else timing(pbx_config(), no_answer_seconds=0.05)
-    pbx = await world.start_pbx(config)
+    pbx = await world.start_pbx(no_answer_seconds=None if who == "caller" else 0.05)
     carrier = await world.carrier()
     carrier.answer, carrier.on_cancel = None, 200
     phone = await world.phone("1001", register=False)
@@ -277,7 +275,7 @@ async def test_a_carrier_that_ignores_the_cancel_does_not_hold_the_caller(
     """No 487 after our CANCEL: the caller gets 480 once the grace for it runs out, and
     the call leaves the registry and its trunk channel at once."""
     monkeypatch.setattr("ippbx.pbx.b2bua.CANCEL_GRACE", 0.05)
-    pbx = await world.start_pbx(timing(pbx_config(), no_answer_seconds=0.05))
+    pbx = await world.start_pbx(pbx_config(), no_answer_seconds=0.05)
     carrier = await world.carrier()
     carrier.answer, carrier.on_cancel = None, None
     phone = await world.phone("1001", register=False)
@@ -683,7 +681,7 @@ async def test_session_refreshes_keep_the_call_and_a_lost_one_ends_it(world: Wor
     (UPDATE where the peer allows it, else a re-INVITE repeating the SDP it last sent
     there); answered, the call goes on. A phone that lost the call answers 481: both legs
     are torn down, the carrier getting its BYE."""
-    pbx = await world.start_pbx(timing(pbx_config(), session_expires=0.2))
+    pbx = await world.start_pbx(pbx_config(), session_expires=0.2)
     carrier = await world.carrier()
     phone = await world.phone("1001", register=False)
     allow = [("Allow", "INVITE, ACK, CANCEL, BYE, UPDATE")]
@@ -708,7 +706,7 @@ async def test_session_refreshes_keep_the_call_and_a_lost_one_ends_it(world: Wor
 
 
 async def test_max_duration_hangs_up_both_legs(world: World) -> None:
-    pbx = await world.start_pbx(timing(pbx_config(), max_duration=0.05))
+    pbx = await world.start_pbx(pbx_config(), max_duration=0.05)
     carrier = await world.carrier()
     phone = await world.phone("1001", register=False)
     out = await phone.call("9" + NUMBER)

@@ -54,7 +54,6 @@ from pbx_stack import (
     make_sdp,
     pbx_config,
     phone_host,
-    timing,
     until,
 )
 from sip_net import T1, FakeNet, settled
@@ -327,7 +326,7 @@ async def play(world: World, s: Scenario, stop_at: int | None = None) -> None:
     """Play `s`; with `stop_at`, stop the B2BUA instead of going on, before step
     `stop_at` (len(steps): once the carrier gave its final answer, or, answered, once
     the caller ACKed) and check that the stop left nothing behind."""
-    pbx = await world.start_pbx(timing(pbx_config(), no_answer_seconds=NO_ANSWER))
+    pbx = await world.start_pbx(pbx_config(), no_answer_seconds=NO_ANSWER)
     engine = None
     if s.engine_delay is not None:
         engine = EngineModel(s.engine_delay)
