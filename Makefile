@@ -5,10 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine chromium:chromium \
   chromium-driver:chromedriver janus:janus gcc:gcc
-# The compiled SIP stack and B2BUA (tools/build_native.py): checked whenever a module of
-# sip/ or pbx/ changes (the script says which it compiles, and rebuilds a package only
-# where a digest differs).
-NATIVE := src/ippbx/sip/_native/manifest.json src/ippbx/pbx/_native/manifest.json
+# The compiled SIP stack (tools/build_native.py): checked whenever a module of sip/ changes
+# (the script says which it compiles, and rebuilds only where a digest differs).
+NATIVE := src/ippbx/sip/_native/manifest.json
 
 .PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts native
 
@@ -37,18 +36,16 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# ippbx.sip and ippbx.pbx's b2bua compiled to C by mypyc, beside their source
-# (ippbx/native.py loads a build only while it matches that source). `make run` goes on
-# in Python where they cannot be built.
+# ippbx.sip compiled to C by mypyc, beside its source (ippbx/native.py loads it only while
+# it matches that source). `make run` goes on in Python where it cannot be built.
 native: $(NATIVE)
 
-$(NATIVE) &: $(STAMP) tools/build_native.py $(wildcard src/ippbx/sip/*.py) \
-		$(wildcard src/ippbx/pbx/*.py)
+$(NATIVE): $(STAMP) tools/build_native.py $(wildcard src/ippbx/sip/*.py)
 	$(BIN)/python tools/build_native.py --if-stale
-	@touch $(NATIVE)
+	@touch $@
 
 run: $(STAMP) debs
-	@$(MAKE) -s native || echo "ippbx: the SIP stack and B2BUA could not be compiled; they run as Python"
+	@$(MAKE) -s native || echo "ippbx: the SIP stack could not be compiled; it runs as Python"
 	$(BIN)/ippbx serve --config examples/demo.toml
 
 # Sandbox: the demo PBX plus simulated phones and a carrier placing calls (`ippbx demo`).
@@ -60,11 +57,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 
-# Every test on the compiled SIP stack and B2BUA, then the unit tests of the SIP stack and
-# the PBX on their Python source.
+# Every test on the compiled SIP stack, then the SIP stack's own tests on its Python source.
 test: $(STAMP) debs lint native
 	$(BIN)/pytest
-	IPPBX_PURE=1 $(BIN)/pytest -q tests/unit/sip tests/unit/pbx tests/unit/test_native.py
+	IPPBX_PURE=1 $(BIN)/pytest -q tests/unit/sip tests/unit/test_native.py
 
 # The fast tiers: the sans-IO unit tests alone (no sockets, ~30 s), and everything but
 # the tests marked slow.
@@ -89,4 +85,4 @@ bench: $(STAMP) debs
 	@echo "see bench/README in BENCHMARKS.md for the scripts"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/ippbx/sip/_native src/ippbx/pbx/_native
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/ippbx/sip/_native

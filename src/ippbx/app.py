@@ -220,11 +220,9 @@ class App:
                 await self.stop()
                 raise
             self._started.append(component)
-        compiled = compiled_modules()
-        log.info("ippbx %r (sn %s) started; SIP stack %s, B2BUA %s", self.config.pbx.name,
+        log.info("ippbx %r (sn %s) started; SIP stack %s", self.config.pbx.name,
                  self.config.pbx.sn,
-                 "compiled" if "ippbx.sip" in compiled else "in Python",
-                 "compiled" if "ippbx.pbx" in compiled else "in Python")
+                 "compiled" if "ippbx.sip" in compiled_modules() else "in Python")
 
     async def stop(self) -> None:
         """Stop the started components in reverse order (errors are logged, not raised)."""

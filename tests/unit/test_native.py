@@ -1,5 +1,5 @@
-"""The compiled SIP stack and B2BUA (ippbx.native, tools/build_native.py): each runs where
-`make native` built it for the very source beside it, and never once that source changed.
+"""The compiled SIP stack (ippbx.native, tools/build_native.py): it runs where `make native`
+built it for the very source beside it, and never once that source changed.
 
 `make test` builds it first; these tests fail, rather than skip, where it is missing.
 """
@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import ippbx.pbx.b2bua
-import ippbx.pbx.calls
 import ippbx.sip.message
 from ippbx.native import (
     EXT_SUFFIX,
@@ -29,9 +27,8 @@ from ippbx.native import (
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SIP = SRC / "ippbx" / "sip"
-PBX = SRC / "ippbx" / "pbx"
-BUILT = (SIP / NATIVE_DIR / MANIFEST).exists() and (PBX / NATIVE_DIR / MANIFEST).exists()
-NOT_BUILT = "no compiled SIP stack or B2BUA: `make native` builds them (make test does)"
+BUILT = (SIP / NATIVE_DIR / MANIFEST).exists()
+NOT_BUILT = "no compiled SIP stack: `make native` builds it (make test does)"
 
 # In a child: which file each module of ippbx.sip runs from, and what the loader said.
 PROBE = """
@@ -73,54 +70,13 @@ def test_this_process_runs_the_stack_it_was_asked_for() -> None:
     with IPPBX_PURE=1: each run must be on the one it names."""
     if pure_requested():
         assert ippbx.sip.message.__file__.endswith(".py")
-        assert ippbx.pbx.b2bua.__file__.endswith(".py")
         assert compiled_modules() == {}
     else:
         assert BUILT, NOT_BUILT
         assert ippbx.sip.message.__file__.endswith(EXT_SUFFIX), (
             "the SIP stack runs as Python although a build exists: "
             f"the build: {inspect_build(SIP)} (make native)")
-        assert ippbx.pbx.b2bua.__file__.endswith(EXT_SUFFIX), (
-            "the B2BUA runs as Python although a build exists: "
-            f"the build: {inspect_build(PBX)} (make native)")
-        assert ippbx.pbx.calls.__file__.endswith(".py")  # (the rest of pbx/ stays Python)
-        assert compiled_modules() == {"ippbx.sip": SIP / NATIVE_DIR,
-                                      "ippbx.pbx": PBX / NATIVE_DIR}
-
-
-def test_the_b2bua_runs_compiled_or_as_python_whatever_the_sip_stack_does(
-        tmp_path: Path) -> None:
-    """Each package's build stands alone (the B2BUA's compiled code sees the SIP stack's
-    classes as Python objects): a SIP module edited after the build runs the SIP stack as
-    Python and leaves the B2BUA compiled; a PBX module added since runs the PBX as Python
-    and leaves the SIP stack compiled."""
-    assert BUILT, NOT_BUILT
-    shutil.copytree(SRC / "ippbx", tmp_path / "ippbx",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    probe_pbx = ("import json, ippbx.pbx.b2bua, ippbx.sip.ua, ippbx.native\n"
-                 "print(json.dumps([ippbx.pbx.b2bua.__file__, ippbx.sip.ua.__file__]))\n"
-                 "print(json.dumps(sorted(ippbx.native.compiled_modules())))\n")
-    environ = {k: v for k, v in os.environ.items() if k != "IPPBX_PURE"}
-
-    def run() -> tuple[list[str], list[str], str]:
-        done = subprocess.run([sys.executable, "-c", probe_pbx], capture_output=True,
-                              text=True, env={**environ, "PYTHONPATH": str(tmp_path)},
-                              timeout=60, check=True)
-        files, compiled = (json.loads(line) for line in done.stdout.splitlines())
-        return files, compiled, done.stderr
-
-    files, compiled, stderr = run()
-    assert [f.endswith(EXT_SUFFIX) for f in files] == [True, True]
-    assert compiled == ["ippbx.pbx", "ippbx.sip"] and stderr == ""
-    uri = tmp_path / "ippbx" / "sip" / "uri.py"
-    uri.write_text(uri.read_text() + "\n# edited after the build\n")
-    files, compiled, stderr = run()
-    assert files[0].endswith(EXT_SUFFIX) and files[1].endswith("ua.py")
-    assert compiled == ["ippbx.pbx"] and "uri.py changed" in stderr
-    (tmp_path / "ippbx" / "pbx" / "later.py").write_text('"""Added after the build."""\n')
-    files, compiled, stderr = run()
-    assert files[0].endswith("b2bua.py") and compiled == []
-    assert "later.py changed since the last `make native`" in stderr
+        assert compiled_modules() == {"ippbx.sip": SIP / NATIVE_DIR}
 
 
 def test_a_build_that_matches_its_source_is_loaded_and_transport_stays_python(
