@@ -372,9 +372,8 @@ class World:
         b2bua = self.pbx.b2bua
         if no_answer_seconds is not None:
             b2bua.no_answer_seconds = no_answer_seconds
-        if session_expires is not None:  # (and our Min-SE no higher, as the B2BUA sets it)
+        if session_expires is not None:  # (our Min-SE follows it: `B2BUA.min_se`)
             b2bua.session_expires = session_expires
-            b2bua.min_se = min(b2bua.min_se, session_expires)
         if max_duration is not None:
             b2bua.keeper.max_duration = max_duration
         await self.pbx.ua.start()
