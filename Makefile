@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBS := sip-tester:sipp wrk:wrk baresip:baresip rtpengine-daemon:rtpengine chromium:chromium \
   chromium-driver:chromedriver janus:janus gcc:gcc
-# The compiled SIP stack (tools/build_native.py): checked whenever a module of sip/ changes
-# (the script says which it compiles, and rebuilds only where a digest differs).
+# The compiled SIP stack and PBX call path (tools/build_native.py): checked whenever a
+# module changes (the script says which it compiles and which their types come from, and
+# rebuilds only where a digest differs).
 NATIVE := src/ippbx/sip/_native/manifest.json
 
 .PHONY: run test test-unit test-fast lint debs venv clean bench fuzz prompts native
@@ -36,11 +37,12 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# ippbx.sip compiled to C by mypyc, beside its source (ippbx/native.py loads it only while
-# it matches that source). `make run` goes on in Python where it cannot be built.
+# ippbx.sip and the PBX's call path compiled to C by mypyc, beside their source
+# (ippbx/native.py loads them only while they match that source). `make run` goes on in
+# Python where they cannot be built.
 native: $(NATIVE)
 
-$(NATIVE): $(STAMP) tools/build_native.py $(wildcard src/ippbx/sip/*.py)
+$(NATIVE): $(STAMP) tools/build_native.py $(shell find src/ippbx -name "*.py")
 	$(BIN)/python tools/build_native.py --if-stale
 	@touch $@
 
@@ -57,10 +59,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 
-# Every test on the compiled SIP stack, then the SIP stack's own tests on its Python source.
+# Every test on the compiled code, then the unit tests of what is compiled (the SIP stack,
+# the PBX) on its Python source.
 test: $(STAMP) debs lint native
 	$(BIN)/pytest
-	IPPBX_PURE=1 $(BIN)/pytest -q tests/unit/sip tests/unit/test_native.py
+	IPPBX_PURE=1 $(BIN)/pytest -q tests/unit/sip tests/unit/pbx tests/unit/test_native.py
 
 # The fast tiers: the sans-IO unit tests alone (no sockets, ~30 s), and everything but
 # the tests marked slow.
@@ -85,4 +88,4 @@ bench: $(STAMP) debs
 	@echo "see bench/README in BENCHMARKS.md for the scripts"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/ippbx/sip/_native
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/ippbx/sip/_native src/ippbx/pbx/_native

@@ -128,7 +128,7 @@ def from_request(request: Request, ours: float, min_se: float = MIN_SE
     if asked is None:
         return SessionTimer(max(ours, floor), we_refresh=True, peer_supports=supports)
     delta, refresher = asked
-    seconds: float = delta
+    seconds = float(delta)
     if seconds < min_se:
         if supports:
             return TooSmall(min_se)

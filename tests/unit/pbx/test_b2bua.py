@@ -20,6 +20,7 @@ from pbx_stack import (
     CARRIER,
     PBX,
     SECOND,
+    EngineModel,
     Party,
     Pbx,
     TrunkSpec,
@@ -32,6 +33,7 @@ from pbx_stack import (
 from ippbx.pbx import events
 from ippbx.pbx.b2bua import Bridge
 from ippbx.pbx.calls import CallType, LegKind, LegStatus
+from ippbx.pbx.media_anchor import MediaAnchor
 from ippbx.sip.headers import NameAddr
 from ippbx.sip.message import Request, Response
 from ippbx.sip.uri import SipUri, UriError
@@ -547,38 +549,41 @@ async def test_info_is_relayed_to_the_other_party(world: World) -> None:
 
 
 async def test_a_relay_that_fails_still_answers_the_request(
-    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A relay task that crashes (here: sending the INFO on fails) answers 500, never
-    leaves the request unanswered and its transaction behind; the call goes on."""
+    """A relay task that crashes (here: the media engine fails as nobody foresaw on an
+    UPDATE's offer) answers 500, never leaves the request unanswered and its transaction
+    behind; the call goes on."""
     pbx = await world.start_pbx()
+    engine = BreakingEngine(0.0)
+    pbx.b2bua.media = MediaAnchor(engine, "moh.wav", (LookupError,))
     carrier = await world.carrier()
     phone = await world.phone("1001", register=False)
     out = await phone.call("9" + NUMBER)
     assert (await out.final()).status == 200
-
-    class BrokenRelay:  # the B2BUA's user agent, but relaying in a dialog fails
-        def __init__(self, ua: object) -> None:
-            self.ua = ua
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.ua, name)
-
-        async def request_in_dialog(self, *args: object, **kwargs: object) -> None:
-            raise RuntimeError("the far side's dialog is in a state nobody foresaw")
-
-    # (on the B2BUA's attribute: the UA's own methods are read-only where ippbx.sip runs
-    # compiled)
-    monkeypatch.setattr(pbx.b2bua, "ua", BrokenRelay(pbx.ua))
     assert phone.dialog is not None
-    answer = await phone.ua.request_in_dialog(phone.dialog, "INFO", b"Signal=1\r\n",
-                                              [("Content-Type", "application/dtmf-relay")])
-    assert answer.status == 500 and carrier.got("INFO") == []
+    engine.broken = True
+    answer = await phone.ua.request_in_dialog(phone.dialog, "UPDATE", phone.sdp,
+                                              [("Content-Type", "application/sdp")])
+    assert answer.status == 500 and carrier.got("UPDATE") == []
     assert "call task failed" in caplog.text
-    monkeypatch.undo()
+    engine.broken = False
     await phone.hangup()
     await carrier.wait_for("BYE")
     await pbx.idle()
+
+
+class BreakingEngine(EngineModel):
+    """The engine model, whose offers fail with an error the anchor does not expect while
+    `broken`."""
+
+    broken = False
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, *,
+                    to_tag: str | None = None) -> bytes:
+        if self.broken:
+            raise RuntimeError("the engine is in a state nobody foresaw")
+        return await super().offer(call_id, from_tag, sdp, to_tag=to_tag)
 
 
 async def test_a_late_offer_gets_its_answer_through_the_acks(world: World) -> None:

@@ -1,8 +1,9 @@
 """The session keeper's decisions (pbx/session_keeper.py) with short real timers: who
 refreshes, what a refresh's answer means, expiry without refreshes, the longest call.
 
-The B2BUA and the UA are stand-ins recording what the keeper asks of them (the wire is
-covered by tests/integration/test_call_lifetime.py with sipp peers)."""
+The B2BUA and the UA are stand-ins recording what the keeper asks of them, each dialog
+by its Call-ID (the wire is covered by tests/integration/test_call_lifetime.py with sipp
+peers)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ippbx.pbx.b2bua import Bridge, offer_turn
 from ippbx.pbx.calls import Call, Leg, LegKind
 from ippbx.pbx.session_keeper import SessionKeeper
 from ippbx.pbx.session_timers import SessionTimer
+from ippbx.sip.dialog import Dialog
 from ippbx.sip.message import Response
 from ippbx.sip.session import Offer, OfferStimulus, expire_after
 from ippbx.sip.ua import UNREACHABLE
@@ -26,9 +28,9 @@ class StandInUA:
         self.sent: list[tuple[object, str, bytes]] = []
         self.acked: list[object] = []
 
-    async def request_in_dialog(self, dialog: object, method: str, body: bytes = b"",
+    async def request_in_dialog(self, dialog: Dialog, method: str, body: bytes = b"",
                                 headers: Any = ()) -> Response:
-        self.sent.append((dialog, method, body))
+        self.sent.append((dialog.call_id, method, body))
         status = self.answers.pop(0) if self.answers else 200
         if status is None:
             await asyncio.sleep(3600)
@@ -40,8 +42,8 @@ class StandInUA:
         assert isinstance(status, int)
         return Response(status, None, [("CSeq", f"2 {method}")])
 
-    def ack(self, dialog: object) -> None:
-        self.acked.append(dialog)
+    def ack(self, dialog: Dialog) -> None:
+        self.acked.append(dialog.call_id)
 
 
 class StandInB2BUA:
@@ -59,29 +61,28 @@ class StandInB2BUA:
         bridge.ended = True
         self.torn_down.append(status)
 
-    async def request(self, dialog: object, method: str, body: bytes = b"",
+    async def request(self, dialog: Dialog, method: str, body: bytes = b"",
                       headers: Any = ()) -> Response:
         return await self.ua.request_in_dialog(dialog, method, body, headers)
 
-    def ack(self, dialog: object) -> None:
+    def ack(self, dialog: Dialog) -> None:
         self.ua.ack(dialog)
 
 
-class StandInDialog(str):
-    """A dialog as the keeper sees it: a name, and whether we sent its INVITE."""
-
-    is_uac = False
-
-
-class StandInUacDialog(StandInDialog):
-    is_uac = True
+def dialog(name: str, is_uac: bool = False) -> Dialog:
+    """A confirmed dialog named `name` (its Call-ID); `is_uac`: we sent its INVITE."""
+    return Dialog(call_id=name, local_tag="ours", remote_tag="theirs",
+                  local_addr="<sip:pbx@127.0.0.1>;tag=ours",
+                  remote_addr="<sip:1001@127.0.0.1>;tag=theirs", local_cseq=1,
+                  remote_cseq=1, remote_target="sip:1001@127.0.0.1", route_set=[],
+                  secure=False, is_uac=is_uac)
 
 
 def bridge() -> Bridge:
     call = Call(Leg(LegKind.EXTENSION, "1001", "95551234", extension="1001"), "95551234")
     made = Bridge(call, None, "tag")
-    made.a_dialog = StandInDialog("dialog-a")  # type: ignore[assignment]
-    made.b_dialog = StandInDialog("dialog-b")  # type: ignore[assignment]
+    made.a_dialog = dialog("dialog-a")
+    made.b_dialog = dialog("dialog-b")
     made.sdp = {"a": b"v=0 a", "b": b"v=0 b"}
     return made
 
@@ -152,7 +153,7 @@ async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvit
     call = bridge()
     # (a dialog whose INVITE we sent: §14.1's pause is 2.1-4 s; for the other side it is
     # 0-2 s, a random draw this wait would sometimes see end)
-    call.a_dialog = StandInUacDialog("dialog-a")  # type: ignore[assignment]
+    call.a_dialog = dialog("dialog-a", is_uac=True)
     keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
     await asyncio.sleep(0.3)
     assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2.1-4 s
