@@ -220,9 +220,8 @@ class App:
                 await self.stop()
                 raise
             self._started.append(component)
-        log.info("ippbx %r (sn %s) started; SIP stack %s", self.config.pbx.name,
-                 self.config.pbx.sn,
-                 "compiled" if "ippbx.sip" in compiled_modules() else "in Python")
+        log.info("ippbx %r (sn %s) started; compiled to C: %s", self.config.pbx.name,
+                 self.config.pbx.sn, ", ".join(sorted(compiled_modules())) or "none")
 
     async def stop(self) -> None:
         """Stop the started components in reverse order (errors are logged, not raised)."""
