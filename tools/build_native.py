@@ -46,10 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The SIP stack: every module but these.
 KEEP_PYTHON = {"__init__.py", "transport.py"}
-# The PBX: only these, the modules each call goes through. The others stay Python: run
-# once a call or less (applications, configuration), or tested with stand-ins that a
-# compiled class's type checks refuse (session_keeper.py); call_model.py's records are
-# checked for their __slots__ by the tests, and compiled they gained nothing measurable.
+# The PBX: only these, the modules each call goes through. The others stay Python: they
+# run once a call or less (applications, call control), or their tests check what a
+# compiled class does not offer (session_keeper.py's put stand-ins in typed fields,
+# call_model.py's check the records' __slots__); those two are about 6 % of a busy
+# ippbx's samples (BENCHMARKS.md), the next candidates.
 PBX_COMPILED = ("auth", "b2bua", "calls", "capabilities", "cdr", "dialplan",
                 "extension_state", "leftover_dialogs", "patterns", "redirects",
                 "registrar", "security", "service", "session_timers", "trunks")
@@ -107,10 +108,6 @@ def dependencies(ippbx_dir: Path, sources: list[Path], compiled: set[Path]) -> l
     return sorted(seen - compiled)
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def dependency_key(ippbx_dir: Path, path: Path) -> str:
     """How a manifest names a dependency: its path under ippbx/, without `.py`."""
     return path.relative_to(ippbx_dir).with_suffix("").as_posix()
@@ -122,16 +119,16 @@ def build(src: Path, jobs: int) -> list[Path]:
     from mypyc.build import mypycify
     from setuptools import setup
 
-    from ippbx.native import EXT_SUFFIX, MANIFEST, NATIVE_DIR, interpreter_tag
+    from ippbx.native import EXT_SUFFIX, MANIFEST, NATIVE_DIR, interpreter_tag, source_digest
 
     ippbx_dir = src / "ippbx"
     packages = compiled_sources(ippbx_dir)
     everything = [p for sources in packages.values() for p in sources]
     compiled = set(everything)
     # Digests first: the manifests must describe the very bytes mypyc reads.
-    digests = {package: {p.stem: digest(p) for p in sources}
+    digests = {package: {p.stem: source_digest(p) for p in sources}
                for package, sources in packages.items()}
-    depends = {package: {dependency_key(ippbx_dir, p): digest(p)
+    depends = {package: {dependency_key(ippbx_dir, p): source_digest(p)
                          for p in dependencies(ippbx_dir, sources, compiled)}
                for package, sources in packages.items()}
     build_id = hashlib.sha256(json.dumps([interpreter_tag(), digests, depends],
