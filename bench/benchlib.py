@@ -305,7 +305,7 @@ def ippbx_source() -> tuple[Path, str]:
     HEAD), `git archive REF src tools` is unpacked in a temporary directory and run from
     there, so the figures belong to one commit even while others have uncommitted changes
     in the working tree. Either way the SIP stack is compiled first where the code has
-    `tools/build_native.py` (`compile_sip_stack`).
+    `tools/build_native.py` (`compile_native`).
     """
     global _SOURCE
     if _SOURCE is None:
@@ -328,16 +328,16 @@ def ippbx_source() -> tuple[Path, str]:
             dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
                                    capture_output=True, text=True).stdout.strip()
             _SOURCE = (ROOT / "src", commit + (" + uncommitted changes in src/" if dirty else ""))
-        _SOURCE = (_SOURCE[0], _SOURCE[1] + compile_sip_stack(_SOURCE[0]))
+        _SOURCE = (_SOURCE[0], _SOURCE[1] + compile_native(_SOURCE[0]))
     return _SOURCE
 
 
-def compile_sip_stack(src: Path) -> str:
-    """Compile the SIP stack of `src` (and, since 500e963, the PBX's call path) as `make
-    native` does, unless IPPBX_PURE asks for Python or the code predates the compiled
-    stack; what runs, for the label."""
+def compile_native(src: Path) -> str:
+    """Compile what `make native` compiles of `src` (the SIP stack; since 500e963 the
+    PBX's call path too), with `src`'s own build script, unless IPPBX_PURE asks for
+    Python or the code predates the compiled stack; what runs, for the label."""
     if os.environ.get("IPPBX_PURE", "") not in ("", "0"):
-        return ", SIP stack in Python (IPPBX_PURE)"
+        return ", in Python (IPPBX_PURE)"
     build = src.parent / "tools" / "build_native.py"  # the commit's own build script
     if not build.exists():
         return ", SIP stack in Python (before ippbx.native)"
@@ -345,7 +345,7 @@ def compile_sip_stack(src: Path) -> str:
                            "--if-stale"],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:  # a bench must not measure Python while it says compiled
-        sys.exit(f"compiling the SIP stack of {src} failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"compiling {src} (make native) failed:\n{done.stderr[-3000:]}")
     return ", compiled as its make native does"
 
 

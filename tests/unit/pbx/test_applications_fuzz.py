@@ -123,7 +123,7 @@ class Callee(Party):
 async def app_pbx(world: World, config: Config,
                   directory: Path) -> tuple[Pbx, EngineModel, Store]:
     """The PBX with its media on the modelled engine and the applications wired."""
-    pbx = await world.start_pbx(config, no_answer_seconds=3)
+    pbx = await world.start_pbx(config)  # (its callees ring 3 s: app_config)
     engine = EngineModel(0.001)
     b2bua = pbx.b2bua
     b2bua.media = MediaAnchor(engine, "moh.wav", (LookupError,))
