@@ -69,7 +69,7 @@ class StandInB2BUA:
         self.ua.ack(dialog)
 
 
-def dialog(name: str, is_uac: bool = False) -> Dialog:
+def confirmed_dialog(name: str, is_uac: bool = False) -> Dialog:
     """A confirmed dialog named `name` (its Call-ID); `is_uac`: we sent its INVITE."""
     return Dialog(call_id=name, local_tag="ours", remote_tag="theirs",
                   local_addr="<sip:pbx@127.0.0.1>;tag=ours",
@@ -81,8 +81,8 @@ def dialog(name: str, is_uac: bool = False) -> Dialog:
 def bridge() -> Bridge:
     call = Call(Leg(LegKind.EXTENSION, "1001", "95551234", extension="1001"), "95551234")
     made = Bridge(call, None, "tag")
-    made.a_dialog = dialog("dialog-a")
-    made.b_dialog = dialog("dialog-b")
+    made.a_dialog = confirmed_dialog("dialog-a")
+    made.b_dialog = confirmed_dialog("dialog-b")
     made.sdp = {"a": b"v=0 a", "b": b"v=0 b"}
     return made
 
@@ -153,7 +153,7 @@ async def test_491_is_retried_later_and_update_not_allowed_falls_back_to_reinvit
     call = bridge()
     # (a dialog whose INVITE we sent: §14.1's pause is 2.1-4 s; for the other side it is
     # 0-2 s, a random draw this wait would sometimes see end)
-    call.a_dialog = dialog("dialog-a", is_uac=True)
+    call.a_dialog = confirmed_dialog("dialog-a", is_uac=True)
     keep.start(call, "a", SessionTimer(0.2, we_refresh=True), allows_update=True)
     await asyncio.sleep(0.3)
     assert len(b2bua.ua.sent) == 1 and b2bua.torn_down == []  # the retry waits 2.1-4 s
